@@ -1,0 +1,440 @@
+//! Topic names: the only place in Shiki that formats or parses an MQTT topic.
+//!
+//! Every topic is `{prefix}/{device_id}/{channel}`; the default prefix is `shiki/v1`.
+//! [`Topics::topic_for`] and [`Topics::parse`] are inverse functions:
+//!
+//! ```
+//! use shiki_proto::{Channel, DeviceId, Topics};
+//!
+//! let topics = Topics::default();
+//! let dev = DeviceId::new("plant-01").unwrap();
+//! let t = topics.topic_for(&dev, &Channel::ShadowDelta);
+//! assert_eq!(t, "shiki/v1/plant-01/shadow/delta");
+//! assert_eq!(topics.parse(&t).unwrap(), (dev, Channel::ShadowDelta));
+//! ```
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Default topic prefix.
+pub const DEFAULT_PREFIX: &str = "shiki/v1";
+
+/// Longest device or job id accepted.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Why a topic, prefix, device id or job id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error("invalid {what} {value:?}: must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")]
+    InvalidId { what: &'static str, value: String },
+    #[error(
+        "invalid topic prefix {0:?}: must be non-empty levels without '+', '#', NUL or empty levels, and no leading '$'"
+    )]
+    InvalidPrefix(String),
+    #[error("topic {topic:?} does not start with prefix {prefix:?}")]
+    WrongPrefix { topic: String, prefix: String },
+    #[error("topic {0:?} names no known channel")]
+    UnknownChannel(String),
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_ID_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A validated device id (`[A-Za-z0-9_-]{1,64}`), safe to use in a topic or a file path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct DeviceId(String);
+
+impl DeviceId {
+    /// Validates and wraps a device id.
+    pub fn new(id: impl Into<String>) -> Result<Self, TopicError> {
+        let id = id.into();
+        if valid_id(&id) {
+            Ok(Self(id))
+        } else {
+            Err(TopicError::InvalidId {
+                what: "device id",
+                value: id,
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        DeviceId::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for DeviceId {
+    type Err = TopicError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl AsRef<str> for DeviceId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A validated OTA job id (same alphabet as device ids).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct JobId(String);
+
+impl JobId {
+    pub fn new(id: impl Into<String>) -> Result<Self, TopicError> {
+        let id = id.into();
+        if valid_id(&id) {
+            Ok(Self(id))
+        } else {
+            Err(TopicError::InvalidId {
+                what: "job id",
+                value: id,
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for JobId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        JobId::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a topic carries, after the device id. See the topic table in `ARCHITECTURE.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// edge→cloud, QoS 1: [`crate::TelemetryBatch`].
+    Telemetry,
+    /// edge→cloud, QoS 1: [`crate::EventBatch`].
+    Events,
+    /// edge→cloud, QoS 1, retained; also the Last Will: [`crate::Status`].
+    Status,
+    /// edge→cloud, QoS 1, retained: [`crate::Catalog`].
+    Catalog,
+    /// edge→cloud, QoS 1: [`crate::ReportedUpdate`].
+    ShadowReported,
+    /// edge→cloud, QoS 1: [`crate::ShadowGet`].
+    ShadowGet,
+    /// cloud→edge, QoS 1: [`crate::ShadowDocument`], the answer to `shadow/get`.
+    ShadowDocument,
+    /// cloud→edge, QoS 1: [`crate::ShadowDelta`].
+    ShadowDelta,
+    /// cloud→edge, QoS 1: [`crate::ScheduleSet`].
+    ScheduleSet,
+    /// edge→cloud, QoS 1: [`crate::ScheduleAck`].
+    ScheduleAck,
+    /// cloud→edge, QoS 1: [`crate::JobNotify`].
+    JobsNotify,
+    /// edge→cloud, QoS 1: [`crate::JobUpdate`] for one job.
+    JobUpdate(JobId),
+}
+
+/// Who publishes on a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    EdgeToCloud,
+    CloudToEdge,
+}
+
+impl Channel {
+    /// The channels without parameters, in topic-table order.
+    pub const FIXED: [Channel; 11] = [
+        Channel::Telemetry,
+        Channel::Events,
+        Channel::Status,
+        Channel::Catalog,
+        Channel::ShadowReported,
+        Channel::ShadowGet,
+        Channel::ShadowDocument,
+        Channel::ShadowDelta,
+        Channel::ScheduleSet,
+        Channel::ScheduleAck,
+        Channel::JobsNotify,
+    ];
+
+    /// The topic suffix after `{prefix}/{device_id}/`.
+    pub fn suffix(&self) -> String {
+        match self {
+            Channel::JobUpdate(job) => format!("jobs/{job}/update"),
+            fixed => fixed.fixed_suffix().to_owned(),
+        }
+    }
+
+    fn fixed_suffix(&self) -> &'static str {
+        match self {
+            Channel::Telemetry => "telemetry",
+            Channel::Events => "events",
+            Channel::Status => "status",
+            Channel::Catalog => "catalog",
+            Channel::ShadowReported => "shadow/reported",
+            Channel::ShadowGet => "shadow/get",
+            Channel::ShadowDocument => "shadow/document",
+            Channel::ShadowDelta => "shadow/delta",
+            Channel::ScheduleSet => "schedule/set",
+            Channel::ScheduleAck => "schedule/ack",
+            Channel::JobsNotify => "jobs/notify",
+            Channel::JobUpdate(_) => "jobs/+/update",
+        }
+    }
+
+    fn parse_suffix(s: &str) -> Option<Channel> {
+        if let Some(fixed) = Channel::FIXED.iter().find(|c| c.fixed_suffix() == s) {
+            return Some(fixed.clone());
+        }
+        let job = s.strip_prefix("jobs/")?.strip_suffix("/update")?;
+        JobId::new(job).ok().map(Channel::JobUpdate)
+    }
+
+    /// Who publishes on this channel.
+    pub fn direction(&self) -> Direction {
+        match self {
+            Channel::ShadowDocument
+            | Channel::ShadowDelta
+            | Channel::ScheduleSet
+            | Channel::JobsNotify => Direction::CloudToEdge,
+            _ => Direction::EdgeToCloud,
+        }
+    }
+
+    /// Whether messages on this channel are published with the retain flag.
+    pub fn retained(&self) -> bool {
+        matches!(self, Channel::Status | Channel::Catalog)
+    }
+}
+
+/// Builds and parses topics under one configurable prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            prefix: DEFAULT_PREFIX.to_owned(),
+        }
+    }
+}
+
+impl Topics {
+    /// A topic builder with a custom prefix such as `acme/shiki/v1`.
+    pub fn new(prefix: &str) -> Result<Self, TopicError> {
+        let prefix = prefix.trim_end_matches('/');
+        let ok = !prefix.is_empty()
+            && !prefix.starts_with('$')
+            && prefix
+                .split('/')
+                .all(|level| !level.is_empty() && !level.contains(['+', '#', '\0']));
+        if ok {
+            Ok(Self {
+                prefix: prefix.to_owned(),
+            })
+        } else {
+            Err(TopicError::InvalidPrefix(prefix.to_owned()))
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `{prefix}/{device}/{channel}`.
+    pub fn topic_for(&self, device: &DeviceId, channel: &Channel) -> String {
+        format!("{}/{}/{}", self.prefix, device, channel.suffix())
+    }
+
+    /// The inverse of [`Topics::topic_for`].
+    pub fn parse(&self, topic: &str) -> Result<(DeviceId, Channel), TopicError> {
+        let rest = topic
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+            .ok_or_else(|| TopicError::WrongPrefix {
+                topic: topic.to_owned(),
+                prefix: self.prefix.clone(),
+            })?;
+        let (device, suffix) = rest
+            .split_once('/')
+            .ok_or_else(|| TopicError::UnknownChannel(topic.to_owned()))?;
+        let device = DeviceId::new(device)?;
+        let channel = Channel::parse_suffix(suffix)
+            .ok_or_else(|| TopicError::UnknownChannel(topic.to_owned()))?;
+        Ok((device, channel))
+    }
+
+    /// Filter matching one channel of every device, e.g. `shiki/v1/+/telemetry`
+    /// (`shiki/v1/+/jobs/+/update` for job updates).
+    pub fn all_devices(&self, channel: &Channel) -> String {
+        format!("{}/+/{}", self.prefix, channel.fixed_suffix())
+    }
+
+    /// Filter matching one channel of one device (`jobs/+/update` for job updates).
+    pub fn device_filter(&self, device: &DeviceId, channel: &Channel) -> String {
+        format!("{}/{}/{}", self.prefix, device, channel.fixed_suffix())
+    }
+
+    /// The filters the cloud subscribes to: every edge→cloud channel of every device.
+    pub fn cloud_subscriptions(&self) -> Vec<String> {
+        Channel::FIXED
+            .iter()
+            .chain(std::iter::once(&Channel::JobUpdate(JobId(String::from(
+                "+",
+            )))))
+            .filter(|c| c.direction() == Direction::EdgeToCloud)
+            .map(|c| self.all_devices(c))
+            .collect()
+    }
+
+    /// The filters an edge subscribes to: every cloud→edge channel of its own id.
+    pub fn edge_subscriptions(&self, device: &DeviceId) -> Vec<String> {
+        Channel::FIXED
+            .iter()
+            .filter(|c| c.direction() == Direction::CloudToEdge)
+            .map(|c| self.topic_for(device, c))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(s: &str) -> DeviceId {
+        DeviceId::new(s).expect("valid test id")
+    }
+
+    #[test]
+    fn every_channel_has_the_topic_of_the_design_table() {
+        let t = Topics::default();
+        let d = dev("gw-1");
+        let table = [
+            (Channel::Telemetry, "shiki/v1/gw-1/telemetry"),
+            (Channel::Events, "shiki/v1/gw-1/events"),
+            (Channel::Status, "shiki/v1/gw-1/status"),
+            (Channel::Catalog, "shiki/v1/gw-1/catalog"),
+            (Channel::ShadowReported, "shiki/v1/gw-1/shadow/reported"),
+            (Channel::ShadowGet, "shiki/v1/gw-1/shadow/get"),
+            (Channel::ShadowDocument, "shiki/v1/gw-1/shadow/document"),
+            (Channel::ShadowDelta, "shiki/v1/gw-1/shadow/delta"),
+            (Channel::ScheduleSet, "shiki/v1/gw-1/schedule/set"),
+            (Channel::ScheduleAck, "shiki/v1/gw-1/schedule/ack"),
+            (Channel::JobsNotify, "shiki/v1/gw-1/jobs/notify"),
+            (
+                Channel::JobUpdate(JobId::new("ota-7").expect("valid")),
+                "shiki/v1/gw-1/jobs/ota-7/update",
+            ),
+        ];
+        for (channel, topic) in table {
+            assert_eq!(t.topic_for(&d, &channel), topic);
+            assert_eq!(t.parse(topic).expect(topic), (d.clone(), channel));
+        }
+    }
+
+    #[test]
+    fn custom_prefix_round_trips_and_trailing_slash_is_ignored() {
+        let t = Topics::new("acme/shiki/v1/").expect("valid prefix");
+        let d = dev("A_b-9");
+        let topic = t.topic_for(&d, &Channel::Status);
+        assert_eq!(topic, "acme/shiki/v1/A_b-9/status");
+        assert_eq!(t.parse(&topic).expect("parses"), (d, Channel::Status));
+    }
+
+    #[test]
+    fn bad_prefixes_are_refused() {
+        for p in ["", "/", "a//b", "a/+/b", "a/#", "$aws/things", "a\0"] {
+            assert!(Topics::new(p).is_err(), "{p:?} accepted");
+        }
+    }
+
+    #[test]
+    fn device_ids_are_validated() {
+        let long = "x".repeat(65);
+        for bad in ["", "a/b", "a+b", "a#", "ä", " a", long.as_str(), "a.b"] {
+            assert!(DeviceId::new(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(DeviceId::new("x".repeat(64)).is_ok());
+        assert!(serde_json::from_str::<DeviceId>("\"a/b\"").is_err());
+    }
+
+    #[test]
+    fn foreign_and_unknown_topics_are_errors() {
+        let t = Topics::default();
+        for bad in [
+            "other/v1/gw/telemetry",
+            "shiki/v1",
+            "shiki/v1/gw",
+            "shiki/v1/gw/nope",
+            "shiki/v1/gw/shadow/delta/extra",
+            "shiki/v1/g+w/telemetry",
+            "shiki/v1/gw/jobs/a+b/update",
+            "shiki/v1x/gw/telemetry",
+        ] {
+            assert!(t.parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn subscriptions_cover_each_direction() {
+        let t = Topics::default();
+        let cloud = t.cloud_subscriptions();
+        assert!(cloud.contains(&"shiki/v1/+/telemetry".to_owned()));
+        assert!(cloud.contains(&"shiki/v1/+/jobs/+/update".to_owned()));
+        assert!(!cloud.iter().any(|f| f.ends_with("shadow/delta")));
+        let edge = t.edge_subscriptions(&dev("gw"));
+        assert_eq!(
+            edge,
+            vec![
+                "shiki/v1/gw/shadow/document",
+                "shiki/v1/gw/shadow/delta",
+                "shiki/v1/gw/schedule/set",
+                "shiki/v1/gw/jobs/notify"
+            ]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_inverts_topic_for(id in "[A-Za-z0-9_-]{1,64}", job in "[A-Za-z0-9_-]{1,64}", idx in 0usize..12) {
+            let t = Topics::default();
+            let d = DeviceId::new(id).expect("regex matches the id alphabet");
+            let channel = if idx < 11 { Channel::FIXED[idx].clone() } else { Channel::JobUpdate(JobId::new(job).expect("valid")) };
+            let topic = t.topic_for(&d, &channel);
+            proptest::prop_assert_eq!(t.parse(&topic).expect("round trip"), (d, channel));
+        }
+
+        #[test]
+        fn parse_never_panics(s in ".{0,200}") {
+            let _ = Topics::default().parse(&s);
+        }
+    }
+}

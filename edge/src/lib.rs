@@ -1,1 +1,8 @@
-//! placeholder
+//! `shiki-edge`: the gateway agent. It polls the PLC over Modbus, owns local control within
+//! safety limits, runs the yearly schedule, buffers every sample in redb and forwards it
+//! over MQTT, and applies desired settings from the device shadow.
+//!
+//! # Layout
+//! - `messages`: the messages actors exchange.
+
+pub mod messages;

@@ -1,0 +1,121 @@
+//! Messages that cross actor boundaries inside `shiki-edge`.
+//!
+//! Actors hold `Recipient<Msg>` of these types, never `Addr<ConcreteActor>`, so each actor
+//! depends on messages only and tests can stand in for any peer.
+//!
+//! ```text
+//! PlcLink ──Readings──▶ Control, Telemetry
+//! Control ──WritePoint──▶ PlcLink (answers the value read back)
+//! Shadow  ──SetOverrides──▶ Control        Schedule ──ScheduleSettings──▶ Control
+//! Control ──ControlReport──▶ Shadow (publishes shadow/reported)
+//! any     ──RecordEvent──▶ Outbox (seq assigned, committed to redb, then sent)
+//! ```
+
+use std::collections::BTreeMap;
+
+use actix::Message;
+use chrono::{DateTime, Utc};
+use shiki_proto::{EventKind, ExpiredOverride, PointValue, SettingStatus, Severity};
+
+/// One poll of the PLC: every point that could be read, by name, plus what failed.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct Readings {
+    pub ts: DateTime<Utc>,
+    pub values: BTreeMap<String, PointValue>,
+    /// Points that could not be read this poll, with the cause (for a person).
+    pub errors: BTreeMap<String, String>,
+}
+
+/// Why a PLC write did not land.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WriteError {
+    #[error("no such point {0:?}")]
+    UnknownPoint(String),
+    #[error("point {0:?} is read-only")]
+    ReadOnly(String),
+    #[error("value {value} for {point:?} is invalid: {reason}")]
+    InvalidValue {
+        point: String,
+        value: String,
+        reason: String,
+    },
+    /// The PLC answered with a Modbus exception, e.g. "exception 0x02 (illegal data address)".
+    #[error("PLC refused: {0}")]
+    Refused(String),
+    /// Timeout, lost connection, or I/O error; the write may be retried.
+    #[error("PLC unreachable: {0}")]
+    Link(String),
+}
+
+/// Write one point and read it back. The answer is the value the PLC holds afterwards.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "Result<PointValue, WriteError>")]
+pub struct WritePoint {
+    pub name: String,
+    pub value: PointValue,
+}
+
+/// One operator override from desired state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub value: serde_json::Value,
+    /// End of the override; `None` means until the next scheduled transition touching
+    /// the setting (or indefinitely when no schedule is active).
+    pub until: Option<DateTime<Utc>>,
+    /// When the operator set it (desired metadata timestamp).
+    pub set_at: DateTime<Utc>,
+}
+
+/// The complete set of operator overrides from the desired document (replaces the previous set).
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct SetOverrides {
+    pub desired_version: u64,
+    pub overrides: BTreeMap<String, Override>,
+}
+
+/// One setting as the yearly schedule has it now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledValue {
+    pub value: serde_json::Value,
+    pub since: DateTime<Utc>,
+    /// The next scheduled transition that touches this setting, if any.
+    pub next_change: Option<DateTime<Utc>>,
+}
+
+/// The settings the schedule has in force now (replaces the previous set). Sent at start-up,
+/// at every transition, and when the active schedule changes.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct ScheduleSettings {
+    /// `None` when no schedule is active.
+    pub schedule: Option<shiki_proto::ActiveSchedule>,
+    pub settings: BTreeMap<String, ScheduledValue>,
+}
+
+/// What the PLC really holds for each setting, read back after writing, and why.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct ControlReport {
+    pub ts: DateTime<Utc>,
+    /// Setting name → value read back from the PLC.
+    pub reported: BTreeMap<String, serde_json::Value>,
+    pub settings: BTreeMap<String, SettingStatus>,
+    /// The desired version whose overrides this report reflects.
+    pub applied_version: Option<u64>,
+    /// Overrides that ended since the last report.
+    pub expired: Vec<ExpiredOverride>,
+    pub schedule: Option<shiki_proto::ActiveSchedule>,
+}
+
+/// Record an event: the outbox assigns its `seq`, commits it, and the uplink sends it.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct RecordEvent {
+    pub ts: DateTime<Utc>,
+    pub kind: EventKind,
+    pub severity: Severity,
+    pub message: String,
+    pub data: serde_json::Value,
+}

@@ -1,1 +1,39 @@
-//! Helpers for the end-to-end tests (processes, ports, temp dirs).
+//! Helpers for the end-to-end tests: the real binaries as child processes, a TCP proxy the
+//! test can cut, an API client, and waiting on observed conditions with deadlines.
+//!
+//! The binaries are found next to the test executable (`target/<profile>/shiki-edge`);
+//! `scripts/check` builds them before the tests run, and [`bin_path`] builds them with cargo
+//! when they are missing.
+
+mod process;
+mod proxy;
+
+pub use process::{Child, bin_path, free_port};
+pub use proxy::TcpProxy;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Polls `check` until it returns `Some`, or fails after `timeout` naming `what`.
+/// The poll interval is short; the test waits on a condition, never on a fixed delay.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Installs ring as rustls' process-wide crypto provider (idempotent).
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -13,3 +13,4 @@ pub mod config;
 pub mod logging;
 pub mod schedule;
 pub mod shadow;
+pub mod tls;

@@ -46,8 +46,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shiki_proto::{
-    JsonMap, KeyMetadata, PROTOCOL_VERSION, ShadowDelta, ShadowDocument, ShadowMetadata,
-    ShadowState,
+    JsonMap, KeyMetadata, PROTOCOL_VERSION, ReportedUpdate, ShadowDelta, ShadowDocument,
+    ShadowMetadata, ShadowState,
 };
 
 pub use compare::{DEFAULT_EPSILON, delta_of, values_match};
@@ -311,6 +311,24 @@ impl Shadow {
             }
         }
         Ok(ReportedOutcome { changes })
+    }
+
+    /// Applies a `shadow/reported` message: its reported state ([`Shadow::apply_reported`])
+    /// and, when that is accepted, its `applied_version` ([`Shadow::acknowledge`]). Expired
+    /// overrides and setting sources are left to the caller, which records them in history.
+    ///
+    /// # Errors
+    /// As [`Shadow::apply_reported`]; nothing is acknowledged then.
+    pub fn apply_reported_update(
+        &mut self,
+        update: &ReportedUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<ReportedOutcome, ShadowError> {
+        let outcome = self.apply_reported(update.state.reported.clone(), now)?;
+        if let Some(applied) = update.applied_version {
+            self.acknowledge(applied);
+        }
+        Ok(outcome)
     }
 
     /// Removes one desired key (an override that expired) and bumps the version. Returns

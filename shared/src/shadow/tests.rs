@@ -278,6 +278,31 @@ fn delta_message_carries_metadata_and_deletions_until_acknowledged() {
 }
 
 #[test]
+fn a_reported_update_acknowledges_its_applied_version() {
+    let mut s = Shadow::default();
+    s.apply_desired(
+        DesiredChange::new(map(json!({"sp": 7.5, "limit": 80}))),
+        t0(),
+    )
+    .expect("accepted");
+    s.apply_desired(DesiredChange::new(map(json!({"limit": null}))), t0())
+        .expect("accepted");
+    let update: shiki_proto::ReportedUpdate = serde_json::from_value(json!({
+        "v": 1,
+        "state": {"reported": {"sp": 7.5}},
+        "applied_version": 2,
+        "timestamp": "2026-07-01T04:00:05Z"
+    }))
+    .expect("valid update");
+    let out = s.apply_reported_update(&update, t0()).expect("accepted");
+    assert_eq!(out.changes.len(), 1);
+    assert!(
+        s.delta_message(t0()).is_none(),
+        "deletion acknowledged, sp in sync"
+    );
+}
+
+#[test]
 fn setting_a_deleted_key_again_cancels_the_pending_null() {
     let mut s = Shadow::default();
     s.apply_desired(DesiredChange::new(map(json!({"sp": 7.5}))), t0())

@@ -26,20 +26,42 @@ impl ShadowLimits {
         max_bytes: 8 * 1024,
     };
 
-    /// Checks both sections against the limits.
+    /// Checks both sections against the limits (used by tests: after any sequence of
+    /// changes under fixed limits, this holds).
+    #[cfg(test)]
     pub(crate) fn check(&self, desired: &JsonMap, reported: &JsonMap) -> Result<(), ShadowError> {
         for section in [desired, reported] {
-            for (key, value) in section {
-                if let Some(path) = too_deep(key, value, 1, self.max_depth) {
-                    return Err(ShadowError::TooDeep {
-                        key: path,
-                        limit: self.max_depth,
-                    });
-                }
+            self.check_depth(section.iter())?;
+        }
+        self.check_size(desired, reported, 0)
+    }
+
+    /// Checks the nesting depth of the given top-level entries.
+    pub(crate) fn check_depth<'a>(
+        &self,
+        entries: impl IntoIterator<Item = (&'a String, &'a Value)>,
+    ) -> Result<(), ShadowError> {
+        for (key, value) in entries {
+            if let Some(path) = too_deep(key, value, 1, self.max_depth) {
+                return Err(ShadowError::TooDeep {
+                    key: path,
+                    limit: self.max_depth,
+                });
             }
         }
-        let size = json_len(desired) + json_len(reported);
-        if size > self.max_bytes {
+        Ok(())
+    }
+
+    /// Checks the size of both sections. A change that shrinks a shadow already over the
+    /// limit (limits lowered since) passes, so keys can still be deleted.
+    pub(crate) fn check_size(
+        &self,
+        desired: &JsonMap,
+        reported: &JsonMap,
+        size_before: usize,
+    ) -> Result<(), ShadowError> {
+        let size = size_of(desired, reported);
+        if size > self.max_bytes && size > size_before {
             return Err(ShadowError::TooLarge {
                 size,
                 limit: self.max_bytes,
@@ -47,6 +69,11 @@ impl ShadowLimits {
         }
         Ok(())
     }
+}
+
+/// Size of desired plus reported, serialised as compact JSON.
+pub(crate) fn size_of(desired: &JsonMap, reported: &JsonMap) -> usize {
+    json_len(desired) + json_len(reported)
 }
 
 impl Default for ShadowLimits {

@@ -30,7 +30,11 @@
 //!   the old one, no `until` clears it). **Reported metadata changes only when the value
 //!   changes**, so applying the same report twice changes nothing the second time.
 //! - A change that breaks a limit or names a stale version is refused and leaves the shadow
-//!   exactly as it was.
+//!   exactly as it was. Depth is checked on the keys the change sets; size on desired plus
+//!   reported, except that a change that shrinks a shadow already over the size limit
+//!   (limits lowered since) passes, so keys can always be deleted.
+//! - Reported updates are checked against the limits too, so
+//!   [`Shadow::apply_reported`] returns a `Result`.
 //! - A desired key deleted with `null` is remembered until the device acknowledges a version
 //!   at or after the deletion ([`Shadow::acknowledge`]); until then [`Shadow::delta_message`]
 //!   carries it as `null` so the edge drops its override.
@@ -251,7 +255,7 @@ impl Shadow {
         }
         let mut desired = self.desired.clone();
         let changes = merge_section(&mut desired, &change.settings);
-        self.limits.check(&desired, &self.reported)?;
+        self.check_limits(&changes, &desired, &self.reported)?;
 
         // Accepted: commit.
         self.desired = desired;
@@ -295,7 +299,7 @@ impl Shadow {
         if changes.is_empty() {
             return Ok(ReportedOutcome::default());
         }
-        self.limits.check(&self.desired, &next)?;
+        self.check_limits(&changes, &self.desired, &next)?;
         self.reported = next;
         for c in &changes {
             if c.new.is_some() {
@@ -443,6 +447,28 @@ impl Shadow {
             timestamp: now,
             client_token: None,
         })
+    }
+}
+
+impl Shadow {
+    /// Checks a candidate state: the depth of every key the change set, and the size
+    /// (which may exceed the limit only if it shrank).
+    fn check_limits(
+        &self,
+        changes: &[KeyChange],
+        desired: &JsonMap,
+        reported: &JsonMap,
+    ) -> Result<(), ShadowError> {
+        self.limits.check_depth(
+            changes
+                .iter()
+                .filter_map(|c| Some((&c.key, c.new.as_ref()?))),
+        )?;
+        self.limits.check_size(
+            desired,
+            reported,
+            limits::size_of(&self.desired, &self.reported),
+        )
     }
 }
 

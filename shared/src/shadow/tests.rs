@@ -386,6 +386,38 @@ fn too_large_counts_desired_and_reported_together() {
 }
 
 #[test]
+fn an_oversized_shadow_can_still_shrink_after_limits_are_lowered() {
+    let mut s = Shadow::default();
+    let big = "x".repeat(100);
+    s.apply_desired(DesiredChange::new(map(json!({"a": big, "b": big}))), t0())
+        .expect("fits 8 KiB");
+    s.apply_reported(map(json!({"a": big})), t0())
+        .expect("fits 8 KiB");
+    s.set_limits(ShadowLimits {
+        max_depth: 1,
+        max_bytes: 150,
+    });
+    s.apply_reported(map(json!({"a": null})), t0())
+        .expect("shrinks");
+    let err = s
+        .apply_reported(map(json!({"c": 1})), t0())
+        .expect_err("grows while over");
+    assert!(matches!(err, ShadowError::TooLarge { .. }));
+    s.apply_desired(DesiredChange::new(map(json!({"b": null}))), t0())
+        .expect("shrinks");
+    let err = s
+        .apply_desired(DesiredChange::new(map(json!({"n": {"m": 1}}))), t0())
+        .expect_err("depth 2");
+    assert_eq!(
+        err,
+        ShadowError::TooDeep {
+            key: "n.m".into(),
+            limit: 1
+        }
+    );
+}
+
+#[test]
 fn default_limits_are_aws_iot_limits() {
     let mut s = Shadow::default();
     assert_eq!(

@@ -693,7 +693,6 @@ pub(crate) fn check(
         });
     }
     exceptions.sort_by_key(|e| e.from);
-    drop(profile_ref);
 
     for (i, u) in used.iter().enumerate() {
         if !u {

@@ -79,6 +79,40 @@ fn report(name: &str, schedule: &Schedule) {
         "settings_at x {steps} (consecutive minutes, ~69 days): {}",
         ms(min)
     );
+    let (min, med) = time(10, || {
+        let mut cursor = schedule.cursor(start);
+        minutes
+            .iter()
+            .map(|t| {
+                cursor.advance_to(*t);
+                cursor.value("run").is_some() as usize
+            })
+            .sum::<usize>()
+    });
+    println!(
+        "Cursor::advance_to + value x {steps} (consecutive minutes): min {}, median {}",
+        ms(min),
+        ms(med)
+    );
+    let year_minutes: Vec<DateTime<Utc>> = (0..(end - start).num_minutes())
+        .map(|i| start + chrono::Duration::minutes(i))
+        .collect();
+    let (min, med) = time(10, || {
+        let mut cursor = schedule.cursor(start);
+        year_minutes
+            .iter()
+            .map(|t| {
+                cursor.advance_to(*t);
+                cursor.values().count()
+            })
+            .sum::<usize>()
+    });
+    println!(
+        "Cursor over every minute of the year ({} steps, all values read): min {}, median {}",
+        year_minutes.len(),
+        ms(min),
+        ms(med)
+    );
     let (min, _) = time(3, || {
         minutes
             .iter()

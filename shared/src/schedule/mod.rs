@@ -80,6 +80,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+pub use eval::Cursor;
 pub use hash::{canonical_json, content_hash};
 pub use model::{
     DEFAULT_TIMEZONE, Exception, Holiday, ProfileEntry, Rule, ScheduleDocument, Season, Settings,

@@ -1151,6 +1151,62 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn a_cursor_moving_forward_agrees_with_settings_at(
+        start in -86_400i64..(365 * 86_400),
+        steps in proptest::collection::vec(0i64..(3 * 86_400), 1..40),
+        dst in any::<bool>(),
+    ) {
+        let s = if dst { dst_rules_schedule() } else { example() };
+        let mut t = s.start() + chrono::Duration::seconds(start);
+        let mut cursor = s.cursor(t);
+        for step in steps {
+            t += chrono::Duration::seconds(step);
+            cursor.advance_to(t);
+            let got: Settings = cursor.values().map(|(k, v)| (k.to_owned(), v.clone())).collect();
+            prop_assert_eq!(got, s.settings_at(t).values(), "{}", t);
+        }
+    }
+}
+
+#[test]
+fn a_cursor_steps_through_the_year_minute_by_minute() {
+    let s = example();
+    let mut cursor = s.cursor(s.start() - chrono::Duration::minutes(1));
+    assert_eq!(cursor.values().count(), 0);
+    let mut applied = 0;
+    let mut t = s.start() - chrono::Duration::minutes(1);
+    while t < s.end() + chrono::Duration::minutes(1) {
+        applied += cursor.advance_to(t);
+        if t.timestamp() % 86_400 == 3 * 3600 + 7 * 60 {
+            // 12:07 JST every day
+            let got: Settings = cursor
+                .values()
+                .map(|(k, v)| (k.to_owned(), v.clone()))
+                .collect();
+            assert_eq!(got, s.settings_at(t).values(), "{t}");
+        }
+        t += chrono::Duration::minutes(1);
+    }
+    assert_eq!(applied, s.count_transitions(s.start(), s.end()));
+    assert_eq!(
+        cursor.values().count(),
+        0,
+        "nothing in force after validity"
+    );
+    assert_eq!(cursor.value("run"), None);
+    // going back re-seeks
+    cursor.advance_to(tokyo("2027-07-06 13:07"));
+    assert_eq!(cursor.value("demand_limit_pct"), Some(&json!(80)));
+    assert_eq!(
+        cursor.in_force().settings["demand_limit_pct"].since,
+        tokyo("2027-07-06 13:00")
+    );
+}
+
 #[test]
 fn in_force_equals_transitions_around_the_dst_switches() {
     let s = dst_rules_schedule();

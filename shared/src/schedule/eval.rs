@@ -6,8 +6,8 @@ use std::mem::size_of;
 
 use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
 
+use super::calendar::{Calendar, DayRef};
 use super::tz::{local_of, localize};
-use super::validate::{Calendar, DayRef};
 use super::{DayKind, InForce, Schedule, SettingInForce, Source, Transition};
 
 /// Marks a day whose UTC offset changes (DST switch): its times go through [`localize`].

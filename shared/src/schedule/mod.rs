@@ -64,9 +64,11 @@
 //! recursively, no whitespace, numbers as `serde_json` prints them) → SHA-256, lowercase hex.
 //! Cloud and edge both compute it after parsing, so key order and whitespace do not matter.
 
+mod calendar;
 mod eval;
 mod hash;
 mod model;
+mod problems;
 mod tz;
 mod validate;
 
@@ -85,7 +87,8 @@ pub use hash::{canonical_json, content_hash};
 pub use model::{
     DEFAULT_TIMEZONE, Exception, Holiday, ProfileEntry, Rule, ScheduleDocument, Season, Settings,
 };
-pub use validate::{MAX_RULE_FIRINGS, MAX_SETTINGS, Problem, ProblemKind, Report, Severity};
+pub use problems::{Problem, ProblemKind, Report, Severity};
+pub use validate::{MAX_RULE_FIRINGS, MAX_SETTINGS};
 
 /// Why a schedule could not be read or used.
 #[derive(Debug, thiserror::Error)]

@@ -2,15 +2,15 @@
 //! with its location, and build the [`Schedule`] evaluator when there is no error.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::str::FromStr;
 
-use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde::Serialize;
 use shiki_proto::{PointInfo, PointRole, ValueKind};
 
+use super::calendar::Calendar;
 use super::model::{ScheduleDocument, Settings};
+use super::problems::{ProblemKind, Problems, Report};
 use super::tz::{LocalKind, localize};
 use super::{CEntry, CException, CProfile, CRule, CSeason, Schedule};
 
@@ -22,124 +22,6 @@ pub const MAX_RULE_FIRINGS: usize = 4096;
 pub const MAX_SETTINGS: usize = 64;
 /// Longest validity accepted, in days (about ten years).
 const MAX_DAYS: i64 = 3660;
-
-/// How bad a problem is: errors make the schedule unusable, warnings describe a policy
-/// that was applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Error,
-    Warning,
-}
-
-/// What kind of problem.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProblemKind {
-    InvalidId,
-    UnknownTimeZone,
-    InvalidDate,
-    InvalidRange,
-    InvalidTime,
-    TimesNotAscending,
-    UnknownProfile,
-    UnusedProfile,
-    OverlappingSeasons,
-    UncoveredDays,
-    DateOutsideValidity,
-    OverlappingExceptions,
-    DuplicateHoliday,
-    UnknownSetting,
-    NotWritable,
-    WrongValueKind,
-    OutOfLimits,
-    TooManySettings,
-    NoDefault,
-    InvalidCron,
-    RuleNeverFires,
-    TooManyRuleFirings,
-    /// A local time that does not exist (spring-forward); fires at the end of the gap.
-    DstGap,
-    /// A local time that occurs twice (fall-back); fires at the first occurrence.
-    DstOverlap,
-}
-
-/// One problem, located by a json-path-like `path` such as `profiles.summer-weekday[2].time`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    pub severity: Severity,
-    pub kind: ProblemKind,
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let level = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        write!(f, "{level} at {}: {}", self.path, self.message)
-    }
-}
-
-/// Every problem found, errors and warnings, in document order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Report {
-    pub problems: Vec<Problem>,
-}
-
-impl Report {
-    pub fn errors(&self) -> impl Iterator<Item = &Problem> {
-        self.problems
-            .iter()
-            .filter(|p| p.severity == Severity::Error)
-    }
-
-    pub fn warnings(&self) -> impl Iterator<Item = &Problem> {
-        self.problems
-            .iter()
-            .filter(|p| p.severity == Severity::Warning)
-    }
-
-    pub fn has_errors(&self) -> bool {
-        self.errors().next().is_some()
-    }
-
-    /// `Ok(warnings)` when there is no error, else `Err(every problem)`.
-    pub fn into_result(self) -> Result<Vec<Problem>, Vec<Problem>> {
-        if self.has_errors() {
-            Err(self.problems)
-        } else {
-            Ok(self.problems)
-        }
-    }
-}
-
-struct Problems(Vec<Problem>);
-
-impl Problems {
-    fn error(&mut self, kind: ProblemKind, path: impl Into<String>, message: impl Into<String>) {
-        self.push(Severity::Error, kind, path.into(), message.into());
-    }
-
-    fn warning(&mut self, kind: ProblemKind, path: impl Into<String>, message: impl Into<String>) {
-        self.push(Severity::Warning, kind, path.into(), message.into());
-    }
-
-    fn push(&mut self, severity: Severity, kind: ProblemKind, path: String, message: String) {
-        self.0.push(Problem {
-            severity,
-            kind,
-            path,
-            message,
-        });
-    }
-
-    fn has_errors(&self) -> bool {
-        self.0.iter().any(|p| p.severity == Severity::Error)
-    }
-}
 
 fn parse_date(text: &str, path: &str, p: &mut Problems) -> Option<NaiveDate> {
     match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
@@ -173,12 +55,6 @@ fn parse_month_day(text: &str, path: &str, p: &mut Problems) -> Option<usize> {
             None
         }
     }
-}
-
-pub(crate) fn leap_ordinal(d: NaiveDate) -> usize {
-    NaiveDate::from_ymd_opt(2000, d.month(), d.day())
-        .map(|x| x.ordinal0() as usize)
-        .unwrap_or(0)
 }
 
 fn month_day_of_ordinal(ord: usize) -> String {
@@ -392,47 +268,6 @@ fn dst_message(
                 describe(tz, ts)
             ),
         )),
-    }
-}
-
-/// Everything parsed about the calendar, shared by the day resolution.
-pub(crate) struct Calendar<'a> {
-    pub(crate) seasons: &'a [CSeason],
-    pub(crate) holidays: &'a [(NaiveDate, String)],
-    pub(crate) exceptions: &'a [CException],
-}
-
-/// Which rule decided a day's profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DayRef {
-    Exception(usize),
-    Holiday(usize, usize),
-    Weekday(usize),
-    Saturday(usize),
-    Sunday(usize),
-}
-
-impl Calendar<'_> {
-    /// The profile of day `d` and why: exception > holiday > weekday/Saturday/Sunday.
-    pub(crate) fn resolve(&self, d: NaiveDate) -> Option<(u16, DayRef)> {
-        if let Some(i) = self
-            .exceptions
-            .iter()
-            .position(|e| e.from <= d && d <= e.to)
-        {
-            return Some((self.exceptions[i].profile, DayRef::Exception(i)));
-        }
-        let ord = leap_ordinal(d);
-        let si = self.seasons.iter().position(|s| s.days[ord])?;
-        let season = &self.seasons[si];
-        if let Ok(h) = self.holidays.binary_search_by(|(hd, _)| hd.cmp(&d)) {
-            return Some((season.holiday, DayRef::Holiday(h, si)));
-        }
-        Some(match d.weekday() {
-            Weekday::Sat => (season.saturday, DayRef::Saturday(si)),
-            Weekday::Sun => (season.sunday, DayRef::Sunday(si)),
-            _ => (season.weekday, DayRef::Weekday(si)),
-        })
     }
 }
 

@@ -461,7 +461,7 @@ impl Schedule {
     /// The first transitions strictly after `after` (all writes at that same instant), or
     /// an empty list when none is left within validity. The edge sleeps until then.
     pub fn next_transitions(&self, after: DateTime<Utc>) -> Vec<Transition> {
-        let mut lo = after.timestamp() + 1;
+        let mut lo = after.timestamp().saturating_add(1).max(self.start);
         while lo < self.end {
             let hi = lo + 8 * 86_400;
             let writes = self.writes_between(lo, hi);

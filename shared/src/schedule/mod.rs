@@ -59,6 +59,18 @@
 //!   [`MAX_RULE_FIRINGS`] per schedule, so the memory stays small); use profiles for
 //!   daily patterns.
 //!
+//! # Evaluating
+//! - [`Schedule::settings_at`]: per setting the value in force at an instant, since when,
+//!   what wrote it ([`Source`]) and the next write touching it (where an operator override
+//!   without `until` ends; also [`Schedule::next_transition_touching`]). Use it at start-up
+//!   and after a reboot: it restores what should be in force *now*.
+//! - [`Schedule::transitions`] / [`Schedule::next_transitions`]: the writes in `[from, to)`
+//!   in order, or the next ones after an instant (what the edge sleeps until).
+//! - [`Cursor`]: incremental evaluation for a clock moving forward.
+//!
+//! Every day's profile and UTC offset is precomputed at load time (a few KB for a year),
+//! so evaluation is arithmetic plus a walk over the days that touch each setting.
+//!
 //! # Hash
 //! [`ScheduleDocument::hash`]: canonical JSON of the typed document (keys sorted
 //! recursively, no whitespace, numbers as `serde_json` prints them) → SHA-256, lowercase hex.

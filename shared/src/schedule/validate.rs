@@ -271,6 +271,45 @@ fn dst_message(
     }
 }
 
+/// The instants at which `cron` fires within validity (local wall-clock times, DST policy
+/// applied, distinct, ascending), warning about DST cases; `None` when there are more than
+/// `budget`.
+fn rule_fires(
+    cron: &cron::Schedule,
+    tz: &Tz,
+    (from, to): (NaiveDate, NaiveDate),
+    budget: usize,
+    path: &str,
+    p: &mut Problems,
+) -> Option<Vec<i64>> {
+    let start = from.and_time(NaiveTime::MIN);
+    let end = (to + Duration::days(1)).and_time(NaiveTime::MIN);
+    // the cron crate runs on naive local time (as if UTC): no DST handling of its own
+    let after = Utc.from_utc_datetime(&(start - Duration::seconds(1)));
+    let mut fires: Vec<i64> = Vec::new();
+    let mut last_warned: Option<NaiveDate> = None;
+    for fire in cron.after(&after) {
+        let naive = fire.naive_utc();
+        if naive >= end {
+            break;
+        }
+        let (ts, kind) = localize(tz, naive);
+        if let Some((k, msg)) = dst_message(tz, naive, ts, kind)
+            && last_warned != Some(naive.date())
+        {
+            last_warned = Some(naive.date());
+            p.warning(k, path, msg);
+        }
+        if fires.last() != Some(&ts) {
+            if fires.len() == budget {
+                return None;
+            }
+            fires.push(ts);
+        }
+    }
+    Some(fires)
+}
+
 /// Validates `doc` and, when there is no error, builds the evaluator.
 pub(crate) fn check(
     doc: &ScheduleDocument,
@@ -541,7 +580,7 @@ pub(crate) fn check(
 
     // rules
     let mut rules = Vec::with_capacity(doc.rules.len());
-    let mut total_fires = 0usize;
+    let mut budget = MAX_RULE_FIRINGS;
     for (i, r) in doc.rules.iter().enumerate() {
         let path = format!("rules[{i}]");
         let (sets, mask) = keys.settings(&r.settings, &format!("{path}.settings"), &mut p);
@@ -556,51 +595,41 @@ pub(crate) fn check(
                 ),
             ),
             Ok(cron) => {
-                if let (Some(tz), Some((f, t))) = (tz, range) {
-                    let start = f.and_time(NaiveTime::MIN);
-                    let end = (t + Duration::days(1)).and_time(NaiveTime::MIN);
-                    let after = Utc.from_utc_datetime(&(start - Duration::seconds(1)));
-                    let mut last_warned: Option<NaiveDate> = None;
-                    for fire in cron.after(&after) {
-                        let naive = fire.naive_utc();
-                        if naive >= end {
-                            break;
+                if let (Some(tz), Some(range), true) = (tz, range, budget > 0) {
+                    let cpath = format!("{path}.cron");
+                    match rule_fires(&cron, &tz, range, budget, &cpath, &mut p) {
+                        Some(list) => {
+                            if list.is_empty() {
+                                p.warning(
+                                    ProblemKind::RuleNeverFires,
+                                    cpath,
+                                    format!("`{}` never fires within validity", r.cron),
+                                );
+                            }
+                            budget -= list.len();
+                            fires = list;
                         }
-                        let (ts, kind) = localize(&tz, naive);
-                        if let Some((k, msg)) = dst_message(&tz, naive, ts, kind)
-                            && last_warned != Some(naive.date())
-                        {
-                            last_warned = Some(naive.date());
-                            p.warning(k, format!("{path}.cron"), msg);
+                        None => {
+                            p.error(
+                                ProblemKind::TooManyRuleFirings,
+                                cpath,
+                                format!(
+                                    "the rules fire more than {MAX_RULE_FIRINGS} times within validity (this one from its firing {} on); use day profiles for daily patterns",
+                                    budget + 1
+                                ),
+                            );
+                            budget = 0;
                         }
-                        if fires.last() != Some(&ts) {
-                            fires.push(ts);
-                            total_fires += 1;
-                        }
-                        if total_fires > MAX_RULE_FIRINGS {
-                            break;
-                        }
-                    }
-                    if fires.is_empty() {
-                        p.warning(
-                            ProblemKind::RuleNeverFires,
-                            format!("{path}.cron"),
-                            format!("`{}` never fires within validity", r.cron),
-                        );
                     }
                 }
             }
         }
-        if total_fires > MAX_RULE_FIRINGS {
-            p.error(
-                ProblemKind::TooManyRuleFirings,
-                format!("{path}.cron"),
-                format!("the rules fire more than {MAX_RULE_FIRINGS} times within validity; use day profiles for daily patterns"),
-            );
-            total_fires = 0; // report once per rule that crosses the limit
-        }
         rules.push(CRule {
-            name: r.name.clone(),
+            name: if r.name.is_empty() {
+                path
+            } else {
+                r.name.clone()
+            },
             mask,
             sets,
             fires,

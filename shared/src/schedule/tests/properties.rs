@@ -3,10 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::*;
 use proptest::prelude::*;
-// ---------------------------------------------------------------------------------------
-// property: settings_at == accumulated transitions
+
+use super::*;
 
 fn accumulate(
     s: &Schedule,
@@ -154,6 +153,168 @@ fn in_force_equals_transitions_around_the_dst_switches() {
         for _ in 0..(6 * 60) {
             assert_eq!(in_force(&s, t), accumulate(&s, t), "{t}");
             t += chrono::Duration::minutes(1);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// random documents
+
+const KEYS: [&str; 3] = ["run", "saving", "chw_setpoint_c"];
+
+/// A profile: distinct random times (seconds of the day, biased to DST hours and
+/// midnight) each writing a non-empty subset of the keys.
+fn profile_strategy() -> impl Strategy<Value = Vec<ProfileEntry>> {
+    let time = prop_oneof![
+        0u32..86_400,
+        (0u32..4 * 3600),
+        Just(0u32),
+        Just(2 * 3600 + 30 * 60),
+        Just(3600 + 30 * 60),
+    ];
+    proptest::collection::btree_map(time, (1u8..8, any::<bool>(), 50u32..120), 0..5).prop_map(
+        |entries| {
+            entries
+                .into_iter()
+                .map(|(secs, (mask, flag, chw))| {
+                    let settings: Settings = KEYS
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| mask & (1 << i) != 0)
+                        .map(|(i, k)| {
+                            let v = match i {
+                                2 => json!(f64::from(chw) / 10.0),
+                                _ => json!(flag ^ (secs % 2 == 0)),
+                            };
+                            ((*k).to_owned(), v)
+                        })
+                        .collect();
+                    ProfileEntry {
+                        time: format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+                        settings,
+                    }
+                })
+                .collect()
+        },
+    )
+}
+
+fn document_strategy() -> impl Strategy<Value = ScheduleDocument> {
+    let tz = prop_oneof![
+        Just("Asia/Tokyo"),
+        Just("Europe/Berlin"),
+        Just("America/New_York")
+    ];
+    let from = prop_oneof![
+        Just("2027-03-01"),
+        Just("2027-10-20"),
+        Just("2027-12-25"),
+        Just("2028-02-20")
+    ];
+    let rule = prop_oneof![
+        Just(None),
+        Just(Some("0 30 2 * * *")),
+        Just(Some("0 15 1 * * Sun")),
+        Just(Some("0 0 0 1-7 * Mon")),
+        Just(Some("0 0 6 * * *")),
+    ];
+    (
+        tz,
+        from,
+        10i64..50,
+        proptest::collection::vec(profile_strategy(), 3),
+        rule,
+        proptest::collection::vec(0i64..50, 0..4),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(tz, from, days, profiles, rule, holidays, with_defaults)| {
+                let start: chrono::NaiveDate = from.parse().expect("date");
+                let end = start + chrono::Duration::days(days);
+                let names = ["a", "b", "c"];
+                let mut doc = ScheduleDocument {
+                    id: "random".into(),
+                    timezone: tz.into(),
+                    valid_from: start.to_string(),
+                    valid_to: end.to_string(),
+                    defaults: Settings::new(),
+                    profiles: names
+                        .iter()
+                        .map(|n| (*n).to_owned())
+                        .zip(profiles)
+                        .collect(),
+                    seasons: vec![Season {
+                        name: "all".into(),
+                        from: "01-01".into(),
+                        to: "12-31".into(),
+                        weekday: "a".into(),
+                        saturday: "b".into(),
+                        sunday: "c".into(),
+                        holiday: Some("b".into()),
+                    }],
+                    holidays: holidays
+                        .into_iter()
+                        .filter(|d| *d <= days)
+                        .map(|d| Holiday {
+                            date: (start + chrono::Duration::days(d)).to_string(),
+                            name: format!("h{d}"),
+                        })
+                        .collect(),
+                    exceptions: vec![Exception {
+                        name: "x".into(),
+                        date: Some((start + chrono::Duration::days(days / 2)).to_string()),
+                        from: None,
+                        to: None,
+                        profile: "c".into(),
+                    }],
+                    rules: vec![],
+                };
+                if with_defaults {
+                    doc.defaults.insert("run".into(), json!(false));
+                    doc.defaults.insert("chw_setpoint_c".into(), json!(7.0));
+                }
+                if let Some(cron) = rule {
+                    doc.rules.push(Rule {
+                        name: "r".into(),
+                        cron: cron.into(),
+                        settings: Settings::from([("saving".to_owned(), json!(true))]),
+                    });
+                }
+                doc.holidays.sort_by(|a, b| a.date.cmp(&b.date));
+                doc.holidays.dedup_by(|a, b| a.date == b.date);
+                doc
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn random_documents_in_force_equals_accumulated_transitions(
+        doc in document_strategy(),
+        probes in proptest::collection::vec(0.0f64..1.0, 12),
+    ) {
+        let s = Schedule::new(&doc, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let all = s.transitions(s.start(), s.end());
+        prop_assert!(all.windows(2).all(|w| w[0].at <= w[1].at));
+        let span = (s.end() - s.start()).num_seconds() as f64;
+        let mut instants: Vec<DateTime<Utc>> = probes
+            .iter()
+            .map(|f| s.start() + chrono::Duration::seconds((f * span) as i64))
+            .collect();
+        // around every transition
+        for tr in all.iter().step_by(7) {
+            instants.push(tr.at - chrono::Duration::seconds(1));
+            instants.push(tr.at);
+        }
+        for t in instants {
+            prop_assert_eq!(in_force(&s, t), accumulate(&s, t), "at {}", t);
+            let later: Vec<&Transition> = all.iter().filter(|tr| tr.at > t).collect();
+            for (key, x) in s.settings_at(t).settings {
+                let want = later.iter().find(|tr| tr.settings.contains_key(&key)).map(|tr| tr.at);
+                prop_assert_eq!(x.next_transition, want, "next {} at {}", key, t);
+            }
         }
     }
 }

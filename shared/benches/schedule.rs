@@ -121,9 +121,27 @@ fn report(name: &str, schedule: &Schedule) {
     });
     println!("next_transition_touching(run) x {steps}: {}", ms(min));
     println!(
-        "compiled schedule: ~{} bytes (size-of walk)",
-        schedule.approx_size_bytes()
+        "compiled schedule: ~{} bytes (size-of walk), {} bytes measured (RSS growth per copy, allocator overhead included)",
+        schedule.approx_size_bytes(),
+        measured_bytes_per_schedule(schedule).map_or_else(|| "?".to_owned(), |b| b.to_string())
     );
+}
+
+/// Resident set size of this process in bytes (Linux), to measure real memory use.
+fn rss_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Measured memory of one compiled schedule: RSS growth over 2,000 copies.
+fn measured_bytes_per_schedule(schedule: &Schedule) -> Option<usize> {
+    const COPIES: usize = 2_000;
+    let before = rss_bytes()?;
+    let copies: Vec<Schedule> = (0..COPIES).map(|_| schedule.clone()).collect();
+    let after = rss_bytes()?;
+    black_box(&copies);
+    Some(after.saturating_sub(before) / COPIES)
 }
 
 fn main() {
@@ -143,6 +161,16 @@ fn main() {
     });
     println!("validate + compile example: {}", ms(min));
     let compact = canonical_json(&doc.to_value()).len();
+    let docs: Vec<ScheduleDocument> = (0..2_000).map(|_| doc.clone()).collect();
+    let before = rss_bytes();
+    let more: Vec<ScheduleDocument> = docs.iter().map(Clone::clone).collect();
+    if let (Some(before), Some(after)) = (before, rss_bytes()) {
+        println!(
+            "parsed document in memory: {} bytes measured (RSS growth per copy)",
+            after.saturating_sub(before) / more.len()
+        );
+    }
+    black_box((docs, more));
     println!(
         "example document: {} bytes pretty, {compact} bytes canonical",
         EXAMPLE.len()

@@ -34,6 +34,8 @@ pub enum ProblemKind {
     NotWritable,
     WrongValueKind,
     OutOfLimits,
+    /// A number between two steps of the point's resolution (warning).
+    OffResolution,
     TooManySettings,
     NoDefault,
     InvalidCron,

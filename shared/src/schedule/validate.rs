@@ -212,6 +212,19 @@ fn check_value(
                         format!("{x} is above the maximum {max} of `{name}`"),
                     );
                 }
+                if let Some(res) = point.resolution.filter(|r| *r > 0.0) {
+                    let steps = x / res;
+                    if (steps - steps.round()).abs() > 1e-6 {
+                        p.warning(
+                            ProblemKind::OffResolution,
+                            path,
+                            format!(
+                                "{x} is not a multiple of the resolution {res} of `{name}`; the PLC will hold {}",
+                                steps.round() * res
+                            ),
+                        );
+                    }
+                }
             }
         },
         ValueKind::Enum => match value.as_str() {

@@ -266,3 +266,38 @@ fn compiled_example_is_small() {
         s.approx_size_bytes()
     );
 }
+
+#[test]
+fn a_value_between_resolution_steps_is_a_warning() {
+    let d = doc(
+        "Asia/Tokyo",
+        "2027-01-01",
+        "2027-12-31",
+        json!({"p": [{"time": "08:00", "settings": {"chw_setpoint_c": 7.05, "run": true}},
+                     {"time": "09:00", "settings": {"chw_setpoint_c": 7.1}}]}),
+        one_season("p", "p", "p"),
+        json!({"defaults": {"run": false, "chw_setpoint_c": 7.0}}),
+    );
+    let mut cat = catalog();
+    for point in &mut cat {
+        point.resolution = Some(if point.name == "chw_setpoint_c" {
+            0.1
+        } else {
+            1.0
+        });
+    }
+    let report = d.validate(Some(&cat));
+    let got: Vec<(Severity, ProblemKind, &str)> = report
+        .problems
+        .iter()
+        .map(|p| (p.severity, p.kind, p.path.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(
+            Severity::Warning,
+            ProblemKind::OffResolution,
+            "profiles.p[0].settings.chw_setpoint_c"
+        )]
+    );
+}

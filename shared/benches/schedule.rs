@@ -120,11 +120,6 @@ fn report(name: &str, schedule: &Schedule) {
             .count()
     });
     println!("next_transition_touching(run) x {steps}: {}", ms(min));
-    println!(
-        "compiled schedule: ~{} bytes (size-of walk), {} bytes measured (RSS growth per copy, allocator overhead included)",
-        schedule.approx_size_bytes(),
-        measured_bytes_per_schedule(schedule).map_or_else(|| "?".to_owned(), |b| b.to_string())
-    );
 }
 
 /// Resident set size of this process in bytes (Linux), to measure real memory use.
@@ -134,21 +129,9 @@ fn rss_bytes() -> Option<usize> {
     Some(pages * 4096)
 }
 
-/// Measured memory of one compiled schedule: RSS growth over 2,000 copies.
-fn measured_bytes_per_schedule(schedule: &Schedule) -> Option<usize> {
-    const COPIES: usize = 2_000;
-    let before = rss_bytes()?;
-    let copies: Vec<Schedule> = (0..COPIES).map(|_| schedule.clone()).collect();
-    let after = rss_bytes()?;
-    black_box(&copies);
-    Some(after.saturating_sub(before) / COPIES)
-}
+const COPIES: usize = 2_000;
 
 fn main() {
-    let (min, _) = time(20, || {
-        ScheduleDocument::from_json_str(EXAMPLE).map(|d| d.hash())
-    });
-    println!("parse + hash example: {}", ms(min));
     let doc = match ScheduleDocument::from_json_str(EXAMPLE) {
         Ok(doc) => doc,
         Err(e) => {
@@ -156,29 +139,48 @@ fn main() {
             return;
         }
     };
+    let schedule = match Schedule::new(&doc, None) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("example is invalid: {e}");
+            return;
+        }
+    };
+    // Memory first, on a fresh heap: RSS growth over many live copies (allocator overhead
+    // included). Both sets of copies stay alive so neither reuses the other's pages.
+    let r0 = rss_bytes();
+    let schedules: Vec<Schedule> = (0..COPIES).map(|_| schedule.clone()).collect();
+    let r1 = rss_bytes();
+    let docs: Vec<ScheduleDocument> = (0..COPIES).map(|_| doc.clone()).collect();
+    let r2 = rss_bytes();
+    if let (Some(r0), Some(r1), Some(r2)) = (r0, r1, r2) {
+        println!(
+            "memory, measured (RSS growth / {COPIES} copies): compiled schedule {} bytes, parsed document {} bytes",
+            r1.saturating_sub(r0) / COPIES,
+            r2.saturating_sub(r1) / COPIES
+        );
+    }
+    black_box((schedules, docs));
+    println!(
+        "memory, size-of walk of the compiled schedule: ~{} bytes",
+        schedule.approx_size_bytes()
+    );
+    println!(
+        "example document: {} bytes pretty, {} bytes canonical",
+        EXAMPLE.len(),
+        canonical_json(&doc.to_value()).len()
+    );
+
+    let (min, _) = time(20, || {
+        ScheduleDocument::from_json_str(EXAMPLE).map(|d| d.hash())
+    });
+    println!("parse + hash example: {}", ms(min));
     let (min, _) = time(20, || {
         Schedule::new(&doc, None).map(|s| s.approx_size_bytes())
     });
     println!("validate + compile example: {}", ms(min));
-    let compact = canonical_json(&doc.to_value()).len();
-    let docs: Vec<ScheduleDocument> = (0..2_000).map(|_| doc.clone()).collect();
-    let before = rss_bytes();
-    let more: Vec<ScheduleDocument> = docs.iter().map(Clone::clone).collect();
-    if let (Some(before), Some(after)) = (before, rss_bytes()) {
-        println!(
-            "parsed document in memory: {} bytes measured (RSS growth per copy)",
-            after.saturating_sub(before) / more.len()
-        );
-    }
-    black_box((docs, more));
-    println!(
-        "example document: {} bytes pretty, {compact} bytes canonical",
-        EXAMPLE.len()
-    );
-    match Schedule::new(&doc, None) {
-        Ok(s) => report("sapporo-2027", &s),
-        Err(e) => println!("example is invalid: {e}"),
-    }
+
+    report("sapporo-2027", &schedule);
     // the same year in a DST zone
     let mut ny = doc.clone();
     ny.timezone = "America/New_York".into();

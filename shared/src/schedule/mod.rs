@@ -109,6 +109,12 @@ pub enum ScheduleError {
     Parse(#[from] serde_json::Error),
     #[error("schedule {id} is invalid: {} error(s), first: {}", problems.len(), first(problems))]
     Invalid { id: String, problems: Vec<Problem> },
+    #[error("schedule {id} has content hash {actual}, but was sent with hash {expected}")]
+    HashMismatch {
+        id: String,
+        expected: String,
+        actual: String,
+    },
 }
 
 fn first(problems: &[Problem]) -> String {
@@ -338,6 +344,26 @@ impl Schedule {
                 problems: report.errors().cloned().collect(),
             }),
         }
+    }
+
+    /// Reads a pushed document (`ScheduleSet::document` with `ScheduleSet::hash`): parses
+    /// it, checks that its content hash is `expected_hash`, validates it (against `catalog`
+    /// when given) and builds the evaluator.
+    pub fn from_pushed(
+        document: &serde_json::Value,
+        expected_hash: &str,
+        catalog: Option<&[shiki_proto::PointInfo]>,
+    ) -> Result<Schedule, ScheduleError> {
+        let doc = ScheduleDocument::from_value(document)?;
+        let actual = doc.hash();
+        if !actual.eq_ignore_ascii_case(expected_hash) {
+            return Err(ScheduleError::HashMismatch {
+                id: doc.id,
+                expected: expected_hash.to_owned(),
+                actual,
+            });
+        }
+        Schedule::new(&doc, catalog)
     }
 
     pub fn id(&self) -> &str {

@@ -308,6 +308,11 @@ proptest! {
             instants.push(tr.at - chrono::Duration::seconds(1));
             instants.push(tr.at);
         }
+        // listing in two pieces gives the same list
+        let cut = instants[0];
+        let mut pieces = s.transitions(s.start(), cut);
+        pieces.extend(s.transitions(cut, s.end()));
+        prop_assert_eq!(&pieces, &all);
         for t in instants {
             prop_assert_eq!(in_force(&s, t), accumulate(&s, t), "at {}", t);
             let later: Vec<&Transition> = all.iter().filter(|tr| tr.at > t).collect();

@@ -301,3 +301,48 @@ fn a_value_between_resolution_steps_is_a_warning() {
         )]
     );
 }
+
+#[test]
+fn a_pushed_document_is_checked_against_its_hash_and_the_catalog() {
+    let doc = example_doc();
+    let value = doc.to_value();
+    let cat = catalog();
+    let s = Schedule::from_pushed(&value, &doc.hash(), Some(&cat)).expect("accepted");
+    assert_eq!(s.hash(), doc.hash());
+    match Schedule::from_pushed(&value, "00", Some(&cat)) {
+        Err(e @ ScheduleError::HashMismatch { .. }) => {
+            assert!(e.to_string().contains("sent with hash 00"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // a catalog without `saving` refuses the example, naming every place it is used
+    let without: Vec<PointInfo> = cat.into_iter().filter(|p| p.name != "saving").collect();
+    match Schedule::from_pushed(&value, &doc.hash(), Some(&without)) {
+        Err(e @ ScheduleError::Invalid { .. }) => {
+            let ScheduleError::Invalid { problems, .. } = &e else {
+                unreachable!()
+            };
+            assert!(
+                problems
+                    .iter()
+                    .all(|p| p.kind == ProblemKind::UnknownSetting)
+            );
+            let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+            assert_eq!(
+                paths,
+                vec![
+                    "defaults.saving",
+                    "profiles.cooling-weekday[1].settings.saving",
+                    "profiles.heating-weekday[2].settings.saving",
+                    "rules[0].settings.saving",
+                ]
+            );
+            assert!(e.to_string().contains("4 error(s)"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        Schedule::from_pushed(&json!({"id": 1}), "00", None),
+        Err(ScheduleError::Parse(_))
+    ));
+}

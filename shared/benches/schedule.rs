@@ -84,8 +84,8 @@ fn report(name: &str, schedule: &Schedule) {
         minutes
             .iter()
             .map(|t| {
-                cursor.advance_to(*t);
-                cursor.value("run").is_some() as usize
+                cursor.advance_to(schedule, *t);
+                cursor.value(schedule, "run").is_some() as usize
             })
             .sum::<usize>()
     });
@@ -102,8 +102,8 @@ fn report(name: &str, schedule: &Schedule) {
         year_minutes
             .iter()
             .map(|t| {
-                cursor.advance_to(*t);
-                cursor.values().count()
+                cursor.advance_to(schedule, *t);
+                cursor.values(schedule).count()
             })
             .sum::<usize>()
     });

@@ -98,8 +98,8 @@ proptest! {
         let mut cursor = s.cursor(t);
         for step in steps {
             t += chrono::Duration::seconds(step);
-            cursor.advance_to(t);
-            let got: Settings = cursor.values().map(|(k, v)| (k.to_owned(), v.clone())).collect();
+            cursor.advance_to(&s, t);
+            let got: Settings = cursor.values(&s).map(|(k, v)| (k.to_owned(), v.clone())).collect();
             prop_assert_eq!(got, s.settings_at(t).values(), "{}", t);
         }
     }
@@ -109,15 +109,15 @@ proptest! {
 fn a_cursor_steps_through_the_year_minute_by_minute() {
     let s = example();
     let mut cursor = s.cursor(s.start() - chrono::Duration::minutes(1));
-    assert_eq!(cursor.values().count(), 0);
+    assert_eq!(cursor.values(&s).count(), 0);
     let mut applied = 0;
     let mut t = s.start() - chrono::Duration::minutes(1);
     while t < s.end() + chrono::Duration::minutes(1) {
-        applied += cursor.advance_to(t);
+        applied += cursor.advance_to(&s, t);
         if t.timestamp() % 86_400 == 3 * 3600 + 7 * 60 {
             // 12:07 JST every day
             let got: Settings = cursor
-                .values()
+                .values(&s)
                 .map(|(k, v)| (k.to_owned(), v.clone()))
                 .collect();
             assert_eq!(got, s.settings_at(t).values(), "{t}");
@@ -126,18 +126,27 @@ fn a_cursor_steps_through_the_year_minute_by_minute() {
     }
     assert_eq!(applied, s.count_transitions(s.start(), s.end()));
     assert_eq!(
-        cursor.values().count(),
+        cursor.values(&s).count(),
         0,
         "nothing in force after validity"
     );
-    assert_eq!(cursor.value("run"), None);
+    assert_eq!(cursor.value(&s, "run"), None);
     // going back re-seeks
-    cursor.advance_to(tokyo("2027-07-06 13:07"));
-    assert_eq!(cursor.value("demand_limit_pct"), Some(&json!(80)));
+    cursor.advance_to(&s, tokyo("2027-07-06 13:07"));
+    assert_eq!(cursor.value(&s, "demand_limit_pct"), Some(&json!(80)));
     assert_eq!(
-        cursor.in_force().settings["demand_limit_pct"].since,
+        cursor.in_force(&s).settings["demand_limit_pct"].since,
         tokyo("2027-07-06 13:00")
     );
+    // handed another schedule, the cursor re-seeks instead of mixing them
+    let mut other = example_doc();
+    other.timezone = "America/New_York".into();
+    let ny = Schedule::new(&other, None).expect("valid");
+    assert_eq!(cursor.value(&ny, "run"), None);
+    let t = utc("2027-07-06T13:30:00Z"); // 09:30 EDT
+    cursor.advance_to(&ny, t);
+    assert_eq!(cursor.value(&ny, "run"), Some(&json!(true)));
+    assert_eq!(cursor.value(&s, "run"), None);
 }
 
 #[test]

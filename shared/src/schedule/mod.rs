@@ -100,7 +100,9 @@ pub use model::{
     DEFAULT_TIMEZONE, Exception, Holiday, ProfileEntry, Rule, ScheduleDocument, Season, Settings,
 };
 pub use problems::{Problem, ProblemKind, Report, Severity};
-pub use validate::{MAX_RULE_FIRINGS, MAX_SETTINGS};
+pub use validate::{
+    MAX_ENTRIES, MAX_ITEMS, MAX_PROFILES, MAX_RULE_FIRINGS, MAX_SEASONS, MAX_SETTINGS,
+};
 
 /// Why a schedule could not be read or used.
 #[derive(Debug, thiserror::Error)]

@@ -346,3 +346,25 @@ fn a_pushed_document_is_checked_against_its_hash_and_the_catalog() {
         Err(ScheduleError::Parse(_))
     ));
 }
+
+#[test]
+fn oversized_lists_are_refused_before_anything_else() {
+    let mut d = example_doc();
+    let entry = d.profiles["off"][0].clone();
+    d.profiles
+        .insert("huge".into(), vec![entry; MAX_ENTRIES + 1]);
+    d.seasons = vec![d.seasons[0].clone(); MAX_SEASONS + 1];
+    let report = d.validate(None);
+    let got: Vec<(ProblemKind, &str)> = report
+        .problems
+        .iter()
+        .map(|p| (p.kind, p.path.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (ProblemKind::TooLarge, "profiles.huge"),
+            (ProblemKind::TooLarge, "seasons")
+        ]
+    );
+}

@@ -239,6 +239,14 @@ fn hash_is_stable_under_key_reordering_and_whitespace() {
     assert_ne!(ScheduleDocument::from_json_str(&c).expect("c").hash(), ha);
     let d = a.replace("7.0", "7");
     assert_ne!(ScheduleDocument::from_json_str(&d).expect("d").hash(), ha);
+    // spelling out defaults does not change the hash
+    let e = a.replacen(
+        "{\"id\":\"h\",",
+        "{\"id\":\"h\",\"timezone\":\"Asia/Tokyo\",\"holidays\":[],\"rules\":[],",
+        1,
+    );
+    assert_ne!(e, a);
+    assert_eq!(ScheduleDocument::from_json_str(&e).expect("e").hash(), ha);
     // the example's hash is what a compiled schedule reports
     assert_eq!(example().hash(), example_doc().hash());
 }

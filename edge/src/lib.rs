@@ -4,5 +4,7 @@
 //!
 //! # Layout
 //! - `messages`: the messages actors exchange.
+//! - `outbox`: the redb store (outbox, counters, documents) and its group-commit writer.
 
 pub mod messages;
+pub mod outbox;

@@ -6,5 +6,9 @@
 //! - `messages`: the messages actors exchange.
 //! - `outbox`: the redb store (outbox, counters, documents) and its group-commit writer.
 
+pub mod clock;
+pub mod config;
 pub mod messages;
 pub mod outbox;
+pub mod telemetry;
+pub mod uplink;

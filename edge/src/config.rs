@@ -140,6 +140,13 @@ pub struct OutboxConfig {
     pub quota_mib: u64,
     /// redb page cache in MiB (bounds memory).
     pub cache_mib: u64,
+    /// How long telemetry samples may wait to be committed together (0s: each sample is
+    /// committed, and sent, at once). Each durable redb commit writes about 29 KB, so one
+    /// sample a minute costs about 41 MB of disk writes a day at 0s and about 3.4 MB at 15m;
+    /// samples not yet committed are lost on a power cut or kill -9, and are sent late by
+    /// up to this interval. Events are always committed at once.
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
 }
 
 impl Default for OutboxConfig {
@@ -147,6 +154,7 @@ impl Default for OutboxConfig {
         Self {
             quota_mib: 256,
             cache_mib: 2,
+            commit_interval: Duration::ZERO,
         }
     }
 }
@@ -318,6 +326,9 @@ impl EdgeConfig {
         }
         if !(1..=1024).contains(&self.outbox.cache_mib) {
             return Err(self.invalid("outbox.cache_mib", "must be 1 to 1024"));
+        }
+        if self.outbox.commit_interval > Duration::from_secs(3600) {
+            return Err(self.invalid("outbox.commit_interval", "must be at most 1h"));
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(self.invalid("data_dir", "must not be empty"));

@@ -6,9 +6,15 @@
 //! - `messages`: the messages actors exchange.
 //! - `outbox`: the redb store (outbox, counters, documents) and its group-commit writer.
 
+mod app;
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod messages;
 pub mod outbox;
+pub mod shadow;
 pub mod telemetry;
 pub mod uplink;
+
+pub use app::{RunError, run};
+pub use config::{ConfigError, EdgeConfig, Overrides};

@@ -159,3 +159,8 @@ pub struct PublishReported {
 pub struct ReportedDelivered {
     pub generation: u64,
 }
+
+/// Stop the receiving actor (used by the composition root at shutdown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct Stop;

@@ -232,13 +232,52 @@ async fn writer_group_commits_concurrent_appends_and_answers_after_commit() {
         .await
         .expect("peek");
     assert_eq!(page.len(), 2);
-    assert_eq!(handle.ack(Stream::Telemetry, 250).await.expect("ack"), 250);
+    handle.ack(Stream::Telemetry, 250).await.expect("ack");
+    // Acknowledgements are deferred; a stats read applies them.
+    assert_eq!(handle.stats().await.expect("stats").pending_telemetry, 250);
+    handle.ack(Stream::Telemetry, 260).await.expect("ack");
     handle.put_doc("k", b"v".to_vec()).await.expect("put doc");
     assert_eq!(handle.get_doc("k").await.expect("get"), Some(b"v".to_vec()));
     handle.close().await;
     join.join().expect("writer thread");
     let store = open(&dir, u64::MAX);
-    assert_eq!(store.stats().expect("stats").pending_telemetry, 250);
+    assert_eq!(
+        store.stats().expect("stats").pending_telemetry,
+        240,
+        "the last deferred ack is applied at close"
+    );
+}
+
+#[tokio::test]
+async fn held_samples_are_committed_with_the_next_event_or_at_close() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (handle, join) =
+        OutboxHandle::start_with(open(&dir, u64::MAX), std::time::Duration::from_secs(3600))
+            .expect("start");
+    let first = handle.submit(WriteOp::Append(sample(1)));
+    let second = handle.submit(WriteOp::Append(sample(2)));
+    // Nothing forces a commit yet; an event does, and takes the held samples along.
+    let ev = handle.append(event(1)).await.expect("event");
+    assert_eq!(ev, 1);
+    assert!(matches!(
+        first.await.expect("reply"),
+        Ok(WriteOutcome::Appended { seq: 1, .. })
+    ));
+    assert!(second.await.expect("reply").is_ok());
+    let third = handle.submit(WriteOp::Append(sample(3)));
+    handle.close().await;
+    assert!(matches!(
+        third.await.expect("reply"),
+        Ok(WriteOutcome::Appended { seq: 3, .. })
+    ));
+    join.join().expect("writer");
+    assert_eq!(
+        open(&dir, u64::MAX)
+            .stats()
+            .expect("stats")
+            .last_telemetry_seq,
+        3
+    );
 }
 
 // ---------------------------------------------------------------------------------------

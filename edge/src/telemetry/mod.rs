@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use shiki_proto::PointValue;
 
 use crate::clock::Clock;
-use crate::messages::{Readings, RecordEvent};
+use crate::messages::{Readings, RecordEvent, Stop};
 use crate::outbox::{NewRecord, OutboxHandle};
 
 /// Plain settings of the telemetry actor.
@@ -97,6 +97,14 @@ impl Handler<Readings> for Telemetry {
 
     fn handle(&mut self, msg: Readings, _ctx: &mut Context<Self>) {
         self.sampler.on_readings(&msg);
+    }
+}
+
+impl Handler<Stop> for Telemetry {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 

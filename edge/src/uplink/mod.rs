@@ -511,9 +511,10 @@ impl Handler<Shutdown> for Uplink {
                 let _ = tokio::time::timeout(grace, rx).await;
             }
             .into_actor(self)
-            .map(|_, act, _| {
+            .map(|_, act, ctx| {
                 let _ = act.client.try_disconnect();
                 act.reconnect_tx = None;
+                ctx.stop();
             }),
         )
     }

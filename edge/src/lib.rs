@@ -14,3 +14,5 @@ pub mod messages;
 pub mod plc_link;
 pub mod plc_sim;
 pub mod register_map;
+#[cfg(test)]
+mod test_support;

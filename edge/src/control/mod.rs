@@ -5,7 +5,7 @@
 //! PLC changed locally), and a timer every `expiry_check_interval`. On each, Control ends
 //! overrides whose time has come, computes each setting's target (safety limits > override >
 //! schedule > defaults; see [`ControlState`]), sends [`WritePoint`] for settings whose PLC
-//! value differs at the point's resolution, takes the value read back, and sends a
+//! value differs at the point's resolution (nothing before the first poll), takes the value read back, and sends a
 //! [`ControlReport`] to every report recipient — after every `SetOverrides` /
 //! `ScheduleSettings`, and otherwise only when the report changed. It records
 //! `SettingApplied`, `ControlError` (once per distinct failure) and `OverrideExpired` events.

@@ -76,6 +76,8 @@ pub struct ControlState {
     scheduled: BTreeMap<String, ScheduledValue>,
     /// What the PLC holds, from readings and read-backs.
     plc: BTreeMap<String, PointValue>,
+    /// Nothing is written before the first poll: the PLC's values are not known yet.
+    polled: bool,
     failures: BTreeMap<String, Failure>,
     pending_expired: Vec<ExpiredOverride>,
 }
@@ -139,6 +141,7 @@ impl ControlState {
             schedule: None,
             scheduled: BTreeMap::new(),
             plc: BTreeMap::new(),
+            polled: false,
             failures: BTreeMap::new(),
             pending_expired: Vec::new(),
         })
@@ -183,6 +186,7 @@ impl ControlState {
 
     /// Take the PLC's values of the settings from a poll.
     pub fn observe(&mut self, values: &BTreeMap<String, PointValue>) {
+        self.polled = true;
         for (k, v) in values {
             if self.setting(k).is_some() {
                 self.plc.insert(k.clone(), v.clone());
@@ -276,9 +280,12 @@ impl ControlState {
     }
 
     /// Writes needed now: settings whose target differs from the PLC's value (at the point's
-    /// resolution), except values the PLC already refused.
+    /// resolution), except values the PLC already refused. None before the first poll.
     pub fn writes(&self) -> Vec<WritePoint> {
         let mut out = Vec::new();
+        if !self.polled {
+            return out;
+        }
         for p in self.map.settings() {
             let Some(target) = self.target(&p.name) else {
                 continue;

@@ -21,8 +21,11 @@ fn config() -> ControlConfig {
         .expect("example [control] parses")
 }
 
+/// A state that has seen one poll with nothing read.
 fn state() -> ControlState {
-    ControlState::new(default_map(), &config()).expect("example [control] is valid")
+    let mut s = ControlState::new(default_map(), &config()).expect("example [control] is valid");
+    s.observe(&BTreeMap::new());
+    s
 }
 
 fn ov(value: Value, until: Option<DateTime<Utc>>, set_at: DateTime<Utc>) -> Override {
@@ -331,6 +334,18 @@ fn link_failures_are_retried_with_one_event_and_success_is_applied() {
         ),
         (SettingSource::Override, None, None)
     );
+}
+
+#[test]
+fn nothing_is_written_before_the_first_poll() {
+    let mut s = ControlState::new(default_map(), &config()).expect("valid");
+    s.set_overrides(overrides(1, vec![("run", ov(json!(true), None, t(9, 0)))]));
+    assert!(s.writes().is_empty());
+    s.observe(&BTreeMap::from([(
+        "run".to_owned(),
+        PointValue::Bool(false),
+    )]));
+    assert_eq!(write_of(&s, "run"), Some(PointValue::Bool(true)));
 }
 
 #[test]

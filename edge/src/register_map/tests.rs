@@ -363,3 +363,15 @@ fn serial_addresses_select_rtu() {
     c.address = "plc.local:502".into();
     assert_eq!(c.endpoint(), Endpoint::Tcp("plc.local:502".into()));
 }
+
+#[test]
+fn docs_points_md_lists_the_default_map() {
+    let map = RegisterMap::from_config_toml(include_str!("../../../deploy/edge.example.toml"))
+        .expect("valid");
+    let table = points_table(&map);
+    let doc = include_str!("../../../docs/points.md");
+    assert!(
+        doc.contains(&table),
+        "docs/points.md is out of date; its table should be:\n{table}"
+    );
+}

@@ -18,6 +18,8 @@
 //! ```
 
 pub mod messages;
+#[cfg(test)]
+mod rtu_tests;
 mod state;
 #[cfg(test)]
 mod tests;

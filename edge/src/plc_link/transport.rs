@@ -22,6 +22,14 @@ pub enum LinkError {
         unit_id: u8,
         after: String,
     },
+    /// On an RTU bus: this unit id stayed silent (the bus itself is fine).
+    #[error("modbus {op} of {register} (unit {unit_id}) got no answer within {after}")]
+    NoAnswer {
+        op: &'static str,
+        register: String,
+        unit_id: u8,
+        after: String,
+    },
     #[error("modbus {op} of {register} (unit {unit_id}) refused: {exception}")]
     Exception {
         op: &'static str,
@@ -41,9 +49,13 @@ pub enum LinkError {
 
 impl LinkError {
     /// Timeouts, I/O errors and failed connects: the connection is dropped and re-opened.
-    /// Modbus exceptions are answers; the link is fine.
+    /// Modbus exceptions are answers, and a silent unit on an RTU bus says nothing about
+    /// the others; the link is fine.
     pub fn is_link_fault(&self) -> bool {
-        !matches!(self, LinkError::Exception { .. })
+        !matches!(
+            self,
+            LinkError::Exception { .. } | LinkError::NoAnswer { .. }
+        )
     }
 
     /// The register (or endpoint) the error is about.
@@ -51,6 +63,7 @@ impl LinkError {
         match self {
             LinkError::Connect { endpoint, .. } => endpoint,
             LinkError::Timeout { register, .. }
+            | LinkError::NoAnswer { register, .. }
             | LinkError::Exception { register, .. }
             | LinkError::Io { register, .. } => register,
         }
@@ -85,7 +98,11 @@ pub fn seconds(d: Duration) -> String {
 }
 
 /// An open Modbus client (TCP connection or serial bus).
-pub struct Connection(Context);
+pub struct Connection {
+    ctx: Context,
+    /// A serial bus: a timeout means one silent unit, not a broken link.
+    rtu: bool,
+}
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -118,7 +135,7 @@ pub async fn connect(
                 }))
             };
             match tokio::time::timeout(timeout, open).await {
-                Ok(Ok(ctx)) => Ok(Connection(ctx)),
+                Ok(Ok(ctx)) => Ok(Connection { ctx, rtu: false }),
                 Ok(Err(e)) => Err(fail(e.to_string())),
                 Err(_) => Err(fail(format!("timed out after {}", seconds(timeout)))),
             }
@@ -144,10 +161,10 @@ pub async fn connect(
             let port = builder
                 .open_native_async()
                 .map_err(|e| fail(e.to_string()))?;
-            Ok(Connection(tokio_modbus::client::rtu::attach_slave(
-                port,
-                Slave(1),
-            )))
+            Ok(Connection {
+                ctx: tokio_modbus::client::rtu::attach_slave(port, Slave(1)),
+                rtu: true,
+            })
         }
     }
 }
@@ -160,6 +177,7 @@ pub enum ReadData {
 }
 
 async fn run<T>(
+    rtu: bool,
     op: &'static str,
     register: String,
     unit_id: u8,
@@ -180,6 +198,12 @@ async fn run<T>(
             unit_id,
             cause: e.to_string(),
         }),
+        Err(_) if rtu => Err(LinkError::NoAnswer {
+            op,
+            register,
+            unit_id,
+            after: seconds(timeout),
+        }),
         Err(_) => Err(LinkError::Timeout {
             op,
             register,
@@ -196,13 +220,14 @@ impl Connection {
         req: &ReadRequest,
         timeout: Duration,
     ) -> Result<ReadData, LinkError> {
-        let ctx = &mut self.0;
+        let (ctx, rtu) = (&mut self.ctx, self.rtu);
         ctx.set_slave(Slave(req.unit_id));
         let register = req.kind.describe(req.start);
         let (a, n) = (req.start, req.count);
         let data = match req.kind {
             RegisterKind::Holding => ReadData::Words(
                 run(
+                    rtu,
                     "read",
                     register,
                     req.unit_id,
@@ -213,6 +238,7 @@ impl Connection {
             ),
             RegisterKind::Input => ReadData::Words(
                 run(
+                    rtu,
                     "read",
                     register,
                     req.unit_id,
@@ -222,10 +248,19 @@ impl Connection {
                 .await?,
             ),
             RegisterKind::Coil => ReadData::Bits(
-                run("read", register, req.unit_id, timeout, ctx.read_coils(a, n)).await?,
+                run(
+                    rtu,
+                    "read",
+                    register,
+                    req.unit_id,
+                    timeout,
+                    ctx.read_coils(a, n),
+                )
+                .await?,
             ),
             RegisterKind::Discrete => ReadData::Bits(
                 run(
+                    rtu,
                     "read",
                     register,
                     req.unit_id,
@@ -259,12 +294,13 @@ impl Connection {
         raw: &Raw,
         timeout: Duration,
     ) -> Result<(), LinkError> {
-        let ctx = &mut self.0;
+        let (ctx, rtu) = (&mut self.ctx, self.rtu);
         ctx.set_slave(Slave(unit_id));
         let register = kind.describe(address);
         match raw {
             Raw::Bit(b) => {
                 run(
+                    rtu,
                     "write",
                     register,
                     unit_id,
@@ -275,6 +311,7 @@ impl Connection {
             }
             Raw::Words(w) if w.len() == 1 => {
                 run(
+                    rtu,
                     "write",
                     register,
                     unit_id,
@@ -285,6 +322,7 @@ impl Connection {
             }
             Raw::Words(w) => {
                 run(
+                    rtu,
                     "write",
                     register,
                     unit_id,

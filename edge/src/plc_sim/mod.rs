@@ -18,7 +18,8 @@
 //! daily; gas flows while running. Writes outside a point's `min`/`max` are answered with
 //! exception 0x03 (illegal data value); addresses outside the mapped range, and writes to
 //! read-only or unmapped registers, with 0x02 (illegal data address). Holding register
-//! [`SIM_ALARM_REGISTER`] (40100) injects an alarm. Every unit id is answered.
+//! [`SIM_ALARM_REGISTER`] (40100) injects an alarm. [`SimOptions::unit_ids`] picks the unit
+//! ids answered (default: all). [`serve_rtu`] serves Modbus RTU on a serial port instead.
 
 mod model;
 #[cfg(test)]
@@ -35,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
-use tokio_modbus::{ExceptionCode, Request, Response};
+use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 
 pub use model::{SIM_ALARM_REGISTER, SimModel};
 
@@ -59,6 +60,9 @@ pub struct SimOptions {
     pub tick: Duration,
     /// Outdoor temperature at the start, °C.
     pub outdoor_c: f64,
+    /// Unit ids answered; empty answers every unit id. Others get exception 0x0B (gateway
+    /// target device failed to respond) over TCP and silence on an RTU bus.
+    pub unit_ids: Vec<u8>,
 }
 
 impl Default for SimOptions {
@@ -67,6 +71,7 @@ impl Default for SimOptions {
             speed: 1.0,
             tick: Duration::from_secs(1),
             outdoor_c: 30.0,
+            unit_ids: Vec::new(),
         }
     }
 }
@@ -97,41 +102,74 @@ async fn serve_model(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let server = Server::new(listener);
-    let service_model = Arc::clone(&model);
+    let service = SimService {
+        model: Arc::clone(&model),
+        unit_ids: options.unit_ids.clone(),
+        silent: false,
+    };
     let on_connected = move |stream, socket_addr| {
-        let model = Arc::clone(&service_model);
+        let service = service.clone();
         async move {
             tracing::debug!(peer = %socket_addr, "plc-sim: client connected");
-            accept_tcp_connection(stream, socket_addr, move |_| {
-                Ok(Some(SimService {
-                    model: Arc::clone(&model),
-                }))
-            })
+            accept_tcp_connection(stream, socket_addr, move |_| Ok(Some(service.clone())))
         }
     };
     let on_error = |err: io::Error| tracing::debug!(error = %err, "plc-sim: connection ended");
-    let tick = options.tick.max(Duration::from_millis(1));
-    let dt = tick.as_secs_f64() * options.speed;
-    let stepping = async {
-        let mut interval = tokio::time::interval(tick);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        interval.tick().await;
-        loop {
-            interval.tick().await;
-            lock(&model).step(dt);
-        }
-    };
     tokio::select! {
         r = server.serve(&on_connected, on_error) => r,
-        () = stepping => Ok(()),
+        () = stepping(&model, &options) => Ok(()),
         () = shutdown => Ok(()),
+    }
+}
+
+/// Serve `map` as Modbus RTU on an open serial port until `shutdown` completes.
+pub async fn serve_rtu(
+    serial: tokio_serial::SerialStream,
+    map: RegisterMap,
+    options: SimOptions,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let model = Arc::new(Mutex::new(SimModel::new(map, options.outdoor_c)));
+    serve_rtu_model(serial, model, options, shutdown).await
+}
+
+async fn serve_rtu_model(
+    serial: tokio_serial::SerialStream,
+    model: Shared,
+    options: SimOptions,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let service = SimService {
+        model: Arc::clone(&model),
+        unit_ids: options.unit_ids.clone(),
+        silent: true,
+    };
+    let server = tokio_modbus::server::rtu::Server::new(serial);
+    tokio::select! {
+        r = server.serve_forever(service) => r,
+        () = stepping(&model, &options) => Ok(()),
+        () = shutdown => Ok(()),
+    }
+}
+
+/// Step the model every tick, forever.
+async fn stepping(model: &Shared, options: &SimOptions) {
+    let tick = options.tick.max(Duration::from_millis(1));
+    let dt = tick.as_secs_f64() * options.speed;
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        lock(model).step(dt);
     }
 }
 
 /// A running in-process simulator (for tests and demos).
 #[derive(Debug)]
 pub struct PlcSim {
-    addr: SocketAddr,
+    /// `None` for an RTU simulator.
+    addr: Option<SocketAddr>,
     model: Shared,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<io::Result<()>>,
@@ -161,11 +199,35 @@ impl PlcSim {
             },
         ));
         Ok(Self {
-            addr,
+            addr: Some(addr),
             model,
             stop: Some(stop),
             task,
         })
+    }
+
+    /// Start serving `map` as Modbus RTU on an open serial port (e.g. one end of a pty pair).
+    pub fn start_rtu(
+        serial: tokio_serial::SerialStream,
+        map: RegisterMap,
+        options: SimOptions,
+    ) -> Self {
+        let model = Arc::new(Mutex::new(SimModel::new(map, options.outdoor_c)));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve_rtu_model(
+            serial,
+            Arc::clone(&model),
+            options,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            addr: None,
+            model,
+            stop: Some(stop),
+            task,
+        }
     }
 
     /// Serve again on `addr` with the same plant state (after [`Self::stop`]), e.g. to test
@@ -179,8 +241,9 @@ impl PlcSim {
         Self::start_with_model(listener, model, options)
     }
 
+    /// The bound TCP address. Panics for an RTU simulator (started with [`Self::start_rtu`]).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.addr.expect("addr() of a TCP simulator")
     }
 
     /// The plant state, shared with the server (to keep it across [`Self::restart`]).
@@ -235,16 +298,26 @@ impl Drop for PlcSim {
 #[derive(Debug, Clone)]
 struct SimService {
     model: Shared,
+    unit_ids: Vec<u8>,
+    /// Unknown unit ids get no answer (RTU) instead of exception 0x0B (TCP).
+    silent: bool,
 }
 
 impl tokio_modbus::server::Service for SimService {
-    type Request = Request<'static>;
-    type Response = Response;
+    type Request = SlaveRequest<'static>;
+    type Response = Option<Response>;
     type Exception = ExceptionCode;
-    type Future = std::future::Ready<Result<Response, ExceptionCode>>;
+    type Future = std::future::Ready<Result<Option<Response>, ExceptionCode>>;
 
     fn call(&self, req: Self::Request) -> Self::Future {
-        std::future::ready(handle(&mut lock(&self.model), req))
+        if !self.unit_ids.is_empty() && !self.unit_ids.contains(&req.slave) {
+            return std::future::ready(if self.silent {
+                Ok(None)
+            } else {
+                Err(ExceptionCode::GatewayTargetDevice)
+            });
+        }
+        std::future::ready(handle(&mut lock(&self.model), req.request).map(Some))
     }
 }
 

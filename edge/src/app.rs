@@ -17,9 +17,12 @@ use chrono::Utc;
 use shiki_proto::{Catalog, Channel, EventKind, PROTOCOL_VERSION, Severity, Status, encode};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::EdgeConfig;
+use crate::config::{ConfigError, EdgeConfig};
+use crate::control::{Control, ControlConfigError, system_clock};
 use crate::messages::{SetOverrides, Stop};
 use crate::outbox::{NewRecord, OutboxError, OutboxHandle, OutboxOptions, RedbOutbox};
+use crate::plc_link::PlcLink;
+use crate::plc_link::messages::Subscribe;
 use crate::shadow::{Shadow, ShadowPeers, load_persisted};
 use crate::telemetry::{Telemetry, TelemetryConfig};
 use crate::uplink::{
@@ -40,9 +43,13 @@ pub enum RunError {
     Store(#[from] OutboxError),
     #[error(transparent)]
     Uplink(#[from] UplinkSetupError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Control(#[from] ControlConfigError),
 }
 
-/// Stands in for Control until the PLC side is wired: logs the overrides it receives.
+/// Stands in for Control when no PLC is configured: logs the overrides it receives.
 #[derive(Debug, Default)]
 struct LoggingControl;
 
@@ -103,14 +110,44 @@ pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let will_topic = topics.topic_for(&config.device_id, &Channel::Status);
     let inflight = u16::try_from(config.mqtt.max_inflight_batches + 16).unwrap_or(u16::MAX);
     let options = mqtt_options(&config, will_topic, will, inflight)?;
-    // The register map provides the catalog once the PLC link is wired in.
-    let catalog = Catalog {
-        v: PROTOCOL_VERSION,
-        points: Vec::new(),
-    };
 
     let shadow_ctx = Context::<Shadow>::new();
     let shadow_addr = shadow_ctx.address();
+    let telemetry = Telemetry::new(
+        TelemetryConfig {
+            interval: config.telemetry.interval,
+        },
+        outbox.clone(),
+        clock.clone(),
+    )
+    .start();
+    let (control, catalog): (Recipient<SetOverrides>, Catalog) = match config.register_map()? {
+        Some(map) => {
+            let plc = PlcLink::new(map.clone(), telemetry.clone().recipient())
+                .subscribe(telemetry.clone().recipient())
+                .start();
+            let control = Control::new(
+                map.clone(),
+                config.control.clone(),
+                plc.clone().recipient(),
+                telemetry.clone().recipient(),
+                system_clock(),
+            )?
+            .report_to(shadow_addr.clone().recipient())
+            .start();
+            plc.do_send(Subscribe(control.clone().recipient()));
+            (control.recipient(), map.catalog())
+        }
+        None => {
+            tracing::warn!("no [plc] section and no --plc: running without a PLC");
+            let empty = Catalog {
+                v: PROTOCOL_VERSION,
+                points: Vec::new(),
+            };
+            (LoggingControl.start().recipient(), empty)
+        }
+    };
+
     let uplink = Uplink::new(
         UplinkConfig {
             device_id: config.device_id.clone(),
@@ -135,24 +172,15 @@ pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> Resu
         frontiers,
     )
     .start();
-    let control = LoggingControl.start();
     shadow_ctx.run(Shadow::new(
         desired,
         pending_expired,
         outbox.clone(),
         ShadowPeers {
-            control: control.recipient(),
+            control,
             uplink: uplink.clone().recipient(),
         },
     ));
-    let telemetry = Telemetry::new(
-        TelemetryConfig {
-            interval: config.telemetry.interval,
-        },
-        outbox.clone(),
-        clock.clone(),
-    )
-    .start();
     tracing::info!(version, mqtt = %config.mqtt.url, interval = ?config.telemetry.interval, "shiki-edge running");
 
     shutdown.await;

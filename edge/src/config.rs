@@ -9,6 +9,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use shiki_proto::{DeviceId, Topics};
 
+use crate::control::{ControlConfig, ControlState};
+use crate::register_map::{PlcConfig, RegisterMap};
+
 /// Why a configuration was refused. Every variant names the file and, where there is one,
 /// the key.
 #[derive(Debug, thiserror::Error)]
@@ -44,18 +47,17 @@ pub struct EdgeConfig {
     pub telemetry: TelemetryConfig,
     #[serde(default)]
     pub outbox: OutboxConfig,
-    /// PLC link and register map (see the `[plc]` section of the example).
+    /// PLC link and register map (see the `[plc]` section of the example). Without it
+    /// the agent runs without a PLC (telemetry samples are empty), unless `--plc` is given,
+    /// which then uses the default map (the one `shiki-edge plc-sim` serves).
     #[serde(default)]
-    pub plc: Option<toml::Table>,
+    pub plc: Option<PlcConfig>,
     /// Local control (see the `[control]` section of the example).
     #[serde(default)]
-    pub control: Option<toml::Table>,
+    pub control: ControlConfig,
     /// The file this configuration came from (for error messages).
     #[serde(skip)]
     pub source_file: Option<PathBuf>,
-    /// `--plc HOST:PORT` or a serial device path, overriding `[plc]`.
-    #[serde(skip)]
-    pub plc_endpoint: Option<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -258,8 +260,13 @@ impl EdgeConfig {
         if let Some(i) = o.telemetry_interval {
             self.telemetry.interval = i;
         }
-        if let Some(plc) = o.plc {
-            self.plc_endpoint = Some(plc);
+        if let Some(address) = o.plc {
+            let mut plc = self
+                .plc
+                .take()
+                .unwrap_or_else(|| crate::plc_sim::default_map().config().clone());
+            plc.address = address;
+            self.plc = Some(plc);
         }
         Ok(())
     }
@@ -333,7 +340,26 @@ impl EdgeConfig {
         if self.data_dir.as_os_str().is_empty() {
             return Err(self.invalid("data_dir", "must not be empty"));
         }
+        if let Some(map) = self.register_map()? {
+            ControlState::new(map, &self.control)
+                .map_err(|e| self.invalid("control", e.to_string()))?;
+        } else if !self.control.defaults.is_empty() {
+            return Err(self.invalid(
+                "control.defaults",
+                "defaults are set but there is no [plc] point list",
+            ));
+        }
         Ok(())
+    }
+
+    /// The validated register map of `[plc]`, if there is one.
+    pub fn register_map(&self) -> Result<Option<RegisterMap>, ConfigError> {
+        match &self.plc {
+            None => Ok(None),
+            Some(plc) => RegisterMap::new(plc.clone())
+                .map(Some)
+                .map_err(|e| self.invalid("plc", e.to_string())),
+        }
     }
 
     pub fn topics(&self) -> Topics {
@@ -415,7 +441,11 @@ mod tests {
         cfg.validate().expect("valid");
         assert_eq!(cfg.device_id.as_str(), "gw-2");
         assert_eq!(cfg.telemetry.interval, Duration::from_secs(1));
-        assert_eq!(cfg.plc_endpoint.as_deref(), Some("127.0.0.1:5020"));
+        assert_eq!(
+            cfg.plc.as_ref().map(|p| p.address.as_str()),
+            Some("127.0.0.1:5020")
+        );
+        assert!(!cfg.plc.as_ref().expect("default map").points.is_empty());
         assert!(
             cfg.clone()
                 .apply(Overrides {
@@ -431,5 +461,31 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/edge.example.toml");
         let cfg = EdgeConfig::load(&path).expect("example parses");
         cfg.validate().expect("example validates");
+        let map = cfg.register_map().expect("map").expect("example has [plc]");
+        assert!(map.point("chw_setpoint_c").is_some());
+        assert_eq!(
+            cfg.control.defaults.get("mode"),
+            Some(&serde_json::json!("cooling"))
+        );
+    }
+
+    #[test]
+    fn a_bad_point_or_control_default_is_named() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/edge.example.toml");
+        let text = std::fs::read_to_string(&path).expect("example");
+        let bad = text.replace("chw_setpoint_c = 7.0", "chw_setpoint_c = \"warm\"");
+        let mut cfg = EdgeConfig::parse(&bad, "bad.toml").expect("parses");
+        cfg.source_file = Some("bad.toml".into());
+        let msg = cfg.validate().expect_err("bad default").to_string();
+        assert!(
+            msg.contains("control") && msg.contains("chw_setpoint_c"),
+            "{msg}"
+        );
+
+        let bad = text.replacen("type = \"i16\"", "type = \"i17\"", 1);
+        let msg = EdgeConfig::parse(&bad, "bad.toml")
+            .expect_err("bad type")
+            .to_string();
+        assert!(msg.contains("i17") && msg.contains("bad.toml"), "{msg}");
     }
 }

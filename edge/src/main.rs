@@ -27,8 +27,27 @@ enum Command {
     /// Check a configuration file (with the same overrides as `run`) and exit:
     /// 0 when valid, 2 with a message naming the bad key otherwise.
     CheckConfig(RunArgs),
+    /// Serve a simulated absorption chiller/heater over Modbus TCP (the default register
+    /// map of deploy/edge.example.toml, or the [plc] map of --config).
+    PlcSim(PlcSimArgs),
     /// Measure outbox ingest, disk writes per day, and backlog drain to a broker.
     Bench(shiki_edge::bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct PlcSimArgs {
+    /// Address to listen on, e.g. 127.0.0.1:5020 (port 0 picks a free port and logs it).
+    #[arg(long, default_value = "127.0.0.1:5020", value_name = "HOST:PORT")]
+    listen: String,
+    /// Serve the [plc] point list of this config file instead of the default map.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Simulated seconds per real second.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Outdoor temperature at the start, °C.
+    #[arg(long, default_value_t = 30.0)]
+    outdoor_c: f64,
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +130,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::PlcSim(args) => match plc_sim(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Bench(args) => match actix::System::new().block_on(shiki_edge::bench::run(args)) {
             Ok(report) => {
                 println!("{report}");
@@ -122,6 +148,37 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn plc_sim(args: PlcSimArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let map = match &args.config {
+        Some(path) => {
+            let cfg = EdgeConfig::load(path)?;
+            cfg.register_map()?
+                .with_context(|| format!("{} has no [plc] section", path.display()))?
+        }
+        None => shiki_edge::plc_sim::default_map(),
+    };
+    let options = shiki_edge::plc_sim::SimOptions {
+        speed: args.speed,
+        outdoor_c: args.outdoor_c,
+        ..Default::default()
+    };
+    // tokio-modbus's TCP server needs the multi-thread runtime.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, points = map.points().len(), "plc-sim listening");
+        shiki_edge::plc_sim::serve(listener, map, options, shutdown_signal()).await?;
+        Ok(())
+    })
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -5,7 +5,9 @@ use std::process::{Command, Output};
 
 fn edge(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shiki-edge"));
-    cmd.args(args).env("NO_COLOR", "1").env_remove("SHIKI_MQTT_URL");
+    cmd.args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("SHIKI_MQTT_URL");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -29,7 +31,10 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn check_config_accepts_the_example() {
     let ex = example();
-    let o = edge(&["check-config", "--config", ex.to_str().expect("utf8")], &[]);
+    let o = edge(
+        &["check-config", "--config", ex.to_str().expect("utf8")],
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("ok"));
 }
@@ -43,9 +48,15 @@ fn check_config_names_the_file_and_the_bad_key() {
             "device_id = \"gw\"\n[telemetry]\ninterval = \"10ms\"\n",
             "telemetry.interval",
         ),
-        ("device_id = \"gw\"\n[mqtt]\nurl = \"http://x\"\n", "mqtt.url"),
+        (
+            "device_id = \"gw\"\n[mqtt]\nurl = \"http://x\"\n",
+            "mqtt.url",
+        ),
         ("device_id = \"g w\"\n", "device id"),
-        ("device_id = \"gw\"\n[outbox]\nquota_mib = 0\n", "outbox.quota_mib"),
+        (
+            "device_id = \"gw\"\n[outbox]\nquota_mib = 0\n",
+            "outbox.quota_mib",
+        ),
     ];
     for (text, key) in cases {
         let path = write(dir.path(), text);
@@ -77,7 +88,11 @@ fn environment_overrides_are_validated_too() {
 fn a_missing_config_file_is_named() {
     let o = edge(&["run", "--config", "/nonexistent/edge.toml"], &[]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("/nonexistent/edge.toml"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/edge.toml"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! value differs at the point's resolution (nothing before the first poll), takes the value read back, and sends a
 //! [`ControlReport`] to every report recipient — after every `SetOverrides` /
 //! `ScheduleSettings`, and otherwise only when the report changed. It records
-//! `SettingApplied`, `ControlError` (once per distinct failure) and `OverrideExpired` events.
+//! `SettingApplied`, `ControlError` (once per distinct failure or refusal) and
+//! `OverrideExpired` events.
 //!
 //! ```text
 //! PlcLink ──Readings──▶ Control ──WritePoint──▶ PlcLink (answers the value read back)
@@ -132,9 +133,12 @@ impl Control {
 
     /// Expire, write what differs, read back, report.
     fn reconcile(&mut self, ctx: &mut Context<Self>, force_report: bool) {
-        let expired = self.state.expire((self.clock)());
+        let now = (self.clock)();
+        let expired = self.state.expire(now);
         let force_report = force_report || !expired.is_empty();
         self.record(expired);
+        let refused = self.state.refusal_events(now);
+        self.record(refused);
         let writes = self.state.writes();
         if writes.is_empty() {
             self.send_report(force_report);

@@ -203,7 +203,11 @@ impl PlcLink {
                 };
                 act.record(ev);
             }
-            if lost && let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
+            if lost
+                && let Some(e) = results
+                    .iter()
+                    .find_map(|r| r.as_ref().err().filter(|e| e.is_link_fault()))
+            {
                 let e = e.clone();
                 act.link_fault(&e, ctx);
             }

@@ -2,13 +2,15 @@
 //!
 //! Inputs: [`SetOverrides`] (operator overrides from the shadow), [`ScheduleSettings`]
 //! (what the yearly schedule has in force), [`Readings`] (what the PLC holds; also catches a
-//! PLC changed locally), and a timer every `expiry_check_interval`. On each, Control ends
+//! PLC changed locally; failed writes are retried here), and a timer every
+//! `expiry_check_interval` that acts when an override's time has come. On each, Control ends
 //! overrides whose time has come, computes each setting's target (safety limits > override >
 //! schedule > defaults; see [`ControlState`]), sends [`WritePoint`] for settings whose PLC
 //! value differs at the point's resolution (nothing before the first poll), takes the value read back, and sends a
 //! [`ControlReport`] to every report recipient — after every `SetOverrides` /
 //! `ScheduleSettings`, and otherwise only when the report changed. It records
-//! `SettingApplied`, `ControlError` (once per distinct failure) and `OverrideExpired` events.
+//! `SettingApplied`, `ControlError` (once per distinct failure or refusal) and
+//! `OverrideExpired` events.
 //!
 //! ```text
 //! PlcLink ──Readings──▶ Control ──WritePoint──▶ PlcLink (answers the value read back)
@@ -130,11 +132,28 @@ impl Control {
         self.last_report = Some(report);
     }
 
+    /// Timer: only when an override ended (or a report is due) — retries of failed writes
+    /// wait for the next `Readings`, so a dead link is not hammered every second.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self
+            .state
+            .next_expiry()
+            .is_some_and(|at| at <= (self.clock)())
+        {
+            self.reconcile(ctx, true);
+        } else {
+            self.send_report(false);
+        }
+    }
+
     /// Expire, write what differs, read back, report.
     fn reconcile(&mut self, ctx: &mut Context<Self>, force_report: bool) {
-        let expired = self.state.expire((self.clock)());
+        let now = (self.clock)();
+        let expired = self.state.expire(now);
         let force_report = force_report || !expired.is_empty();
         self.record(expired);
+        let refused = self.state.refusal_events(now);
+        self.record(refused);
         let writes = self.state.writes();
         if writes.is_empty() {
             self.send_report(force_report);
@@ -165,9 +184,7 @@ impl Actor for Control {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.config.expiry_check_interval, |act, ctx| {
-            act.reconcile(ctx, false)
-        });
+        ctx.run_interval(self.config.expiry_check_interval, |act, ctx| act.tick(ctx));
     }
 }
 

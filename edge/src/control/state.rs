@@ -79,6 +79,8 @@ pub struct ControlState {
     /// Nothing is written before the first poll: the PLC's values are not known yet.
     polled: bool,
     failures: BTreeMap<String, Failure>,
+    /// Edge-side refusals already announced by a `ControlError` event: key → detail.
+    announced: BTreeMap<String, String>,
     pending_expired: Vec<ExpiredOverride>,
 }
 
@@ -143,6 +145,7 @@ impl ControlState {
             plc: BTreeMap::new(),
             polled: false,
             failures: BTreeMap::new(),
+            announced: BTreeMap::new(),
             pending_expired: Vec::new(),
         })
     }
@@ -373,6 +376,38 @@ impl ControlState {
                 serde_json::json!({"key": key, "requested": write.value, "source": source, "cause": detail}),
             )
         })
+    }
+
+    /// A `ControlError` event for each setting whose requested value the edge newly
+    /// refuses (outside limits with `refuse`, or not a valid value); once per refusal.
+    pub fn refusal_events(&mut self, now: DateTime<Utc>) -> Vec<RecordEvent> {
+        let mut refused = BTreeMap::new();
+        for p in self.map.settings() {
+            if let Some(Target {
+                source,
+                requested,
+                decision: Decision::Refused(detail),
+            }) = self.target(&p.name)
+            {
+                refused.insert(p.name.clone(), (source, requested, detail));
+            }
+        }
+        self.announced.retain(|k, _| refused.contains_key(k));
+        let mut events = Vec::new();
+        for (key, (source, requested, detail)) in refused {
+            if self.announced.get(&key) == Some(&detail) {
+                continue;
+            }
+            events.push(event(
+                now,
+                EventKind::ControlError,
+                Severity::Warning,
+                format!("{key} = {requested} ({}) not written: {detail}", source_name(source)),
+                serde_json::json!({"key": key, "requested": requested, "source": source, "cause": detail}),
+            ));
+            self.announced.insert(key, detail);
+        }
+        events
     }
 
     /// How one setting stands.

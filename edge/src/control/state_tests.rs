@@ -152,6 +152,19 @@ fn out_of_range_values_are_clamped_or_refused_per_point() {
     );
     assert!(!writes.contains_key("mode"));
     assert_eq!(report.applied_version, Some(4));
+    // Each edge-side refusal is announced once.
+    let events = s.refusal_events(t(9, 1));
+    let keys: Vec<&str> = events
+        .iter()
+        .map(|e| e.data["key"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(keys, vec!["demand_limit_pct", "mode"]);
+    assert_eq!(
+        events[0].message,
+        "demand_limit_pct = 30 (override) not written: refused: 30.0 is below the minimum 50.0"
+    );
+    assert!(events.iter().all(|e| e.kind == EventKind::ControlError));
+    assert!(s.refusal_events(t(9, 2)).is_empty());
 }
 
 #[test]

@@ -222,3 +222,45 @@ async fn a_setting_changed_at_the_panel_is_put_back() {
     assert_eq!(current.reported.get("hw_setpoint_c"), Some(&json!(45.0)));
     r.sim.stop().await;
 }
+
+#[actix::test]
+async fn a_write_that_failed_while_the_plc_was_away_is_retried_when_it_is_back() {
+    let mut r = rig(default_map()).await;
+    // Wait for the first poll so Control knows the PLC's values.
+    next_matching(&mut r.reports, |rep: &ControlReport| {
+        !rep.reported.is_empty()
+    })
+    .await;
+    let addr = r.sim.addr();
+    let model = r.sim.model();
+    r.sim.stop().await;
+    r.control.do_send(overrides(11, "run", json!(true), None));
+    let report = next_matching(&mut r.reports, |rep: &ControlReport| {
+        rep.settings
+            .get("run")
+            .and_then(|s| s.detail.as_deref())
+            .is_some_and(|d| d.starts_with("not applied: PLC unreachable"))
+    })
+    .await;
+    assert_eq!(report.settings["run"].source, SettingSource::Override);
+    assert_eq!(report.settings["run"].requested, Some(json!(true)));
+    next_matching(&mut r.events, |e: &RecordEvent| {
+        e.kind == EventKind::ControlError
+    })
+    .await;
+
+    let options = SimOptions {
+        tick: Duration::from_secs(3600),
+        ..SimOptions::default()
+    };
+    let sim = PlcSim::restart(addr, model, options)
+        .await
+        .expect("rebind the same port");
+    let report = next_matching(&mut r.reports, |rep: &ControlReport| {
+        rep.reported.get("run") == Some(&json!(true))
+    })
+    .await;
+    assert_eq!(report.settings["run"].detail, None);
+    assert_eq!(sim.value("run"), Some(shiki_proto::PointValue::Bool(true)));
+    sim.stop().await;
+}

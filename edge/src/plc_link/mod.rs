@@ -7,7 +7,8 @@
 //!   back and answers the value the PLC holds. It never clamps: Control does that.
 //! - Timeouts, lost connections and Modbus exceptions become [`RecordEvent`]s (`PlcError`
 //!   once per failure episode, `PlcRecovered` when it ends). After a link fault the
-//!   connection is dropped and re-opened with capped exponential backoff.
+//!   connection is dropped and re-opened with capped exponential backoff; polls and writes
+//!   fail fast (without touching the wire) until the next attempt.
 //!
 //! Modbus I/O is async on the actor's arbiter; every operation runs under `ctx.wait` /
 //! [`AtomicResponse`], so polls and writes are serialised and never interleave on the wire.
@@ -129,16 +130,20 @@ impl PlcLink {
         self.record(ev);
     }
 
+    /// While disconnected and waiting for the next reconnect attempt: how long (whole
+    /// seconds, at least 1). Polls and writes fail fast meanwhile.
+    fn backing_off(&self) -> Option<Duration> {
+        let at = self.retry_at.filter(|_| self.conn.is_none())?;
+        let wait = at.checked_duration_since(tokio::time::Instant::now())?;
+        Some(Duration::from_secs(wait.as_secs().max(1)))
+    }
+
     fn poll(&mut self, ctx: &mut Context<Self>) {
         let ts = Utc::now();
-        if self.conn.is_none()
-            && let Some(at) = self.retry_at
-            && tokio::time::Instant::now() < at
-        {
-            let wait = at.saturating_duration_since(tokio::time::Instant::now());
+        if let Some(wait) = self.backing_off() {
             let cause = format!(
                 "PLC link down, reconnecting in {}",
-                transport::seconds(Duration::from_secs(wait.as_secs().max(1)))
+                transport::seconds(wait)
             );
             self.publish(all_failed(&self.map, &cause, ts));
             return;
@@ -203,7 +208,11 @@ impl PlcLink {
                 };
                 act.record(ev);
             }
-            if lost && let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
+            if lost
+                && let Some(e) = results
+                    .iter()
+                    .find_map(|r| r.as_ref().err().filter(|e| e.is_link_fault()))
+            {
                 let e = e.clone();
                 act.link_fault(&e, ctx);
             }
@@ -282,6 +291,12 @@ impl Handler<WritePoint> for PlcLink {
                 msg.name,
             )))));
         };
+        if let Some(wait) = self.backing_off() {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(WriteError::Link(format!(
+                "PLC link down, reconnecting in {}",
+                transport::seconds(wait)
+            ))))));
+        }
         let conn = self.conn.take();
         let endpoint = self.endpoint.clone();
         let serial = self.map.config().serial.clone();

@@ -243,3 +243,43 @@ async fn a_read_the_plc_refuses_marks_its_points_and_keeps_the_rest() {
     );
     sim.stop().await;
 }
+
+#[actix::test]
+async fn a_plc_that_never_answers_times_out_with_the_register_in_the_event() {
+    // A peer that accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let addr = listener.local_addr().expect("local addr");
+    let black_hole = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let (events, mut events_rx) = probe::<RecordEvent>();
+    let (readings, mut readings_rx) = probe::<Readings>();
+    let map = fast_map(addr, |c| c.request_timeout = Duration::from_millis(200));
+    let link = PlcLink::new(map, events).subscribe(readings).start();
+
+    let ev = next(&mut events_rx).await;
+    assert_eq!(ev.kind, EventKind::PlcError);
+    assert_eq!(
+        ev.message,
+        "modbus read of holding register 40001 (unit 1) timed out after 0.2 s"
+    );
+    assert_eq!(
+        ev.data["register"],
+        serde_json::json!("holding register 40001")
+    );
+    let r = next(&mut readings_rx).await;
+    assert!(r.values.is_empty());
+    assert_eq!(r.errors.len(), default_map().points().len());
+    let write = link
+        .send(WritePoint {
+            name: "run".into(),
+            value: PointValue::Bool(true),
+        })
+        .await
+        .expect("mailbox");
+    assert!(matches!(write, Err(WriteError::Link(_))), "{write:?}");
+    black_hole.abort();
+}

@@ -375,3 +375,46 @@ fn docs_points_md_lists_the_default_map() {
         "docs/points.md is out of date; its table should be:\n{table}"
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn data_type() -> impl Strategy<Value = DataType> {
+        prop_oneof![
+            Just(DataType::U16),
+            Just(DataType::I16),
+            Just(DataType::U32),
+            Just(DataType::I32),
+            Just(DataType::F32),
+        ]
+    }
+
+    proptest! {
+        /// Any registers a PLC sends decode and encode back to the same registers
+        /// (for every type, word order and a decimal scale/offset).
+        #[test]
+        fn registers_round_trip_through_engineering_values(
+            t in data_type(),
+            little in any::<bool>(),
+            w0 in any::<u16>(),
+            w1 in any::<u16>(),
+            scaled in any::<bool>(),
+        ) {
+            let mut p = point("p", RegisterKind::Holding, 0, t);
+            p.word_order = if little { WordOrder::Little } else { WordOrder::Big };
+            if scaled && t != DataType::F32 {
+                p.scale = 0.1;
+                p.offset = -40.0;
+            }
+            let words = if p.width() == 2 { vec![w0, w1] } else { vec![w0] };
+            let raw = Raw::Words(words);
+            let value = p.decode(&raw).expect("any registers decode");
+            if let PointValue::Number(n) = value {
+                prop_assume!(n.is_finite());
+            }
+            prop_assert_eq!(p.encode(&value), Ok(raw));
+        }
+    }
+}

@@ -182,6 +182,7 @@ async fn every_sample_arrives_once_in_order_across_a_link_cut() {
     let telemetry = Telemetry::new(
         TelemetryConfig {
             interval: Duration::from_secs(3600),
+            stale_after: None,
         },
         edge.outbox.clone(),
         Arc::new(SystemClock),

@@ -199,3 +199,70 @@ impl Handler<MalformedCount> for Shadow {
         self.malformed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::{OutboxOptions, RedbOutbox};
+    use tokio::sync::mpsc;
+
+    struct Probe<M: Message<Result = ()> + Send>(mpsc::UnboundedSender<M>);
+    impl<M: Message<Result = ()> + Send + Unpin + 'static> Actor for Probe<M> {
+        type Context = Context<Self>;
+    }
+    impl<M: Message<Result = ()> + Send + Unpin + 'static> Handler<M> for Probe<M> {
+        type Result = ();
+        fn handle(&mut self, m: M, _: &mut Context<Self>) {
+            let _ = self.0.send(m);
+        }
+    }
+
+    #[actix::test]
+    async fn a_reboot_without_link_restores_the_persisted_overrides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("edge.redb");
+        let doc = DesiredDoc {
+            version: 7,
+            desired: [("saving".to_owned(), serde_json::json!(true))]
+                .into_iter()
+                .collect(),
+            metadata: Default::default(),
+            timestamp: Some(chrono::Utc::now()),
+        };
+        {
+            let (outbox, join) = OutboxHandle::start(
+                RedbOutbox::open(&path, OutboxOptions::default()).expect("open"),
+            )
+            .expect("start");
+            outbox
+                .put_doc(DESIRED_KEY, serde_json::to_vec(&doc).expect("json"))
+                .await
+                .expect("put");
+            outbox.close().await;
+            join.join().expect("writer");
+        }
+        let (outbox, _join) =
+            OutboxHandle::start(RedbOutbox::open(&path, OutboxOptions::default()).expect("open"))
+                .expect("start");
+        let (restored, expired) = load_persisted(&outbox).await.expect("load");
+        assert_eq!(restored, doc);
+        let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
+        let (up_tx, _up_rx) = mpsc::unbounded_channel::<PublishReported>();
+        Shadow::new(
+            restored,
+            expired,
+            outbox,
+            ShadowPeers {
+                control: Probe(ctl_tx).start().recipient(),
+                uplink: Probe(up_tx).start().recipient(),
+            },
+        )
+        .start();
+        let o = tokio::time::timeout(std::time::Duration::from_secs(5), ctl_rx.recv())
+            .await
+            .expect("overrides at start")
+            .expect("probe");
+        assert_eq!(o.desired_version, 7);
+        assert_eq!(o.overrides["saving"].value, serde_json::json!(true));
+    }
+}

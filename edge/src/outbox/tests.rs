@@ -203,6 +203,34 @@ fn documents_persist_across_reopen() {
 }
 
 #[test]
+fn the_audit_log_keeps_the_newest_entries_across_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut store = open(&dir, u64::MAX);
+        let ops: Vec<_> = (0..AUDIT_KEEP + 5)
+            .map(|n| {
+                WriteOp::Audit(AuditEntry {
+                    ts: chrono::Utc::now(),
+                    actor: "cloud".into(),
+                    action: "desired_applied".into(),
+                    detail: serde_json::json!({ "n": n }),
+                })
+            })
+            .collect();
+        store.apply(&ops).expect("audit");
+    }
+    let store = open(&dir, u64::MAX);
+    let tail = store.audit_tail(3).expect("tail");
+    let ids: Vec<u64> = tail.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, vec![AUDIT_KEEP + 3, AUDIT_KEEP + 4, AUDIT_KEEP + 5]);
+    assert_eq!(tail[2].1.detail["n"], serde_json::json!(AUDIT_KEEP + 4));
+    assert_eq!(
+        store.audit_tail(usize::MAX).expect("all").len() as u64,
+        AUDIT_KEEP
+    );
+}
+
+#[test]
 fn a_second_open_of_the_same_file_is_refused_with_the_path() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _first = open(&dir, u64::MAX);

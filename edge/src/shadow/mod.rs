@@ -14,7 +14,7 @@ pub use model::{Applied, DesiredDoc, ShadowModel};
 use crate::messages::{
     CloudMessage, ControlReport, LinkUp, PublishReported, ReportedDelivered, SetOverrides, Stop,
 };
-use crate::outbox::{OutboxError, OutboxHandle, WriteOp};
+use crate::outbox::{AuditEntry, OutboxError, OutboxHandle, WriteOp};
 
 const DESIRED_KEY: &str = "shadow.desired";
 const EXPIRED_KEY: &str = "shadow.expired";
@@ -87,6 +87,20 @@ impl Shadow {
         });
     }
 
+    fn audit(&self, actor: &str, action: &str, detail: serde_json::Value) {
+        let rx = self.outbox.submit(WriteOp::Audit(AuditEntry {
+            ts: chrono::Utc::now(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            detail,
+        }));
+        actix::spawn(async move {
+            if !matches!(rx.await, Ok(Ok(_))) {
+                tracing::warn!("audit entry not stored");
+            }
+        });
+    }
+
     fn persist_desired(&self) {
         self.persist(DESIRED_KEY, serde_json::to_vec(&self.model.doc));
     }
@@ -141,6 +155,15 @@ impl Handler<CloudMessage> for Shadow {
                     "desired state applied"
                 );
                 self.persist_desired();
+                self.audit(
+                    "cloud",
+                    "desired_applied",
+                    serde_json::json!({
+                        "version": overrides.desired_version,
+                        "topic": msg.topic,
+                        "desired": self.model.doc.desired,
+                    }),
+                );
                 self.peers.control.do_send(overrides);
             }
             Applied::Stale { have, got } => {
@@ -155,6 +178,13 @@ impl Handler<ControlReport> for Shadow {
 
     fn handle(&mut self, report: ControlReport, _ctx: &mut Context<Self>) {
         let had_expired = !report.expired.is_empty();
+        for e in &report.expired {
+            self.audit(
+                "device",
+                "override_expired",
+                serde_json::json!({ "key": e.key, "at": e.at, "desired_version": e.desired_version }),
+            );
+        }
         let publish = self.model.on_report(report);
         if had_expired {
             self.persist_desired();

@@ -8,6 +8,7 @@ pub mod state;
 mod tests;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -70,6 +71,36 @@ pub struct ChangeDesired(pub DesiredChange);
 #[rtype(result = "DeviceView")]
 pub struct GetView;
 
+/// Fleet-wide gauges and counters the device actors keep up to date (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct DeviceMetrics {
+    pub online: AtomicI64,
+    pub pending_verifications: AtomicI64,
+    pub verified: AtomicU64,
+    pub failed: AtomicU64,
+    pub superseded: AtomicU64,
+}
+
+impl DeviceMetrics {
+    fn count_outcomes(&self, writes: &[crate::store::Write]) {
+        use crate::store::{FailureReason, VerificationOutcome, Write};
+        for w in writes {
+            if let Write::Verification(v) = w {
+                let counter = match &v.outcome {
+                    VerificationOutcome::Pending => continue,
+                    VerificationOutcome::Verified { .. } => &self.verified,
+                    VerificationOutcome::Failed {
+                        reason: FailureReason::Superseded { .. },
+                        ..
+                    } => &self.superseded,
+                    VerificationOutcome::Failed { .. } => &self.failed,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// The actor of one device.
 #[derive(Debug)]
 pub struct DeviceActor {
@@ -77,6 +108,8 @@ pub struct DeviceActor {
     deps: DeviceDeps,
     timer: Option<SpawnHandle>,
     span: tracing::Span,
+    was_online: bool,
+    was_pending: i64,
 }
 
 impl DeviceActor {
@@ -87,10 +120,23 @@ impl DeviceActor {
             deps,
             timer: None,
             span,
+            was_online: false,
+            was_pending: 0,
         }
     }
 
     fn apply(&mut self, fx: state::Effects, ctx: &mut Context<Self>) {
+        let m = &self.deps.metrics;
+        m.count_outcomes(&fx.writes);
+        let (online, pending) = (self.state.online(), self.state.pending().count() as i64);
+        if online != self.was_online {
+            m.online
+                .fetch_add(if online { 1 } else { -1 }, Ordering::Relaxed);
+            self.was_online = online;
+        }
+        m.pending_verifications
+            .fetch_add(pending - self.was_pending, Ordering::Relaxed);
+        self.was_pending = pending;
         if !fx.writes.is_empty() {
             let commit = self.deps.store.submit(fx.writes);
             let span = self.span.clone();
@@ -142,8 +188,8 @@ impl Actor for DeviceActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Resume restored verifications and offline alerts.
-        self.reschedule(ctx);
+        // Count restored state and resume restored verifications and offline alerts.
+        self.apply(state::Effects::default(), ctx);
     }
 }
 

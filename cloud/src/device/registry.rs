@@ -9,7 +9,7 @@ use actix::prelude::*;
 use shiki_proto::DeviceId;
 
 use super::state::{DesiredChange, DesiredError, DeviceConfig, DeviceState, DeviceView};
-use super::{ChangeDesired, Clock, DeviceActor, DeviceInput, GetView, Publish};
+use super::{ChangeDesired, Clock, DeviceActor, DeviceInput, DeviceMetrics, GetView, Publish};
 use crate::notifier::Alert;
 use crate::store::{Store, StoreError};
 
@@ -21,6 +21,7 @@ pub struct DeviceDeps {
     pub alerts: Recipient<Alert>,
     pub clock: Arc<dyn Clock>,
     pub cfg: DeviceConfig,
+    pub metrics: Arc<DeviceMetrics>,
 }
 
 impl std::fmt::Debug for DeviceDeps {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -44,7 +44,8 @@ struct Counters {
 /// The redb-backed [`Store`]. Dropping it commits what is queued and stops the writer.
 #[derive(Debug)]
 pub struct RedbStore {
-    db: Arc<Database>,
+    /// `None` once closed, so the file can be opened again in this process.
+    db: RwLock<Option<Arc<Database>>>,
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     next_id: AtomicU64,
@@ -82,11 +83,14 @@ impl RedbStore {
             let counters = counters.clone();
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || writer_loop(&db, &rx, max_batch.max(1), &counters))
+                .spawn(move || {
+                    writer_loop(&db, &rx, max_batch.max(1), &counters);
+                    drop(db);
+                })
                 .map_err(|e| open_err(&e))?
         };
         Ok(Self {
-            db,
+            db: RwLock::new(Some(db)),
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             next_id: AtomicU64::new(next_id),
@@ -105,6 +109,9 @@ impl RedbStore {
         {
             tracing::error!("store writer thread panicked");
         }
+        if let Ok(mut db) = self.db.write() {
+            db.take();
+        }
     }
 
     fn read<T>(
@@ -112,10 +119,13 @@ impl RedbStore {
         op: &'static str,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let rtx = self
+        let db = self
             .db
-            .begin_read()
-            .map_err(|e| StoreError::backend(op, e))?;
+            .read()
+            .ok()
+            .and_then(|g| g.clone())
+            .ok_or(StoreError::Closed)?;
+        let rtx = db.begin_read().map_err(|e| StoreError::backend(op, e))?;
         f(&rtx)
     }
 }

@@ -18,8 +18,10 @@ use shiki_proto::{
 };
 
 fn config(dir: &tempfile::TempDir) -> CloudConfig {
-    let mut c = CloudConfig::default();
-    c.data_dir = dir.path().to_owned();
+    let mut c = CloudConfig {
+        data_dir: dir.path().to_owned(),
+        ..CloudConfig::default()
+    };
     c.mqtt.listen = "127.0.0.1:0".parse().expect("addr");
     c.api.listen = "127.0.0.1:0".parse().expect("addr");
     c.mqtt.client_id = format!("shiki-cloud-test-{}", rand::random::<u32>());

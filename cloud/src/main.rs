@@ -51,6 +51,10 @@ enum Command {
         /// Which benchmark(s) to run.
         #[arg(long, value_enum, default_value = "all")]
         only: shiki_cloud::bench::Which,
+        /// External broker (mqtt://host:port) for the verify benchmark instead of the
+        /// embedded one.
+        #[arg(long, value_name = "URL")]
+        mqtt_url: Option<String>,
     },
 }
 
@@ -96,12 +100,14 @@ fn main() -> anyhow::Result<()> {
             messages,
             changes,
             only,
+            mqtt_url,
         } => {
             let opts = shiki_cloud::bench::BenchOptions {
                 devices,
                 messages,
                 changes,
                 only,
+                mqtt_url,
             };
             actix::System::new()
                 .block_on(shiki_cloud::bench::run(opts))

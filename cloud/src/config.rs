@@ -89,6 +89,15 @@ pub struct MqttConfig {
     /// Most unacknowledged QoS 1 messages in flight per connection on the embedded broker.
     #[serde(default = "default_inflight")]
     pub max_inflight: u16,
+    /// Acknowledge (PUBACK) each incoming message only after its store commit (true), or on
+    /// receipt (false: faster, but a crash may lose the last commit window of messages the
+    /// edge has already dropped from its outbox).
+    #[serde(default = "default_true")]
+    pub ack_after_commit: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_mqtt_listen() -> SocketAddr {
@@ -117,6 +126,7 @@ impl Default for MqttConfig {
             username: None,
             password: None,
             max_inflight: default_inflight(),
+            ack_after_commit: true,
         }
     }
 }

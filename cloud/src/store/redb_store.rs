@@ -209,11 +209,13 @@ fn commit_batch(db: &Database, jobs: &[Job], c: &Counters) -> Result<(), StoreEr
             match w {
                 Write::Telemetry { device, samples } => {
                     for s in samples {
+                        // One B-tree operation: a replayed seq carries the same sample, so
+                        // replacing it keeps the row exactly once.
                         let key = (device.as_str(), s.seq);
-                        if tel.get(key).map_err(|e| be(&e))?.is_some() {
+                        let old = tel.insert(key, to_json(s).as_slice()).map_err(|e| be(&e))?;
+                        if old.is_some() {
                             dups += 1;
                         } else {
-                            tel.insert(key, to_json(s).as_slice()).map_err(|e| be(&e))?;
                             stored += 1;
                         }
                     }

@@ -158,6 +158,13 @@ pub struct StoreConfig {
     /// Most queued writes committed in one transaction (one fsync per batch).
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Page cache of the redb file, in MiB.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: usize,
+}
+
+fn default_cache_mb() -> usize {
+    64
 }
 
 fn default_max_batch() -> usize {
@@ -168,6 +175,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             max_batch: default_max_batch(),
+            cache_mb: default_cache_mb(),
         }
     }
 }

@@ -4,5 +4,7 @@
 //!
 //! # Layout
 //! - `messages`: the messages actors exchange.
+//! - `schedule`: the Schedule actor (yearly schedule, offline) and its state machine.
 
 pub mod messages;
+pub mod schedule;

@@ -10,6 +10,9 @@ use super::tz::{local_of, localize};
 use super::validate::{Calendar, DayRef};
 use super::{DayKind, InForce, Schedule, SettingInForce, Source, Transition};
 
+/// Marks a day whose UTC offset changes (DST switch): its times go through [`localize`].
+pub(crate) const IRREGULAR_DAY: i64 = i64::MIN;
+
 pub(crate) fn instant(ts: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(ts, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
@@ -107,7 +110,13 @@ impl Schedule {
     }
 
     fn entry_instant(&self, day: usize, time: chrono::NaiveTime) -> i64 {
-        localize(&self.tz, self.date_of(day).and_time(time)).0
+        match self.day_base.get(day) {
+            // a day without an offset change: plain arithmetic
+            Some(&base) if base != IRREGULAR_DAY => {
+                base + i64::from(time.num_seconds_from_midnight())
+            }
+            _ => localize(&self.tz, self.date_of(day).and_time(time)).0,
+        }
     }
 
     fn sets_of(&self, origin: Origin) -> &[(u8, serde_json::Value)] {
@@ -190,10 +199,11 @@ impl Schedule {
                 let time = profile
                     .and_then(|p| p.entries.get(entry as usize))
                     .map(|e| {
-                        if e.time.second() == 0 {
-                            e.time.format("%H:%M").to_string()
+                        let (h, m, sec) = (e.time.hour(), e.time.minute(), e.time.second());
+                        if sec == 0 {
+                            format!("{h:02}:{m:02}")
                         } else {
-                            e.time.format("%H:%M:%S").to_string()
+                            format!("{h:02}:{m:02}:{sec:02}")
                         }
                     })
                     .unwrap_or_default();
@@ -237,30 +247,25 @@ impl Schedule {
                 offer(&mut best, key, Write::defaults(self.start));
             }
         }
-        let mut need = self.profiles.iter().fold(0u64, |m, p| m | p.mask);
         let last_day = (self.local_day(ts) + 1).min(self.days().saturating_sub(1));
-        for day in (0..=last_day).rev() {
-            if need == 0 {
-                break;
-            }
-            let Some(profile) = self.profile_of(day) else {
-                continue;
-            };
-            if profile.mask & need == 0 {
-                continue;
-            }
-            for (ei, entry) in profile.entries.iter().enumerate().rev() {
-                if entry.mask & need == 0 {
+        for (key, days) in self.key_days.iter().enumerate() {
+            // the days whose profile writes `key`, latest first
+            let n = days.partition_point(|&d| usize::from(d) <= last_day);
+            'days: for &day in days[..n].iter().rev() {
+                let day = usize::from(day);
+                let Some(profile) = self.profile_of(day) else {
                     continue;
+                };
+                for (ei, entry) in profile.entries.iter().enumerate().rev() {
+                    if entry.mask & (1 << key) == 0 {
+                        continue;
+                    }
+                    let at = self.entry_instant(day, entry.time);
+                    if at <= ts {
+                        offer(&mut best, key, Write::entry(at, day, ei));
+                        break 'days;
+                    }
                 }
-                let at = self.entry_instant(day, entry.time);
-                if at > ts {
-                    continue;
-                }
-                for key in keys_of(entry.mask & need) {
-                    offer(&mut best, key, Write::entry(at, day, ei));
-                }
-                need &= !entry.mask;
             }
         }
         for (ri, rule) in self.rules.iter().enumerate() {
@@ -289,34 +294,32 @@ impl Schedule {
                 offer(&mut next, key, self.start);
             }
         }
-        let mut need = want & self.profiles.iter().fold(0u64, |m, p| m | p.mask);
         let first_day = if ts < self.start {
             0
         } else {
             self.local_day(ts).saturating_sub(1)
         };
-        for day in first_day..self.days() {
-            if need == 0 {
-                break;
-            }
-            let Some(profile) = self.profile_of(day) else {
+        for key in keys_of(want) {
+            let Some(days) = self.key_days.get(key) else {
                 continue;
             };
-            if profile.mask & need == 0 {
-                continue;
-            }
-            for entry in &profile.entries {
-                if entry.mask & need == 0 {
+            // the days whose profile writes `key`, earliest first
+            let n = days.partition_point(|&d| usize::from(d) < first_day);
+            'days: for &day in &days[n..] {
+                let day = usize::from(day);
+                let Some(profile) = self.profile_of(day) else {
                     continue;
+                };
+                for entry in &profile.entries {
+                    if entry.mask & (1 << key) == 0 {
+                        continue;
+                    }
+                    let at = self.entry_instant(day, entry.time);
+                    if at > ts {
+                        offer(&mut next, key, at);
+                        break 'days;
+                    }
                 }
-                let at = self.entry_instant(day, entry.time);
-                if at <= ts {
-                    continue;
-                }
-                for key in keys_of(entry.mask & need) {
-                    offer(&mut next, key, at);
-                }
-                need &= !entry.mask;
             }
         }
         for rule in &self.rules {
@@ -353,6 +356,8 @@ impl Schedule {
             .fold(0u64, |m, (k, _)| m | (1 << k));
         let next = self.next_writes(ts, found);
         let mut settings = BTreeMap::new();
+        // several keys usually share one write: build each source once
+        let mut sources: Vec<(Origin, Source)> = Vec::with_capacity(4);
         for (key, w) in last.iter().enumerate() {
             let Some(w) = w else { continue };
             let Some(value) = self
@@ -371,7 +376,14 @@ impl Schedule {
                 SettingInForce {
                     value,
                     since: instant(w.rank.at),
-                    source: self.source_of(w.origin),
+                    source: match sources.iter().find(|(o, _)| *o == w.origin) {
+                        Some((_, source)) => source.clone(),
+                        None => {
+                            let source = self.source_of(w.origin);
+                            sources.push((w.origin, source.clone()));
+                            source
+                        }
+                    },
                     next_transition: next.get(key).copied().flatten().map(instant),
                 },
             );
@@ -467,6 +479,108 @@ impl Schedule {
     }
 }
 
+/// Incremental evaluation for a clock that moves forward (the edge's control loop):
+/// [`Cursor::advance_to`] applies the writes that became due since the last call, so
+/// stepping through a year minute by minute costs little more than the transition list.
+/// Moving backwards re-seeks with [`Schedule::settings_at`]'s algorithm.
+#[derive(Debug, Clone)]
+pub struct Cursor<'a> {
+    schedule: &'a Schedule,
+    at: i64,
+    state: Vec<Option<Write>>,
+    /// Writes with `at` > `self.at` and < `window_end`, in order.
+    pending: std::collections::VecDeque<Write>,
+    window_end: i64,
+}
+
+/// How far ahead a cursor lists writes at a time.
+const CURSOR_WINDOW: i64 = 7 * 86_400;
+
+impl Schedule {
+    /// A cursor positioned at `t`.
+    pub fn cursor(&self, t: DateTime<Utc>) -> Cursor<'_> {
+        let ts = t.timestamp();
+        Cursor {
+            schedule: self,
+            at: ts,
+            state: self.last_writes(ts),
+            pending: std::collections::VecDeque::new(),
+            window_end: ts.saturating_add(1),
+        }
+    }
+}
+
+impl Cursor<'_> {
+    /// Moves to `t`, applying every write at or before it; returns how many were applied.
+    pub fn advance_to(&mut self, t: DateTime<Utc>) -> usize {
+        let ts = t.timestamp();
+        if ts < self.at {
+            *self = self.schedule.cursor(t);
+            return 0;
+        }
+        let mut applied = 0;
+        loop {
+            while let Some(w) = self.pending.front().copied() {
+                if w.rank.at > ts {
+                    break;
+                }
+                self.pending.pop_front();
+                for (key, _) in self.schedule.sets_of(w.origin) {
+                    if let Some(slot) = self.state.get_mut(usize::from(*key)) {
+                        *slot = Some(w);
+                    }
+                }
+                applied += 1;
+            }
+            if !self.pending.is_empty()
+                || self.window_end > ts
+                || self.window_end >= self.schedule.end
+            {
+                break;
+            }
+            let lo = self.window_end;
+            let hi = lo.saturating_add(CURSOR_WINDOW).max(ts.saturating_add(1));
+            self.pending.extend(self.schedule.writes_between(lo, hi));
+            self.window_end = hi;
+        }
+        self.at = ts;
+        applied
+    }
+
+    fn within(&self) -> bool {
+        (self.schedule.start..self.schedule.end).contains(&self.at)
+    }
+
+    /// The value of `key` in force at the cursor (none outside validity).
+    pub fn value(&self, key: &str) -> Option<&serde_json::Value> {
+        let id = self.schedule.keys.iter().position(|k| k == key)?;
+        self.value_of(id)
+    }
+
+    fn value_of(&self, id: usize) -> Option<&serde_json::Value> {
+        if !self.within() {
+            return None;
+        }
+        let w = self.state.get(id).copied().flatten()?;
+        self.schedule
+            .sets_of(w.origin)
+            .iter()
+            .find(|(k, _)| usize::from(*k) == id)
+            .map(|(_, v)| v)
+    }
+
+    /// Every value in force at the cursor.
+    pub fn values(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
+        (0..self.schedule.keys.len())
+            .filter_map(move |id| Some((self.schedule.keys.get(id)?.as_str(), self.value_of(id)?)))
+    }
+
+    /// Everything [`Schedule::settings_at`] says about the cursor's instant.
+    pub fn in_force(&self) -> InForce {
+        self.schedule.settings_at(instant(self.at))
+    }
+}
+
 fn value_size(v: &serde_json::Value) -> usize {
     use serde_json::Value;
     size_of::<Value>()
@@ -526,6 +640,11 @@ pub(crate) fn approx_size(s: &Schedule) -> usize {
             })
             .sum::<usize>()
         + s.day_profile.capacity() * size_of::<u16>()
+        + s.day_base.capacity() * size_of::<i64>()
+        + s.key_days
+            .iter()
+            .map(|d| size_of::<Vec<u16>>() + d.capacity() * size_of::<u16>())
+            .sum::<usize>()
         + s.warnings
             .iter()
             .map(|w| size_of::<super::Problem>() + w.path.capacity() + w.message.capacity())

@@ -80,6 +80,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+pub use eval::Cursor;
 pub use hash::{canonical_json, content_hash};
 pub use model::{
     DEFAULT_TIMEZONE, Exception, Holiday, ProfileEntry, Rule, ScheduleDocument, Season, Settings,
@@ -253,6 +254,11 @@ pub struct Schedule {
     rules: Vec<CRule>,
     /// Profile index for each day of validity.
     day_profile: Vec<u16>,
+    /// Unix seconds of each day's local midnight when the day has no offset change, else
+    /// `eval::IRREGULAR_DAY`.
+    day_base: Vec<i64>,
+    /// For each key, the days (index from `valid_from`, ascending) whose profile writes it.
+    key_days: Vec<Vec<u16>>,
     warnings: Vec<Problem>,
 }
 

@@ -693,7 +693,6 @@ pub(crate) fn check(
         });
     }
     exceptions.sort_by_key(|e| e.from);
-    drop(profile_ref);
 
     for (i, u) in used.iter().enumerate() {
         if !u {
@@ -839,6 +838,30 @@ pub(crate) fn check(
         (Some(tz), Some((f, t))) if !p.has_errors() => {
             let start = localize(&tz, f.and_time(NaiveTime::MIN)).0;
             let end = localize(&tz, (t + Duration::days(1)).and_time(NaiveTime::MIN)).0;
+            let day_base: Vec<i64> = f
+                .iter_days()
+                .take_while(|d| *d <= t)
+                .map(|d| {
+                    let a = localize(&tz, d.and_time(NaiveTime::MIN));
+                    let b = localize(&tz, (d + Duration::days(1)).and_time(NaiveTime::MIN));
+                    let regular =
+                        a.1 == LocalKind::Single && b.1 == LocalKind::Single && b.0 - a.0 == 86_400;
+                    if regular {
+                        a.0
+                    } else {
+                        super::eval::IRREGULAR_DAY
+                    }
+                })
+                .collect();
+            let mut key_days: Vec<Vec<u16>> = vec![Vec::new(); keys.names.len()];
+            for (day, &pi) in day_profile.iter().enumerate() {
+                let mask = profiles.get(usize::from(pi)).map_or(0, |p| p.mask);
+                for (key, days) in key_days.iter_mut().enumerate() {
+                    if mask & (1 << key) != 0 {
+                        days.push(day as u16);
+                    }
+                }
+            }
             Some(Schedule {
                 id: doc.id.clone(),
                 hash,
@@ -856,6 +879,8 @@ pub(crate) fn check(
                 exceptions,
                 rules,
                 day_profile,
+                day_base,
+                key_days,
                 warnings: Vec::new(),
             })
         }

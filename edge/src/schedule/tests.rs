@@ -463,6 +463,46 @@ fn a_stored_schedule_that_no_longer_fits_the_points_keeps_running() {
     assert!(fx.settings.expect("settings").schedule.is_some());
 }
 
+#[test]
+fn dst_days_in_berlin_follow_the_model_policy() {
+    // 02:30 every day: on 2027-03-28 it does not exist (fires at 03:00 CEST = 01:00Z); on
+    // 2027-10-31 it occurs twice (fires once, at the first, 02:30 CEST = 00:30Z).
+    let berlin = json!({
+        "id": "berlin-2027", "timezone": "Europe/Berlin",
+        "valid_from": "2027-01-01", "valid_to": "2027-12-31",
+        "defaults": {"run": false},
+        "profiles": {"night": [{"time": "02:30", "settings": {"run": true}},
+                               {"time": "12:00", "settings": {"run": false}}]},
+        "seasons": [{"name": "all", "from": "01-01", "to": "12-31",
+                     "weekday": "night", "saturday": "night", "sunday": "night"}]
+    });
+    let pair = || StoredSchedules {
+        current: Some(stored(berlin.clone())),
+        next: None,
+    };
+    let (mut state, _) = ScheduleState::restore(pair(), None, t("2027-03-28T00:00:00Z"));
+    assert_eq!(
+        state.next_wakeup(t("2027-03-28T00:00:00Z")),
+        Some(t("2027-03-28T01:00:00Z"))
+    );
+    let fx = state.on_tick(t("2027-03-28T01:00:00Z"));
+    assert_eq!(fx.events.len(), 1);
+    assert_eq!(fx.events[0].data["local"], json!("2027-03-28T03:00:00"));
+
+    let (mut state, _) = ScheduleState::restore(pair(), None, t("2027-10-30T23:00:00Z"));
+    assert_eq!(
+        state.next_wakeup(t("2027-10-30T23:00:00Z")),
+        Some(t("2027-10-31T00:30:00Z"))
+    );
+    assert_eq!(state.on_tick(t("2027-10-31T00:30:00Z")).events.len(), 1);
+    // The second 02:30 (CET, 01:30Z) does not fire again.
+    assert!(state.on_tick(t("2027-10-31T01:45:00Z")).events.is_empty());
+    assert_eq!(
+        state.next_wakeup(t("2027-10-31T01:45:00Z")),
+        Some(t("2027-10-31T11:00:00Z"))
+    );
+}
+
 // --- actor conversation ---------------------------------------------------------------
 
 #[derive(Debug)]

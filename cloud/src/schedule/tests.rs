@@ -598,6 +598,53 @@ fn a_device_entering_the_new_year_without_its_schedule_raises_an_alert() {
     assert!(p.pushes.is_empty());
 }
 
+#[test]
+fn each_device_enters_the_new_year_in_its_own_time_zone() {
+    // The fleet runs on Tokyo time; this site is in Berlin. At Tokyo's midnight Berlin is
+    // still in 2027, but the question is whether Berlin's 2028 is covered.
+    let berlin = |id: &str, year: i32| {
+        let mut d = doc(id, year);
+        d["timezone"] = json!("Europe/Berlin");
+        d
+    };
+    let then = t("2027-11-20T10:00:00Z");
+    let mut only_2027 = ScheduleSync::new(
+        "berlin-01",
+        SyncConfig::default(),
+        DeviceSchedules::default(),
+    );
+    put(
+        &mut only_2027,
+        SlotChoice::Auto,
+        berlin("berlin-2027", 2027),
+        then,
+        true,
+    );
+    let acked = ack(&only_2027, ScheduleSlot::Current, AckResult::Accepted, None);
+    only_2027.on_ack(&acked, then);
+    let job = FleetJob::NewYearCheck {
+        at: tokyo("2028-01-01T00:00:00"),
+        year: 2028,
+    };
+    let (_, alerts) =
+        only_2027.fleet_actions(&job, chrono_tz::Asia::Tokyo, tokyo("2028-01-01T00:00:00"));
+    assert_eq!(alerts.len(), 1, "Berlin's 2028 has no schedule");
+
+    let mut both = only_2027.clone();
+    put(
+        &mut both,
+        SlotChoice::Auto,
+        berlin("berlin-2028", 2028),
+        then,
+        true,
+    );
+    let acked = ack(&both, ScheduleSlot::Next, AckResult::Accepted, None);
+    both.on_ack(&acked, then);
+    let (_, alerts) =
+        both.fleet_actions(&job, chrono_tz::Asia::Tokyo, tokyo("2028-01-01T00:00:00"));
+    assert!(alerts.is_empty(), "{alerts:?}");
+}
+
 // --- actor conversation ---------------------------------------------------------------
 
 #[derive(Debug)]
@@ -682,4 +729,25 @@ async fn device_actor_pushes_on_reconnect_and_shows_the_ack() {
         view.current.map(|c| c.status),
         Some(SyncStatus::Acked { .. })
     ));
+}
+
+#[actix::test]
+async fn fleet_actor_announces_the_yearly_push_when_the_clock_reaches_it() {
+    let clock = TestClock::at(tokyo("2027-11-30T23:59:00"));
+    let scheduler = FleetScheduler::new(&FleetConfig::default(), clock.now()).expect("config");
+    let (jobs, mut due) = collector::<FleetJobsDue>();
+    let addr = FleetScheduleActor::new(scheduler, clock.shared(), jobs).start();
+    addr.send(ScheduleTick).await.expect("actor alive");
+    assert!(due.try_recv().is_err(), "nothing due before 1 December");
+    clock.set(tokyo("2027-12-01T00:00:01"));
+    addr.send(ScheduleTick).await.expect("actor alive");
+    let msg = recv(&mut due).await;
+    assert_eq!(
+        msg.jobs,
+        vec![FleetJob::YearlyPush {
+            at: tokyo("2027-12-01T00:00:00"),
+            year: 2028
+        }]
+    );
+    assert_eq!(msg.last_run, tokyo("2027-12-01T00:00:01"));
 }

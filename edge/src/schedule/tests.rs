@@ -418,6 +418,23 @@ fn next_schedule_takes_over_at_the_boundary_offline() {
 }
 
 #[test]
+fn a_next_schedule_without_a_current_one_runs_at_once() {
+    let now = tokyo("2027-06-01T13:07:00");
+    let (mut state, _) = ScheduleState::restore(StoredSchedules::default(), None, now);
+    let fx = state.on_schedule_set(&set_msg(ScheduleSlot::Next, y2027()), None, now);
+    assert_eq!(fx.ack.map(|a| a.result), Some(AckResult::Accepted));
+    let pair = fx.persist.expect("persisted");
+    assert_eq!(
+        (pair.current.map(|c| c.id), pair.next),
+        (Some("tokyo-2027".to_owned()), None)
+    );
+    assert_eq!(
+        value(&fx.settings.expect("settings"), "chw_setpoint_c"),
+        json!(8.0)
+    );
+}
+
+#[test]
 fn a_gateway_off_over_new_year_switches_when_it_boots() {
     let pair = StoredSchedules {
         current: Some(stored(y2027())),

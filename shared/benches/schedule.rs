@@ -84,8 +84,8 @@ fn report(name: &str, schedule: &Schedule) {
         minutes
             .iter()
             .map(|t| {
-                cursor.advance_to(*t);
-                cursor.value("run").is_some() as usize
+                cursor.advance_to(schedule, *t);
+                cursor.value(schedule, "run").is_some() as usize
             })
             .sum::<usize>()
     });
@@ -102,8 +102,8 @@ fn report(name: &str, schedule: &Schedule) {
         year_minutes
             .iter()
             .map(|t| {
-                cursor.advance_to(*t);
-                cursor.values().count()
+                cursor.advance_to(schedule, *t);
+                cursor.values(schedule).count()
             })
             .sum::<usize>()
     });
@@ -120,17 +120,18 @@ fn report(name: &str, schedule: &Schedule) {
             .count()
     });
     println!("next_transition_touching(run) x {steps}: {}", ms(min));
-    println!(
-        "compiled schedule: ~{} bytes (size-of walk)",
-        schedule.approx_size_bytes()
-    );
 }
 
+/// Resident set size of this process in bytes (Linux), to measure real memory use.
+fn rss_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+const COPIES: usize = 2_000;
+
 fn main() {
-    let (min, _) = time(20, || {
-        ScheduleDocument::from_json_str(EXAMPLE).map(|d| d.hash())
-    });
-    println!("parse + hash example: {}", ms(min));
     let doc = match ScheduleDocument::from_json_str(EXAMPLE) {
         Ok(doc) => doc,
         Err(e) => {
@@ -138,19 +139,48 @@ fn main() {
             return;
         }
     };
+    let schedule = match Schedule::new(&doc, None) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("example is invalid: {e}");
+            return;
+        }
+    };
+    // Memory first, on a fresh heap: RSS growth over many live copies (allocator overhead
+    // included). Both sets of copies stay alive so neither reuses the other's pages.
+    let r0 = rss_bytes();
+    let schedules: Vec<Schedule> = (0..COPIES).map(|_| schedule.clone()).collect();
+    let r1 = rss_bytes();
+    let docs: Vec<ScheduleDocument> = (0..COPIES).map(|_| doc.clone()).collect();
+    let r2 = rss_bytes();
+    if let (Some(r0), Some(r1), Some(r2)) = (r0, r1, r2) {
+        println!(
+            "memory, measured (RSS growth / {COPIES} copies): compiled schedule {} bytes, parsed document {} bytes",
+            r1.saturating_sub(r0) / COPIES,
+            r2.saturating_sub(r1) / COPIES
+        );
+    }
+    black_box((schedules, docs));
+    println!(
+        "memory, size-of walk of the compiled schedule: ~{} bytes",
+        schedule.approx_size_bytes()
+    );
+    println!(
+        "example document: {} bytes pretty, {} bytes canonical",
+        EXAMPLE.len(),
+        canonical_json(&doc.to_value()).len()
+    );
+
+    let (min, _) = time(20, || {
+        ScheduleDocument::from_json_str(EXAMPLE).map(|d| d.hash())
+    });
+    println!("parse + hash example: {}", ms(min));
     let (min, _) = time(20, || {
         Schedule::new(&doc, None).map(|s| s.approx_size_bytes())
     });
     println!("validate + compile example: {}", ms(min));
-    let compact = canonical_json(&doc.to_value()).len();
-    println!(
-        "example document: {} bytes pretty, {compact} bytes canonical",
-        EXAMPLE.len()
-    );
-    match Schedule::new(&doc, None) {
-        Ok(s) => report("sapporo-2027", &s),
-        Err(e) => println!("example is invalid: {e}"),
-    }
+
+    report("sapporo-2027", &schedule);
     // the same year in a DST zone
     let mut ny = doc.clone();
     ny.timezone = "America/New_York".into();

@@ -6,8 +6,8 @@ use std::mem::size_of;
 
 use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
 
+use super::calendar::{Calendar, DayRef};
 use super::tz::{local_of, localize};
-use super::validate::{Calendar, DayRef};
 use super::{DayKind, InForce, Schedule, SettingInForce, Source, Transition};
 
 /// Marks a day whose UTC offset changes (DST switch): its times go through [`localize`].
@@ -461,7 +461,7 @@ impl Schedule {
     /// The first transitions strictly after `after` (all writes at that same instant), or
     /// an empty list when none is left within validity. The edge sleeps until then.
     pub fn next_transitions(&self, after: DateTime<Utc>) -> Vec<Transition> {
-        let mut lo = after.timestamp() + 1;
+        let mut lo = after.timestamp().saturating_add(1).max(self.start);
         while lo < self.end {
             let hi = lo + 8 * 86_400;
             let writes = self.writes_between(lo, hi);
@@ -483,9 +483,13 @@ impl Schedule {
 /// [`Cursor::advance_to`] applies the writes that became due since the last call, so
 /// stepping through a year minute by minute costs little more than the transition list.
 /// Moving backwards re-seeks with [`Schedule::settings_at`]'s algorithm.
+///
+/// The cursor owns only its position, so an actor can keep it beside the [`Schedule`]; every
+/// method takes the schedule it was made from. Given another schedule (a different hash), it
+/// re-seeks on `advance_to` and reports nothing before that.
 #[derive(Debug, Clone)]
-pub struct Cursor<'a> {
-    schedule: &'a Schedule,
+pub struct Cursor {
+    hash: String,
     at: i64,
     state: Vec<Option<Write>>,
     /// Writes with `at` > `self.at` and < `window_end`, in order.
@@ -498,10 +502,10 @@ const CURSOR_WINDOW: i64 = 7 * 86_400;
 
 impl Schedule {
     /// A cursor positioned at `t`.
-    pub fn cursor(&self, t: DateTime<Utc>) -> Cursor<'_> {
+    pub fn cursor(&self, t: DateTime<Utc>) -> Cursor {
         let ts = t.timestamp();
         Cursor {
-            schedule: self,
+            hash: self.hash.clone(),
             at: ts,
             state: self.last_writes(ts),
             pending: std::collections::VecDeque::new(),
@@ -510,12 +514,18 @@ impl Schedule {
     }
 }
 
-impl Cursor<'_> {
-    /// Moves to `t`, applying every write at or before it; returns how many were applied.
-    pub fn advance_to(&mut self, t: DateTime<Utc>) -> usize {
+impl Cursor {
+    /// The instant the cursor stands at.
+    pub fn at(&self) -> DateTime<Utc> {
+        instant(self.at)
+    }
+
+    /// Moves to `t`, applying every write of `schedule` at or before it; returns how many
+    /// were applied.
+    pub fn advance_to(&mut self, schedule: &Schedule, t: DateTime<Utc>) -> usize {
         let ts = t.timestamp();
-        if ts < self.at {
-            *self = self.schedule.cursor(t);
+        if ts < self.at || self.hash != schedule.hash {
+            *self = schedule.cursor(t);
             return 0;
         }
         let mut applied = 0;
@@ -525,44 +535,41 @@ impl Cursor<'_> {
                     break;
                 }
                 self.pending.pop_front();
-                for (key, _) in self.schedule.sets_of(w.origin) {
+                for (key, _) in schedule.sets_of(w.origin) {
                     if let Some(slot) = self.state.get_mut(usize::from(*key)) {
                         *slot = Some(w);
                     }
                 }
                 applied += 1;
             }
-            if !self.pending.is_empty()
-                || self.window_end > ts
-                || self.window_end >= self.schedule.end
-            {
+            if !self.pending.is_empty() || self.window_end > ts || self.window_end >= schedule.end {
                 break;
             }
             let lo = self.window_end;
             let hi = lo.saturating_add(CURSOR_WINDOW).max(ts.saturating_add(1));
-            self.pending.extend(self.schedule.writes_between(lo, hi));
+            self.pending.extend(schedule.writes_between(lo, hi));
             self.window_end = hi;
         }
         self.at = ts;
         applied
     }
 
-    fn within(&self) -> bool {
-        (self.schedule.start..self.schedule.end).contains(&self.at)
+    fn usable(&self, schedule: &Schedule) -> bool {
+        self.hash == schedule.hash && (schedule.start..schedule.end).contains(&self.at)
     }
 
     /// The value of `key` in force at the cursor (none outside validity).
-    pub fn value(&self, key: &str) -> Option<&serde_json::Value> {
-        let id = self.schedule.keys.iter().position(|k| k == key)?;
-        self.value_of(id)
+    pub fn value<'s>(&self, schedule: &'s Schedule, key: &str) -> Option<&'s serde_json::Value> {
+        let id = schedule.keys.iter().position(|k| k == key)?;
+        self.value_of(schedule, id)
     }
 
-    fn value_of(&self, id: usize) -> Option<&serde_json::Value> {
-        if !self.within() {
+    fn value_of<'s>(&self, schedule: &'s Schedule, id: usize) -> Option<&'s serde_json::Value> {
+        if !self.usable(schedule) {
             return None;
         }
         let w = self.state.get(id).copied().flatten()?;
-        self.schedule
+        schedule
             .sets_of(w.origin)
             .iter()
             .find(|(k, _)| usize::from(*k) == id)
@@ -570,14 +577,21 @@ impl Cursor<'_> {
     }
 
     /// Every value in force at the cursor.
-    pub fn values(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
-        (0..self.schedule.keys.len())
-            .filter_map(move |id| Some((self.schedule.keys.get(id)?.as_str(), self.value_of(id)?)))
+    pub fn values<'s>(
+        &self,
+        schedule: &'s Schedule,
+    ) -> impl Iterator<Item = (&'s str, &'s serde_json::Value)> {
+        (0..schedule.keys.len()).filter_map(move |id| {
+            Some((
+                schedule.keys.get(id)?.as_str(),
+                self.value_of(schedule, id)?,
+            ))
+        })
     }
 
     /// Everything [`Schedule::settings_at`] says about the cursor's instant.
-    pub fn in_force(&self) -> InForce {
-        self.schedule.settings_at(instant(self.at))
+    pub fn in_force(&self, schedule: &Schedule) -> InForce {
+        schedule.settings_at(instant(self.at))
     }
 }
 

@@ -2,15 +2,15 @@
 //! with its location, and build the [`Schedule`] evaluator when there is no error.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::str::FromStr;
 
-use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde::Serialize;
 use shiki_proto::{PointInfo, PointRole, ValueKind};
 
+use super::calendar::Calendar;
 use super::model::{ScheduleDocument, Settings};
+use super::problems::{ProblemKind, Problems, Report};
 use super::tz::{LocalKind, localize};
 use super::{CEntry, CException, CProfile, CRule, CSeason, Schedule};
 
@@ -22,124 +22,6 @@ pub const MAX_RULE_FIRINGS: usize = 4096;
 pub const MAX_SETTINGS: usize = 64;
 /// Longest validity accepted, in days (about ten years).
 const MAX_DAYS: i64 = 3660;
-
-/// How bad a problem is: errors make the schedule unusable, warnings describe a policy
-/// that was applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Error,
-    Warning,
-}
-
-/// What kind of problem.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProblemKind {
-    InvalidId,
-    UnknownTimeZone,
-    InvalidDate,
-    InvalidRange,
-    InvalidTime,
-    TimesNotAscending,
-    UnknownProfile,
-    UnusedProfile,
-    OverlappingSeasons,
-    UncoveredDays,
-    DateOutsideValidity,
-    OverlappingExceptions,
-    DuplicateHoliday,
-    UnknownSetting,
-    NotWritable,
-    WrongValueKind,
-    OutOfLimits,
-    TooManySettings,
-    NoDefault,
-    InvalidCron,
-    RuleNeverFires,
-    TooManyRuleFirings,
-    /// A local time that does not exist (spring-forward); fires at the end of the gap.
-    DstGap,
-    /// A local time that occurs twice (fall-back); fires at the first occurrence.
-    DstOverlap,
-}
-
-/// One problem, located by a json-path-like `path` such as `profiles.summer-weekday[2].time`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    pub severity: Severity,
-    pub kind: ProblemKind,
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let level = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        write!(f, "{level} at {}: {}", self.path, self.message)
-    }
-}
-
-/// Every problem found, errors and warnings, in document order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Report {
-    pub problems: Vec<Problem>,
-}
-
-impl Report {
-    pub fn errors(&self) -> impl Iterator<Item = &Problem> {
-        self.problems
-            .iter()
-            .filter(|p| p.severity == Severity::Error)
-    }
-
-    pub fn warnings(&self) -> impl Iterator<Item = &Problem> {
-        self.problems
-            .iter()
-            .filter(|p| p.severity == Severity::Warning)
-    }
-
-    pub fn has_errors(&self) -> bool {
-        self.errors().next().is_some()
-    }
-
-    /// `Ok(warnings)` when there is no error, else `Err(every problem)`.
-    pub fn into_result(self) -> Result<Vec<Problem>, Vec<Problem>> {
-        if self.has_errors() {
-            Err(self.problems)
-        } else {
-            Ok(self.problems)
-        }
-    }
-}
-
-struct Problems(Vec<Problem>);
-
-impl Problems {
-    fn error(&mut self, kind: ProblemKind, path: impl Into<String>, message: impl Into<String>) {
-        self.push(Severity::Error, kind, path.into(), message.into());
-    }
-
-    fn warning(&mut self, kind: ProblemKind, path: impl Into<String>, message: impl Into<String>) {
-        self.push(Severity::Warning, kind, path.into(), message.into());
-    }
-
-    fn push(&mut self, severity: Severity, kind: ProblemKind, path: String, message: String) {
-        self.0.push(Problem {
-            severity,
-            kind,
-            path,
-            message,
-        });
-    }
-
-    fn has_errors(&self) -> bool {
-        self.0.iter().any(|p| p.severity == Severity::Error)
-    }
-}
 
 fn parse_date(text: &str, path: &str, p: &mut Problems) -> Option<NaiveDate> {
     match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
@@ -173,12 +55,6 @@ fn parse_month_day(text: &str, path: &str, p: &mut Problems) -> Option<usize> {
             None
         }
     }
-}
-
-pub(crate) fn leap_ordinal(d: NaiveDate) -> usize {
-    NaiveDate::from_ymd_opt(2000, d.month(), d.day())
-        .map(|x| x.ordinal0() as usize)
-        .unwrap_or(0)
 }
 
 fn month_day_of_ordinal(ord: usize) -> String {
@@ -336,6 +212,19 @@ fn check_value(
                         format!("{x} is above the maximum {max} of `{name}`"),
                     );
                 }
+                if let Some(res) = point.resolution.filter(|r| *r > 0.0) {
+                    let steps = x / res;
+                    if (steps - steps.round()).abs() > 1e-6 {
+                        p.warning(
+                            ProblemKind::OffResolution,
+                            path,
+                            format!(
+                                "{x} is not a multiple of the resolution {res} of `{name}`; the PLC will hold {}",
+                                steps.round() * res
+                            ),
+                        );
+                    }
+                }
             }
         },
         ValueKind::Enum => match value.as_str() {
@@ -395,45 +284,76 @@ fn dst_message(
     }
 }
 
-/// Everything parsed about the calendar, shared by the day resolution.
-pub(crate) struct Calendar<'a> {
-    pub(crate) seasons: &'a [CSeason],
-    pub(crate) holidays: &'a [(NaiveDate, String)],
-    pub(crate) exceptions: &'a [CException],
-}
-
-/// Which rule decided a day's profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DayRef {
-    Exception(usize),
-    Holiday(usize, usize),
-    Weekday(usize),
-    Saturday(usize),
-    Sunday(usize),
-}
-
-impl Calendar<'_> {
-    /// The profile of day `d` and why: exception > holiday > weekday/Saturday/Sunday.
-    pub(crate) fn resolve(&self, d: NaiveDate) -> Option<(u16, DayRef)> {
-        if let Some(i) = self
-            .exceptions
-            .iter()
-            .position(|e| e.from <= d && d <= e.to)
+/// The instants at which `cron` fires within validity (local wall-clock times, DST policy
+/// applied, distinct, ascending), warning about DST cases; `None` when there are more than
+/// `budget`.
+fn rule_fires(
+    cron: &cron::Schedule,
+    tz: &Tz,
+    (from, to): (NaiveDate, NaiveDate),
+    budget: usize,
+    path: &str,
+    p: &mut Problems,
+) -> Option<Vec<i64>> {
+    let start = from.and_time(NaiveTime::MIN);
+    let end = (to + Duration::days(1)).and_time(NaiveTime::MIN);
+    // the cron crate runs on naive local time (as if UTC): no DST handling of its own
+    let after = Utc.from_utc_datetime(&(start - Duration::seconds(1)));
+    let mut fires: Vec<i64> = Vec::new();
+    let mut last_warned: Option<NaiveDate> = None;
+    for fire in cron.after(&after) {
+        let naive = fire.naive_utc();
+        if naive >= end {
+            break;
+        }
+        let (ts, kind) = localize(tz, naive);
+        if let Some((k, msg)) = dst_message(tz, naive, ts, kind)
+            && last_warned != Some(naive.date())
         {
-            return Some((self.exceptions[i].profile, DayRef::Exception(i)));
+            last_warned = Some(naive.date());
+            p.warning(k, path, msg);
         }
-        let ord = leap_ordinal(d);
-        let si = self.seasons.iter().position(|s| s.days[ord])?;
-        let season = &self.seasons[si];
-        if let Ok(h) = self.holidays.binary_search_by(|(hd, _)| hd.cmp(&d)) {
-            return Some((season.holiday, DayRef::Holiday(h, si)));
+        if fires.last() != Some(&ts) {
+            if fires.len() == budget {
+                return None;
+            }
+            fires.push(ts);
         }
-        Some(match d.weekday() {
-            Weekday::Sat => (season.saturday, DayRef::Saturday(si)),
-            Weekday::Sun => (season.sunday, DayRef::Sunday(si)),
-            _ => (season.weekday, DayRef::Weekday(si)),
-        })
     }
+    Some(fires)
+}
+
+/// Size limits: a schedule lives on a small gateway, and validation work grows with the
+/// square of seasons and exceptions.
+pub const MAX_PROFILES: usize = 256;
+/// Entries per profile.
+pub const MAX_ENTRIES: usize = 256;
+/// Seasons per schedule.
+pub const MAX_SEASONS: usize = 64;
+/// Holidays, exceptions and rules, each.
+pub const MAX_ITEMS: usize = 4096;
+
+/// Reports every list over its limit; true when there was one (then nothing else is checked).
+fn too_large(doc: &ScheduleDocument, p: &mut Problems) -> bool {
+    let before = p.0.len();
+    let mut limit = |path: String, len: usize, max: usize| {
+        if len > max {
+            p.error(
+                ProblemKind::TooLarge,
+                path,
+                format!("{len} items; at most {max} are accepted"),
+            );
+        }
+    };
+    limit("profiles".into(), doc.profiles.len(), MAX_PROFILES);
+    for (name, entries) in &doc.profiles {
+        limit(format!("profiles.{name}"), entries.len(), MAX_ENTRIES);
+    }
+    limit("seasons".into(), doc.seasons.len(), MAX_SEASONS);
+    limit("holidays".into(), doc.holidays.len(), MAX_ITEMS);
+    limit("exceptions".into(), doc.exceptions.len(), MAX_ITEMS);
+    limit("rules".into(), doc.rules.len(), MAX_ITEMS);
+    p.0.len() > before
 }
 
 /// Validates `doc` and, when there is no error, builds the evaluator.
@@ -442,6 +362,9 @@ pub(crate) fn check(
     catalog: Option<&[PointInfo]>,
 ) -> (Option<Schedule>, Report) {
     let mut p = Problems(Vec::new());
+    if too_large(doc, &mut p) {
+        return (None, Report { problems: p.0 });
+    }
     if !valid_id(&doc.id) {
         p.error(
             ProblemKind::InvalidId,
@@ -706,7 +629,7 @@ pub(crate) fn check(
 
     // rules
     let mut rules = Vec::with_capacity(doc.rules.len());
-    let mut total_fires = 0usize;
+    let mut budget = MAX_RULE_FIRINGS;
     for (i, r) in doc.rules.iter().enumerate() {
         let path = format!("rules[{i}]");
         let (sets, mask) = keys.settings(&r.settings, &format!("{path}.settings"), &mut p);
@@ -721,51 +644,41 @@ pub(crate) fn check(
                 ),
             ),
             Ok(cron) => {
-                if let (Some(tz), Some((f, t))) = (tz, range) {
-                    let start = f.and_time(NaiveTime::MIN);
-                    let end = (t + Duration::days(1)).and_time(NaiveTime::MIN);
-                    let after = Utc.from_utc_datetime(&(start - Duration::seconds(1)));
-                    let mut last_warned: Option<NaiveDate> = None;
-                    for fire in cron.after(&after) {
-                        let naive = fire.naive_utc();
-                        if naive >= end {
-                            break;
+                if let (Some(tz), Some(range), true) = (tz, range, budget > 0) {
+                    let cpath = format!("{path}.cron");
+                    match rule_fires(&cron, &tz, range, budget, &cpath, &mut p) {
+                        Some(list) => {
+                            if list.is_empty() {
+                                p.warning(
+                                    ProblemKind::RuleNeverFires,
+                                    cpath,
+                                    format!("`{}` never fires within validity", r.cron),
+                                );
+                            }
+                            budget -= list.len();
+                            fires = list;
                         }
-                        let (ts, kind) = localize(&tz, naive);
-                        if let Some((k, msg)) = dst_message(&tz, naive, ts, kind)
-                            && last_warned != Some(naive.date())
-                        {
-                            last_warned = Some(naive.date());
-                            p.warning(k, format!("{path}.cron"), msg);
+                        None => {
+                            p.error(
+                                ProblemKind::TooManyRuleFirings,
+                                cpath,
+                                format!(
+                                    "the rules fire more than {MAX_RULE_FIRINGS} times within validity (this one from its firing {} on); use day profiles for daily patterns",
+                                    budget + 1
+                                ),
+                            );
+                            budget = 0;
                         }
-                        if fires.last() != Some(&ts) {
-                            fires.push(ts);
-                            total_fires += 1;
-                        }
-                        if total_fires > MAX_RULE_FIRINGS {
-                            break;
-                        }
-                    }
-                    if fires.is_empty() {
-                        p.warning(
-                            ProblemKind::RuleNeverFires,
-                            format!("{path}.cron"),
-                            format!("`{}` never fires within validity", r.cron),
-                        );
                     }
                 }
             }
         }
-        if total_fires > MAX_RULE_FIRINGS {
-            p.error(
-                ProblemKind::TooManyRuleFirings,
-                format!("{path}.cron"),
-                format!("the rules fire more than {MAX_RULE_FIRINGS} times within validity; use day profiles for daily patterns"),
-            );
-            total_fires = 0; // report once per rule that crosses the limit
-        }
         rules.push(CRule {
-            name: r.name.clone(),
+            name: if r.name.is_empty() {
+                path
+            } else {
+                r.name.clone()
+            },
             mask,
             sets,
             fires,

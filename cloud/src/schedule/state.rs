@@ -418,7 +418,7 @@ impl ScheduleSync {
             .find(|s| {
                 self.slot_mut(*s)
                     .as_ref()
-                    .is_some_and(|x| x.schedule.hash == ack.hash)
+                    .is_some_and(|x| x.schedule.hash.eq_ignore_ascii_case(&ack.hash))
             });
         let Some(slot) = slot else {
             tracing::info!(%device_id, id = %ack.schedule_id, hash = %ack.hash, "ack for a schedule no slot holds (stale); ignored");
@@ -431,7 +431,7 @@ impl ScheduleSync {
             AckResult::Accepted if s.acked() => return fx,
             AckResult::Accepted => (
                 SyncStatus::Acked {
-                    hash: ack.hash.clone(),
+                    hash: s.schedule.hash.clone(),
                     at: now,
                 },
                 format!("device acknowledged schedule {}", s.schedule.id),

@@ -188,9 +188,12 @@ impl ScheduleState {
     ) -> Effects {
         // Same hash claimed *and* the document really hashes to it.
         let genuine = ScheduleDocument::from_value(&msg.document)
-            .is_ok_and(|d| d.id == msg.schedule_id && d.hash() == msg.hash);
-        let installed =
-            |l: &Option<Loaded>| genuine && l.as_ref().is_some_and(|l| l.stored.hash == msg.hash);
+            .is_ok_and(|d| d.id == msg.schedule_id && d.hash().eq_ignore_ascii_case(&msg.hash));
+        let installed = |l: &Option<Loaded>| {
+            genuine
+                && l.as_ref()
+                    .is_some_and(|l| l.stored.hash.eq_ignore_ascii_case(&msg.hash))
+        };
         let already = match msg.slot {
             ScheduleSlot::Current => installed(&self.current),
             ScheduleSlot::Next => installed(&self.next) || installed(&self.current),
@@ -325,7 +328,7 @@ impl ScheduleState {
             ));
         }
         let hash = doc.hash();
-        if hash != msg.hash {
+        if !hash.eq_ignore_ascii_case(&msg.hash) {
             problems.push(format!(
                 "hash mismatch: the message says {} but the document hashes to {hash}",
                 msg.hash

@@ -18,7 +18,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use shiki_proto::{ScheduleSlot, Severity};
 
-use super::state::{AlertKind, ScheduleAlert, ScheduleSync, SyncEffects};
+use super::state::{AlertKind, ScheduleAlert, ScheduleSync, SyncEffects, SyncStatus};
 
 /// Default yearly push: 1 December 00:00 (seconds-first `cron` crate syntax).
 pub const DEFAULT_PUSH_CRON: &str = "0 0 0 1 12 *";
@@ -207,6 +207,16 @@ pub fn plan<'a>(
     out
 }
 
+/// A sync status for a person.
+fn describe(status: &SyncStatus) -> String {
+    match status {
+        SyncStatus::Pending { attempts: 0, .. } => "not pushed yet: device offline".to_owned(),
+        SyncStatus::Pending { attempts, .. } => format!("pushed {attempts} times, no ack"),
+        SyncStatus::Acked { at, .. } => format!("acked at {at}"),
+        SyncStatus::Failed { reason, .. } => format!("refused: {reason}"),
+    }
+}
+
 impl ScheduleSync {
     /// The device's time zone: its schedule's, else `fleet_tz`.
     fn timezone(&self, fleet_tz: Tz) -> Tz {
@@ -261,8 +271,9 @@ impl ScheduleSync {
             (FleetJob::NewYearCheck { .. }, covering) => {
                 let detail = match covering {
                     Some((slot, _)) => format!(
-                        "schedule {} is not confirmed by the device ({:?})",
-                        slot.schedule.id, slot.status
+                        "schedule {} is not confirmed by the device ({})",
+                        slot.schedule.id,
+                        describe(&slot.status)
                     ),
                     None => format!("no schedule covers 1 January {year}"),
                 };

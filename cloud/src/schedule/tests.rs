@@ -591,7 +591,9 @@ fn a_device_entering_the_new_year_without_its_schedule_raises_an_alert() {
         p.alerts[1].message
     );
     assert!(
-        p.alerts[0].message.contains("a-2028 is not confirmed"),
+        p.alerts[0]
+            .message
+            .contains("a-2028 is not confirmed by the device (not pushed yet: device offline)"),
         "{}",
         p.alerts[0].message
     );

@@ -19,6 +19,7 @@
 //! - `device`: one [`device::DeviceActor`] per device over a plain state machine
 //!   ([`device::DeviceState`]), and the [`device::Registry`].
 //! - `notifier`: Slack-compatible webhook alerts.
+//! - `schedule`: yearly schedule sync per device, fleet-wide yearly jobs, API DTOs.
 //! - `api`: the admin API (actix-web) and the [`api::Backend`] trait it calls.
 //! - `auth`: bearer tokens, hashing and roles.
 //! - `app`: the composition root: [`start`], [`run`].
@@ -33,6 +34,7 @@ pub mod config;
 pub mod device;
 pub mod ingest;
 pub mod notifier;
+pub mod schedule;
 pub mod store;
 
 pub use app::{App, AppError, run, start};

@@ -18,6 +18,7 @@
 //! - `register_map`: the `[plc]` config, point codec, read planning and catalog.
 //! - `plc_link`: the `PlcLink` actor (one Modbus TCP connection or RTU bus).
 //! - `plc_sim`: a Modbus TCP absorption chiller/heater simulator serving the default map.
+//! - `schedule`: the `ScheduleActor` (yearly schedule, current and next, switched offline).
 //! - `control`: the `Control` actor (effective settings, writes, read-back, reports).
 //! - `telemetry`: samples readings into the outbox at the telemetry interval; records events.
 //! - `outbox`: the redb store (outbox, counters, documents) and its group-commit writer.
@@ -35,6 +36,7 @@ pub mod outbox;
 pub mod plc_link;
 pub mod plc_sim;
 pub mod register_map;
+pub mod schedule;
 pub mod shadow;
 pub mod telemetry;
 #[cfg(test)]

@@ -2,17 +2,44 @@
 //! safety limits, runs the yearly schedule, buffers every sample in redb and forwards it
 //! over MQTT, and applies desired settings from the device shadow.
 //!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = shiki_edge::EdgeConfig::load(std::path::Path::new("edge.toml"))?;
+//! config.validate()?;
+//! // Inside an actix System: runs until the future completes, then flushes and returns.
+//! shiki_edge::run(config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Layout
+//! - `app`: the composition root ([`run`]); the only place actors are built and wired.
+//! - `config`: [`EdgeConfig`] (TOML, overrides, validation naming the key).
 //! - `messages`: the messages actors exchange.
 //! - `register_map`: the `[plc]` config, point codec, read planning and catalog.
 //! - `plc_link`: the `PlcLink` actor (one Modbus TCP connection or RTU bus).
 //! - `plc_sim`: a Modbus TCP absorption chiller/heater simulator serving the default map.
 //! - `control`: the `Control` actor (effective settings, writes, read-back, reports).
+//! - `telemetry`: samples readings into the outbox at the telemetry interval; records events.
+//! - `outbox`: the redb store (outbox, counters, documents) and its group-commit writer.
+//! - `uplink`: the MQTT uplink (rumqttc) with its mode machine and PUBACK tracking.
+//! - `shadow`: desired document → overrides, Control reports → `shadow/reported`.
+//! - `bench`: `shiki-edge bench`.
 
+mod app;
+pub mod bench;
+pub mod clock;
+pub mod config;
 pub mod control;
 pub mod messages;
+pub mod outbox;
 pub mod plc_link;
 pub mod plc_sim;
 pub mod register_map;
+pub mod shadow;
+pub mod telemetry;
 #[cfg(test)]
 mod test_support;
+pub mod uplink;
+
+pub use app::{RunError, run};
+pub use config::{ConfigError, EdgeConfig, Overrides};

@@ -119,3 +119,48 @@ pub struct RecordEvent {
     pub message: String,
     pub data: serde_json::Value,
 }
+
+// ---------------------------------------------------------------------------------------
+// Uplink ⇄ Shadow
+//
+// ```text
+// Uplink ──CloudMessage──▶ Shadow        (shadow/document, shadow/delta as received)
+// Uplink ──LinkUp──▶ Shadow              (after every connect: re-publish the latest report)
+// Shadow ──PublishReported──▶ Uplink     (publishes shadow/reported when connected)
+// Uplink ──ReportedDelivered──▶ Shadow   (PUBACK of that report: its expiries reached the cloud)
+// ```
+
+/// A message from the cloud on one of the edge's subscriptions, undecoded.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct CloudMessage {
+    pub channel: shiki_proto::Channel,
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// The uplink has (re)connected to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct LinkUp;
+
+/// Publish a reported-state update; `generation` identifies it in [`ReportedDelivered`].
+/// Dropped when the link is down: the shadow re-sends its latest report on [`LinkUp`].
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct PublishReported {
+    pub generation: u64,
+    pub update: shiki_proto::ReportedUpdate,
+}
+
+/// The broker acknowledged the reported update of `generation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct ReportedDelivered {
+    pub generation: u64,
+}
+
+/// Stop the receiving actor (used by the composition root at shutdown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct Stop;

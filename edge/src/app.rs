@@ -1,0 +1,197 @@
+//! The composition root: builds every actor of the agent and wires them with `Recipient`s.
+//! Nothing else starts actors or reads the whole configuration.
+//!
+//! ```text
+//! PlcLink ─Readings→ Telemetry ─append→ Outbox(redb) ─committed→ Uplink ⇄ broker
+//!                        ↑ RecordEvent                              │ CloudMessage, LinkUp, ReportedDelivered
+//!                                                                   ↓
+//!                        Control ←SetOverrides─ Shadow ─PublishReported→ Uplink
+//!                                ─ControlReport→
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use chrono::Utc;
+use shiki_proto::{Catalog, Channel, EventKind, PROTOCOL_VERSION, Severity, Status, encode};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ConfigError, EdgeConfig};
+use crate::control::{Control, ControlConfigError, system_clock};
+use crate::messages::{SetOverrides, Stop};
+use crate::outbox::{NewRecord, OutboxError, OutboxHandle, OutboxOptions, RedbOutbox};
+use crate::plc_link::PlcLink;
+use crate::plc_link::messages::Subscribe;
+use crate::shadow::{Shadow, ShadowPeers, load_persisted};
+use crate::telemetry::{Telemetry, TelemetryConfig};
+use crate::uplink::{
+    SHUTDOWN_GRACE, Shutdown, Uplink, UplinkConfig, UplinkPeers, UplinkSetupError,
+    initial_frontiers, mqtt_options,
+};
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] OutboxError),
+    #[error(transparent)]
+    Uplink(#[from] UplinkSetupError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Control(#[from] ControlConfigError),
+}
+
+/// Stands in for Control when no PLC is configured: logs the overrides it receives.
+#[derive(Debug, Default)]
+struct LoggingControl;
+
+impl Actor for LoggingControl {
+    type Context = Context<Self>;
+}
+
+impl Handler<SetOverrides> for LoggingControl {
+    type Result = ();
+    fn handle(&mut self, msg: SetOverrides, _ctx: &mut Context<Self>) {
+        tracing::info!(version = msg.desired_version, keys = ?msg.overrides.keys().collect::<Vec<_>>(), "overrides received (no PLC control configured)");
+    }
+}
+
+/// Runs the agent until `shutdown` completes, then publishes `offline`, waits briefly for
+/// acknowledgements, flushes the outbox writer and returns. Must run inside an
+/// `actix::System` (e.g. `#[actix::main]` or `#[actix::test]`).
+pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let boot_time = clock.now();
+    let version = env!("CARGO_PKG_VERSION");
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| RunError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let store = RedbOutbox::open(
+        &config.store_path(),
+        OutboxOptions {
+            quota_bytes: config.outbox.quota_mib.saturating_mul(1024 * 1024),
+            cache_bytes: (config.outbox.cache_mib as usize).saturating_mul(1024 * 1024),
+        },
+    )?;
+    let (outbox, writer) = OutboxHandle::start_with(store, config.outbox.commit_interval)?;
+    let span = tracing::info_span!("edge", device_id = %config.device_id);
+    let _enter = span.enter();
+
+    outbox
+        .append(NewRecord::Event {
+            ts: boot_time,
+            kind: EventKind::Boot,
+            severity: Severity::Info,
+            message: format!("shiki-edge {version} started"),
+            data: serde_json::json!({ "software_version": version }),
+        })
+        .await?;
+    let frontiers = initial_frontiers(&outbox).await?;
+    let (desired, pending_expired) = load_persisted(&outbox).await?;
+    let stats = outbox.stats().await?;
+    tracing::info!(
+        pending_telemetry = stats.pending_telemetry,
+        pending_events = stats.pending_events,
+        last_telemetry_seq = stats.last_telemetry_seq,
+        "outbox opened"
+    );
+
+    let topics = config.topics();
+    let will = encode(&Status::last_will(version, boot_time)).unwrap_or_default();
+    let will_topic = topics.topic_for(&config.device_id, &Channel::Status);
+    let inflight = u16::try_from(config.mqtt.max_inflight_batches + 16).unwrap_or(u16::MAX);
+    let options = mqtt_options(&config, will_topic, will, inflight)?;
+
+    let shadow_ctx = Context::<Shadow>::new();
+    let shadow_addr = shadow_ctx.address();
+    let telemetry = Telemetry::new(
+        TelemetryConfig {
+            interval: config.telemetry.interval,
+        },
+        outbox.clone(),
+        clock.clone(),
+    )
+    .start();
+    let (control, catalog): (Recipient<SetOverrides>, Catalog) = match config.register_map()? {
+        Some(map) => {
+            let plc = PlcLink::new(map.clone(), telemetry.clone().recipient())
+                .subscribe(telemetry.clone().recipient())
+                .start();
+            let control = Control::new(
+                map.clone(),
+                config.control.clone(),
+                plc.clone().recipient(),
+                telemetry.clone().recipient(),
+                system_clock(),
+            )?
+            .report_to(shadow_addr.clone().recipient())
+            .start();
+            plc.do_send(Subscribe(control.clone().recipient()));
+            (control.recipient(), map.catalog())
+        }
+        None => {
+            tracing::warn!("no [plc] section and no --plc: running without a PLC");
+            let empty = Catalog {
+                v: PROTOCOL_VERSION,
+                points: Vec::new(),
+            };
+            (LoggingControl.start().recipient(), empty)
+        }
+    };
+
+    let uplink = Uplink::new(
+        UplinkConfig {
+            device_id: config.device_id.clone(),
+            topics,
+            live_batch_max: config.mqtt.live_batch_max,
+            backlog_batch_bytes: config.mqtt.backlog_batch_bytes,
+            max_inflight_batches: config.mqtt.max_inflight_batches,
+            reconnect_min: config.mqtt.reconnect_min,
+            reconnect_max: config.mqtt.reconnect_max,
+            software_version: version.to_owned(),
+            boot_time,
+            shutdown_grace: SHUTDOWN_GRACE,
+        },
+        options,
+        outbox.clone(),
+        UplinkPeers {
+            cloud: shadow_addr.clone().recipient(),
+            link_up: shadow_addr.clone().recipient(),
+            delivered: shadow_addr.clone().recipient(),
+        },
+        catalog,
+        frontiers,
+    )
+    .start();
+    shadow_ctx.run(Shadow::new(
+        desired,
+        pending_expired,
+        outbox.clone(),
+        ShadowPeers {
+            control,
+            uplink: uplink.clone().recipient(),
+        },
+    ));
+    tracing::info!(version, mqtt = %config.mqtt.url, interval = ?config.telemetry.interval, "shiki-edge running");
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    telemetry.do_send(Stop);
+    shadow_addr.do_send(Stop);
+    if uplink.send(Shutdown).await.is_err() {
+        tracing::warn!("uplink already stopped");
+    }
+    outbox.close().await;
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    tracing::info!(at = %Utc::now(), "outbox flushed; stopped");
+    Ok(())
+}

@@ -1,0 +1,491 @@
+//! Edge configuration: TOML with serde defaults, command-line / `SHIKI_*` overrides, and
+//! validation whose errors name the key and the file.
+//!
+//! The documented example is `deploy/edge.example.toml`; a test parses it whole.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use shiki_proto::{DeviceId, Topics};
+
+use crate::control::{ControlConfig, ControlState};
+use crate::register_map::{PlcConfig, RegisterMap};
+
+/// Why a configuration was refused. Every variant names the file and, where there is one,
+/// the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {file}: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {file} is invalid: {message}")]
+    Parse { file: String, message: String },
+    #[error("config file {file}: key `{key}` is invalid: {reason}")]
+    Invalid {
+        file: String,
+        key: &'static str,
+        reason: String,
+    },
+}
+
+/// The whole edge configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Device id, `[A-Za-z0-9_-]{1,64}`; used in topics and as the MQTT client id.
+    pub device_id: DeviceId,
+    /// Directory of the redb store (`edge.redb`).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    /// PLC link and register map (see the `[plc]` section of the example). Without it
+    /// the agent runs without a PLC (telemetry samples are empty), unless `--plc` is given,
+    /// which then uses the default map (the one `shiki-edge plc-sim` serves).
+    #[serde(default)]
+    pub plc: Option<PlcConfig>,
+    /// Local control (see the `[control]` section of the example).
+    #[serde(default)]
+    pub control: ControlConfig,
+    /// The file this configuration came from (for error messages).
+    #[serde(skip)]
+    pub source_file: Option<PathBuf>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/shiki-edge")
+}
+
+/// `[mqtt]`: how the edge reaches the broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// `mqtt://host:port` (plain, e.g. SORACOM Beam) or `mqtts://host:port` (TLS).
+    pub url: String,
+    pub topic_prefix: String,
+    /// MQTT client id; defaults to the device id.
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// PEM file of the CA(s) that signed the broker certificate (mqtts only).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and private key (mqtts only; both or neither).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// First reconnect delay; doubles per failed attempt up to `reconnect_max`, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+    /// Outbox batches published and not yet acknowledged at once.
+    pub max_inflight_batches: usize,
+    /// Most samples in one live batch; a larger backlog is sent as backlog batches.
+    pub live_batch_max: usize,
+    /// Uncompressed bytes of records read per backlog batch before compression; each
+    /// publish still stays within the 128 KiB message limit.
+    pub backlog_batch_bytes: usize,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            url: "mqtt://127.0.0.1:1883".into(),
+            topic_prefix: shiki_proto::DEFAULT_PREFIX.into(),
+            client_id: None,
+            username: None,
+            password: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            keep_alive: Duration::from_secs(60),
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(120),
+            max_inflight_batches: 4,
+            live_batch_max: 10,
+            backlog_batch_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Time between samples of every point.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[outbox]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Disk quota of buffered records in MiB; past it the oldest telemetry is dropped first.
+    pub quota_mib: u64,
+    /// redb page cache in MiB (bounds memory).
+    pub cache_mib: u64,
+    /// How long telemetry samples may wait to be committed together (0s: each sample is
+    /// committed, and sent, at once). Each durable redb commit writes about 29 KB, so one
+    /// sample a minute costs about 41 MB of disk writes a day at 0s and about 3.4 MB at 15m;
+    /// samples not yet committed are lost on a power cut or kill -9, and are sent late by
+    /// up to this interval. Events are always committed at once.
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            quota_mib: 256,
+            cache_mib: 2,
+            commit_interval: Duration::ZERO,
+        }
+    }
+}
+
+/// Scheme, host and port of the broker URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddr {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Parses `mqtt://host[:port]` or `mqtts://host[:port]`.
+pub fn parse_broker_url(url: &str) -> Result<BrokerAddr, String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else {
+        return Err(format!(
+            "{url:?} must start with mqtt:// (plain) or mqtts:// (TLS)"
+        ));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("{url:?} has an invalid port {p:?}"))?,
+        ),
+        None => (rest, if tls { 8883 } else { 1883 }),
+    };
+    if host.is_empty() || host.contains(['/', '@', ' ']) {
+        return Err(format!("{url:?} has no valid host"));
+    }
+    Ok(BrokerAddr {
+        tls,
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// Command-line (or `SHIKI_*` environment) overrides applied on top of the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub device_id: Option<String>,
+    pub mqtt_url: Option<String>,
+    pub plc: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub telemetry_interval: Option<Duration>,
+}
+
+impl EdgeConfig {
+    /// Reads and parses `path` (not yet validated: see [`EdgeConfig::validate`]).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let mut cfg = Self::parse(&text, &file)?;
+        cfg.source_file = Some(path.to_owned());
+        Ok(cfg)
+    }
+
+    /// Parses TOML text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })
+    }
+
+    fn file(&self) -> String {
+        self.source_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<command line>".into())
+    }
+
+    fn invalid(&self, key: &'static str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file(),
+            key,
+            reason: reason.into(),
+        }
+    }
+
+    /// Applies command-line overrides.
+    pub fn apply(&mut self, o: Overrides) -> Result<(), ConfigError> {
+        if let Some(id) = o.device_id {
+            self.device_id =
+                DeviceId::new(id).map_err(|e| self.invalid("device_id", e.to_string()))?;
+        }
+        if let Some(url) = o.mqtt_url {
+            self.mqtt.url = url;
+        }
+        if let Some(dir) = o.data_dir {
+            self.data_dir = dir;
+        }
+        if let Some(i) = o.telemetry_interval {
+            self.telemetry.interval = i;
+        }
+        if let Some(address) = o.plc {
+            let mut plc = self
+                .plc
+                .take()
+                .unwrap_or_else(|| crate::plc_sim::default_map().config().clone());
+            plc.address = address;
+            self.plc = Some(plc);
+        }
+        Ok(())
+    }
+
+    /// Checks every value; the error names the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let addr = parse_broker_url(&self.mqtt.url).map_err(|r| self.invalid("mqtt.url", r))?;
+        Topics::new(&self.mqtt.topic_prefix)
+            .map_err(|e| self.invalid("mqtt.topic_prefix", e.to_string()))?;
+        if let Some(id) = &self.mqtt.client_id
+            && (id.is_empty() || id.len() > 128)
+        {
+            return Err(self.invalid("mqtt.client_id", "must be 1 to 128 characters"));
+        }
+        if self.mqtt.cert_file.is_some() != self.mqtt.key_file.is_some() {
+            return Err(self.invalid(
+                "mqtt.key_file",
+                "mqtt.cert_file and mqtt.key_file must be given together",
+            ));
+        }
+        if !addr.tls && (self.mqtt.ca_file.is_some() || self.mqtt.cert_file.is_some()) {
+            return Err(self.invalid(
+                "mqtt.ca_file",
+                "TLS files are set but mqtt.url is plain mqtt://; use mqtts://",
+            ));
+        }
+        for (key, path) in [
+            ("mqtt.ca_file", &self.mqtt.ca_file),
+            ("mqtt.cert_file", &self.mqtt.cert_file),
+            ("mqtt.key_file", &self.mqtt.key_file),
+        ] {
+            if let Some(p) = path
+                && !p.is_file()
+            {
+                return Err(self.invalid(key, format!("file {} does not exist", p.display())));
+            }
+        }
+        if self.mqtt.keep_alive < Duration::from_secs(5) {
+            return Err(self.invalid("mqtt.keep_alive", "must be at least 5s"));
+        }
+        if self.mqtt.reconnect_min.is_zero() || self.mqtt.reconnect_min > self.mqtt.reconnect_max {
+            return Err(self.invalid(
+                "mqtt.reconnect_min",
+                "must be above zero and not above mqtt.reconnect_max",
+            ));
+        }
+        if !(1..=64).contains(&self.mqtt.max_inflight_batches) {
+            return Err(self.invalid("mqtt.max_inflight_batches", "must be 1 to 64"));
+        }
+        if !(1..=1000).contains(&self.mqtt.live_batch_max) {
+            return Err(self.invalid("mqtt.live_batch_max", "must be 1 to 1000"));
+        }
+        if !(16 * 1024..=16 * 1024 * 1024).contains(&self.mqtt.backlog_batch_bytes) {
+            return Err(self.invalid(
+                "mqtt.backlog_batch_bytes",
+                "must be 16384 to 16777216 bytes",
+            ));
+        }
+        if self.telemetry.interval < Duration::from_millis(100) {
+            return Err(self.invalid("telemetry.interval", "must be at least 100ms"));
+        }
+        if self.outbox.quota_mib == 0 {
+            return Err(self.invalid("outbox.quota_mib", "must be at least 1"));
+        }
+        if !(1..=1024).contains(&self.outbox.cache_mib) {
+            return Err(self.invalid("outbox.cache_mib", "must be 1 to 1024"));
+        }
+        if self.outbox.commit_interval > Duration::from_secs(3600) {
+            return Err(self.invalid("outbox.commit_interval", "must be at most 1h"));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(self.invalid("data_dir", "must not be empty"));
+        }
+        if let Some(map) = self.register_map()? {
+            ControlState::new(map, &self.control)
+                .map_err(|e| self.invalid("control", e.to_string()))?;
+        } else if !self.control.defaults.is_empty() {
+            return Err(self.invalid(
+                "control.defaults",
+                "defaults are set but there is no [plc] point list",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The validated register map of `[plc]`, if there is one.
+    pub fn register_map(&self) -> Result<Option<RegisterMap>, ConfigError> {
+        match &self.plc {
+            None => Ok(None),
+            Some(plc) => RegisterMap::new(plc.clone())
+                .map(Some)
+                .map_err(|e| self.invalid("plc", e.to_string())),
+        }
+    }
+
+    pub fn topics(&self) -> Topics {
+        Topics::new(&self.mqtt.topic_prefix).unwrap_or_default()
+    }
+
+    /// The redb file inside `data_dir`.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("edge.redb")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "device_id = \"gw-1\"\n";
+
+    #[test]
+    fn a_minimal_config_gets_documented_defaults() {
+        let cfg = EdgeConfig::parse(MINIMAL, "t.toml").expect("parses");
+        cfg.validate().expect("valid");
+        assert_eq!(cfg.telemetry.interval, Duration::from_secs(60));
+        assert_eq!(cfg.outbox.quota_mib, 256);
+        assert_eq!(cfg.mqtt.url, "mqtt://127.0.0.1:1883");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = EdgeConfig::parse("device_id = \"gw\"\n[mqtt]\nurll = \"x\"\n", "a.toml")
+            .expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.contains("a.toml") && msg.contains("urll"), "{msg}");
+
+        let err = EdgeConfig::parse("device_id = \"g/w\"\n", "b.toml").expect_err("bad id");
+        assert!(err.to_string().contains("b.toml"), "{err}");
+
+        let mut cfg = EdgeConfig::parse(MINIMAL, "c.toml").expect("parses");
+        cfg.source_file = Some("c.toml".into());
+        cfg.mqtt.url = "http://x".into();
+        let msg = cfg.validate().expect_err("bad url").to_string();
+        assert!(msg.contains("mqtt.url") && msg.contains("c.toml"), "{msg}");
+
+        let mut cfg = EdgeConfig::parse(MINIMAL, "d.toml").expect("parses");
+        cfg.telemetry.interval = Duration::from_millis(1);
+        assert!(
+            cfg.validate()
+                .expect_err("too fast")
+                .to_string()
+                .contains("telemetry.interval")
+        );
+    }
+
+    #[test]
+    fn broker_urls_parse_with_default_ports() {
+        let a = parse_broker_url("mqtt://beam.soracom.io").expect("ok");
+        assert_eq!((a.tls, a.port), (false, 1883));
+        let a = parse_broker_url("mqtts://broker.example:8884").expect("ok");
+        assert_eq!(
+            (a.tls, a.host.as_str(), a.port),
+            (true, "broker.example", 8884)
+        );
+        for bad in ["tcp://x", "mqtt://", "mqtt://h:99999", "mqtt://h:x"] {
+            assert!(parse_broker_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn overrides_replace_file_values() {
+        let mut cfg = EdgeConfig::parse(MINIMAL, "t.toml").expect("parses");
+        cfg.apply(Overrides {
+            device_id: Some("gw-2".into()),
+            mqtt_url: Some("mqtt://127.0.0.1:1999".into()),
+            plc: Some("127.0.0.1:5020".into()),
+            data_dir: Some("/tmp/x".into()),
+            telemetry_interval: Some(Duration::from_secs(1)),
+        })
+        .expect("apply");
+        cfg.validate().expect("valid");
+        assert_eq!(cfg.device_id.as_str(), "gw-2");
+        assert_eq!(cfg.telemetry.interval, Duration::from_secs(1));
+        assert_eq!(
+            cfg.plc.as_ref().map(|p| p.address.as_str()),
+            Some("127.0.0.1:5020")
+        );
+        assert!(!cfg.plc.as_ref().expect("default map").points.is_empty());
+        assert!(
+            cfg.clone()
+                .apply(Overrides {
+                    device_id: Some("bad id".into()),
+                    ..Overrides::default()
+                })
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_deploy_example_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/edge.example.toml");
+        let cfg = EdgeConfig::load(&path).expect("example parses");
+        cfg.validate().expect("example validates");
+        let map = cfg.register_map().expect("map").expect("example has [plc]");
+        assert!(map.point("chw_setpoint_c").is_some());
+        assert_eq!(
+            cfg.control.defaults.get("mode"),
+            Some(&serde_json::json!("cooling"))
+        );
+    }
+
+    #[test]
+    fn a_bad_point_or_control_default_is_named() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/edge.example.toml");
+        let text = std::fs::read_to_string(&path).expect("example");
+        let bad = text.replace("chw_setpoint_c = 7.0", "chw_setpoint_c = \"warm\"");
+        let mut cfg = EdgeConfig::parse(&bad, "bad.toml").expect("parses");
+        cfg.source_file = Some("bad.toml".into());
+        let msg = cfg.validate().expect_err("bad default").to_string();
+        assert!(
+            msg.contains("control") && msg.contains("chw_setpoint_c"),
+            "{msg}"
+        );
+
+        let bad = text.replacen("type = \"i16\"", "type = \"i17\"", 1);
+        let msg = EdgeConfig::parse(&bad, "bad.toml")
+            .expect_err("bad type")
+            .to_string();
+        assert!(msg.contains("i17") && msg.contains("bad.toml"), "{msg}");
+    }
+}

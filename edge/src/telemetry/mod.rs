@@ -1,0 +1,205 @@
+//! Telemetry: keeps the latest [`Readings`] from the PLC link and, every telemetry
+//! interval, appends one sample of every point to the outbox. It also records
+//! [`RecordEvent`]s in the outbox (the outbox assigns the seq and commits before sending).
+//!
+//! A sample is taken at every interval even when the PLC gave no readings yet (its values
+//! are then empty): the cloud sees that the gateway is alive and which minutes had no data.
+//! Values are only those of the latest poll; points that failed in it are left out.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use shiki_proto::PointValue;
+
+use crate::clock::Clock;
+use crate::messages::{Readings, RecordEvent, Stop};
+use crate::outbox::{NewRecord, OutboxHandle};
+
+/// Plain settings of the telemetry actor.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    pub interval: Duration,
+}
+
+/// The sampling state, without actix.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Sampler {
+    latest: BTreeMap<String, PointValue>,
+    latest_ts: Option<DateTime<Utc>>,
+}
+
+impl Sampler {
+    pub fn on_readings(&mut self, r: &Readings) {
+        self.latest = r.values.clone();
+        self.latest_ts = Some(r.ts);
+    }
+
+    /// The sample to append at `now`.
+    pub fn sample(&self, now: DateTime<Utc>) -> NewRecord {
+        NewRecord::Sample {
+            ts: now,
+            values: self.latest.clone(),
+        }
+    }
+}
+
+/// Ask for one sample now (used by tests and benchmarks besides the timer).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct SampleNow;
+
+/// The telemetry actor.
+#[derive(Debug)]
+pub struct Telemetry {
+    cfg: TelemetryConfig,
+    outbox: OutboxHandle,
+    clock: Arc<dyn Clock>,
+    sampler: Sampler,
+}
+
+impl Telemetry {
+    pub fn new(cfg: TelemetryConfig, outbox: OutboxHandle, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            cfg,
+            outbox,
+            clock,
+            sampler: Sampler::default(),
+        }
+    }
+
+    fn append(&self, record: NewRecord) {
+        let outbox = self.outbox.clone();
+        let stream = record.stream();
+        actix::spawn(async move {
+            match outbox.append(record).await {
+                Ok(seq) => tracing::trace!(%stream, seq, "committed"),
+                Err(e) => tracing::error!(%stream, error = %e, "record could not be committed"),
+            }
+        });
+    }
+}
+
+impl Actor for Telemetry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.cfg.interval, |act, _| {
+            act.append(act.sampler.sample(act.clock.now()));
+        });
+    }
+}
+
+impl Handler<Readings> for Telemetry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Readings, _ctx: &mut Context<Self>) {
+        self.sampler.on_readings(&msg);
+    }
+}
+
+impl Handler<Stop> for Telemetry {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<SampleNow> for Telemetry {
+    type Result = ();
+
+    fn handle(&mut self, _msg: SampleNow, _ctx: &mut Context<Self>) {
+        self.append(self.sampler.sample(self.clock.now()));
+    }
+}
+
+impl Handler<RecordEvent> for Telemetry {
+    type Result = ();
+
+    fn handle(&mut self, e: RecordEvent, _ctx: &mut Context<Self>) {
+        self.append(NewRecord::Event {
+            ts: e.ts,
+            kind: e.kind,
+            severity: e.severity,
+            message: e.message,
+            data: e.data,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::outbox::{OutboxOptions, RedbOutbox, Stream};
+    use shiki_proto::{EventKind, Sample, Severity};
+
+    #[test]
+    fn a_sample_holds_the_latest_readings() {
+        let mut s = Sampler::default();
+        let now = Utc::now();
+        let NewRecord::Sample { values, .. } = s.sample(now) else {
+            panic!("not a sample")
+        };
+        assert!(values.is_empty());
+        let mut v = BTreeMap::new();
+        v.insert("supply_c".to_owned(), PointValue::Number(7.2));
+        s.on_readings(&Readings {
+            ts: now,
+            values: v.clone(),
+            errors: BTreeMap::new(),
+        });
+        assert_eq!(s.sample(now), NewRecord::Sample { ts: now, values: v });
+    }
+
+    #[actix::test]
+    async fn readings_are_sampled_at_the_interval_and_events_recorded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            RedbOutbox::open(&dir.path().join("t.redb"), OutboxOptions::default()).expect("open");
+        let (outbox, _join) = OutboxHandle::start(store).expect("start");
+        let addr = Telemetry::new(
+            TelemetryConfig {
+                interval: Duration::from_millis(100),
+            },
+            outbox.clone(),
+            Arc::new(SystemClock),
+        )
+        .start();
+        let mut values = BTreeMap::new();
+        values.insert("return_c".to_owned(), PointValue::Number(12.5));
+        addr.send(Readings {
+            ts: Utc::now(),
+            values,
+            errors: BTreeMap::new(),
+        })
+        .await
+        .expect("readings");
+        addr.send(RecordEvent {
+            ts: Utc::now(),
+            kind: EventKind::Boot,
+            severity: Severity::Info,
+            message: "boot".into(),
+            data: serde_json::Value::Null,
+        })
+        .await
+        .expect("event");
+        let mut committed = outbox.committed();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            committed.wait_for(|c| c.telemetry >= 3 && c.events >= 1),
+        )
+        .await
+        .expect("samples within 10 s")
+        .expect("watch");
+        let recs = outbox
+            .peek_from(Stream::Telemetry, 0, 10, 1 << 20)
+            .await
+            .expect("peek");
+        let s: Sample = serde_json::from_slice(&recs[0].body).expect("sample");
+        assert_eq!(s.values.get("return_c"), Some(&PointValue::Number(12.5)));
+    }
+}

@@ -1,0 +1,521 @@
+//! Uplink: forwards the outbox to the broker over MQTT (rumqttc), QoS 1, and deletes
+//! outbox records only after their PUBACK.
+//!
+//! The actor is a shell around [`state::Mode`] (online / draining backlog / offline /
+//! shutting down) and [`inflight::InFlight`] (which publish carries which seqs). rumqttc's
+//! event loop runs in its own task ([`connection::drive`]) and reports through
+//! [`MqttNotice`] messages. On every connect the uplink publishes the retained `online`
+//! status and the retained catalog, subscribes to the edge's cloud→edge topics, sends
+//! `shadow/get`, and re-sends every un-acknowledged record from the outbox, oldest first.
+
+mod batch;
+mod connection;
+mod inflight;
+pub mod state;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use rumqttc::{AsyncClient, EventLoop, QoS};
+use shiki_proto::{
+    Catalog, Channel, Connectivity, DeviceId, PROTOCOL_VERSION, ShadowGet, Status, Topics, encode,
+};
+use tokio::sync::{mpsc, oneshot};
+
+pub use batch::{Batch, build as build_batch};
+pub use connection::{MqttNotice, SHUTDOWN_GRACE, UplinkSetupError, mqtt_options, tls_config};
+pub use inflight::{Acked, InFlight, Tag};
+use state::{Backoff, Input, Mode};
+
+use crate::messages::{CloudMessage, LinkUp, PublishReported, ReportedDelivered};
+use crate::outbox::{Committed, OutboxError, OutboxHandle, StoredRecord, Stream};
+
+/// Plain settings of the uplink.
+#[derive(Debug, Clone)]
+pub struct UplinkConfig {
+    pub device_id: DeviceId,
+    pub topics: Topics,
+    pub live_batch_max: usize,
+    pub backlog_batch_bytes: usize,
+    pub max_inflight_batches: usize,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub software_version: String,
+    pub boot_time: DateTime<Utc>,
+    pub shutdown_grace: Duration,
+}
+
+/// Who the uplink talks to.
+#[derive(Debug, Clone)]
+pub struct UplinkPeers {
+    pub cloud: Recipient<CloudMessage>,
+    pub link_up: Recipient<LinkUp>,
+    pub delivered: Recipient<ReportedDelivered>,
+}
+
+/// Stop publishing, flush acknowledgements for a short grace time, disconnect cleanly.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct CommittedChanged(Committed);
+
+/// The highest seq of each stream below which nothing is pending (everything up to it was
+/// acknowledged before this start).
+pub async fn initial_frontiers(outbox: &OutboxHandle) -> Result<(u64, u64), OutboxError> {
+    let stats = outbox.stats().await?;
+    let mut out = [0u64; 2];
+    for (i, stream) in Stream::ALL.into_iter().enumerate() {
+        let first = outbox.peek_from(stream, 0, 1, 1).await?;
+        out[i] = match first.first() {
+            Some(r) => r.seq - 1,
+            None => stats.last_seq(stream),
+        };
+    }
+    Ok((out[0], out[1]))
+}
+
+/// The uplink actor.
+pub struct Uplink {
+    cfg: UplinkConfig,
+    peers: UplinkPeers,
+    client: AsyncClient,
+    event_loop: Option<EventLoop>,
+    outbox: OutboxHandle,
+    catalog: Catalog,
+    mode: Mode,
+    backoff: Backoff,
+    inflight: InFlight,
+    committed: Committed,
+    next_send: BTreeMap<Stream, u64>,
+    peeking: BTreeSet<Stream>,
+    /// Incremented on every connect and disconnect; stale outbox reads are discarded.
+    epoch: u64,
+    reconnect_tx: Option<mpsc::UnboundedSender<()>>,
+    reconnect_rx: Option<mpsc::UnboundedReceiver<()>>,
+    idle_waiters: Vec<oneshot::Sender<()>>,
+    published_batches: u64,
+    published_records: u64,
+}
+
+impl Uplink {
+    /// `frontiers` from [`initial_frontiers`].
+    pub fn new(
+        cfg: UplinkConfig,
+        options: rumqttc::MqttOptions,
+        outbox: OutboxHandle,
+        peers: UplinkPeers,
+        catalog: Catalog,
+        frontiers: (u64, u64),
+    ) -> Self {
+        let (client, event_loop) = AsyncClient::new(options, 128);
+        let (reconnect_tx, reconnect_rx) = mpsc::unbounded_channel();
+        let committed = *outbox.committed().borrow();
+        Self {
+            backoff: Backoff::new(cfg.reconnect_min, cfg.reconnect_max),
+            cfg,
+            peers,
+            client,
+            event_loop: Some(event_loop),
+            outbox,
+            catalog,
+            mode: Mode::Offline,
+            inflight: InFlight::new(frontiers.0, frontiers.1),
+            committed,
+            next_send: BTreeMap::new(),
+            peeking: BTreeSet::new(),
+            epoch: 0,
+            reconnect_tx: Some(reconnect_tx),
+            reconnect_rx: Some(reconnect_rx),
+            idle_waiters: Vec::new(),
+            published_batches: 0,
+            published_records: 0,
+        }
+    }
+
+    fn set_mode(&mut self, input: Input) {
+        let next = self.mode.next(input, self.cfg.live_batch_max as u64);
+        if next != self.mode {
+            tracing::info!(from = ?self.mode, to = ?next, ?input, "uplink mode");
+            self.mode = next;
+        }
+    }
+
+    fn next_send(&self, stream: Stream) -> u64 {
+        self.next_send
+            .get(&stream)
+            .copied()
+            .unwrap_or_else(|| self.inflight.frontier(stream) + 1)
+    }
+
+    /// Records committed but not yet published in this session.
+    fn unsent(&self) -> u64 {
+        Stream::ALL
+            .into_iter()
+            .map(|s| (self.committed.get(s) + 1).saturating_sub(self.next_send(s)))
+            .sum()
+    }
+
+    fn topic(&self, channel: &Channel) -> String {
+        self.cfg.topics.topic_for(&self.cfg.device_id, channel)
+    }
+
+    fn publish_control(&mut self, channel: Channel, payload: Vec<u8>) {
+        let topic = self.topic(&channel);
+        match self
+            .client
+            .try_publish(topic.clone(), QoS::AtLeastOnce, channel.retained(), payload)
+        {
+            Ok(()) => self.inflight.requested(Tag::Control),
+            Err(e) => tracing::warn!(%topic, error = %e, "publish request refused"),
+        }
+    }
+
+    fn status(&self, state: Connectivity) -> Status {
+        Status {
+            v: PROTOCOL_VERSION,
+            state,
+            software_version: Some(self.cfg.software_version.clone()),
+            boot_time: Some(self.cfg.boot_time),
+            ts: Some(Utc::now()),
+        }
+    }
+
+    fn on_connected(&mut self, ctx: &mut Context<Self>) {
+        self.backoff.reset();
+        self.inflight.reset();
+        self.epoch += 1;
+        self.peeking.clear();
+        self.next_send.clear();
+        let backlog = self.unsent();
+        self.set_mode(Input::Connected { backlog });
+        tracing::info!(backlog, device_id = %self.cfg.device_id, "connected to broker");
+        if let Ok(p) = encode(&self.status(Connectivity::Online)) {
+            self.publish_control(Channel::Status, p);
+        }
+        if let Ok(p) = encode(&self.catalog) {
+            self.publish_control(Channel::Catalog, p);
+        }
+        let subs = self
+            .cfg
+            .topics
+            .edge_subscriptions(&self.cfg.device_id)
+            .into_iter()
+            .map(|t| rumqttc::SubscribeFilter::new(t, QoS::AtLeastOnce));
+        if let Err(e) = self.client.try_subscribe_many(subs) {
+            tracing::warn!(error = %e, "subscribe request refused");
+        }
+        let get = ShadowGet {
+            v: PROTOCOL_VERSION,
+            client_token: Some(format!("boot-{}", self.cfg.boot_time.to_rfc3339())),
+        };
+        if let Ok(p) = encode(&get) {
+            self.publish_control(Channel::ShadowGet, p);
+        }
+        self.peers.link_up.do_send(LinkUp);
+        self.pump(ctx);
+    }
+
+    fn on_disconnected(&mut self, reason: String, ctx: &mut Context<Self>) {
+        self.inflight.reset();
+        self.epoch += 1;
+        self.peeking.clear();
+        self.next_send.clear();
+        self.wake_idle_waiters();
+        if self.mode == Mode::ShuttingDown {
+            return;
+        }
+        self.set_mode(Input::Disconnected);
+        let delay = self.backoff.next_delay();
+        tracing::warn!(%reason, retry_in = ?delay, "broker connection lost");
+        ctx.run_later(delay, |act, _| {
+            if let Some(tx) = &act.reconnect_tx {
+                let _ = tx.send(());
+            }
+        });
+    }
+
+    /// Starts outbox reads for every stream with unsent records, within the window.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if !self.mode.sends() {
+            return;
+        }
+        let live_max = self.cfg.live_batch_max as u64;
+        let unsent = self.unsent();
+        if self.mode == Mode::Online && unsent > live_max {
+            self.set_mode(Input::BacklogGrew);
+        } else if self.mode == Mode::DrainingBacklog && unsent <= live_max {
+            self.set_mode(Input::CaughtUp);
+        }
+        for stream in [Stream::Events, Stream::Telemetry] {
+            let from = self.next_send(stream);
+            let upto = self.committed.get(stream);
+            if from > upto
+                || self.peeking.contains(&stream)
+                || self.inflight.batches() + self.peeking.len() >= self.cfg.max_inflight_batches
+            {
+                continue;
+            }
+            let backlog = (upto + 1 - from) > live_max;
+            let (max_count, max_bytes) = if backlog {
+                (usize::MAX, self.cfg.backlog_batch_bytes)
+            } else {
+                (self.cfg.live_batch_max, shiki_proto::MAX_MESSAGE_BYTES)
+            };
+            self.peeking.insert(stream);
+            let epoch = self.epoch;
+            let outbox = self.outbox.clone();
+            let fut = async move { outbox.peek_from(stream, from, max_count, max_bytes).await };
+            ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+                act.on_peeked(stream, epoch, from, upto, backlog, res, ctx)
+            }));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_peeked(
+        &mut self,
+        stream: Stream,
+        epoch: u64,
+        from: u64,
+        upto: u64,
+        backlog: bool,
+        res: Result<Vec<StoredRecord>, OutboxError>,
+        ctx: &mut Context<Self>,
+    ) {
+        if epoch != self.epoch || !self.mode.sends() {
+            return;
+        }
+        self.peeking.remove(&stream);
+        let records = match res {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(%stream, error = %e, "outbox read failed; retrying");
+                ctx.run_later(Duration::from_secs(1), |act, ctx| act.pump(ctx));
+                return;
+            }
+        };
+        if records.is_empty() {
+            // Everything in from..=upto was dropped by the quota: nothing to send.
+            self.next_send.insert(stream, upto + 1);
+            let acked = self.inflight.skip(stream, from, upto);
+            self.on_acked(acked);
+            self.pump(ctx);
+            return;
+        }
+        let Some(batch) = batch::build(stream, from, &records, backlog) else {
+            tracing::error!(%stream, seq = from, "a single record exceeds the message limit");
+            self.next_send.insert(stream, records[0].seq + 1);
+            let acked = self.inflight.skip(stream, from, records[0].seq);
+            self.on_acked(acked);
+            self.pump(ctx);
+            return;
+        };
+        let channel = match stream {
+            Stream::Telemetry => Channel::Telemetry,
+            Stream::Events => Channel::Events,
+        };
+        let topic = self.topic(&channel);
+        let bytes = batch.payload.len();
+        match self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, false, batch.payload)
+        {
+            Ok(()) => {
+                self.inflight.requested(Tag::Records {
+                    stream,
+                    from: batch.from,
+                    to: batch.to,
+                });
+                self.next_send.insert(stream, batch.to + 1);
+                self.published_batches += 1;
+                self.published_records += batch.count as u64;
+                tracing::debug!(%stream, from = batch.from, to = batch.to, count = batch.count, bytes, backlog, "published batch");
+            }
+            Err(e) => {
+                tracing::warn!(%stream, error = %e, "publish request refused; retrying");
+                ctx.run_later(Duration::from_millis(200), |act, ctx| act.pump(ctx));
+                return;
+            }
+        }
+        self.pump(ctx);
+    }
+
+    fn on_acked(&mut self, acked: Acked) {
+        match acked {
+            Acked::Frontier { stream, up_to } => {
+                let outbox = self.outbox.clone();
+                actix::spawn(async move {
+                    if let Err(e) = outbox.ack(stream, up_to).await {
+                        tracing::error!(%stream, up_to, error = %e, "outbox ack failed; records will be re-sent");
+                    }
+                });
+            }
+            Acked::Reported { generation } => self
+                .peers
+                .delivered
+                .do_send(ReportedDelivered { generation }),
+            Acked::Records | Acked::Nothing => {}
+        }
+    }
+
+    fn wake_idle_waiters(&mut self) {
+        for w in self.idle_waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
+}
+
+impl std::fmt::Debug for Uplink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uplink")
+            .field("mode", &self.mode)
+            .field("inflight", &self.inflight)
+            .field("committed", &self.committed)
+            .field("next_send", &self.next_send)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Actor for Uplink {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let (Some(el), Some(rx)) = (self.event_loop.take(), self.reconnect_rx.take()) {
+            actix::spawn(connection::drive(el, ctx.address().recipient(), rx));
+        }
+        let mut committed = self.outbox.committed();
+        let addr = ctx.address();
+        actix::spawn(async move {
+            while committed.changed().await.is_ok() {
+                let c = *committed.borrow_and_update();
+                if !addr.connected() {
+                    break;
+                }
+                addr.do_send(CommittedChanged(c));
+            }
+        });
+    }
+}
+
+impl Handler<MqttNotice> for Uplink {
+    type Result = ();
+
+    fn handle(&mut self, msg: MqttNotice, ctx: &mut Context<Self>) {
+        match msg {
+            MqttNotice::Connected => self.on_connected(ctx),
+            MqttNotice::Disconnected(reason) => self.on_disconnected(reason, ctx),
+            MqttNotice::OutgoingPublish(pkid) => self.inflight.outgoing(pkid),
+            MqttNotice::PubAck(pkid) => {
+                let acked = self.inflight.puback(pkid);
+                self.on_acked(acked);
+                if self.inflight.idle() {
+                    self.wake_idle_waiters();
+                }
+                self.pump(ctx);
+            }
+            MqttNotice::Incoming { topic, payload } => match self.cfg.topics.parse(&topic) {
+                Ok((device, channel)) if device == self.cfg.device_id => match channel {
+                    Channel::ShadowDocument | Channel::ShadowDelta => {
+                        self.peers.cloud.do_send(CloudMessage {
+                            channel,
+                            topic,
+                            payload,
+                        })
+                    }
+                    other => {
+                        tracing::info!(%topic, ?other, "message on a channel this build does not handle; dropped")
+                    }
+                },
+                Ok((device, _)) => {
+                    tracing::warn!(%topic, %device, "message for another device; dropped")
+                }
+                Err(e) => {
+                    tracing::warn!(%topic, error = %e, "message on an unknown topic; dropped")
+                }
+            },
+        }
+    }
+}
+
+impl Handler<CommittedChanged> for Uplink {
+    type Result = ();
+
+    fn handle(&mut self, msg: CommittedChanged, ctx: &mut Context<Self>) {
+        self.committed = msg.0;
+        self.pump(ctx);
+    }
+}
+
+impl Handler<PublishReported> for Uplink {
+    type Result = ();
+
+    fn handle(&mut self, msg: PublishReported, _ctx: &mut Context<Self>) {
+        if !self.mode.sends() {
+            tracing::debug!(
+                generation = msg.generation,
+                "link down: reported update held by the shadow"
+            );
+            return;
+        }
+        let payload = match encode(&msg.update) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "reported update cannot be encoded; dropped");
+                return;
+            }
+        };
+        let topic = self.topic(&Channel::ShadowReported);
+        match self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+        {
+            Ok(()) => self.inflight.requested(Tag::Reported {
+                generation: msg.generation,
+            }),
+            Err(e) => tracing::warn!(error = %e, "reported update publish refused"),
+        }
+    }
+}
+
+impl Handler<Shutdown> for Uplink {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _msg: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
+        let connected = self.mode.sends();
+        self.set_mode(Input::Shutdown);
+        tracing::info!(
+            batches = self.published_batches,
+            records = self.published_records,
+            "uplink shutting down"
+        );
+        let (tx, rx) = oneshot::channel();
+        if connected {
+            if let Ok(p) = encode(&self.status(Connectivity::Offline)) {
+                self.publish_control(Channel::Status, p);
+            }
+            self.idle_waiters.push(tx);
+        } else {
+            let _ = tx.send(());
+        }
+        let grace = self.cfg.shutdown_grace;
+        Box::pin(
+            async move {
+                let _ = tokio::time::timeout(grace, rx).await;
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| {
+                let _ = act.client.try_disconnect();
+                act.reconnect_tx = None;
+                ctx.stop();
+            }),
+        )
+    }
+}

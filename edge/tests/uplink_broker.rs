@@ -1,0 +1,367 @@
+//! Conversation tests of the uplink against a real broker (Mosquitto on 127.0.0.1:1883, or
+//! `SHIKI_TEST_BROKER`), through a TCP proxy the test owns so it can cut the link.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use common::{Proxy, SeqLog, Subscriber, broker, unique_device};
+use shiki_edge::clock::SystemClock;
+use shiki_edge::config::EdgeConfig;
+use shiki_edge::messages::{CloudMessage, ControlReport, LinkUp, ReportedDelivered, SetOverrides};
+use shiki_edge::outbox::{Committed, OutboxHandle, OutboxOptions, RedbOutbox, Stream};
+use shiki_edge::shadow::{DesiredDoc, MalformedCount, Shadow, ShadowPeers};
+use shiki_edge::telemetry::{SampleNow, Telemetry, TelemetryConfig};
+use shiki_edge::uplink::{Shutdown, Uplink, UplinkConfig, UplinkPeers, mqtt_options};
+use shiki_proto::{
+    Catalog, Channel, Connectivity, DeviceId, PROTOCOL_VERSION, ReportedUpdate, Status, Topics,
+    decode,
+};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Debug)]
+struct Sink;
+impl Actor for Sink {
+    type Context = Context<Self>;
+}
+impl Handler<CloudMessage> for Sink {
+    type Result = ();
+    fn handle(&mut self, _: CloudMessage, _: &mut Context<Self>) {}
+}
+impl Handler<LinkUp> for Sink {
+    type Result = ();
+    fn handle(&mut self, _: LinkUp, _: &mut Context<Self>) {}
+}
+impl Handler<ReportedDelivered> for Sink {
+    type Result = ();
+    fn handle(&mut self, _: ReportedDelivered, _: &mut Context<Self>) {}
+}
+
+/// Stands in for Control: forwards what it receives to the test.
+#[derive(Debug)]
+struct FakeControl(mpsc::UnboundedSender<SetOverrides>);
+impl Actor for FakeControl {
+    type Context = Context<Self>;
+}
+impl Handler<SetOverrides> for FakeControl {
+    type Result = ();
+    fn handle(&mut self, m: SetOverrides, _: &mut Context<Self>) {
+        let _ = self.0.send(m);
+    }
+}
+
+struct Edge {
+    device: DeviceId,
+    outbox: OutboxHandle,
+    uplink: Addr<Uplink>,
+    _dir: tempfile::TempDir,
+}
+
+fn uplink_config(device: &DeviceId) -> UplinkConfig {
+    UplinkConfig {
+        device_id: device.clone(),
+        topics: Topics::default(),
+        live_batch_max: 10,
+        backlog_batch_bytes: 64 * 1024,
+        max_inflight_batches: 4,
+        reconnect_min: Duration::from_millis(100),
+        reconnect_max: Duration::from_millis(400),
+        software_version: "9.9.9-test".into(),
+        boot_time: chrono::Utc::now(),
+        shutdown_grace: Duration::from_secs(2),
+    }
+}
+
+fn options(device: &DeviceId, url: &str) -> rumqttc::MqttOptions {
+    let mut cfg = EdgeConfig::parse(&format!("device_id = \"{device}\""), "test").expect("cfg");
+    cfg.mqtt.url = url.to_owned();
+    cfg.mqtt.keep_alive = Duration::from_secs(5);
+    let will =
+        shiki_proto::encode(&Status::last_will("9.9.9-test", chrono::Utc::now())).expect("will");
+    mqtt_options(
+        &cfg,
+        Topics::default().topic_for(device, &Channel::Status),
+        will,
+        32,
+    )
+    .expect("options")
+}
+
+fn start_edge(name: &str, url: &str, peers: Option<UplinkPeers>) -> Edge {
+    let device = DeviceId::new(unique_device(name)).expect("id");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        RedbOutbox::open(&dir.path().join("edge.redb"), OutboxOptions::default()).expect("open");
+    let (outbox, _join) = OutboxHandle::start(store).expect("start");
+    let peers = peers.unwrap_or_else(|| {
+        let sink = Sink.start();
+        UplinkPeers {
+            cloud: sink.clone().recipient(),
+            link_up: sink.clone().recipient(),
+            delivered: sink.recipient(),
+        }
+    });
+    let uplink = Uplink::new(
+        uplink_config(&device),
+        options(&device, url),
+        outbox.clone(),
+        peers,
+        Catalog {
+            v: PROTOCOL_VERSION,
+            points: Vec::new(),
+        },
+        (0, 0),
+    )
+    .start();
+    Edge {
+        device,
+        outbox,
+        uplink,
+        _dir: dir,
+    }
+}
+
+async fn wait_committed(outbox: &OutboxHandle, f: impl Fn(&Committed) -> bool) {
+    let mut w = outbox.committed();
+    tokio::time::timeout(WAIT, w.wait_for(|c| f(c)))
+        .await
+        .expect("committed within the timeout")
+        .expect("watch");
+}
+
+/// Reads telemetry until `last` distinct seqs were seen; status messages go to `statuses`.
+async fn collect_until(
+    sub: &mut Subscriber,
+    log: &mut SeqLog,
+    statuses: &mut Vec<Status>,
+    last: u64,
+) {
+    while log.distinct() < last as usize {
+        let m = sub.next(WAIT).await;
+        if m.topic.ends_with("/telemetry") {
+            log.add_batch(&m.payload);
+        } else if m.topic.ends_with("/status") {
+            statuses.push(decode(&m.payload).expect("status decodes"));
+        }
+    }
+}
+
+#[actix::test]
+async fn every_sample_arrives_once_in_order_across_a_link_cut() {
+    let proxy = Proxy::start(broker(), Duration::ZERO, true).await;
+    let edge = start_edge("cut", &proxy.url(), None);
+    let topics = Topics::default();
+    let mut sub = Subscriber::start(
+        edge.device.as_str(),
+        &[
+            topics.topic_for(&edge.device, &Channel::Telemetry),
+            topics.topic_for(&edge.device, &Channel::Status),
+        ],
+    )
+    .await;
+    let telemetry = Telemetry::new(
+        TelemetryConfig {
+            interval: Duration::from_secs(3600),
+        },
+        edge.outbox.clone(),
+        Arc::new(SystemClock),
+    )
+    .start();
+    let (mut log, mut statuses) = (SeqLog::default(), Vec::new());
+
+    // Live: samples arrive as they are taken.
+    for _ in 0..10 {
+        telemetry.send(SampleNow).await.expect("sample");
+    }
+    collect_until(&mut sub, &mut log, &mut statuses, 10).await;
+    assert!(
+        statuses.iter().any(|s| s.state == Connectivity::Online
+            && s.software_version.as_deref() == Some("9.9.9-test")),
+        "online status with version: {statuses:?}"
+    );
+
+    // Cut: sampling goes on into the outbox; the broker publishes the Last Will.
+    proxy.cut();
+    for _ in 0..300 {
+        telemetry.send(SampleNow).await.expect("sample");
+    }
+    wait_committed(&edge.outbox, |c| c.telemetry == 310).await;
+    while !statuses.iter().any(|s| s.state == Connectivity::Offline) {
+        let m = sub.next(WAIT).await;
+        if m.topic.ends_with("/status") {
+            statuses.push(decode(&m.payload).expect("status"));
+        } else {
+            log.add_batch(&m.payload);
+        }
+    }
+
+    // Restore: the backlog drains oldest first while new samples keep coming.
+    proxy.restore();
+    for _ in 0..20 {
+        telemetry.send(SampleNow).await.expect("sample");
+    }
+    collect_until(&mut sub, &mut log, &mut statuses, 330).await;
+    let dups = log.assert_exactly_once_in_order(330);
+    assert!(
+        log.backlog_batches >= 1,
+        "the backlog went as backlog batches"
+    );
+    assert!(
+        log.publishes < 330 / 2,
+        "backlog is batched: {} publishes",
+        log.publishes
+    );
+
+    // Every PUBACKed record leaves the outbox.
+    let mut pending = u64::MAX;
+    for _ in 0..100 {
+        pending = edge.outbox.stats().await.expect("stats").pending_telemetry;
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        pending, 0,
+        "outbox empty after acknowledgements ({dups} duplicates)"
+    );
+    edge.uplink.send(Shutdown).await.expect("shutdown");
+    edge.outbox.close().await;
+}
+
+#[actix::test]
+async fn a_broker_that_is_down_at_start_gets_the_backlog_when_it_comes_up() {
+    let proxy = Proxy::start(broker(), Duration::ZERO, false).await;
+    let edge = start_edge("late", &proxy.url(), None);
+    let mut sub = Subscriber::start(
+        edge.device.as_str(),
+        &[Topics::default().topic_for(&edge.device, &Channel::Telemetry)],
+    )
+    .await;
+    for n in 0..50u64 {
+        edge.outbox
+            .append(shiki_edge::outbox::NewRecord::Sample {
+                ts: chrono::Utc::now(),
+                values: [("n".to_owned(), shiki_proto::PointValue::Number(n as f64))].into(),
+            })
+            .await
+            .expect("append");
+    }
+    proxy.restore();
+    let (mut log, mut statuses) = (SeqLog::default(), Vec::new());
+    collect_until(&mut sub, &mut log, &mut statuses, 50).await;
+    log.assert_exactly_once_in_order(50);
+    edge.uplink.send(Shutdown).await.expect("shutdown");
+    let _ = edge.outbox.stats().await.expect("stats");
+    assert_eq!(
+        edge.outbox
+            .peek_from(Stream::Telemetry, 0, 100, 1 << 20)
+            .await
+            .expect("peek")
+            .len(),
+        0
+    );
+}
+
+#[actix::test]
+async fn shadow_applies_cloud_documents_and_publishes_reports_with_expiries() {
+    let (host, port) = broker();
+    let url = format!("mqtt://{host}:{port}");
+    let (tx, mut overrides_rx) = mpsc::unbounded_channel();
+    let control = FakeControl(tx).start();
+    let shadow_ctx = Context::<Shadow>::new();
+    let shadow_addr = shadow_ctx.address();
+    let edge = start_edge(
+        "shadow",
+        &url,
+        Some(UplinkPeers {
+            cloud: shadow_addr.clone().recipient(),
+            link_up: shadow_addr.clone().recipient(),
+            delivered: shadow_addr.clone().recipient(),
+        }),
+    );
+    let topics = Topics::default();
+    let mut sub = Subscriber::start(
+        edge.device.as_str(),
+        &[
+            topics.topic_for(&edge.device, &Channel::ShadowGet),
+            topics.topic_for(&edge.device, &Channel::ShadowReported),
+        ],
+    )
+    .await;
+    shadow_ctx.run(Shadow::new(
+        DesiredDoc::default(),
+        Vec::new(),
+        edge.outbox.clone(),
+        ShadowPeers {
+            control: control.recipient(),
+            uplink: edge.uplink.clone().recipient(),
+        },
+    ));
+    // The edge asks for its document on connect (the subscriber may have missed the first
+    // request if it subscribed late, so the test answers whenever it is subscribed).
+    let doc_topic = topics.topic_for(&edge.device, &Channel::ShadowDocument);
+    let golden = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../proto/examples/shadow-document.json"),
+    )
+    .expect("golden");
+    // A malformed message first: dropped and counted, nothing crashes.
+    sub.client
+        .publish(
+            doc_topic.clone(),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            b"{not json".to_vec(),
+        )
+        .await
+        .expect("publish");
+    sub.client
+        .publish(doc_topic, rumqttc::QoS::AtLeastOnce, false, golden)
+        .await
+        .expect("publish");
+    let o = tokio::time::timeout(WAIT, overrides_rx.recv())
+        .await
+        .expect("overrides within the timeout")
+        .expect("control");
+    assert_eq!(o.desired_version, 12);
+    assert!(o.overrides["chw_setpoint_c"].until.is_some());
+    assert_eq!(shadow_addr.send(MalformedCount).await.expect("count"), 1);
+
+    // Persisted for a reboot without link.
+    let persisted = shiki_edge::shadow::load_persisted(&edge.outbox)
+        .await
+        .expect("load");
+    assert_eq!(persisted.0.version, 12);
+
+    let expired = shiki_proto::ExpiredOverride {
+        key: "chw_setpoint_c".into(),
+        at: chrono::Utc::now(),
+        desired_version: 12,
+    };
+    shadow_addr
+        .send(ControlReport {
+            ts: chrono::Utc::now(),
+            reported: BTreeMap::from([("chw_setpoint_c".to_owned(), serde_json::json!(7.0))]),
+            settings: BTreeMap::new(),
+            applied_version: Some(12),
+            expired: vec![expired.clone()],
+            schedule: None,
+        })
+        .await
+        .expect("report");
+    let report: ReportedUpdate = loop {
+        let m = sub.next(WAIT).await;
+        if m.topic.ends_with("/shadow/reported") {
+            break decode(&m.payload).expect("reported decodes");
+        }
+    };
+    assert_eq!(report.applied_version, Some(12));
+    assert_eq!(report.expired, vec![expired]);
+    edge.uplink.send(Shutdown).await.expect("shutdown");
+}

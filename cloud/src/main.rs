@@ -1,1 +1,135 @@
-fn main() {}
+//! `shiki-cloud`: parses the command line and calls [`shiki_cloud::run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use shiki_cloud::CloudConfig;
+
+/// Shiki cloud: embedded MQTT broker, one actor per device, settings history and
+/// verification, alerts, admin API.
+#[derive(Debug, Parser)]
+#[command(name = "shiki-cloud", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the cloud until SIGTERM or Ctrl-C (the store is flushed before exit).
+    Serve {
+        /// TOML configuration file (see deploy/cloud.example.toml); defaults apply without it.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Directory of the redb store (overrides `data_dir`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Address of the embedded MQTT broker (overrides `mqtt.listen`).
+        #[arg(long, value_name = "HOST:PORT", conflicts_with = "mqtt_url")]
+        mqtt_listen: Option<SocketAddr>,
+        /// Use an external broker instead of the embedded one: mqtt://host:port or
+        /// mqtts://host:port (overrides `mqtt.url`; TLS files come from the config).
+        #[arg(long, value_name = "URL")]
+        mqtt_url: Option<String>,
+        /// Address of the admin API (overrides `api.listen`).
+        #[arg(long, value_name = "HOST:PORT")]
+        api_listen: Option<SocketAddr>,
+    },
+    /// Print benchmark figures (device actors resident, ingest rate, verification latency).
+    Bench {
+        /// Device actors to start for the residency benchmark.
+        #[arg(long, default_value_t = 100_000)]
+        devices: usize,
+        /// Telemetry messages for the ingest benchmark.
+        #[arg(long, default_value_t = 200_000)]
+        messages: usize,
+        /// Desired changes for the verification latency benchmark.
+        #[arg(long, default_value_t = 500)]
+        changes: usize,
+        /// Which benchmark(s) to run.
+        #[arg(long, value_enum, default_value = "all")]
+        only: shiki_cloud::bench::Which,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    // First thing: the TLS provider (rustls is built without a default one).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    match cli.command {
+        Command::Serve {
+            config,
+            data_dir,
+            mqtt_listen,
+            mqtt_url,
+            api_listen,
+        } => {
+            let mut cfg = match &config {
+                Some(path) => CloudConfig::load(path)?,
+                None => CloudConfig::default(),
+            };
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            if let Some(l) = mqtt_listen {
+                cfg.mqtt.listen = l;
+                cfg.mqtt.url = None;
+            }
+            if let Some(u) = mqtt_url {
+                cfg.mqtt.url = Some(u);
+            }
+            if let Some(a) = api_listen {
+                cfg.api.listen = a;
+            }
+            cfg.validate()?;
+            actix::System::new()
+                .block_on(shiki_cloud::run(cfg, shutdown_signal()))
+                .context("shiki-cloud failed")?;
+        }
+        Command::Bench {
+            devices,
+            messages,
+            changes,
+            only,
+        } => {
+            let opts = shiki_cloud::bench::BenchOptions {
+                devices,
+                messages,
+                changes,
+                only,
+            };
+            actix::System::new()
+                .block_on(shiki_cloud::bench::run(opts))
+                .context("benchmark failed")?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,117 @@
+//! The [`Backend`] trait: everything the admin API asks of the rest of the cloud.
+//!
+//! The API holds an `Arc<dyn Backend>`; the composition root (`app.rs`) implements it on top
+//! of the device actors and the store. Tests use an in-memory fake.
+//!
+//! # Futures
+//! Methods return [`LocalBoxFuture`]s (not `Send`): actix-web runs each worker on a
+//! single-threaded arbiter, so a handler's future never changes thread, and implementors
+//! are free to hold `Rc`s or actix `Request`s across awaits. The trait object itself is
+//! `Send + Sync` because actix-web's app factory closure is shared between workers.
+//!
+//! Arguments are owned so the returned future borrows only `&self`.
+//!
+//! # Errors
+//! Per-device methods return [`BackendError::NotFound`] for a device the cloud has never
+//! seen (the API maps it to 404). [`Backend::device`] returns `Ok(None)` instead.
+
+use std::sync::Arc;
+
+use futures::future::LocalBoxFuture;
+use shiki_proto::DeviceId;
+
+use super::types::{
+    Actor, DesiredPatch, DeviceSummary, DeviceView, EventRow, HistoryEntry, MetricsSnapshot,
+    NewToken, PatchOutcome, TelemetryRow, TimeRange, TokenInfo, TokenRecord,
+};
+
+/// A future returned by a [`Backend`] method.
+pub type BackendFuture<'a, T> = LocalBoxFuture<'a, Result<T, BackendError>>;
+
+/// Shared handle the API is built with.
+pub type SharedBackend = Arc<dyn Backend>;
+
+/// Why a backend call failed. Each variant maps to one HTTP status (in brackets).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    /// The device (or token) does not exist. [404]
+    #[error("not found")]
+    NotFound,
+    /// `expected_version` is stale. [409, body carries `current`]
+    #[error("version conflict: expected {expected}, current {current}")]
+    VersionConflict { expected: u64, current: u64 },
+    /// A token with this name exists already. [409]
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// A desired setting is not acceptable: unknown or read-only point, value of the wrong
+    /// type or outside the catalog's limits, no catalog yet. [422, names the key]
+    #[error("setting {key:?} refused: {reason}")]
+    Invalid { key: String, reason: String },
+    /// The backend cannot answer now (store closed, actor mailbox full, shutting down). [503]
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else that went wrong inside (store error). [500; message is logged, the
+    /// client gets a generic text]
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What the admin API needs from the cloud. Object-safe; see the module docs for the
+/// future type and error conventions.
+pub trait Backend: Send + Sync + 'static {
+    /// Every known device, sorted by id.
+    fn list_devices(&self) -> BackendFuture<'_, Vec<DeviceSummary>>;
+
+    /// One device's full state; `Ok(None)` if the device is unknown.
+    fn device(&self, id: DeviceId) -> BackendFuture<'_, Option<DeviceView>>;
+
+    /// Applies a desired change for `actor`, validating it against the device's catalog;
+    /// records one history entry per key (with `patch.comment`) and starts verification.
+    /// All keys are applied or none. Errors: `NotFound`, `VersionConflict`, `Invalid`.
+    fn patch_desired(
+        &self,
+        id: DeviceId,
+        patch: DesiredPatch,
+        actor: Actor,
+    ) -> BackendFuture<'_, PatchOutcome>;
+
+    /// Settings changes (desired and reported) in `range`, **newest first**, at most `limit`.
+    fn history(
+        &self,
+        id: DeviceId,
+        range: TimeRange,
+        limit: usize,
+    ) -> BackendFuture<'_, Vec<HistoryEntry>>;
+
+    /// Telemetry samples in `range`, **oldest first** (ascending seq), at most `limit`.
+    fn telemetry(
+        &self,
+        id: DeviceId,
+        range: TimeRange,
+        limit: usize,
+    ) -> BackendFuture<'_, Vec<TelemetryRow>>;
+
+    /// Events in `range`, **oldest first** (ascending seq), at most `limit`.
+    fn events(
+        &self,
+        id: DeviceId,
+        range: TimeRange,
+        limit: usize,
+    ) -> BackendFuture<'_, Vec<EventRow>>;
+
+    /// Stores a new token. `AlreadyExists` if the name is taken.
+    fn create_token(&self, token: NewToken) -> BackendFuture<'_, TokenInfo>;
+
+    /// Every token, sorted by name. Never exposes hashes.
+    fn list_tokens(&self) -> BackendFuture<'_, Vec<TokenInfo>>;
+
+    /// Deletes the token called `name`. `NotFound` if there is none.
+    fn revoke_token(&self, name: String) -> BackendFuture<'_, ()>;
+
+    /// Looks a token up by the lowercase hex SHA-256 of its secret. Called on every API
+    /// request, so it should be served from memory.
+    fn token_by_hash(&self, hash: String) -> BackendFuture<'_, Option<TokenRecord>>;
+
+    /// Current figures for `/metrics`.
+    fn metrics(&self) -> BackendFuture<'_, MetricsSnapshot>;
+}

@@ -1,0 +1,216 @@
+//! [`ApiError`]: the one error type of the admin API, and how it becomes a response.
+//!
+//! Every error response has the body
+//! `{"error": {"code": "snake_case_code", "message": "for a person", ...details}}`
+//! where details are `parameter`, `key`, `expected_version` or `current_version` when they
+//! apply. actix-web's own extractor errors (JSON body, query string, path) are turned into
+//! `ApiError`s by [`json_config`], [`query_config`] and [`path_config`].
+
+use actix_web::{
+    HttpRequest, HttpResponse, ResponseError,
+    error::{JsonPayloadError, PathError, QueryPayloadError},
+    http::{StatusCode, header},
+    web,
+};
+use serde_json::{Map, Value, json};
+
+use super::backend::BackendError;
+use crate::auth::Role;
+
+/// Largest JSON request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Everything that can go wrong in an API request. Each variant has one status code.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request body is not valid JSON or does not have the documented shape.
+    #[error("invalid request body: {0}")]
+    InvalidBody(String),
+    /// 400: a query or path parameter is invalid.
+    #[error("invalid parameter {parameter:?}: {reason}")]
+    InvalidParameter {
+        parameter: &'static str,
+        reason: String,
+    },
+    /// 401: no usable `Authorization: Bearer` header.
+    #[error("missing bearer token: send 'Authorization: Bearer <token>'")]
+    MissingToken,
+    /// 401: the token is unknown or revoked.
+    #[error("invalid or revoked token")]
+    InvalidToken,
+    /// 403: the token's role is not enough.
+    #[error("this needs the {required} role; token {name:?} has {actual}")]
+    Forbidden {
+        name: String,
+        required: Role,
+        actual: Role,
+    },
+    /// 404: no such route or resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the route exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409: `expected_version` is stale.
+    #[error("version conflict: expected version {expected}, current version is {current}")]
+    VersionConflict { expected: u64, current: u64 },
+    /// 409: the resource exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than [`MAX_BODY_BYTES`].
+    #[error("request body too large (limit {MAX_BODY_BYTES} bytes)")]
+    PayloadTooLarge,
+    /// 422: a desired setting was refused.
+    #[error("setting {key:?} refused: {reason}")]
+    Unprocessable { key: String, reason: String },
+    /// 503: the backend cannot answer now.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// 500: something broke inside; details are logged, not returned.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// Machine-readable code of the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidBody(_) => "invalid_body",
+            ApiError::InvalidParameter { .. } => "invalid_parameter",
+            ApiError::MissingToken => "missing_token",
+            ApiError::InvalidToken => "invalid_token",
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::VersionConflict { .. } => "version_conflict",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::Unprocessable { .. } => "unprocessable_setting",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal => "internal",
+        }
+    }
+
+    /// Maps a backend error; `what` names the resource for a 404 ("device \"x\"").
+    pub fn from_backend(err: BackendError, what: impl FnOnce() -> String) -> Self {
+        match err {
+            BackendError::NotFound => ApiError::NotFound(format!("{} not found", what())),
+            BackendError::VersionConflict { expected, current } => {
+                ApiError::VersionConflict { expected, current }
+            }
+            BackendError::AlreadyExists(what) => {
+                ApiError::Conflict(format!("{what} already exists"))
+            }
+            BackendError::Invalid { key, reason } => ApiError::Unprocessable { key, reason },
+            BackendError::Unavailable(reason) => {
+                tracing::warn!(%reason, "backend unavailable");
+                ApiError::Unavailable(reason)
+            }
+            BackendError::Internal(reason) => {
+                tracing::error!(%reason, "backend failed");
+                ApiError::Internal
+            }
+        }
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> Value {
+        let mut error = Map::new();
+        error.insert("code".into(), json!(self.code()));
+        error.insert("message".into(), json!(self.to_string()));
+        match self {
+            ApiError::InvalidParameter { parameter, .. } => {
+                error.insert("parameter".into(), json!(parameter));
+            }
+            ApiError::VersionConflict { expected, current } => {
+                error.insert("expected_version".into(), json!(expected));
+                error.insert("current_version".into(), json!(current));
+            }
+            ApiError::Unprocessable { key, .. } => {
+                error.insert("key".into(), json!(key));
+            }
+            ApiError::Forbidden { required, .. } => {
+                error.insert("required_role".into(), json!(required));
+            }
+            _ => {}
+        }
+        json!({ "error": error })
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidBody(_) | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::MissingToken | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::VersionConflict { .. } | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::MissingToken => {
+                res.insert_header((header::WWW_AUTHENTICATE, r#"Bearer realm="shiki""#));
+            }
+            ApiError::InvalidToken => {
+                res.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    r#"Bearer realm="shiki", error="invalid_token""#,
+                ));
+            }
+            _ => {}
+        }
+        res.insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(self.body())
+    }
+}
+
+/// JSON body extractor settings: size limit and JSON errors.
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_BODY_BYTES)
+        .error_handler(|err, _req: &HttpRequest| json_error(err).into())
+}
+
+fn json_error(err: JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::PayloadTooLarge
+        }
+        JsonPayloadError::ContentType => {
+            ApiError::InvalidBody("Content-Type must be application/json".into())
+        }
+        JsonPayloadError::Deserialize(e) => ApiError::InvalidBody(e.to_string()),
+        other => ApiError::InvalidBody(other.to_string()),
+    }
+}
+
+/// Query string extractor settings.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req: &HttpRequest| {
+        ApiError::InvalidParameter {
+            parameter: "query",
+            reason: err.to_string(),
+        }
+        .into()
+    })
+}
+
+/// Path extractor settings.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err: PathError, _req: &HttpRequest| {
+        ApiError::InvalidParameter {
+            parameter: "path",
+            reason: err.to_string(),
+        }
+        .into()
+    })
+}

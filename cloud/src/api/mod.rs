@@ -1,0 +1,186 @@
+//! The admin API (actix-web): devices, desired changes, history, telemetry, events, tokens,
+//! the OpenAPI document, `/healthz`, `/metrics` and the operator web page.
+//!
+//! ```no_run
+//! # async fn demo(backend: shiki_cloud::api::SharedBackend) -> anyhow::Result<()> {
+//! use shiki_cloud::api::{ApiConfig, ApiState};
+//! let state = ApiState::new(backend, ApiConfig::default())?;
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! shiki_cloud::api::server(listener, state, 2)?.await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Routes and roles
+//! | route | role |
+//! |---|---|
+//! | `GET /api/v1/devices`, `GET /api/v1/devices/{id}` | viewer |
+//! | `GET /api/v1/devices/{id}/history` (`?format=csv`), `/telemetry`, `/events` | viewer |
+//! | `PATCH /api/v1/devices/{id}/desired` | operator |
+//! | `GET/POST /api/v1/tokens`, `DELETE /api/v1/tokens/{name}` | admin |
+//! | `GET /api/v1/openapi.json` | viewer (everything under `/api` needs a token) |
+//! | `GET /healthz`, `GET /` (web page and its assets) | none |
+//! | `GET /metrics` | none by default; viewer when [`ApiConfig::metrics_require_token`] |
+//!
+//! # Layout
+//! - `backend`: the [`Backend`] trait the API calls; `types`: the DTOs.
+//! - `error`: [`ApiError`] and the extractor error handlers.
+//! - `devices`, `tokens`, `ops`: handlers; `params`: query parsing; `csv`, `prometheus`:
+//!   output formats; `openapi.json` and `web/`: embedded documents.
+
+mod backend;
+mod csv;
+mod devices;
+mod error;
+mod ops;
+mod params;
+mod prometheus;
+mod stats;
+mod tokens;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use actix_web::{
+    App, Error, HttpServer,
+    body::MessageBody,
+    dev::{ServiceFactory, ServiceRequest, ServiceResponse},
+    middleware::{Compress, from_fn},
+    web,
+};
+use chrono::{DateTime, Utc};
+
+pub use backend::{Backend, BackendError, BackendFuture, SharedBackend};
+pub use error::{ApiError, MAX_BODY_BYTES};
+pub use params::{DEFAULT_LIMIT, MAX_LIMIT};
+pub use types::{
+    Actor, ActorKind, DesiredPatch, DeviceSummary, DeviceView, EventRow, HistoryEntry,
+    KeyVerification, LatencySummary, MetricsSnapshot, NewToken, PatchOutcome, ShadowSide,
+    TelemetryRow, TimeRange, TokenInfo, TokenRecord, Verification, VerificationOutcome,
+};
+
+use crate::auth::{AuthConfig, AuthConfigError, Authenticator, require_token};
+use stats::ApiStats;
+
+/// Admin API settings (a plain struct the composition root fills from the config file).
+#[derive(Debug, Clone, Default)]
+pub struct ApiConfig {
+    /// Authentication settings (`SHIKI_ADMIN_TOKEN`).
+    pub auth: AuthConfig,
+    /// When true, `/metrics` needs a viewer token (Prometheus `authorization` scrape
+    /// setting); by default it is open like `/healthz`, since it carries only fleet-wide
+    /// counts, no device data.
+    pub metrics_require_token: bool,
+}
+
+/// A clock, injected so tests control "now".
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// Everything the handlers share; cheap to clone (one per worker).
+#[derive(Clone)]
+pub struct ApiState {
+    pub(crate) backend: SharedBackend,
+    pub(crate) auth: Authenticator,
+    pub(crate) metrics_require_token: bool,
+    pub(crate) stats: Arc<ApiStats>,
+    pub(crate) clock: Clock,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("auth", &self.auth)
+            .field("metrics_require_token", &self.metrics_require_token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    /// Validates `config` (the admin token) and builds the state, with the system clock.
+    pub fn new(backend: SharedBackend, config: ApiConfig) -> Result<Self, AuthConfigError> {
+        Ok(ApiState {
+            backend,
+            auth: Authenticator::new(&config.auth)?,
+            metrics_require_token: config.metrics_require_token,
+            stats: Arc::new(ApiStats::default()),
+            clock: Arc::new(Utc::now),
+        })
+    }
+
+    /// Replaces the clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The authenticator, e.g. for [`crate::auth::bootstrap_admin`].
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    /// The backend the API calls.
+    pub fn backend(&self) -> &SharedBackend {
+        &self.backend
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+}
+
+/// Registers every route, the shared state and the extractor error handlers on `cfg`.
+/// Usable inside a bigger `App` (`App::new().configure(|c| api::configure(c, state))`);
+/// the app-wide JSON 404 for unknown routes outside `/api` is set by [`app`].
+pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
+    cfg.app_data(web::Data::new(state))
+        .app_data(error::json_config())
+        .app_data(error::query_config())
+        .app_data(error::path_config())
+        .configure(ops::configure_public)
+        .service(
+            web::scope("/api")
+                .wrap(from_fn(require_token))
+                .service(
+                    web::scope("/v1")
+                        .configure(devices::configure)
+                        .configure(tokens::configure)
+                        .configure(ops::configure_api),
+                )
+                .default_service(web::to(ops::not_found)),
+        );
+}
+
+/// The whole admin API as an `App`: routes, gzip, request counting and JSON 404s.
+pub fn app(
+    state: ApiState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .configure(|cfg| configure(cfg, state))
+        .default_service(web::to(ops::not_found))
+        .wrap(from_fn(stats::count))
+        .wrap(Compress::default())
+}
+
+/// An HTTP server for the admin API on an already bound listener (bind port 0 in tests).
+/// The returned server runs when awaited; stop it through its handle.
+pub fn server(
+    listener: std::net::TcpListener,
+    state: ApiState,
+    workers: usize,
+) -> std::io::Result<actix_web::dev::Server> {
+    Ok(HttpServer::new(move || app(state.clone()))
+        .workers(workers.max(1))
+        .disable_signals()
+        .listen(listener)?
+        .run())
+}

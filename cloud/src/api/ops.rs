@@ -1,0 +1,115 @@
+//! Operational routes: `/healthz`, `/metrics`, the OpenAPI document, the operator web page,
+//! and the JSON 404/405 fallbacks.
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::header::{self, AUTHORIZATION},
+    web,
+};
+use serde_json::json;
+
+use super::{ApiError, ApiState, prometheus};
+use crate::auth::{CanRead, Role};
+
+/// The OpenAPI 3.1 document, served at `/api/v1/openapi.json`.
+pub(crate) const OPENAPI_JSON: &str = include_str!("openapi.json");
+pub(crate) const INDEX_HTML: &str = include_str!("web/index.html");
+pub(crate) const APP_JS: &str = include_str!("web/app.js");
+pub(crate) const STYLE_CSS: &str = include_str!("web/style.css");
+
+/// Content-Security-Policy of the web page: only its own script, style and API.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Routes outside `/api`, without authentication (except `/metrics` when so configured).
+pub(crate) fn configure_public(cfg: &mut web::ServiceConfig) {
+    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    cfg.service(resource("/healthz").route(web::get().to(healthz)))
+        .service(resource("/metrics").route(web::get().to(metrics)))
+        .service(resource("/").route(web::get().to(index)))
+        .service(resource("/app.js").route(web::get().to(app_js)))
+        .service(resource("/style.css").route(web::get().to(style_css)));
+}
+
+/// Routes under `/api/v1` served from here.
+pub(crate) fn configure_api(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/openapi.json")
+            .route(web::get().to(openapi))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn metrics(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    if state.metrics_require_token {
+        let caller = state
+            .auth
+            .authenticate(state.backend.as_ref(), req.headers().get(AUTHORIZATION))
+            .await
+            .inspect_err(|_| state.stats.auth_failure())?;
+        if !caller.role.allows(Role::Viewer) {
+            return Err(ApiError::Forbidden {
+                name: caller.name,
+                required: Role::Viewer,
+                actual: caller.role,
+            });
+        }
+    }
+    let snapshot = state
+        .backend
+        .metrics()
+        .await
+        .map_err(|e| ApiError::from_backend(e, || "metrics".into()))?;
+    Ok(HttpResponse::Ok()
+        .content_type(prometheus::CONTENT_TYPE)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(prometheus::render(&snapshot, &state.stats)))
+}
+
+async fn openapi(_auth: CanRead) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI_JSON)
+}
+
+fn page(content_type: &'static str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(body)
+}
+
+async fn index() -> HttpResponse {
+    page("text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn app_js() -> HttpResponse {
+    page("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn style_css() -> HttpResponse {
+    page("text/css; charset=utf-8", STYLE_CSS)
+}
+
+/// JSON 404 for every unknown route (under `/api` only after authentication).
+pub(crate) async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// JSON 405 for a known route with another method.
+pub(crate) async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}

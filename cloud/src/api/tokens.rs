@@ -1,0 +1,108 @@
+//! Token routes (admin only): create (the secret is returned once), list, revoke.
+
+use actix_web::{HttpResponse, http::header, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, ApiState, NewToken, ops::method_not_allowed};
+use crate::auth::{CanAdminister, Role, generate_token, hash_token, valid_token_name};
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    cfg.service(
+        resource("/tokens")
+            .route(web::get().to(list_tokens))
+            .route(web::post().to(create_token)),
+    )
+    .service(resource("/tokens/{name}").route(web::delete().to(revoke_token)));
+}
+
+/// Body of `POST /api/v1/tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    name: String,
+    role: Role,
+}
+
+async fn create_token(
+    auth: CanAdminister,
+    state: web::Data<ApiState>,
+    body: web::Json<CreateToken>,
+) -> Result<HttpResponse, ApiError> {
+    let CreateToken { name, role } = body.into_inner();
+    if !valid_token_name(&name) {
+        return Err(ApiError::InvalidBody(format!(
+            "token name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '@' or '-'"
+        )));
+    }
+    let secret = generate_token();
+    let info = state
+        .backend
+        .create_token(NewToken {
+            name: name.clone(),
+            role,
+            hash: hash_token(&secret),
+            created_at: state.now(),
+            created_by: auth.caller.name.clone(),
+        })
+        .await
+        .map_err(|e| ApiError::from_backend(e, || format!("token {name:?}")))?;
+    tracing::info!(token = %info.name, role = %info.role, by = %auth.caller.name, "token created");
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({
+            "name": info.name,
+            "role": info.role,
+            "created_at": info.created_at,
+            "created_by": info.created_by,
+            "token": secret,
+        })))
+}
+
+async fn list_tokens(
+    _auth: CanAdminister,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut tokens = state
+        .backend
+        .list_tokens()
+        .await
+        .map_err(|e| ApiError::from_backend(e, || "tokens".into()))?;
+    tokens.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(HttpResponse::Ok().json(json!({ "tokens": tokens })))
+}
+
+async fn revoke_token(
+    auth: CanAdminister,
+    state: web::Data<ApiState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    let not_found = || ApiError::NotFound(format!("token {name:?} not found"));
+    if !valid_token_name(&name) {
+        return Err(not_found());
+    }
+    let tokens = state
+        .backend
+        .list_tokens()
+        .await
+        .map_err(|e| ApiError::from_backend(e, || "tokens".into()))?;
+    let target = tokens
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(not_found)?;
+    let admins = tokens.iter().filter(|t| t.role == Role::Admin).count();
+    if target.role == Role::Admin && admins == 1 && !state.auth.has_admin_token() {
+        return Err(ApiError::Conflict(format!(
+            "token {name:?} is the last admin token; create another admin token (or set SHIKI_ADMIN_TOKEN) first"
+        )));
+    }
+    state
+        .backend
+        .revoke_token(name.clone())
+        .await
+        .map_err(|e| ApiError::from_backend(e, || format!("token {name:?}")))?;
+    tracing::info!(token = %name, by = %auth.caller.name, "token revoked");
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,317 @@
+//! Data shapes the admin API exchanges with the [`Backend`](super::Backend) and, serialised
+//! as JSON, with API clients. Field names are part of the HTTP contract (see `openapi.json`).
+//!
+//! Timestamps are UTC and serialise as RFC 3339. Shadow values are plain JSON values, as in
+//! the AWS IoT Device Shadow service. Types that already exist on the wire (`Sample`,
+//! `Event`, `Status`, `Catalog`, `ShadowMetadata`, `SettingStatus`) are reused from
+//! `shiki-proto` rather than copied.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shiki_proto::{
+    Catalog, DeviceId, Event, JsonMap, Sample, SettingStatus, ShadowMetadata, Status,
+};
+
+use crate::auth::Role;
+
+// ---------------------------------------------------------------------------------------
+// devices
+
+/// One line of `GET /api/v1/devices`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceSummary {
+    pub id: DeviceId,
+    /// True while the device's retained `status` says `online` (and no Last Will arrived).
+    pub online: bool,
+    /// When the cloud last received any message from the device; `None` if never.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Current desired-state version of the shadow (0 before the first desired change).
+    pub shadow_version: u64,
+    /// Desired changes whose verification has not finished yet.
+    pub pending_verifications: u32,
+}
+
+/// `GET /api/v1/devices/{id}`: the device actor's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceView {
+    pub id: DeviceId,
+    /// The last `status` message (software version, boot time), if any arrived.
+    pub status: Option<Status>,
+    /// Same meaning as [`DeviceSummary::online`].
+    pub online: bool,
+    /// Same meaning as [`DeviceSummary::last_seen`].
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Desired state (operator overrides in force).
+    pub desired: JsonMap,
+    /// Reported state: what the PLC really holds, as last reported by the edge.
+    pub reported: JsonMap,
+    /// Desired keys whose value differs from reported (compared at the point's resolution).
+    pub delta: JsonMap,
+    /// Desired-state version; pass it as `expected_version` for optimistic concurrency.
+    pub version: u64,
+    /// The desired version the edge says it has applied, if it reported one.
+    pub applied_version: Option<u64>,
+    /// Per-key timestamps and override lifetimes (`until`).
+    pub metadata: ShadowMetadata,
+    /// Per setting: where its value came from (override, schedule, default, clamped, refused).
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingStatus>,
+    /// The newest telemetry sample received.
+    pub last_telemetry: Option<Sample>,
+    /// Highest telemetry `seq` stored for the device.
+    pub last_seq: Option<u64>,
+    /// Verifications still running, oldest first.
+    #[serde(default)]
+    pub pending_verifications: Vec<KeyVerification>,
+    /// The most recently finished verification (verified or failed).
+    pub last_verification: Option<KeyVerification>,
+    /// The device's point list from its retained `catalog`; `None` until one arrived
+    /// (desired changes are then refused with 422, since they cannot be validated).
+    pub catalog: Option<Catalog>,
+}
+
+// ---------------------------------------------------------------------------------------
+// desired changes
+
+/// Body of `PATCH /api/v1/devices/{id}/desired`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DesiredPatch {
+    /// Keys to set. A `null` value removes the key from desired (ends the override), as in
+    /// AWS IoT. Must not be empty.
+    pub settings: JsonMap,
+    /// When given, the change is applied only if the shadow's current version equals it;
+    /// otherwise the backend answers [`BackendError::VersionConflict`](super::BackendError).
+    #[serde(default)]
+    pub expected_version: Option<u64>,
+    /// End of the override's lifetime for every key in `settings`. Without it, the override
+    /// lasts until the next scheduled transition touching the key (or indefinitely when no
+    /// schedule is active). Must lie in the future.
+    #[serde(default)]
+    pub until: Option<DateTime<Utc>>,
+    /// Free text recorded in history ("cold snap, raise supply temp").
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// Answer to a successful desired change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchOutcome {
+    /// The new desired-state version.
+    pub version: u64,
+}
+
+/// Who made a change. Recorded in history.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Actor {
+    pub kind: ActorKind,
+    /// Token name, user name, schedule id or device id.
+    pub name: String,
+    /// Role the actor held when it acted (API callers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+impl Actor {
+    /// An API caller authenticated with a bearer token.
+    pub fn api_key(name: impl Into<String>, role: Role) -> Self {
+        Actor {
+            kind: ActorKind::ApiKey,
+            name: name.into(),
+            role: Some(role),
+        }
+    }
+}
+
+/// What kind of identity an [`Actor`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    /// A person signed in through single sign-on (OIDC; later).
+    Operator,
+    /// A caller holding an API bearer token (including `SHIKI_ADMIN_TOKEN`).
+    ApiKey,
+    /// The yearly schedule (e.g. an override ended at the next transition).
+    Schedule,
+    /// The device itself (reported changes, overrides it expired).
+    Device,
+    /// The cloud itself (housekeeping).
+    System,
+    #[serde(other)]
+    Unknown,
+}
+
+// ---------------------------------------------------------------------------------------
+// history, telemetry, events
+
+/// Which half of the shadow a history entry changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShadowSide {
+    Desired,
+    Reported,
+}
+
+/// One settings change, as listed by `GET /api/v1/devices/{id}/history` (newest first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub ts: DateTime<Utc>,
+    pub actor: Actor,
+    pub side: ShadowSide,
+    pub key: String,
+    /// Value before the change; `None` when the key was absent.
+    pub old: Option<serde_json::Value>,
+    /// Value after the change; `None` when the key was removed.
+    pub new: Option<serde_json::Value>,
+    /// Desired-state version after the change (for reported changes: the version in force).
+    pub version: u64,
+    pub comment: Option<String>,
+    /// Outcome of verifying a desired change; `None` for reported changes.
+    pub verification: Option<Verification>,
+}
+
+/// Result of checking that a desired change took effect on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationOutcome {
+    /// Reported state matched desired (at the point's resolution).
+    Verified,
+    /// Did not match after all attempts, or the device said why not (see `reason`).
+    Failed,
+    /// Still waiting for a matching report.
+    Pending,
+    /// A newer desired change to the same key replaced this one before it was verified.
+    Superseded,
+}
+
+impl VerificationOutcome {
+    /// Lowercase name, as in JSON and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerificationOutcome::Verified => "verified",
+            VerificationOutcome::Failed => "failed",
+            VerificationOutcome::Pending => "pending",
+            VerificationOutcome::Superseded => "superseded",
+        }
+    }
+}
+
+/// Verification state of one desired change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub outcome: VerificationOutcome,
+    /// For a person: "device offline", "PLC refused: exception 0x02", "clamped to 12.0",
+    /// "timed out after 5 attempts".
+    pub reason: Option<String>,
+    /// When the outcome was decided (`None` while pending).
+    pub at: Option<DateTime<Utc>>,
+    /// Checks made so far.
+    pub attempts: u32,
+}
+
+/// A verification of one desired key at one version (device view).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyVerification {
+    pub key: String,
+    /// The desired version that set the key.
+    pub version: u64,
+    #[serde(flatten)]
+    pub verification: Verification,
+}
+
+/// One telemetry sample (`seq`, `ts`, `values`), exactly as the edge sent it.
+pub type TelemetryRow = Sample;
+
+/// One device event (alarm, PLC error, applied setting, ...), exactly as the edge sent it.
+pub type EventRow = Event;
+
+/// A time window for history, telemetry and events. Both ends inclusive; `None` is open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl TimeRange {
+    /// True when `ts` lies inside the window.
+    pub fn contains(&self, ts: DateTime<Utc>) -> bool {
+        self.from.is_none_or(|f| ts >= f) && self.to.is_none_or(|t| ts <= t)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// tokens
+
+/// A token as stored: its name, role and the SHA-256 of the secret. The secret itself is
+/// never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewToken {
+    /// Unique name, `[A-Za-z0-9_.@-]{1,64}`.
+    pub name: String,
+    pub role: Role,
+    /// Lowercase hex SHA-256 of the token string (see [`crate::auth::hash_token`]).
+    pub hash: String,
+    pub created_at: DateTime<Utc>,
+    /// Name of the token that created it (`bootstrap` for the first admin token).
+    pub created_by: String,
+}
+
+/// What `GET /api/v1/tokens` lists: never the hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+/// What authentication needs to know about a presented token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub name: String,
+    pub role: Role,
+}
+
+// ---------------------------------------------------------------------------------------
+// metrics
+
+/// Figures for `GET /metrics`. Counters (`*_total`) only grow while the process runs;
+/// gauges are current values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsSnapshot {
+    /// Gauge: device actors known (resident or restorable).
+    pub devices: u64,
+    /// Gauge: devices whose status is online.
+    pub devices_online: u64,
+    /// Counter: MQTT messages accepted by ingest, by channel (`telemetry`, `events`,
+    /// `status`, `catalog`, `shadow/reported`, ...).
+    pub ingest_messages_total: BTreeMap<String, u64>,
+    /// Counter: telemetry samples stored (after de-duplication).
+    pub ingest_samples_total: u64,
+    /// Gauge: messages accepted per second over the last few seconds.
+    pub ingest_rate_per_second: f64,
+    /// Counter: telemetry samples and events dropped as duplicates of a stored (device, seq).
+    pub dedup_dropped_total: u64,
+    /// Counter: messages dropped because they could not be decoded or named an invalid
+    /// device id or topic.
+    pub malformed_dropped_total: u64,
+    /// Counter: finished verifications by outcome (`verified`, `failed`, `superseded`).
+    pub verifications_total: BTreeMap<VerificationOutcome, u64>,
+    /// Gauge: verifications still pending.
+    pub verifications_pending: u64,
+    /// Store commit latency (group commits).
+    pub store_commit: LatencySummary,
+}
+
+/// A Prometheus-style summary of a latency.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    /// Number of observations.
+    pub count: u64,
+    /// Sum of all observations, seconds.
+    pub sum_seconds: f64,
+    /// `(quantile, seconds)` pairs over a recent window, e.g. `(0.5, 0.0004)`, `(0.99, 0.003)`.
+    pub quantiles: Vec<(f64, f64)>,
+}

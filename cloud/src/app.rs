@@ -1,0 +1,207 @@
+//! The composition root: builds the store, the broker (embedded or external), the ingest,
+//! the device registry, the notifier and the admin API, and wires them. Nothing else starts
+//! actors or reads the whole configuration.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use shiki_proto::Topics;
+
+use crate::api::{self, ApiState, SharedBackend};
+use crate::auth::{AuthConfig, bootstrap_admin};
+use crate::backend_impl::CloudBackend;
+use crate::broker::{self, BrokerError, EmbeddedBroker};
+use crate::config::{BrokerTarget, CloudConfig, ConfigError};
+use crate::device::{Clock, DeviceConfig, DeviceDeps, DeviceMetrics, Registry, SystemClock};
+use crate::ingest::{Ingest, IngestStats, MqttPublisher};
+use crate::notifier::{Notifier, NotifierStats};
+use crate::store::{RedbStore, Store, StoreError};
+
+/// Why the cloud could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("admin API cannot listen on {addr}: {source}")]
+    ApiBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("admin API configuration refused: {0}")]
+    Auth(String),
+    #[error("cannot create the first admin token: {0}")]
+    Bootstrap(String),
+}
+
+/// A running cloud. Stop it with [`App::stop`].
+#[derive(Debug)]
+pub struct App {
+    /// Address of the embedded broker (`None` with an external broker).
+    pub mqtt_addr: Option<SocketAddr>,
+    /// Address the admin API listens on.
+    pub api_addr: SocketAddr,
+    /// The first admin token, when this start created it (show it once).
+    pub admin_token: Option<String>,
+    pub registry: Addr<Registry>,
+    pub ingest_stats: Arc<IngestStats>,
+    pub device_metrics: Arc<DeviceMetrics>,
+    pub notifier_stats: Arc<NotifierStats>,
+    store: Arc<RedbStore>,
+    ingest: Ingest,
+    api: actix_web::dev::ServerHandle,
+    _broker: Option<EmbeddedBroker>,
+}
+
+/// Starts everything. Must be called inside an actix `System`. An MQTT listen port of 0
+/// picks a free port for the embedded broker; an API port of 0 binds any free port.
+pub async fn start(config: CloudConfig) -> Result<App, AppError> {
+    config.validate()?;
+    // Ignore the error: a provider may already be installed (tests, main).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let topics = Topics::new(&config.topic_prefix).map_err(|e| ConfigError::Invalid {
+        key: "topic_prefix",
+        reason: e.to_string(),
+    })?;
+    let store = Arc::new(RedbStore::open(
+        &config.store_path(),
+        config.store.max_batch,
+    )?);
+    let dyn_store: Arc<dyn Store> = store.clone();
+
+    let target = config.broker()?;
+    let (embedded, target) = match target {
+        BrokerTarget::Embedded(addr) => {
+            let b = if addr.port() == 0 {
+                EmbeddedBroker::start_on_free_port(config.mqtt.max_inflight)?
+            } else {
+                EmbeddedBroker::start(addr, config.mqtt.max_inflight)?
+            };
+            let t = BrokerTarget::Embedded(b.addr());
+            (Some(b), t)
+        }
+        external => (None, external),
+    };
+    let options = broker::client_options(&config.mqtt, &target)?;
+    let (client, eventloop) = Ingest::client_for(options);
+
+    let notifier_stats = Arc::new(NotifierStats::default());
+    let notifier = Notifier::new(config.notifier.clone(), notifier_stats.clone()).start();
+    let publisher = MqttPublisher::new(client.clone(), topics.clone()).start();
+    let device_metrics = Arc::new(DeviceMetrics::default());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let deps = DeviceDeps {
+        store: dyn_store.clone(),
+        publisher: publisher.recipient(),
+        alerts: notifier.recipient(),
+        clock,
+        cfg: DeviceConfig {
+            verification: config.verification,
+            offline_after: config.notifier.offline_after,
+        },
+        metrics: device_metrics.clone(),
+    };
+    let registry = Registry::new(deps).start();
+    let ingest_stats = Arc::new(IngestStats::default());
+    let ingest = Ingest::start(
+        (client, eventloop),
+        topics,
+        dyn_store.clone(),
+        registry.clone().recipient(),
+        ingest_stats.clone(),
+    );
+
+    let backend: SharedBackend = Arc::new(CloudBackend::new(
+        registry.clone(),
+        dyn_store,
+        ingest_stats.clone(),
+        device_metrics.clone(),
+    )?);
+    let auth = AuthConfig {
+        admin_token: std::env::var("SHIKI_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+    };
+    let state = ApiState::new(
+        backend.clone(),
+        api::ApiConfig {
+            auth,
+            metrics_require_token: false,
+        },
+    )
+    .map_err(|e| AppError::Auth(e.to_string()))?;
+    let admin_token = bootstrap_admin(backend.as_ref(), state.authenticator(), chrono::Utc::now())
+        .await
+        .map_err(|e| AppError::Bootstrap(e.to_string()))?;
+    let addr = config.api.listen;
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| AppError::ApiBind { addr, source })?;
+    let api_addr = listener
+        .local_addr()
+        .map_err(|source| AppError::ApiBind { addr, source })?;
+    let server =
+        api::server(listener, state, 2).map_err(|source| AppError::ApiBind { addr, source })?;
+    let api = server.handle();
+    actix::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    });
+    tracing::info!(%api_addr, mqtt = ?embedded.as_ref().map(EmbeddedBroker::addr), "shiki-cloud started");
+    Ok(App {
+        mqtt_addr: embedded.as_ref().map(EmbeddedBroker::addr),
+        api_addr,
+        admin_token,
+        registry,
+        ingest_stats,
+        device_metrics,
+        notifier_stats,
+        store,
+        ingest,
+        api,
+        _broker: embedded,
+    })
+}
+
+impl App {
+    /// The store (for tests and benches reading what was stored).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Stops the API and the ingest, then commits everything queued and closes the store.
+    /// The embedded broker lives until the process ends.
+    pub async fn stop(self) {
+        self.api.stop(true).await;
+        self.ingest.stop().await;
+        let store = self.store.clone();
+        // Joining the writer blocks: do it off the arbiter.
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        tracing::info!("shiki-cloud stopped; store flushed");
+    }
+}
+
+/// Runs the cloud until `shutdown` resolves, then stops it cleanly (store flushed).
+/// Must be called inside an actix `System`.
+pub async fn run(config: CloudConfig, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+    let app = start(config).await?;
+    if let Some(token) = &app.admin_token {
+        // Shown once: only its hash is stored.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "First start: created admin API token (shown only once, store it now):\n{token}"
+        );
+    }
+    shutdown.await;
+    tracing::info!("shutting down");
+    app.stop().await;
+    Ok(())
+}

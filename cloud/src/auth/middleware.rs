@@ -1,0 +1,111 @@
+//! The `/api` authentication middleware and the role extractor.
+
+use std::marker::PhantomData;
+
+use actix_web::{
+    FromRequest, HttpMessage, HttpRequest, ResponseError,
+    body::{EitherBody, MessageBody},
+    dev::{Payload, ServiceRequest, ServiceResponse},
+    http::header::AUTHORIZATION,
+    middleware::Next,
+    web,
+};
+use futures::future::{Ready, ready};
+
+use super::{Caller, Role};
+use crate::api::{ApiError, ApiState};
+
+/// Middleware (wrap with `actix_web::middleware::from_fn`) that authenticates every request
+/// it sees. On success the [`Caller`] is stored in the request extensions; otherwise it
+/// answers 401 itself (or 503 when the token store is unavailable).
+pub async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<ApiState>>().cloned() else {
+        tracing::error!("ApiState missing from app data; refusing request");
+        let res = ApiError::Internal.error_response();
+        return Ok(req.into_response(res).map_into_right_body());
+    };
+    let header = req.headers().get(AUTHORIZATION).cloned();
+    match state
+        .auth
+        .authenticate(state.backend.as_ref(), header.as_ref())
+        .await
+    {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            Ok(next.call(req).await?.map_into_left_body())
+        }
+        Err(err) => {
+            state.stats.auth_failure();
+            tracing::info!(path = %req.path(), code = err.code(), "request refused: not authenticated");
+            let res = err.error_response();
+            Ok(req.into_response(res).map_into_right_body())
+        }
+    }
+}
+
+/// A role a handler demands; see [`Authorized`].
+pub trait RequiredRole {
+    const ROLE: Role;
+}
+
+/// Marker: viewer or better.
+#[derive(Debug)]
+pub struct ViewerAccess;
+/// Marker: operator or better.
+#[derive(Debug)]
+pub struct OperatorAccess;
+/// Marker: admin.
+#[derive(Debug)]
+pub struct AdminAccess;
+
+impl RequiredRole for ViewerAccess {
+    const ROLE: Role = Role::Viewer;
+}
+impl RequiredRole for OperatorAccess {
+    const ROLE: Role = Role::Operator;
+}
+impl RequiredRole for AdminAccess {
+    const ROLE: Role = Role::Admin;
+}
+
+/// Extractor: the authenticated caller, holding at least role `R::ROLE`. Fails closed: a
+/// request that did not pass [`require_token`] gets 401, a weaker role 403.
+#[derive(Debug)]
+pub struct Authorized<R> {
+    pub caller: Caller,
+    _role: PhantomData<R>,
+}
+
+/// Read access (viewer, operator, admin).
+pub type CanRead = Authorized<ViewerAccess>;
+/// Change desired state (operator, admin).
+pub type CanOperate = Authorized<OperatorAccess>;
+/// Manage tokens (admin).
+pub type CanAdminister = Authorized<AdminAccess>;
+
+impl<R: RequiredRole> FromRequest for Authorized<R> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let caller = req.extensions().get::<Caller>().cloned();
+        ready(match caller {
+            None => Err(ApiError::MissingToken),
+            Some(caller) if !caller.role.allows(R::ROLE) => {
+                tracing::info!(caller = %caller.name, role = %caller.role, required = %R::ROLE, path = %req.path(), "request refused: role too weak");
+                Err(ApiError::Forbidden {
+                    name: caller.name,
+                    required: R::ROLE,
+                    actual: caller.role,
+                })
+            }
+            Some(caller) => Ok(Authorized {
+                caller,
+                _role: PhantomData,
+            }),
+        })
+    }
+}

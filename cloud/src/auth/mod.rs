@@ -1,0 +1,29 @@
+//! Bearer-token authentication for the admin API.
+//!
+//! - Tokens are `shiki_` followed by 64 hex digits (256 random bits, [`generate_token`]).
+//!   Only their SHA-256 ([`hash_token`]) is stored; a presented token is looked up by its
+//!   hash through [`Backend::token_by_hash`](crate::api::Backend::token_by_hash).
+//! - `SHIKI_ADMIN_TOKEN`, when configured ([`AuthConfig::admin_token`]), always
+//!   authenticates as admin (identity `$SHIKI_ADMIN_TOKEN`); it is compared in constant time.
+//! - [`require_token`] is the middleware on `/api`: no usable token → 401 with
+//!   `WWW-Authenticate: Bearer`; otherwise it stores the [`Caller`] in the request.
+//! - [`Authorized<R>`] is the extractor each handler names to demand a role: [`CanRead`]
+//!   (viewer), [`CanOperate`] (operator), [`CanAdminister`] (admin); too weak → 403.
+//! - [`bootstrap_admin`] creates the first admin token on an empty store.
+
+mod authenticator;
+mod bootstrap;
+mod middleware;
+mod role;
+mod token;
+
+pub use authenticator::{
+    ADMIN_TOKEN_IDENTITY, AuthConfig, AuthConfigError, Authenticator, Caller, MIN_ADMIN_TOKEN_LEN,
+};
+pub use bootstrap::{BOOTSTRAP_TOKEN_NAME, bootstrap_admin};
+pub use middleware::{
+    AdminAccess, Authorized, CanAdminister, CanOperate, CanRead, OperatorAccess, RequiredRole,
+    ViewerAccess, require_token,
+};
+pub use role::Role;
+pub use token::{TOKEN_PREFIX, generate_token, hash_token, valid_token_name};

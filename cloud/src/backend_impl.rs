@@ -1,0 +1,468 @@
+//! The admin API's [`Backend`] on top of the device registry and the store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use actix::Addr;
+use futures::FutureExt;
+use shiki_proto::DeviceId;
+
+use crate::api::{
+    self, Backend, BackendError, BackendFuture, DesiredPatch, DeviceSummary, EventRow,
+    KeyVerification, LatencySummary, MetricsSnapshot, NewToken, PatchOutcome, TelemetryRow,
+    TimeRange, TokenInfo,
+};
+use crate::auth::Role;
+use crate::device::{
+    DesiredChange, DesiredError, DeviceMetrics, DeviceView, GetDeviceView, GetView, ListDevices,
+    Registry, RegistryError,
+};
+use crate::ingest::IngestStats;
+use crate::store::{self, Store, StoreError, TimeQuery, TokenRecord, Write};
+
+/// The real backend.
+pub struct CloudBackend {
+    registry: Addr<Registry>,
+    store: Arc<dyn Store>,
+    /// Tokens by hash, served from memory (every API request looks one up).
+    tokens: RwLock<HashMap<String, TokenRecord>>,
+    ingest: Arc<IngestStats>,
+    devices: Arc<DeviceMetrics>,
+    rate: Mutex<(Instant, u64, f64)>,
+}
+
+impl std::fmt::Debug for CloudBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudBackend").finish_non_exhaustive()
+    }
+}
+
+fn internal(e: StoreError) -> BackendError {
+    BackendError::Internal(e.to_string())
+}
+
+fn role_of(s: &str) -> Role {
+    match s {
+        "admin" => Role::Admin,
+        "operator" => Role::Operator,
+        _ => Role::Viewer,
+    }
+}
+
+fn query(range: TimeRange, limit: usize) -> TimeQuery {
+    TimeQuery {
+        from: range.from,
+        to: range.to,
+        limit: Some(limit),
+    }
+}
+
+impl CloudBackend {
+    pub fn new(
+        registry: Addr<Registry>,
+        store: Arc<dyn Store>,
+        ingest: Arc<IngestStats>,
+        devices: Arc<DeviceMetrics>,
+    ) -> Result<Self, StoreError> {
+        let tokens = store
+            .tokens()?
+            .into_iter()
+            .map(|t| (t.hash.clone(), t))
+            .collect();
+        Ok(Self {
+            registry,
+            store,
+            tokens: RwLock::new(tokens),
+            ingest,
+            devices,
+            rate: Mutex::new((Instant::now(), 0, 0.0)),
+        })
+    }
+
+    async fn known(&self, id: &DeviceId) -> Result<(), BackendError> {
+        match self.registry.send(GetDeviceView(id.clone())).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(BackendError::NotFound),
+            Err(e) => Err(BackendError::Unavailable(e.to_string())),
+        }
+    }
+}
+
+fn key_verification(v: &store::VerificationRecord) -> KeyVerification {
+    KeyVerification {
+        key: v.key.clone(),
+        version: v.version,
+        verification: verification(v),
+    }
+}
+
+fn verification(v: &store::VerificationRecord) -> api::Verification {
+    use store::{FailureReason, VerificationOutcome as O};
+    let (outcome, reason, at) = match &v.outcome {
+        O::Pending => (api::VerificationOutcome::Pending, None, None),
+        O::Verified { at } => (api::VerificationOutcome::Verified, None, Some(*at)),
+        O::Failed {
+            at,
+            reason: r @ FailureReason::Superseded { .. },
+        } => (
+            api::VerificationOutcome::Superseded,
+            Some(r.to_string()),
+            Some(*at),
+        ),
+        O::Failed { at, reason } => (
+            api::VerificationOutcome::Failed,
+            Some(match reason {
+                FailureReason::TimedOut => format!("timed out after {} attempts", v.attempts),
+                r => r.to_string(),
+            }),
+            Some(*at),
+        ),
+    };
+    api::Verification {
+        outcome,
+        reason,
+        at,
+        attempts: v.attempts,
+    }
+}
+
+fn view(v: DeviceView) -> api::DeviceView {
+    api::DeviceView {
+        id: v.id,
+        status: v.status,
+        online: v.online,
+        last_seen: v.last_seen,
+        desired: v.desired,
+        reported: v.reported,
+        delta: v.delta,
+        version: v.version,
+        applied_version: v.applied_version,
+        metadata: v.metadata,
+        settings: v.settings,
+        last_telemetry: v.last_telemetry,
+        last_seq: (v.last_seq > 0).then_some(v.last_seq),
+        pending_verifications: v
+            .pending_verifications
+            .iter()
+            .map(key_verification)
+            .collect(),
+        last_verification: v.last_verification.as_ref().map(key_verification),
+        catalog: v.catalog,
+    }
+}
+
+fn actor_to_store(a: &api::Actor) -> store::Actor {
+    match a.kind {
+        api::ActorKind::Operator => store::Actor::Operator(a.name.clone()),
+        api::ActorKind::Schedule => store::Actor::Schedule,
+        api::ActorKind::Device => store::Actor::Device,
+        _ => store::Actor::ApiKey(a.name.clone()),
+    }
+}
+
+fn actor_to_api(a: &store::Actor) -> api::Actor {
+    let (kind, name) = match a {
+        store::Actor::Operator(n) => (api::ActorKind::Operator, n.clone()),
+        store::Actor::ApiKey(n) => (api::ActorKind::ApiKey, n.clone()),
+        store::Actor::Schedule => (api::ActorKind::Schedule, "schedule".to_owned()),
+        store::Actor::Device => (api::ActorKind::Device, "device".to_owned()),
+    };
+    api::Actor {
+        kind,
+        name,
+        role: None,
+    }
+}
+
+fn history_entry(h: store::HistoryItem) -> api::HistoryEntry {
+    let e = h.entry;
+    api::HistoryEntry {
+        ts: e.ts,
+        actor: actor_to_api(&e.actor),
+        side: match e.side {
+            store::Side::Desired => api::ShadowSide::Desired,
+            store::Side::Reported => api::ShadowSide::Reported,
+        },
+        key: e.key,
+        old: (!e.old.is_null()).then_some(e.old),
+        new: (!e.new.is_null()).then_some(e.new),
+        version: e.version,
+        comment: e.comment,
+        verification: h.verification.as_ref().map(verification),
+    }
+}
+
+fn registry_error(e: RegistryError) -> BackendError {
+    match e {
+        RegistryError::UnknownDevice(_) => BackendError::NotFound,
+        RegistryError::ActorGone(d) => {
+            BackendError::Unavailable(format!("device actor {d} is gone"))
+        }
+        RegistryError::Desired(DesiredError::Conflict(c)) => BackendError::VersionConflict {
+            expected: c.expected,
+            current: c.current,
+        },
+        RegistryError::Desired(DesiredError::Empty) => BackendError::Invalid {
+            key: "settings".into(),
+            reason: "must name at least one setting".into(),
+        },
+        RegistryError::Desired(d) => BackendError::Invalid {
+            key: d.key().unwrap_or("settings").to_owned(),
+            reason: d.to_string(),
+        },
+    }
+}
+
+impl Backend for CloudBackend {
+    fn list_devices(&self) -> BackendFuture<'_, Vec<DeviceSummary>> {
+        async move {
+            let devices = self
+                .registry
+                .send(ListDevices)
+                .await
+                .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+            let views =
+                futures::future::join_all(devices.iter().map(|(_, a)| a.send(GetView))).await;
+            Ok(views
+                .into_iter()
+                .filter_map(Result::ok)
+                .map(|v| DeviceSummary {
+                    id: v.id,
+                    online: v.online,
+                    last_seen: v.last_seen,
+                    shadow_version: v.version,
+                    pending_verifications: u32::try_from(v.pending_verifications.len())
+                        .unwrap_or(u32::MAX),
+                })
+                .collect())
+        }
+        .boxed_local()
+    }
+
+    fn device(&self, id: DeviceId) -> BackendFuture<'_, Option<api::DeviceView>> {
+        async move {
+            Registry::view(&self.registry, id)
+                .await
+                .map(|v| v.map(view))
+                .map_err(registry_error)
+        }
+        .boxed_local()
+    }
+
+    fn patch_desired(
+        &self,
+        id: DeviceId,
+        patch: DesiredPatch,
+        actor: api::Actor,
+    ) -> BackendFuture<'_, PatchOutcome> {
+        async move {
+            let change = DesiredChange {
+                settings: patch.settings,
+                expected_version: patch.expected_version,
+                until: patch.until,
+                comment: patch.comment,
+                actor: actor_to_store(&actor),
+            };
+            let version = Registry::change_desired(&self.registry, id, change)
+                .await
+                .map_err(registry_error)?;
+            Ok(PatchOutcome { version })
+        }
+        .boxed_local()
+    }
+
+    fn history(
+        &self,
+        id: DeviceId,
+        range: TimeRange,
+        limit: usize,
+    ) -> BackendFuture<'_, Vec<api::HistoryEntry>> {
+        async move {
+            self.known(&id).await?;
+            let items = self
+                .store
+                .history(&id, &query(range, limit))
+                .map_err(internal)?;
+            Ok(items.into_iter().map(history_entry).collect())
+        }
+        .boxed_local()
+    }
+
+    fn telemetry(
+        &self,
+        id: DeviceId,
+        range: TimeRange,
+        limit: usize,
+    ) -> BackendFuture<'_, Vec<TelemetryRow>> {
+        async move {
+            self.known(&id).await?;
+            self.store
+                .telemetry(&id, &query(range, limit))
+                .map_err(internal)
+        }
+        .boxed_local()
+    }
+
+    fn events(
+        &self,
+        id: DeviceId,
+        range: TimeRange,
+        limit: usize,
+    ) -> BackendFuture<'_, Vec<EventRow>> {
+        async move {
+            self.known(&id).await?;
+            self.store
+                .events(&id, &query(range, limit))
+                .map_err(internal)
+        }
+        .boxed_local()
+    }
+
+    fn create_token(&self, token: NewToken) -> BackendFuture<'_, TokenInfo> {
+        async move {
+            let exists = self
+                .tokens
+                .read()
+                .map_err(|_| BackendError::Internal("token cache poisoned".into()))?
+                .values()
+                .any(|t| t.name == token.name);
+            if exists {
+                return Err(BackendError::AlreadyExists(format!(
+                    "token {:?}",
+                    token.name
+                )));
+            }
+            let rec = TokenRecord {
+                hash: token.hash.clone(),
+                name: token.name.clone(),
+                role: token.role.as_str().to_owned(),
+                created: token.created_at,
+                created_by: token.created_by.clone(),
+            };
+            self.store
+                .submit(vec![Write::PutToken(rec.clone())])
+                .await
+                .map_err(internal)?;
+            if let Ok(mut t) = self.tokens.write() {
+                t.insert(rec.hash.clone(), rec);
+            }
+            Ok(TokenInfo {
+                name: token.name,
+                role: token.role,
+                created_at: token.created_at,
+                created_by: token.created_by,
+            })
+        }
+        .boxed_local()
+    }
+
+    fn list_tokens(&self) -> BackendFuture<'_, Vec<TokenInfo>> {
+        async move {
+            let mut list: Vec<TokenInfo> = self
+                .tokens
+                .read()
+                .map_err(|_| BackendError::Internal("token cache poisoned".into()))?
+                .values()
+                .map(|t| TokenInfo {
+                    name: t.name.clone(),
+                    role: role_of(&t.role),
+                    created_at: t.created,
+                    created_by: t.created_by.clone(),
+                })
+                .collect();
+            list.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(list)
+        }
+        .boxed_local()
+    }
+
+    fn revoke_token(&self, name: String) -> BackendFuture<'_, ()> {
+        async move {
+            let hash = self
+                .tokens
+                .read()
+                .map_err(|_| BackendError::Internal("token cache poisoned".into()))?
+                .values()
+                .find(|t| t.name == name)
+                .map(|t| t.hash.clone())
+                .ok_or(BackendError::NotFound)?;
+            self.store
+                .submit(vec![Write::RevokeToken { hash: hash.clone() }])
+                .await
+                .map_err(internal)?;
+            if let Ok(mut t) = self.tokens.write() {
+                t.remove(&hash);
+            }
+            Ok(())
+        }
+        .boxed_local()
+    }
+
+    fn token_by_hash(&self, hash: String) -> BackendFuture<'_, Option<api::TokenRecord>> {
+        let found = self.tokens.read().ok().and_then(|t| {
+            t.get(&hash).map(|r| api::TokenRecord {
+                name: r.name.clone(),
+                role: role_of(&r.role),
+            })
+        });
+        async move { Ok(found) }.boxed_local()
+    }
+
+    fn metrics(&self) -> BackendFuture<'_, MetricsSnapshot> {
+        async move {
+            let devices = self
+                .registry
+                .send(crate::device::DeviceCount)
+                .await
+                .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+            let s = self.store.stats();
+            let accepted = self.ingest.accepted_total();
+            let rate = {
+                let mut r = self
+                    .rate
+                    .lock()
+                    .map_err(|_| BackendError::Internal("rate lock poisoned".into()))?;
+                let secs = r.0.elapsed().as_secs_f64();
+                if secs >= 1.0 {
+                    r.2 = (accepted.saturating_sub(r.1)) as f64 / secs;
+                    *r = (Instant::now(), accepted, r.2);
+                }
+                r.2
+            };
+            let d = &self.devices;
+            let mut verifications = BTreeMap::new();
+            verifications.insert(
+                api::VerificationOutcome::Verified,
+                d.verified.load(Ordering::Relaxed),
+            );
+            verifications.insert(
+                api::VerificationOutcome::Failed,
+                d.failed.load(Ordering::Relaxed),
+            );
+            verifications.insert(
+                api::VerificationOutcome::Superseded,
+                d.superseded.load(Ordering::Relaxed),
+            );
+            Ok(MetricsSnapshot {
+                devices: devices as u64,
+                devices_online: d.online.load(Ordering::Relaxed).max(0) as u64,
+                ingest_messages_total: self.ingest.accepted_by_channel(),
+                ingest_samples_total: s.samples_stored,
+                ingest_rate_per_second: rate,
+                dedup_dropped_total: s.duplicates_dropped,
+                malformed_dropped_total: self.ingest.dropped_total(),
+                verifications_total: verifications,
+                verifications_pending: d.pending_verifications.load(Ordering::Relaxed).max(0)
+                    as u64,
+                store_commit: LatencySummary {
+                    count: s.commits,
+                    sum_seconds: s.total_commit_micros as f64 / 1e6,
+                    quantiles: Vec::new(),
+                },
+            })
+        }
+        .boxed_local()
+    }
+}

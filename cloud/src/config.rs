@@ -1,0 +1,414 @@
+//! Cloud configuration: TOML with serde defaults, CLI overrides, validation naming the key.
+//!
+//! Every key is documented in `deploy/cloud.example.toml` (which a test parses).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("config key `{key}` is invalid: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// The whole `shiki-cloud` configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudConfig {
+    /// Directory holding the redb store (`shiki-cloud.redb`).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Topic prefix shared with the edges.
+    #[serde(default = "default_prefix")]
+    pub topic_prefix: String,
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub verification: VerificationConfig,
+    #[serde(default)]
+    pub notifier: NotifierConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./shiki-cloud-data")
+}
+
+fn default_prefix() -> String {
+    shiki_proto::DEFAULT_PREFIX.to_owned()
+}
+
+/// MQTT: the embedded broker (default) or an external broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Where the embedded broker listens (ignored when `url` is set).
+    #[serde(default = "default_mqtt_listen")]
+    pub listen: SocketAddr,
+    /// External broker `mqtt://host:port` or `mqtts://host:port`; when set, no broker is embedded.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Client id of the cloud's own MQTT session.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default = "default_keep_alive", with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// PEM CA bundle that signed the external broker's certificate (mqtts only).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain for mutual TLS (mqtts only).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Username / password for brokers that want them (optional).
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Most unacknowledged QoS 1 messages in flight per connection on the embedded broker.
+    #[serde(default = "default_inflight")]
+    pub max_inflight: u16,
+}
+
+fn default_mqtt_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1883))
+}
+fn default_client_id() -> String {
+    "shiki-cloud".to_owned()
+}
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_inflight() -> u16 {
+    1000
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_mqtt_listen(),
+            url: None,
+            client_id: default_client_id(),
+            keep_alive: default_keep_alive(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            username: None,
+            password: None,
+            max_inflight: default_inflight(),
+        }
+    }
+}
+
+/// The admin API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default = "default_api_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_api_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_api_listen(),
+        }
+    }
+}
+
+/// The history store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Most queued writes committed in one transaction (one fsync per batch).
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+fn default_max_batch() -> usize {
+    4096
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: default_max_batch(),
+        }
+    }
+}
+
+/// Verification of desired changes.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationConfig {
+    /// Re-checks before a change is declared failed.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Delay before the first re-check; each further one doubles it.
+    #[serde(default = "default_first_delay", with = "humantime_serde")]
+    pub first_delay: Duration,
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+fn default_first_delay() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl Default for VerificationConfig {
+    fn default() -> Self {
+        Self {
+            attempts: default_attempts(),
+            first_delay: default_first_delay(),
+        }
+    }
+}
+
+/// Alerts to a Slack-compatible webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierConfig {
+    /// Webhook URL; without it alerts are only logged.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// A device offline for longer than this raises an alert.
+    #[serde(default = "default_offline_after", with = "humantime_serde")]
+    pub offline_after: Duration,
+    /// Alerts waiting to be sent; further ones are dropped (and counted) when full.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// Attempts per alert.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Delay before the first retry; doubles each time.
+    #[serde(default = "default_retry_delay", with = "humantime_serde")]
+    pub retry_delay: Duration,
+    /// An identical alert within this window is sent once.
+    #[serde(default = "default_dedup_window", with = "humantime_serde")]
+    pub dedup_window: Duration,
+}
+
+fn default_offline_after() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_queue() -> usize {
+    256
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_retry_delay() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_dedup_window() -> Duration {
+    Duration::from_secs(1800)
+}
+
+impl Default for NotifierConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            offline_after: default_offline_after(),
+            queue: default_queue(),
+            retries: default_retries(),
+            retry_delay: default_retry_delay(),
+            dedup_window: default_dedup_window(),
+        }
+    }
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            topic_prefix: default_prefix(),
+            mqtt: MqttConfig::default(),
+            api: ApiConfig::default(),
+            store: StoreConfig::default(),
+            verification: VerificationConfig::default(),
+            notifier: NotifierConfig::default(),
+        }
+    }
+}
+
+/// The broker the cloud talks to, derived from `mqtt.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerTarget {
+    /// Start rumqttd in-process on this address and connect to it.
+    Embedded(SocketAddr),
+    /// Connect to an external broker.
+    External { host: String, port: u16, tls: bool },
+}
+
+impl CloudConfig {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates TOML text (`path` is only used in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: CloudConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot check.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        shiki_proto::Topics::new(&self.topic_prefix).map_err(|e| ConfigError::Invalid {
+            key: "topic_prefix",
+            reason: e.to_string(),
+        })?;
+        self.broker()?;
+        if self.verification.attempts == 0 {
+            return Err(ConfigError::Invalid {
+                key: "verification.attempts",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.store.max_batch == 0 {
+            return Err(ConfigError::Invalid {
+                key: "store.max_batch",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.notifier.queue == 0 {
+            return Err(ConfigError::Invalid {
+                key: "notifier.queue",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.mqtt.cert_file.is_some() != self.mqtt.key_file.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "mqtt.cert_file",
+                reason: "mqtt.cert_file and mqtt.key_file must be given together".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Where MQTT goes: the embedded broker or the one named by `mqtt.url`.
+    pub fn broker(&self) -> Result<BrokerTarget, ConfigError> {
+        let Some(url) = &self.mqtt.url else {
+            return Ok(BrokerTarget::Embedded(self.mqtt.listen));
+        };
+        let invalid = |reason: String| ConfigError::Invalid {
+            key: "mqtt.url",
+            reason,
+        };
+        let (tls, rest, default_port) = if let Some(r) = url.strip_prefix("mqtts://") {
+            (true, r, 8883)
+        } else if let Some(r) = url.strip_prefix("mqtt://") {
+            (false, r, 1883)
+        } else {
+            return Err(invalid(format!(
+                "{url:?} must start with mqtt:// or mqtts://"
+            )));
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => {
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| invalid(format!("{url:?} has an invalid port {p:?}")))?;
+                (h.to_owned(), port)
+            }
+            None => (rest.to_owned(), default_port),
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(invalid(format!("{url:?} names no host")));
+        }
+        Ok(BrokerTarget::External { host, port, tls })
+    }
+
+    /// Path of the redb file inside `data_dir`.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("shiki-cloud.redb")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = CloudConfig::parse("", Path::new("x.toml")).expect("defaults");
+        assert_eq!(c.verification.attempts, 5);
+        assert_eq!(
+            c.broker().expect("embedded"),
+            BrokerTarget::Embedded("127.0.0.1:1883".parse().expect("addr"))
+        );
+    }
+
+    #[test]
+    fn broker_urls_are_parsed() {
+        let mut c = CloudConfig::default();
+        c.mqtt.url = Some("mqtts://broker.example:8884".into());
+        assert_eq!(
+            c.broker().expect("valid"),
+            BrokerTarget::External {
+                host: "broker.example".into(),
+                port: 8884,
+                tls: true
+            }
+        );
+        c.mqtt.url = Some("mqtt://10.0.0.1".into());
+        assert_eq!(
+            c.broker().expect("valid"),
+            BrokerTarget::External {
+                host: "10.0.0.1".into(),
+                port: 1883,
+                tls: false
+            }
+        );
+        c.mqtt.url = Some("http://x".into());
+        let e = c.broker().expect_err("refused").to_string();
+        assert!(e.contains("mqtt.url"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let e = CloudConfig::parse("[verification]\nattempts = 0\n", Path::new("c.toml"))
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("verification.attempts"), "{e}");
+        let e = CloudConfig::parse("bogus = 1\n", Path::new("c.toml"))
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+}

@@ -1,0 +1,240 @@
+//! One actor per device: a thin actix shell over [`state::DeviceState`], and the
+//! [`Registry`] that starts actors on first contact and restores them from the store.
+
+mod registry;
+pub mod shadow;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use shiki_proto::{Catalog, DeviceId, Event, ReportedUpdate, Sample, ShadowGet, Status};
+use tracing::Instrument;
+
+pub use registry::{
+    ChangeDesiredFor, DeviceCount, DeviceDeps, GetDeviceView, ListDevices, Registry, RegistryError,
+    Route,
+};
+pub use state::{DesiredChange, DesiredError, DeviceConfig, DeviceState, DeviceView, Outbound};
+
+use crate::store::Store;
+
+/// The source of "now", injected so tests can drive time.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A message for one device's edge, published by the MQTT side.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct Publish {
+    pub device: DeviceId,
+    pub message: Outbound,
+}
+
+/// What the ingest routes to a device actor.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub enum DeviceInput {
+    Status(Status),
+    Catalog(Catalog),
+    /// Samples already queued for the store by the ingest.
+    Telemetry(Vec<Sample>),
+    /// Events already queued for the store by the ingest.
+    Events(Vec<Event>),
+    Reported(Box<ReportedUpdate>),
+    ShadowGet(ShadowGet),
+}
+
+/// A desired change from the API.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<u64, DesiredError>")]
+pub struct ChangeDesired(pub DesiredChange);
+
+/// The device's current state.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "DeviceView")]
+pub struct GetView;
+
+/// Fleet-wide gauges and counters the device actors keep up to date (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct DeviceMetrics {
+    pub online: AtomicI64,
+    pub pending_verifications: AtomicI64,
+    pub verified: AtomicU64,
+    pub failed: AtomicU64,
+    pub superseded: AtomicU64,
+}
+
+impl DeviceMetrics {
+    fn count_outcomes(&self, writes: &[crate::store::Write]) {
+        use crate::store::{FailureReason, VerificationOutcome, Write};
+        for w in writes {
+            if let Write::Verification(v) = w {
+                let counter = match &v.outcome {
+                    VerificationOutcome::Pending => continue,
+                    VerificationOutcome::Verified { .. } => &self.verified,
+                    VerificationOutcome::Failed {
+                        reason: FailureReason::Superseded { .. },
+                        ..
+                    } => &self.superseded,
+                    VerificationOutcome::Failed { .. } => &self.failed,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The actor of one device.
+#[derive(Debug)]
+pub struct DeviceActor {
+    state: DeviceState,
+    deps: DeviceDeps,
+    timer: Option<SpawnHandle>,
+    span: tracing::Span,
+    was_online: bool,
+    was_pending: i64,
+}
+
+impl DeviceActor {
+    pub fn new(state: DeviceState, deps: DeviceDeps) -> Self {
+        let span = tracing::info_span!("device", device_id = %state.id());
+        Self {
+            state,
+            deps,
+            timer: None,
+            span,
+            was_online: false,
+            was_pending: 0,
+        }
+    }
+
+    fn apply(&mut self, fx: state::Effects, ctx: &mut Context<Self>) {
+        let m = &self.deps.metrics;
+        m.count_outcomes(&fx.writes);
+        let (online, pending) = (self.state.online(), self.state.pending().count() as i64);
+        if online != self.was_online {
+            m.online
+                .fetch_add(if online { 1 } else { -1 }, Ordering::Relaxed);
+            self.was_online = online;
+        }
+        m.pending_verifications
+            .fetch_add(pending - self.was_pending, Ordering::Relaxed);
+        self.was_pending = pending;
+        if !fx.writes.is_empty() {
+            let commit = self.deps.store.submit(fx.writes);
+            let span = self.span.clone();
+            // Desired/reported records are small; the commit is awaited off the handler.
+            ctx.spawn(
+                async move {
+                    if let Err(e) = commit.await {
+                        tracing::error!(error = %e, "device state could not be stored");
+                    }
+                }
+                .instrument(span)
+                .into_actor(self),
+            );
+        }
+        for message in fx.publish {
+            self.deps.publisher.do_send(Publish {
+                device: self.state.id().clone(),
+                message,
+            });
+        }
+        for alert in fx.alerts {
+            self.deps.alerts.do_send(alert);
+        }
+        self.reschedule(ctx);
+    }
+
+    fn reschedule(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(at) = self.state.next_deadline() {
+            let now = self.deps.clock.now();
+            let wait = (at - now).to_std().unwrap_or(Duration::ZERO);
+            self.timer = Some(ctx.run_later(wait, |act, ctx| {
+                act.timer = None;
+                let now = act.deps.clock.now();
+                let fx = act.state.on_tick(now);
+                act.apply(fx, ctx);
+            }));
+        }
+    }
+
+    fn next_id(store: &Arc<dyn Store>) -> impl FnMut() -> u64 + '_ {
+        move || store.next_id()
+    }
+}
+
+impl Actor for DeviceActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Count restored state and resume restored verifications and offline alerts.
+        self.apply(state::Effects::default(), ctx);
+    }
+}
+
+impl Handler<DeviceInput> for DeviceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeviceInput, ctx: &mut Self::Context) {
+        let _g = self.span.clone().entered();
+        let now = self.deps.clock.now();
+        let store = self.deps.store.clone();
+        let fx = match msg {
+            DeviceInput::Status(s) => self.state.on_status(s, now),
+            DeviceInput::Catalog(c) => self.state.on_catalog(c, now),
+            DeviceInput::Telemetry(samples) => {
+                self.state.on_telemetry(&samples, now);
+                return;
+            }
+            DeviceInput::Events(events) => self.state.on_events(&events, now),
+            DeviceInput::Reported(r) => self.state.on_reported(*r, now, &mut Self::next_id(&store)),
+            DeviceInput::ShadowGet(g) => self.state.on_shadow_get(g, now),
+        };
+        self.apply(fx, ctx);
+    }
+}
+
+impl Handler<ChangeDesired> for DeviceActor {
+    type Result = Result<u64, DesiredError>;
+
+    fn handle(&mut self, msg: ChangeDesired, ctx: &mut Self::Context) -> Self::Result {
+        let _g = self.span.clone().entered();
+        let now = self.deps.clock.now();
+        let store = self.deps.store.clone();
+        let (version, fx) = self
+            .state
+            .change_desired(msg.0, now, &mut Self::next_id(&store))?;
+        tracing::info!(version, "desired state changed");
+        self.apply(fx, ctx);
+        Ok(version)
+    }
+}
+
+impl Handler<GetView> for DeviceActor {
+    type Result = MessageResult<GetView>;
+
+    fn handle(&mut self, _msg: GetView, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.state.view())
+    }
+}

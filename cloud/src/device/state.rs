@@ -1,0 +1,660 @@
+//! The device actor's logic as a plain state machine: inputs with a `now`, outputs as
+//! [`Effects`] (store writes, messages to the edge, alerts). No I/O, no actix.
+//!
+//! Verification of a desired key: `Pending` → `Verified` when a reported state matches at
+//! the point's resolution; → `Failed` when the edge reports the value refused or clamped, a
+//! newer change supersedes it, or every re-check (first delay, doubling) found no match
+//! (reason: device offline, or timed out).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use shiki_proto::{
+    Catalog, Connectivity, DeviceId, Event, EventKind, JsonMap, PROTOCOL_VERSION, PointRole,
+    ReportedUpdate, Sample, SettingSource, SettingStatus, ShadowDelta, ShadowDocument, ShadowGet,
+    ShadowMetadata, Status, ValueKind,
+};
+
+use super::shadow::{Shadow, VersionConflict, values_match};
+use crate::config::VerificationConfig;
+use crate::notifier::{Alert, AlertKind};
+use crate::store::{
+    Actor, DeviceSnapshot, FailureReason, HistoryEntry, Side, VerificationOutcome,
+    VerificationRecord, Write,
+};
+
+/// Settings of one device actor.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceConfig {
+    pub verification: VerificationConfig,
+    /// An offline device raises an alert after this long.
+    pub offline_after: Duration,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        Self {
+            verification: VerificationConfig::default(),
+            offline_after: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A desired change asked for through the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredChange {
+    pub settings: JsonMap,
+    pub expected_version: Option<u64>,
+    pub until: Option<DateTime<Utc>>,
+    pub comment: Option<String>,
+    pub actor: Actor,
+}
+
+/// Why a desired change was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DesiredError {
+    #[error(transparent)]
+    Conflict(#[from] VersionConflict),
+    #[error("device has not sent its point catalog yet, so `{key}` cannot be validated")]
+    NoCatalog { key: String },
+    #[error("`{key}` is not a point of this device")]
+    UnknownKey { key: String },
+    #[error("`{key}` is read-only")]
+    ReadOnly { key: String },
+    #[error("`{key}` = {value} is outside its limits [{min}, {max}]")]
+    OutOfLimits {
+        key: String,
+        value: f64,
+        min: String,
+        max: String,
+    },
+    #[error("`{key}`: {reason}")]
+    InvalidValue { key: String, reason: String },
+    #[error("the change names no settings")]
+    Empty,
+}
+
+impl DesiredError {
+    /// The offending key, if the error is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            DesiredError::NoCatalog { key }
+            | DesiredError::UnknownKey { key }
+            | DesiredError::ReadOnly { key }
+            | DesiredError::OutOfLimits { key, .. }
+            | DesiredError::InvalidValue { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// A message for the device's edge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    Document(ShadowDocument),
+    Delta(ShadowDelta),
+}
+
+/// What an input caused.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub writes: Vec<Write>,
+    pub publish: Vec<Outbound>,
+    pub alerts: Vec<Alert>,
+}
+
+/// The read-only view of a device for the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceView {
+    pub id: DeviceId,
+    pub online: bool,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub version: u64,
+    pub desired: JsonMap,
+    pub reported: JsonMap,
+    pub delta: JsonMap,
+    pub status: Option<Status>,
+    pub catalog: Option<Catalog>,
+    pub last_seq: u64,
+    pub last_telemetry: Option<Sample>,
+    pub pending_verifications: Vec<VerificationRecord>,
+    pub last_verification: Option<VerificationRecord>,
+    pub applied_version: Option<u64>,
+    pub metadata: ShadowMetadata,
+    pub settings: BTreeMap<String, SettingStatus>,
+}
+
+/// The state of one device.
+#[derive(Debug)]
+pub struct DeviceState {
+    id: DeviceId,
+    cfg: DeviceConfig,
+    snap: DeviceSnapshot,
+    last_seq: u64,
+    last_sample: Option<Sample>,
+    pending: BTreeMap<u64, VerificationRecord>,
+    last_verification: Option<VerificationRecord>,
+}
+
+impl DeviceState {
+    /// A device seen for the first time.
+    pub fn new(id: DeviceId, cfg: DeviceConfig) -> Self {
+        Self::restore(id, cfg, None, Vec::new(), None)
+    }
+
+    /// A device restored from the store.
+    pub fn restore(
+        id: DeviceId,
+        cfg: DeviceConfig,
+        snapshot: Option<DeviceSnapshot>,
+        verifications: Vec<VerificationRecord>,
+        last_sample: Option<Sample>,
+    ) -> Self {
+        let last_verification = verifications
+            .iter()
+            .rev()
+            .find(|v| !v.is_pending())
+            .cloned();
+        let pending = verifications
+            .into_iter()
+            .filter(VerificationRecord::is_pending)
+            .map(|v| (v.id, v))
+            .collect();
+        Self {
+            id,
+            cfg,
+            snap: snapshot.unwrap_or_default(),
+            last_seq: last_sample.as_ref().map_or(0, |s| s.seq),
+            last_sample,
+            pending,
+            last_verification,
+        }
+    }
+
+    pub fn id(&self) -> &DeviceId {
+        &self.id
+    }
+
+    pub fn shadow(&self) -> &Shadow {
+        &self.snap.shadow
+    }
+
+    pub fn online(&self) -> bool {
+        self.snap
+            .status
+            .as_ref()
+            .is_some_and(|s| s.state == Connectivity::Online)
+    }
+
+    pub fn pending(&self) -> impl Iterator<Item = &VerificationRecord> {
+        self.pending.values()
+    }
+
+    pub fn view(&self) -> DeviceView {
+        DeviceView {
+            id: self.id.clone(),
+            online: self.online(),
+            last_seen: self.snap.last_seen,
+            version: self.snap.shadow.version,
+            desired: self.snap.shadow.desired.clone(),
+            reported: self.snap.shadow.reported.clone(),
+            delta: self.snap.shadow.delta(self.snap.catalog.as_ref()),
+            status: self.snap.status.clone(),
+            catalog: self.snap.catalog.clone(),
+            last_seq: self.last_seq,
+            last_telemetry: self.last_sample.clone(),
+            pending_verifications: self.pending.values().cloned().collect(),
+            last_verification: self.last_verification.clone(),
+            applied_version: self.snap.applied_version,
+            metadata: self.snap.shadow.state(None).1,
+            settings: self.snap.settings.clone(),
+        }
+    }
+
+    fn snapshot_write(&self) -> Write {
+        Write::Device {
+            device: self.id.clone(),
+            snapshot: Box::new(self.snap.clone()),
+        }
+    }
+
+    /// `status` (retained, also the Last Will).
+    pub fn on_status(&mut self, status: Status, now: DateTime<Utc>) -> Effects {
+        match status.state {
+            Connectivity::Online => {
+                self.snap.offline_since = None;
+                self.snap.offline_alerted = false;
+                self.snap.last_seen = Some(now);
+            }
+            Connectivity::Offline => {
+                if self.snap.offline_since.is_none() {
+                    self.snap.offline_since = Some(status.ts.unwrap_or(now).min(now));
+                }
+            }
+            Connectivity::Unknown => {}
+        }
+        self.snap.status = Some(status);
+        Effects {
+            writes: vec![self.snapshot_write()],
+            ..Effects::default()
+        }
+    }
+
+    /// `catalog` (retained).
+    pub fn on_catalog(&mut self, catalog: Catalog, now: DateTime<Utc>) -> Effects {
+        self.snap.catalog = Some(catalog);
+        self.snap.last_seen = Some(now);
+        Effects {
+            writes: vec![self.snapshot_write()],
+            ..Effects::default()
+        }
+    }
+
+    /// Telemetry the ingest already queued for the store.
+    pub fn on_telemetry(&mut self, samples: &[Sample], now: DateTime<Utc>) {
+        self.snap.last_seen = Some(now);
+        if let Some(newest) = samples.iter().max_by_key(|s| s.seq)
+            && newest.seq > self.last_seq
+        {
+            self.last_seq = newest.seq;
+            self.last_sample = Some(newest.clone());
+        }
+    }
+
+    /// Events the ingest already queued for the store; new PLC alarms raise alerts.
+    pub fn on_events(&mut self, events: &[Event], now: DateTime<Utc>) -> Effects {
+        self.snap.last_seen = Some(now);
+        let mut fx = Effects::default();
+        let mut newest = self.snap.last_event_seq;
+        for e in events.iter().filter(|e| e.seq > self.snap.last_event_seq) {
+            newest = newest.max(e.seq);
+            if e.kind == EventKind::Alarm {
+                fx.alerts.push(Alert {
+                    device: self.id.clone(),
+                    kind: AlertKind::PlcAlarm,
+                    text: format!("PLC alarm on {}: {}", self.id, e.message),
+                });
+            }
+        }
+        if newest != self.snap.last_event_seq {
+            self.snap.last_event_seq = newest;
+            fx.writes.push(self.snapshot_write());
+        }
+        fx
+    }
+
+    /// `shadow/get`: answer with the full document.
+    pub fn on_shadow_get(&mut self, get: ShadowGet, now: DateTime<Utc>) -> Effects {
+        self.snap.last_seen = Some(now);
+        let (state, metadata) = self.snap.shadow.state(self.snap.catalog.as_ref());
+        Effects {
+            publish: vec![Outbound::Document(ShadowDocument {
+                v: PROTOCOL_VERSION,
+                state,
+                metadata,
+                version: self.snap.shadow.version,
+                timestamp: now,
+                client_token: get.client_token,
+            })],
+            ..Effects::default()
+        }
+    }
+
+    fn validate(&self, settings: &JsonMap) -> Result<(), DesiredError> {
+        if settings.is_empty() {
+            return Err(DesiredError::Empty);
+        }
+        for (key, value) in settings {
+            let Some(catalog) = &self.snap.catalog else {
+                return Err(DesiredError::NoCatalog { key: key.clone() });
+            };
+            let point = catalog
+                .point(key)
+                .ok_or_else(|| DesiredError::UnknownKey { key: key.clone() })?;
+            if !point.writable || point.role == PointRole::Reading {
+                return Err(DesiredError::ReadOnly { key: key.clone() });
+            }
+            let invalid = |reason: &str| DesiredError::InvalidValue {
+                key: key.clone(),
+                reason: reason.to_owned(),
+            };
+            match (point.kind, value) {
+                (_, Value::Null) => {}
+                (ValueKind::Bool, Value::Bool(_)) => {}
+                (ValueKind::Bool, _) => return Err(invalid("expected true or false")),
+                (ValueKind::Number, Value::Number(n)) => {
+                    let x = n.as_f64().ok_or_else(|| invalid("not a finite number"))?;
+                    let below = point.min.is_some_and(|m| x < m);
+                    let above = point.max.is_some_and(|m| x > m);
+                    if below || above {
+                        let show = |o: Option<f64>| o.map_or("-".to_owned(), |v| v.to_string());
+                        return Err(DesiredError::OutOfLimits {
+                            key: key.clone(),
+                            value: x,
+                            min: show(point.min),
+                            max: show(point.max),
+                        });
+                    }
+                }
+                (ValueKind::Number, _) => return Err(invalid("expected a number")),
+                (ValueKind::Enum, Value::String(s)) if point.options.contains(s) => {}
+                (ValueKind::Enum, _) => {
+                    return Err(invalid(&format!("expected one of {:?}", point.options)));
+                }
+                (ValueKind::Unknown, _) => return Err(invalid("point has an unknown kind")),
+            }
+        }
+        Ok(())
+    }
+
+    /// A desired change from the API. Returns the new desired version.
+    pub fn change_desired(
+        &mut self,
+        change: DesiredChange,
+        now: DateTime<Utc>,
+        next_id: &mut dyn FnMut() -> u64,
+    ) -> Result<(u64, Effects), DesiredError> {
+        self.validate(&change.settings)?;
+        let changes = self.snap.shadow.apply_desired(
+            &change.settings,
+            change.expected_version,
+            change.until,
+            now,
+        )?;
+        let version = self.snap.shadow.version;
+        let mut fx = Effects::default();
+        if changes.is_empty() {
+            return Ok((version, fx));
+        }
+        for c in &changes {
+            self.supersede(&c.key, version, now, &mut fx);
+            let verification_id = if c.new.is_null() {
+                None
+            } else {
+                let v = VerificationRecord {
+                    id: next_id(),
+                    device: self.id.clone(),
+                    key: c.key.clone(),
+                    requested: c.new.clone(),
+                    version,
+                    started: now,
+                    attempts: 0,
+                    next_check: Some(now + self.backoff(0)),
+                    outcome: VerificationOutcome::Pending,
+                };
+                fx.writes.push(Write::Verification(v.clone()));
+                let id = v.id;
+                self.pending.insert(id, v);
+                Some(id)
+            };
+            fx.writes.push(Write::History(HistoryEntry {
+                id: next_id(),
+                device: self.id.clone(),
+                ts: now,
+                actor: change.actor.clone(),
+                side: Side::Desired,
+                key: c.key.clone(),
+                old: c.old.clone(),
+                new: c.new.clone(),
+                version,
+                comment: change.comment.clone(),
+                verification_id,
+            }));
+        }
+        fx.writes.push(self.snapshot_write());
+        let removed: Vec<String> = changes
+            .iter()
+            .filter(|c| c.new.is_null())
+            .map(|c| c.key.clone())
+            .collect();
+        fx.publish
+            .push(Outbound::Delta(self.delta_message(&removed, now)));
+        Ok((version, fx))
+    }
+
+    fn delta_message(&self, removed: &[String], now: DateTime<Utc>) -> ShadowDelta {
+        let mut state = self.snap.shadow.delta(self.snap.catalog.as_ref());
+        for k in removed {
+            state.insert(k.clone(), Value::Null);
+        }
+        ShadowDelta {
+            v: PROTOCOL_VERSION,
+            metadata: self.snap.shadow.desired_metadata(state.keys().cloned()),
+            state,
+            version: self.snap.shadow.version,
+            timestamp: now,
+            client_token: None,
+        }
+    }
+
+    fn backoff(&self, attempts_done: u32) -> chrono::Duration {
+        let base = self.cfg.verification.first_delay;
+        let d = base.saturating_mul(1u32 << attempts_done.min(20));
+        chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+    }
+
+    fn resolution(&self, key: &str) -> Option<f64> {
+        self.snap
+            .catalog
+            .as_ref()
+            .and_then(|c| c.point(key))
+            .and_then(|p| p.resolution)
+    }
+
+    fn finish(&mut self, id: u64, outcome: VerificationOutcome, fx: &mut Effects) {
+        let Some(mut v) = self.pending.remove(&id) else {
+            return;
+        };
+        v.next_check = None;
+        v.outcome = outcome;
+        if let VerificationOutcome::Failed { reason, .. } = &v.outcome
+            && !matches!(reason, FailureReason::Superseded { .. })
+        {
+            fx.alerts.push(Alert {
+                device: self.id.clone(),
+                kind: AlertKind::VerificationFailed,
+                text: format!(
+                    "{}: setting `{}` to {} (desired version {}) failed: {}",
+                    self.id, v.key, v.requested, v.version, reason
+                ),
+            });
+        }
+        tracing::info!(device_id = %self.id, key = %v.key, version = v.version, outcome = ?v.outcome, "verification finished");
+        fx.writes.push(Write::Verification(v.clone()));
+        self.last_verification = Some(v);
+    }
+
+    fn supersede(&mut self, key: &str, by_version: u64, now: DateTime<Utc>, fx: &mut Effects) {
+        let ids: Vec<u64> = self
+            .pending
+            .values()
+            .filter(|v| v.key == key)
+            .map(|v| v.id)
+            .collect();
+        for id in ids {
+            let outcome = VerificationOutcome::Failed {
+                at: now,
+                reason: FailureReason::Superseded { by_version },
+            };
+            self.finish(id, outcome, fx);
+        }
+    }
+
+    /// `shadow/reported`: record changes, end expired overrides, settle verifications.
+    pub fn on_reported(
+        &mut self,
+        update: ReportedUpdate,
+        now: DateTime<Utc>,
+        next_id: &mut dyn FnMut() -> u64,
+    ) -> Effects {
+        let mut fx = Effects::default();
+        self.snap.last_seen = Some(now);
+        let applied = update.applied_version.unwrap_or(self.snap.shadow.version);
+        if update.applied_version.is_some() {
+            self.snap.applied_version = update.applied_version;
+        }
+        for (k, s) in &update.settings {
+            self.snap.settings.insert(k.clone(), s.clone());
+        }
+        let changes = self.snap.shadow.apply_reported(
+            &update.state.reported,
+            self.snap.catalog.as_ref(),
+            now,
+        );
+        for c in changes {
+            let comment = update.settings.get(&c.key).and_then(|s| s.detail.clone());
+            fx.writes.push(Write::History(HistoryEntry {
+                id: next_id(),
+                device: self.id.clone(),
+                ts: now,
+                actor: Actor::Device,
+                side: Side::Reported,
+                key: c.key,
+                old: c.old,
+                new: c.new,
+                version: applied,
+                comment,
+                verification_id: None,
+            }));
+        }
+        let mut removed = Vec::new();
+        for e in &update.expired {
+            let set_in = self.snap.shadow.desired_meta.get(&e.key).map(|m| m.version);
+            if set_in.is_none_or(|v| v > e.desired_version) {
+                continue; // already gone, or set again after the override the edge ended
+            }
+            if let Some(c) = self.snap.shadow.remove_desired(&e.key, now) {
+                let version = self.snap.shadow.version;
+                self.supersede(&e.key, version, now, &mut fx);
+                fx.writes.push(Write::History(HistoryEntry {
+                    id: next_id(),
+                    device: self.id.clone(),
+                    ts: now,
+                    actor: Actor::Schedule,
+                    side: Side::Desired,
+                    key: c.key.clone(),
+                    old: c.old,
+                    new: Value::Null,
+                    version,
+                    comment: Some(format!("override expired at {}", e.at.to_rfc3339())),
+                    verification_id: None,
+                }));
+                removed.push(c.key);
+            }
+        }
+        // Settle pending verifications against what the edge reported.
+        let ids: Vec<u64> = self.pending.keys().copied().collect();
+        for id in ids {
+            let Some(v) = self.pending.get(&id) else {
+                continue;
+            };
+            if applied < v.version {
+                continue; // the edge has not seen this change yet
+            }
+            let status = update.settings.get(&v.key);
+            let reported = self.snap.shadow.reported.get(&v.key);
+            let outcome = match status.map(|s| s.source) {
+                Some(SettingSource::Refused) => Some(FailureReason::PlcRefused {
+                    detail: status.and_then(|s| s.detail.clone()),
+                }),
+                Some(SettingSource::Clamped) => Some(FailureReason::Clamped {
+                    value: reported.cloned().unwrap_or(Value::Null),
+                }),
+                _ => None,
+            };
+            let outcome = match outcome {
+                Some(reason) => Some(VerificationOutcome::Failed { at: now, reason }),
+                None if reported
+                    .is_some_and(|r| values_match(r, &v.requested, self.resolution(&v.key))) =>
+                {
+                    Some(VerificationOutcome::Verified { at: now })
+                }
+                None => None,
+            };
+            if let Some(o) = outcome {
+                self.finish(id, o, &mut fx);
+            }
+        }
+        fx.writes.push(self.snapshot_write());
+        if !removed.is_empty() {
+            fx.publish
+                .push(Outbound::Delta(self.delta_message(&removed, now)));
+        }
+        fx
+    }
+
+    /// Re-checks that are due, and the offline alert.
+    pub fn on_tick(&mut self, now: DateTime<Utc>) -> Effects {
+        let mut fx = Effects::default();
+        let due: Vec<u64> = self
+            .pending
+            .values()
+            .filter(|v| v.next_check.is_some_and(|t| t <= now))
+            .map(|v| v.id)
+            .collect();
+        let online = self.online();
+        for id in due {
+            let (matched, attempts) =
+                {
+                    let Some(v) = self.pending.get(&id) else {
+                        continue;
+                    };
+                    let matched =
+                        self.snap.shadow.reported.get(&v.key).is_some_and(|r| {
+                            values_match(r, &v.requested, self.resolution(&v.key))
+                        });
+                    (matched, v.attempts + 1)
+                };
+            if matched {
+                self.finish(id, VerificationOutcome::Verified { at: now }, &mut fx);
+            } else if attempts >= self.cfg.verification.attempts {
+                let reason = if online {
+                    FailureReason::TimedOut
+                } else {
+                    FailureReason::DeviceOffline
+                };
+                self.finish(id, VerificationOutcome::Failed { at: now, reason }, &mut fx);
+            } else {
+                let next = now + self.backoff(attempts);
+                if let Some(v) = self.pending.get_mut(&id) {
+                    v.attempts = attempts;
+                    v.next_check = Some(next);
+                    fx.writes.push(Write::Verification(v.clone()));
+                }
+            }
+        }
+        if let Some(alert_at) = self.offline_alert_at()
+            && alert_at <= now
+        {
+            self.snap.offline_alerted = true;
+            let since = self.snap.offline_since.unwrap_or(now);
+            fx.alerts.push(Alert {
+                device: self.id.clone(),
+                kind: AlertKind::DeviceOffline,
+                text: format!("{} has been offline since {}", self.id, since.to_rfc3339()),
+            });
+            fx.writes.push(self.snapshot_write());
+        }
+        fx
+    }
+
+    fn offline_alert_at(&self) -> Option<DateTime<Utc>> {
+        if self.snap.offline_alerted {
+            return None;
+        }
+        let since = self.snap.offline_since?;
+        Some(since + chrono::Duration::from_std(self.cfg.offline_after).ok()?)
+    }
+
+    /// When [`DeviceState::on_tick`] next has something to do.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        self.pending
+            .values()
+            .filter_map(|v| v.next_check)
+            .chain(self.offline_alert_at())
+            .min()
+    }
+}

@@ -1,0 +1,298 @@
+//! Ingest: the cloud's MQTT session. It subscribes to every edge→cloud topic
+//! ([`Topics::cloud_subscriptions`]), parses and decodes each message, queues telemetry and
+//! events for the store, routes everything to the device's actor, and acknowledges each
+//! message (PUBACK) after its store commit, in order. The [`MqttPublisher`] actor publishes
+//! the device actors' cloud→edge messages.
+//!
+//! A malformed payload, an unknown topic or an invalid device id is counted by reason,
+//! logged with the topic, acknowledged and dropped; other devices never notice.
+
+mod stats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use serde::de::DeserializeOwned;
+use shiki_proto::{Channel, DeviceId, Direction, TopicError, Topics, decode, encode};
+use tokio::sync::mpsc;
+
+pub use stats::{DropReason, IngestStats};
+
+use crate::device::{DeviceInput, Outbound, Publish, Route};
+use crate::store::{Commit, Store, Write};
+
+/// A running ingest: its MQTT client and the tasks polling and acknowledging.
+#[derive(Debug)]
+pub struct Ingest {
+    client: AsyncClient,
+    poll: tokio::task::JoinHandle<()>,
+    acker: tokio::task::JoinHandle<()>,
+}
+
+impl Ingest {
+    /// A client and its event loop, before anything is connected.
+    pub fn client_for(options: MqttOptions) -> (AsyncClient, EventLoop) {
+        AsyncClient::new(options, 10_000)
+    }
+
+    /// Starts polling `eventloop`. Must run inside an actix `System`.
+    pub fn start(
+        (client, eventloop): (AsyncClient, EventLoop),
+        topics: Topics,
+        store: Arc<dyn Store>,
+        router: Recipient<Route>,
+        stats: Arc<IngestStats>,
+    ) -> Self {
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+        let acker = actix::spawn(ack_in_order(client.clone(), ack_rx));
+        let handler = Handler {
+            topics,
+            store,
+            router,
+            stats,
+            client: client.clone(),
+            acks: ack_tx,
+        };
+        let poll = actix::spawn(poll_loop(eventloop, handler));
+        Self {
+            client,
+            poll,
+            acker,
+        }
+    }
+
+    /// The client, for the publisher.
+    pub fn client(&self) -> AsyncClient {
+        self.client.clone()
+    }
+
+    /// Disconnects and stops the tasks.
+    pub async fn stop(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.client.disconnect()).await;
+        self.poll.abort();
+        self.acker.abort();
+    }
+}
+
+struct Handler {
+    topics: Topics,
+    store: Arc<dyn Store>,
+    router: Recipient<Route>,
+    stats: Arc<IngestStats>,
+    client: AsyncClient,
+    acks: mpsc::UnboundedSender<(Commit, rumqttc::Publish)>,
+}
+
+async fn poll_loop(mut eventloop: EventLoop, h: Handler) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let commit = h.handle(&p);
+                if h.acks.send((commit, p)).is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                backoff = Duration::from_millis(100);
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to MQTT broker"
+                );
+                let filters = h
+                    .topics
+                    .cloud_subscriptions()
+                    .into_iter()
+                    .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
+                if let Err(e) = h.client.try_subscribe_many(filters) {
+                    tracing::error!(error = %e, "cannot subscribe to device topics");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "MQTT connection lost");
+                // Back off before the next poll reconnects.
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Acknowledges messages in arrival order, each after its store commit.
+async fn ack_in_order(
+    client: AsyncClient,
+    mut rx: mpsc::UnboundedReceiver<(Commit, rumqttc::Publish)>,
+) {
+    while let Some((commit, publish)) = rx.recv().await {
+        match commit.await {
+            Ok(()) => {
+                if let Err(e) = client.ack(&publish).await {
+                    tracing::warn!(error = %e, topic = %publish.topic, "cannot acknowledge message");
+                }
+            }
+            Err(e) => {
+                // Not acknowledged: the broker redelivers it after a reconnect.
+                tracing::error!(error = %e, topic = %publish.topic, "message not stored; not acknowledged");
+            }
+        }
+    }
+}
+
+impl Handler {
+    fn drop_msg(&self, topic: &str, reason: DropReason, detail: &dyn std::fmt::Display) -> Commit {
+        self.stats.dropped(reason);
+        tracing::warn!(topic, reason = reason.as_str(), %detail, "dropped MQTT message");
+        Commit::ready(Ok(()))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, p: &rumqttc::Publish) -> Result<T, Commit> {
+        decode(&p.payload).map_err(|e| self.drop_msg(&p.topic, DropReason::Malformed, &e))
+    }
+
+    fn route(&self, device: DeviceId, input: DeviceInput) {
+        self.router.do_send(Route { device, input });
+    }
+
+    /// Handles one message; the returned commit gates its acknowledgement.
+    fn handle(&self, p: &rumqttc::Publish) -> Commit {
+        let (device, channel) = match self.topics.parse(&p.topic) {
+            Ok(x) => x,
+            Err(e @ TopicError::InvalidId { .. }) => {
+                return self.drop_msg(&p.topic, DropReason::InvalidDeviceId, &e);
+            }
+            Err(e) => return self.drop_msg(&p.topic, DropReason::UnknownTopic, &e),
+        };
+        if channel.direction() == Direction::CloudToEdge {
+            return self.drop_msg(&p.topic, DropReason::WrongDirection, &"cloud→edge topic");
+        }
+        let _span = tracing::debug_span!("ingest", device_id = %device).entered();
+        self.stats.accepted(&channel);
+        match channel {
+            Channel::Telemetry => {
+                let batch: shiki_proto::TelemetryBatch = match self.decode(p) {
+                    Ok(b) => b,
+                    Err(c) => return c,
+                };
+                self.stats.samples(batch.samples.len());
+                let newest = batch.samples.iter().max_by_key(|s| s.seq).cloned();
+                let commit = self.store.submit(vec![Write::Telemetry {
+                    device: device.clone(),
+                    samples: batch.samples,
+                }]);
+                if let Some(s) = newest {
+                    self.route(device, DeviceInput::Telemetry(vec![s]));
+                }
+                commit
+            }
+            Channel::Events => {
+                let batch: shiki_proto::EventBatch = match self.decode(p) {
+                    Ok(b) => b,
+                    Err(c) => return c,
+                };
+                let commit = self.store.submit(vec![Write::Events {
+                    device: device.clone(),
+                    events: batch.events.clone(),
+                }]);
+                self.route(device, DeviceInput::Events(batch.events));
+                commit
+            }
+            Channel::Status => match self.decode(p) {
+                Ok(s) => self.routed(device, DeviceInput::Status(s)),
+                Err(c) => c,
+            },
+            Channel::Catalog => match self.decode(p) {
+                Ok(c) => self.routed(device, DeviceInput::Catalog(c)),
+                Err(c) => c,
+            },
+            Channel::ShadowReported => match self.decode(p) {
+                Ok(r) => self.routed(device, DeviceInput::Reported(Box::new(r))),
+                Err(c) => c,
+            },
+            Channel::ShadowGet => match self.decode(p) {
+                Ok(g) => self.routed(device, DeviceInput::ShadowGet(g)),
+                Err(c) => c,
+            },
+            Channel::ScheduleAck => match self.decode::<shiki_proto::ScheduleAck>(p) {
+                Ok(a) => {
+                    // Schedules are a later issue; the ack is logged.
+                    tracing::info!(schedule = %a.schedule_id, result = ?a.result, "schedule ack");
+                    Commit::ready(Ok(()))
+                }
+                Err(c) => c,
+            },
+            Channel::JobUpdate(job) => match self.decode::<shiki_proto::JobUpdate>(p) {
+                Ok(u) => {
+                    tracing::info!(%job, status = ?u.status, "job update");
+                    Commit::ready(Ok(()))
+                }
+                Err(c) => c,
+            },
+            other => self.drop_msg(&p.topic, DropReason::WrongDirection, &format!("{other:?}")),
+        }
+    }
+
+    fn routed(&self, device: DeviceId, input: DeviceInput) -> Commit {
+        self.route(device, input);
+        Commit::ready(Ok(()))
+    }
+}
+
+/// Publishes device actors' messages to their edge.
+#[derive(Debug)]
+pub struct MqttPublisher {
+    client: AsyncClient,
+    topics: Topics,
+    pub failed: u64,
+}
+
+impl MqttPublisher {
+    pub fn new(client: AsyncClient, topics: Topics) -> Self {
+        Self {
+            client,
+            topics,
+            failed: 0,
+        }
+    }
+}
+
+impl Actor for MqttPublisher {
+    type Context = Context<Self>;
+}
+
+impl actix::Handler<Publish> for MqttPublisher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
+        let (channel, bytes) = match &msg.message {
+            Outbound::Document(d) => (Channel::ShadowDocument, encode(d)),
+            Outbound::Delta(d) => (Channel::ShadowDelta, encode(d)),
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => {
+                self.failed += 1;
+                tracing::error!(device_id = %msg.device, error = %e, "cannot encode message for the edge");
+                return;
+            }
+        };
+        let topic = self.topics.topic_for(&msg.device, &channel);
+        if let Err(rumqttc::ClientError::TryRequest(_)) =
+            self.client
+                .try_publish(topic.clone(), QoS::AtLeastOnce, false, bytes.clone())
+        {
+            // Request queue full: wait for room instead of dropping.
+            let client = self.client.clone();
+            ctx.spawn(
+                async move {
+                    if let Err(e) = client.publish(topic, QoS::AtLeastOnce, false, bytes).await {
+                        tracing::error!(error = %e, "cannot publish to the edge");
+                    }
+                }
+                .into_actor(self),
+            );
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The history store: the [`Store`] trait the actors use, its record types, and the redb
+//! backend ([`RedbStore`]). A PostgreSQL backend can implement the same trait later.
+//!
+//! Writes are queued ([`Store::submit`]) and committed in groups by one writer; the returned
+//! [`Commit`] resolves after the group's transaction is durable. Reads are direct.
+
+mod redb_store;
+#[cfg(test)]
+mod tests;
+mod types;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+pub use redb_store::RedbStore;
+pub use types::{
+    Actor, DeviceSnapshot, FailureReason, HistoryEntry, HistoryItem, SeqGap, Side, StoreStats,
+    TimeQuery, TokenRecord, VerificationOutcome, VerificationRecord, Write,
+};
+
+use shiki_proto::{DeviceId, Event, Sample};
+
+/// Why a store operation failed. Cloneable: one commit failure is reported to every writer
+/// of the group.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("store {op} failed: {reason}")]
+    Backend { op: &'static str, reason: String },
+    #[error("stored record in {table} could not be decoded: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+    #[error("the store is shut down")]
+    Closed,
+}
+
+impl StoreError {
+    pub(crate) fn backend(op: &'static str, e: impl std::fmt::Display) -> Self {
+        StoreError::Backend {
+            op,
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// The storage the cloud actors use. Object-safe; shared as `Arc<dyn Store>`.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Queues writes; they are committed together with others in one transaction.
+    /// Telemetry and events are de-duplicated on (device, seq).
+    fn submit(&self, writes: Vec<Write>) -> Commit;
+    /// A fresh id for history and verification records (unique, increasing).
+    fn next_id(&self) -> u64;
+    /// Samples of a device, oldest first.
+    fn telemetry(&self, device: &DeviceId, q: &TimeQuery) -> Result<Vec<Sample>, StoreError>;
+    /// The newest stored sample of a device.
+    fn last_sample(&self, device: &DeviceId) -> Result<Option<Sample>, StoreError>;
+    /// Missing sequence numbers between 1 and the highest stored seq (at most `max` gaps).
+    fn telemetry_gaps(&self, device: &DeviceId, max: usize) -> Result<Vec<SeqGap>, StoreError>;
+    /// Events of a device, oldest first.
+    fn events(&self, device: &DeviceId, q: &TimeQuery) -> Result<Vec<Event>, StoreError>;
+    /// Settings history of a device, newest first, each with its verification outcome.
+    fn history(&self, device: &DeviceId, q: &TimeQuery) -> Result<Vec<HistoryItem>, StoreError>;
+    /// Every verification record of a device (pending ones included), oldest first.
+    fn verifications(&self, device: &DeviceId) -> Result<Vec<VerificationRecord>, StoreError>;
+    /// The saved state of one device.
+    fn device(&self, device: &DeviceId) -> Result<Option<DeviceSnapshot>, StoreError>;
+    /// Every device the store knows.
+    fn devices(&self) -> Result<Vec<DeviceId>, StoreError>;
+    /// The API token with this hash.
+    fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Every API token (without revoked ones).
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Counters for metrics.
+    fn stats(&self) -> StoreStats;
+}
+
+/// Resolves when the writes it was returned for are committed (or failed).
+#[derive(Debug)]
+pub struct Commit(CommitInner);
+
+#[derive(Debug)]
+enum CommitInner {
+    Waiting(tokio::sync::oneshot::Receiver<Result<(), StoreError>>),
+    Ready(Option<Result<(), StoreError>>),
+}
+
+impl Commit {
+    pub(crate) fn waiting(rx: tokio::sync::oneshot::Receiver<Result<(), StoreError>>) -> Self {
+        Commit(CommitInner::Waiting(rx))
+    }
+
+    /// An already finished commit.
+    pub fn ready(result: Result<(), StoreError>) -> Self {
+        Commit(CommitInner::Ready(Some(result)))
+    }
+
+    /// Blocks the calling (non-async) thread until the commit finishes.
+    pub fn wait_blocking(self) -> Result<(), StoreError> {
+        match self.0 {
+            CommitInner::Waiting(rx) => rx.blocking_recv().unwrap_or(Err(StoreError::Closed)),
+            CommitInner::Ready(r) => r.unwrap_or(Err(StoreError::Closed)),
+        }
+    }
+}
+
+impl Future for Commit {
+    type Output = Result<(), StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            CommitInner::Waiting(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(StoreError::Closed))),
+            CommitInner::Ready(r) => Poll::Ready(r.take().unwrap_or(Err(StoreError::Closed))),
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Store tests: de-duplication, ordering, gaps, history with verification outcomes, and
+//! persistence across a reopen.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::json;
+use shiki_proto::{DeviceId, Event, EventKind, Sample, Severity};
+
+use super::*;
+
+fn dev(s: &str) -> DeviceId {
+    DeviceId::new(s).expect("valid test id")
+}
+
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + secs, 0)
+        .single()
+        .expect("valid instant")
+}
+
+fn sample(seq: u64) -> Sample {
+    Sample {
+        seq,
+        ts: t(seq as i64),
+        values: [("supply_temp".to_owned(), (7.0 + seq as f64 / 10.0).into())].into(),
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> RedbStore {
+    RedbStore::open(&dir.path().join("cloud.redb"), 1024).expect("store opens")
+}
+
+fn write(store: &RedbStore, writes: Vec<Write>) {
+    store.submit(writes).wait_blocking().expect("commit");
+}
+
+#[test]
+fn replayed_telemetry_is_stored_once_in_seq_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let d = dev("gw-1");
+    let batch = |seqs: &[u64]| Write::Telemetry {
+        device: d.clone(),
+        samples: seqs.iter().map(|s| sample(*s)).collect(),
+    };
+    write(&store, vec![batch(&[3, 1, 2]), batch(&[2, 3])]);
+    write(&store, vec![batch(&[1, 2, 3, 4])]);
+    let got = store.telemetry(&d, &TimeQuery::default()).expect("query");
+    assert_eq!(
+        got.iter().map(|s| s.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert_eq!(got[0], sample(1));
+    let stats = store.stats();
+    assert_eq!(stats.samples_stored, 4);
+    assert_eq!(stats.duplicates_dropped, 5);
+    // Another device is independent.
+    assert!(
+        store
+            .telemetry(&dev("gw-2"), &TimeQuery::default())
+            .expect("q")
+            .is_empty()
+    );
+}
+
+#[test]
+fn telemetry_queries_by_time_range_and_limit_oldest_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let d = dev("gw-1");
+    write(
+        &store,
+        vec![Write::Telemetry {
+            device: d.clone(),
+            samples: (1..=10).map(sample).collect(),
+        }],
+    );
+    let q = TimeQuery {
+        from: Some(t(3)),
+        to: Some(t(8)),
+        limit: Some(4),
+    };
+    let got = store.telemetry(&d, &q).expect("query");
+    assert_eq!(
+        got.iter().map(|s| s.seq).collect::<Vec<_>>(),
+        vec![3, 4, 5, 6]
+    );
+    assert_eq!(
+        store.last_sample(&d).expect("last").map(|s| s.seq),
+        Some(10)
+    );
+}
+
+#[test]
+fn gaps_in_seq_are_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let d = dev("gw-1");
+    write(
+        &store,
+        vec![Write::Telemetry {
+            device: d.clone(),
+            samples: [2, 3, 6, 7, 10].into_iter().map(sample).collect(),
+        }],
+    );
+    assert_eq!(
+        store.telemetry_gaps(&d, 10).expect("gaps"),
+        vec![
+            SeqGap { from: 1, to: 1 },
+            SeqGap { from: 4, to: 5 },
+            SeqGap { from: 8, to: 9 }
+        ]
+    );
+    assert_eq!(store.telemetry_gaps(&d, 1).expect("gaps").len(), 1);
+}
+
+#[test]
+fn events_are_deduplicated_on_their_seq() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let d = dev("gw-1");
+    let ev = |seq| Event {
+        seq,
+        ts: t(seq as i64),
+        kind: EventKind::Alarm,
+        severity: Severity::Critical,
+        message: format!("alarm {seq}"),
+        data: serde_json::Value::Null,
+    };
+    let w = || Write::Events {
+        device: d.clone(),
+        events: vec![ev(1), ev(2)],
+    };
+    write(&store, vec![w(), w()]);
+    let got = store.events(&d, &TimeQuery::default()).expect("events");
+    assert_eq!(got.len(), 2);
+    assert_eq!(store.stats().events_stored, 2);
+}
+
+fn history(store: &RedbStore, d: &DeviceId, ts: i64, key: &str, vid: Option<u64>) -> HistoryEntry {
+    HistoryEntry {
+        id: store.next_id(),
+        device: d.clone(),
+        ts: t(ts),
+        actor: Actor::ApiKey("ops".into()),
+        side: Side::Desired,
+        key: key.into(),
+        old: json!(null),
+        new: json!(7.5),
+        version: 1,
+        comment: Some("cold snap".into()),
+        verification_id: vid,
+    }
+}
+
+#[test]
+fn history_is_newest_first_with_verification_outcomes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let d = dev("gw-1");
+    let vid = store.next_id();
+    let mut v = VerificationRecord {
+        id: vid,
+        device: d.clone(),
+        key: "sp".into(),
+        requested: json!(7.5),
+        version: 1,
+        started: t(1),
+        attempts: 0,
+        next_check: Some(t(3)),
+        outcome: VerificationOutcome::Pending,
+    };
+    let h1 = history(&store, &d, 1, "sp", Some(vid));
+    let h2 = history(&store, &d, 2, "mode", None);
+    write(
+        &store,
+        vec![
+            Write::Verification(v.clone()),
+            Write::History(h1.clone()),
+            Write::History(h2.clone()),
+        ],
+    );
+    v.outcome = VerificationOutcome::Verified { at: t(2) };
+    v.next_check = None;
+    write(&store, vec![Write::Verification(v.clone())]);
+    let items = store.history(&d, &TimeQuery::default()).expect("history");
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0].entry, h2);
+    assert_eq!(items[1].entry, h1);
+    assert_eq!(items[1].verification.as_ref(), Some(&v));
+    let only_first = store
+        .history(
+            &d,
+            &TimeQuery {
+                to: Some(t(1)),
+                ..TimeQuery::default()
+            },
+        )
+        .expect("history");
+    assert_eq!(only_first.len(), 1);
+}
+
+#[test]
+fn everything_survives_a_reopen_and_ids_keep_increasing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dev("gw-1");
+    let last_id;
+    {
+        let store = open(&dir);
+        let h = history(&store, &d, 1, "sp", None);
+        last_id = h.id;
+        let snap = DeviceSnapshot {
+            last_event_seq: 4,
+            ..DeviceSnapshot::default()
+        };
+        write(
+            &store,
+            vec![
+                Write::Telemetry {
+                    device: d.clone(),
+                    samples: vec![sample(1)],
+                },
+                Write::History(h),
+                Write::Device {
+                    device: d.clone(),
+                    snapshot: Box::new(snap),
+                },
+                Write::PutToken(TokenRecord {
+                    hash: "ab".into(),
+                    name: "ops".into(),
+                    role: "operator".into(),
+                    created: t(0),
+                    created_by: "bootstrap".into(),
+                }),
+            ],
+        );
+        // Queued but unawaited writes are committed on close.
+        drop(store.submit(vec![Write::Telemetry {
+            device: d.clone(),
+            samples: vec![sample(2)],
+        }]));
+        store.close();
+        assert!(matches!(
+            store.submit(vec![]).wait_blocking(),
+            Err(StoreError::Closed)
+        ));
+    }
+    let store = open(&dir);
+    assert_eq!(
+        store.telemetry(&d, &TimeQuery::default()).expect("q").len(),
+        2
+    );
+    assert_eq!(
+        store.history(&d, &TimeQuery::default()).expect("h").len(),
+        1
+    );
+    assert_eq!(
+        store.device(&d).expect("dev").map(|s| s.last_event_seq),
+        Some(4)
+    );
+    assert_eq!(store.devices().expect("devices"), vec![d]);
+    assert_eq!(
+        store.token("ab").expect("token").map(|t| t.name),
+        Some("ops".into())
+    );
+    assert!(store.next_id() > last_id);
+    write(&store, vec![Write::RevokeToken { hash: "ab".into() }]);
+    assert!(store.tokens().expect("tokens").is_empty());
+}
+
+#[test]
+fn a_second_open_of_the_same_file_fails_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _first = open(&dir);
+    let err = RedbStore::open(&dir.path().join("cloud.redb"), 16).expect_err("second open");
+    assert!(err.to_string().contains("cloud.redb"), "{err}");
+}

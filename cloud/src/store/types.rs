@@ -1,0 +1,242 @@
+//! Records the store keeps. They are the persistence schema: serde JSON in redb, columns
+//! in a later PostgreSQL backend.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shiki_proto::{Catalog, DeviceId, Event, Sample, SettingStatus, Status};
+
+use crate::device::shadow::Shadow;
+
+/// Who made a settings change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum Actor {
+    /// A person (OIDC subject or user name).
+    Operator(String),
+    /// An API key, by its name.
+    ApiKey(String),
+    /// The yearly schedule (also: an override that expired).
+    Schedule,
+    /// The device itself (reported changes).
+    Device,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::Operator(n) => write!(f, "operator:{n}"),
+            Actor::ApiKey(n) => write!(f, "api-key:{n}"),
+            Actor::Schedule => f.write_str("schedule"),
+            Actor::Device => f.write_str("device"),
+        }
+    }
+}
+
+/// Which half of the shadow changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Desired,
+    Reported,
+}
+
+/// One settings change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub id: u64,
+    pub device: DeviceId,
+    pub ts: DateTime<Utc>,
+    pub actor: Actor,
+    pub side: Side,
+    pub key: String,
+    /// `null` when the key did not exist.
+    pub old: serde_json::Value,
+    /// `null` when the key was removed.
+    pub new: serde_json::Value,
+    /// Desired version after the change (for reported changes: the version the edge applied).
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The verification started for this change (desired changes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_id: Option<u64>,
+}
+
+/// A history entry with the current state of its verification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryItem {
+    #[serde(flatten)]
+    pub entry: HistoryEntry,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationRecord>,
+}
+
+/// Why a verification failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum FailureReason {
+    /// The device was offline at the last re-check.
+    DeviceOffline,
+    /// The PLC (or the edge) refused the value.
+    PlcRefused { detail: Option<String> },
+    /// The edge clamped the value to its safety limits.
+    Clamped { value: serde_json::Value },
+    /// No matching reported state after every re-check.
+    TimedOut,
+    /// A newer desired change of the same key replaced this one.
+    Superseded { by_version: u64 },
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureReason::DeviceOffline => f.write_str("device offline"),
+            FailureReason::PlcRefused { detail: Some(d) } => write!(f, "PLC refused: {d}"),
+            FailureReason::PlcRefused { detail: None } => f.write_str("PLC refused"),
+            FailureReason::Clamped { value } => write!(f, "clamped to {value}"),
+            FailureReason::TimedOut => f.write_str("timed out"),
+            FailureReason::Superseded { by_version } => {
+                write!(f, "superseded by desired version {by_version}")
+            }
+        }
+    }
+}
+
+/// Where a verification stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum VerificationOutcome {
+    Pending,
+    Verified {
+        at: DateTime<Utc>,
+    },
+    Failed {
+        at: DateTime<Utc>,
+        #[serde(flatten)]
+        reason: FailureReason,
+    },
+}
+
+/// The check that one desired setting took effect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerificationRecord {
+    pub id: u64,
+    pub device: DeviceId,
+    pub key: String,
+    pub requested: serde_json::Value,
+    /// Desired version of the change.
+    pub version: u64,
+    pub started: DateTime<Utc>,
+    /// Re-checks done so far.
+    pub attempts: u32,
+    /// When the next re-check is due (pending only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_check: Option<DateTime<Utc>>,
+    pub outcome: VerificationOutcome,
+}
+
+impl VerificationRecord {
+    pub fn is_pending(&self) -> bool {
+        matches!(self.outcome, VerificationOutcome::Pending)
+    }
+}
+
+/// The persisted state of one device actor (telemetry state is rebuilt from the telemetry
+/// table, pending verifications from theirs).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceSnapshot {
+    pub shadow: Shadow,
+    #[serde(default)]
+    pub status: Option<Status>,
+    #[serde(default)]
+    pub catalog: Option<Catalog>,
+    #[serde(default)]
+    pub last_seen: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_event_seq: u64,
+    #[serde(default)]
+    pub offline_since: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub offline_alerted: bool,
+    /// The desired version the edge last said it applied.
+    #[serde(default)]
+    pub applied_version: Option<u64>,
+    /// Per setting, where its value came from (from the last reported updates).
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingStatus>,
+}
+
+/// An API token as stored: only the hash of the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Lowercase hex SHA-256 of the token secret.
+    pub hash: String,
+    pub name: String,
+    /// `viewer`, `operator` or `admin` (the auth module owns the meaning).
+    pub role: String,
+    pub created: DateTime<Utc>,
+    /// Name of the token that created it (`bootstrap` for the first admin token).
+    #[serde(default)]
+    pub created_by: String,
+}
+
+/// One queued write.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Telemetry {
+        device: DeviceId,
+        samples: Vec<Sample>,
+    },
+    Events {
+        device: DeviceId,
+        events: Vec<Event>,
+    },
+    History(HistoryEntry),
+    /// Inserts or replaces a verification record (by id).
+    Verification(VerificationRecord),
+    Device {
+        device: DeviceId,
+        snapshot: Box<DeviceSnapshot>,
+    },
+    PutToken(TokenRecord),
+    /// Removes a token by hash.
+    RevokeToken {
+        hash: String,
+    },
+}
+
+/// A time window with a row limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeQuery {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub limit: Option<usize>,
+}
+
+impl TimeQuery {
+    pub fn contains(&self, ts: DateTime<Utc>) -> bool {
+        self.from.is_none_or(|f| ts >= f) && self.to.is_none_or(|t| ts <= t)
+    }
+}
+
+/// Missing telemetry sequence numbers `from..=to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqGap {
+    pub from: u64,
+    pub to: u64,
+}
+
+/// Store counters for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    pub commits: u64,
+    pub samples_stored: u64,
+    pub duplicates_dropped: u64,
+    pub events_stored: u64,
+    pub last_commit_micros: u64,
+    pub total_commit_micros: u64,
+    pub last_batch_writes: u64,
+}

@@ -7,9 +7,11 @@
 
 mod process;
 mod proxy;
+pub mod stack;
 
 pub use process::{Child, bin_path, free_port};
 pub use proxy::TcpProxy;
+pub use stack::{Api, Cloud, Edge, EdgeOptions, PlcSim, assert_contiguous, read_holding, temp_dir};
 
 use std::future::Future;
 use std::time::Duration;

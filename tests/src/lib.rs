@@ -5,6 +5,9 @@
 //! `scripts/check` builds them before the tests run, and [`bin_path`] builds them with cargo
 //! when they are missing.
 
+pub mod mosquitto;
+pub mod pki;
+pub mod probe;
 mod process;
 mod proxy;
 pub mod stack;

@@ -22,7 +22,6 @@ use crate::control::{Control, ControlConfigError, system_clock};
 use crate::messages::{SetOverrides, Stop};
 use crate::outbox::{NewRecord, OutboxError, OutboxHandle, OutboxOptions, RedbOutbox};
 use crate::plc_link::PlcLink;
-use crate::plc_link::messages::Subscribe;
 use crate::shadow::{Shadow, ShadowPeers, load_persisted};
 use crate::telemetry::{Telemetry, TelemetryConfig};
 use crate::uplink::{
@@ -123,20 +122,23 @@ pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> Resu
     .start();
     let (control, catalog): (Recipient<SetOverrides>, Catalog) = match config.register_map()? {
         Some(map) => {
+            // Control's address exists before PlcLink starts, so the first poll reaches it.
+            let control_ctx = Context::<Control>::new();
+            let control_addr = control_ctx.address();
             let plc = PlcLink::new(map.clone(), telemetry.clone().recipient())
                 .subscribe(telemetry.clone().recipient())
+                .subscribe(control_addr.clone().recipient())
                 .start();
             let control = Control::new(
                 map.clone(),
                 config.control.clone(),
-                plc.clone().recipient(),
+                plc.recipient(),
                 telemetry.clone().recipient(),
                 system_clock(),
             )?
-            .report_to(shadow_addr.clone().recipient())
-            .start();
-            plc.do_send(Subscribe(control.clone().recipient()));
-            (control.recipient(), map.catalog())
+            .report_to(shadow_addr.clone().recipient());
+            control_ctx.run(control);
+            (control_addr.recipient(), map.catalog())
         }
         None => {
             tracing::warn!("no [plc] section and no --plc: running without a PLC");

@@ -45,6 +45,40 @@ pub struct BenchArgs {
     /// Skip the drain benchmark (no broker needed).
     #[arg(long)]
     pub skip_drain: bool,
+    /// Only fill the outbox of this data directory with `--fill-samples` samples (to
+    /// measure `shiki-edge run` with a full outbox), then exit.
+    #[arg(long, value_name = "DATA_DIR")]
+    pub fill: Option<PathBuf>,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub fill_samples: u64,
+}
+
+async fn fill(dir: &Path, samples: u64) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let (outbox, join) = open(dir, "edge.redb")?;
+    let start = Instant::now();
+    let mut n = 0;
+    while n < samples {
+        let end = (n + 10_000).min(samples);
+        let rxs: Vec<_> = (n..end)
+            .map(|i| outbox.submit(WriteOp::Append(sample(i))))
+            .collect();
+        for rx in rxs {
+            rx.await??;
+        }
+        n = end;
+    }
+    let stats = outbox.stats().await?;
+    outbox.close().await;
+    let _ = join.join();
+    Ok(format!(
+        "filled {} with {samples} samples in {:.1} s: {} pending, {} B stored, {} dropped",
+        dir.display(),
+        start.elapsed().as_secs_f64(),
+        stats.pending_telemetry,
+        stats.stored_bytes,
+        stats.dropped_telemetry
+    ))
 }
 
 fn sample(n: u64) -> NewRecord {
@@ -80,6 +114,9 @@ fn open(dir: &Path, name: &str) -> anyhow::Result<(OutboxHandle, std::thread::Jo
 
 /// Runs every benchmark and returns the report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<String> {
+    if let Some(dir) = &args.fill {
+        return fill(dir, args.fill_samples).await;
+    }
     let base = args
         .dir
         .clone()

@@ -93,10 +93,18 @@ fn options(device: &DeviceId, url: &str) -> rumqttc::MqttOptions {
 }
 
 fn start_edge(name: &str, url: &str, peers: Option<UplinkPeers>) -> Edge {
+    start_edge_with(name, url, peers, OutboxOptions::default())
+}
+
+fn start_edge_with(
+    name: &str,
+    url: &str,
+    peers: Option<UplinkPeers>,
+    options_: OutboxOptions,
+) -> Edge {
     let device = DeviceId::new(unique_device(name)).expect("id");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store =
-        RedbOutbox::open(&dir.path().join("edge.redb"), OutboxOptions::default()).expect("open");
+    let store = RedbOutbox::open(&dir.path().join("edge.redb"), options_).expect("open");
     let (outbox, _join) = OutboxHandle::start(store).expect("start");
     let peers = peers.unwrap_or_else(|| {
         let sink = Sink.start();
@@ -363,5 +371,86 @@ async fn shadow_applies_cloud_documents_and_publishes_reports_with_expiries() {
     };
     assert_eq!(report.applied_version, Some(12));
     assert_eq!(report.expired, vec![expired]);
+    edge.uplink.send(Shutdown).await.expect("shutdown");
+}
+
+#[actix::test]
+async fn quota_drops_reach_the_cloud_as_an_event_and_the_newest_samples_survive() {
+    let proxy = Proxy::start(broker(), Duration::ZERO, false).await;
+    let edge = start_edge_with(
+        "quota",
+        &proxy.url(),
+        None,
+        OutboxOptions {
+            quota_bytes: 20_000,
+            cache_bytes: 1 << 20,
+        },
+    );
+    let topics = Topics::default();
+    let mut sub = Subscriber::start(
+        edge.device.as_str(),
+        &[
+            topics.topic_for(&edge.device, &Channel::Telemetry),
+            topics.topic_for(&edge.device, &Channel::Events),
+        ],
+    )
+    .await;
+    let rxs: Vec<_> = (0..1000u64)
+        .map(|n| {
+            edge.outbox.submit(shiki_edge::outbox::WriteOp::Append(
+                shiki_edge::outbox::NewRecord::Sample {
+                    ts: chrono::Utc::now(),
+                    values: [("n".to_owned(), shiki_proto::PointValue::Number(n as f64))].into(),
+                },
+            ))
+        })
+        .collect();
+    for rx in rxs {
+        rx.await.expect("reply").expect("append");
+    }
+    let stats = edge.outbox.stats().await.expect("stats");
+    assert!(stats.dropped_telemetry > 0, "{stats:?}");
+    proxy.restore();
+
+    let (mut log, mut dropped_event) = (SeqLog::default(), None);
+    while dropped_event.is_none() || log.received.last() != Some(&1000) {
+        let m = sub.next(WAIT).await;
+        if m.topic.ends_with("/events") {
+            let b: shiki_proto::EventBatch = decode(&m.payload).expect("events");
+            if let Some(e) = b
+                .events
+                .into_iter()
+                .find(|e| e.kind == shiki_proto::EventKind::DataDropped)
+            {
+                dropped_event = Some(e);
+            }
+        } else {
+            log.add_batch(&m.payload);
+        }
+    }
+    let e = dropped_event.expect("event");
+    assert!(
+        e.data["dropped_telemetry"].as_u64().unwrap_or(0) > 0,
+        "{e:?}"
+    );
+    let first = log.received[0];
+    assert!(first > 1, "oldest samples were dropped");
+    let expected: Vec<u64> = (first..=1000).collect();
+    assert_eq!(
+        log.received, expected,
+        "the survivors arrive once, in order"
+    );
+    let mut pending = u64::MAX;
+    for _ in 0..100 {
+        pending = edge.outbox.stats().await.expect("stats").pending_telemetry;
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        pending, 0,
+        "the dropped gap does not hold the acknowledgements back"
+    );
     edge.uplink.send(Shutdown).await.expect("shutdown");
 }

@@ -1,4 +1,27 @@
-//! Benchmarks behind `shiki-cloud bench` (figures printed to stdout).
+//! Benchmarks behind `shiki-cloud bench` (figures printed to stdout). Build with
+//! `--release`; every run uses its own temp dirs and free ports.
+//!
+//! - `actors`: N device actors resident through the registry; RSS from `/proc/self/status`.
+//! - `ingest`: the same telemetry stream through the embedded broker, drained first by a bare
+//!   subscriber, then ingested into the redb store; both rates and their ratio.
+//! - `verify`: desired change → delta → simulated device reports → verified, latency
+//!   percentiles.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::json;
+use shiki_proto::{
+    Catalog, Channel, Connectivity, DeviceId, ReportedState, ReportedUpdate, Sample, ShadowDelta,
+    Status, TelemetryBatch, Topics, decode, encode,
+};
+
+use crate::device::{DesiredChange, DeviceCount, DeviceInput, Registry, Route};
+use crate::store::Actor;
+use crate::{AppError, CloudConfig};
 
 /// Which benchmark to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -10,15 +33,388 @@ pub enum Which {
 }
 
 /// Benchmark sizes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BenchOptions {
     pub devices: usize,
     pub messages: usize,
     pub changes: usize,
     pub only: Which,
+    /// External broker for the `verify` benchmark (default: the embedded one).
+    pub mqtt_url: Option<String>,
+}
+
+fn out(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn bench_config(dir: &std::path::Path) -> CloudConfig {
+    let mut c = CloudConfig {
+        data_dir: dir.to_owned(),
+        ..CloudConfig::default()
+    };
+    c.mqtt.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    c.api.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    c.mqtt.client_id = format!("shiki-cloud-bench-{}", rand::random::<u32>());
+    c
+}
+
+fn temp_dir() -> Result<std::path::PathBuf, AppError> {
+    let d = std::env::temp_dir().join(format!("shiki-bench-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&d).map_err(|e| crate::store::StoreError::Open {
+        path: d.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(d)
 }
 
 /// Runs the selected benchmarks.
-pub async fn run(_opts: BenchOptions) -> Result<(), crate::AppError> {
+pub async fn run(opts: BenchOptions) -> Result<(), AppError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if matches!(opts.only, Which::All | Which::Ingest) {
+        ingest(opts.messages).await?;
+    }
+    if matches!(opts.only, Which::All | Which::Verify) {
+        verify(opts.changes, opts.mqtt_url.clone()).await?;
+    }
+    if matches!(opts.only, Which::All | Which::Actors) {
+        actors(opts.devices).await?;
+    }
+    Ok(())
+}
+
+async fn actors(n: usize) -> Result<(), AppError> {
+    let dir = temp_dir()?;
+    let app = crate::start(bench_config(&dir)).await?;
+    let before = rss_mb();
+    let started = Instant::now();
+    let sample = Sample {
+        seq: 1,
+        ts: Utc::now(),
+        values: [("supply_temp".to_owned(), 7.0.into())].into(),
+    };
+    for i in 0..n {
+        let device = DeviceId::new(format!("dev-{i:07}")).expect("generated ids are valid");
+        app.registry.do_send(Route {
+            device,
+            input: DeviceInput::Telemetry(vec![sample.clone()]),
+        });
+    }
+    let count = app.registry.send(DeviceCount).await.unwrap_or(0);
+    let spawn = started.elapsed();
+    // One round trip to every actor.
+    let rt = Instant::now();
+    let devices = app
+        .registry
+        .send(crate::device::ListDevices)
+        .await
+        .unwrap_or_default();
+    for chunk in devices.chunks(10_000) {
+        let _ =
+            futures::future::join_all(chunk.iter().map(|(_, a)| a.send(crate::device::GetView)))
+                .await;
+    }
+    let round_trip = rt.elapsed();
+    let after = rss_mb();
+    out(&format!(
+        "actors: {count} device actors resident; started in {:.0} ms, one round trip each in {:.0} ms; \
+         RSS {after:.1} MB total ({before:.1} MB before, {:.0} bytes per actor)",
+        spawn.as_secs_f64() * 1e3,
+        round_trip.as_secs_f64() * 1e3,
+        (after - before) * 1024.0 * 1024.0 / count.max(1) as f64
+    ));
+    drop(devices);
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn device_client(id: &str, port: u16) -> (AsyncClient, rumqttc::EventLoop) {
+    let mut o = MqttOptions::new(format!("{id}-{}", rand::random::<u32>()), "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(30))
+        .set_inflight(1000)
+        .set_max_packet_size(256 * 1024, 256 * 1024);
+    let (c, mut el) = AsyncClient::new(o, 10_000);
+    el.set_network_options(crate::ingest::nodelay());
+    (c, el)
+}
+
+/// Payloads of `n` single-sample telemetry messages spread over 100 devices.
+fn stream(topics: &Topics, n: usize) -> Vec<(String, Vec<u8>)> {
+    let devices: Vec<DeviceId> = (0..100)
+        .map(|i| DeviceId::new(format!("bench-{i:03}")).expect("valid"))
+        .collect();
+    let ts = Utc::now();
+    (0..n)
+        .map(|i| {
+            let d = &devices[i % devices.len()];
+            let batch = TelemetryBatch {
+                v: 1,
+                backlog: false,
+                samples: vec![Sample {
+                    seq: (i / devices.len()) as u64 + 1,
+                    ts,
+                    values: [
+                        ("supply_temp".to_owned(), 7.0.into()),
+                        ("return_temp".to_owned(), 12.0.into()),
+                    ]
+                    .into(),
+                }],
+            };
+            (
+                topics.topic_for(d, &Channel::Telemetry),
+                encode(&batch).expect("bench batches encode"),
+            )
+        })
+        .collect()
+}
+
+/// Publishes `msgs` from one client; returns when all are handed to the broker.
+async fn publish_all(port: u16, msgs: Vec<(String, Vec<u8>)>) {
+    let (client, mut el) = device_client("bench-pub", port);
+    let poller = actix::spawn(async move {
+        loop {
+            if el.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+    for (topic, payload) in msgs {
+        if client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // Keep polling until the subscriber side finishes; the caller aborts us.
+    let _ = poller.await;
+}
+
+async fn ingest(n: usize) -> Result<(), AppError> {
+    let dir = temp_dir()?;
+    let app = crate::start(bench_config(&dir)).await?;
+    let port = app.mqtt_addr.map_or(1883, |a| a.port());
+
+    // 1. A bare subscriber drains the stream (prefix the cloud does not subscribe to).
+    let bare_topics = Topics::new("bench-bare/shiki/v1").expect("valid prefix");
+    let (sub, mut el) = device_client("bench-sub", port);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Instant>();
+    let filter = bare_topics.all_devices(&Channel::Telemetry);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let sub_task = actix::spawn(async move {
+        let (mut done, mut ready, mut count) = (Some(done_tx), Some(ready_tx), 0usize);
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = sub.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(_))) => {
+                    count += 1;
+                    if count == n
+                        && let Some(d) = done.take()
+                    {
+                        let _ = d.send(Instant::now());
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    });
+    let _ = ready_rx.await;
+    let msgs = stream(&bare_topics, n);
+    let t0 = Instant::now();
+    let publisher = actix::spawn(publish_all(port, msgs));
+    let bare_end = done_rx.await.unwrap_or_else(|_| Instant::now());
+    let bare_rate = n as f64 / (bare_end - t0).as_secs_f64();
+    publisher.abort();
+    sub_task.abort();
+
+    // 2. The same stream into the cloud: decoded, routed, de-duplicated, committed.
+    let msgs = stream(&Topics::default(), n);
+    let store = app.store();
+    let base = store.stats().samples_stored;
+    let t0 = Instant::now();
+    let publisher = actix::spawn(publish_all(port, msgs));
+    while store.stats().samples_stored - base < n as u64 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if t0.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+    }
+    let stored = store.stats().samples_stored - base;
+    let ingest_rate = stored as f64 / t0.elapsed().as_secs_f64();
+    publisher.abort();
+    let s = store.stats();
+    out(&format!(
+        "ingest: {n} telemetry messages via the embedded broker: bare subscriber {bare_rate:.0} msg/s; \
+         cloud ingest into redb {ingest_rate:.0} msg/s ({stored} stored); ratio {:.0}%; \
+         {} commits, mean {:.0} writes/commit, mean commit {:.2} ms",
+        100.0 * ingest_rate / bare_rate,
+        s.commits,
+        (stored as f64) / (s.commits.max(1) as f64),
+        s.total_commit_micros as f64 / 1e3 / s.commits.max(1) as f64
+    ));
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn verify(changes: usize, mqtt_url: Option<String>) -> Result<(), AppError> {
+    let dir = temp_dir()?;
+    let mut cfg = bench_config(&dir);
+    let broker = match &mqtt_url {
+        Some(url) => {
+            cfg.mqtt.url = Some(url.clone());
+            cfg.topic_prefix = format!("bench{}/shiki/v1", rand::random::<u32>());
+            url.clone()
+        }
+        None => "embedded broker".to_owned(),
+    };
+    let topics = Topics::new(&cfg.topic_prefix).map_err(|e| crate::ConfigError::Invalid {
+        key: "topic_prefix",
+        reason: e.to_string(),
+    })?;
+    let target = cfg.broker()?;
+    let app = crate::start(cfg).await?;
+    let port = match (app.mqtt_addr, target) {
+        (Some(a), _) => a.port(),
+        (None, crate::BrokerTarget::External { port, .. }) => port,
+        (None, _) => 1883,
+    };
+    let id = DeviceId::new("bench-verify").expect("valid");
+    let (client, mut el) = device_client("bench-verify", port);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let delta_topic = topics.topic_for(&id, &Channel::ShadowDelta);
+    let reported_topic = topics.topic_for(&id, &Channel::ShadowReported);
+    let c2 = client.clone();
+    // The simulated device: applies every delta at once and reports it.
+    let device = actix::spawn(async move {
+        let mut ready = Some(ready_tx);
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = c2.try_subscribe(delta_topic.clone(), QoS::AtLeastOnce);
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Ok(d) = decode::<ShadowDelta>(&p.payload) {
+                        let r = ReportedUpdate {
+                            v: 1,
+                            state: ReportedState { reported: d.state },
+                            applied_version: Some(d.version),
+                            settings: Default::default(),
+                            expired: vec![],
+                            schedule: None,
+                            timestamp: Utc::now(),
+                            client_token: None,
+                        };
+                        if let Ok(bytes) = encode(&r) {
+                            let _ = c2.try_publish(
+                                reported_topic.clone(),
+                                QoS::AtLeastOnce,
+                                false,
+                                bytes,
+                            );
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    });
+    let _ = ready_rx.await;
+    let status = Status {
+        v: 1,
+        state: Connectivity::Online,
+        software_version: None,
+        boot_time: None,
+        ts: None,
+    };
+    let catalog: Catalog = serde_json::from_value(json!({"points": [
+        {"name": "chw_setpoint", "role": "setting", "kind": "number", "writable": true,
+         "min": 5.0, "max": 15.0, "resolution": 0.1}]}))
+    .expect("bench catalog");
+    app.registry.do_send(Route {
+        device: id.clone(),
+        input: DeviceInput::Status(status),
+    });
+    app.registry.do_send(Route {
+        device: id.clone(),
+        input: DeviceInput::Catalog(catalog),
+    });
+    let metrics = app.device_metrics.clone();
+    let mut lat = Vec::with_capacity(changes);
+    for i in 0..changes {
+        let before = metrics.verified.load(std::sync::atomic::Ordering::Relaxed);
+        let value = 5.0 + (i % 100) as f64 * 0.1;
+        let change = DesiredChange {
+            settings: json!({ "chw_setpoint": value })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            expected_version: None,
+            until: None,
+            comment: None,
+            actor: Actor::ApiKey("bench".into()),
+        };
+        let t0 = Instant::now();
+        if Registry::change_desired(&app.registry, id.clone(), change)
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        while metrics.verified.load(std::sync::atomic::Ordering::Relaxed) == before {
+            if t0.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        lat.push(t0.elapsed());
+    }
+    device.abort();
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(
+            ((lat.len() as f64 * p).ceil() as usize)
+                .saturating_sub(1)
+                .min(lat.len().saturating_sub(1)),
+        )
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    out(&format!(
+        "verify ({broker}): {} desired changes → delta → reported → verified: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        lat.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    ));
+    let _ = Arc::strong_count(&metrics);
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -51,6 +51,10 @@ enum Command {
         /// Which benchmark(s) to run.
         #[arg(long, value_enum, default_value = "all")]
         only: shiki_cloud::bench::Which,
+        /// External broker (mqtt://host:port) for the verify benchmark instead of the
+        /// embedded one.
+        #[arg(long, value_name = "URL")]
+        mqtt_url: Option<String>,
     },
 }
 
@@ -60,7 +64,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Logs go to stderr; stdout carries only the one-time admin token.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
         Command::Serve {
             config,
@@ -88,7 +96,13 @@ fn main() -> anyhow::Result<()> {
             }
             cfg.validate()?;
             actix::System::new()
-                .block_on(shiki_cloud::run(cfg, shutdown_signal()))
+                .block_on(async {
+                    // Register the handlers before anything starts, so an early SIGTERM
+                    // still shuts down cleanly.
+                    let shutdown = shutdown_signal()?;
+                    shiki_cloud::run(cfg, shutdown).await?;
+                    anyhow::Ok(())
+                })
                 .context("shiki-cloud failed")?;
         }
         Command::Bench {
@@ -96,12 +110,14 @@ fn main() -> anyhow::Result<()> {
             messages,
             changes,
             only,
+            mqtt_url,
         } => {
             let opts = shiki_cloud::bench::BenchOptions {
                 devices,
                 messages,
                 changes,
                 only,
+                mqtt_url,
             };
             actix::System::new()
                 .block_on(shiki_cloud::bench::run(opts))
@@ -111,25 +127,15 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-        match term {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+/// A future resolving on SIGTERM or Ctrl-C; the handlers are registered at once.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    })
 }

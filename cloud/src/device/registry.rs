@@ -91,15 +91,16 @@ impl Registry {
     fn restore(&self, id: &DeviceId) -> Result<DeviceState, StoreError> {
         let store = &self.deps.store;
         let snapshot = store.device(id)?;
+        let first_contact = snapshot.is_none();
         let verifications = store.verifications(id)?;
         let last = store.last_sample(id)?;
-        Ok(DeviceState::restore(
-            id.clone(),
-            self.deps.cfg,
-            snapshot,
-            verifications,
-            last,
-        ))
+        let state = DeviceState::restore(id.clone(), self.deps.cfg, snapshot, verifications, last);
+        if first_contact {
+            // Known from now on, also after a restart (fire and forget: the ingest's own
+            // writes carry the data).
+            drop(store.submit(vec![state.snapshot_write()]));
+        }
+        Ok(state)
     }
 
     fn spawn(&mut self, id: &DeviceId) -> Addr<DeviceActor> {

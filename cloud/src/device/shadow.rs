@@ -304,4 +304,38 @@ mod tests {
         assert!(values_match(&json!(0.1 + 0.2), &json!(0.3), None));
         assert!(!values_match(&json!(1), &json!("1"), None));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn reconciliation_invariants_hold_for_any_sequence(
+            ops in proptest::collection::vec(
+                (proptest::bool::ANY, 0usize..4, proptest::option::of(0i32..200)),
+                1..40,
+            )
+        ) {
+            let keys = ["a", "b", "c", "d"];
+            let now = Utc::now();
+            let c = Catalog { v: 1, points: Vec::new() };
+            let mut s = Shadow::default();
+            for (desired, k, v) in ops {
+                let value = v.map_or(Value::Null, |v| json!(f64::from(v) / 10.0));
+                let mut m = JsonMap::new();
+                m.insert(keys[k].to_owned(), value);
+                if desired {
+                    let before = s.version;
+                    let changed = s.apply_desired(&m, Some(before), None, now).expect("current version");
+                    proptest::prop_assert_eq!(s.version, before + u64::from(!changed.is_empty()));
+                    let stale = s.version + 1;
+                    proptest::prop_assert!(s.apply_desired(&m, Some(stale), None, now).is_err());
+                } else {
+                    s.apply_reported(&m, Some(&c), now);
+                }
+                proptest::prop_assert!(s.delta(Some(&c)).keys().all(|k| s.desired.contains_key(k)));
+                proptest::prop_assert!(s.desired.keys().all(|k| s.desired_meta.contains_key(k)));
+            }
+            let desired = s.desired.clone();
+            s.apply_reported(&desired, Some(&c), now);
+            proptest::prop_assert!(s.delta(Some(&c)).is_empty());
+        }
+    }
 }

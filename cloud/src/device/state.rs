@@ -214,7 +214,8 @@ impl DeviceState {
         }
     }
 
-    fn snapshot_write(&self) -> Write {
+    /// The write that saves this device's state (also used on first contact).
+    pub fn snapshot_write(&self) -> Write {
         Write::Device {
             device: self.id.clone(),
             snapshot: Box::new(self.snap.clone()),
@@ -358,6 +359,12 @@ impl DeviceState {
         next_id: &mut dyn FnMut() -> u64,
     ) -> Result<(u64, Effects), DesiredError> {
         self.validate(&change.settings)?;
+        if change.until.is_some_and(|u| u <= now) {
+            return Err(DesiredError::InvalidValue {
+                key: "until".into(),
+                reason: "must lie in the future".into(),
+            });
+        }
         let changes = self.snap.shadow.apply_desired(
             &change.settings,
             change.expected_version,

@@ -553,3 +553,15 @@ fn shadow_get_is_answered_with_the_full_document() {
         other => panic!("expected a document, got {other:?}"),
     }
 }
+
+#[test]
+fn an_override_ending_in_the_past_is_refused() {
+    let mut s = device();
+    let mut ids = Ids(0);
+    let mut c = change(json!({"chw_setpoint": 7.0}), None);
+    c.until = Some(secs(-1));
+    let err = s
+        .change_desired(c, secs(0), &mut ids.f())
+        .expect_err("refused");
+    assert_eq!(err.key(), Some("until"));
+}

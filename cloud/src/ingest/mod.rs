@@ -34,7 +34,9 @@ pub struct Ingest {
 impl Ingest {
     /// A client and its event loop, before anything is connected.
     pub fn client_for(options: MqttOptions) -> (AsyncClient, EventLoop) {
-        AsyncClient::new(options, 10_000)
+        let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+        eventloop.set_network_options(nodelay());
+        (client, eventloop)
     }
 
     /// Starts polling `eventloop`. Must run inside an actix `System`.
@@ -74,6 +76,13 @@ impl Ingest {
         self.poll.abort();
         self.acker.abort();
     }
+}
+
+/// Network options without Nagle's delay (small QoS 1 messages and acks).
+pub fn nodelay() -> rumqttc::NetworkOptions {
+    let mut n = rumqttc::NetworkOptions::new();
+    n.set_tcp_nodelay(true);
+    n
 }
 
 struct Handler {

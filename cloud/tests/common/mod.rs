@@ -19,8 +19,12 @@ pub struct FakeDevice {
 
 impl FakeDevice {
     pub async fn connect(id: &str, topics: &Topics, host: &str, port: u16) -> Self {
+        let o = MqttOptions::new(format!("{id}-{}", rand::random::<u32>()), host, port);
+        Self::connect_with(id, topics, o).await
+    }
+
+    pub async fn connect_with(id: &str, topics: &Topics, mut o: MqttOptions) -> Self {
         let id = DeviceId::new(id).expect("valid device id");
-        let mut o = MqttOptions::new(format!("{id}-{}", rand::random::<u32>()), host, port);
         o.set_keep_alive(Duration::from_secs(5));
         let will = shiki_proto::Status::last_will("0.1.0", chrono::Utc::now());
         o.set_last_will(LastWill::new(

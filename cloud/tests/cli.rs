@@ -1,0 +1,110 @@
+//! The `shiki-cloud` binary: readable help, first start prints the admin token once,
+//! SIGTERM flushes the store and exits cleanly, and the store reopens.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shiki-cloud");
+
+#[test]
+fn serve_help_lists_every_override() {
+    let out = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--config",
+        "--data-dir",
+        "--mqtt-listen",
+        "--mqtt-url",
+        "--api-listen",
+    ] {
+        assert!(text.contains(flag), "{flag} missing from:\n{text}");
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Starts `serve`, returns the first stdout line (or None) and the exit status after SIGTERM.
+fn serve_once(data: &std::path::Path) -> (Option<String>, std::process::ExitStatus) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .args(["--mqtt-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--api-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .env_remove("SHIKI_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let out_tx = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = out_tx.send(format!("OUT {line}"));
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(format!("ERR {line}"));
+        }
+    });
+    // Wait for "started" in the log.
+    let mut token = None;
+    let mut note = |line: &str| {
+        if let Some(l) = line.strip_prefix("OUT ")
+            && l.starts_with("shiki_")
+        {
+            token = Some(l.to_owned());
+        }
+    };
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("server starts");
+        note(&line);
+        if line.contains("shiki-cloud started") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let mut flushed = false;
+    // Until both pipes close (the process exited).
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        note(&line);
+        flushed |= line.contains("store flushed");
+    }
+    let status = child.wait().expect("exits");
+    assert!(flushed, "no flush message before exit");
+    (token, status)
+}
+
+#[test]
+fn first_start_prints_an_admin_token_once_and_sigterm_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (token, status) = serve_once(dir.path());
+    assert!(status.success(), "{status:?}");
+    let token = token.expect("admin token printed on first start");
+    assert_eq!(token.len(), "shiki_".len() + 64);
+    // Second start: the store reopens and no new token is printed.
+    let (again, status) = serve_once(dir.path());
+    assert!(status.success());
+    assert_eq!(again, None);
+}

@@ -59,6 +59,17 @@
 //!   [`MAX_RULE_FIRINGS`] per schedule, so the memory stays small); use profiles for
 //!   daily patterns.
 //!
+//! # Validation
+//! [`ScheduleDocument::validate`] reports every problem at once with a json-path-like
+//! location (`profiles.summer-weekday[2].time`). Errors: invalid id, unknown time zone,
+//! unparsable dates/times, times not strictly ascending, unknown profile, overlapping
+//! seasons, days not covered by a season or exception, holidays/exceptions outside validity,
+//! overlapping exceptions, invalid cron, too many rule firings or items, and, with a
+//! catalog, a setting the device does not have, is not writable, has the wrong kind or lies
+//! outside its min/max/options. Warnings (legal, policy applied): DST gap/overlap (with the
+//! instant it fires at), unused profile, duplicate holiday, a rule that never fires, a key
+//! without a default, a value between two steps of the point's resolution.
+//!
 //! # Evaluating
 //! - [`Schedule::settings_at`]: per setting the value in force at an instant, since when,
 //!   what wrote it ([`Source`]) and the next write touching it (where an operator override
@@ -68,13 +79,19 @@
 //!   in order, or the next ones after an instant (what the edge sleeps until).
 //! - [`Cursor`]: incremental evaluation for a clock moving forward.
 //!
+//! Transitions list every write, also those that repeat the value already in force (a
+//! Sunday's `00:00 run=false`): they are what "the next transition touching a setting"
+//! counts. An edge that reports only changes compares with the value before.
+//!
 //! Every day's profile and UTC offset is precomputed at load time (a few KB for a year),
 //! so evaluation is arithmetic plus a walk over the days that touch each setting.
 //!
 //! # Hash
 //! [`ScheduleDocument::hash`]: canonical JSON of the typed document (keys sorted
 //! recursively, no whitespace, numbers as `serde_json` prints them) → SHA-256, lowercase hex.
-//! Cloud and edge both compute it after parsing, so key order and whitespace do not matter.
+//! Cloud and edge both compute it after parsing, so key order and whitespace do not matter;
+//! neither does spelling out a default (`"timezone": "Asia/Tokyo"`, `"holidays": []`).
+//! [`Schedule::from_pushed`] does the edge's part: parse, compare hashes, validate.
 
 mod calendar;
 mod eval;
@@ -100,7 +117,9 @@ pub use model::{
     DEFAULT_TIMEZONE, Exception, Holiday, ProfileEntry, Rule, ScheduleDocument, Season, Settings,
 };
 pub use problems::{Problem, ProblemKind, Report, Severity};
-pub use validate::{MAX_RULE_FIRINGS, MAX_SETTINGS};
+pub use validate::{
+    MAX_ENTRIES, MAX_ITEMS, MAX_PROFILES, MAX_RULE_FIRINGS, MAX_SEASONS, MAX_SETTINGS,
+};
 
 /// Why a schedule could not be read or used.
 #[derive(Debug, thiserror::Error)]

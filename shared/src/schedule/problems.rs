@@ -37,6 +37,8 @@ pub enum ProblemKind {
     /// A number between two steps of the point's resolution (warning).
     OffResolution,
     TooManySettings,
+    /// A list longer than the schedule accepts (see the `MAX_*` constants).
+    TooLarge,
     NoDefault,
     InvalidCron,
     RuleNeverFires,

@@ -323,12 +323,48 @@ fn rule_fires(
     Some(fires)
 }
 
+/// Size limits: a schedule lives on a small gateway, and validation work grows with the
+/// square of seasons and exceptions.
+pub const MAX_PROFILES: usize = 256;
+/// Entries per profile.
+pub const MAX_ENTRIES: usize = 256;
+/// Seasons per schedule.
+pub const MAX_SEASONS: usize = 64;
+/// Holidays, exceptions and rules, each.
+pub const MAX_ITEMS: usize = 4096;
+
+/// Reports every list over its limit; true when there was one (then nothing else is checked).
+fn too_large(doc: &ScheduleDocument, p: &mut Problems) -> bool {
+    let before = p.0.len();
+    let mut limit = |path: String, len: usize, max: usize| {
+        if len > max {
+            p.error(
+                ProblemKind::TooLarge,
+                path,
+                format!("{len} items; at most {max} are accepted"),
+            );
+        }
+    };
+    limit("profiles".into(), doc.profiles.len(), MAX_PROFILES);
+    for (name, entries) in &doc.profiles {
+        limit(format!("profiles.{name}"), entries.len(), MAX_ENTRIES);
+    }
+    limit("seasons".into(), doc.seasons.len(), MAX_SEASONS);
+    limit("holidays".into(), doc.holidays.len(), MAX_ITEMS);
+    limit("exceptions".into(), doc.exceptions.len(), MAX_ITEMS);
+    limit("rules".into(), doc.rules.len(), MAX_ITEMS);
+    p.0.len() > before
+}
+
 /// Validates `doc` and, when there is no error, builds the evaluator.
 pub(crate) fn check(
     doc: &ScheduleDocument,
     catalog: Option<&[PointInfo]>,
 ) -> (Option<Schedule>, Report) {
     let mut p = Problems(Vec::new());
+    if too_large(doc, &mut p) {
+        return (None, Report { problems: p.0 });
+    }
     if !valid_id(&doc.id) {
         p.error(
             ProblemKind::InvalidId,

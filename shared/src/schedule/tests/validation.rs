@@ -239,6 +239,14 @@ fn hash_is_stable_under_key_reordering_and_whitespace() {
     assert_ne!(ScheduleDocument::from_json_str(&c).expect("c").hash(), ha);
     let d = a.replace("7.0", "7");
     assert_ne!(ScheduleDocument::from_json_str(&d).expect("d").hash(), ha);
+    // spelling out defaults does not change the hash
+    let e = a.replacen(
+        "{\"id\":\"h\",",
+        "{\"id\":\"h\",\"timezone\":\"Asia/Tokyo\",\"holidays\":[],\"rules\":[],",
+        1,
+    );
+    assert_ne!(e, a);
+    assert_eq!(ScheduleDocument::from_json_str(&e).expect("e").hash(), ha);
     // the example's hash is what a compiled schedule reports
     assert_eq!(example().hash(), example_doc().hash());
 }
@@ -345,4 +353,26 @@ fn a_pushed_document_is_checked_against_its_hash_and_the_catalog() {
         Schedule::from_pushed(&json!({"id": 1}), "00", None),
         Err(ScheduleError::Parse(_))
     ));
+}
+
+#[test]
+fn oversized_lists_are_refused_before_anything_else() {
+    let mut d = example_doc();
+    let entry = d.profiles["off"][0].clone();
+    d.profiles
+        .insert("huge".into(), vec![entry; MAX_ENTRIES + 1]);
+    d.seasons = vec![d.seasons[0].clone(); MAX_SEASONS + 1];
+    let report = d.validate(None);
+    let got: Vec<(ProblemKind, &str)> = report
+        .problems
+        .iter()
+        .map(|p| (p.kind, p.path.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (ProblemKind::TooLarge, "profiles.huge"),
+            (ProblemKind::TooLarge, "seasons")
+        ]
+    );
 }

@@ -112,9 +112,15 @@ pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> Resu
 
     let shadow_ctx = Context::<Shadow>::new();
     let shadow_addr = shadow_ctx.address();
+    // Readings missing for three polls (or two samples) are stale: not sampled again.
+    let stale_after = config
+        .plc
+        .as_ref()
+        .map(|p| (p.poll_interval * 3).max(config.telemetry.interval * 2));
     let telemetry = Telemetry::new(
         TelemetryConfig {
             interval: config.telemetry.interval,
+            stale_after,
         },
         outbox.clone(),
         clock.clone(),

@@ -110,9 +110,9 @@ impl Default for MqttConfig {
             keep_alive: Duration::from_secs(60),
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(120),
-            max_inflight_batches: 4,
+            max_inflight_batches: 2,
             live_batch_max: 10,
-            backlog_batch_bytes: 1024 * 1024,
+            backlog_batch_bytes: 256 * 1024,
         }
     }
 }
@@ -144,7 +144,7 @@ pub struct OutboxConfig {
     pub cache_mib: u64,
     /// How long telemetry samples may wait to be committed together (0s: each sample is
     /// committed, and sent, at once). Each durable redb commit writes about 29 KB, so one
-    /// sample a minute costs about 41 MB of disk writes a day at 0s and about 3.4 MB at 15m;
+    /// sample a minute costs about 41 MB of disk writes a day at 0s and 3 to 4 MB at 15m;
     /// samples not yet committed are lost on a power cut or kill -9, and are sent late by
     /// up to this interval. Events are always committed at once.
     #[serde(with = "humantime_serde")]
@@ -155,7 +155,7 @@ impl Default for OutboxConfig {
     fn default() -> Self {
         Self {
             quota_mib: 256,
-            cache_mib: 2,
+            cache_mib: 1,
             commit_interval: Duration::ZERO,
         }
     }

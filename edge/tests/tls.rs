@@ -235,3 +235,49 @@ fn tls_files_that_are_missing_or_not_pem_are_named_in_the_error() {
         "{msg}"
     );
 }
+
+/// The binary installs the rustls crypto provider itself (trap: `*-no-provider` features):
+/// a real `shiki-edge run` connects over mutual TLS and its telemetry arrives.
+/// `SHIKI_EDGE_BIN` runs another build instead (e.g. the static `edge-release` binary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_connects_over_mutual_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (addr, _errors) = tls_proxy(&pki).await;
+    let device = unique_device("tlsbin");
+    let config = dir.path().join("edge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "device_id = \"{device}\"\ndata_dir = \"{data}\"\n[mqtt]\nurl = \"mqtts://{addr}\"\n\
+             ca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n",
+            data = dir.path().join("data").display(),
+            ca = write(dir.path(), "ca.pem", &pki.ca).display(),
+            cert = write(dir.path(), "client.crt", &pki.client_cert).display(),
+            key = write(dir.path(), "client.key", &pki.client_key).display(),
+        ),
+    )
+    .expect("config");
+    let topic = Topics::default().topic_for(
+        &DeviceId::new(device.clone()).expect("id"),
+        &Channel::Telemetry,
+    );
+    let mut sub = Subscriber::start(&device, &[topic]).await;
+    let bin = std::env::var("SHIKI_EDGE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_shiki-edge").to_owned());
+    let mut child = tokio::process::Command::new(bin)
+        .args(["run", "--telemetry-interval", "200ms", "--config"])
+        .arg(&config)
+        .env("SHIKI_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start shiki-edge");
+    let mut log = SeqLog::default();
+    while log.distinct() < 3 {
+        log.add_batch(&sub.next(WAIT).await.payload);
+    }
+    assert_eq!(&log.received[..3], &[1, 2, 3]);
+    child.start_kill().expect("kill");
+    let _ = child.wait().await;
+}

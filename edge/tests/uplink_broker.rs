@@ -142,21 +142,27 @@ async fn wait_committed(outbox: &OutboxHandle, f: impl Fn(&Committed) -> bool) {
         .expect("watch");
 }
 
-/// Reads telemetry until `last` distinct seqs were seen; status messages go to `statuses`.
+/// Reads telemetry until `last` distinct seqs were seen; status messages go to `statuses`,
+/// `shadow/get` requests are counted in `gets`.
 async fn collect_until(
     sub: &mut Subscriber,
     log: &mut SeqLog,
     statuses: &mut Vec<Status>,
     last: u64,
-) {
+) -> usize {
+    let mut gets = 0;
     while log.distinct() < last as usize {
         let m = sub.next(WAIT).await;
         if m.topic.ends_with("/telemetry") {
             log.add_batch(&m.payload);
         } else if m.topic.ends_with("/status") {
             statuses.push(decode(&m.payload).expect("status decodes"));
+        } else if m.topic.ends_with("/shadow/get") {
+            let _: shiki_proto::ShadowGet = decode(&m.payload).expect("shadow/get decodes");
+            gets += 1;
         }
     }
+    gets
 }
 
 #[actix::test]
@@ -169,12 +175,14 @@ async fn every_sample_arrives_once_in_order_across_a_link_cut() {
         &[
             topics.topic_for(&edge.device, &Channel::Telemetry),
             topics.topic_for(&edge.device, &Channel::Status),
+            topics.topic_for(&edge.device, &Channel::ShadowGet),
         ],
     )
     .await;
     let telemetry = Telemetry::new(
         TelemetryConfig {
             interval: Duration::from_secs(3600),
+            stale_after: None,
         },
         edge.outbox.clone(),
         Arc::new(SystemClock),
@@ -203,7 +211,7 @@ async fn every_sample_arrives_once_in_order_across_a_link_cut() {
         let m = sub.next(WAIT).await;
         if m.topic.ends_with("/status") {
             statuses.push(decode(&m.payload).expect("status"));
-        } else {
+        } else if m.topic.ends_with("/telemetry") {
             log.add_batch(&m.payload);
         }
     }
@@ -213,8 +221,12 @@ async fn every_sample_arrives_once_in_order_across_a_link_cut() {
     for _ in 0..20 {
         telemetry.send(SampleNow).await.expect("sample");
     }
-    collect_until(&mut sub, &mut log, &mut statuses, 330).await;
+    let gets = collect_until(&mut sub, &mut log, &mut statuses, 330).await;
     let dups = log.assert_exactly_once_in_order(330);
+    assert!(
+        gets >= 1,
+        "the edge asks for its shadow document after reconnecting"
+    );
     assert!(
         log.backlog_batches >= 1,
         "the backlog went as backlog batches"

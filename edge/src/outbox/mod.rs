@@ -1,8 +1,8 @@
 //! Store-and-forward outbox: every sample and event gets a per-device `seq` and is committed
 //! durably to redb before anything is sent; it is deleted only after the broker's PUBACK.
 //!
-//! All redb access of the edge sits in [`store`] behind the [`OutboxStore`] trait. Actors use
-//! the cloneable async [`OutboxHandle`], which talks to one writer thread ([`writer`]) that
+//! All redb access of the edge sits in `store` behind the [`OutboxStore`] trait. Actors use
+//! the cloneable async [`OutboxHandle`], which talks to one writer thread (`writer`) that
 //! group-commits everything queued into one durable transaction (one fsync per batch) and
 //! only then answers.
 //!
@@ -95,6 +95,23 @@ pub enum WriteOp {
         key: String,
         value: Vec<u8>,
     },
+    /// Append to the local audit log (the newest [`AUDIT_KEEP`] entries are kept).
+    Audit(AuditEntry),
+}
+
+/// Entries the local audit log keeps.
+pub const AUDIT_KEEP: u64 = 10_000;
+
+/// One line of the local audit log: what changed on this gateway, when and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    pub ts: DateTime<Utc>,
+    /// Who caused it: `cloud`, `schedule`, `device`, `operator`.
+    pub actor: String,
+    /// What happened, e.g. `desired_applied`, `override_expired`.
+    pub action: String,
+    #[serde(default)]
+    pub detail: serde_json::Value,
 }
 
 /// What one [`WriteOp`] did.
@@ -103,6 +120,7 @@ pub enum WriteOutcome {
     Appended { stream: Stream, seq: u64 },
     Acked { deleted: u64 },
     Stored,
+    Audited { id: u64 },
 }
 
 /// Counters of the outbox.
@@ -173,4 +191,6 @@ pub trait OutboxStore: Send + 'static {
     ) -> Result<Vec<StoredRecord>, OutboxError>;
     fn stats(&self) -> Result<OutboxStats, OutboxError>;
     fn get_doc(&self, key: &str) -> Result<Option<Vec<u8>>, OutboxError>;
+    /// The newest `n` audit entries, oldest first, with their ids.
+    fn audit_tail(&self, n: usize) -> Result<Vec<(u64, AuditEntry)>, OutboxError>;
 }

@@ -9,7 +9,8 @@ use redb::{
 use shiki_proto::{Event, EventKind, Sample, Severity};
 
 use super::{
-    NewRecord, OutboxError, OutboxStats, OutboxStore, StoredRecord, Stream, WriteOp, WriteOutcome,
+    AUDIT_KEEP, AuditEntry, NewRecord, OutboxError, OutboxStats, OutboxStore, StoredRecord, Stream,
+    WriteOp, WriteOutcome,
 };
 
 /// Telemetry records by seq; the value is the JSON of a `shiki_proto::Sample`.
@@ -20,12 +21,15 @@ const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("outbox_eve
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("outbox_meta");
 /// Small documents: persisted desired shadow, latest reported state, pending expiries.
 const DOCS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("docs");
+/// Local audit log by id; the value is the JSON of an [`AuditEntry`].
+const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit_log");
 
 const LAST_TELEMETRY: &str = "last_seq.telemetry";
 const LAST_EVENTS: &str = "last_seq.events";
 const STORED_BYTES: &str = "stored_bytes";
 const DROPPED_TELEMETRY: &str = "dropped.telemetry";
 const DROPPED_EVENTS: &str = "dropped.events";
+const AUDIT_LAST: &str = "audit.last";
 
 /// Per-record bookkeeping overhead counted against the quota besides the body.
 const RECORD_OVERHEAD: u64 = 16;
@@ -104,6 +108,8 @@ impl RedbOutbox {
         txn.open_table(META)
             .map_err(|e| OutboxError::storage("open", e))?;
         txn.open_table(DOCS)
+            .map_err(|e| OutboxError::storage("open", e))?;
+        txn.open_table(AUDIT)
             .map_err(|e| OutboxError::storage("open", e))?;
         txn.commit().map_err(|e| OutboxError::storage("open", e))?;
         Ok(this)
@@ -290,6 +296,25 @@ impl OutboxStore for RedbOutbox {
                         .map_err(|e| OutboxError::storage("store document", e))?;
                     out.push(WriteOutcome::Stored);
                 }
+                WriteOp::Audit(entry) => {
+                    let id = Self::meta_get(&txn, AUDIT_LAST)? + 1;
+                    let body = serde_json::to_vec(entry)
+                        .map_err(|e| OutboxError::Encode(e.to_string()))?;
+                    let mut audit = txn
+                        .open_table(AUDIT)
+                        .map_err(|e| OutboxError::storage("audit", e))?;
+                    audit
+                        .insert(id, body.as_slice())
+                        .map_err(|e| OutboxError::storage("audit", e))?;
+                    if id > AUDIT_KEEP {
+                        audit
+                            .remove(id - AUDIT_KEEP)
+                            .map_err(|e| OutboxError::storage("audit", e))?;
+                    }
+                    drop(audit);
+                    Self::meta_set(&txn, AUDIT_LAST, id)?;
+                    out.push(WriteOutcome::Audited { id });
+                }
             }
         }
         if appended {
@@ -378,5 +403,29 @@ impl OutboxStore for RedbOutbox {
             .get(key)
             .map_err(|e| OutboxError::storage("read document", e))?
             .map(|g| g.value().to_vec()))
+    }
+
+    fn audit_tail(&self, n: usize) -> Result<Vec<(u64, AuditEntry)>, OutboxError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| OutboxError::storage("read audit log", e))?;
+        let audit = txn
+            .open_table(AUDIT)
+            .map_err(|e| OutboxError::storage("read audit log", e))?;
+        let mut out = Vec::new();
+        for item in audit
+            .range::<u64>(..)
+            .map_err(|e| OutboxError::storage("read audit log", e))?
+            .rev()
+            .take(n)
+        {
+            let (k, v) = item.map_err(|e| OutboxError::storage("read audit log", e))?;
+            if let Ok(entry) = serde_json::from_slice(v.value()) {
+                out.push((k.value(), entry));
+            }
+        }
+        out.reverse();
+        Ok(out)
     }
 }

@@ -203,6 +203,34 @@ fn documents_persist_across_reopen() {
 }
 
 #[test]
+fn the_audit_log_keeps_the_newest_entries_across_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut store = open(&dir, u64::MAX);
+        let ops: Vec<_> = (0..AUDIT_KEEP + 5)
+            .map(|n| {
+                WriteOp::Audit(AuditEntry {
+                    ts: chrono::Utc::now(),
+                    actor: "cloud".into(),
+                    action: "desired_applied".into(),
+                    detail: serde_json::json!({ "n": n }),
+                })
+            })
+            .collect();
+        store.apply(&ops).expect("audit");
+    }
+    let store = open(&dir, u64::MAX);
+    let tail = store.audit_tail(3).expect("tail");
+    let ids: Vec<u64> = tail.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, vec![AUDIT_KEEP + 3, AUDIT_KEEP + 4, AUDIT_KEEP + 5]);
+    assert_eq!(tail[2].1.detail["n"], serde_json::json!(AUDIT_KEEP + 4));
+    assert_eq!(
+        store.audit_tail(usize::MAX).expect("all").len() as u64,
+        AUDIT_KEEP
+    );
+}
+
+#[test]
 fn a_second_open_of_the_same_file_is_refused_with_the_path() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _first = open(&dir, u64::MAX);
@@ -277,6 +305,28 @@ async fn held_samples_are_committed_with_the_next_event_or_at_close() {
             .expect("stats")
             .last_telemetry_seq,
         3
+    );
+}
+
+#[tokio::test]
+async fn dropping_every_handle_still_commits_held_samples() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (handle, join) =
+        OutboxHandle::start_with(open(&dir, u64::MAX), std::time::Duration::from_secs(3600))
+            .expect("start");
+    let reply = handle.submit(WriteOp::Append(sample(1)));
+    drop(handle);
+    join.join().expect("writer");
+    assert!(matches!(
+        reply.await.expect("reply"),
+        Ok(WriteOutcome::Appended { seq: 1, .. })
+    ));
+    assert_eq!(
+        open(&dir, u64::MAX)
+            .stats()
+            .expect("stats")
+            .last_telemetry_seq,
+        1
     );
 }
 

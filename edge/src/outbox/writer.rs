@@ -52,6 +52,7 @@ enum Command {
     },
     Stats(Reply<OutboxStats>),
     GetDoc(String, Reply<Option<Vec<u8>>>),
+    AuditTail(usize, Reply<Vec<(u64, super::AuditEntry)>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -168,6 +169,11 @@ impl OutboxHandle {
             reply,
         })
         .await
+    }
+
+    /// The newest `n` entries of the local audit log, oldest first.
+    pub async fn audit_tail(&self, n: usize) -> Result<Vec<(u64, super::AuditEntry)>, OutboxError> {
+        self.call(|r| Command::AuditTail(n, r)).await
     }
 
     pub async fn stats(&self) -> Result<OutboxStats, OutboxError> {
@@ -394,6 +400,9 @@ fn serve_reads<S: OutboxStore>(store: &S, others: &mut Vec<Command>) {
             }
             Command::GetDoc(key, reply) => {
                 let _ = reply.send(store.get_doc(&key));
+            }
+            Command::AuditTail(n, reply) => {
+                let _ = reply.send(store.audit_tail(n));
             }
             Command::Write(..) | Command::Close(_) => {}
         }

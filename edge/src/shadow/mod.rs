@@ -14,7 +14,7 @@ pub use model::{Applied, DesiredDoc, ShadowModel};
 use crate::messages::{
     CloudMessage, ControlReport, LinkUp, PublishReported, ReportedDelivered, SetOverrides, Stop,
 };
-use crate::outbox::{OutboxError, OutboxHandle, WriteOp};
+use crate::outbox::{AuditEntry, OutboxError, OutboxHandle, WriteOp};
 
 const DESIRED_KEY: &str = "shadow.desired";
 const EXPIRED_KEY: &str = "shadow.expired";
@@ -87,6 +87,20 @@ impl Shadow {
         });
     }
 
+    fn audit(&self, actor: &str, action: &str, detail: serde_json::Value) {
+        let rx = self.outbox.submit(WriteOp::Audit(AuditEntry {
+            ts: chrono::Utc::now(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            detail,
+        }));
+        actix::spawn(async move {
+            if !matches!(rx.await, Ok(Ok(_))) {
+                tracing::warn!("audit entry not stored");
+            }
+        });
+    }
+
     fn persist_desired(&self) {
         self.persist(DESIRED_KEY, serde_json::to_vec(&self.model.doc));
     }
@@ -141,6 +155,15 @@ impl Handler<CloudMessage> for Shadow {
                     "desired state applied"
                 );
                 self.persist_desired();
+                self.audit(
+                    "cloud",
+                    "desired_applied",
+                    serde_json::json!({
+                        "version": overrides.desired_version,
+                        "topic": msg.topic,
+                        "desired": self.model.doc.desired,
+                    }),
+                );
                 self.peers.control.do_send(overrides);
             }
             Applied::Stale { have, got } => {
@@ -155,6 +178,13 @@ impl Handler<ControlReport> for Shadow {
 
     fn handle(&mut self, report: ControlReport, _ctx: &mut Context<Self>) {
         let had_expired = !report.expired.is_empty();
+        for e in &report.expired {
+            self.audit(
+                "device",
+                "override_expired",
+                serde_json::json!({ "key": e.key, "at": e.at, "desired_version": e.desired_version }),
+            );
+        }
         let publish = self.model.on_report(report);
         if had_expired {
             self.persist_desired();
@@ -197,5 +227,72 @@ impl Handler<MalformedCount> for Shadow {
 
     fn handle(&mut self, _msg: MalformedCount, _ctx: &mut Context<Self>) -> u64 {
         self.malformed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::{OutboxOptions, RedbOutbox};
+    use tokio::sync::mpsc;
+
+    struct Probe<M: Message<Result = ()> + Send>(mpsc::UnboundedSender<M>);
+    impl<M: Message<Result = ()> + Send + Unpin + 'static> Actor for Probe<M> {
+        type Context = Context<Self>;
+    }
+    impl<M: Message<Result = ()> + Send + Unpin + 'static> Handler<M> for Probe<M> {
+        type Result = ();
+        fn handle(&mut self, m: M, _: &mut Context<Self>) {
+            let _ = self.0.send(m);
+        }
+    }
+
+    #[actix::test]
+    async fn a_reboot_without_link_restores_the_persisted_overrides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("edge.redb");
+        let doc = DesiredDoc {
+            version: 7,
+            desired: [("saving".to_owned(), serde_json::json!(true))]
+                .into_iter()
+                .collect(),
+            metadata: Default::default(),
+            timestamp: Some(chrono::Utc::now()),
+        };
+        {
+            let (outbox, join) = OutboxHandle::start(
+                RedbOutbox::open(&path, OutboxOptions::default()).expect("open"),
+            )
+            .expect("start");
+            outbox
+                .put_doc(DESIRED_KEY, serde_json::to_vec(&doc).expect("json"))
+                .await
+                .expect("put");
+            outbox.close().await;
+            join.join().expect("writer");
+        }
+        let (outbox, _join) =
+            OutboxHandle::start(RedbOutbox::open(&path, OutboxOptions::default()).expect("open"))
+                .expect("start");
+        let (restored, expired) = load_persisted(&outbox).await.expect("load");
+        assert_eq!(restored, doc);
+        let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
+        let (up_tx, _up_rx) = mpsc::unbounded_channel::<PublishReported>();
+        Shadow::new(
+            restored,
+            expired,
+            outbox,
+            ShadowPeers {
+                control: Probe(ctl_tx).start().recipient(),
+                uplink: Probe(up_tx).start().recipient(),
+            },
+        )
+        .start();
+        let o = tokio::time::timeout(std::time::Duration::from_secs(5), ctl_rx.recv())
+            .await
+            .expect("overrides at start")
+            .expect("probe");
+        assert_eq!(o.desired_version, 7);
+        assert_eq!(o.overrides["saving"].value, serde_json::json!(true));
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! A sample is taken at every interval even when the PLC gave no readings yet (its values
 //! are then empty): the cloud sees that the gateway is alive and which minutes had no data.
-//! Values are only those of the latest poll; points that failed in it are left out.
+//! Values are only those of the latest poll; points that failed in it are left out, and
+//! readings older than `stale_after` are not repeated (the sample is then empty).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,12 +17,14 @@ use shiki_proto::PointValue;
 
 use crate::clock::Clock;
 use crate::messages::{Readings, RecordEvent, Stop};
-use crate::outbox::{NewRecord, OutboxHandle};
+use crate::outbox::{NewRecord, OutboxHandle, WriteOp, WriteOutcome};
 
 /// Plain settings of the telemetry actor.
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {
     pub interval: Duration,
+    /// Readings older than this are not sampled again (`None`: no limit).
+    pub stale_after: Option<Duration>,
 }
 
 /// The sampling state, without actix.
@@ -29,9 +32,17 @@ pub struct TelemetryConfig {
 pub struct Sampler {
     latest: BTreeMap<String, PointValue>,
     latest_ts: Option<DateTime<Utc>>,
+    stale_after: Option<Duration>,
 }
 
 impl Sampler {
+    pub fn new(stale_after: Option<Duration>) -> Self {
+        Self {
+            stale_after,
+            ..Self::default()
+        }
+    }
+
     pub fn on_readings(&mut self, r: &Readings) {
         self.latest = r.values.clone();
         self.latest_ts = Some(r.ts);
@@ -39,9 +50,17 @@ impl Sampler {
 
     /// The sample to append at `now`.
     pub fn sample(&self, now: DateTime<Utc>) -> NewRecord {
+        let fresh = match (self.stale_after, self.latest_ts) {
+            (Some(limit), Some(ts)) => (now - ts).to_std().map_or(true, |age| age <= limit),
+            _ => true,
+        };
         NewRecord::Sample {
             ts: now,
-            values: self.latest.clone(),
+            values: if fresh {
+                self.latest.clone()
+            } else {
+                BTreeMap::new()
+            },
         }
     }
 }
@@ -63,20 +82,25 @@ pub struct Telemetry {
 impl Telemetry {
     pub fn new(cfg: TelemetryConfig, outbox: OutboxHandle, clock: Arc<dyn Clock>) -> Self {
         Self {
+            sampler: Sampler::new(cfg.stale_after),
             cfg,
             outbox,
             clock,
-            sampler: Sampler::default(),
         }
     }
 
+    /// Queues the record now (so seqs follow the order of calls) and logs the outcome.
     fn append(&self, record: NewRecord) {
-        let outbox = self.outbox.clone();
         let stream = record.stream();
+        let rx = self.outbox.submit(WriteOp::Append(record));
         actix::spawn(async move {
-            match outbox.append(record).await {
-                Ok(seq) => tracing::trace!(%stream, seq, "committed"),
-                Err(e) => tracing::error!(%stream, error = %e, "record could not be committed"),
+            match rx.await {
+                Ok(Ok(WriteOutcome::Appended { seq, .. })) => {
+                    tracing::trace!(%stream, seq, "committed")
+                }
+                Ok(Ok(other)) => tracing::error!(%stream, ?other, "unexpected outbox outcome"),
+                Ok(Err(e)) => tracing::error!(%stream, error = %e, "record could not be committed"),
+                Err(_) => tracing::error!(%stream, "record not committed: outbox writer gone"),
             }
         });
     }
@@ -152,7 +176,40 @@ mod tests {
             values: v.clone(),
             errors: BTreeMap::new(),
         });
-        assert_eq!(s.sample(now), NewRecord::Sample { ts: now, values: v });
+        assert_eq!(
+            s.sample(now),
+            NewRecord::Sample {
+                ts: now,
+                values: v.clone()
+            }
+        );
+    }
+
+    #[test]
+    fn stale_readings_are_not_repeated() {
+        let mut s = Sampler::new(Some(Duration::from_secs(30)));
+        let t0 = Utc::now();
+        let v: BTreeMap<_, _> = [("supply_c".to_owned(), PointValue::Number(7.2))].into();
+        s.on_readings(&Readings {
+            ts: t0,
+            values: v.clone(),
+            errors: BTreeMap::new(),
+        });
+        let at = |secs| t0 + chrono::Duration::seconds(secs);
+        assert_eq!(
+            s.sample(at(30)),
+            NewRecord::Sample {
+                ts: at(30),
+                values: v
+            }
+        );
+        assert_eq!(
+            s.sample(at(31)),
+            NewRecord::Sample {
+                ts: at(31),
+                values: BTreeMap::new()
+            }
+        );
     }
 
     #[actix::test]
@@ -164,6 +221,7 @@ mod tests {
         let addr = Telemetry::new(
             TelemetryConfig {
                 interval: Duration::from_millis(100),
+                stale_after: None,
             },
             outbox.clone(),
             Arc::new(SystemClock),

@@ -116,6 +116,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         dyn_store.clone(),
         registry.clone().recipient(),
         ingest_stats.clone(),
+        config.mqtt.ack_after_commit,
     );
 
     let backend: SharedBackend = Arc::new(CloudBackend::new(

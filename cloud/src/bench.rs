@@ -41,6 +41,8 @@ pub struct BenchOptions {
     pub only: Which,
     /// External broker for the `verify` benchmark (default: the embedded one).
     pub mqtt_url: Option<String>,
+    /// Ingest with `mqtt.ack_after_commit = false`.
+    pub ack_on_receipt: bool,
 }
 
 fn out(line: &str) {
@@ -83,7 +85,7 @@ fn temp_dir() -> Result<std::path::PathBuf, AppError> {
 pub async fn run(opts: BenchOptions) -> Result<(), AppError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     if matches!(opts.only, Which::All | Which::Ingest) {
-        ingest(opts.messages).await?;
+        ingest(opts.messages, !opts.ack_on_receipt).await?;
     }
     if matches!(opts.only, Which::All | Which::Verify) {
         verify(opts.changes, opts.mqtt_url.clone()).await?;
@@ -180,32 +182,51 @@ fn stream(topics: &Topics, n: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Publishes `msgs` from one client; returns when all are handed to the broker.
-async fn publish_all(port: u16, msgs: Vec<(String, Vec<u8>)>) {
-    let (client, mut el) = device_client("bench-pub", port);
-    let poller = actix::spawn(async move {
-        loop {
-            if el.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    });
-    for (topic, payload) in msgs {
-        if client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await
-            .is_err()
-        {
-            break;
-        }
+/// Publishes `msgs` from one client on its own thread and runtime (the devices are not part
+/// of the cloud process); runs until the returned sender is dropped or fired.
+fn spawn_publisher(port: u16, msgs: Vec<(String, Vec<u8>)>) -> tokio::sync::oneshot::Sender<()> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("bench-publisher".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let (client, mut el) = device_client("bench-pub", port);
+                tokio::spawn(async move {
+                    loop {
+                        if el.poll().await.is_err() {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                });
+                for (topic, payload) in msgs {
+                    if client
+                        .publish(topic, QoS::AtLeastOnce, false, payload)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                let _ = stop_rx.await;
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the bench publisher");
     }
-    // Keep polling until the subscriber side finishes; the caller aborts us.
-    let _ = poller.await;
+    stop_tx
 }
 
-async fn ingest(n: usize) -> Result<(), AppError> {
+async fn ingest(n: usize, ack_after_commit: bool) -> Result<(), AppError> {
     let dir = temp_dir()?;
-    let app = crate::start(bench_config(&dir)).await?;
+    let mut cfg = bench_config(&dir);
+    cfg.mqtt.ack_after_commit = ack_after_commit;
+    let app = crate::start(cfg).await?;
     let port = app.mqtt_addr.map_or(1883, |a| a.port());
 
     // 1. A bare subscriber drains the stream (prefix the cloud does not subscribe to).
@@ -242,10 +263,10 @@ async fn ingest(n: usize) -> Result<(), AppError> {
     let _ = ready_rx.await;
     let msgs = stream(&bare_topics, n);
     let t0 = Instant::now();
-    let publisher = actix::spawn(publish_all(port, msgs));
+    let publisher = spawn_publisher(port, msgs);
     let bare_end = done_rx.await.unwrap_or_else(|_| Instant::now());
     let bare_rate = n as f64 / (bare_end - t0).as_secs_f64();
-    publisher.abort();
+    let _ = publisher.send(());
     sub_task.abort();
 
     // 2. The same stream into the cloud: decoded, routed, de-duplicated, committed.
@@ -253,7 +274,7 @@ async fn ingest(n: usize) -> Result<(), AppError> {
     let store = app.store();
     let base = store.stats().samples_stored;
     let t0 = Instant::now();
-    let publisher = actix::spawn(publish_all(port, msgs));
+    let publisher = spawn_publisher(port, msgs);
     while store.stats().samples_stored - base < n as u64 {
         tokio::time::sleep(Duration::from_millis(1)).await;
         if t0.elapsed() > Duration::from_secs(300) {
@@ -262,10 +283,10 @@ async fn ingest(n: usize) -> Result<(), AppError> {
     }
     let stored = store.stats().samples_stored - base;
     let ingest_rate = stored as f64 / t0.elapsed().as_secs_f64();
-    publisher.abort();
+    let _ = publisher.send(());
     let s = store.stats();
     out(&format!(
-        "ingest: {n} telemetry messages via the embedded broker: bare subscriber {bare_rate:.0} msg/s; \
+        "ingest (ack_after_commit = {ack_after_commit}): {n} telemetry messages via the embedded broker: bare subscriber {bare_rate:.0} msg/s; \
          cloud ingest into redb {ingest_rate:.0} msg/s ({stored} stored); ratio {:.0}%; \
          {} commits, mean {:.0} writes/commit, mean commit {:.2} ms",
         100.0 * ingest_rate / bare_rate,

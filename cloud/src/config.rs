@@ -89,6 +89,15 @@ pub struct MqttConfig {
     /// Most unacknowledged QoS 1 messages in flight per connection on the embedded broker.
     #[serde(default = "default_inflight")]
     pub max_inflight: u16,
+    /// Acknowledge (PUBACK) each incoming message only after its store commit (true), or on
+    /// receipt (false: faster, but a crash may lose the last commit window of messages the
+    /// edge has already dropped from its outbox).
+    #[serde(default = "default_true")]
+    pub ack_after_commit: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_mqtt_listen() -> SocketAddr {
@@ -117,6 +126,7 @@ impl Default for MqttConfig {
             username: None,
             password: None,
             max_inflight: default_inflight(),
+            ack_after_commit: true,
         }
     }
 }
@@ -148,6 +158,13 @@ pub struct StoreConfig {
     /// Most queued writes committed in one transaction (one fsync per batch).
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Page cache of the redb file, in MiB.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: usize,
+}
+
+fn default_cache_mb() -> usize {
+    64
 }
 
 fn default_max_batch() -> usize {
@@ -158,6 +175,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             max_batch: default_max_batch(),
+            cache_mb: default_cache_mb(),
         }
     }
 }

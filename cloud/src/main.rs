@@ -55,6 +55,9 @@ enum Command {
         /// embedded one.
         #[arg(long, value_name = "URL")]
         mqtt_url: Option<String>,
+        /// Run the ingest benchmark with `mqtt.ack_after_commit = false`.
+        #[arg(long)]
+        ack_on_receipt: bool,
     },
 }
 
@@ -62,8 +65,11 @@ fn main() -> anyhow::Result<()> {
     // First thing: the TLS provider (rustls is built without a default one).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,rumqttd=warn,rumqttd::server::broker=off,rumqttc=warn",
+        )
+    });
     // Logs go to stderr; stdout carries only the one-time admin token.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -111,6 +117,7 @@ fn main() -> anyhow::Result<()> {
             changes,
             only,
             mqtt_url,
+            ack_on_receipt,
         } => {
             let opts = shiki_cloud::bench::BenchOptions {
                 devices,
@@ -118,6 +125,7 @@ fn main() -> anyhow::Result<()> {
                 changes,
                 only,
                 mqtt_url,
+                ack_on_receipt,
             };
             actix::System::new()
                 .block_on(shiki_cloud::bench::run(opts))

@@ -158,7 +158,8 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, BrokerError> {
 }
 
 /// MQTT options of the cloud's own session: QoS 1 with manual acks (a message is
-/// acknowledged after its store commit), persistent session, TLS for `mqtts://`.
+/// acknowledged after its store commit) unless `ack_after_commit` is off, persistent
+/// session, TLS for `mqtts://`.
 pub fn client_options(cfg: &MqttConfig, target: &BrokerTarget) -> Result<MqttOptions, BrokerError> {
     let (host, port, tls) = match target {
         BrokerTarget::Embedded(addr) => (addr.ip().to_string(), addr.port(), false),
@@ -167,7 +168,7 @@ pub fn client_options(cfg: &MqttConfig, target: &BrokerTarget) -> Result<MqttOpt
     let mut o = MqttOptions::new(cfg.client_id.clone(), host, port);
     o.set_keep_alive(cfg.keep_alive)
         .set_clean_session(false)
-        .set_manual_acks(true)
+        .set_manual_acks(cfg.ack_after_commit)
         .set_inflight(cfg.max_inflight.max(1))
         .set_request_channel_capacity(10_000)
         .set_max_packet_size(

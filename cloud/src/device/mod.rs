@@ -105,21 +105,18 @@ impl DeviceMetrics {
 #[derive(Debug)]
 pub struct DeviceActor {
     state: DeviceState,
-    deps: DeviceDeps,
+    deps: Arc<DeviceDeps>,
     timer: Option<SpawnHandle>,
-    span: tracing::Span,
     was_online: bool,
     was_pending: i64,
 }
 
 impl DeviceActor {
-    pub fn new(state: DeviceState, deps: DeviceDeps) -> Self {
-        let span = tracing::info_span!("device", device_id = %state.id());
+    pub fn new(state: DeviceState, deps: Arc<DeviceDeps>) -> Self {
         Self {
             state,
             deps,
             timer: None,
-            span,
             was_online: false,
             was_pending: 0,
         }
@@ -139,7 +136,7 @@ impl DeviceActor {
         self.was_pending = pending;
         if !fx.writes.is_empty() {
             let commit = self.deps.store.submit(fx.writes);
-            let span = self.span.clone();
+            let span = self.span();
             // Desired/reported records are small; the commit is awaited off the handler.
             ctx.spawn(
                 async move {
@@ -179,6 +176,11 @@ impl DeviceActor {
         }
     }
 
+    /// A span per handler call (not kept per actor: 100k resident spans cost memory).
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("device", device_id = %self.state.id())
+    }
+
     fn next_id(store: &Arc<dyn Store>) -> impl FnMut() -> u64 + '_ {
         move || store.next_id()
     }
@@ -197,7 +199,7 @@ impl Handler<DeviceInput> for DeviceActor {
     type Result = ();
 
     fn handle(&mut self, msg: DeviceInput, ctx: &mut Self::Context) {
-        let _g = self.span.clone().entered();
+        let _g = self.span().entered();
         let now = self.deps.clock.now();
         let store = self.deps.store.clone();
         let fx = match msg {
@@ -219,7 +221,7 @@ impl Handler<ChangeDesired> for DeviceActor {
     type Result = Result<u64, DesiredError>;
 
     fn handle(&mut self, msg: ChangeDesired, ctx: &mut Self::Context) -> Self::Result {
-        let _g = self.span.clone().entered();
+        let _g = self.span().entered();
         let now = self.deps.clock.now();
         let store = self.deps.store.clone();
         let (version, fx) = self

@@ -75,7 +75,7 @@ pub struct ChangeDesiredFor(pub DeviceId);
 #[derive(Debug)]
 pub struct Registry {
     devices: HashMap<DeviceId, Addr<DeviceActor>>,
-    deps: DeviceDeps,
+    deps: Arc<DeviceDeps>,
     started: Arc<AtomicU64>,
 }
 
@@ -83,7 +83,7 @@ impl Registry {
     pub fn new(deps: DeviceDeps) -> Self {
         Self {
             devices: HashMap::new(),
-            deps,
+            deps: Arc::new(deps),
             started: Arc::new(AtomicU64::new(0)),
         }
     }

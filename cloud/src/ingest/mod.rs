@@ -46,6 +46,7 @@ impl Ingest {
         store: Arc<dyn Store>,
         router: Recipient<Route>,
         stats: Arc<IngestStats>,
+        ack_after_commit: bool,
     ) -> Self {
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let acker = actix::spawn(ack_in_order(client.clone(), ack_rx));
@@ -56,6 +57,7 @@ impl Ingest {
             stats,
             client: client.clone(),
             acks: ack_tx,
+            ack_after_commit,
         };
         let poll = actix::spawn(poll_loop(eventloop, handler));
         Self {
@@ -92,6 +94,8 @@ struct Handler {
     stats: Arc<IngestStats>,
     client: AsyncClient,
     acks: mpsc::UnboundedSender<(Commit, rumqttc::Publish)>,
+    /// Without it the client acknowledges on receipt and commits are not awaited.
+    ack_after_commit: bool,
 }
 
 async fn poll_loop(mut eventloop: EventLoop, h: Handler) {
@@ -100,7 +104,7 @@ async fn poll_loop(mut eventloop: EventLoop, h: Handler) {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let commit = h.handle(&p);
-                if h.acks.send((commit, p)).is_err() {
+                if h.ack_after_commit && h.acks.send((commit, p)).is_err() {
                     return;
                 }
             }

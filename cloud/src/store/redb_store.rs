@@ -55,6 +55,15 @@ pub struct RedbStore {
 impl RedbStore {
     /// Opens (or creates) the store file. Only one open per file and process is possible.
     pub fn open(path: &Path, max_batch: usize) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, max_batch, 64 * 1024 * 1024)
+    }
+
+    /// As [`RedbStore::open`] with a page cache of `cache_bytes`.
+    pub fn open_with_cache(
+        path: &Path,
+        max_batch: usize,
+        cache_bytes: usize,
+    ) -> Result<Self, StoreError> {
         let open_err = |e: &dyn std::fmt::Display| StoreError::Open {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -62,7 +71,10 @@ impl RedbStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(&e))?;
         }
-        let db = Database::create(path).map_err(|e| open_err(&e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| open_err(&e))?;
         // Create every table so reads never see a missing table.
         let wtx = db.begin_write().map_err(|e| open_err(&e))?;
         {
@@ -209,11 +221,13 @@ fn commit_batch(db: &Database, jobs: &[Job], c: &Counters) -> Result<(), StoreEr
             match w {
                 Write::Telemetry { device, samples } => {
                     for s in samples {
+                        // One B-tree operation: a replayed seq carries the same sample, so
+                        // replacing it keeps the row exactly once.
                         let key = (device.as_str(), s.seq);
-                        if tel.get(key).map_err(|e| be(&e))?.is_some() {
+                        let old = tel.insert(key, to_json(s).as_slice()).map_err(|e| be(&e))?;
+                        if old.is_some() {
                             dups += 1;
                         } else {
-                            tel.insert(key, to_json(s).as_slice()).map_err(|e| be(&e))?;
                             stored += 1;
                         }
                     }

@@ -74,6 +74,16 @@ async fn an_edge_killed_while_draining_its_backlog_still_delivers_every_sample_e
     .await?;
     let seqs: Vec<u64> = samples.iter().filter_map(|s| s["seq"].as_u64()).collect();
     assert_contiguous(&seqs)?;
+
+    // Events are a stream of their own: both boots arrive, each event once, in order.
+    let events = wait_for("both boot events", Duration::from_secs(30), || async {
+        let events = api.events(DEVICE).await;
+        let boots = events.iter().filter(|e| e["kind"] == "boot").count();
+        (boots >= 2).then_some(events)
+    })
+    .await?;
+    let event_seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert_contiguous(&event_seqs)?;
     assert!(
         seqs.len() as u64 >= stored_before + BACKLOG / 2,
         "the backlog was delivered ({} samples)",

@@ -1,15 +1,31 @@
 //! Helpers for the end-to-end tests: the real binaries as child processes, a TCP proxy the
-//! test can cut, an API client, and waiting on observed conditions with deadlines.
+//! test can cut or slow down, an admin API client, test certificates, a Mosquitto the test
+//! configures, an MQTT probe, and waiting on observed conditions with deadlines.
 //!
 //! The binaries are found next to the test executable (`target/<profile>/shiki-edge`);
 //! `scripts/check` builds them before the tests run, and [`bin_path`] builds them with cargo
-//! when they are missing.
+//! when they are missing. The crate also holds the `shiki-demo` binary.
+//!
+//! # Layout
+//! - `process`: [`Child`] (log file, SIGTERM, SIGKILL, killed on drop), [`bin_path`].
+//! - `proxy`: [`TcpProxy`] (cut, restore, slow link).
+//! - [`stack`]: [`PlcSim`], [`Cloud`], [`Edge`] as processes; [`Api`]; Modbus reads.
+//! - [`pki`]: rcgen CA, server and client certificates.
+//! - [`mosquitto`]: a TLS Mosquitto with client certificates and an ACL file.
+//! - [`probe`]: an MQTT client recording what it receives.
+//!
+//! The tests themselves are in `tests/tests/`, one file (one process) per scenario.
 
+pub mod mosquitto;
+pub mod pki;
+pub mod probe;
 mod process;
 mod proxy;
+pub mod stack;
 
 pub use process::{Child, bin_path, free_port};
 pub use proxy::TcpProxy;
+pub use stack::{Api, Cloud, Edge, EdgeOptions, PlcSim, assert_contiguous, read_holding, temp_dir};
 
 use std::future::Future;
 use std::time::Duration;

@@ -289,3 +289,42 @@ async fn unknown_routes_outside_api_are_json_404() {
     let res = send!(app, req("POST", "/healthz", None));
     assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+/// Plain HTTP/1.1 over a socket (no client library: reqwest would need a TLS provider).
+async fn http_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
+
+#[actix_web::test]
+async fn server_serves_over_a_real_socket_on_port_zero() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let addr = listener.local_addr().expect("local addr");
+    let server = server(listener, state(seeded()), 1).expect("server");
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+
+    let health = http_get(addr, "/healthz", None).await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let denied = http_get(addr, "/api/v1/devices", None).await;
+    assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+    assert!(
+        denied
+            .to_ascii_lowercase()
+            .contains("www-authenticate: bearer")
+    );
+    let devices = http_get(addr, "/api/v1/devices", Some(VIEWER)).await;
+    assert!(devices.starts_with("HTTP/1.1 200"), "{devices}");
+    assert!(devices.contains("plant-01"));
+
+    handle.stop(true).await;
+}

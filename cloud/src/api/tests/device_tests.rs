@@ -107,6 +107,12 @@ async fn operator_changes_desired_and_history_records_who() {
         json!({"kind": "api_key", "name": "operator", "role": "operator"})
     );
     assert_eq!(newest["verification"]["outcome"], "pending");
+    let (_, passed, actor) = backend.data().last_patch.clone().expect("patch passed on");
+    assert_eq!(passed.until, Some(now() + Duration::hours(9)));
+    assert_eq!(passed.expected_version, Some(3));
+    assert_eq!(passed.comment.as_deref(), Some("cold snap"));
+    assert_eq!(actor, Actor::api_key("operator", Role::Operator));
+    assert_eq!(res.header("cache-control"), "no-store");
     assert_eq!(
         backend.data().devices[&dev("plant-01")].desired["chw_setpoint"],
         8.5

@@ -55,6 +55,8 @@ pub(super) struct Data {
     /// name → (hash, info)
     pub tokens: BTreeMap<String, (String, TokenInfo)>,
     pub metrics: MetricsSnapshot,
+    /// The last desired change the API passed on.
+    pub last_patch: Option<(DeviceId, DesiredPatch, Actor)>,
 }
 
 #[derive(Default)]
@@ -151,6 +153,7 @@ impl Backend for FakeBackend {
         actor: Actor,
     ) -> BackendFuture<'_, PatchOutcome> {
         self.answer(move |d| {
+            d.last_patch = Some((id.clone(), patch.clone(), actor.clone()));
             let view = d.devices.get_mut(&id).ok_or(BackendError::NotFound)?;
             if let Some(expected) = patch.expected_version
                 && expected != view.version

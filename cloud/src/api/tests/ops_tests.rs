@@ -328,3 +328,50 @@ async fn server_serves_over_a_real_socket_on_port_zero() {
 
     handle.stop(true).await;
 }
+
+#[test]
+fn openapi_lists_every_error_code_and_status() {
+    let doc: Value = serde_json::from_str(crate::api::ops::OPENAPI_JSON).expect("openapi parses");
+    let codes: Vec<&str> =
+        doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
+            .as_array()
+            .expect("code enum")
+            .iter()
+            .map(|c| c.as_str().expect("code"))
+            .collect();
+    let all = [
+        ApiError::InvalidBody(String::new()),
+        ApiError::InvalidParameter {
+            parameter: "from",
+            reason: String::new(),
+        },
+        ApiError::MissingToken,
+        ApiError::InvalidToken,
+        ApiError::Forbidden {
+            name: String::new(),
+            required: Role::Admin,
+            actual: Role::Viewer,
+        },
+        ApiError::NotFound(String::new()),
+        ApiError::MethodNotAllowed,
+        ApiError::VersionConflict {
+            expected: 1,
+            current: 2,
+        },
+        ApiError::Conflict(String::new()),
+        ApiError::PayloadTooLarge,
+        ApiError::Unprocessable {
+            key: String::new(),
+            reason: String::new(),
+        },
+        ApiError::Unavailable(String::new()),
+        ApiError::Internal,
+    ];
+    assert_eq!(codes.len(), all.len(), "every code documented once");
+    for e in &all {
+        assert!(codes.contains(&e.code()), "{} not in openapi", e.code());
+        let body = e.body();
+        assert_eq!(body["error"]["code"], e.code());
+        assert!(body["error"]["message"].is_string());
+    }
+}

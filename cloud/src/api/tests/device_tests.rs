@@ -295,7 +295,10 @@ async fn history_exports_csv_with_quoting() {
     assert_eq!(text.matches("\r\n").count(), 6, "header + 5 rows");
     // Newest first here too.
     let first_row = text.split("\r\n").nth(1).expect("row");
-    assert!(first_row.starts_with("2026-11-23T10:55:00"), "{first_row}");
+    assert!(
+        first_row.starts_with("2026-11-23T10:55:00Z,"),
+        "{first_row}"
+    );
 }
 
 #[actix_web::test]

@@ -55,6 +55,9 @@ pub struct EdgeConfig {
     /// Local control (see the `[control]` section of the example).
     #[serde(default)]
     pub control: ControlConfig,
+    /// The yearly schedule (see the `[schedule]` section of the example).
+    #[serde(default)]
+    pub schedule: ScheduleSection,
     /// The file this configuration came from (for error messages).
     #[serde(skip)]
     pub source_file: Option<PathBuf>,
@@ -157,6 +160,29 @@ impl Default for OutboxConfig {
             quota_mib: 256,
             cache_mib: 1,
             commit_interval: Duration::ZERO,
+        }
+    }
+}
+
+/// `[schedule]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleSection {
+    /// A schedule document (JSON, e.g. `deploy/schedule.example.json`) installed at
+    /// start-up as the current schedule when the store holds none; a path relative to the
+    /// working directory. Validated against the register map like a pushed schedule.
+    pub file: Option<PathBuf>,
+    /// Longest time between two evaluations of the schedule, whatever the next transition
+    /// (so a clock step, e.g. NTP after a long power-off, is noticed within it).
+    #[serde(with = "humantime_serde")]
+    pub max_sleep: Duration,
+}
+
+impl Default for ScheduleSection {
+    fn default() -> Self {
+        Self {
+            file: None,
+            max_sleep: Duration::from_secs(60),
         }
     }
 }
@@ -349,7 +375,27 @@ impl EdgeConfig {
                 "defaults are set but there is no [plc] point list",
             ));
         }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.schedule.max_sleep)
+        {
+            return Err(self.invalid("schedule.max_sleep", "must be 1s to 1h"));
+        }
+        self.schedule_from_file(chrono::Utc::now())?;
         Ok(())
+    }
+
+    /// The schedule of `schedule.file`, checked against the register map at `now`, as the
+    /// pair to store; `None` without the key.
+    pub fn schedule_from_file(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<crate::schedule::StoredSchedules>, ConfigError> {
+        let Some(file) = &self.schedule.file else {
+            return Ok(None);
+        };
+        let catalog = self.register_map()?.map(|m| m.catalog().points);
+        crate::schedule::schedule_from_file(file, catalog.as_deref(), now)
+            .map(Some)
+            .map_err(|reason| self.invalid("schedule.file", reason))
     }
 
     /// The validated register map of `[plc]`, if there is one.

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use common::{Proxy, SeqLog, Subscriber, broker, unique_device};
-use shiki_edge::clock::SystemClock;
 use shiki_edge::config::EdgeConfig;
 use shiki_edge::messages::{CloudMessage, ControlReport, LinkUp, ReportedDelivered, SetOverrides};
 use shiki_edge::outbox::{Committed, OutboxHandle, OutboxOptions, RedbOutbox, Stream};
@@ -20,6 +19,7 @@ use shiki_proto::{
     Catalog, Channel, Connectivity, DeviceId, PROTOCOL_VERSION, ReportedUpdate, Status, Topics,
     decode,
 };
+use shiki_shared::clock::SystemClock;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(20);

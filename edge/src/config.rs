@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use shiki_proto::{DeviceId, Topics};
+use shiki_shared::config::{self as shiki_config, ENV_PREFIX};
 
 use crate::control::{ControlConfig, ControlState};
 use crate::register_map::{PlcConfig, RegisterMap};
@@ -22,8 +23,10 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config file {file} is invalid: {message}")]
-    Parse { file: String, message: String },
+    /// Invalid TOML, a key of the wrong type, an unknown key, or a bad `SHIKI_*` override
+    /// (the message names the file, the key and the variable).
+    #[error(transparent)]
+    Parse(#[from] shiki_config::ConfigError),
     #[error("config file {file}: key `{key}` is invalid: {reason}")]
     Invalid {
         file: String,
@@ -225,6 +228,41 @@ pub fn parse_broker_url(url: &str) -> Result<BrokerAddr, String> {
     })
 }
 
+/// Top-level keys that `SHIKI_<KEY>[__<SUBKEY>…]` variables may override.
+pub const ENV_SECTIONS: &[&str] = &[
+    "device_id",
+    "data_dir",
+    "mqtt",
+    "telemetry",
+    "outbox",
+    "plc",
+    "control",
+    "schedule",
+];
+
+/// Variables of the command-line flags (`--config`, `--device-id`, `--mqtt-url`, `--plc`,
+/// `--data-dir`, `--telemetry-interval`): applied as flags, not as config keys.
+pub const FLAG_VARS: &[&str] = &[
+    "SHIKI_CONFIG",
+    "SHIKI_DEVICE_ID",
+    "SHIKI_MQTT_URL",
+    "SHIKI_PLC",
+    "SHIKI_DATA_DIR",
+    "SHIKI_TELEMETRY_INTERVAL",
+];
+
+fn is_config_var(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+        return false;
+    };
+    let section = rest
+        .split("__")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    !FLAG_VARS.contains(&name) && ENV_SECTIONS.contains(&section.as_str())
+}
+
 /// Command-line (or `SHIKI_*` environment) overrides applied on top of the file.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -236,24 +274,45 @@ pub struct Overrides {
 }
 
 impl EdgeConfig {
-    /// Reads and parses `path` (not yet validated: see [`EdgeConfig::validate`]).
+    /// Reads and parses `path` with `SHIKI_*` environment overrides (not yet validated:
+    /// see [`EdgeConfig::validate`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(
+            path,
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+    }
+
+    /// [`EdgeConfig::load`] with the given environment instead of the process's.
+    ///
+    /// `SHIKI_MQTT__URL=mqtts://broker:8883` sets `mqtt.url` (`__` separates nesting
+    /// levels; see `shiki_shared::config`). Only variables naming a top-level key of this
+    /// file are config overrides ([`ENV_SECTIONS`]); the command-line flags' own variables
+    /// ([`FLAG_VARS`]) are applied as flags, after the file.
+    pub fn load_with_env(
+        path: &Path,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             file: file.clone(),
             source,
         })?;
-        let mut cfg = Self::parse(&text, &file)?;
+        let vars = vars.into_iter().filter(|(name, _)| is_config_var(name));
+        let mut cfg: Self = shiki_config::from_str_with_env(&text, path, ENV_PREFIX, vars)?;
         cfg.source_file = Some(path.to_owned());
         Ok(cfg)
     }
 
-    /// Parses TOML text; `file` names it in errors.
+    /// Parses TOML text without environment overrides; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            file: file.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " | "),
-        })
+        Ok(shiki_config::from_str_with_env(
+            text,
+            Path::new(file),
+            ENV_PREFIX,
+            std::iter::empty(),
+        )?)
     }
 
     fn file(&self) -> String {
@@ -457,6 +516,48 @@ mod tests {
                 .to_string()
                 .contains("telemetry.interval")
         );
+    }
+
+    #[test]
+    fn shiki_variables_override_nested_keys_and_errors_name_the_variable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("edge.toml");
+        std::fs::write(
+            &path,
+            "device_id = \"gw-1\"\n[mqtt]\nurl = \"mqtt://a:1883\"\n",
+        )
+        .expect("write");
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let cfg = EdgeConfig::load_with_env(
+            &path,
+            env(&[
+                ("SHIKI_MQTT__URL", "mqtt://b:1884"),
+                ("SHIKI_TELEMETRY__INTERVAL", "5s"),
+                // Not config keys: the flags' variables and unrelated SHIKI_* names.
+                ("SHIKI_MQTT_URL", "mqtt://flag:1"),
+                ("SHIKI_PLC", "127.0.0.1:5020"),
+                ("SHIKI_TEST_BROKER", "127.0.0.1:1883"),
+                ("SHIKI_LOG", "debug"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(cfg.mqtt.url, "mqtt://b:1884");
+        assert_eq!(cfg.telemetry.interval, Duration::from_secs(5));
+        assert!(cfg.plc.is_none());
+
+        let err = EdgeConfig::load_with_env(&path, env(&[("SHIKI_OUTBOX__QUOTA_MIB", "lots")]))
+            .expect_err("not a number");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("edge.toml") && msg.contains("outbox.quota_mib"),
+            "{msg}"
+        );
+        assert!(msg.contains("SHIKI_OUTBOX__QUOTA_MIB"), "{msg}");
     }
 
     #[test]

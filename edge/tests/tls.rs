@@ -238,6 +238,7 @@ fn tls_files_that_are_missing_or_not_pem_are_named_in_the_error() {
 
 /// The binary installs the rustls crypto provider itself (trap: `*-no-provider` features):
 /// a real `shiki-edge run` connects over mutual TLS and its telemetry arrives.
+/// `SHIKI_EDGE_BIN` runs another build instead (e.g. the static `edge-release` binary).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_connects_over_mutual_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -263,7 +264,9 @@ async fn the_binary_connects_over_mutual_tls() {
         &Channel::Telemetry,
     );
     let mut sub = Subscriber::start(&device, &[topic]).await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shiki-edge"))
+    let bin = std::env::var("SHIKI_EDGE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_shiki-edge").to_owned());
+    let mut child = tokio::process::Command::new(bin)
         .args(["run", "--telemetry-interval", "200ms", "--config"])
         .arg(&config)
         .env("SHIKI_LOG", "warn")

@@ -1,8 +1,8 @@
 //! Store-and-forward outbox: every sample and event gets a per-device `seq` and is committed
 //! durably to redb before anything is sent; it is deleted only after the broker's PUBACK.
 //!
-//! All redb access of the edge sits in [`store`] behind the [`OutboxStore`] trait. Actors use
-//! the cloneable async [`OutboxHandle`], which talks to one writer thread ([`writer`]) that
+//! All redb access of the edge sits in `store` behind the [`OutboxStore`] trait. Actors use
+//! the cloneable async [`OutboxHandle`], which talks to one writer thread (`writer`) that
 //! group-commits everything queued into one durable transaction (one fsync per batch) and
 //! only then answers.
 //!

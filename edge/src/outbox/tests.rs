@@ -308,6 +308,28 @@ async fn held_samples_are_committed_with_the_next_event_or_at_close() {
     );
 }
 
+#[tokio::test]
+async fn dropping_every_handle_still_commits_held_samples() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (handle, join) =
+        OutboxHandle::start_with(open(&dir, u64::MAX), std::time::Duration::from_secs(3600))
+            .expect("start");
+    let reply = handle.submit(WriteOp::Append(sample(1)));
+    drop(handle);
+    join.join().expect("writer");
+    assert!(matches!(
+        reply.await.expect("reply"),
+        Ok(WriteOutcome::Appended { seq: 1, .. })
+    ));
+    assert_eq!(
+        open(&dir, u64::MAX)
+            .stats()
+            .expect("stats")
+            .last_telemetry_seq,
+        1
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Model test: random appends, acks, crashes (drop + reopen) never lose, duplicate or
 // reorder records, and seqs continue after a restart without reuse.

@@ -3,7 +3,7 @@
 //!
 //! The actor is a shell around [`state::Mode`] (online / draining backlog / offline /
 //! shutting down) and [`inflight::InFlight`] (which publish carries which seqs). rumqttc's
-//! event loop runs in its own task ([`connection::drive`]) and reports through
+//! event loop runs in its own task (`connection::drive`) and reports through
 //! [`MqttNotice`] messages. On every connect the uplink publishes the retained `online`
 //! status and the retained catalog, subscribes to the edge's cloud→edge topics, sends
 //! `shadow/get`, and re-sends every un-acknowledged record from the outbox, oldest first.

@@ -76,6 +76,12 @@ struct Rig {
 }
 
 async fn start(name: &str) -> Rig {
+    start_with(name, |_, _| {}).await
+}
+
+/// Starts the simulator and the agent; `tweak` may change the config (given the data dir's
+/// parent, for extra files).
+async fn start_with(name: &str, tweak: impl FnOnce(&mut EdgeConfig, &Path)) -> Rig {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("SHIKI_LOG").unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
@@ -110,6 +116,7 @@ async fn start(name: &str) -> Rig {
     if let Some(plc) = cfg.plc.as_mut() {
         plc.poll_interval = Duration::from_millis(200);
     }
+    tweak(&mut cfg, dir.path());
     cfg.validate().expect("valid");
 
     let dev = DeviceId::new(device.clone()).expect("id");
@@ -279,6 +286,27 @@ async fn a_rejected_schedule_is_acked_rejected_and_the_old_one_keeps_running() {
     assert_eq!(
         rig.sim.value("chw_setpoint_c"),
         Some(PointValue::Number(10.5))
+    );
+    rig.stop().await;
+}
+
+#[actix::test]
+async fn schedule_file_is_installed_at_start_when_the_store_has_none() {
+    let document = schedule("from-file", Utc::now() - TimeDelta::seconds(30), 8.0, 11.0);
+    let hash = ScheduleDocument::from_value(&document)
+        .expect("parses")
+        .hash();
+    let mut rig = start_with("sched-file", |cfg, dir| {
+        let file = dir.join("schedule.json");
+        std::fs::write(&file, serde_json::to_vec(&document).expect("json")).expect("write");
+        cfg.schedule.file = Some(file);
+    })
+    .await;
+    let report = rig.report_with("from-file", 11.0).await;
+    assert_eq!(report.schedule.map(|s| s.hash), Some(hash));
+    assert_eq!(
+        rig.sim.value("chw_setpoint_c"),
+        Some(PointValue::Number(11.0))
     );
     rig.stop().await;
 }

@@ -466,3 +466,40 @@ async fn quota_drops_reach_the_cloud_as_an_event_and_the_newest_samples_survive(
     );
     edge.uplink.send(Shutdown).await.expect("shutdown");
 }
+
+#[actix::test]
+async fn a_schedule_ack_made_while_offline_is_published_when_the_link_comes_up() {
+    use shiki_edge::schedule::PublishScheduleAck;
+    use shiki_proto::{AckResult, ScheduleAck};
+
+    let proxy = Proxy::start(broker(), Duration::ZERO, false).await;
+    let edge = start_edge("ack-offline", &proxy.url(), None);
+    let mut sub = Subscriber::start(
+        edge.device.as_str(),
+        &[Topics::default().topic_for(&edge.device, &Channel::ScheduleAck)],
+    )
+    .await;
+    let ack = |hash: &str| ScheduleAck {
+        v: PROTOCOL_VERSION,
+        schedule_id: "tokyo-2027".into(),
+        hash: hash.into(),
+        result: AckResult::Accepted,
+        reason: None,
+        ts: chrono::Utc::now(),
+    };
+    // Two acks for the same schedule while the link is down: only the latest is kept.
+    for hash in ["old", "new"] {
+        edge.uplink
+            .send(PublishScheduleAck(ack(hash)))
+            .await
+            .expect("uplink takes the ack");
+    }
+    proxy.restore();
+    let m = sub.next(WAIT).await;
+    let got: ScheduleAck = decode(&m.payload).expect("ack decodes");
+    assert_eq!(
+        (got.schedule_id.as_str(), got.hash.as_str()),
+        ("tokyo-2027", "new")
+    );
+    edge.uplink.send(Shutdown).await.expect("shutdown");
+}

@@ -6,7 +6,9 @@
 //! event loop runs in its own task (`connection::drive`) and reports through
 //! [`MqttNotice`] messages. On every connect the uplink publishes the retained `online`
 //! status and the retained catalog, subscribes to the edge's cloud→edge topics, sends
-//! `shadow/get`, and re-sends every un-acknowledged record from the outbox, oldest first.
+//! `shadow/get`, re-publishes pending schedule acks, and re-sends every un-acknowledged
+//! record from the outbox, oldest first. `schedule/set` goes to the schedule actor and its
+//! acks wait in [`PendingAcks`] until their PUBACK (`uplink/schedule.rs`).
 
 mod batch;
 mod connection;

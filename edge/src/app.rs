@@ -4,24 +4,29 @@
 //! ```text
 //! PlcLink ─Readings→ Telemetry ─append→ Outbox(redb) ─committed→ Uplink ⇄ broker
 //!                        ↑ RecordEvent                              │ CloudMessage, LinkUp, ReportedDelivered
-//!                                                                   ↓
+//!                        │                                          ↓
 //!                        Control ←SetOverrides─ Shadow ─PublishReported→ Uplink
-//!                                ─ControlReport→
+//!                          ↑     ─ControlReport→                    │ ScheduleSetReceived
+//!                          └─ScheduleSettings─ ScheduleActor ←──────┘
+//!                                               │ ─PublishScheduleAck→ Uplink
+//!                                               └ RedbScheduleStore (redb `schedules`)
 //! ```
 
 use std::future::Future;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use chrono::Utc;
 use shiki_proto::{Catalog, Channel, EventKind, PROTOCOL_VERSION, Severity, Status, encode};
+use shiki_shared::clock::{Clock, SharedClock, SystemClock};
 
-use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, EdgeConfig};
-use crate::control::{Control, ControlConfigError, system_clock};
-use crate::messages::{SetOverrides, Stop};
-use crate::outbox::{NewRecord, OutboxError, OutboxHandle, OutboxOptions, RedbOutbox};
+use crate::control::{Control, ControlConfigError};
+use crate::messages::{ScheduleSettings, SetOverrides, Stop};
+use crate::outbox::{
+    NewRecord, OutboxError, OutboxHandle, OutboxOptions, RedbOutbox, RedbScheduleStore,
+};
 use crate::plc_link::PlcLink;
+use crate::schedule::{ScheduleActor, ScheduleConfig, SchedulePeers};
 use crate::shadow::{Shadow, ShadowPeers, load_persisted};
 use crate::telemetry::{Telemetry, TelemetryConfig};
 use crate::uplink::{
@@ -63,11 +68,63 @@ impl Handler<SetOverrides> for LoggingControl {
     }
 }
 
+impl Handler<ScheduleSettings> for LoggingControl {
+    type Result = ();
+    fn handle(&mut self, msg: ScheduleSettings, _ctx: &mut Context<Self>) {
+        tracing::info!(schedule = ?msg.schedule, keys = ?msg.settings.keys().collect::<Vec<_>>(), "schedule settings (no PLC control configured)");
+    }
+}
+
+/// `schedule.file`: installs its schedule as the current one when the store holds none.
+async fn install_schedule_file(
+    config: &EdgeConfig,
+    outbox: &OutboxHandle,
+    clock: &SharedClock,
+) -> Result<(), RunError> {
+    if config.schedule.file.is_none() {
+        return Ok(());
+    }
+    let stored = outbox.load_schedules().await?;
+    if stored.current.is_some() || stored.next.is_some() {
+        tracing::info!("schedule.file ignored: the store already holds a schedule");
+        return Ok(());
+    }
+    let now = clock.now();
+    let Some(pair) = config.schedule_from_file(now)? else {
+        return Ok(());
+    };
+    let (id, hash) = pair
+        .current
+        .as_ref()
+        .map(|c| (c.id.clone(), c.hash.clone()))
+        .unwrap_or_default();
+    outbox.save_schedules(pair).await?;
+    tracing::info!(%id, %hash, "schedule installed from schedule.file");
+    outbox
+        .append(NewRecord::Event {
+            ts: now,
+            kind: EventKind::ScheduleChanged,
+            severity: Severity::Info,
+            message: format!("schedule {id} installed from schedule.file"),
+            data: serde_json::json!({ "schedule_id": id, "hash": hash, "slot": "current" }),
+        })
+        .await?;
+    Ok(())
+}
+
 /// Runs the agent until `shutdown` completes, then publishes `offline`, waits briefly for
 /// acknowledgements, flushes the outbox writer and returns. Must run inside an
 /// `actix::System` (e.g. `#[actix::main]` or `#[actix::test]`).
 pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    run_with_clock(config, SystemClock::shared(), shutdown).await
+}
+
+/// [`run`] with an injected clock (Control, Telemetry and the schedule read it).
+pub async fn run_with_clock(
+    config: EdgeConfig,
+    clock: SharedClock,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let boot_time = clock.now();
     let version = env!("CARGO_PKG_VERSION");
     std::fs::create_dir_all(&config.data_dir).map_err(|source| RunError::DataDir {
@@ -94,6 +151,7 @@ pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> Resu
             data: serde_json::json!({ "software_version": version }),
         })
         .await?;
+    install_schedule_file(&config, &outbox, &clock).await?;
     let frontiers = initial_frontiers(&outbox).await?;
     let (desired, pending_expired) = load_persisted(&outbox).await?;
     let stats = outbox.stats().await?;
@@ -112,6 +170,8 @@ pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> Resu
 
     let shadow_ctx = Context::<Shadow>::new();
     let shadow_addr = shadow_ctx.address();
+    let schedule_ctx = Context::<ScheduleActor>::new();
+    let schedule_addr = schedule_ctx.address();
     // Readings missing for three polls (or two samples) are stale: not sampled again.
     let stale_after = config
         .plc
@@ -126,7 +186,11 @@ pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> Resu
         clock.clone(),
     )
     .start();
-    let (control, catalog): (Recipient<SetOverrides>, Catalog) = match config.register_map()? {
+    let (control, to_control, catalog): (
+        Recipient<SetOverrides>,
+        Recipient<ScheduleSettings>,
+        Catalog,
+    ) = match config.register_map()? {
         Some(map) => {
             // Control's address exists before PlcLink starts, so the first poll reaches it.
             let control_ctx = Context::<Control>::new();
@@ -140,11 +204,15 @@ pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> Resu
                 config.control.clone(),
                 plc.recipient(),
                 telemetry.clone().recipient(),
-                system_clock(),
+                clock.clone(),
             )?
             .report_to(shadow_addr.clone().recipient());
             control_ctx.run(control);
-            (control_addr.recipient(), map.catalog())
+            (
+                control_addr.clone().recipient(),
+                control_addr.recipient(),
+                map.catalog(),
+            )
         }
         None => {
             tracing::warn!("no [plc] section and no --plc: running without a PLC");
@@ -152,9 +220,11 @@ pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> Resu
                 v: PROTOCOL_VERSION,
                 points: Vec::new(),
             };
-            (LoggingControl.start().recipient(), empty)
+            let logging = LoggingControl.start();
+            (logging.clone().recipient(), logging.recipient(), empty)
         }
     };
+    let schedule_catalog = (!catalog.points.is_empty()).then(|| catalog.points.clone());
 
     let uplink = Uplink::new(
         UplinkConfig {
@@ -179,7 +249,21 @@ pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> Resu
         catalog,
         frontiers,
     )
+    .schedule_to(schedule_addr.clone().recipient())
     .start();
+    schedule_ctx.run(ScheduleActor::new(
+        ScheduleConfig {
+            max_sleep: config.schedule.max_sleep,
+            catalog: schedule_catalog,
+        },
+        clock.clone(),
+        Arc::new(RedbScheduleStore::new(outbox.clone())),
+        SchedulePeers {
+            control: to_control,
+            events: telemetry.clone().recipient(),
+            acks: uplink.clone().recipient(),
+        },
+    ));
     shadow_ctx.run(Shadow::new(
         desired,
         pending_expired,
@@ -195,11 +279,12 @@ pub async fn run(config: EdgeConfig, shutdown: impl Future<Output = ()>) -> Resu
     tracing::info!("shutting down");
     telemetry.do_send(Stop);
     shadow_addr.do_send(Stop);
+    schedule_addr.do_send(Stop);
     if uplink.send(Shutdown).await.is_err() {
         tracing::warn!("uplink already stopped");
     }
     outbox.close().await;
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    tracing::info!(at = %Utc::now(), "outbox flushed; stopped");
+    tracing::info!(at = %clock.now(), "outbox flushed; stopped");
     Ok(())
 }

@@ -28,7 +28,6 @@
 
 mod app;
 pub mod bench;
-pub mod clock;
 pub mod config;
 pub mod control;
 pub mod messages;
@@ -43,5 +42,5 @@ pub mod telemetry;
 mod test_support;
 pub mod uplink;
 
-pub use app::{RunError, run};
+pub use app::{RunError, run, run_with_clock};
 pub use config::{ConfigError, EdgeConfig, Overrides};

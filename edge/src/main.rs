@@ -13,9 +13,13 @@ use shiki_edge::{EdgeConfig, Overrides};
 #[derive(Debug, Parser)]
 #[command(name = "shiki-edge", version, propagate_version = true)]
 struct Cli {
-    /// Log filter, e.g. `info`, `debug`, `shiki_edge=debug,rumqttc=warn`.
-    #[arg(long, global = true, env = "SHIKI_LOG", default_value = "info")]
+    /// Log filter, e.g. `info`, `debug`, `shiki_edge=debug,rumqttc=warn` (the environment
+    /// variables SHIKI_LOG, then RUST_LOG, win when set).
+    #[arg(long, global = true, default_value = "info")]
     log: String,
+    /// Log format: `text`, or `json` (one object per line, for log shippers).
+    #[arg(long, global = true, env = "SHIKI_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -90,15 +94,12 @@ impl RunArgs {
 #[allow(clippy::print_stderr, clippy::print_stdout)]
 fn main() -> ExitCode {
     // Trap 1: with `*-no-provider` rustls features, install the provider before any TLS.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    shiki_shared::tls::install_crypto_provider();
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = shiki_shared::logging::init(&cli.log, cli.log_format == "json") {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
 
     match cli.command {
         Command::CheckConfig(args) => {

@@ -85,6 +85,39 @@ fn environment_overrides_are_validated_too() {
 }
 
 #[test]
+fn schedule_file_is_checked_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/schedule.example.json");
+    let text = std::fs::read_to_string(example()).expect("example");
+    let with_file = |file: &Path| {
+        text.replace(
+            "# file = \"deploy/schedule.example.json\"",
+            &format!("file = {:?}", file.display().to_string()),
+        )
+    };
+    let path = write(dir.path(), &with_file(&good));
+    let o = edge(
+        &["check-config", "--config", path.to_str().expect("utf8")],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let bad = dir.path().join("schedule.json");
+    std::fs::write(&bad, "{\"id\": \"x\"}").expect("write");
+    let path = write(dir.path(), &with_file(&bad));
+    let o = edge(
+        &["check-config", "--config", path.to_str().expect("utf8")],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("schedule.file") && err.contains("schedule.json"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_missing_config_file_is_named() {
     let o = edge(&["run", "--config", "/nonexistent/edge.toml"], &[]);
     assert!(!o.status.success());

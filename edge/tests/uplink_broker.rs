@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use common::{Proxy, SeqLog, Subscriber, broker, unique_device};
-use shiki_edge::clock::SystemClock;
 use shiki_edge::config::EdgeConfig;
 use shiki_edge::messages::{CloudMessage, ControlReport, LinkUp, ReportedDelivered, SetOverrides};
 use shiki_edge::outbox::{Committed, OutboxHandle, OutboxOptions, RedbOutbox, Stream};
@@ -20,6 +19,7 @@ use shiki_proto::{
     Catalog, Channel, Connectivity, DeviceId, PROTOCOL_VERSION, ReportedUpdate, Status, Topics,
     decode,
 };
+use shiki_shared::clock::SystemClock;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -465,4 +465,125 @@ async fn quota_drops_reach_the_cloud_as_an_event_and_the_newest_samples_survive(
         "the dropped gap does not hold the acknowledgements back"
     );
     edge.uplink.send(Shutdown).await.expect("shutdown");
+}
+
+#[actix::test]
+async fn a_schedule_ack_made_while_offline_is_published_when_the_link_comes_up() {
+    use shiki_edge::schedule::PublishScheduleAck;
+    use shiki_proto::{AckResult, ScheduleAck};
+
+    let proxy = Proxy::start(broker(), Duration::ZERO, false).await;
+    let edge = start_edge("ack-offline", &proxy.url(), None);
+    let mut sub = Subscriber::start(
+        edge.device.as_str(),
+        &[Topics::default().topic_for(&edge.device, &Channel::ScheduleAck)],
+    )
+    .await;
+    let ack = |hash: &str| ScheduleAck {
+        v: PROTOCOL_VERSION,
+        schedule_id: "tokyo-2027".into(),
+        hash: hash.into(),
+        result: AckResult::Accepted,
+        reason: None,
+        ts: chrono::Utc::now(),
+    };
+    // Two acks for the same schedule while the link is down: only the latest is kept.
+    for hash in ["old", "new"] {
+        edge.uplink
+            .send(PublishScheduleAck(ack(hash)))
+            .await
+            .expect("uplink takes the ack");
+    }
+    proxy.restore();
+    let m = sub.next(WAIT).await;
+    let got: ScheduleAck = decode(&m.payload).expect("ack decodes");
+    assert_eq!(
+        (got.schedule_id.as_str(), got.hash.as_str()),
+        ("tokyo-2027", "new")
+    );
+    edge.uplink.send(Shutdown).await.expect("shutdown");
+}
+
+/// Stands in for the schedule actor.
+#[derive(Debug)]
+struct FakeSchedule(mpsc::UnboundedSender<shiki_edge::schedule::ScheduleSetReceived>);
+impl Actor for FakeSchedule {
+    type Context = Context<Self>;
+}
+impl Handler<shiki_edge::schedule::ScheduleSetReceived> for FakeSchedule {
+    type Result = ();
+    fn handle(&mut self, m: shiki_edge::schedule::ScheduleSetReceived, _: &mut Context<Self>) {
+        let _ = self.0.send(m);
+    }
+}
+
+#[actix::test]
+async fn schedule_set_reaches_the_schedule_actor_and_malformed_ones_are_counted_and_dropped() {
+    use shiki_edge::uplink::MalformedSchedules;
+
+    let (host, port) = broker();
+    let url = format!("mqtt://{host}:{port}");
+    let device = DeviceId::new(unique_device("sched-set")).expect("id");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        RedbOutbox::open(&dir.path().join("edge.redb"), OutboxOptions::default()).expect("open");
+    let (outbox, _join) = OutboxHandle::start(store).expect("start");
+    let topics = Topics::default();
+    let mut sub = Subscriber::start(
+        device.as_str(),
+        &[topics.topic_for(&device, &Channel::ShadowGet)],
+    )
+    .await;
+    let sink = Sink.start();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let uplink = Uplink::new(
+        uplink_config(&device),
+        options(&device, &url),
+        outbox,
+        UplinkPeers {
+            cloud: sink.clone().recipient(),
+            link_up: sink.clone().recipient(),
+            delivered: sink.recipient(),
+        },
+        Catalog {
+            v: PROTOCOL_VERSION,
+            points: Vec::new(),
+        },
+        (0, 0),
+    )
+    .schedule_to(FakeSchedule(tx).start().recipient())
+    .start();
+    // The uplink subscribes before it sends shadow/get.
+    sub.next(WAIT).await;
+
+    let set_topic = topics.topic_for(&device, &Channel::ScheduleSet);
+    let valid = serde_json::json!({
+        "v": 1, "schedule_id": "tokyo-2027", "hash": "abc", "slot": "next",
+        "document": {"id": "tokyo-2027"}
+    });
+    for payload in [
+        b"not json".to_vec(),
+        serde_json::to_vec(&serde_json::json!({"schedule_id": 7})).expect("json"),
+        serde_json::to_vec(&valid).expect("json"),
+    ] {
+        sub.client
+            .publish(set_topic.clone(), rumqttc::QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("publish");
+    }
+    // Delivered in order: once the valid one arrived, both malformed ones were handled.
+    let got = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("schedule/set forwarded within the timeout")
+        .expect("fake schedule actor");
+    assert_eq!(
+        (got.0.schedule_id.as_str(), got.0.slot),
+        ("tokyo-2027", shiki_proto::ScheduleSlot::Next)
+    );
+    assert_eq!(uplink.send(MalformedSchedules).await.expect("count"), 2);
+    assert!(
+        rx.try_recv().is_err(),
+        "malformed messages are not forwarded"
+    );
+    uplink.send(Shutdown).await.expect("shutdown");
 }

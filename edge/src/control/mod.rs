@@ -27,10 +27,8 @@ mod state_tests;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
-
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
+use shiki_shared::clock::{Clock, SharedClock};
 
 pub use config::{ControlConfig, ControlConfigError};
 pub use state::{ControlState, Decision, Target};
@@ -39,14 +37,6 @@ use crate::messages::{
     ControlReport, Readings, RecordEvent, ScheduleSettings, SetOverrides, WriteError, WritePoint,
 };
 use crate::register_map::RegisterMap;
-
-/// Injected wall clock (until `shiki_shared` has a `Clock` trait).
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-/// The real clock.
-pub fn system_clock() -> Clock {
-    Arc::new(Utc::now)
-}
 
 /// Add a [`ControlReport`] recipient.
 #[derive(Debug, Clone, Message)]
@@ -66,7 +56,7 @@ pub struct Control {
     plc: Recipient<WritePoint>,
     events: Recipient<RecordEvent>,
     reports: Vec<Recipient<ControlReport>>,
-    clock: Clock,
+    clock: SharedClock,
     last_report: Option<ControlReport>,
 }
 
@@ -87,7 +77,7 @@ impl Control {
         config: ControlConfig,
         plc: Recipient<WritePoint>,
         events: Recipient<RecordEvent>,
-        clock: Clock,
+        clock: SharedClock,
     ) -> Result<Self, ControlConfigError> {
         Ok(Self {
             state: ControlState::new(map, &config)?,
@@ -114,7 +104,7 @@ impl Control {
     }
 
     fn send_report(&mut self, force: bool) {
-        let report = self.state.report((self.clock)());
+        let report = self.state.report(self.clock.now());
         let changed = match &self.last_report {
             None => true,
             Some(last) => {
@@ -138,7 +128,7 @@ impl Control {
         if self
             .state
             .next_expiry()
-            .is_some_and(|at| at <= (self.clock)())
+            .is_some_and(|at| at <= self.clock.now())
         {
             self.reconcile(ctx, true);
         } else {
@@ -148,7 +138,7 @@ impl Control {
 
     /// Expire, write what differs, read back, report.
     fn reconcile(&mut self, ctx: &mut Context<Self>, force_report: bool) {
-        let now = (self.clock)();
+        let now = self.clock.now();
         let expired = self.state.expire(now);
         let force_report = force_report || !expired.is_empty();
         self.record(expired);
@@ -172,7 +162,7 @@ impl Control {
         };
         ctx.wait(io.into_actor(self).map(move |results, act, _| {
             for (w, r) in results {
-                let ev = act.state.on_write(&w, r, (act.clock)());
+                let ev = act.state.on_write(&w, r, act.clock.now());
                 act.record(ev);
             }
             act.send_report(true);
@@ -233,6 +223,6 @@ impl Handler<CurrentReport> for Control {
 
     fn handle(&mut self, _: CurrentReport, _: &mut Self::Context) -> Self::Result {
         let mut state = self.state.clone();
-        MessageResult(state.report((self.clock)()))
+        MessageResult(state.report(self.clock.now()))
     }
 }

@@ -1,13 +1,13 @@
 //! Conversations: Control ⇄ PlcLink ⇄ in-process simulator, with probes for reports and events.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use shiki_proto::{ActiveSchedule, EventKind, SettingSource};
+use shiki_shared::clock::TestClock;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -29,7 +29,7 @@ struct Rig {
     control: Addr<Control>,
     reports: UnboundedReceiver<ControlReport>,
     events: UnboundedReceiver<RecordEvent>,
-    now: Arc<Mutex<DateTime<Utc>>>,
+    now: TestClock,
 }
 
 async fn rig(plc_map: RegisterMap) -> Rig {
@@ -42,9 +42,8 @@ async fn rig(plc_map: RegisterMap) -> Rig {
     let map = fast_map(sim.addr(), |_| {});
     let (events, events_rx) = probe::<RecordEvent>();
     let (reports, reports_rx) = probe::<ControlReport>();
-    let now = Arc::new(Mutex::new(t(9, 0)));
-    let clock_now = Arc::clone(&now);
-    let clock: Clock = Arc::new(move || *clock_now.lock().expect("clock lock"));
+    let now = TestClock::at(t(9, 0));
+    let clock = now.shared();
     let mut config =
         ControlConfig::from_config_toml(include_str!("../../../deploy/edge.example.toml"))
             .expect("example [control]");
@@ -180,7 +179,7 @@ async fn an_override_ends_at_the_next_schedule_change_and_the_schedule_takes_ove
         rep.reported.get("chw_setpoint_c") == Some(&json!(9.5))
     })
     .await;
-    *r.now.lock().expect("clock lock") = t(18, 0);
+    r.now.set(t(18, 0));
     let report = next_matching(&mut r.reports, |rep: &ControlReport| {
         !rep.expired.is_empty()
     })

@@ -10,6 +10,7 @@
 //! first and events last; each drop is counted and recorded as a `DataDropped` event in the
 //! same transaction. Nothing else ever drops data.
 
+mod schedules;
 mod store;
 mod writer;
 
@@ -21,6 +22,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use shiki_proto::{EventKind, PointValue, Severity};
 
+pub use schedules::RedbScheduleStore;
 pub use store::{OutboxOptions, RedbOutbox};
 pub use writer::{Committed, OutboxHandle};
 
@@ -97,6 +99,8 @@ pub enum WriteOp {
     },
     /// Append to the local audit log (the newest [`AUDIT_KEEP`] entries are kept).
     Audit(AuditEntry),
+    /// Replace both schedule slots (current and next) in one transaction.
+    PutSchedules(crate::schedule::StoredSchedules),
 }
 
 /// Entries the local audit log keeps.
@@ -193,4 +197,6 @@ pub trait OutboxStore: Send + 'static {
     fn get_doc(&self, key: &str) -> Result<Option<Vec<u8>>, OutboxError>;
     /// The newest `n` audit entries, oldest first, with their ids.
     fn audit_tail(&self, n: usize) -> Result<Vec<(u64, AuditEntry)>, OutboxError>;
+    /// Both stored schedule slots (both `None` when nothing was ever stored).
+    fn load_schedules(&self) -> Result<crate::schedule::StoredSchedules, OutboxError>;
 }

@@ -8,6 +8,8 @@ use redb::{
 };
 use shiki_proto::{Event, EventKind, Sample, Severity};
 
+use crate::schedule::{StoredSchedule, StoredSchedules};
+
 use super::{
     AUDIT_KEEP, AuditEntry, NewRecord, OutboxError, OutboxStats, OutboxStore, StoredRecord, Stream,
     WriteOp, WriteOutcome,
@@ -23,6 +25,11 @@ const META: TableDefinition<'_, &str, u64> = TableDefinition::new("outbox_meta")
 const DOCS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("docs");
 /// Local audit log by id; the value is the JSON of an [`AuditEntry`].
 const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit_log");
+/// The yearly schedules by slot (`current`, `next`); the value is the JSON of a
+/// [`StoredSchedule`]. Both slots are written in one transaction.
+const SCHEDULES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("schedules");
+const SLOT_CURRENT: &str = "current";
+const SLOT_NEXT: &str = "next";
 
 const LAST_TELEMETRY: &str = "last_seq.telemetry";
 const LAST_EVENTS: &str = "last_seq.events";
@@ -110,6 +117,8 @@ impl RedbOutbox {
         txn.open_table(DOCS)
             .map_err(|e| OutboxError::storage("open", e))?;
         txn.open_table(AUDIT)
+            .map_err(|e| OutboxError::storage("open", e))?;
+        txn.open_table(SCHEDULES)
             .map_err(|e| OutboxError::storage("open", e))?;
         txn.commit().map_err(|e| OutboxError::storage("open", e))?;
         Ok(this)
@@ -207,6 +216,30 @@ impl RedbOutbox {
             freed += len + RECORD_OVERHEAD;
         }
         Ok((count, freed))
+    }
+
+    /// Writes both schedule slots (an empty slot is removed) inside `txn`.
+    fn put_schedules(txn: &WriteTransaction, pair: &StoredSchedules) -> Result<(), OutboxError> {
+        let mut table = txn
+            .open_table(SCHEDULES)
+            .map_err(|e| OutboxError::storage("store schedules", e))?;
+        for (slot, doc) in [(SLOT_CURRENT, &pair.current), (SLOT_NEXT, &pair.next)] {
+            match doc {
+                Some(doc) => {
+                    let body =
+                        serde_json::to_vec(doc).map_err(|e| OutboxError::Encode(e.to_string()))?;
+                    table
+                        .insert(slot, body.as_slice())
+                        .map_err(|e| OutboxError::storage("store schedules", e))?;
+                }
+                None => {
+                    table
+                        .remove(slot)
+                        .map_err(|e| OutboxError::storage("store schedules", e))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Drops oldest telemetry, then oldest events, until `bytes` is within the quota, and
@@ -314,6 +347,10 @@ impl OutboxStore for RedbOutbox {
                     drop(audit);
                     Self::meta_set(&txn, AUDIT_LAST, id)?;
                     out.push(WriteOutcome::Audited { id });
+                }
+                WriteOp::PutSchedules(pair) => {
+                    Self::put_schedules(&txn, pair)?;
+                    out.push(WriteOutcome::Stored);
                 }
             }
         }
@@ -427,5 +464,33 @@ impl OutboxStore for RedbOutbox {
         }
         out.reverse();
         Ok(out)
+    }
+
+    fn load_schedules(&self) -> Result<StoredSchedules, OutboxError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| OutboxError::storage("read schedules", e))?;
+        let table = txn
+            .open_table(SCHEDULES)
+            .map_err(|e| OutboxError::storage("read schedules", e))?;
+        let slot = |key: &str| -> Result<Option<StoredSchedule>, OutboxError> {
+            let Some(v) = table
+                .get(key)
+                .map_err(|e| OutboxError::storage("read schedules", e))?
+            else {
+                return Ok(None);
+            };
+            serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(|e| OutboxError::Storage {
+                    op: "read schedules",
+                    detail: format!("stored {key} schedule is unreadable: {e}"),
+                })
+        };
+        Ok(StoredSchedules {
+            current: slot(SLOT_CURRENT)?,
+            next: slot(SLOT_NEXT)?,
+        })
     }
 }

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
+use crate::schedule::StoredSchedules;
+
 use super::{
     NewRecord, OutboxError, OutboxStats, OutboxStore, StoredRecord, Stream, WriteOp, WriteOutcome,
 };
@@ -53,6 +55,7 @@ enum Command {
     Stats(Reply<OutboxStats>),
     GetDoc(String, Reply<Option<Vec<u8>>>),
     AuditTail(usize, Reply<Vec<(u64, super::AuditEntry)>>),
+    LoadSchedules(Reply<StoredSchedules>),
     Close(oneshot::Sender<()>),
 }
 
@@ -178,6 +181,34 @@ impl OutboxHandle {
 
     pub async fn stats(&self) -> Result<OutboxStats, OutboxError> {
         self.call(Command::Stats).await
+    }
+
+    /// Both stored schedule slots.
+    pub async fn load_schedules(&self) -> Result<StoredSchedules, OutboxError> {
+        self.call(Command::LoadSchedules).await
+    }
+
+    /// Replaces both schedule slots in one durable transaction.
+    pub async fn save_schedules(&self, pair: StoredSchedules) -> Result<(), OutboxError> {
+        self.write(WriteOp::PutSchedules(pair)).await.map(|_| ())
+    }
+
+    /// Like [`OutboxHandle::load_schedules`], for a thread that may block (not an async
+    /// task): used by the schedule store on the blocking pool.
+    pub fn load_schedules_blocking(&self) -> Result<StoredSchedules, OutboxError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::LoadSchedules(reply))
+            .map_err(|_| OutboxError::WriterGone)?;
+        rx.blocking_recv().map_err(|_| OutboxError::WriterGone)?
+    }
+
+    /// Like [`OutboxHandle::save_schedules`], for a thread that may block.
+    pub fn save_schedules_blocking(&self, pair: StoredSchedules) -> Result<(), OutboxError> {
+        self.submit(WriteOp::PutSchedules(pair))
+            .blocking_recv()
+            .map_err(|_| OutboxError::WriterGone)?
+            .map(|_| ())
     }
 
     /// Watches the last committed seq of each stream.
@@ -403,6 +434,9 @@ fn serve_reads<S: OutboxStore>(store: &S, others: &mut Vec<Command>) {
             }
             Command::AuditTail(n, reply) => {
                 let _ = reply.send(store.audit_tail(n));
+            }
+            Command::LoadSchedules(reply) => {
+                let _ = reply.send(store.load_schedules());
             }
             Command::Write(..) | Command::Close(_) => {}
         }

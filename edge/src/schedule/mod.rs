@@ -20,8 +20,10 @@
 //!
 //! # Layout
 //! - `state`: [`ScheduleState`] and its [`Effects`].
+//! - `file`: [`schedule_from_file`] (`schedule.file`, installed when the store is empty).
 //! - `store`: the [`ScheduleStore`] trait, [`StoredSchedules`], [`MemoryScheduleStore`].
 
+mod file;
 mod state;
 mod store;
 #[cfg(test)]
@@ -34,12 +36,13 @@ use actix::prelude::*;
 use shiki_proto::{PointInfo, ScheduleAck, ScheduleSet};
 use shiki_shared::clock::SharedClock;
 
+pub use file::schedule_from_file;
 pub use state::{Effects, MAX_REASON_PROBLEMS, MAX_TRANSITION_EVENTS, ScheduleState};
 pub use store::{
     MemoryScheduleStore, ScheduleStore, ScheduleStoreError, StoredSchedule, StoredSchedules,
 };
 
-use crate::messages::{RecordEvent, ScheduleSettings};
+use crate::messages::{RecordEvent, ScheduleSettings, Stop};
 
 /// Settings of the Schedule actor.
 #[derive(Debug, Clone)]
@@ -240,5 +243,13 @@ impl Handler<Tick> for ScheduleActor {
 
     fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
         self.tick(ctx);
+    }
+}
+
+impl Handler<Stop> for ScheduleActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }

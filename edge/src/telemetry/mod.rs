@@ -8,16 +8,15 @@
 //! readings older than `stale_after` are not repeated (the sample is then empty).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use shiki_proto::PointValue;
 
-use crate::clock::Clock;
 use crate::messages::{Readings, RecordEvent, Stop};
 use crate::outbox::{NewRecord, OutboxHandle, WriteOp, WriteOutcome};
+use shiki_shared::clock::{Clock, SharedClock};
 
 /// Plain settings of the telemetry actor.
 #[derive(Debug, Clone)]
@@ -75,12 +74,12 @@ pub struct SampleNow;
 pub struct Telemetry {
     cfg: TelemetryConfig,
     outbox: OutboxHandle,
-    clock: Arc<dyn Clock>,
+    clock: SharedClock,
     sampler: Sampler,
 }
 
 impl Telemetry {
-    pub fn new(cfg: TelemetryConfig, outbox: OutboxHandle, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(cfg: TelemetryConfig, outbox: OutboxHandle, clock: SharedClock) -> Self {
         Self {
             sampler: Sampler::new(cfg.stale_after),
             cfg,
@@ -157,9 +156,10 @@ impl Handler<RecordEvent> for Telemetry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::SystemClock;
     use crate::outbox::{OutboxOptions, RedbOutbox, Stream};
     use shiki_proto::{EventKind, Sample, Severity};
+    use shiki_shared::clock::SystemClock;
+    use std::sync::Arc;
 
     #[test]
     fn a_sample_holds_the_latest_readings() {

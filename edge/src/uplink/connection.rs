@@ -9,8 +9,7 @@ use rumqttc::{
     ConnectReturnCode, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
     TlsConfiguration, Transport,
 };
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use shiki_shared::tls::ClientTlsFiles;
 use tokio::sync::mpsc;
 
 use crate::config::{EdgeConfig, parse_broker_url};
@@ -20,14 +19,10 @@ use crate::config::{EdgeConfig, parse_broker_url};
 pub enum UplinkSetupError {
     #[error("mqtt.url: {0}")]
     Url(String),
-    #[error("cannot read {what} from {path}: {detail}")]
-    Pem {
-        what: &'static str,
-        path: String,
-        detail: String,
-    },
     #[error("TLS client configuration is invalid: {0}")]
-    Tls(String),
+    Config(String),
+    #[error("MQTT TLS setup failed: {0}")]
+    Tls(#[from] shiki_shared::tls::TlsError),
 }
 
 /// What the event loop reports to the uplink actor, in order.
@@ -79,51 +74,21 @@ pub fn mqtt_options(
     Ok(opts)
 }
 
-fn pem_err(
-    what: &'static str,
-    path: &std::path::Path,
-    e: impl std::fmt::Display,
-) -> UplinkSetupError {
-    UplinkSetupError::Pem {
-        what,
-        path: path.display().to_string(),
-        detail: e.to_string(),
-    }
-}
-
-/// rustls client config: roots from `mqtt.ca_file` (required for mqtts), client certificate
-/// from `mqtt.cert_file`/`mqtt.key_file` when given.
+/// rustls client config (ring provider, via `shiki_shared::tls`): roots from
+/// `mqtt.ca_file` (required for mqtts), client certificate from
+/// `mqtt.cert_file`/`mqtt.key_file` when given. Errors name the file at fault.
 pub fn tls_config(cfg: &EdgeConfig) -> Result<rustls::ClientConfig, UplinkSetupError> {
-    let mut roots = rustls::RootCertStore::empty();
     let ca = cfg
         .mqtt
         .ca_file
-        .as_ref()
-        .ok_or_else(|| UplinkSetupError::Tls("mqtts:// needs mqtt.ca_file".into()))?;
-    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| pem_err("CA certificates", ca, e))? {
-        let cert = cert.map_err(|e| pem_err("CA certificates", ca, e))?;
-        roots
-            .add(cert)
-            .map_err(|e| pem_err("CA certificates", ca, e))?;
-    }
-    if roots.is_empty() {
-        return Err(pem_err("CA certificates", ca, "no certificate found"));
-    }
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-    match (&cfg.mqtt.cert_file, &cfg.mqtt.key_file) {
-        (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| pem_err("client certificate", cert, e))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| pem_err("client certificate", cert, e))?;
-            let key_der =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| pem_err("private key", key, e))?;
-            builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|e| UplinkSetupError::Tls(e.to_string()))
-        }
-        _ => Ok(builder.with_no_client_auth()),
-    }
+        .clone()
+        .ok_or_else(|| UplinkSetupError::Config("mqtts:// needs mqtt.ca_file".into()))?;
+    let files = ClientTlsFiles {
+        ca,
+        cert: cfg.mqtt.cert_file.clone(),
+        key: cfg.mqtt.key_file.clone(),
+    };
+    Ok(files.client_config()?)
 }
 
 /// Polls `event_loop` until the uplink stops it. After an error the loop reports

@@ -23,6 +23,8 @@ pub enum Tag {
     Records { stream: Stream, from: u64, to: u64 },
     /// A reported-state update of this generation.
     Reported { generation: u64 },
+    /// A `schedule/ack` (see `uplink::schedule::PendingAcks`).
+    ScheduleAck { generation: u64 },
     /// Status, catalog, shadow/get: nothing to do on PUBACK.
     Control,
 }
@@ -38,6 +40,9 @@ pub enum Acked {
     /// A records batch was acknowledged but the frontier did not move.
     Records,
     Reported {
+        generation: u64,
+    },
+    ScheduleAck {
         generation: u64,
     },
     Nothing,
@@ -97,6 +102,7 @@ impl InFlight {
                 self.ack_range(stream, from, to)
             }
             Some(Tag::Reported { generation }) => Acked::Reported { generation },
+            Some(Tag::ScheduleAck { generation }) => Acked::ScheduleAck { generation },
             Some(Tag::Control) | None => Acked::Nothing,
         }
     }

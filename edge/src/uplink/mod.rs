@@ -6,11 +6,14 @@
 //! event loop runs in its own task (`connection::drive`) and reports through
 //! [`MqttNotice`] messages. On every connect the uplink publishes the retained `online`
 //! status and the retained catalog, subscribes to the edge's cloud→edge topics, sends
-//! `shadow/get`, and re-sends every un-acknowledged record from the outbox, oldest first.
+//! `shadow/get`, re-publishes pending schedule acks, and re-sends every un-acknowledged
+//! record from the outbox, oldest first. `schedule/set` goes to the schedule actor and its
+//! acks wait in [`PendingAcks`] until their PUBACK (`uplink/schedule.rs`).
 
 mod batch;
 mod connection;
 mod inflight;
+mod schedule;
 pub mod state;
 
 #[cfg(test)]
@@ -30,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use batch::{Batch, build as build_batch};
 pub use connection::{MqttNotice, SHUTDOWN_GRACE, UplinkSetupError, mqtt_options, tls_config};
 pub use inflight::{Acked, InFlight, Tag};
+pub use schedule::{MalformedSchedules, PendingAcks};
 use state::{Backoff, Input, Mode};
 
 use crate::messages::{CloudMessage, LinkUp, PublishReported, ReportedDelivered};
@@ -103,6 +107,12 @@ pub struct Uplink {
     idle_waiters: Vec<oneshot::Sender<()>>,
     published_batches: u64,
     published_records: u64,
+    /// Where `schedule/set` goes; without it such messages are logged and dropped.
+    schedule: Option<Recipient<crate::schedule::ScheduleSetReceived>>,
+    /// `schedule/ack`s not yet acknowledged by the broker (kept while offline).
+    schedule_acks: PendingAcks,
+    /// `schedule/set` messages dropped as malformed.
+    malformed_schedules: u64,
 }
 
 impl Uplink {
@@ -137,7 +147,19 @@ impl Uplink {
             idle_waiters: Vec::new(),
             published_batches: 0,
             published_records: 0,
+            schedule: None,
+            schedule_acks: PendingAcks::default(),
+            malformed_schedules: 0,
         }
+    }
+
+    /// Sends every decoded `schedule/set` to `recipient` (the schedule actor).
+    pub fn schedule_to(
+        mut self,
+        recipient: Recipient<crate::schedule::ScheduleSetReceived>,
+    ) -> Self {
+        self.schedule = Some(recipient);
+        self
     }
 
     fn set_mode(&mut self, input: Input) {
@@ -220,6 +242,7 @@ impl Uplink {
             self.publish_control(Channel::ShadowGet, p);
         }
         self.peers.link_up.do_send(LinkUp);
+        self.publish_pending_schedule_acks();
         self.pump(ctx);
     }
 
@@ -362,6 +385,7 @@ impl Uplink {
                 .peers
                 .delivered
                 .do_send(ReportedDelivered { generation }),
+            Acked::ScheduleAck { generation } => self.schedule_acks.delivered(generation),
             Acked::Records | Acked::Nothing => {}
         }
     }
@@ -430,6 +454,7 @@ impl Handler<MqttNotice> for Uplink {
                             payload,
                         })
                     }
+                    Channel::ScheduleSet => self.on_schedule_set(&topic, &payload),
                     other => {
                         tracing::info!(%topic, ?other, "message on a channel this build does not handle; dropped")
                     }

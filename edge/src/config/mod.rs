@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use shiki_proto::{DeviceId, Topics};
+use shiki_shared::config::{self as shiki_config, ENV_PREFIX};
 
 use crate::control::{ControlConfig, ControlState};
 use crate::register_map::{PlcConfig, RegisterMap};
@@ -22,8 +23,10 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config file {file} is invalid: {message}")]
-    Parse { file: String, message: String },
+    /// Invalid TOML, a key of the wrong type, an unknown key, or a bad `SHIKI_*` override
+    /// (the message names the file, the key and the variable).
+    #[error(transparent)]
+    Parse(#[from] shiki_config::ConfigError),
     #[error("config file {file}: key `{key}` is invalid: {reason}")]
     Invalid {
         file: String,
@@ -55,6 +58,9 @@ pub struct EdgeConfig {
     /// Local control (see the `[control]` section of the example).
     #[serde(default)]
     pub control: ControlConfig,
+    /// The yearly schedule (see the `[schedule]` section of the example).
+    #[serde(default)]
+    pub schedule: ScheduleSection,
     /// The file this configuration came from (for error messages).
     #[serde(skip)]
     pub source_file: Option<PathBuf>,
@@ -161,6 +167,29 @@ impl Default for OutboxConfig {
     }
 }
 
+/// `[schedule]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleSection {
+    /// A schedule document (JSON, e.g. `deploy/schedule.example.json`) installed at
+    /// start-up as the current schedule when the store holds none; a path relative to the
+    /// working directory. Validated against the register map like a pushed schedule.
+    pub file: Option<PathBuf>,
+    /// Longest time between two evaluations of the schedule, whatever the next transition
+    /// (so a clock step, e.g. NTP after a long power-off, is noticed within it).
+    #[serde(with = "humantime_serde")]
+    pub max_sleep: Duration,
+}
+
+impl Default for ScheduleSection {
+    fn default() -> Self {
+        Self {
+            file: None,
+            max_sleep: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Scheme, host and port of the broker URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerAddr {
@@ -199,6 +228,41 @@ pub fn parse_broker_url(url: &str) -> Result<BrokerAddr, String> {
     })
 }
 
+/// Top-level keys that `SHIKI_<KEY>[__<SUBKEY>…]` variables may override.
+pub const ENV_SECTIONS: &[&str] = &[
+    "device_id",
+    "data_dir",
+    "mqtt",
+    "telemetry",
+    "outbox",
+    "plc",
+    "control",
+    "schedule",
+];
+
+/// Variables of the command-line flags (`--config`, `--device-id`, `--mqtt-url`, `--plc`,
+/// `--data-dir`, `--telemetry-interval`): applied as flags, not as config keys.
+pub const FLAG_VARS: &[&str] = &[
+    "SHIKI_CONFIG",
+    "SHIKI_DEVICE_ID",
+    "SHIKI_MQTT_URL",
+    "SHIKI_PLC",
+    "SHIKI_DATA_DIR",
+    "SHIKI_TELEMETRY_INTERVAL",
+];
+
+fn is_config_var(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+        return false;
+    };
+    let section = rest
+        .split("__")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    !FLAG_VARS.contains(&name) && ENV_SECTIONS.contains(&section.as_str())
+}
+
 /// Command-line (or `SHIKI_*` environment) overrides applied on top of the file.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -210,24 +274,45 @@ pub struct Overrides {
 }
 
 impl EdgeConfig {
-    /// Reads and parses `path` (not yet validated: see [`EdgeConfig::validate`]).
+    /// Reads and parses `path` with `SHIKI_*` environment overrides (not yet validated:
+    /// see [`EdgeConfig::validate`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(
+            path,
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+    }
+
+    /// [`EdgeConfig::load`] with the given environment instead of the process's.
+    ///
+    /// `SHIKI_MQTT__URL=mqtts://broker:8883` sets `mqtt.url` (`__` separates nesting
+    /// levels; see `shiki_shared::config`). Only variables naming a top-level key of this
+    /// file are config overrides ([`ENV_SECTIONS`]); the command-line flags' own variables
+    /// ([`FLAG_VARS`]) are applied as flags, after the file.
+    pub fn load_with_env(
+        path: &Path,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             file: file.clone(),
             source,
         })?;
-        let mut cfg = Self::parse(&text, &file)?;
+        let vars = vars.into_iter().filter(|(name, _)| is_config_var(name));
+        let mut cfg: Self = shiki_config::from_str_with_env(&text, path, ENV_PREFIX, vars)?;
         cfg.source_file = Some(path.to_owned());
         Ok(cfg)
     }
 
-    /// Parses TOML text; `file` names it in errors.
+    /// Parses TOML text without environment overrides; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            file: file.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " | "),
-        })
+        Ok(shiki_config::from_str_with_env(
+            text,
+            Path::new(file),
+            ENV_PREFIX,
+            std::iter::empty(),
+        )?)
     }
 
     fn file(&self) -> String {
@@ -349,7 +434,27 @@ impl EdgeConfig {
                 "defaults are set but there is no [plc] point list",
             ));
         }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.schedule.max_sleep)
+        {
+            return Err(self.invalid("schedule.max_sleep", "must be 1s to 1h"));
+        }
+        self.schedule_from_file(chrono::Utc::now())?;
         Ok(())
+    }
+
+    /// The schedule of `schedule.file`, checked against the register map at `now`, as the
+    /// pair to store; `None` without the key.
+    pub fn schedule_from_file(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<crate::schedule::StoredSchedules>, ConfigError> {
+        let Some(file) = &self.schedule.file else {
+            return Ok(None);
+        };
+        let catalog = self.register_map()?.map(|m| m.catalog().points);
+        crate::schedule::schedule_from_file(file, catalog.as_deref(), now)
+            .map(Some)
+            .map_err(|reason| self.invalid("schedule.file", reason))
     }
 
     /// The validated register map of `[plc]`, if there is one.
@@ -373,119 +478,4 @@ impl EdgeConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINIMAL: &str = "device_id = \"gw-1\"\n";
-
-    #[test]
-    fn a_minimal_config_gets_documented_defaults() {
-        let cfg = EdgeConfig::parse(MINIMAL, "t.toml").expect("parses");
-        cfg.validate().expect("valid");
-        assert_eq!(cfg.telemetry.interval, Duration::from_secs(60));
-        assert_eq!(cfg.outbox.quota_mib, 256);
-        assert_eq!(cfg.mqtt.url, "mqtt://127.0.0.1:1883");
-    }
-
-    #[test]
-    fn unknown_keys_and_bad_values_are_named() {
-        let err = EdgeConfig::parse("device_id = \"gw\"\n[mqtt]\nurll = \"x\"\n", "a.toml")
-            .expect_err("unknown key");
-        let msg = err.to_string();
-        assert!(msg.contains("a.toml") && msg.contains("urll"), "{msg}");
-
-        let err = EdgeConfig::parse("device_id = \"g/w\"\n", "b.toml").expect_err("bad id");
-        assert!(err.to_string().contains("b.toml"), "{err}");
-
-        let mut cfg = EdgeConfig::parse(MINIMAL, "c.toml").expect("parses");
-        cfg.source_file = Some("c.toml".into());
-        cfg.mqtt.url = "http://x".into();
-        let msg = cfg.validate().expect_err("bad url").to_string();
-        assert!(msg.contains("mqtt.url") && msg.contains("c.toml"), "{msg}");
-
-        let mut cfg = EdgeConfig::parse(MINIMAL, "d.toml").expect("parses");
-        cfg.telemetry.interval = Duration::from_millis(1);
-        assert!(
-            cfg.validate()
-                .expect_err("too fast")
-                .to_string()
-                .contains("telemetry.interval")
-        );
-    }
-
-    #[test]
-    fn broker_urls_parse_with_default_ports() {
-        let a = parse_broker_url("mqtt://beam.soracom.io").expect("ok");
-        assert_eq!((a.tls, a.port), (false, 1883));
-        let a = parse_broker_url("mqtts://broker.example:8884").expect("ok");
-        assert_eq!(
-            (a.tls, a.host.as_str(), a.port),
-            (true, "broker.example", 8884)
-        );
-        for bad in ["tcp://x", "mqtt://", "mqtt://h:99999", "mqtt://h:x"] {
-            assert!(parse_broker_url(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn overrides_replace_file_values() {
-        let mut cfg = EdgeConfig::parse(MINIMAL, "t.toml").expect("parses");
-        cfg.apply(Overrides {
-            device_id: Some("gw-2".into()),
-            mqtt_url: Some("mqtt://127.0.0.1:1999".into()),
-            plc: Some("127.0.0.1:5020".into()),
-            data_dir: Some("/tmp/x".into()),
-            telemetry_interval: Some(Duration::from_secs(1)),
-        })
-        .expect("apply");
-        cfg.validate().expect("valid");
-        assert_eq!(cfg.device_id.as_str(), "gw-2");
-        assert_eq!(cfg.telemetry.interval, Duration::from_secs(1));
-        assert_eq!(
-            cfg.plc.as_ref().map(|p| p.address.as_str()),
-            Some("127.0.0.1:5020")
-        );
-        assert!(!cfg.plc.as_ref().expect("default map").points.is_empty());
-        assert!(
-            cfg.clone()
-                .apply(Overrides {
-                    device_id: Some("bad id".into()),
-                    ..Overrides::default()
-                })
-                .is_err()
-        );
-    }
-
-    #[test]
-    fn the_deploy_example_parses_and_validates() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/edge.example.toml");
-        let cfg = EdgeConfig::load(&path).expect("example parses");
-        cfg.validate().expect("example validates");
-        let map = cfg.register_map().expect("map").expect("example has [plc]");
-        assert!(map.point("chw_setpoint_c").is_some());
-        assert_eq!(
-            cfg.control.defaults.get("mode"),
-            Some(&serde_json::json!("cooling"))
-        );
-    }
-
-    #[test]
-    fn a_bad_point_or_control_default_is_named() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/edge.example.toml");
-        let text = std::fs::read_to_string(&path).expect("example");
-        let bad = text.replace("chw_setpoint_c = 7.0", "chw_setpoint_c = \"warm\"");
-        let mut cfg = EdgeConfig::parse(&bad, "bad.toml").expect("parses");
-        cfg.source_file = Some("bad.toml".into());
-        let msg = cfg.validate().expect_err("bad default").to_string();
-        assert!(
-            msg.contains("control") && msg.contains("chw_setpoint_c"),
-            "{msg}"
-        );
-
-        let bad = text.replacen("type = \"i16\"", "type = \"i17\"", 1);
-        let msg = EdgeConfig::parse(&bad, "bad.toml")
-            .expect_err("bad type")
-            .to_string();
-        assert!(msg.contains("i17") && msg.contains("bad.toml"), "{msg}");
-    }
-}
+mod tests;

@@ -1,0 +1,158 @@
+//! Parsing, overrides, environment and validation of the edge configuration.
+
+use super::*;
+
+const MINIMAL: &str = "device_id = \"gw-1\"\n";
+
+#[test]
+fn a_minimal_config_gets_documented_defaults() {
+    let cfg = EdgeConfig::parse(MINIMAL, "t.toml").expect("parses");
+    cfg.validate().expect("valid");
+    assert_eq!(cfg.telemetry.interval, Duration::from_secs(60));
+    assert_eq!(cfg.outbox.quota_mib, 256);
+    assert_eq!(cfg.mqtt.url, "mqtt://127.0.0.1:1883");
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_named() {
+    let err = EdgeConfig::parse("device_id = \"gw\"\n[mqtt]\nurll = \"x\"\n", "a.toml")
+        .expect_err("unknown key");
+    let msg = err.to_string();
+    assert!(msg.contains("a.toml") && msg.contains("urll"), "{msg}");
+
+    let err = EdgeConfig::parse("device_id = \"g/w\"\n", "b.toml").expect_err("bad id");
+    assert!(err.to_string().contains("b.toml"), "{err}");
+
+    let mut cfg = EdgeConfig::parse(MINIMAL, "c.toml").expect("parses");
+    cfg.source_file = Some("c.toml".into());
+    cfg.mqtt.url = "http://x".into();
+    let msg = cfg.validate().expect_err("bad url").to_string();
+    assert!(msg.contains("mqtt.url") && msg.contains("c.toml"), "{msg}");
+
+    let mut cfg = EdgeConfig::parse(MINIMAL, "d.toml").expect("parses");
+    cfg.telemetry.interval = Duration::from_millis(1);
+    assert!(
+        cfg.validate()
+            .expect_err("too fast")
+            .to_string()
+            .contains("telemetry.interval")
+    );
+}
+
+#[test]
+fn shiki_variables_override_nested_keys_and_errors_name_the_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("edge.toml");
+    std::fs::write(
+        &path,
+        "device_id = \"gw-1\"\n[mqtt]\nurl = \"mqtt://a:1883\"\n",
+    )
+    .expect("write");
+    let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let cfg = EdgeConfig::load_with_env(
+        &path,
+        env(&[
+            ("SHIKI_MQTT__URL", "mqtt://b:1884"),
+            ("SHIKI_TELEMETRY__INTERVAL", "5s"),
+            // Not config keys: the flags' variables and unrelated SHIKI_* names.
+            ("SHIKI_MQTT_URL", "mqtt://flag:1"),
+            ("SHIKI_PLC", "127.0.0.1:5020"),
+            ("SHIKI_TEST_BROKER", "127.0.0.1:1883"),
+            ("SHIKI_LOG", "debug"),
+        ]),
+    )
+    .expect("loads");
+    assert_eq!(cfg.mqtt.url, "mqtt://b:1884");
+    assert_eq!(cfg.telemetry.interval, Duration::from_secs(5));
+    assert!(cfg.plc.is_none());
+
+    let err = EdgeConfig::load_with_env(&path, env(&[("SHIKI_OUTBOX__QUOTA_MIB", "lots")]))
+        .expect_err("not a number");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("edge.toml") && msg.contains("outbox.quota_mib"),
+        "{msg}"
+    );
+    assert!(msg.contains("SHIKI_OUTBOX__QUOTA_MIB"), "{msg}");
+}
+
+#[test]
+fn broker_urls_parse_with_default_ports() {
+    let a = parse_broker_url("mqtt://beam.soracom.io").expect("ok");
+    assert_eq!((a.tls, a.port), (false, 1883));
+    let a = parse_broker_url("mqtts://broker.example:8884").expect("ok");
+    assert_eq!(
+        (a.tls, a.host.as_str(), a.port),
+        (true, "broker.example", 8884)
+    );
+    for bad in ["tcp://x", "mqtt://", "mqtt://h:99999", "mqtt://h:x"] {
+        assert!(parse_broker_url(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn overrides_replace_file_values() {
+    let mut cfg = EdgeConfig::parse(MINIMAL, "t.toml").expect("parses");
+    cfg.apply(Overrides {
+        device_id: Some("gw-2".into()),
+        mqtt_url: Some("mqtt://127.0.0.1:1999".into()),
+        plc: Some("127.0.0.1:5020".into()),
+        data_dir: Some("/tmp/x".into()),
+        telemetry_interval: Some(Duration::from_secs(1)),
+    })
+    .expect("apply");
+    cfg.validate().expect("valid");
+    assert_eq!(cfg.device_id.as_str(), "gw-2");
+    assert_eq!(cfg.telemetry.interval, Duration::from_secs(1));
+    assert_eq!(
+        cfg.plc.as_ref().map(|p| p.address.as_str()),
+        Some("127.0.0.1:5020")
+    );
+    assert!(!cfg.plc.as_ref().expect("default map").points.is_empty());
+    assert!(
+        cfg.clone()
+            .apply(Overrides {
+                device_id: Some("bad id".into()),
+                ..Overrides::default()
+            })
+            .is_err()
+    );
+}
+
+#[test]
+fn the_deploy_example_parses_and_validates() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/edge.example.toml");
+    let cfg = EdgeConfig::load(&path).expect("example parses");
+    cfg.validate().expect("example validates");
+    let map = cfg.register_map().expect("map").expect("example has [plc]");
+    assert!(map.point("chw_setpoint_c").is_some());
+    assert_eq!(
+        cfg.control.defaults.get("mode"),
+        Some(&serde_json::json!("cooling"))
+    );
+}
+
+#[test]
+fn a_bad_point_or_control_default_is_named() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/edge.example.toml");
+    let text = std::fs::read_to_string(&path).expect("example");
+    let bad = text.replace("chw_setpoint_c = 7.0", "chw_setpoint_c = \"warm\"");
+    let mut cfg = EdgeConfig::parse(&bad, "bad.toml").expect("parses");
+    cfg.source_file = Some("bad.toml".into());
+    let msg = cfg.validate().expect_err("bad default").to_string();
+    assert!(
+        msg.contains("control") && msg.contains("chw_setpoint_c"),
+        "{msg}"
+    );
+
+    let bad = text.replacen("type = \"i16\"", "type = \"i17\"", 1);
+    let msg = EdgeConfig::parse(&bad, "bad.toml")
+        .expect_err("bad type")
+        .to_string();
+    assert!(msg.contains("i17") && msg.contains("bad.toml"), "{msg}");
+}

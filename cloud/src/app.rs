@@ -117,6 +117,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         registry.clone().recipient(),
         ingest_stats.clone(),
         config.mqtt.ack_after_commit,
+        embedded.is_some(),
     );
 
     let backend: SharedBackend = Arc::new(CloudBackend::new(

@@ -327,6 +327,8 @@ async fn verify(changes: usize, mqtt_url: Option<String>) -> Result<(), AppError
     let delta_topic = topics.topic_for(&id, &Channel::ShadowDelta);
     let reported_topic = topics.topic_for(&id, &Channel::ShadowReported);
     let c2 = client.clone();
+    let delta_seen = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let delta_seen2 = delta_seen.clone();
     // The simulated device: applies every delta at once and reports it.
     let device = actix::spawn(async move {
         let mut ready = Some(ready_tx);
@@ -342,6 +344,9 @@ async fn verify(changes: usize, mqtt_url: Option<String>) -> Result<(), AppError
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if let Ok(d) = decode::<ShadowDelta>(&p.payload) {
+                        if let Ok(mut g) = delta_seen2.lock() {
+                            *g = Some(Instant::now());
+                        }
                         let r = ReportedUpdate {
                             v: 1,
                             state: ReportedState { reported: d.state },
@@ -387,9 +392,30 @@ async fn verify(changes: usize, mqtt_url: Option<String>) -> Result<(), AppError
         device: id.clone(),
         input: DeviceInput::Catalog(catalog),
     });
+    for gap in [Duration::ZERO, Duration::from_millis(100)] {
+        let (lat, to_delta) = measure_changes(&app, &id, changes, gap, &delta_seen).await;
+        report_latency(&lat, &to_delta, &broker, gap);
+    }
+    device.abort();
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn measure_changes(
+    app: &crate::App,
+    id: &DeviceId,
+    changes: usize,
+    gap: Duration,
+    delta_seen: &std::sync::Mutex<Option<Instant>>,
+) -> (Vec<Duration>, Vec<Duration>) {
     let metrics = app.device_metrics.clone();
     let mut lat = Vec::with_capacity(changes);
+    let mut to_delta = Vec::with_capacity(changes);
     for i in 0..changes {
+        if !gap.is_zero() {
+            tokio::time::sleep(gap).await;
+        }
         let before = metrics.verified.load(std::sync::atomic::Ordering::Relaxed);
         let value = 5.0 + (i % 100) as f64 * 0.1;
         let change = DesiredChange {
@@ -416,26 +442,33 @@ async fn verify(changes: usize, mqtt_url: Option<String>) -> Result<(), AppError
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
         lat.push(t0.elapsed());
+        if let Some(at) = delta_seen.lock().ok().and_then(|mut g| g.take()) {
+            to_delta.push(at.saturating_duration_since(t0));
+        }
     }
-    device.abort();
+    (lat, to_delta)
+}
+
+fn report_latency(lat: &[Duration], to_delta: &[Duration], broker: &str, gap: Duration) {
+    let mut lat = lat.to_vec();
+    let mut to_delta = to_delta.to_vec();
     lat.sort();
-    let pct = |p: f64| {
-        lat.get(
-            ((lat.len() as f64 * p).ceil() as usize)
-                .saturating_sub(1)
-                .min(lat.len().saturating_sub(1)),
-        )
-        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    to_delta.sort();
+    let pct = |v: &[Duration], p: f64| {
+        let i = ((v.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(v.len().saturating_sub(1));
+        v.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     out(&format!(
-        "verify ({broker}): {} desired changes → delta → reported → verified: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "verify ({broker}, {} ms idle between changes): {} desired changes → delta → reported → verified: \
+         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (change → delta at the device: p50 {:.2} ms, p99 {:.2} ms)",
+        gap.as_millis(),
         lat.len(),
-        pct(0.5),
-        pct(0.99),
-        pct(1.0)
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        pct(&lat, 1.0),
+        pct(&to_delta, 0.5),
+        pct(&to_delta, 0.99),
     ));
-    let _ = Arc::strong_count(&metrics);
-    app.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
 }

@@ -36,7 +36,7 @@ pub(crate) fn history(entries: &[HistoryEntry]) -> String {
         push_row(
             &mut out,
             [
-                e.ts.to_rfc3339(),
+                stamp(e.ts),
                 side,
                 text(&e.key),
                 value(e.old.as_ref()),
@@ -61,6 +61,11 @@ pub(crate) fn history(entries: &[HistoryEntry]) -> String {
         );
     }
     out
+}
+
+/// RFC 3339 in UTC with `Z`, as in the JSON answers.
+fn stamp(ts: chrono::DateTime<chrono::Utc>) -> String {
+    ts.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 fn serde_label<T: serde::Serialize>(v: &T) -> String {

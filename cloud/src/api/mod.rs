@@ -47,7 +47,8 @@ use actix_web::{
     App, Error, HttpServer,
     body::MessageBody,
     dev::{ServiceFactory, ServiceRequest, ServiceResponse},
-    middleware::{Compress, from_fn},
+    http::header,
+    middleware::{Compress, DefaultHeaders, from_fn},
     web,
 };
 use chrono::{DateTime, Utc};
@@ -142,6 +143,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
         .service(
             web::scope("/api")
                 .wrap(from_fn(require_token))
+                // Device data and tokens must not linger in browser or proxy caches.
+                .wrap(
+                    DefaultHeaders::new()
+                        .add((header::CACHE_CONTROL, "no-store"))
+                        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
+                )
                 .service(
                     web::scope("/v1")
                         .configure(devices::configure)

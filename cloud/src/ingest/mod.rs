@@ -47,9 +47,11 @@ impl Ingest {
         router: Recipient<Route>,
         stats: Arc<IngestStats>,
         ack_after_commit: bool,
+        nudge_on_puback: bool,
     ) -> Self {
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let acker = actix::spawn(ack_in_order(client.clone(), ack_rx));
+        let nudge = nudge_on_puback.then(|| format!("{}/_cloud/nudge", topics.prefix()));
         let handler = Handler {
             topics,
             store,
@@ -58,6 +60,7 @@ impl Ingest {
             client: client.clone(),
             acks: ack_tx,
             ack_after_commit,
+            nudge,
         };
         let poll = actix::spawn(poll_loop(eventloop, handler));
         Self {
@@ -96,6 +99,11 @@ struct Handler {
     acks: mpsc::UnboundedSender<(Commit, rumqttc::Publish)>,
     /// Without it the client acknowledges on receipt and commits are not awaited.
     ack_after_commit: bool,
+    /// Embedded broker only: a topic nobody subscribes to, published (QoS 0, empty) when a
+    /// PUBACK for our own publish arrives. rumqttd does not set TCP_NODELAY, so its next
+    /// small packet to us (typically the device's reported state right after a delta)
+    /// would wait for our delayed TCP ACK (40 ms on Linux); the nudge carries that ACK.
+    nudge: Option<String>,
 }
 
 async fn poll_loop(mut eventloop: EventLoop, h: Handler) {
@@ -106,6 +114,13 @@ async fn poll_loop(mut eventloop: EventLoop, h: Handler) {
                 let commit = h.handle(&p);
                 if h.ack_after_commit && h.acks.send((commit, p)).is_err() {
                     return;
+                }
+            }
+            Ok(Event::Incoming(Packet::PubAck(_))) => {
+                if let Some(topic) = &h.nudge {
+                    let _ = h
+                        .client
+                        .try_publish(topic.clone(), QoS::AtMostOnce, false, Vec::new());
                 }
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {

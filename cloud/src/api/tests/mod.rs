@@ -1,1 +1,560 @@
+//! API tests without a socket (`actix_web::test`), against an in-memory fake backend that
+//! lives only here.
 
+mod auth_tests;
+mod device_tests;
+mod ops_tests;
+mod token_tests;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use actix_web::{
+    body::{MessageBody, to_bytes},
+    dev::ServiceResponse,
+    http::{StatusCode, header::HeaderMap},
+    test::TestRequest,
+    web::Bytes,
+};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use futures::FutureExt;
+use serde_json::{Value, json};
+use shiki_proto::{
+    Catalog, DeviceId, Event, EventKind, PointInfo, PointRole, Sample, Severity, ValueKind,
+};
+
+use super::*;
+use crate::auth::{Role, hash_token};
+
+/// Token secrets the harness creates, one per role.
+pub(super) const VIEWER: &str =
+    "shiki_viewer000000000000000000000000000000000000000000000000000000";
+pub(super) const OPERATOR: &str =
+    "shiki_operator0000000000000000000000000000000000000000000000000000";
+pub(super) const ADMIN: &str = "shiki_admin0000000000000000000000000000000000000000000000000000000";
+/// `SHIKI_ADMIN_TOKEN` in tests that configure it.
+pub(super) const ENV_ADMIN: &str = "env-admin-token-0123456789";
+
+/// "Now" for every test.
+pub(super) fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0)
+        .single()
+        .expect("valid date")
+}
+
+// ---------------------------------------------------------------------------------------
+// fake backend
+
+#[derive(Default)]
+pub(super) struct Data {
+    pub devices: BTreeMap<DeviceId, DeviceView>,
+    pub history: Vec<(DeviceId, HistoryEntry)>,
+    pub telemetry: Vec<(DeviceId, Sample)>,
+    pub events: Vec<(DeviceId, Event)>,
+    /// name → (hash, info)
+    pub tokens: BTreeMap<String, (String, TokenInfo)>,
+    pub metrics: MetricsSnapshot,
+    /// The last desired change the API passed on.
+    pub last_patch: Option<(DeviceId, DesiredPatch, Actor)>,
+}
+
+#[derive(Default)]
+pub(super) struct FakeBackend {
+    data: Mutex<Data>,
+    /// When set, every call answers `Unavailable`.
+    pub down: AtomicBool,
+}
+
+impl FakeBackend {
+    pub(super) fn data(&self) -> MutexGuard<'_, Data> {
+        self.data.lock().expect("fake backend lock")
+    }
+
+    fn check(&self) -> Result<(), BackendError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(BackendError::Unavailable("store closed".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn answer<T: 'static>(
+        &self,
+        f: impl FnOnce(&mut Data) -> Result<T, BackendError>,
+    ) -> BackendFuture<'_, T> {
+        let result = self.check().and_then(|()| f(&mut self.data()));
+        async move { result }.boxed_local()
+    }
+}
+
+fn known(d: &Data, id: &DeviceId) -> Result<(), BackendError> {
+    if d.devices.contains_key(id) {
+        Ok(())
+    } else {
+        Err(BackendError::NotFound)
+    }
+}
+
+fn validate(catalog: Option<&Catalog>, key: &str, value: &Value) -> Result<(), BackendError> {
+    let invalid = |reason: &str| BackendError::Invalid {
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let catalog = catalog.ok_or_else(|| invalid("no catalog received from the device yet"))?;
+    let point = catalog.point(key).ok_or_else(|| invalid("unknown point"))?;
+    if !point.writable {
+        return Err(invalid("read-only point"));
+    }
+    if value.is_null() {
+        return Ok(());
+    }
+    match point.kind {
+        ValueKind::Number => {
+            let v = value.as_f64().ok_or_else(|| invalid("not a number"))?;
+            if point.min.is_some_and(|m| v < m) || point.max.is_some_and(|m| v > m) {
+                return Err(invalid("outside the point's limits"));
+            }
+            Ok(())
+        }
+        ValueKind::Enum => match value.as_str() {
+            Some(s) if point.options.iter().any(|o| o == s) => Ok(()),
+            _ => Err(invalid("not one of the point's options")),
+        },
+        _ => Ok(()),
+    }
+}
+
+impl Backend for FakeBackend {
+    fn list_devices(&self) -> BackendFuture<'_, Vec<DeviceSummary>> {
+        self.answer(|d| {
+            Ok(d.devices
+                .values()
+                .rev() // the API sorts by id itself
+                .map(|v| DeviceSummary {
+                    id: v.id.clone(),
+                    online: v.online,
+                    last_seen: v.last_seen,
+                    shadow_version: v.version,
+                    pending_verifications: v.pending_verifications.len() as u32,
+                })
+                .collect())
+        })
+    }
+
+    fn device(&self, id: DeviceId) -> BackendFuture<'_, Option<DeviceView>> {
+        self.answer(move |d| Ok(d.devices.get(&id).cloned()))
+    }
+
+    fn patch_desired(
+        &self,
+        id: DeviceId,
+        patch: DesiredPatch,
+        actor: Actor,
+    ) -> BackendFuture<'_, PatchOutcome> {
+        self.answer(move |d| {
+            d.last_patch = Some((id.clone(), patch.clone(), actor.clone()));
+            let view = d.devices.get_mut(&id).ok_or(BackendError::NotFound)?;
+            if let Some(expected) = patch.expected_version
+                && expected != view.version
+            {
+                return Err(BackendError::VersionConflict {
+                    expected,
+                    current: view.version,
+                });
+            }
+            for (k, v) in &patch.settings {
+                validate(view.catalog.as_ref(), k, v)?;
+            }
+            view.version += 1;
+            let mut entries = Vec::new();
+            for (k, v) in patch.settings {
+                let old = if v.is_null() {
+                    view.desired.remove(&k)
+                } else {
+                    view.desired.insert(k.clone(), v.clone())
+                };
+                entries.push(HistoryEntry {
+                    ts: now(),
+                    actor: actor.clone(),
+                    side: ShadowSide::Desired,
+                    key: k,
+                    old,
+                    new: (!v.is_null()).then_some(v),
+                    version: view.version,
+                    comment: patch.comment.clone(),
+                    verification: Some(Verification {
+                        outcome: VerificationOutcome::Pending,
+                        reason: None,
+                        at: None,
+                        attempts: 0,
+                    }),
+                });
+            }
+            let version = view.version;
+            d.history
+                .extend(entries.into_iter().map(|e| (id.clone(), e)));
+            Ok(PatchOutcome { version })
+        })
+    }
+
+    fn history(
+        &self,
+        id: DeviceId,
+        range: TimeRange,
+        limit: usize,
+    ) -> BackendFuture<'_, Vec<HistoryEntry>> {
+        // Deliberately oldest first: the API must order newest first itself.
+        self.answer(move |d| {
+            known(d, &id)?;
+            let mut rows: Vec<_> = d
+                .history
+                .iter()
+                .filter(|(dev, e)| *dev == id && range.contains(e.ts))
+                .map(|(_, e)| e.clone())
+                .collect();
+            let skip = rows.len().saturating_sub(limit);
+            rows.drain(..skip);
+            Ok(rows)
+        })
+    }
+
+    fn telemetry(
+        &self,
+        id: DeviceId,
+        range: TimeRange,
+        limit: usize,
+    ) -> BackendFuture<'_, Vec<TelemetryRow>> {
+        self.answer(move |d| {
+            known(d, &id)?;
+            Ok(d.telemetry
+                .iter()
+                .filter(|(dev, s)| *dev == id && range.contains(s.ts))
+                .map(|(_, s)| s.clone())
+                .take(limit)
+                .collect())
+        })
+    }
+
+    fn events(
+        &self,
+        id: DeviceId,
+        range: TimeRange,
+        limit: usize,
+    ) -> BackendFuture<'_, Vec<EventRow>> {
+        self.answer(move |d| {
+            known(d, &id)?;
+            Ok(d.events
+                .iter()
+                .filter(|(dev, e)| *dev == id && range.contains(e.ts))
+                .map(|(_, e)| e.clone())
+                .take(limit)
+                .collect())
+        })
+    }
+
+    fn create_token(&self, token: NewToken) -> BackendFuture<'_, TokenInfo> {
+        self.answer(move |d| {
+            if d.tokens.contains_key(&token.name) {
+                return Err(BackendError::AlreadyExists(format!(
+                    "token {:?}",
+                    token.name
+                )));
+            }
+            let info = TokenInfo {
+                name: token.name.clone(),
+                role: token.role,
+                created_at: token.created_at,
+                created_by: token.created_by,
+            };
+            d.tokens.insert(token.name, (token.hash, info.clone()));
+            Ok(info)
+        })
+    }
+
+    fn list_tokens(&self) -> BackendFuture<'_, Vec<TokenInfo>> {
+        self.answer(|d| Ok(d.tokens.values().map(|(_, i)| i.clone()).collect()))
+    }
+
+    fn revoke_token(&self, name: String) -> BackendFuture<'_, ()> {
+        self.answer(move |d| {
+            d.tokens
+                .remove(&name)
+                .map(|_| ())
+                .ok_or(BackendError::NotFound)
+        })
+    }
+
+    fn token_by_hash(&self, hash: String) -> BackendFuture<'_, Option<TokenRecord>> {
+        self.answer(move |d| {
+            Ok(d.tokens
+                .values()
+                .find(|(h, _)| *h == hash)
+                .map(|(_, i)| TokenRecord {
+                    name: i.name.clone(),
+                    role: i.role,
+                }))
+        })
+    }
+
+    fn metrics(&self) -> BackendFuture<'_, MetricsSnapshot> {
+        self.answer(|d| Ok(d.metrics.clone()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// fixtures
+
+pub(super) fn dev(id: &str) -> DeviceId {
+    DeviceId::new(id).expect("test device id")
+}
+
+fn point(name: &str, role: PointRole, kind: ValueKind, writable: bool) -> PointInfo {
+    PointInfo {
+        name: name.into(),
+        role,
+        kind,
+        unit: None,
+        writable,
+        min: None,
+        max: None,
+        resolution: None,
+        options: vec![],
+    }
+}
+
+fn catalog() -> Catalog {
+    let mut setpoint = point("chw_setpoint", PointRole::Setting, ValueKind::Number, true);
+    setpoint.min = Some(5.0);
+    setpoint.max = Some(15.0);
+    setpoint.resolution = Some(0.1);
+    setpoint.unit = Some("°C".into());
+    let mut mode = point("mode", PointRole::Setting, ValueKind::Enum, true);
+    mode.options = vec!["cooling".into(), "heating".into()];
+    Catalog {
+        v: 1,
+        points: vec![
+            setpoint,
+            mode,
+            point(
+                "chw_supply_temp",
+                PointRole::Reading,
+                ValueKind::Number,
+                false,
+            ),
+        ],
+    }
+}
+
+fn view(id: &str, online: bool, with_catalog: bool) -> DeviceView {
+    let mut reported = shiki_proto::JsonMap::new();
+    reported.insert("chw_setpoint".into(), json!(7.0));
+    reported.insert("mode".into(), json!("cooling"));
+    DeviceView {
+        id: dev(id),
+        status: None,
+        online,
+        last_seen: Some(now() - Duration::minutes(1)),
+        desired: Default::default(),
+        reported,
+        delta: Default::default(),
+        version: 3,
+        applied_version: Some(3),
+        metadata: Default::default(),
+        settings: Default::default(),
+        last_telemetry: None,
+        last_seq: Some(3),
+        pending_verifications: vec![],
+        last_verification: None,
+        catalog: with_catalog.then(catalog),
+    }
+}
+
+/// A reported-side history entry at `minutes` after 10:00.
+pub(super) fn history_entry(minutes: i64, key: &str, comment: Option<&str>) -> HistoryEntry {
+    HistoryEntry {
+        ts: now() - Duration::hours(2) + Duration::minutes(minutes),
+        actor: Actor {
+            kind: ActorKind::Device,
+            name: "plant-01".into(),
+            role: None,
+        },
+        side: ShadowSide::Reported,
+        key: key.into(),
+        old: Some(json!(7.0)),
+        new: Some(json!(8.5)),
+        version: 3,
+        comment: comment.map(Into::into),
+        verification: None,
+    }
+}
+
+/// A backend with two devices (`plant-01` online with a catalog, `plant-02` offline
+/// without), history, telemetry, events, and one token per role.
+pub(super) fn seeded() -> Arc<FakeBackend> {
+    let b = Arc::new(FakeBackend::default());
+    {
+        let mut d = b.data();
+        for v in [view("plant-01", true, true), view("plant-02", false, false)] {
+            d.devices.insert(v.id.clone(), v);
+        }
+        let p1 = dev("plant-01");
+        for (i, key) in ["chw_setpoint", "mode", "chw_setpoint"].iter().enumerate() {
+            d.history
+                .push((p1.clone(), history_entry(i as i64 * 10, key, None)));
+        }
+        for seq in 1..=5u64 {
+            let ts = now() - Duration::hours(1) + Duration::minutes(seq as i64);
+            let values =
+                BTreeMap::from([("chw_supply_temp".to_owned(), (6.0 + seq as f64).into())]);
+            d.telemetry.push((p1.clone(), Sample { seq, ts, values }));
+            d.events.push((
+                p1.clone(),
+                Event {
+                    seq,
+                    ts,
+                    kind: EventKind::SettingApplied,
+                    severity: Severity::Info,
+                    message: format!("event {seq}"),
+                    data: Value::Null,
+                },
+            ));
+        }
+        for (name, secret, role) in [
+            ("viewer", VIEWER, Role::Viewer),
+            ("operator", OPERATOR, Role::Operator),
+            ("admin", ADMIN, Role::Admin),
+        ] {
+            let info = TokenInfo {
+                name: name.into(),
+                role,
+                created_at: now(),
+                created_by: "test".into(),
+            };
+            d.tokens.insert(name.into(), (hash_token(secret), info));
+        }
+    }
+    b
+}
+
+/// API state over `backend`, with the fixed clock and optionally `SHIKI_ADMIN_TOKEN`.
+pub(super) fn state_with(backend: Arc<FakeBackend>, config: ApiConfig) -> ApiState {
+    ApiState::new(backend, config)
+        .expect("valid api config")
+        .with_clock(Arc::new(now))
+}
+
+pub(super) fn state(backend: Arc<FakeBackend>) -> ApiState {
+    state_with(backend, ApiConfig::default())
+}
+
+// ---------------------------------------------------------------------------------------
+// requests and responses
+
+/// The app under test: `let app = app!(state);`.
+macro_rules! app {
+    ($state:expr) => {
+        actix_web::test::init_service(crate::api::app($state)).await
+    };
+}
+pub(super) use app;
+
+/// Sends a request: `send!(app, req)` → [`Resp`].
+macro_rules! send {
+    ($app:expr, $req:expr) => {
+        crate::api::tests::Resp::read(actix_web::test::call_service(&$app, $req.to_request()).await)
+            .await
+    };
+}
+pub(super) use send;
+
+pub(super) fn req(method: &str, path: &str, token: Option<&str>) -> TestRequest {
+    let method = actix_web::http::Method::from_bytes(method.as_bytes()).expect("test method");
+    let r = TestRequest::default().method(method).uri(path);
+    match token {
+        Some(t) => r.insert_header(("Authorization", format!("Bearer {t}"))),
+        None => r,
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub(super) struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The body as JSON, or `Null` when it is not JSON.
+    pub json: Value,
+}
+
+impl Resp {
+    pub(super) async fn read<B: MessageBody>(res: ServiceResponse<B>) -> Resp {
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = to_bytes(res.into_body()).await.ok().unwrap_or_default();
+        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            json,
+        }
+    }
+
+    pub(super) fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("utf-8 body")
+    }
+
+    pub(super) fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts an error response with the documented JSON body and returns its code.
+    pub(super) fn error_code(&self) -> &str {
+        let err = &self.json["error"];
+        assert!(
+            err["message"].is_string(),
+            "no JSON error body: {} {:?}",
+            self.status,
+            self.body
+        );
+        err["code"].as_str().expect("error code")
+    }
+}
+
+/// Every API route: method, a concrete path, the OpenAPI path template, the body to send,
+/// the role it needs, and the status it answers on success.
+pub(super) struct RouteCase {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub template: &'static str,
+    pub body: Option<fn() -> Value>,
+    pub role: Role,
+    pub ok: u16,
+}
+
+#[rustfmt::skip]
+pub(super) const ROUTES: &[RouteCase] = &[
+    RouteCase { method: "GET", path: "/api/v1/devices", template: "/api/v1/devices", body: None, role: Role::Viewer, ok: 200 },
+    RouteCase { method: "GET", path: "/api/v1/devices/plant-01", template: "/api/v1/devices/{id}", body: None, role: Role::Viewer, ok: 200 },
+    RouteCase { method: "PATCH", path: "/api/v1/devices/plant-01/desired", template: "/api/v1/devices/{id}/desired", body: Some(|| json!({"settings": {"chw_setpoint": 8.0}})), role: Role::Operator, ok: 200 },
+    RouteCase { method: "GET", path: "/api/v1/devices/plant-01/history", template: "/api/v1/devices/{id}/history", body: None, role: Role::Viewer, ok: 200 },
+    RouteCase { method: "GET", path: "/api/v1/devices/plant-01/telemetry", template: "/api/v1/devices/{id}/telemetry", body: None, role: Role::Viewer, ok: 200 },
+    RouteCase { method: "GET", path: "/api/v1/devices/plant-01/events", template: "/api/v1/devices/{id}/events", body: None, role: Role::Viewer, ok: 200 },
+    RouteCase { method: "GET", path: "/api/v1/tokens", template: "/api/v1/tokens", body: None, role: Role::Admin, ok: 200 },
+    RouteCase { method: "POST", path: "/api/v1/tokens", template: "/api/v1/tokens", body: Some(|| json!({"name": "grafana", "role": "viewer"})), role: Role::Admin, ok: 201 },
+    RouteCase { method: "DELETE", path: "/api/v1/tokens/viewer", template: "/api/v1/tokens/{name}", body: None, role: Role::Admin, ok: 204 },
+    RouteCase { method: "GET", path: "/api/v1/openapi.json", template: "/api/v1/openapi.json", body: None, role: Role::Viewer, ok: 200 },
+];
+
+/// Routes outside `/api` (no token needed).
+pub(super) const PUBLIC_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("GET", "/"),
+    ("GET", "/app.js"),
+    ("GET", "/style.css"),
+];

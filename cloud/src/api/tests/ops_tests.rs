@@ -1,0 +1,377 @@
+//! `/healthz`, `/metrics`, the OpenAPI document, the web page and JSON fallbacks.
+
+use std::collections::BTreeSet;
+
+use actix_web::http::StatusCode;
+
+use super::*;
+
+#[actix_web::test]
+async fn healthz_needs_no_token() {
+    let app = app!(state(seeded()));
+    let res = send!(app, req("GET", "/healthz", None));
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json["status"], "ok");
+}
+
+#[actix_web::test]
+async fn public_routes_answer_without_a_token() {
+    let app = app!(state(seeded()));
+    for (method, path) in PUBLIC_ROUTES {
+        let res = send!(app, req(method, path, None));
+        assert_eq!(res.status, StatusCode::OK, "{method} {path}");
+    }
+}
+
+/// A small checker of the Prometheus text format (0.0.4): every sample belongs to a family
+/// declared by a preceding `# TYPE`, counters end in `_total`, values parse as floats,
+/// label sets are well formed.
+fn check_prometheus(text: &str) -> BTreeSet<String> {
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut samples = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(
+                ["counter", "gauge", "summary", "histogram", "untyped"].contains(&kind),
+                "{line}"
+            );
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "counter without _total: {name}");
+            }
+            assert!(
+                types.insert(name.into(), kind.into()).is_none(),
+                "duplicate TYPE {name}"
+            );
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unknown comment {line}");
+        let (series, value) = line.rsplit_once(' ').expect("sample value");
+        value
+            .parse::<f64>()
+            .map_err(|e| format!("{line}: {e}"))
+            .expect("float value");
+        let name = match series.split_once('{') {
+            Some((name, labels)) => {
+                let labels = labels.strip_suffix('}').expect("closing brace");
+                for pair in labels.split(',') {
+                    let (k, v) = pair.split_once('=').expect("label k=v");
+                    assert!(
+                        k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                        "{line}"
+                    );
+                    assert!(
+                        v.starts_with('"') && v.ends_with('"') && v.len() >= 2,
+                        "{line}"
+                    );
+                }
+                name
+            }
+            None => series,
+        };
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line}"
+        );
+        let family = ["_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| types.get(*f).is_some_and(|k| k == "summary"))
+            })
+            .unwrap_or(name);
+        assert!(types.contains_key(family), "sample before its TYPE: {line}");
+        samples.insert(name.to_owned());
+    }
+    samples
+}
+
+#[actix_web::test]
+async fn metrics_are_prometheus_text() {
+    let backend = seeded();
+    {
+        let mut d = backend.data();
+        d.metrics = MetricsSnapshot {
+            devices: 2,
+            devices_online: 1,
+            ingest_messages_total: BTreeMap::from([
+                ("telemetry".into(), 120),
+                ("shadow/reported".into(), 3),
+            ]),
+            ingest_samples_total: 118,
+            ingest_rate_per_second: 4.5,
+            dedup_dropped_total: 2,
+            malformed_dropped_total: 1,
+            verifications_total: BTreeMap::from([
+                (VerificationOutcome::Verified, 7),
+                (VerificationOutcome::Failed, 1),
+            ]),
+            verifications_pending: 2,
+            store_commit: LatencySummary {
+                count: 40,
+                sum_seconds: 0.02,
+                quantiles: vec![(0.5, 0.0004), (0.99, 0.003)],
+            },
+        };
+    }
+    let app = app!(state(backend));
+    send!(app, req("GET", "/api/v1/devices", None)); // one refused request
+    let res = send!(app, req("GET", "/metrics", None));
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(
+        res.header("content-type")
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = res.text();
+    let names = check_prometheus(text);
+    for name in [
+        "shiki_devices",
+        "shiki_devices_online",
+        "shiki_ingest_messages_total",
+        "shiki_ingest_messages_per_second",
+        "shiki_ingest_dedup_dropped_total",
+        "shiki_ingest_malformed_dropped_total",
+        "shiki_verifications_total",
+        "shiki_store_commit_seconds",
+        "shiki_store_commit_seconds_count",
+        "shiki_api_auth_failures_total",
+    ] {
+        assert!(names.contains(name), "{name} missing:\n{text}");
+    }
+    assert!(text.contains("shiki_devices_online 1\n"), "{text}");
+    assert!(
+        text.contains("shiki_verifications_total{outcome=\"verified\"} 7\n"),
+        "{text}"
+    );
+    assert!(text.contains("shiki_ingest_messages_total{channel=\"shadow/reported\"} 3\n"));
+    assert!(text.contains("shiki_store_commit_seconds{quantile=\"0.99\"} 0.003\n"));
+    assert!(text.contains("shiki_api_auth_failures_total 1\n"), "{text}");
+    assert!(
+        text.contains("shiki_api_responses_total{class=\"4xx\"} 1\n"),
+        "{text}"
+    );
+}
+
+#[actix_web::test]
+async fn openapi_document_parses_and_describes_every_route() {
+    let app = app!(state(seeded()));
+    let res = send!(app, req("GET", "/api/v1/openapi.json", Some(VIEWER)));
+    assert_eq!(res.status, StatusCode::OK);
+    let doc = &res.json;
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "openapi version"
+    );
+    assert!(doc["info"]["title"].is_string());
+    let paths = doc["paths"].as_object().expect("paths");
+    for route in ROUTES {
+        let op = &paths
+            .get(route.template)
+            .unwrap_or_else(|| panic!("{} missing from openapi", route.template))
+            [route.method.to_lowercase()];
+        assert!(
+            op.is_object(),
+            "{} {} missing",
+            route.method,
+            route.template
+        );
+        let responses = op["responses"].as_object().expect("responses");
+        assert!(
+            responses.contains_key(&route.ok.to_string()),
+            "{} {}",
+            route.method,
+            route.template
+        );
+        assert!(
+            responses.contains_key("401"),
+            "{} {} lacks 401",
+            route.method,
+            route.template
+        );
+        if route.role != Role::Viewer {
+            assert!(
+                responses.contains_key("403"),
+                "{} {} lacks 403",
+                route.method,
+                route.template
+            );
+        }
+    }
+    for (method, path) in PUBLIC_ROUTES
+        .iter()
+        .filter(|(_, p)| !p.ends_with(".js") && !p.ends_with(".css"))
+    {
+        assert!(
+            paths
+                .get(*path)
+                .is_some_and(|p| p[method.to_lowercase()].is_object()),
+            "{path}"
+        );
+    }
+    let patch = &paths["/api/v1/devices/{id}/desired"]["patch"]["responses"];
+    for status in ["400", "404", "409", "422"] {
+        assert!(patch[status].is_object(), "PATCH desired lacks {status}");
+    }
+    // Every documented operation is a real route (nothing documented that 404s).
+    let routed: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.template.to_owned(), r.method.to_lowercase()))
+        .chain(
+            PUBLIC_ROUTES
+                .iter()
+                .map(|(m, p)| ((*p).to_owned(), m.to_lowercase())),
+        )
+        .collect();
+    for (path, item) in paths {
+        for method in item.as_object().expect("path item").keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                assert!(
+                    routed.contains(&(path.clone(), method.clone())),
+                    "{method} {path} documented but not routed"
+                );
+            }
+        }
+    }
+    // Every $ref resolves.
+    let text = res.text();
+    for r in text.split("\"$ref\"").skip(1) {
+        let target = r.split('"').nth(1).expect("ref target");
+        let pointer = target.strip_prefix('#').expect("local ref");
+        assert!(doc.pointer(pointer).is_some(), "dangling $ref {target}");
+    }
+}
+
+#[actix_web::test]
+async fn web_page_is_served_and_uses_the_api() {
+    let app = app!(state(seeded()));
+    let res = send!(app, req("GET", "/", None));
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.header("content-type").starts_with("text/html"));
+    assert!(
+        res.header("content-security-policy")
+            .contains("script-src 'self'")
+    );
+    assert!(
+        res.text().contains("<script src=\"/app.js\""),
+        "page loads app.js"
+    );
+    let js = send!(app, req("GET", "/app.js", None));
+    assert!(js.header("content-type").starts_with("text/javascript"));
+    let js = js.text();
+    for path in [
+        "\"/api/v1\"",
+        "\"/devices\"",
+        "/desired",
+        "/history",
+        "format=csv",
+        "\"PATCH\"",
+        "Authorization",
+        "Bearer ",
+    ] {
+        assert!(js.contains(path), "app.js does not use {path}");
+    }
+    assert!(
+        !js.contains("innerHTML"),
+        "device data must be inserted as text"
+    );
+}
+
+#[actix_web::test]
+async fn unknown_routes_outside_api_are_json_404() {
+    let app = app!(state(seeded()));
+    let res = send!(app, req("GET", "/nothing", None));
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    assert_eq!(res.error_code(), "not_found");
+    let res = send!(app, req("POST", "/healthz", None));
+    assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// Plain HTTP/1.1 over a socket (no client library: reqwest would need a TLS provider).
+async fn http_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
+
+#[actix_web::test]
+async fn server_serves_over_a_real_socket_on_port_zero() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let addr = listener.local_addr().expect("local addr");
+    let server = server(listener, state(seeded()), 1).expect("server");
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+
+    let health = http_get(addr, "/healthz", None).await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let denied = http_get(addr, "/api/v1/devices", None).await;
+    assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+    assert!(
+        denied
+            .to_ascii_lowercase()
+            .contains("www-authenticate: bearer")
+    );
+    let devices = http_get(addr, "/api/v1/devices", Some(VIEWER)).await;
+    assert!(devices.starts_with("HTTP/1.1 200"), "{devices}");
+    assert!(devices.contains("plant-01"));
+
+    handle.stop(true).await;
+}
+
+#[test]
+fn openapi_lists_every_error_code_and_status() {
+    let doc: Value = serde_json::from_str(crate::api::ops::OPENAPI_JSON).expect("openapi parses");
+    let codes: Vec<&str> =
+        doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
+            .as_array()
+            .expect("code enum")
+            .iter()
+            .map(|c| c.as_str().expect("code"))
+            .collect();
+    let all = [
+        ApiError::InvalidBody(String::new()),
+        ApiError::InvalidParameter {
+            parameter: "from",
+            reason: String::new(),
+        },
+        ApiError::MissingToken,
+        ApiError::InvalidToken,
+        ApiError::Forbidden {
+            name: String::new(),
+            required: Role::Admin,
+            actual: Role::Viewer,
+        },
+        ApiError::NotFound(String::new()),
+        ApiError::MethodNotAllowed,
+        ApiError::VersionConflict {
+            expected: 1,
+            current: 2,
+        },
+        ApiError::Conflict(String::new()),
+        ApiError::PayloadTooLarge,
+        ApiError::Unprocessable {
+            key: String::new(),
+            reason: String::new(),
+        },
+        ApiError::Unavailable(String::new()),
+        ApiError::Internal,
+    ];
+    assert_eq!(codes.len(), all.len(), "every code documented once");
+    for e in &all {
+        assert!(codes.contains(&e.code()), "{} not in openapi", e.code());
+        let body = e.body();
+        assert_eq!(body["error"]["code"], e.code());
+        assert!(body["error"]["message"].is_string());
+    }
+}

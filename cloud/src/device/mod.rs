@@ -3,6 +3,8 @@
 
 mod registry;
 mod schedule;
+#[cfg(test)]
+mod schedule_tests;
 pub mod shadow;
 pub mod state;
 #[cfg(test)]

@@ -67,8 +67,8 @@ pub struct App {
 /// picks a free port for the embedded broker; an API port of 0 binds any free port.
 pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     config.validate()?;
-    // Ignore the error: a provider may already be installed (tests, main).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Idempotent: main (and tests) may have installed it already.
+    shiki_shared::tls::install_crypto_provider();
     let topics = Topics::new(&config.topic_prefix).map_err(|e| ConfigError::Invalid {
         key: "topic_prefix",
         reason: e.to_string(),

@@ -9,6 +9,7 @@ pub mod shadow;
 pub mod state;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

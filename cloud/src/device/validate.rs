@@ -1,0 +1,103 @@
+//! Desired changes from the API and their validation against the device's catalog.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use shiki_proto::{Catalog, JsonMap, PointRole, ValueKind};
+
+use super::shadow::VersionConflict;
+use crate::store::Actor;
+
+/// A desired change asked for through the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredChange {
+    pub settings: JsonMap,
+    pub expected_version: Option<u64>,
+    pub until: Option<DateTime<Utc>>,
+    pub comment: Option<String>,
+    pub actor: Actor,
+}
+
+/// Why a desired change was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DesiredError {
+    #[error(transparent)]
+    Conflict(#[from] VersionConflict),
+    #[error("device has not sent its point catalog yet, so `{key}` cannot be validated")]
+    NoCatalog { key: String },
+    #[error("`{key}` is not a point of this device")]
+    UnknownKey { key: String },
+    #[error("`{key}` is read-only")]
+    ReadOnly { key: String },
+    #[error("`{key}` = {value} is outside its limits [{min}, {max}]")]
+    OutOfLimits {
+        key: String,
+        value: f64,
+        min: String,
+        max: String,
+    },
+    #[error("`{key}`: {reason}")]
+    InvalidValue { key: String, reason: String },
+    #[error("the change names no settings")]
+    Empty,
+}
+
+impl DesiredError {
+    /// The offending key, if the error is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            DesiredError::NoCatalog { key }
+            | DesiredError::UnknownKey { key }
+            | DesiredError::ReadOnly { key }
+            | DesiredError::OutOfLimits { key, .. }
+            | DesiredError::InvalidValue { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn validate(catalog: Option<&Catalog>, settings: &JsonMap) -> Result<(), DesiredError> {
+    if settings.is_empty() {
+        return Err(DesiredError::Empty);
+    }
+    for (key, value) in settings {
+        let Some(catalog) = catalog else {
+            return Err(DesiredError::NoCatalog { key: key.clone() });
+        };
+        let point = catalog
+            .point(key)
+            .ok_or_else(|| DesiredError::UnknownKey { key: key.clone() })?;
+        if !point.writable || point.role == PointRole::Reading {
+            return Err(DesiredError::ReadOnly { key: key.clone() });
+        }
+        let invalid = |reason: &str| DesiredError::InvalidValue {
+            key: key.clone(),
+            reason: reason.to_owned(),
+        };
+        match (point.kind, value) {
+            (_, Value::Null) => {}
+            (ValueKind::Bool, Value::Bool(_)) => {}
+            (ValueKind::Bool, _) => return Err(invalid("expected true or false")),
+            (ValueKind::Number, Value::Number(n)) => {
+                let x = n.as_f64().ok_or_else(|| invalid("not a finite number"))?;
+                let below = point.min.is_some_and(|m| x < m);
+                let above = point.max.is_some_and(|m| x > m);
+                if below || above {
+                    let show = |o: Option<f64>| o.map_or("-".to_owned(), |v| v.to_string());
+                    return Err(DesiredError::OutOfLimits {
+                        key: key.clone(),
+                        value: x,
+                        min: show(point.min),
+                        max: show(point.max),
+                    });
+                }
+            }
+            (ValueKind::Number, _) => return Err(invalid("expected a number")),
+            (ValueKind::Enum, Value::String(s)) if point.options.contains(s) => {}
+            (ValueKind::Enum, _) => {
+                return Err(invalid(&format!("expected one of {:?}", point.options)));
+            }
+            (ValueKind::Unknown, _) => return Err(invalid("point has an unknown kind")),
+        }
+    }
+    Ok(())
+}

@@ -18,6 +18,7 @@ use crate::config::{BrokerTarget, CloudConfig, ConfigError};
 use crate::device::{Clock, DeviceConfig, DeviceDeps, DeviceMetrics, Registry, SystemClock};
 use crate::ingest::{Ingest, IngestStats, MqttPublisher};
 use crate::notifier::{Notifier, NotifierStats};
+use crate::schedule::{FleetScheduleActor, FleetScheduler};
 use crate::store::{RedbStore, Store, StoreError};
 
 /// Why the cloud could not start.
@@ -54,6 +55,8 @@ pub struct App {
     pub ingest_stats: Arc<IngestStats>,
     pub device_metrics: Arc<DeviceMetrics>,
     pub notifier_stats: Arc<NotifierStats>,
+    /// The fleet's yearly schedule jobs (send it `ScheduleTick` to evaluate now).
+    pub fleet: Addr<FleetScheduleActor>,
     store: Arc<RedbStore>,
     ingest: Ingest,
     api: actix_web::dev::ServerHandle,
@@ -64,8 +67,8 @@ pub struct App {
 /// picks a free port for the embedded broker; an API port of 0 binds any free port.
 pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     config.validate()?;
-    // Ignore the error: a provider may already be installed (tests, main).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Idempotent: main (and tests) may have installed it already.
+    shiki_shared::tls::install_crypto_provider();
     let topics = Topics::new(&config.topic_prefix).map_err(|e| ConfigError::Invalid {
         key: "topic_prefix",
         reason: e.to_string(),
@@ -96,19 +99,31 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     let notifier = Notifier::new(config.notifier.clone(), notifier_stats.clone()).start();
     let publisher = MqttPublisher::new(client.clone(), topics.clone()).start();
     let device_metrics = Arc::new(DeviceMetrics::default());
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock = SystemClock::shared();
     let deps = DeviceDeps {
         store: dyn_store.clone(),
         publisher: publisher.recipient(),
         alerts: notifier.recipient(),
-        clock,
+        clock: clock.clone(),
         cfg: DeviceConfig {
             verification: config.verification,
             offline_after: config.notifier.offline_after,
         },
         metrics: device_metrics.clone(),
+        schedule: config.schedule.sync(),
     };
     let registry = Registry::new(deps).start();
+    // The yearly push and New Year check; `last_run` survives restarts so a missed
+    // 1 December is caught up.
+    let last_run = dyn_store.fleet_last_run()?.unwrap_or_else(|| clock.now());
+    let scheduler = FleetScheduler::new(&config.schedule.fleet(), last_run).map_err(|e| {
+        ConfigError::Invalid {
+            key: "schedule.yearly_push_cron",
+            reason: e.to_string(),
+        }
+    })?;
+    let fleet =
+        FleetScheduleActor::new(scheduler, clock.clone(), registry.clone().recipient()).start();
     let ingest_stats = Arc::new(IngestStats::default());
     let ingest = Ingest::start(
         (client, eventloop),
@@ -165,6 +180,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         ingest_stats,
         device_metrics,
         notifier_stats,
+        fleet,
         store,
         ingest,
         api,

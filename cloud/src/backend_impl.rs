@@ -16,10 +16,13 @@ use crate::api::{
 };
 use crate::auth::Role;
 use crate::device::{
-    DesiredChange, DesiredError, DeviceMetrics, DeviceView, GetDeviceView, GetView, ListDevices,
-    Registry, RegistryError,
+    DesiredChange, DesiredError, DeviceActor, DeviceMetrics, DeviceView, GetDeviceView, GetView,
+    ListDevices, Registry, RegistryError,
 };
 use crate::ingest::IngestStats;
+use crate::schedule::{
+    GetScheduleView, PutSchedule, PutScheduleResponse, ScheduleView, SetError, SlotChoice,
+};
 use crate::store::{self, Store, StoreError, TimeQuery, TokenRecord, Write};
 
 /// The real backend.
@@ -79,6 +82,15 @@ impl CloudBackend {
             devices,
             rate: Mutex::new((Instant::now(), 0, 0.0)),
         })
+    }
+
+    /// The actor of a known device (`NotFound` otherwise).
+    async fn actor(&self, id: &DeviceId) -> Result<Addr<DeviceActor>, BackendError> {
+        match self.registry.send(GetDeviceView(id.clone())).await {
+            Ok(Some(a)) => Ok(a),
+            Ok(None) => Err(BackendError::NotFound),
+            Err(e) => Err(BackendError::Unavailable(e.to_string())),
+        }
     }
 
     async fn known(&self, id: &DeviceId) -> Result<(), BackendError> {
@@ -408,6 +420,46 @@ impl Backend for CloudBackend {
             })
         });
         async move { Ok(found) }.boxed_local()
+    }
+
+    fn put_schedule(
+        &self,
+        id: DeviceId,
+        slot: SlotChoice,
+        document: serde_json::Value,
+        actor: api::Actor,
+    ) -> BackendFuture<'_, PutScheduleResponse> {
+        async move {
+            let addr = self.actor(&id).await?;
+            let put = PutSchedule {
+                slot,
+                document,
+                actor: actor_to_store(&actor).to_string(),
+            };
+            match addr.send(put).await {
+                Ok(Ok(r)) => Ok(r),
+                Ok(Err(SetError::Malformed(reason))) => {
+                    Err(BackendError::MalformedSchedule(reason))
+                }
+                Ok(Err(SetError::Invalid { problems })) => {
+                    Err(BackendError::InvalidSchedule { problems })
+                }
+                Err(e) => Err(BackendError::Unavailable(format!(
+                    "device actor {id} did not answer: {e}"
+                ))),
+            }
+        }
+        .boxed_local()
+    }
+
+    fn schedule(&self, id: DeviceId) -> BackendFuture<'_, ScheduleView> {
+        async move {
+            let addr = self.actor(&id).await?;
+            addr.send(GetScheduleView).await.map_err(|e| {
+                BackendError::Unavailable(format!("device actor {id} did not answer: {e}"))
+            })
+        }
+        .boxed_local()
     }
 
     fn metrics(&self) -> BackendFuture<'_, MetricsSnapshot> {

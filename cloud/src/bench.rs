@@ -83,7 +83,7 @@ fn temp_dir() -> Result<std::path::PathBuf, AppError> {
 
 /// Runs the selected benchmarks.
 pub async fn run(opts: BenchOptions) -> Result<(), AppError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    shiki_shared::tls::install_crypto_provider();
     if matches!(opts.only, Which::All | Which::Ingest) {
         ingest(opts.messages, !opts.ack_on_receipt).await?;
     }

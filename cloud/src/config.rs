@@ -47,6 +47,8 @@ pub struct CloudConfig {
     pub verification: VerificationConfig,
     #[serde(default)]
     pub notifier: NotifierConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -261,6 +263,108 @@ impl Default for NotifierConfig {
     }
 }
 
+/// Yearly schedule sync: the fleet-wide yearly push and each device's retries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// When to push next year's schedule to every device that has not confirmed it: a
+    /// `cron` crate expression (seconds first; a 5-field crontab gets `0` seconds), read in
+    /// `timezone`. Default `0 0 0 1 12 *` (1 December 00:00).
+    #[serde(default = "default_push_cron")]
+    pub yearly_push_cron: String,
+    /// IANA time zone of `yearly_push_cron` and of devices whose schedule names none.
+    #[serde(default = "default_schedule_tz")]
+    pub timezone: String,
+    /// Wait after the first unanswered `schedule/set` before pushing again; doubles.
+    #[serde(default = "default_first_retry", with = "humantime_serde")]
+    pub first_retry: Duration,
+    /// Longest wait between pushes.
+    #[serde(default = "default_max_retry", with = "humantime_serde")]
+    pub max_retry: Duration,
+    /// Alert once after this many pushes without an ack.
+    #[serde(default = "default_alert_after")]
+    pub alert_after_attempts: u32,
+}
+
+fn default_push_cron() -> String {
+    crate::schedule::DEFAULT_PUSH_CRON.to_owned()
+}
+fn default_schedule_tz() -> String {
+    shiki_shared::schedule::DEFAULT_TIMEZONE.to_owned()
+}
+fn default_first_retry() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_retry() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_alert_after() -> u32 {
+    8
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            yearly_push_cron: default_push_cron(),
+            timezone: default_schedule_tz(),
+            first_retry: default_first_retry(),
+            max_retry: default_max_retry(),
+            alert_after_attempts: default_alert_after(),
+        }
+    }
+}
+
+impl ScheduleConfig {
+    /// The fleet scheduler's settings.
+    pub fn fleet(&self) -> crate::schedule::FleetConfig {
+        crate::schedule::FleetConfig {
+            push_cron: self.yearly_push_cron.clone(),
+            timezone: self.timezone.clone(),
+        }
+    }
+
+    /// Each device's retry settings.
+    pub fn sync(&self) -> crate::schedule::SyncConfig {
+        crate::schedule::SyncConfig {
+            first_retry: self.first_retry,
+            max_retry: self.max_retry,
+            alert_after_attempts: self.alert_after_attempts,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        use crate::schedule::FleetConfigError;
+        match crate::schedule::FleetScheduler::new(&self.fleet(), chrono::Utc::now()) {
+            Ok(_) => {}
+            Err(e @ FleetConfigError::Cron { .. }) => {
+                return Err(ConfigError::Invalid {
+                    key: "schedule.yearly_push_cron",
+                    reason: e.to_string(),
+                });
+            }
+            Err(e @ FleetConfigError::TimeZone(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "schedule.timezone",
+                    reason: e.to_string(),
+                });
+            }
+        }
+        if self.first_retry.is_zero() || self.max_retry < self.first_retry {
+            return Err(ConfigError::Invalid {
+                key: "schedule.first_retry",
+                reason: "must be above zero and at most schedule.max_retry".into(),
+            });
+        }
+        if self.alert_after_attempts == 0 {
+            return Err(ConfigError::Invalid {
+                key: "schedule.alert_after_attempts",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Default for CloudConfig {
     fn default() -> Self {
         Self {
@@ -271,6 +375,7 @@ impl Default for CloudConfig {
             store: StoreConfig::default(),
             verification: VerificationConfig::default(),
             notifier: NotifierConfig::default(),
+            schedule: ScheduleConfig::default(),
         }
     }
 }
@@ -329,6 +434,7 @@ impl CloudConfig {
                 reason: "must be at least 1".into(),
             });
         }
+        self.schedule.validate()?;
         if self.mqtt.cert_file.is_some() != self.mqtt.key_file.is_some() {
             return Err(ConfigError::Invalid {
                 key: "mqtt.cert_file",
@@ -424,6 +530,20 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(e.contains("verification.attempts"), "{e}");
+        let e = CloudConfig::parse(
+            "[schedule]\nyearly_push_cron = \"every december\"\n",
+            Path::new("c.toml"),
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(e.contains("schedule.yearly_push_cron"), "{e}");
+        let e = CloudConfig::parse(
+            "[schedule]\ntimezone = \"Mars/Olympus\"\n",
+            Path::new("c.toml"),
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(e.contains("schedule.timezone"), "{e}");
         let e = CloudConfig::parse("bogus = 1\n", Path::new("c.toml"))
             .expect_err("refused")
             .to_string();

@@ -63,18 +63,15 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     // First thing: the TLS provider (rustls is built without a default one).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    shiki_shared::tls::install_crypto_provider();
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "info,rumqttd=warn,rumqttd::server::broker=off,rumqttc=warn",
-        )
-    });
-    // Logs go to stderr; stdout carries only the one-time admin token.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    // Logs go to stderr (SHIKI_LOG / RUST_LOG filter); stdout carries only the one-time
+    // admin token.
+    shiki_shared::logging::init(
+        "info,rumqttd=warn,rumqttd::server::broker=off,rumqttc=warn",
+        false,
+    )
+    .context("cannot set up logging")?;
     match cli.command {
         Command::Serve {
             config,

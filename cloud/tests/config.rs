@@ -25,6 +25,15 @@ fn the_example_config_parses_to_the_defaults() {
     assert_eq!(c.verification.attempts, 5);
     assert_eq!(c.notifier.offline_after, d.notifier.offline_after);
     assert!(text.contains("[notifier]"));
+    assert!(text.contains("[schedule]"));
+    assert_eq!(c.schedule.yearly_push_cron, d.schedule.yearly_push_cron);
+    assert_eq!(c.schedule.timezone, d.schedule.timezone);
+    assert_eq!(c.schedule.first_retry, d.schedule.first_retry);
+    assert_eq!(c.schedule.max_retry, d.schedule.max_retry);
+    assert_eq!(
+        c.schedule.alert_after_attempts,
+        d.schedule.alert_after_attempts
+    );
 }
 
 #[test]

@@ -6,66 +6,10 @@ mod common;
 use std::time::Duration;
 
 use actix::Actor;
-use common::within;
+use common::{webhook, within};
 use shiki_cloud::config::NotifierConfig;
 use shiki_cloud::notifier::{Alert, AlertKind, Notifier, NotifierStats};
 use shiki_proto::DeviceId;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
-
-/// Accepts HTTP requests; answers the first `fail_first` with 500, then 200. Sends each
-/// request body to the returned channel.
-async fn webhook(fail_first: usize) -> (String, mpsc::UnboundedReceiver<serde_json::Value>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    let (tx, rx) = mpsc::unbounded_channel();
-    actix_rt::spawn(async move {
-        let mut n = 0;
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let body = loop {
-                let r = sock.read(&mut chunk).await.expect("read");
-                if r == 0 {
-                    break None;
-                }
-                buf.extend_from_slice(&chunk[..r]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= len {
-                        break Some(body[..len].to_owned());
-                    }
-                }
-            };
-            n += 1;
-            let status = if n <= fail_first {
-                "500 Internal Server Error"
-            } else {
-                "200 OK"
-            };
-            let _ = sock
-                .write_all(
-                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .as_bytes(),
-                )
-                .await;
-            if let Some(b) = body {
-                let _ = tx.send(serde_json::from_str(&b).expect("json body"));
-            }
-        }
-    });
-    (url, rx)
-}
 
 fn alert(text: &str) -> Alert {
     Alert {

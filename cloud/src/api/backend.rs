@@ -19,11 +19,13 @@ use std::sync::Arc;
 
 use futures::future::LocalBoxFuture;
 use shiki_proto::DeviceId;
+use shiki_shared::schedule::Problem;
 
 use super::types::{
     Actor, DesiredPatch, DeviceSummary, DeviceView, EventRow, HistoryEntry, MetricsSnapshot,
     NewToken, PatchOutcome, TelemetryRow, TimeRange, TokenInfo, TokenRecord,
 };
+use crate::schedule::{PutScheduleResponse, ScheduleView, SlotChoice};
 
 /// A future returned by a [`Backend`] method.
 pub type BackendFuture<'a, T> = LocalBoxFuture<'a, Result<T, BackendError>>;
@@ -47,6 +49,12 @@ pub enum BackendError {
     /// type or outside the catalog's limits, no catalog yet. [422, names the key]
     #[error("setting {key:?} refused: {reason}")]
     Invalid { key: String, reason: String },
+    /// The body is not a schedule document (wrong shape). [400]
+    #[error("not a schedule document: {0}")]
+    MalformedSchedule(String),
+    /// The schedule document has errors. [422, lists every problem with its location]
+    #[error("schedule is invalid: {} problem(s)", problems.len())]
+    InvalidSchedule { problems: Vec<Problem> },
     /// The backend cannot answer now (store closed, actor mailbox full, shutting down). [503]
     #[error("backend unavailable: {0}")]
     Unavailable(String),
@@ -114,4 +122,19 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Current figures for `/metrics`.
     fn metrics(&self) -> BackendFuture<'_, MetricsSnapshot>;
+
+    /// Validates `document` (against the device's catalog), stores it in `slot`, records
+    /// history (`actor`) and pushes it to the device. Errors: `NotFound`,
+    /// `MalformedSchedule`, `InvalidSchedule`.
+    fn put_schedule(
+        &self,
+        id: DeviceId,
+        slot: SlotChoice,
+        document: serde_json::Value,
+        actor: Actor,
+    ) -> BackendFuture<'_, PutScheduleResponse>;
+
+    /// The device's current and next schedule with their sync status. `NotFound` for an
+    /// unknown device.
+    fn schedule(&self, id: DeviceId) -> BackendFuture<'_, ScheduleView>;
 }

@@ -13,6 +13,7 @@ use actix_web::{
     web,
 };
 use serde_json::{Map, Value, json};
+use shiki_shared::schedule::Problem;
 
 use super::backend::BackendError;
 use crate::auth::Role;
@@ -63,6 +64,10 @@ pub enum ApiError {
     /// 422: a desired setting was refused.
     #[error("setting {key:?} refused: {reason}")]
     Unprocessable { key: String, reason: String },
+    /// 422: a schedule document has errors; every problem with its location.
+    #[error("schedule is invalid: {} problem(s){}", problems.len(),
+        problems.first().map(|p| format!(", first: {p}")).unwrap_or_default())]
+    InvalidSchedule { problems: Vec<Problem> },
     /// 503: the backend cannot answer now.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -86,6 +91,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::Unprocessable { .. } => "unprocessable_setting",
+            ApiError::InvalidSchedule { .. } => "invalid_schedule",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal => "internal",
         }
@@ -102,6 +108,10 @@ impl ApiError {
                 ApiError::Conflict(format!("{what} already exists"))
             }
             BackendError::Invalid { key, reason } => ApiError::Unprocessable { key, reason },
+            BackendError::MalformedSchedule(reason) => {
+                ApiError::InvalidBody(format!("not a schedule document: {reason}"))
+            }
+            BackendError::InvalidSchedule { problems } => ApiError::InvalidSchedule { problems },
             BackendError::Unavailable(reason) => {
                 tracing::warn!(%reason, "backend unavailable");
                 ApiError::Unavailable(reason)
@@ -129,6 +139,9 @@ impl ApiError {
             ApiError::Unprocessable { key, .. } => {
                 error.insert("key".into(), json!(key));
             }
+            ApiError::InvalidSchedule { problems } => {
+                error.insert("problems".into(), json!(problems));
+            }
             ApiError::Forbidden { required, .. } => {
                 error.insert("required_role".into(), json!(required));
             }
@@ -148,7 +161,9 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::VersionConflict { .. } | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable { .. } | ApiError::InvalidSchedule { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -191,6 +206,17 @@ fn json_error(err: JsonPayloadError) -> ApiError {
         JsonPayloadError::Deserialize(e) => ApiError::InvalidBody(e.to_string()),
         other => ApiError::InvalidBody(other.to_string()),
     }
+}
+
+/// Largest schedule document accepted (`PUT /api/v1/devices/{id}/schedule`).
+pub const MAX_SCHEDULE_BYTES: usize = 1024 * 1024;
+
+/// JSON body extractor settings of the schedule route (a year of exceptions and holidays
+/// may exceed [`MAX_BODY_BYTES`]).
+pub fn schedule_json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_SCHEDULE_BYTES)
+        .error_handler(|err, _req: &HttpRequest| json_error(err).into())
 }
 
 /// Query string extractor settings.

@@ -15,7 +15,8 @@
 //! |---|---|
 //! | `GET /api/v1/devices`, `GET /api/v1/devices/{id}` | viewer |
 //! | `GET /api/v1/devices/{id}/history` (`?format=csv`), `/telemetry`, `/events` | viewer |
-//! | `PATCH /api/v1/devices/{id}/desired` | operator |
+//! | `PATCH /api/v1/devices/{id}/desired`, `PUT /api/v1/devices/{id}/schedule` | operator |
+//! | `GET /api/v1/devices/{id}/schedule` | viewer |
 //! | `GET/POST /api/v1/tokens`, `DELETE /api/v1/tokens/{name}` | admin |
 //! | `GET /api/v1/openapi.json` | viewer (everything under `/api` needs a token) |
 //! | `GET /healthz`, `GET /` (web page and its assets) | none |
@@ -34,6 +35,7 @@ mod error;
 mod ops;
 mod params;
 mod prometheus;
+mod schedule;
 mod stats;
 mod tokens;
 mod types;
@@ -152,6 +154,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
                 .service(
                     web::scope("/v1")
                         .configure(devices::configure)
+                        .configure(schedule::configure)
                         .configure(tokens::configure)
                         .configure(ops::configure_api),
                 )

@@ -6,7 +6,6 @@
 //! (`rumqttd=warn`).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,15 +24,10 @@ pub enum BrokerError {
     },
     #[error("embedded MQTT broker on {addr} did not come up: {reason}")]
     NotReady { addr: SocketAddr, reason: String },
-    #[error("cannot read {what} file {path}: {source}")]
-    ReadFile {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("mqtts:// needs mqtt.ca_file")]
     MissingCa,
+    #[error("TLS setup for the external MQTT broker failed: {0}")]
+    Tls(#[from] shiki_shared::tls::TlsError),
 }
 
 /// A running embedded broker. It stops with the process.
@@ -149,14 +143,6 @@ fn rumqttd_config(addr: SocketAddr, max_inflight: u16) -> rumqttd::Config {
     }
 }
 
-fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, BrokerError> {
-    std::fs::read(path).map_err(|source| BrokerError::ReadFile {
-        what,
-        path: path.to_owned(),
-        source,
-    })
-}
-
 /// MQTT options of the cloud's own session: QoS 1 with manual acks (a message is
 /// acknowledged after its store commit) unless `ack_after_commit` is off, persistent
 /// session, TLS for `mqtts://`.
@@ -179,16 +165,15 @@ pub fn client_options(cfg: &MqttConfig, target: &BrokerTarget) -> Result<MqttOpt
         o.set_credentials(u.clone(), p.clone());
     }
     if tls {
-        let ca = read("CA", cfg.ca_file.as_deref().ok_or(BrokerError::MissingCa)?)?;
-        let client_auth = match (&cfg.cert_file, &cfg.key_file) {
-            (Some(c), Some(k)) => Some((read("client certificate", c)?, read("client key", k)?)),
+        let ca = cfg.ca_file.as_deref().ok_or(BrokerError::MissingCa)?;
+        let identity = match (&cfg.cert_file, &cfg.key_file) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
             _ => None,
         };
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
-            ca,
-            alpn: None,
-            client_auth,
-        }));
+        let tls = shiki_shared::tls::client_config(ca, identity)?;
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            std::sync::Arc::new(tls),
+        )));
     }
     Ok(o)
 }

@@ -2,6 +2,9 @@
 //! [`Registry`] that starts actors on first contact and restores them from the store.
 
 mod registry;
+mod schedule;
+#[cfg(test)]
+mod schedule_tests;
 pub mod shadow;
 pub mod state;
 #[cfg(test)]
@@ -13,8 +16,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
-use shiki_proto::{Catalog, DeviceId, Event, ReportedUpdate, Sample, ShadowGet, Status};
+use shiki_proto::{
+    Catalog, DeviceId, Event, ReportedUpdate, Sample, ScheduleAck, ShadowGet, Status,
+};
 use tracing::Instrument;
 
 pub use registry::{
@@ -23,22 +27,10 @@ pub use registry::{
 };
 pub use state::{DesiredChange, DesiredError, DeviceConfig, DeviceState, DeviceView, Outbound};
 
+use crate::schedule::{DeviceSchedules, ScheduleSync};
 use crate::store::Store;
 
-/// The source of "now", injected so tests can drive time.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
+pub use shiki_shared::clock::{Clock, SharedClock, SystemClock};
 
 /// A message for one device's edge, published by the MQTT side.
 #[derive(Debug, Clone, PartialEq, Message)]
@@ -60,6 +52,8 @@ pub enum DeviceInput {
     Events(Vec<Event>),
     Reported(Box<ReportedUpdate>),
     ShadowGet(ShadowGet),
+    /// `schedule/ack`: the edge stored (or refused) a yearly schedule.
+    ScheduleAck(ScheduleAck),
 }
 
 /// A desired change from the API.
@@ -110,6 +104,10 @@ pub struct DeviceActor {
     timer: Option<SpawnHandle>,
     was_online: bool,
     was_pending: i64,
+    /// Yearly schedule sync; `None` until the device gets its first schedule (most of a
+    /// large fleet's actors then carry 8 bytes for it).
+    schedule: Option<Box<ScheduleSync>>,
+    schedule_timer: Option<SpawnHandle>,
 }
 
 impl DeviceActor {
@@ -120,7 +118,21 @@ impl DeviceActor {
             timer: None,
             was_online: false,
             was_pending: 0,
+            schedule: None,
+            schedule_timer: None,
         }
+    }
+
+    /// With the schedules restored from the store.
+    pub fn with_schedules(mut self, schedules: Option<DeviceSchedules>) -> Self {
+        self.schedule = schedules.map(|s| {
+            Box::new(ScheduleSync::new(
+                self.state.id().as_str(),
+                self.deps.schedule.clone(),
+                s,
+            ))
+        });
+        self
     }
 
     fn apply(&mut self, fx: state::Effects, ctx: &mut Context<Self>) {
@@ -193,6 +205,8 @@ impl Actor for DeviceActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Count restored state and resume restored verifications and offline alerts.
         self.apply(state::Effects::default(), ctx);
+        // Resume restored schedule pushes and a pending switch to the next schedule.
+        self.schedule_step(ctx, |sync, now, online| sync.on_tick(now, online));
     }
 }
 
@@ -203,8 +217,30 @@ impl Handler<DeviceInput> for DeviceActor {
         let _g = self.span().entered();
         let now = self.deps.clock.now();
         let store = self.deps.store.clone();
+        let was_online = self.state.online();
         let fx = match msg {
-            DeviceInput::Status(s) => self.state.on_status(s, now),
+            DeviceInput::Status(s) => {
+                let fx = self.state.on_status(s, now);
+                if self.state.online() && !was_online {
+                    self.apply(fx, ctx);
+                    self.schedule_step(ctx, |sync, now, _| sync.on_connect(now));
+                    return;
+                }
+                fx
+            }
+            DeviceInput::ScheduleAck(ack) => {
+                self.schedule_step(ctx, |sync, now, _| sync.on_ack(&ack, now));
+                return;
+            }
+            DeviceInput::Reported(r) if self.schedule.is_some() => {
+                let running = r.schedule.clone();
+                let fx = self.state.on_reported(*r, now, &mut Self::next_id(&store));
+                self.apply(fx, ctx);
+                self.schedule_step(ctx, |sync, now, online| {
+                    sync.on_reported(running.as_ref(), now, online)
+                });
+                return;
+            }
             DeviceInput::Catalog(c) => self.state.on_catalog(c, now),
             DeviceInput::Telemetry(samples) => {
                 self.state.on_telemetry(&samples, now);

@@ -11,6 +11,7 @@ use shiki_proto::DeviceId;
 use super::state::{DesiredChange, DesiredError, DeviceConfig, DeviceState, DeviceView};
 use super::{ChangeDesired, Clock, DeviceActor, DeviceInput, DeviceMetrics, GetView, Publish};
 use crate::notifier::Alert;
+use crate::schedule::{DeviceSchedules, FleetJobsDue, SyncConfig};
 use crate::store::{Store, StoreError};
 
 /// Peers and settings every device actor shares.
@@ -22,6 +23,8 @@ pub struct DeviceDeps {
     pub clock: Arc<dyn Clock>,
     pub cfg: DeviceConfig,
     pub metrics: Arc<DeviceMetrics>,
+    /// Retry and alert settings of yearly schedule sync.
+    pub schedule: SyncConfig,
 }
 
 impl std::fmt::Debug for DeviceDeps {
@@ -88,7 +91,7 @@ impl Registry {
         }
     }
 
-    fn restore(&self, id: &DeviceId) -> Result<DeviceState, StoreError> {
+    fn restore(&self, id: &DeviceId) -> Result<(DeviceState, Option<DeviceSchedules>), StoreError> {
         let store = &self.deps.store;
         let snapshot = store.device(id)?;
         let first_contact = snapshot.is_none();
@@ -100,15 +103,18 @@ impl Registry {
             // writes carry the data).
             drop(store.submit(vec![state.snapshot_write()]));
         }
-        Ok(state)
+        let schedules = store.schedules(id)?;
+        Ok((state, schedules))
     }
 
     fn spawn(&mut self, id: &DeviceId) -> Addr<DeviceActor> {
-        let state = self.restore(id).unwrap_or_else(|e| {
+        let (state, schedules) = self.restore(id).unwrap_or_else(|e| {
             tracing::error!(device_id = %id, error = %e, "cannot restore device; starting empty");
-            DeviceState::new(id.clone(), self.deps.cfg)
+            (DeviceState::new(id.clone(), self.deps.cfg), None)
         });
-        let addr = DeviceActor::new(state, self.deps.clone()).start();
+        let addr = DeviceActor::new(state, self.deps.clone())
+            .with_schedules(schedules)
+            .start();
         self.started.fetch_add(1, Ordering::Relaxed);
         self.devices.insert(id.clone(), addr.clone());
         addr
@@ -162,6 +168,24 @@ impl Handler<ListDevices> for Registry {
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         MessageResult(v)
+    }
+}
+
+/// The fleet's yearly jobs: `last_run` is stored (so missed fires are caught up after a
+/// restart) and the jobs go to every device actor, which carries them out itself.
+impl Handler<FleetJobsDue> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: FleetJobsDue, _ctx: &mut Self::Context) {
+        drop(
+            self.deps
+                .store
+                .submit(vec![crate::store::Write::FleetLastRun(msg.last_run)]),
+        );
+        tracing::info!(jobs = ?msg.jobs, devices = self.devices.len(), "yearly schedule jobs sent to every device");
+        for addr in self.devices.values() {
+            addr.do_send(msg.clone());
+        }
     }
 }
 

@@ -1,5 +1,8 @@
-//! A minimal device shadow with the semantics of `shiki_shared::shadow::Shadow`, isolated so
-//! it can be swapped for the shared one: desired/reported JSON maps, a version incremented on
+//! The cloud's device shadow, with the semantics of `shiki_shared::shadow::Shadow` (and its
+//! [`values_match`]) plus what the cloud persists per key: the desired version that last
+//! set it (an override the edge reports expired is only removed from desired if it was not
+//! set again since). It stays separate until the shared metadata carries that version and
+//! stored `DeviceSnapshot`s are migrated: desired/reported JSON maps, a version incremented on
 //! every desired change, optimistic concurrency, `null` deletes, per-key metadata with an
 //! override `until`, and a delta compared at the catalog's resolution (never float `==`).
 
@@ -58,21 +61,8 @@ pub struct Shadow {
     pub reported_meta: BTreeMap<String, KeyMeta>,
 }
 
-/// Whether two values agree at a point's resolution. Numbers match when they differ by less
-/// than half a resolution step (or a relative 1e-9 without a resolution); other values match
-/// when equal.
-pub fn values_match(a: &Value, b: &Value, resolution: Option<f64>) -> bool {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) if a.is_number() && b.is_number() => {
-            let tol = match resolution {
-                Some(r) if r > 0.0 && r.is_finite() => r / 2.0,
-                _ => 1e-9 * x.abs().max(y.abs()).max(1.0),
-            };
-            (x - y).abs() < tol
-        }
-        _ => a == b,
-    }
-}
+/// Values are compared at a point's resolution, never with float `==` (the shared rule).
+pub use shiki_shared::shadow::values_match;
 
 fn resolution_of(catalog: Option<&Catalog>, key: &str) -> Option<f64> {
     catalog

@@ -50,6 +50,8 @@ impl Default for DeviceConfig {
 pub enum Outbound {
     Document(ShadowDocument),
     Delta(ShadowDelta),
+    /// A yearly schedule for the edge (`schedule/set`).
+    ScheduleSet(Box<shiki_proto::ScheduleSet>),
 }
 
 /// What an input caused.
@@ -134,6 +136,11 @@ impl DeviceState {
 
     pub fn shadow(&self) -> &Shadow {
         &self.snap.shadow
+    }
+
+    /// The device's point catalog (retained `catalog` topic), once it sent one.
+    pub fn catalog(&self) -> Option<&Catalog> {
+        self.snap.catalog.as_ref()
     }
 
     pub fn online(&self) -> bool {

@@ -244,11 +244,7 @@ impl Handler {
                 Err(c) => c,
             },
             Channel::ScheduleAck => match self.decode::<shiki_proto::ScheduleAck>(p) {
-                Ok(a) => {
-                    // Schedules are a later issue; the ack is logged.
-                    tracing::info!(schedule = %a.schedule_id, result = ?a.result, "schedule ack");
-                    Commit::ready(Ok(()))
-                }
+                Ok(a) => self.routed(device, DeviceInput::ScheduleAck(a)),
                 Err(c) => c,
             },
             Channel::JobUpdate(job) => match self.decode::<shiki_proto::JobUpdate>(p) {
@@ -297,6 +293,7 @@ impl actix::Handler<Publish> for MqttPublisher {
         let (channel, bytes) = match &msg.message {
             Outbound::Document(d) => (Channel::ShadowDocument, encode(d)),
             Outbound::Delta(d) => (Channel::ShadowDelta, encode(d)),
+            Outbound::ScheduleSet(s) => (Channel::ScheduleSet, encode(s.as_ref())),
         };
         let bytes = match bytes {
             Ok(b) => b,

@@ -21,6 +21,8 @@ pub enum AlertKind {
     VerificationFailed,
     DeviceOffline,
     PlcAlarm,
+    /// Yearly schedule sync: refused, not acknowledged, missing for the coming year.
+    Schedule,
 }
 
 /// One alert for people.

@@ -21,8 +21,10 @@
 //! - `state`: [`ScheduleSync`], one device's state machine, and its effects.
 //! - `fleet`: [`FleetScheduler`] (yearly push cron, New Year check), [`plan`].
 //! - `view`: the API DTOs.
-//! - `actor`: thin actix shells: [`DeviceScheduleActor`] (one per device) and
-//!   [`FleetScheduleActor`] (one per process).
+//! - `actor`: the messages, and [`FleetScheduleActor`] (one per process). Each device's
+//!   [`ScheduleSync`] runs inside its `DeviceActor` (`crate::device`), which turns
+//!   [`SyncEffects`] into store writes (`schedules` table, history), `schedule/set`
+//!   publishes and notifier alerts.
 
 mod actor;
 mod fleet;
@@ -31,11 +33,7 @@ mod state;
 mod tests;
 mod view;
 
-pub use actor::{
-    DeviceConnectivity, DeviceScheduleActor, DeviceSchedulePeers, FleetJobsDue, FleetScheduleActor,
-    GetScheduleView, PersistDeviceSchedules, PublishScheduleSet, PutSchedule, RaiseScheduleAlert,
-    RecordScheduleHistory, ReportedSchedule, ScheduleAckReceived, ScheduleTick, UpdateCatalog,
-};
+pub use actor::{FleetJobsDue, FleetScheduleActor, GetScheduleView, PutSchedule, ScheduleTick};
 pub use fleet::{
     DEFAULT_PUSH_CRON, FleetConfig, FleetConfigError, FleetJob, FleetPlan, FleetScheduler,
     new_year_at, next_fire, next_new_year, parse_cron, plan,

@@ -677,63 +677,6 @@ async fn recv<M>(rx: &mut mpsc::UnboundedReceiver<M>) -> M {
 }
 
 #[actix::test]
-async fn device_actor_pushes_on_reconnect_and_shows_the_ack() {
-    let clock = TestClock::at(tokyo("2027-06-01T10:00:00"));
-    let (publish, mut published) = collector::<PublishScheduleSet>();
-    let (persist, mut persisted) = collector::<PersistDeviceSchedules>();
-    let (history, mut recorded) = collector::<RecordScheduleHistory>();
-    let (alerts, _alerts) = collector::<RaiseScheduleAlert>();
-    let peers = DeviceSchedulePeers {
-        publish,
-        persist,
-        history,
-        alerts,
-    };
-    let addr =
-        DeviceScheduleActor::new(sync(), clock.shared(), peers, Some(catalog()), false).start();
-
-    let put = PutSchedule {
-        slot: SlotChoice::Auto,
-        document: doc("sapporo-2027", 2027),
-        actor: "operator:alice".into(),
-    };
-    let response = addr
-        .send(put)
-        .await
-        .expect("actor alive")
-        .expect("accepted");
-    assert!(!response.pushed, "device offline");
-    assert_eq!(recv(&mut recorded).await.record.actor, "operator:alice");
-    assert!(recv(&mut persisted).await.schedules.current.is_some());
-
-    addr.send(DeviceConnectivity { online: true })
-        .await
-        .expect("actor alive");
-    let pushed = recv(&mut published).await;
-    assert_eq!(
-        (pushed.device_id.as_str(), pushed.set.schedule_id.as_str()),
-        ("sapporo-01", "sapporo-2027")
-    );
-
-    let ack = ScheduleAck {
-        v: PROTOCOL_VERSION,
-        schedule_id: pushed.set.schedule_id.clone(),
-        hash: pushed.set.hash.clone(),
-        result: AckResult::Accepted,
-        reason: None,
-        ts: clock.now(),
-    };
-    addr.send(ScheduleAckReceived(ack))
-        .await
-        .expect("actor alive");
-    let view = addr.send(GetScheduleView).await.expect("actor alive");
-    assert!(matches!(
-        view.current.map(|c| c.status),
-        Some(SyncStatus::Acked { .. })
-    ));
-}
-
-#[actix::test]
 async fn fleet_actor_announces_the_yearly_push_when_the_clock_reaches_it() {
     let clock = TestClock::at(tokyo("2027-11-30T23:59:00"));
     let scheduler = FleetScheduler::new(&FleetConfig::default(), clock.now()).expect("config");

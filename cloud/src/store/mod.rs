@@ -19,7 +19,10 @@ pub use types::{
     TimeQuery, TokenRecord, VerificationOutcome, VerificationRecord, Write,
 };
 
+use chrono::{DateTime, Utc};
 use shiki_proto::{DeviceId, Event, Sample};
+
+use crate::schedule::DeviceSchedules;
 
 /// Why a store operation failed. Cloneable: one commit failure is reported to every writer
 /// of the group.
@@ -71,6 +74,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
     /// Every API token (without revoked ones).
     fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// A device's yearly schedules and their sync status (`None`: never set).
+    fn schedules(&self, device: &DeviceId) -> Result<Option<DeviceSchedules>, StoreError>;
+    /// When the fleet's yearly jobs were last evaluated (`None`: never).
+    fn fleet_last_run(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Counters for metrics.
     fn stats(&self) -> StoreStats;
 }

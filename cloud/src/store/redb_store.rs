@@ -7,10 +7,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shiki_proto::{DeviceId, Event, Sample};
+
+use crate::schedule::DeviceSchedules;
 
 use super::{
     Commit, DeviceSnapshot, HistoryEntry, HistoryItem, SeqGap, Store, StoreError, StoreStats,
@@ -24,6 +27,11 @@ const VERIFICATIONS: TableDefinition<'static, (&str, u64), &[u8]> =
     TableDefinition::new("verifications");
 const DEVICES: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("devices");
 const TOKENS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("tokens");
+/// Device id → its `DeviceSchedules` (JSON).
+const SCHEDULES: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("schedules");
+/// Process-wide values by name (JSON), e.g. [`FLEET_LAST_RUN`].
+const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
+const FLEET_LAST_RUN: &str = "fleet.last_run";
 
 struct Job {
     writes: Vec<Write>,
@@ -81,7 +89,7 @@ impl RedbStore {
             for def in [TELEMETRY, EVENTS, HISTORY, VERIFICATIONS] {
                 wtx.open_table(def).map_err(|e| open_err(&e))?;
             }
-            for def in [DEVICES, TOKENS] {
+            for def in [DEVICES, TOKENS, SCHEDULES, META] {
                 wtx.open_table(def).map_err(|e| open_err(&e))?;
             }
         }
@@ -217,6 +225,8 @@ fn commit_batch(db: &Database, jobs: &[Job], c: &Counters) -> Result<(), StoreEr
         let mut ver = wtx.open_table(VERIFICATIONS).map_err(|e| be(&e))?;
         let mut dev = wtx.open_table(DEVICES).map_err(|e| be(&e))?;
         let mut tok = wtx.open_table(TOKENS).map_err(|e| be(&e))?;
+        let mut sched = wtx.open_table(SCHEDULES).map_err(|e| be(&e))?;
+        let mut meta = wtx.open_table(META).map_err(|e| be(&e))?;
         for w in jobs.iter().flat_map(|j| j.writes.iter()) {
             match w {
                 Write::Telemetry { device, samples } => {
@@ -264,6 +274,15 @@ fn commit_batch(db: &Database, jobs: &[Job], c: &Counters) -> Result<(), StoreEr
                 }
                 Write::RevokeToken { hash } => {
                     tok.remove(hash.as_str()).map_err(|e| be(&e))?;
+                }
+                Write::Schedules { device, schedules } => {
+                    sched
+                        .insert(device.as_str(), to_json(schedules.as_ref()).as_slice())
+                        .map_err(|e| be(&e))?;
+                }
+                Write::FleetLastRun(at) => {
+                    meta.insert(FLEET_LAST_RUN, to_json(at).as_slice())
+                        .map_err(|e| be(&e))?;
                 }
             }
         }
@@ -504,6 +523,30 @@ impl Store for RedbStore {
                 out.push(from_json("tokens", v.value())?);
             }
             Ok(out)
+        })
+    }
+
+    fn schedules(&self, device: &DeviceId) -> Result<Option<DeviceSchedules>, StoreError> {
+        self.read("schedule query", |rtx| {
+            let t = rtx
+                .open_table(SCHEDULES)
+                .map_err(|e| StoreError::backend("schedule query", e))?;
+            t.get(device.as_str())
+                .map_err(|e| StoreError::backend("schedule query", e))?
+                .map(|g| from_json("schedules", g.value()))
+                .transpose()
+        })
+    }
+
+    fn fleet_last_run(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read("fleet last run query", |rtx| {
+            let t = rtx
+                .open_table(META)
+                .map_err(|e| StoreError::backend("fleet last run query", e))?;
+            t.get(FLEET_LAST_RUN)
+                .map_err(|e| StoreError::backend("fleet last run query", e))?
+                .map(|g| from_json("meta", g.value()))
+                .transpose()
         })
     }
 

@@ -274,3 +274,49 @@ fn a_second_open_of_the_same_file_fails_with_a_clear_error() {
     let err = RedbStore::open(&dir.path().join("cloud.redb"), 16).expect_err("second open");
     assert!(err.to_string().contains("cloud.redb"), "{err}");
 }
+
+#[test]
+fn schedules_and_the_fleet_last_run_survive_a_reopen() {
+    use crate::schedule::{DeviceSchedules, SlotSync, StoredSchedule, SyncStatus};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dev("gw-1");
+    let schedules = DeviceSchedules {
+        current: Some(SlotSync {
+            schedule: StoredSchedule {
+                id: "2027".into(),
+                hash: "ab".repeat(32),
+                document: json!({"id": "2027"}),
+                timezone: "Asia/Tokyo".into(),
+                valid_from: chrono::NaiveDate::from_ymd_opt(2027, 1, 1).expect("date"),
+                valid_to: chrono::NaiveDate::from_ymd_opt(2027, 12, 31).expect("date"),
+                start: t(0),
+                end: t(1000),
+                set_by: "api-key:ops".into(),
+                set_at: t(1),
+            },
+            status: SyncStatus::Acked {
+                hash: "ab".repeat(32),
+                at: t(2),
+            },
+        }),
+        next: None,
+    };
+    {
+        let store = open(&dir);
+        assert_eq!(store.schedules(&d).expect("read"), None);
+        assert_eq!(store.fleet_last_run().expect("read"), None);
+        write(
+            &store,
+            vec![
+                Write::Schedules {
+                    device: d.clone(),
+                    schedules: Box::new(schedules.clone()),
+                },
+                Write::FleetLastRun(t(5)),
+            ],
+        );
+    }
+    let store = open(&dir);
+    assert_eq!(store.schedules(&d).expect("read"), Some(schedules));
+    assert_eq!(store.fleet_last_run().expect("read"), Some(t(5)));
+}

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use shiki_proto::{Catalog, DeviceId, Event, Sample, SettingStatus, Status};
 
 use crate::device::shadow::Shadow;
+use crate::schedule::DeviceSchedules;
 
 /// Who made a settings change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +207,13 @@ pub enum Write {
     RevokeToken {
         hash: String,
     },
+    /// Replaces a device's yearly schedules (current and next, with their sync status).
+    Schedules {
+        device: DeviceId,
+        schedules: Box<DeviceSchedules>,
+    },
+    /// The instant the fleet's yearly jobs were last evaluated.
+    FleetLastRun(DateTime<Utc>),
 }
 
 /// A time window with a row limit.

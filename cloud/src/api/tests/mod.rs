@@ -4,6 +4,7 @@
 mod auth_tests;
 mod device_tests;
 mod ops_tests;
+mod schedule_tests;
 mod token_tests;
 
 use std::collections::BTreeMap;
@@ -57,6 +58,10 @@ pub(super) struct Data {
     pub metrics: MetricsSnapshot,
     /// The last desired change the API passed on.
     pub last_patch: Option<(DeviceId, DesiredPatch, Actor)>,
+    /// Schedule views by device (absent: no schedule yet).
+    pub schedules: BTreeMap<DeviceId, crate::schedule::ScheduleView>,
+    /// The last schedule put the API passed on.
+    pub last_schedule_put: Option<(DeviceId, crate::schedule::SlotChoice, Value, Actor)>,
 }
 
 #[derive(Default)]
@@ -299,6 +304,51 @@ impl Backend for FakeBackend {
 
     fn metrics(&self) -> BackendFuture<'_, MetricsSnapshot> {
         self.answer(|d| Ok(d.metrics.clone()))
+    }
+
+    /// Fake validation: a document without a string `id` is malformed; one with
+    /// `"valid_to": "2000-01-01"` has two problems.
+    fn put_schedule(
+        &self,
+        id: DeviceId,
+        slot: crate::schedule::SlotChoice,
+        document: Value,
+        actor: Actor,
+    ) -> BackendFuture<'_, crate::schedule::PutScheduleResponse> {
+        self.answer(move |d| {
+            known(d, &id)?;
+            let Some(sid) = document["id"].as_str().map(str::to_owned) else {
+                return Err(BackendError::MalformedSchedule("missing field `id`".into()));
+            };
+            if document["valid_to"] == "2000-01-01" {
+                return Err(BackendError::InvalidSchedule {
+                    problems: schedule_tests::problems(),
+                });
+            }
+            let view = schedule_tests::view(&id, &sid);
+            d.schedules.insert(id.clone(), view.clone());
+            d.last_schedule_put = Some((id, slot, document, actor));
+            Ok(crate::schedule::PutScheduleResponse {
+                slot: shiki_proto::ScheduleSlot::Current,
+                pushed: true,
+                schedule: view,
+                warnings: Vec::new(),
+            })
+        })
+    }
+
+    fn schedule(&self, id: DeviceId) -> BackendFuture<'_, crate::schedule::ScheduleView> {
+        self.answer(move |d| {
+            known(d, &id)?;
+            Ok(d.schedules
+                .get(&id)
+                .cloned()
+                .unwrap_or(crate::schedule::ScheduleView {
+                    device_id: id.to_string(),
+                    current: None,
+                    next: None,
+                }))
+        })
     }
 }
 
@@ -544,6 +594,8 @@ pub(super) const ROUTES: &[RouteCase] = &[
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/history", template: "/api/v1/devices/{id}/history", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/telemetry", template: "/api/v1/devices/{id}/telemetry", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/events", template: "/api/v1/devices/{id}/events", body: None, role: Role::Viewer, ok: 200 },
+    RouteCase { method: "PUT", path: "/api/v1/devices/plant-01/schedule", template: "/api/v1/devices/{id}/schedule", body: Some(|| json!({"id": "sapporo-2027"})), role: Role::Operator, ok: 200 },
+    RouteCase { method: "GET", path: "/api/v1/devices/plant-01/schedule", template: "/api/v1/devices/{id}/schedule", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/tokens", template: "/api/v1/tokens", body: None, role: Role::Admin, ok: 200 },
     RouteCase { method: "POST", path: "/api/v1/tokens", template: "/api/v1/tokens", body: Some(|| json!({"name": "grafana", "role": "viewer"})), role: Role::Admin, ok: 201 },
     RouteCase { method: "DELETE", path: "/api/v1/tokens/viewer", template: "/api/v1/tokens/{name}", body: None, role: Role::Admin, ok: 204 },

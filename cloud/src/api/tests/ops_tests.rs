@@ -364,6 +364,9 @@ fn openapi_lists_every_error_code_and_status() {
             key: String::new(),
             reason: String::new(),
         },
+        ApiError::InvalidSchedule {
+            problems: Vec::new(),
+        },
         ApiError::Unavailable(String::new()),
         ApiError::Internal,
     ];

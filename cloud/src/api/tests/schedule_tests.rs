@@ -1,0 +1,230 @@
+//! Schedule routes: put and view, roles, slot parameter, and every error.
+
+use actix_web::http::StatusCode;
+use serde_json::json;
+use shiki_shared::schedule::{Problem, ProblemKind, Severity as ProblemSeverity};
+
+use super::*;
+use crate::schedule::{ScheduleView, SlotChoice, SlotView, SyncStatus};
+
+/// What the fake answers for an invalid document.
+pub(super) fn problems() -> Vec<Problem> {
+    vec![
+        Problem {
+            severity: ProblemSeverity::Error,
+            kind: ProblemKind::UnknownProfile,
+            path: "seasons[0].weekday".into(),
+            message: "unknown profile `cool-weekdya`".into(),
+        },
+        Problem {
+            severity: ProblemSeverity::Error,
+            kind: ProblemKind::DateOutsideValidity,
+            path: "valid_to".into(),
+            message: "validity ended on 2000-01-01".into(),
+        },
+    ]
+}
+
+/// The view the fake keeps after a put of `schedule_id`.
+pub(super) fn view(id: &DeviceId, schedule_id: &str) -> ScheduleView {
+    ScheduleView {
+        device_id: id.to_string(),
+        current: Some(SlotView {
+            id: schedule_id.to_owned(),
+            hash: "ab".repeat(32),
+            timezone: "Asia/Tokyo".into(),
+            valid_from: chrono::NaiveDate::from_ymd_opt(2027, 1, 1).expect("date"),
+            valid_to: chrono::NaiveDate::from_ymd_opt(2027, 12, 31).expect("date"),
+            set_by: "api-key:operator".into(),
+            set_at: now(),
+            status: SyncStatus::Pending {
+                attempts: 1,
+                next_retry: now() + Duration::minutes(1),
+            },
+        }),
+        next: None,
+    }
+}
+
+fn put(path: &str, body: Value, token: &str) -> TestRequest {
+    req("PUT", path, Some(token)).set_json(body)
+}
+
+#[actix_web::test]
+async fn an_operator_puts_a_schedule_and_a_viewer_sees_it_pending() {
+    let backend = seeded();
+    let app = app!(state(backend.clone()));
+    let res = send!(
+        app,
+        put(
+            "/api/v1/devices/plant-01/schedule?slot=next",
+            json!({"id": "sapporo-2027"}),
+            OPERATOR
+        )
+    );
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.json["pushed"], true);
+    assert_eq!(res.json["schedule"]["current"]["id"], "sapporo-2027");
+    {
+        let d = backend.data();
+        let (id, slot, doc, actor) = d.last_schedule_put.clone().expect("passed on");
+        assert_eq!(id, dev("plant-01"));
+        assert_eq!(slot, SlotChoice::Next);
+        assert_eq!(doc["id"], "sapporo-2027");
+        assert_eq!(actor.name, "operator");
+    }
+    let res = send!(
+        app,
+        req("GET", "/api/v1/devices/plant-01/schedule", Some(VIEWER))
+    );
+    assert_eq!(res.status, StatusCode::OK);
+    let status = &res.json["current"]["status"];
+    assert_eq!(status["state"], "pending");
+    assert_eq!(status["attempts"], 1);
+    assert_eq!(res.json["next"], Value::Null);
+}
+
+#[actix_web::test]
+async fn without_a_slot_the_backend_chooses_and_an_empty_device_shows_null_slots() {
+    let backend = seeded();
+    let app = app!(state(backend.clone()));
+    let res = send!(
+        app,
+        req("GET", "/api/v1/devices/plant-02/schedule", Some(VIEWER))
+    );
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json["device_id"], "plant-02");
+    assert_eq!(res.json["current"], Value::Null);
+    let res = send!(
+        app,
+        put(
+            "/api/v1/devices/plant-02/schedule",
+            json!({"id": "x"}),
+            ADMIN
+        )
+    );
+    assert_eq!(res.status, StatusCode::OK);
+    let slot = backend.data().last_schedule_put.clone().expect("put").1;
+    assert_eq!(slot, SlotChoice::Auto);
+}
+
+#[actix_web::test]
+async fn a_viewer_may_not_put_a_schedule() {
+    let backend = seeded();
+    let app = app!(state(backend.clone()));
+    let res = send!(
+        app,
+        put(
+            "/api/v1/devices/plant-01/schedule",
+            json!({"id": "x"}),
+            VIEWER
+        )
+    );
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(res.error_code(), "forbidden");
+    assert!(backend.data().last_schedule_put.is_none());
+    let res = send!(app, req("GET", "/api/v1/devices/plant-01/schedule", None));
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+}
+
+#[actix_web::test]
+async fn an_invalid_schedule_is_422_with_every_problem_and_its_location() {
+    let app = app!(state(seeded()));
+    let res = send!(
+        app,
+        put(
+            "/api/v1/devices/plant-01/schedule",
+            json!({"id": "x", "valid_to": "2000-01-01"}),
+            OPERATOR
+        )
+    );
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(res.error_code(), "invalid_schedule");
+    let problems = res.json["error"]["problems"].as_array().expect("problems");
+    assert_eq!(problems.len(), 2);
+    assert_eq!(problems[0]["path"], "seasons[0].weekday");
+    assert_eq!(problems[0]["severity"], "error");
+    assert!(problems[0]["kind"].is_string());
+    assert_eq!(problems[1]["path"], "valid_to");
+}
+
+#[actix_web::test]
+async fn malformed_bodies_bad_slots_and_ids_are_400_and_unknown_devices_404() {
+    let app = app!(state(seeded()));
+    let res = send!(
+        app,
+        put(
+            "/api/v1/devices/plant-01/schedule",
+            json!(["not", "a", "document"]),
+            OPERATOR
+        )
+    );
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.error_code(), "invalid_body");
+    let res = send!(
+        app,
+        req("PUT", "/api/v1/devices/plant-01/schedule", Some(OPERATOR))
+            .insert_header(("content-type", "application/json"))
+            .set_payload("{not json")
+    );
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.error_code(), "invalid_body");
+    let res = send!(
+        app,
+        put(
+            "/api/v1/devices/plant-01/schedule?slot=later",
+            json!({"id": "x"}),
+            OPERATOR
+        )
+    );
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.error_code(), "invalid_parameter");
+    let res = send!(
+        app,
+        put(
+            "/api/v1/devices/bad%20id/schedule",
+            json!({"id": "x"}),
+            OPERATOR
+        )
+    );
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    for method in ["GET", "PUT"] {
+        let r = req(method, "/api/v1/devices/nope/schedule", Some(OPERATOR));
+        let r = if method == "PUT" {
+            r.set_json(json!({"id": "x"}))
+        } else {
+            r
+        };
+        let res = send!(app, r);
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "{method}");
+        assert_eq!(res.error_code(), "not_found");
+    }
+    let res = send!(
+        app,
+        req("DELETE", "/api/v1/devices/plant-01/schedule", Some(ADMIN))
+    );
+    assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[actix_web::test]
+async fn a_backend_that_is_down_answers_503_on_both_schedule_routes() {
+    let backend = seeded();
+    backend
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let app = app!(state(backend));
+    let res = send!(
+        app,
+        req("GET", "/api/v1/devices/plant-01/schedule", Some(VIEWER))
+    );
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    let res = send!(
+        app,
+        put(
+            "/api/v1/devices/plant-01/schedule",
+            json!({"id": "x"}),
+            OPERATOR
+        )
+    );
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+}

@@ -300,6 +300,62 @@ impl Api {
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
+    /// `PUT /devices/{id}/schedule[?slot=…]` with a schedule document; the status and the
+    /// JSON body.
+    pub async fn put_schedule(
+        &self,
+        device: &str,
+        slot: Option<&str>,
+        document: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let query = slot.map(|s| format!("?slot={s}")).unwrap_or_default();
+        let r = self
+            .http
+            .put(self.url(&format!("/devices/{device}/schedule{query}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(document)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// `GET /devices/{id}/schedule`: the sync status of both slots (`None` when unreachable).
+    pub async fn schedule(&self, device: &str) -> Option<Value> {
+        match self.get(&format!("/devices/{device}/schedule")).await {
+            Ok((200, v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Waits until `slot` (`current` or `next`) holds the schedule with `hash` and the
+    /// device has acked it; fails as soon as the push is `failed`.
+    pub async fn wait_schedule_acked(
+        &self,
+        device: &str,
+        slot: &str,
+        hash: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let view = wait_for(
+            &format!("the {slot} schedule of {device} acked"),
+            timeout,
+            || async {
+                let v = self.schedule(device).await?;
+                let s = &v[slot];
+                (s["hash"] == hash
+                    && matches!(s["status"]["state"].as_str(), Some("acked" | "failed")))
+                .then_some(v)
+            },
+        )
+        .await?;
+        anyhow::ensure!(
+            view[slot]["status"]["state"] == "acked" && view[slot]["status"]["hash"] == hash,
+            "the {slot} schedule of {device} was not acked: {view}"
+        );
+        Ok(view)
+    }
+
     /// The device view, `None` while the device is unknown (or the API unreachable).
     pub async fn device(&self, device: &str) -> Option<Value> {
         match self.get(&format!("/devices/{device}")).await {

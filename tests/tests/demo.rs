@@ -1,6 +1,7 @@
 //! The demo: `shiki-demo` starts the cloud and three edges, prints the admin API address,
-//! the token and three curl commands; the printed commands work as printed, and SIGTERM
-//! (like Ctrl-C) stops everything cleanly.
+//! the token and four curl commands; the printed commands work as printed, the yearly
+//! schedules the demo loads are acked by the device, and SIGTERM (like Ctrl-C) stops
+//! everything cleanly.
 
 use std::path::Path;
 use std::time::Duration;
@@ -49,7 +50,7 @@ async fn the_demo_prints_curl_commands_that_work_and_stops_cleanly() -> anyhow::
         .map(str::trim)
         .filter(|l| l.starts_with("curl "))
         .collect();
-    assert_eq!(curls.len(), 3, "three curl commands:\n{banner}");
+    assert_eq!(curls.len(), 4, "four curl commands:\n{banner}");
     assert!(banner.contains("admin token   shiki_"), "{banner}");
 
     let devices = run_printed(curls[0])?;
@@ -79,6 +80,23 @@ async fn the_demo_prints_curl_commands_that_work_and_stops_cleanly() -> anyhow::
     )
     .await?;
     assert_eq!(verified["new"], serde_json::json!(8.5));
+
+    let schedules = wait_for(
+        "the printed schedule status to show both slots acked",
+        Duration::from_secs(60),
+        || async {
+            let s = run_printed(curls[3]).ok()?;
+            (s["current"]["status"]["state"] == "acked" && s["next"]["status"]["state"] == "acked")
+                .then_some(s)
+        },
+    )
+    .await?;
+    assert_eq!(schedules["current"]["id"], "demo-now", "{schedules}");
+    assert_eq!(schedules["next"]["id"], "sapporo-2027", "{schedules}");
+    assert_eq!(
+        schedules["current"]["status"]["hash"], schedules["current"]["hash"],
+        "{schedules}"
+    );
 
     assert_eq!(demo.terminate()?, Some(0), "{}", demo.output());
     assert!(

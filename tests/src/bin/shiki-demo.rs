@@ -1,7 +1,10 @@
 //! `shiki-demo`: the whole system in one process on loopback — the cloud with its embedded
 //! MQTT broker and redb store, and three edges, each polling its own simulated absorption
-//! chiller/heater over Modbus TCP. Prints the admin API address, the admin token and three
-//! `curl` commands to try. Ctrl-C stops everything cleanly.
+//! chiller/heater over Modbus TCP. Right after start it loads a yearly schedule for each edge
+//! through the admin API: one covering now (valid from today to the end of 2026, cooling
+//! with a demand-limit step every few minutes) as `current`, and
+//! `deploy/schedule.example.json` (2027) as `next`. Prints the admin API address, the admin
+//! token and four `curl` commands to try. Ctrl-C stops everything cleanly.
 //!
 //! ```sh
 //! cargo run --release -p shiki-e2e --bin shiki-demo
@@ -23,6 +26,10 @@ use tokio::sync::watch;
 /// The documented example configuration: the default register map and control defaults.
 const EDGE_EXAMPLE: &str = include_str!("../../../deploy/edge.example.toml");
 const DEVICES: usize = 3;
+/// The documented yearly schedule (2027), loaded as every edge's `next` schedule.
+const SCHEDULE_EXAMPLE: &str = include_str!("../../../deploy/schedule.example.json");
+/// Minutes between the demand-limit steps of the demo's current schedule.
+const DEMO_STEP_MINUTES: u32 = 6;
 
 /// Runs Shiki's cloud and three edges with simulated chillers on this machine.
 #[derive(Debug, Parser)]
@@ -221,6 +228,9 @@ async fn run(
             break;
         }
     }
+    if let Some(token) = &token {
+        load_schedules(app.api_addr, token, &ids).await;
+    }
     banner(&BannerInfo {
         api: app.api_addr,
         api_default,
@@ -249,6 +259,86 @@ async fn run(
     app.stop().await;
     let _ = writeln!(std::io::stdout(), "stopped cleanly");
     Ok(())
+}
+
+/// A schedule covering now (Asia/Tokyo): cooling at 7.0 °C from today to the end of 2026
+/// (at least to tomorrow), the demand limit stepping 100 → 80 → 60 → 80 % every
+/// [`DEMO_STEP_MINUTES`] minutes, so the chillers visibly follow it.
+fn demo_schedule(now: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+    let tokyo = chrono::FixedOffset::east_opt(9 * 3600).expect("UTC+9");
+    let today = now.with_timezone(&tokyo).date_naive();
+    let end_of_2026 = chrono::NaiveDate::from_ymd_opt(2026, 12, 31).expect("date");
+    let valid_to = end_of_2026.max(today + chrono::Duration::days(1));
+    let steps = [100, 80, 60, 80];
+    let day: Vec<serde_json::Value> = (0..24 * 60 / DEMO_STEP_MINUTES)
+        .map(|i| {
+            let m = i * DEMO_STEP_MINUTES;
+            serde_json::json!({
+                "time": format!("{:02}:{:02}", m / 60, m % 60),
+                "settings": { "demand_limit_pct": steps[i as usize % steps.len()] },
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "id": "demo-now",
+        "timezone": "Asia/Tokyo",
+        "valid_from": today.to_string(),
+        "valid_to": valid_to.to_string(),
+        "defaults": { "run": true, "mode": "cooling", "chw_setpoint_c": 7.0,
+                      "demand_limit_pct": 100 },
+        "profiles": { "demo-day": day },
+        "seasons": [{ "name": "all-year", "from": "01-01", "to": "12-31",
+                      "weekday": "demo-day", "saturday": "demo-day", "sunday": "demo-day" }],
+    })
+}
+
+/// Loads the demo schedule (`current`) and the example (`next`) for every device through the
+/// admin API, as an operator would. A refusal is reported and the demo goes on.
+async fn load_schedules(api: SocketAddr, token: &str, devices: &[DeviceId]) {
+    let http = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "no HTTP client; schedules not loaded");
+            return;
+        }
+    };
+    let example: serde_json::Value = match serde_json::from_str(SCHEDULE_EXAMPLE) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "deploy/schedule.example.json does not parse");
+            serde_json::Value::Null
+        }
+    };
+    let current = demo_schedule(chrono::Utc::now());
+    for id in devices {
+        for (slot, doc) in [("current", &current), ("next", &example)] {
+            if doc.is_null() {
+                continue;
+            }
+            let url = format!("http://{api}/api/v1/devices/{id}/schedule?slot={slot}");
+            let result = http.put(&url).bearer_auth(token).json(doc).send().await;
+            match result {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => {
+                    let status = r.status();
+                    let body = r.text().await.unwrap_or_default();
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "warning: the {slot} schedule of {id} was refused: {status} {body}"
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "warning: loading the {slot} schedule of {id} failed: {e}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// The admin token to show: `SHIKI_ADMIN_TOKEN`, the one this start created (kept in the
@@ -345,6 +435,16 @@ fn banner(b: &BannerInfo<'_>) -> std::io::Result<()> {
     writeln!(
         out,
         "  curl -s {auth} http://{}/api/v1/devices/{device}/history\n",
+        b.api
+    )?;
+    writeln!(
+        out,
+        "Read its yearly schedules (current: demand limit steps every {DEMO_STEP_MINUTES} min; \
+         next: 2027) and whether the device has acked them:"
+    )?;
+    writeln!(
+        out,
+        "  curl -s {auth} http://{}/api/v1/devices/{device}/schedule\n",
         b.api
     )?;
     writeln!(out, "Ctrl-C stops everything.")?;

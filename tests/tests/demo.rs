@@ -97,6 +97,27 @@ async fn the_demo_prints_curl_commands_that_work_and_stops_cleanly() -> anyhow::
         schedules["current"]["status"]["hash"], schedules["current"]["hash"],
         "{schedules}"
     );
+    // The chiller follows the schedule: its demand limit comes from it.
+    let device_url = curls[2].trim_end_matches("/history");
+    let device = wait_for(
+        "the demand limit reported with source schedule",
+        Duration::from_secs(30),
+        || async {
+            let d = run_printed(device_url).ok()?;
+            (d["settings"]["demand_limit_pct"]["source"] == "schedule"
+                && d["reported"]["demand_limit_pct"].is_number())
+            .then_some(d)
+        },
+    )
+    .await?;
+    assert!(
+        [60.0, 80.0, 100.0].contains(
+            &device["reported"]["demand_limit_pct"]
+                .as_f64()
+                .unwrap_or(0.0)
+        ),
+        "{device}"
+    );
 
     assert_eq!(demo.terminate()?, Some(0), "{}", demo.output());
     assert!(

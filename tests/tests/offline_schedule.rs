@@ -56,8 +56,21 @@ async fn a_schedule_transition_reaches_the_plc_while_offline_and_its_event_arriv
     api.wait_device_ready(DEVICE, Duration::from_secs(30))
         .await?;
 
-    // The next whole minute (Tokyo time) at least LEAD ahead.
+    // The next whole minute (Tokyo time) at least LEAD ahead, on today's date: close to
+    // local midnight, first let the date turn (the profile's time must lie later today).
     let tokyo = FixedOffset::east_opt(9 * 3600).expect("UTC+9");
+    let local_date = |t: DateTime<Utc>| t.with_timezone(&tokyo).date_naive();
+    if local_date(Utc::now()) != local_date(Utc::now() + LEAD + Span::minutes(1)) {
+        wait_for(
+            "the local date to turn",
+            Duration::from_secs(120),
+            || async {
+                let now = Utc::now();
+                (local_date(now) == local_date(now + LEAD + Span::minutes(1))).then_some(())
+            },
+        )
+        .await?;
+    }
     let ahead = (Utc::now() + LEAD).with_timezone(&tokyo);
     let at = ahead
         .with_second(0)

@@ -1,6 +1,8 @@
 //! Cloud configuration: TOML with serde defaults, CLI overrides, validation naming the key.
 //!
-//! Every key is documented in `deploy/cloud.example.toml` (which a test parses).
+//! Every key is documented in `deploy/cloud.example.toml` (which a test parses). Loading
+//! goes through `shiki_shared::config` (errors name the file and the key; `SHIKI_CLOUD_*`
+//! environment variables override keys, then the CLI flags win).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,21 +13,16 @@ use serde::Deserialize;
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("config file {path} is not valid: {source}")]
-    Parse {
-        path: PathBuf,
-        #[source]
-        source: Box<toml::de::Error>,
-    },
+    /// The file could not be read or parsed, or an environment override does not fit;
+    /// the message names the file, the key and the variable.
+    #[error(transparent)]
+    Load(#[from] shiki_shared::config::ConfigError),
     #[error("config key `{key}` is invalid: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
+
+/// Environment variables under this prefix override config keys (`__` nests).
+pub const ENV_PREFIX: &str = "SHIKI_CLOUD_";
 
 /// The whole `shiki-cloud` configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -390,21 +387,20 @@ pub enum BrokerTarget {
 }
 
 impl CloudConfig {
-    /// Reads and validates a TOML file.
+    /// Reads a TOML file with `SHIKI_CLOUD_*` environment overrides
+    /// (`SHIKI_CLOUD_MQTT__URL=mqtts://broker:8883` sets `mqtt.url`; see
+    /// `shiki_shared::config`), then validates it.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        let config: CloudConfig = shiki_shared::config::load(path, ENV_PREFIX)?;
+        config.validate()?;
+        Ok(config)
     }
 
-    /// Parses and validates TOML text (`path` is only used in errors).
+    /// Parses and validates TOML text without environment overrides (`path` is only used
+    /// in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: CloudConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            source: Box::new(e),
-        })?;
+        let config: CloudConfig =
+            shiki_shared::config::from_str_with_env(text, path, ENV_PREFIX, std::iter::empty())?;
         config.validate()?;
         Ok(config)
     }
@@ -522,6 +518,27 @@ mod tests {
         c.mqtt.url = Some("http://x".into());
         let e = c.broker().expect_err("refused").to_string();
         assert!(e.contains("mqtt.url"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_win_over_the_file() {
+        let c: CloudConfig = shiki_shared::config::from_str_with_env(
+            "[mqtt]\nurl = \"mqtt://file:1883\"\n",
+            Path::new("c.toml"),
+            ENV_PREFIX,
+            [
+                (
+                    "SHIKI_CLOUD_MQTT__URL".to_owned(),
+                    "mqtt://env:1884".to_owned(),
+                ),
+                (
+                    "SHIKI_ADMIN_TOKEN".to_owned(),
+                    "not-a-config-key".to_owned(),
+                ),
+            ],
+        )
+        .expect("parses");
+        assert_eq!(c.mqtt.url.as_deref(), Some("mqtt://env:1884"));
     }
 
     #[test]

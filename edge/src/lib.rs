@@ -12,8 +12,10 @@
 //! ```
 //!
 //! # Layout
-//! - `app`: the composition root ([`run`]); the only place actors are built and wired.
-//! - `config`: [`EdgeConfig`] (TOML, overrides, validation naming the key).
+//! - `app`: the composition root ([`run`], [`run_with_clock`]); the only place actors are
+//!   built and wired.
+//! - `config`: [`EdgeConfig`] (TOML via `shiki_shared::config`, `SHIKI_*` and flag
+//!   overrides, validation naming the key).
 //! - `messages`: the messages actors exchange.
 //! - `register_map`: the `[plc]` config, point codec, read planning and catalog.
 //! - `plc_link`: the `PlcLink` actor (one Modbus TCP connection or RTU bus).
@@ -21,7 +23,8 @@
 //! - `schedule`: the `ScheduleActor` (yearly schedule, current and next, switched offline).
 //! - `control`: the `Control` actor (effective settings, writes, read-back, reports).
 //! - `telemetry`: samples readings into the outbox at the telemetry interval; records events.
-//! - `outbox`: the redb store (outbox, counters, documents) and its group-commit writer.
+//! - `outbox`: the redb store (outbox, counters, documents, audit log, schedules) and its
+//!   group-commit writer; `RedbScheduleStore` for the schedule actor.
 //! - `uplink`: the MQTT uplink (rumqttc) with its mode machine and PUBACK tracking.
 //! - `shadow`: desired document → overrides, Control reports → `shadow/reported`.
 //! - `bench`: `shiki-edge bench`.

@@ -2,8 +2,10 @@
 //! cloud played by a test MQTT client: a schedule pushed on `schedule/set` is acked by hash,
 //! its transition a few seconds ahead is written to the PLC, and the reported state names
 //! the active schedule; a schedule that fails validation is rejected and the old one keeps
-//! running; a malformed `schedule/set` is dropped without harm. No sleeps: every step
-//! waits for the message it expects, with a deadline.
+//! running; a malformed `schedule/set` is dropped without harm; `schedule.file` is
+//! installed at start; a transition during a link cut still reaches the PLC and its event
+//! reaches the cloud afterwards. No sleeps: every step waits for the message (or register
+//! value) it expects, with a deadline.
 
 mod common;
 
@@ -11,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, NaiveTime, SubsecRound, TimeDelta, Utc};
-use common::{Subscriber, broker, unique_device};
+use common::{Proxy, Subscriber, broker, unique_device};
 use serde_json::{Value, json};
 use shiki_edge::EdgeConfig;
 use shiki_edge::plc_sim::{PlcSim, SimOptions, default_map};
@@ -128,6 +130,7 @@ async fn start_with(name: &str, tweak: impl FnOnce(&mut EdgeConfig, &Path)) -> R
             topic(Channel::ShadowReported),
             topic(Channel::ScheduleAck),
             topic(Channel::ShadowGet),
+            topic(Channel::Events),
         ],
     )
     .await;
@@ -308,5 +311,56 @@ async fn schedule_file_is_installed_at_start_when_the_store_has_none() {
         rig.sim.value("chw_setpoint_c"),
         Some(PointValue::Number(11.0))
     );
+    rig.stop().await;
+}
+
+/// Waits (with a deadline) until the simulator's register holds `value`; the link is cut,
+/// so no report can be observed instead.
+async fn plc_reaches(sim: &PlcSim, point: &str, value: f64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut every = tokio::time::interval(Duration::from_millis(50));
+    while sim.value(point) != Some(PointValue::Number(value)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{point} never reached {value}: {:?}",
+            sim.value(point)
+        );
+        every.tick().await;
+    }
+}
+
+#[actix::test]
+async fn a_transition_during_a_link_cut_is_applied_and_its_event_arrives_afterwards() {
+    let proxy = Proxy::start(broker(), Duration::ZERO, true).await;
+    let url = proxy.url();
+    let mut rig = start_with("sched-cut", |cfg, _| cfg.mqtt.url = url).await;
+    let at = (Utc::now() + TimeDelta::seconds(5)).trunc_subsecs(0);
+    let (msg, _) = set_message(schedule("e2e-cut", at, 8.0, 6.5));
+    rig.push(serde_json::to_vec(&msg).expect("json")).await;
+    assert_eq!(rig.next_ack().await.result, AckResult::Accepted);
+    rig.report_with("e2e-cut", 8.0).await;
+
+    proxy.cut();
+    // The edge runs the schedule on its own clock: the PLC changes while offline.
+    plc_reaches(&rig.sim, "chw_setpoint_c", 6.5).await;
+    assert!(Utc::now() >= at);
+    proxy.restore();
+    // The transition event was committed offline and arrives once the link is back, and
+    // the shadow re-publishes the report the PLC holds now.
+    let (mut event_seen, mut report_seen) = (false, false);
+    while !(event_seen && report_seen) {
+        let m = rig.sub.next(WAIT).await;
+        if m.topic.ends_with("/events") {
+            let batch: shiki_proto::EventBatch = decode(&m.payload).expect("event batch");
+            event_seen |= batch
+                .events
+                .iter()
+                .any(|e| e.kind == shiki_proto::EventKind::ScheduleTransition && e.ts == at);
+        } else if m.topic.ends_with("/shadow/reported") {
+            let r: ReportedUpdate = decode(&m.payload).expect("reported decodes");
+            report_seen |= r.state.reported.get("chw_setpoint_c") == Some(&json!(6.5))
+                && r.schedule.is_some_and(|s| s.id == "e2e-cut");
+        }
+    }
     rig.stop().await;
 }

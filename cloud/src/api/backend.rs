@@ -36,30 +36,30 @@ pub type SharedBackend = Arc<dyn Backend>;
 /// Why a backend call failed. Each variant maps to one HTTP status (in brackets).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BackendError {
-    /// The device (or token) does not exist. [404]
+    /// The device (or token) does not exist. \[404\]
     #[error("not found")]
     NotFound,
-    /// `expected_version` is stale. [409, body carries `current`]
+    /// `expected_version` is stale. \[409, body carries `current`\]
     #[error("version conflict: expected {expected}, current {current}")]
     VersionConflict { expected: u64, current: u64 },
-    /// A token with this name exists already. [409]
+    /// A token with this name exists already. \[409\]
     #[error("{0} already exists")]
     AlreadyExists(String),
     /// A desired setting is not acceptable: unknown or read-only point, value of the wrong
-    /// type or outside the catalog's limits, no catalog yet. [422, names the key]
+    /// type or outside the catalog's limits, no catalog yet. \[422, names the key\]
     #[error("setting {key:?} refused: {reason}")]
     Invalid { key: String, reason: String },
-    /// The body is not a schedule document (wrong shape). [400]
+    /// The body is not a schedule document (wrong shape). \[400\]
     #[error("not a schedule document: {0}")]
     MalformedSchedule(String),
-    /// The schedule document has errors. [422, lists every problem with its location]
+    /// The schedule document has errors. \[422, lists every problem with its location\]
     #[error("schedule is invalid: {} problem(s)", problems.len())]
     InvalidSchedule { problems: Vec<Problem> },
-    /// The backend cannot answer now (store closed, actor mailbox full, shutting down). [503]
+    /// The backend cannot answer now (store closed, actor mailbox full, shutting down). \[503\]
     #[error("backend unavailable: {0}")]
     Unavailable(String),
-    /// Anything else that went wrong inside (store error). [500; message is logged, the
-    /// client gets a generic text]
+    /// Anything else that went wrong inside (store error). \[500; message is logged, the
+    /// client gets a generic text\]
     #[error("internal error: {0}")]
     Internal(String),
 }

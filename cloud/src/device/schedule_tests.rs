@@ -174,3 +174,52 @@ async fn device_actor_pushes_on_reconnect_stores_the_ack_and_alerts_on_a_refusal
         Some(SyncStatus::Failed { reason, .. }) if reason == "no point `run`"
     ));
 }
+
+#[actix::test]
+async fn the_registry_stores_the_fleet_last_run_and_every_device_answers_the_yearly_push() {
+    use crate::schedule::{FleetJob, FleetJobsDue};
+    use crate::store::Write;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(RedbStore::open(&dir.path().join("c.redb"), 64).expect("store"));
+    let id = DeviceId::new("sapporo-02").expect("id");
+    // A known device without any schedule.
+    let known = DeviceState::new(id.clone(), DeviceConfig::default());
+    store
+        .submit(vec![known.snapshot_write()])
+        .await
+        .expect("seeded");
+    let clock = TestClock::at(tokyo("2027-12-01T00:00:05"));
+    let (publisher, _published) = collector::<Publish>();
+    let (alerts, mut alerted) = collector::<Alert>();
+    let deps = DeviceDeps {
+        store: store.clone(),
+        publisher,
+        alerts,
+        clock: clock.shared(),
+        cfg: DeviceConfig::default(),
+        metrics: Arc::new(DeviceMetrics::default()),
+        schedule: SyncConfig::default(),
+    };
+    let registry = super::Registry::new(deps).start();
+    let last_run = clock.now();
+    registry
+        .send(FleetJobsDue {
+            jobs: vec![FleetJob::YearlyPush {
+                at: tokyo("2027-12-01T00:00:00"),
+                year: 2028,
+            }],
+            fleet_tz: chrono_tz::Asia::Tokyo,
+            last_run,
+        })
+        .await
+        .expect("registry alive");
+    let alert = recv(&mut alerted).await;
+    assert_eq!(alert.device, id);
+    assert_eq!(alert.kind, AlertKind::Schedule);
+    assert!(alert.text.contains("2028"), "{}", alert.text);
+    // Writes are committed in order: an empty commit resolves after the registry's.
+    store.submit(Vec::<Write>::new()).await.expect("commit");
+    assert_eq!(store.fleet_last_run().expect("read"), Some(last_run));
+}

@@ -306,8 +306,6 @@ impl Backend for FakeBackend {
         self.answer(|d| Ok(d.metrics.clone()))
     }
 
-    /// Fake validation: a document without a string `id` is malformed; one with
-    /// `"valid_to": "2000-01-01"` has two problems.
     fn put_schedule(
         &self,
         id: DeviceId,
@@ -315,26 +313,7 @@ impl Backend for FakeBackend {
         document: Value,
         actor: Actor,
     ) -> BackendFuture<'_, crate::schedule::PutScheduleResponse> {
-        self.answer(move |d| {
-            known(d, &id)?;
-            let Some(sid) = document["id"].as_str().map(str::to_owned) else {
-                return Err(BackendError::MalformedSchedule("missing field `id`".into()));
-            };
-            if document["valid_to"] == "2000-01-01" {
-                return Err(BackendError::InvalidSchedule {
-                    problems: schedule_tests::problems(),
-                });
-            }
-            let view = schedule_tests::view(&id, &sid);
-            d.schedules.insert(id.clone(), view.clone());
-            d.last_schedule_put = Some((id, slot, document, actor));
-            Ok(crate::schedule::PutScheduleResponse {
-                slot: shiki_proto::ScheduleSlot::Current,
-                pushed: true,
-                schedule: view,
-                warnings: Vec::new(),
-            })
-        })
+        self.answer(move |d| schedule_tests::fake_put(d, id, slot, document, actor))
     }
 
     fn schedule(&self, id: DeviceId) -> BackendFuture<'_, crate::schedule::ScheduleView> {

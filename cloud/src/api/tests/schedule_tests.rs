@@ -46,6 +46,35 @@ pub(super) fn view(id: &DeviceId, schedule_id: &str) -> ScheduleView {
     }
 }
 
+/// The fake backend's put. Fake validation: a document without a string `id` is
+/// malformed; one with `"valid_to": "2000-01-01"` has two problems.
+pub(super) fn fake_put(
+    d: &mut Data,
+    id: DeviceId,
+    slot: SlotChoice,
+    document: Value,
+    actor: Actor,
+) -> Result<crate::schedule::PutScheduleResponse, BackendError> {
+    known(d, &id)?;
+    let Some(sid) = document["id"].as_str().map(str::to_owned) else {
+        return Err(BackendError::MalformedSchedule("missing field `id`".into()));
+    };
+    if document["valid_to"] == "2000-01-01" {
+        return Err(BackendError::InvalidSchedule {
+            problems: problems(),
+        });
+    }
+    let view = view(&id, &sid);
+    d.schedules.insert(id.clone(), view.clone());
+    d.last_schedule_put = Some((id, slot, document, actor));
+    Ok(crate::schedule::PutScheduleResponse {
+        slot: shiki_proto::ScheduleSlot::Current,
+        pushed: true,
+        schedule: view,
+        warnings: Vec::new(),
+    })
+}
+
 fn put(path: &str, body: Value, token: &str) -> TestRequest {
     req("PUT", path, Some(token)).set_json(body)
 }

@@ -305,14 +305,14 @@ impl Topics {
 
     /// The filters the cloud subscribes to: every edge→cloud channel of every device.
     pub fn cloud_subscriptions(&self) -> Vec<String> {
-        Channel::FIXED
+        let mut filters: Vec<String> = Channel::FIXED
             .iter()
-            .chain(std::iter::once(&Channel::JobUpdate(JobId(String::from(
-                "+",
-            )))))
             .filter(|c| c.direction() == Direction::EdgeToCloud)
             .map(|c| self.all_devices(c))
-            .collect()
+            .collect();
+        // Job updates of every job of every device: `{prefix}/+/jobs/+/update`.
+        filters.push(format!("{}/+/jobs/+/update", self.prefix));
+        filters
     }
 
     /// The filters an edge subscribes to: every cloud→edge channel of its own id.

@@ -587,3 +587,57 @@ async fn schedule_set_reaches_the_schedule_actor_and_malformed_ones_are_counted_
     );
     uplink.send(Shutdown).await.expect("shutdown");
 }
+
+#[actix::test]
+async fn a_record_that_can_never_be_sent_is_reported_as_dropped_and_the_rest_flows() {
+    let proxy = Proxy::start(broker(), Duration::ZERO, true).await;
+    let edge = start_edge("oversize", &proxy.url(), None);
+    let topics = Topics::default();
+    let mut sub = Subscriber::start(
+        edge.device.as_str(),
+        &[topics.topic_for(&edge.device, &Channel::Events)],
+    )
+    .await;
+    // Hex digits of a pseudo-random sequence: gzip cannot fit 400 KB of them in 128 KiB.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let huge: String = (0..400_000)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from_digit(((x >> 60) & 0xf) as u32, 16).expect("hex digit")
+        })
+        .collect();
+    let event = |message: String| shiki_edge::outbox::NewRecord::Event {
+        ts: chrono::Utc::now(),
+        kind: shiki_proto::EventKind::Alarm,
+        severity: shiki_proto::Severity::Info,
+        message,
+        data: serde_json::Value::Null,
+    };
+    let huge_seq = edge.outbox.append(event(huge)).await.expect("append");
+    let small_seq = edge
+        .outbox
+        .append(event("after the huge one".to_owned()))
+        .await
+        .expect("append");
+
+    let (mut dropped, mut small_seen) = (None, false);
+    while dropped.is_none() || !small_seen {
+        let m = sub.next(WAIT).await;
+        let b: shiki_proto::EventBatch = decode(&m.payload).expect("events");
+        for e in b.events {
+            assert_ne!(e.seq, huge_seq, "the oversized record was never published");
+            if e.kind == shiki_proto::EventKind::DataDropped {
+                dropped = Some(e);
+            } else if e.seq == small_seq {
+                small_seen = true;
+            }
+        }
+    }
+    let e = dropped.expect("dropped event");
+    assert_eq!(e.data["from_seq"].as_u64(), Some(huge_seq), "{e:?}");
+    assert_eq!(e.data["skipped"].as_u64(), Some(1), "{e:?}");
+    assert_eq!(e.data["reason"], "exceeds the message limit", "{e:?}");
+    edge.uplink.send(Shutdown).await.expect("shutdown");
+}

@@ -37,7 +37,7 @@ pub use schedule::{MalformedSchedules, PendingAcks};
 use state::{Backoff, Input, Mode};
 
 use crate::messages::{CloudMessage, LinkUp, PublishReported, ReportedDelivered};
-use crate::outbox::{Committed, OutboxError, OutboxHandle, StoredRecord, Stream};
+use crate::outbox::{Committed, NewRecord, OutboxError, OutboxHandle, StoredRecord, Stream};
 
 /// Plain settings of the uplink.
 #[derive(Debug, Clone)]
@@ -335,12 +335,22 @@ impl Uplink {
         }
         let Some(batch) = batch::build(stream, from, &records, backlog) else {
             tracing::error!(%stream, seq = from, "a single record exceeds the message limit");
+            self.report_skipped(stream, from, records[0].seq, 1, "exceeds the message limit");
             self.next_send.insert(stream, records[0].seq + 1);
             let acked = self.inflight.skip(stream, from, records[0].seq);
             self.on_acked(acked);
             self.pump(ctx);
             return;
         };
+        if batch.corrupt > 0 {
+            self.report_skipped(
+                stream,
+                batch.from,
+                batch.to,
+                batch.corrupt,
+                "could not be decoded",
+            );
+        }
         let channel = match stream {
             Stream::Telemetry => Channel::Telemetry,
             Stream::Events => Channel::Events,
@@ -369,6 +379,32 @@ impl Uplink {
             }
         }
         self.pump(ctx);
+    }
+
+    /// Records that `count` stored records in `from..=to` will never reach the cloud (the
+    /// cloud sees the gap in seq); the `DataDropped` event says which and why.
+    fn report_skipped(&self, stream: Stream, from: u64, to: u64, count: usize, reason: &str) {
+        let event = NewRecord::Event {
+            ts: Utc::now(),
+            kind: shiki_proto::EventKind::DataDropped,
+            severity: shiki_proto::Severity::Warning,
+            message: format!(
+                "skipped {count} stored {stream} record(s) in seq {from}..={to}: {reason}"
+            ),
+            data: serde_json::json!({
+                "stream": stream.to_string(),
+                "from_seq": from,
+                "to_seq": to,
+                "skipped": count,
+                "reason": reason,
+            }),
+        };
+        let outbox = self.outbox.clone();
+        actix::spawn(async move {
+            if let Err(e) = outbox.append(event).await {
+                tracing::error!(%stream, from, to, error = %e, "could not record the skipped records as an event");
+            }
+        });
     }
 
     fn on_acked(&mut self, acked: Acked) {

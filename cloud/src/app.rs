@@ -108,6 +108,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         cfg: DeviceConfig {
             verification: config.verification,
             offline_after: config.notifier.offline_after,
+            shadow_limits: config.shadow.limits(),
         },
         metrics: device_metrics.clone(),
         schedule: config.schedule.sync(),

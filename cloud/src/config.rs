@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use shiki_shared::shadow::ShadowLimits;
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,8 @@ pub struct CloudConfig {
     pub store: StoreConfig,
     #[serde(default)]
     pub verification: VerificationConfig,
+    #[serde(default)]
+    pub shadow: ShadowConfig,
     #[serde(default)]
     pub notifier: NotifierConfig,
     #[serde(default)]
@@ -203,6 +206,45 @@ impl Default for VerificationConfig {
         Self {
             attempts: default_attempts(),
             first_delay: default_first_delay(),
+        }
+    }
+}
+
+/// Limits of every device shadow; a desired change that would break them is refused (422),
+/// a reported update is ignored with a warning.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    /// Deepest nesting of a value (`{"sp": 7}` is 1 level).
+    #[serde(default = "default_max_depth")]
+    pub max_depth: usize,
+    /// Largest size of desired plus reported, serialised as JSON, in bytes.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+}
+
+fn default_max_depth() -> usize {
+    ShadowLimits::DEFAULT.max_depth
+}
+fn default_max_bytes() -> usize {
+    ShadowLimits::DEFAULT.max_bytes
+}
+
+impl Default for ShadowConfig {
+    fn default() -> Self {
+        Self {
+            max_depth: default_max_depth(),
+            max_bytes: default_max_bytes(),
+        }
+    }
+}
+
+impl ShadowConfig {
+    /// The limits the device actors enforce.
+    pub fn limits(&self) -> ShadowLimits {
+        ShadowLimits {
+            max_depth: self.max_depth,
+            max_bytes: self.max_bytes,
         }
     }
 }
@@ -371,6 +413,7 @@ impl Default for CloudConfig {
             api: ApiConfig::default(),
             store: StoreConfig::default(),
             verification: VerificationConfig::default(),
+            shadow: ShadowConfig::default(),
             notifier: NotifierConfig::default(),
             schedule: ScheduleConfig::default(),
         }
@@ -417,6 +460,17 @@ impl CloudConfig {
                 key: "verification.attempts",
                 reason: "must be at least 1".into(),
             });
+        }
+        for (key, value) in [
+            ("shadow.max_depth", self.shadow.max_depth),
+            ("shadow.max_bytes", self.shadow.max_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be at least 1".into(),
+                });
+            }
         }
         if self.store.max_batch == 0 {
             return Err(ConfigError::Invalid {
@@ -481,89 +535,4 @@ impl CloudConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_file_gives_defaults() {
-        let c = CloudConfig::parse("", Path::new("x.toml")).expect("defaults");
-        assert_eq!(c.verification.attempts, 5);
-        assert_eq!(
-            c.broker().expect("embedded"),
-            BrokerTarget::Embedded("127.0.0.1:1883".parse().expect("addr"))
-        );
-    }
-
-    #[test]
-    fn broker_urls_are_parsed() {
-        let mut c = CloudConfig::default();
-        c.mqtt.url = Some("mqtts://broker.example:8884".into());
-        assert_eq!(
-            c.broker().expect("valid"),
-            BrokerTarget::External {
-                host: "broker.example".into(),
-                port: 8884,
-                tls: true
-            }
-        );
-        c.mqtt.url = Some("mqtt://10.0.0.1".into());
-        assert_eq!(
-            c.broker().expect("valid"),
-            BrokerTarget::External {
-                host: "10.0.0.1".into(),
-                port: 1883,
-                tls: false
-            }
-        );
-        c.mqtt.url = Some("http://x".into());
-        let e = c.broker().expect_err("refused").to_string();
-        assert!(e.contains("mqtt.url"), "{e}");
-    }
-
-    #[test]
-    fn environment_overrides_win_over_the_file() {
-        let c: CloudConfig = shiki_shared::config::from_str_with_env(
-            "[mqtt]\nurl = \"mqtt://file:1883\"\n",
-            Path::new("c.toml"),
-            ENV_PREFIX,
-            [
-                (
-                    "SHIKI_CLOUD_MQTT__URL".to_owned(),
-                    "mqtt://env:1884".to_owned(),
-                ),
-                (
-                    "SHIKI_ADMIN_TOKEN".to_owned(),
-                    "not-a-config-key".to_owned(),
-                ),
-            ],
-        )
-        .expect("parses");
-        assert_eq!(c.mqtt.url.as_deref(), Some("mqtt://env:1884"));
-    }
-
-    #[test]
-    fn invalid_values_name_the_key() {
-        let e = CloudConfig::parse("[verification]\nattempts = 0\n", Path::new("c.toml"))
-            .expect_err("refused")
-            .to_string();
-        assert!(e.contains("verification.attempts"), "{e}");
-        let e = CloudConfig::parse(
-            "[schedule]\nyearly_push_cron = \"every december\"\n",
-            Path::new("c.toml"),
-        )
-        .expect_err("refused")
-        .to_string();
-        assert!(e.contains("schedule.yearly_push_cron"), "{e}");
-        let e = CloudConfig::parse(
-            "[schedule]\ntimezone = \"Mars/Olympus\"\n",
-            Path::new("c.toml"),
-        )
-        .expect_err("refused")
-        .to_string();
-        assert!(e.contains("schedule.timezone"), "{e}");
-        let e = CloudConfig::parse("bogus = 1\n", Path::new("c.toml"))
-            .expect_err("refused")
-            .to_string();
-        assert!(e.contains("bogus"), "{e}");
-    }
-}
+mod tests;

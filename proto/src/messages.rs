@@ -261,6 +261,11 @@ pub struct KeyMetadata {
     pub timestamp: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<DateTime<Utc>>,
+    /// Desired keys: the desired version in which the key was last set. An override the
+    /// edge reports expired is removed only if the key was not set again after it. Absent
+    /// in reported metadata and in documents written before versions were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// `metadata` of a shadow document: one entry per top-level key.

@@ -72,6 +72,7 @@ golden_tests! {
     catalog: Catalog = "catalog.json";
     shadow_get: ShadowGet = "shadow-get.json";
     shadow_document: ShadowDocument = "shadow-document.json";
+    shadow_document_key_versions: ShadowDocument = "shadow-document-key-versions.json";
     shadow_delta: ShadowDelta = "shadow-delta.json";
     shadow_reported: ReportedUpdate = "shadow-reported.json";
     schedule_set: ScheduleSet = "schedule-set.json";
@@ -101,6 +102,21 @@ fn golden_values_decode_to_the_expected_types() {
     let d: ShadowDelta = decode(&golden("shadow-delta.json")).expect("decodes");
     assert!(d.state["demand_limit_pct"].is_null());
     assert!(d.metadata["chw_setpoint_c"].until.is_some());
+    assert_eq!(
+        d.metadata["chw_setpoint_c"].version, None,
+        "written before key versions"
+    );
+
+    let doc: ShadowDocument =
+        decode(&golden("shadow-document-key-versions.json")).expect("decodes");
+    assert_eq!(doc.metadata.desired["chw_setpoint_c"].version, Some(12));
+    assert_eq!(doc.metadata.desired["saving"].version, Some(9));
+    assert_eq!(doc.metadata.reported["chw_setpoint_c"].version, None);
+    let text = String::from_utf8(encode(&doc.metadata.reported).expect("encodes")).expect("utf-8");
+    assert!(
+        !text.contains("version"),
+        "an absent version is not written: {text}"
+    );
 
     let r: ReportedUpdate = decode(&golden("shadow-reported.json")).expect("decodes");
     assert_eq!(r.settings["chw_setpoint_c"].source, SettingSource::Clamped);

@@ -5,7 +5,8 @@ mod registry;
 mod schedule;
 #[cfg(test)]
 mod schedule_tests;
-pub mod shadow;
+#[cfg(test)]
+mod shadow_tests;
 pub mod state;
 #[cfg(test)]
 mod tests;

@@ -78,7 +78,7 @@ impl DeviceActor {
             key: r.key,
             old: r.old,
             new: r.new,
-            version: self.state.shadow().version,
+            version: self.state.shadow().version(),
             comment: Some(r.comment),
             verification_id: None,
         })

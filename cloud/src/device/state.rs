@@ -17,10 +17,10 @@ use shiki_proto::{
     Sample, SettingSource, SettingStatus, ShadowDelta, ShadowDocument, ShadowGet, ShadowMetadata,
     Status,
 };
+use shiki_shared::shadow::{self, Shadow, ShadowLimits, catalog_resolution, values_match};
 
-use super::shadow::{Shadow, values_match};
 use super::validate::validate;
-pub use super::validate::{DesiredChange, DesiredError};
+pub use super::validate::{DesiredChange, DesiredError, VersionConflict};
 use crate::config::VerificationConfig;
 use crate::notifier::{Alert, AlertKind};
 use crate::store::{
@@ -34,6 +34,8 @@ pub struct DeviceConfig {
     pub verification: VerificationConfig,
     /// An offline device raises an alert after this long.
     pub offline_after: Duration,
+    /// Size and nesting limits of each device's shadow.
+    pub shadow_limits: ShadowLimits,
 }
 
 impl Default for DeviceConfig {
@@ -41,6 +43,7 @@ impl Default for DeviceConfig {
         Self {
             verification: VerificationConfig::default(),
             offline_after: Duration::from_secs(600),
+            shadow_limits: ShadowLimits::DEFAULT,
         }
     }
 }
@@ -119,10 +122,13 @@ impl DeviceState {
             .filter(VerificationRecord::is_pending)
             .map(|v| (v.id, v))
             .collect();
+        let mut snap = snapshot.unwrap_or_default();
+        // Limits are configuration, not part of the stored shadow.
+        snap.shadow.set_limits(cfg.shadow_limits);
         Self {
             id,
             cfg,
-            snap: snapshot.unwrap_or_default(),
+            snap,
             last_seq: last_sample.as_ref().map_or(0, |s| s.seq),
             last_sample,
             pending,
@@ -159,10 +165,13 @@ impl DeviceState {
             id: self.id.clone(),
             online: self.online(),
             last_seen: self.snap.last_seen,
-            version: self.snap.shadow.version,
-            desired: self.snap.shadow.desired.clone(),
-            reported: self.snap.shadow.reported.clone(),
-            delta: self.snap.shadow.delta(self.snap.catalog.as_ref()),
+            version: self.snap.shadow.version(),
+            desired: self.snap.shadow.desired().clone(),
+            reported: self.snap.shadow.reported().clone(),
+            delta: self
+                .snap
+                .shadow
+                .delta_with(&catalog_resolution(self.catalog())),
             status: self.snap.status.clone(),
             catalog: self.snap.catalog.clone(),
             last_seq: self.last_seq,
@@ -170,7 +179,7 @@ impl DeviceState {
             pending_verifications: self.pending.values().cloned().collect(),
             last_verification: self.last_verification.clone(),
             applied_version: self.snap.applied_version,
-            metadata: self.snap.shadow.state(None).1,
+            metadata: self.snap.shadow.metadata().clone(),
             settings: self.snap.settings.clone(),
         }
     }
@@ -251,21 +260,22 @@ impl DeviceState {
     /// `shadow/get`: answer with the full document.
     pub fn on_shadow_get(&mut self, get: ShadowGet, now: DateTime<Utc>) -> Effects {
         self.snap.last_seen = Some(now);
-        let (state, metadata) = self.snap.shadow.state(self.snap.catalog.as_ref());
+        let document = ShadowDocument {
+            client_token: get.client_token,
+            ..self
+                .snap
+                .shadow
+                .document_with(now, &catalog_resolution(self.catalog()))
+        };
         Effects {
-            publish: vec![Outbound::Document(ShadowDocument {
-                v: PROTOCOL_VERSION,
-                state,
-                metadata,
-                version: self.snap.shadow.version,
-                timestamp: now,
-                client_token: get.client_token,
-            })],
+            publish: vec![Outbound::Document(document)],
             ..Effects::default()
         }
     }
 
-    /// A desired change from the API. Returns the new desired version.
+    /// A desired change from the API. Returns the new desired version (one more than
+    /// before for every accepted change, as the shared [`Shadow`] counts them). Keys whose
+    /// value and `until` stay the same are not recorded and not verified again.
     pub fn change_desired(
         &mut self,
         change: DesiredChange,
@@ -279,37 +289,56 @@ impl DeviceState {
                 reason: "must lie in the future".into(),
             });
         }
-        let changes = self.snap.shadow.apply_desired(
-            &change.settings,
-            change.expected_version,
-            change.until,
+        let until_before: BTreeMap<String, Option<DateTime<Utc>>> = change
+            .settings
+            .keys()
+            .map(|k| {
+                let until = self
+                    .snap
+                    .shadow
+                    .metadata()
+                    .desired
+                    .get(k)
+                    .and_then(|m| m.until);
+                (k.clone(), until)
+            })
+            .collect();
+        let outcome = self.snap.shadow.apply_desired(
+            shadow::DesiredChange {
+                settings: change.settings,
+                expected_version: change.expected_version,
+                until: change.until,
+            },
             now,
         )?;
-        let version = self.snap.shadow.version;
+        let version = outcome.version;
         let mut fx = Effects::default();
-        if changes.is_empty() {
-            return Ok((version, fx));
-        }
-        for c in &changes {
+        for c in outcome.changes {
+            let until_changed =
+                c.new.is_some() && until_before.get(&c.key).copied().flatten() != change.until;
+            if c.is_noop() && !until_changed {
+                continue; // set again to what it was: nothing to record or verify
+            }
             self.supersede(&c.key, version, now, &mut fx);
-            let verification_id = if c.new.is_null() {
-                None
-            } else {
-                let v = VerificationRecord {
-                    id: next_id(),
-                    device: self.id.clone(),
-                    key: c.key.clone(),
-                    requested: c.new.clone(),
-                    version,
-                    started: now,
-                    attempts: 0,
-                    next_check: Some(now + self.backoff(0)),
-                    outcome: VerificationOutcome::Pending,
-                };
-                fx.writes.push(Write::Verification(v.clone()));
-                let id = v.id;
-                self.pending.insert(id, v);
-                Some(id)
+            let verification_id = match &c.new {
+                None => None,
+                Some(requested) => {
+                    let v = VerificationRecord {
+                        id: next_id(),
+                        device: self.id.clone(),
+                        key: c.key.clone(),
+                        requested: requested.clone(),
+                        version,
+                        started: now,
+                        attempts: 0,
+                        next_check: Some(now + self.backoff(0)),
+                        outcome: VerificationOutcome::Pending,
+                    };
+                    fx.writes.push(Write::Verification(v.clone()));
+                    let id = v.id;
+                    self.pending.insert(id, v);
+                    Some(id)
+                }
             };
             fx.writes.push(Write::History(HistoryEntry {
                 id: next_id(),
@@ -317,38 +346,40 @@ impl DeviceState {
                 ts: now,
                 actor: change.actor.clone(),
                 side: Side::Desired,
-                key: c.key.clone(),
-                old: c.old.clone(),
-                new: c.new.clone(),
+                key: c.key,
+                old: c.old.unwrap_or(Value::Null),
+                new: c.new.unwrap_or(Value::Null),
                 version,
                 comment: change.comment.clone(),
                 verification_id,
             }));
         }
         fx.writes.push(self.snapshot_write());
-        let removed: Vec<String> = changes
-            .iter()
-            .filter(|c| c.new.is_null())
-            .map(|c| c.key.clone())
-            .collect();
         fx.publish
-            .push(Outbound::Delta(self.delta_message(&removed, now)));
+            .push(Outbound::Delta(self.delta_message(&[], now)));
         Ok((version, fx))
     }
 
-    fn delta_message(&self, removed: &[String], now: DateTime<Utc>) -> ShadowDelta {
-        let mut state = self.snap.shadow.delta(self.snap.catalog.as_ref());
-        for k in removed {
-            state.insert(k.clone(), Value::Null);
+    /// The `shadow/delta` for the edge: desired keys reported does not match (at the
+    /// points' resolutions), deletions it has not acknowledged yet and the overrides in
+    /// `expired` as `null`. Sent even when empty: it carries the new desired version.
+    fn delta_message(&self, expired: &[String], now: DateTime<Utc>) -> ShadowDelta {
+        let mut delta = self
+            .snap
+            .shadow
+            .delta_message_with(now, &catalog_resolution(self.catalog()))
+            .unwrap_or_else(|| ShadowDelta {
+                v: PROTOCOL_VERSION,
+                state: JsonMap::new(),
+                metadata: BTreeMap::new(),
+                version: self.snap.shadow.version(),
+                timestamp: now,
+                client_token: None,
+            });
+        for key in expired {
+            delta.state.entry(key.clone()).or_insert(Value::Null);
         }
-        ShadowDelta {
-            v: PROTOCOL_VERSION,
-            metadata: self.snap.shadow.desired_metadata(state.keys().cloned()),
-            state,
-            version: self.snap.shadow.version,
-            timestamp: now,
-            client_token: None,
-        }
+        delta
     }
 
     fn backoff(&self, attempts_done: u32) -> chrono::Duration {
@@ -358,11 +389,7 @@ impl DeviceState {
     }
 
     fn resolution(&self, key: &str) -> Option<f64> {
-        self.snap
-            .catalog
-            .as_ref()
-            .and_then(|c| c.point(key))
-            .and_then(|p| p.resolution)
+        catalog_resolution(self.catalog())(key)
     }
 
     fn finish(&mut self, id: u64, outcome: VerificationOutcome, fx: &mut Effects) {
@@ -413,43 +440,55 @@ impl DeviceState {
     ) -> Effects {
         let mut fx = Effects::default();
         self.snap.last_seen = Some(now);
-        let applied = update.applied_version.unwrap_or(self.snap.shadow.version);
+        let applied = update.applied_version.unwrap_or(self.snap.shadow.version());
         if update.applied_version.is_some() {
             self.snap.applied_version = update.applied_version;
         }
         for (k, s) in &update.settings {
             self.snap.settings.insert(k.clone(), s.clone());
         }
-        let changes = self.snap.shadow.apply_reported(
-            &update.state.reported,
-            self.snap.catalog.as_ref(),
-            now,
-        );
-        for c in changes {
-            let comment = update.settings.get(&c.key).and_then(|s| s.detail.clone());
-            fx.writes.push(Write::History(HistoryEntry {
-                id: next_id(),
-                device: self.id.clone(),
-                ts: now,
-                actor: Actor::Device,
-                side: Side::Reported,
-                key: c.key,
-                old: c.old,
-                new: c.new,
-                version: applied,
-                comment,
-                verification_id: None,
-            }));
+        let applied_report = {
+            let resolution = catalog_resolution(self.snap.catalog.as_ref());
+            self.snap
+                .shadow
+                .apply_reported_update_with(&update, now, &resolution)
+        };
+        match applied_report {
+            Ok(outcome) => {
+                for c in outcome.changes {
+                    let comment = update.settings.get(&c.key).and_then(|s| s.detail.clone());
+                    fx.writes.push(Write::History(HistoryEntry {
+                        id: next_id(),
+                        device: self.id.clone(),
+                        ts: now,
+                        actor: Actor::Device,
+                        side: Side::Reported,
+                        key: c.key,
+                        old: c.old.unwrap_or(Value::Null),
+                        new: c.new.unwrap_or(Value::Null),
+                        version: applied,
+                        comment,
+                        verification_id: None,
+                    }));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(device_id = %self.id, error = %e, "reported state refused; the previous one is kept");
+            }
         }
         let mut removed = Vec::new();
         for e in &update.expired {
-            let set_in = self.snap.shadow.desired_meta.get(&e.key).map(|m| m.version);
-            if set_in.is_none_or(|v| v > e.desired_version) {
-                continue; // already gone, or set again after the override the edge ended
-            }
-            if let Some(c) = self.snap.shadow.remove_desired(&e.key, now) {
-                let version = self.snap.shadow.version;
-                self.supersede(&e.key, version, now, &mut fx);
+            // Gone already, or set again after the override the edge ended: nothing to do.
+            let Some(outcome) = self
+                .snap
+                .shadow
+                .remove_expired(&e.key, e.desired_version, now)
+            else {
+                continue;
+            };
+            let version = outcome.version;
+            for c in outcome.changes {
+                self.supersede(&c.key, version, now, &mut fx);
                 fx.writes.push(Write::History(HistoryEntry {
                     id: next_id(),
                     device: self.id.clone(),
@@ -457,7 +496,7 @@ impl DeviceState {
                     actor: Actor::Schedule,
                     side: Side::Desired,
                     key: c.key.clone(),
-                    old: c.old,
+                    old: c.old.unwrap_or(Value::Null),
                     new: Value::Null,
                     version,
                     comment: Some(format!("override expired at {}", e.at.to_rfc3339())),
@@ -476,7 +515,7 @@ impl DeviceState {
                 continue; // the edge has not seen this change yet
             }
             let status = update.settings.get(&v.key);
-            let reported = self.snap.shadow.reported.get(&v.key);
+            let reported = self.snap.shadow.reported().get(&v.key);
             let outcome = match status.map(|s| s.source) {
                 Some(SettingSource::Refused) => Some(FailureReason::PlcRefused {
                     detail: status.and_then(|s| s.detail.clone()),
@@ -489,7 +528,7 @@ impl DeviceState {
             let outcome = match outcome {
                 Some(reason) => Some(VerificationOutcome::Failed { at: now, reason }),
                 None if reported
-                    .is_some_and(|r| values_match(r, &v.requested, self.resolution(&v.key))) =>
+                    .is_some_and(|r| values_match(&v.requested, r, self.resolution(&v.key))) =>
                 {
                     Some(VerificationOutcome::Verified { at: now })
                 }
@@ -524,8 +563,8 @@ impl DeviceState {
                         continue;
                     };
                     let matched =
-                        self.snap.shadow.reported.get(&v.key).is_some_and(|r| {
-                            values_match(r, &v.requested, self.resolution(&v.key))
+                        self.snap.shadow.reported().get(&v.key).is_some_and(|r| {
+                            values_match(&v.requested, r, self.resolution(&v.key))
                         });
                     (matched, v.attempts + 1)
                 };

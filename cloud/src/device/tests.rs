@@ -14,17 +14,17 @@ use crate::store::{
     VerificationRecord, Write,
 };
 
-fn t0() -> DateTime<Utc> {
+pub(super) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 15, 9, 0, 0)
         .single()
         .expect("valid")
 }
 
-fn secs(s: i64) -> DateTime<Utc> {
+pub(super) fn secs(s: i64) -> DateTime<Utc> {
     t0() + Duration::seconds(s)
 }
 
-fn catalog() -> Catalog {
+pub(super) fn catalog() -> Catalog {
     serde_json::from_value(json!({"points": [
         {"name": "chw_setpoint", "role": "setting", "kind": "number", "writable": true,
          "min": 5.0, "max": 15.0, "resolution": 0.1, "unit": "°C"},
@@ -35,9 +35,9 @@ fn catalog() -> Catalog {
     .expect("catalog")
 }
 
-struct Ids(u64);
+pub(super) struct Ids(pub(super) u64);
 impl Ids {
-    fn f(&mut self) -> impl FnMut() -> u64 + '_ {
+    pub(super) fn f(&mut self) -> impl FnMut() -> u64 + '_ {
         move || {
             self.0 += 1;
             self.0
@@ -45,7 +45,7 @@ impl Ids {
     }
 }
 
-fn online(s: &mut DeviceState, at: DateTime<Utc>) {
+pub(super) fn online(s: &mut DeviceState, at: DateTime<Utc>) {
     let st = Status {
         v: 1,
         state: Connectivity::Online,
@@ -56,14 +56,14 @@ fn online(s: &mut DeviceState, at: DateTime<Utc>) {
     s.on_status(st, at);
 }
 
-fn device() -> DeviceState {
+pub(super) fn device() -> DeviceState {
     let mut s = DeviceState::new(DeviceId::new("gw-1").expect("id"), DeviceConfig::default());
     s.on_catalog(catalog(), t0());
     online(&mut s, t0());
     s
 }
 
-fn change(settings: Value, expected: Option<u64>) -> DesiredChange {
+pub(super) fn change(settings: Value, expected: Option<u64>) -> DesiredChange {
     DesiredChange {
         settings: settings.as_object().cloned().expect("object"),
         expected_version: expected,
@@ -73,7 +73,7 @@ fn change(settings: Value, expected: Option<u64>) -> DesiredChange {
     }
 }
 
-fn reported(values: Value, applied: u64) -> ReportedUpdate {
+pub(super) fn reported(values: Value, applied: u64) -> ReportedUpdate {
     ReportedUpdate {
         v: 1,
         state: ReportedState {
@@ -88,7 +88,7 @@ fn reported(values: Value, applied: u64) -> ReportedUpdate {
     }
 }
 
-fn histories(fx: &Effects) -> Vec<&HistoryEntry> {
+pub(super) fn histories(fx: &Effects) -> Vec<&HistoryEntry> {
     fx.writes
         .iter()
         .filter_map(|w| match w {
@@ -98,7 +98,7 @@ fn histories(fx: &Effects) -> Vec<&HistoryEntry> {
         .collect()
 }
 
-fn verifications(fx: &Effects) -> Vec<&VerificationRecord> {
+pub(super) fn verifications(fx: &Effects) -> Vec<&VerificationRecord> {
     fx.writes
         .iter()
         .filter_map(|w| match w {
@@ -128,7 +128,7 @@ fn a_stale_expected_version_is_a_conflict_and_changes_nothing() {
         )
         .expect_err("stale");
     assert!(matches!(err, DesiredError::Conflict(c) if c.current == 1 && c.expected == 0));
-    assert_eq!(s.shadow().desired["chw_setpoint"], json!(7.0));
+    assert_eq!(s.shadow().desired()["chw_setpoint"], json!(7.0));
 }
 
 #[test]
@@ -149,7 +149,7 @@ fn desired_changes_are_validated_against_the_catalog_naming_the_key() {
         assert_eq!(err.key(), Some(key), "{err}");
         assert!(err.to_string().contains(key));
     }
-    assert_eq!(s.shadow().version, 0);
+    assert_eq!(s.shadow().version(), 0);
     let mut fresh = DeviceState::new(DeviceId::new("gw-2").expect("id"), DeviceConfig::default());
     let err = fresh
         .change_desired(
@@ -329,6 +329,7 @@ fn verification_of_an_offline_device_fails_as_offline_and_a_late_match_on_rechec
             first_delay: std::time::Duration::from_secs(2),
         },
         offline_after: std::time::Duration::from_secs(3600),
+        ..DeviceConfig::default()
     };
     let mut s = DeviceState::new(DeviceId::new("gw-1").expect("id"), cfg);
     s.on_catalog(catalog(), t0());
@@ -413,8 +414,8 @@ fn an_expired_override_leaves_desired_with_a_schedule_history_entry() {
         desired_version: 1,
     });
     let fx = s.on_reported(r, secs(61), &mut ids.f());
-    assert!(!s.shadow().desired.contains_key("chw_setpoint"));
-    assert_eq!(s.shadow().version, 2);
+    assert!(!s.shadow().desired().contains_key("chw_setpoint"));
+    assert_eq!(s.shadow().version(), 2);
     let h = histories(&fx);
     let sched = h
         .iter()
@@ -441,7 +442,7 @@ fn an_expired_override_leaves_desired_with_a_schedule_history_entry() {
         desired_version: 1,
     });
     s.on_reported(r, secs(72), &mut ids.f());
-    assert_eq!(s.shadow().desired["chw_setpoint"], json!(8.0));
+    assert_eq!(s.shadow().desired()["chw_setpoint"], json!(8.0));
 }
 
 #[test]

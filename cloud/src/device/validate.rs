@@ -3,9 +3,17 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use shiki_proto::{Catalog, JsonMap, PointRole, ValueKind};
+use shiki_shared::shadow::ShadowError;
 
-use super::shadow::VersionConflict;
 use crate::store::Actor;
+
+/// A desired change named a version that is no longer current (HTTP 409).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("desired state is at version {current}, the change expected version {expected}")]
+pub struct VersionConflict {
+    pub expected: u64,
+    pub current: u64,
+}
 
 /// A desired change asked for through the API.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +47,26 @@ pub enum DesiredError {
     InvalidValue { key: String, reason: String },
     #[error("the change names no settings")]
     Empty,
+    /// The shadow would break its size or nesting limits.
+    #[error("the change was refused: {0}")]
+    Limit(ShadowError),
+}
+
+impl From<ShadowError> for DesiredError {
+    fn from(e: ShadowError) -> Self {
+        match e {
+            ShadowError::VersionConflict { expected, current } => {
+                DesiredError::Conflict(VersionConflict { expected, current })
+            }
+            ShadowError::UntilNotInFuture { .. } => DesiredError::InvalidValue {
+                key: "until".into(),
+                reason: "must lie in the future".into(),
+            },
+            other @ (ShadowError::TooDeep { .. } | ShadowError::TooLarge { .. }) => {
+                DesiredError::Limit(other)
+            }
+        }
+    }
 }
 
 impl DesiredError {
@@ -49,7 +77,8 @@ impl DesiredError {
             | DesiredError::UnknownKey { key }
             | DesiredError::ReadOnly { key }
             | DesiredError::OutOfLimits { key, .. }
-            | DesiredError::InvalidValue { key, .. } => Some(key),
+            | DesiredError::InvalidValue { key, .. }
+            | DesiredError::Limit(ShadowError::TooDeep { key, .. }) => Some(key),
             _ => None,
         }
     }

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shiki_proto::{Catalog, DeviceId, Event, Sample, SettingStatus, Status};
 
-use crate::device::shadow::Shadow;
+use shiki_shared::shadow::Shadow;
+
+use super::legacy;
 use crate::schedule::DeviceSchedules;
 
 /// Who made a settings change.
@@ -149,6 +151,8 @@ impl VerificationRecord {
 /// table, pending verifications from theirs).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceSnapshot {
+    /// The shared shadow model (snapshots of older versions are read by [`legacy::shadow`]).
+    #[serde(deserialize_with = "legacy::shadow")]
     pub shadow: Shadow,
     #[serde(default)]
     pub status: Option<Status>,

@@ -116,6 +116,7 @@ impl ShadowModel {
                 let meta = d.metadata.get(&k).cloned().unwrap_or(KeyMetadata {
                     timestamp: d.timestamp,
                     until: None,
+                    version: None,
                 });
                 self.doc.metadata.insert(k.clone(), meta);
                 self.doc.desired.insert(k, v);

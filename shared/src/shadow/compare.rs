@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use shiki_proto::JsonMap;
+use shiki_proto::{Catalog, JsonMap};
 
 /// Relative tolerance used when a point has no resolution: two numbers match when they
 /// differ by less than this fraction of the larger magnitude (or absolutely, below 1.0).
@@ -62,6 +62,31 @@ fn numbers_match(a: &serde_json::Number, b: &serde_json::Number, resolution: Opt
     match usable {
         Some(r) => diff < r / 2.0,
         None => diff < DEFAULT_EPSILON * x.abs().max(y.abs()).max(1.0),
+    }
+}
+
+/// The resolution of each key as the device's point catalog declares it (`None` for keys
+/// that are not points, without a resolution, or when no catalog arrived yet), for
+/// [`Shadow::delta_with`](super::Shadow::delta_with) and the other `_with` methods.
+///
+/// ```
+/// use serde_json::json;
+/// use shiki_proto::Catalog;
+/// use shiki_shared::shadow::catalog_resolution;
+///
+/// let catalog: Catalog = serde_json::from_value(json!({"points": [
+///     {"name": "sp", "role": "setting", "kind": "number", "writable": true, "resolution": 0.1}
+/// ]})).unwrap();
+/// let resolution = catalog_resolution(Some(&catalog));
+/// assert_eq!(resolution("sp"), Some(0.1));
+/// assert_eq!(resolution("other"), None);
+/// assert_eq!(catalog_resolution(None)("sp"), None);
+/// ```
+pub fn catalog_resolution(catalog: Option<&Catalog>) -> impl Fn(&str) -> Option<f64> + '_ {
+    move |key| {
+        catalog
+            .and_then(|c| c.point(key))
+            .and_then(|p| p.resolution)
     }
 }
 

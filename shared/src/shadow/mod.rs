@@ -38,9 +38,18 @@
 //! - A desired key deleted with `null` is remembered until the device acknowledges a version
 //!   at or after the deletion ([`Shadow::acknowledge`]); until then [`Shadow::delta_message`]
 //!   carries it as `null` so the edge drops its override.
+//! - **Every desired key remembers the version that last set it** (`metadata.desired[key]
+//!   .version`, refreshed with the rest of its metadata). When the edge reports that an
+//!   override expired, [`Shadow::remove_expired`] removes the key only if it was not set
+//!   again after the version the edge had; a newer override stays. A key whose metadata has
+//!   no version (written before versions were kept) counts as set in version 0.
+//! - Reported changes can be listed at each point's resolution
+//!   ([`Shadow::apply_reported_with`]): the new value is stored, but a value that moved by
+//!   less than half the resolution is not a change for history.
 
 mod compare;
 mod limits;
+mod merge;
 #[cfg(test)]
 mod tests;
 
@@ -54,8 +63,10 @@ use shiki_proto::{
     ShadowMetadata, ShadowState,
 };
 
-pub use compare::{DEFAULT_EPSILON, delta_of, values_match};
+pub use compare::{DEFAULT_EPSILON, catalog_resolution, delta_of, values_match};
 pub use limits::ShadowLimits;
+
+use merge::merge_section;
 
 /// Why a shadow change was refused. The shadow is unchanged after any of these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -129,6 +140,15 @@ impl KeyChange {
     /// True when the key holds the same value as before (a desired key set again).
     pub fn is_noop(&self) -> bool {
         self.old == self.new
+    }
+
+    /// True when old and new match each other at `resolution` (see [`values_match`]; both
+    /// directions, so a field added to or dropped from an object is a change).
+    pub fn is_same_at(&self, resolution: Option<f64>) -> bool {
+        match (&self.old, &self.new) {
+            (Some(a), Some(b)) => values_match(a, b, resolution) && values_match(b, a, resolution),
+            (a, b) => a == b,
+        }
     }
 }
 
@@ -267,6 +287,7 @@ impl Shadow {
                     KeyMetadata {
                         timestamp: now,
                         until: change.until,
+                        version: Some(self.version),
                     },
                 );
                 self.removed.remove(&c.key);
@@ -293,11 +314,39 @@ impl Shadow {
         reported: JsonMap,
         now: DateTime<Utc>,
     ) -> Result<ReportedOutcome, ShadowError> {
+        let changes = self.merge_reported(reported, now)?;
+        Ok(ReportedOutcome { changes })
+    }
+
+    /// As [`Shadow::apply_reported`], but the outcome lists only keys whose value changed
+    /// at `resolution(key)` (see [`values_match`]): 7.0 → 7.04 at resolution 0.1 stores
+    /// 7.04 (and refreshes its timestamp) without listing it, so history is not flooded
+    /// with measurement noise.
+    ///
+    /// # Errors
+    /// As [`Shadow::apply_reported`].
+    pub fn apply_reported_with(
+        &mut self,
+        reported: JsonMap,
+        now: DateTime<Utc>,
+        resolution: &dyn Fn(&str) -> Option<f64>,
+    ) -> Result<ReportedOutcome, ShadowError> {
+        let mut changes = self.merge_reported(reported, now)?;
+        changes.retain(|c| !c.is_same_at(resolution(&c.key)));
+        Ok(ReportedOutcome { changes })
+    }
+
+    /// Merges a reported update; returns every key whose stored value changed.
+    fn merge_reported(
+        &mut self,
+        reported: JsonMap,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<KeyChange>, ShadowError> {
         let mut next = self.reported.clone();
         let mut changes = merge_section(&mut next, &reported);
         changes.retain(|c| !c.is_noop());
         if changes.is_empty() {
-            return Ok(ReportedOutcome::default());
+            return Ok(changes);
         }
         self.check_limits(&changes, &self.desired, &next)?;
         self.reported = next;
@@ -308,13 +357,14 @@ impl Shadow {
                     KeyMetadata {
                         timestamp: now,
                         until: None,
+                        version: None,
                     },
                 );
             } else {
                 self.metadata.reported.remove(&c.key);
             }
         }
-        Ok(ReportedOutcome { changes })
+        Ok(changes)
     }
 
     /// Applies a `shadow/reported` message: its reported state ([`Shadow::apply_reported`])
@@ -328,7 +378,21 @@ impl Shadow {
         update: &ReportedUpdate,
         now: DateTime<Utc>,
     ) -> Result<ReportedOutcome, ShadowError> {
-        let outcome = self.apply_reported(update.state.reported.clone(), now)?;
+        self.apply_reported_update_with(update, now, &|_| None)
+    }
+
+    /// [`Shadow::apply_reported_update`] with changes listed at the given resolutions
+    /// (see [`Shadow::apply_reported_with`]).
+    ///
+    /// # Errors
+    /// As [`Shadow::apply_reported`]; nothing is acknowledged then.
+    pub fn apply_reported_update_with(
+        &mut self,
+        update: &ReportedUpdate,
+        now: DateTime<Utc>,
+        resolution: &dyn Fn(&str) -> Option<f64>,
+    ) -> Result<ReportedOutcome, ShadowError> {
+        let outcome = self.apply_reported_with(update.state.reported.clone(), now, resolution)?;
         if let Some(applied) = update.applied_version {
             self.acknowledge(applied);
         }
@@ -351,6 +415,35 @@ impl Shadow {
                 new: None,
             }],
         })
+    }
+
+    /// The desired version in which `key` was last set (`None` when it is not desired; 0
+    /// when its metadata predates per-key versions).
+    pub fn set_in_version(&self, key: &str) -> Option<u64> {
+        self.desired.get(key)?;
+        Some(
+            self.metadata
+                .desired
+                .get(key)
+                .and_then(|m| m.version)
+                .unwrap_or(0),
+        )
+    }
+
+    /// The edge reports that the override of `key` it received in desired version
+    /// `desired_version` ended. Removes the key as [`Shadow::remove_desired`] does, unless
+    /// it was set again after that version (the newer override stays). Returns `None`,
+    /// changing nothing, when the key is not desired or was set again since.
+    pub fn remove_expired(
+        &mut self,
+        key: &str,
+        desired_version: u64,
+        now: DateTime<Utc>,
+    ) -> Option<DesiredOutcome> {
+        if self.set_in_version(key)? > desired_version {
+            return None;
+        }
+        self.remove_desired(key, now)
     }
 
     /// The device has applied desired version `applied_version`: forget deletions it has
@@ -469,59 +562,5 @@ impl Shadow {
             reported,
             limits::size_of(&self.desired, &self.reported),
         )
-    }
-}
-
-/// Merges `patch` into `section` (null deletes, objects merge, the rest replaces) and
-/// returns, per named top-level key that exists before or after, its old and new value.
-fn merge_section(section: &mut JsonMap, patch: &JsonMap) -> Vec<KeyChange> {
-    let mut changes = Vec::with_capacity(patch.len());
-    for (key, value) in patch {
-        let old = section.get(key).cloned();
-        let new = if value.is_null() {
-            section.remove(key);
-            None
-        } else {
-            let slot = section.entry(key.clone()).or_insert(Value::Null);
-            merge_value(slot, value);
-            Some(slot.clone())
-        };
-        if old.is_some() || new.is_some() {
-            changes.push(KeyChange {
-                key: key.clone(),
-                old,
-                new,
-            });
-        }
-    }
-    changes
-}
-
-fn merge_value(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, pv) in p {
-                if pv.is_null() {
-                    t.remove(k);
-                } else {
-                    merge_value(t.entry(k.clone()).or_insert(Value::Null), pv);
-                }
-            }
-        }
-        (target, patch) => *target = without_nulls(patch),
-    }
-}
-
-/// `value` with object fields that are `null` removed, at every depth.
-fn without_nulls(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), without_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
-        other => other.clone(),
     }
 }

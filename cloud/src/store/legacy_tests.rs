@@ -1,0 +1,138 @@
+//! Records written by older versions of the cloud still load: the values below are the
+//! bytes the old code stored, put into a redb file the way it put them there.
+
+use chrono::{DateTime, Utc};
+use redb::TableDefinition;
+use serde_json::json;
+use shiki_proto::{DeviceId, ExpiredOverride, ReportedState, ReportedUpdate};
+
+use super::*;
+use crate::device::{DeviceConfig, DeviceState};
+
+/// A `devices` row as the cloud wrote it while it had its own shadow copy
+/// (`device/shadow.rs`: `desired_meta` / `reported_meta` with a per-key `version`).
+/// `chw_setpoint` was set in version 1 and again in version 2 (with an `until`), `mode`
+/// in version 1.
+const OLD_SNAPSHOT: &str = r#"{"shadow":{"desired":{"chw_setpoint":7.5,"mode":"cooling"},"reported":{"chw_setpoint":7.0,"mode":"cooling"},"version":2,"desired_meta":{"chw_setpoint":{"timestamp":"2026-01-15T09:05:00Z","until":"2026-01-15T18:00:00Z","version":2},"mode":{"timestamp":"2026-01-15T09:00:00Z","version":1}},"reported_meta":{"chw_setpoint":{"timestamp":"2026-01-15T09:01:00Z","version":1},"mode":{"timestamp":"2026-01-15T09:01:00Z","version":1}}},"status":{"v":1,"state":"online","software_version":"0.1.0"},"catalog":{"v":1,"points":[{"name":"chw_setpoint","role":"setting","kind":"number","writable":true,"min":5.0,"max":15.0,"resolution":0.1,"unit":"°C"},{"name":"mode","role":"setting","kind":"enum","writable":true,"options":["cooling","heating"]}]},"last_seen":"2026-01-15T09:06:00Z","last_event_seq":3,"offline_since":null,"offline_alerted":false,"applied_version":1,"settings":{}}"#;
+
+const DEVICES: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("devices");
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().expect("valid test instant")
+}
+
+/// A store file holding `rows` in the `devices` table, as an older cloud left it.
+fn old_store(dir: &tempfile::TempDir, rows: &[(&str, &str)]) -> RedbStore {
+    let path = dir.path().join("cloud.redb");
+    {
+        let db = redb::Database::create(&path).expect("redb file");
+        let wtx = db.begin_write().expect("write transaction");
+        {
+            let mut t = wtx.open_table(DEVICES).expect("devices table");
+            for (device, json) in rows {
+                t.insert(*device, json.as_bytes()).expect("insert");
+            }
+        }
+        wtx.commit().expect("commit");
+    }
+    RedbStore::open(&path, 64).expect("store opens")
+}
+
+#[test]
+fn a_snapshot_of_the_old_cloud_shadow_restores_with_per_key_versions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = old_store(&dir, &[("gw-1", OLD_SNAPSHOT)]);
+    let id = DeviceId::new("gw-1").expect("id");
+    let snap = store.device(&id).expect("decodes").expect("stored");
+
+    let shadow = &snap.shadow;
+    assert_eq!(shadow.version(), 2);
+    assert_eq!(
+        shadow.desired(),
+        json!({"chw_setpoint": 7.5, "mode": "cooling"})
+            .as_object()
+            .expect("object")
+    );
+    assert_eq!(shadow.reported()["chw_setpoint"], json!(7.0));
+    let sp = &shadow.metadata().desired["chw_setpoint"];
+    assert_eq!(sp.version, Some(2));
+    assert_eq!(sp.until, Some(at("2026-01-15T18:00:00Z")));
+    assert_eq!(sp.timestamp, at("2026-01-15T09:05:00Z"));
+    assert_eq!(shadow.metadata().desired["mode"].version, Some(1));
+    assert_eq!(shadow.set_in_version("mode"), Some(1));
+    let reported = &shadow.metadata().reported["chw_setpoint"];
+    assert_eq!(reported.timestamp, at("2026-01-15T09:01:00Z"));
+    assert_eq!(reported.version, None, "reported metadata keeps no version");
+    // The rest of the snapshot is untouched.
+    assert_eq!(snap.last_event_seq, 3);
+    assert_eq!(snap.applied_version, Some(1));
+    assert!(snap.catalog.is_some());
+
+    // The restored device applies the per-key versions: the edge ends the overrides it got
+    // in version 1; `mode` goes, `chw_setpoint` (set again in version 2) stays.
+    let mut state = DeviceState::restore(
+        id.clone(),
+        DeviceConfig::default(),
+        Some(snap.clone()),
+        Vec::new(),
+        None,
+    );
+    let expired = |key: &str| ExpiredOverride {
+        key: key.into(),
+        at: at("2026-01-15T10:00:00Z"),
+        desired_version: 1,
+    };
+    let update = ReportedUpdate {
+        v: 1,
+        state: ReportedState::default(),
+        applied_version: Some(1),
+        settings: Default::default(),
+        expired: vec![expired("chw_setpoint"), expired("mode")],
+        schedule: None,
+        timestamp: at("2026-01-15T10:00:01Z"),
+        client_token: None,
+    };
+    let mut ids = 100;
+    state.on_reported(update, at("2026-01-15T10:00:02Z"), &mut || {
+        ids += 1;
+        ids
+    });
+    assert_eq!(state.shadow().version(), 3);
+    assert!(!state.shadow().desired().contains_key("mode"));
+    assert_eq!(state.shadow().desired()["chw_setpoint"], json!(7.5));
+
+    // Saved again, the snapshot is in today's format and reads back the same.
+    let Write::Device { snapshot, .. } = state.snapshot_write() else {
+        panic!("snapshot_write writes the device")
+    };
+    let text = serde_json::to_string(&snapshot).expect("serialises");
+    assert!(!text.contains("desired_meta"), "{text}");
+    let back: DeviceSnapshot = serde_json::from_str(&text).expect("decodes");
+    assert_eq!(back, *snapshot);
+}
+
+#[test]
+fn an_old_snapshot_without_metadata_or_key_versions_still_loads() {
+    // Early snapshots had no per-key `version` (it was `#[serde(default)]`) and could
+    // lack the metadata maps altogether.
+    let early = r#"{"shadow":{"desired":{"sp":7.0},"reported":{},"version":4,"desired_meta":{"sp":{"timestamp":"2026-01-15T09:00:00Z"}}}}"#;
+    let bare = r#"{"shadow":{"desired":{"sp":7.0},"reported":{"sp":7.0},"version":1}}"#;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = old_store(&dir, &[("early", early), ("bare", bare)]);
+
+    let snap = store
+        .device(&DeviceId::new("early").expect("id"))
+        .expect("decodes")
+        .expect("stored");
+    assert_eq!(snap.shadow.version(), 4);
+    assert_eq!(snap.shadow.metadata().desired["sp"].version, None);
+    assert_eq!(snap.shadow.set_in_version("sp"), Some(0));
+
+    let snap = store
+        .device(&DeviceId::new("bare").expect("id"))
+        .expect("decodes")
+        .expect("stored");
+    assert_eq!(snap.shadow.version(), 1);
+    assert_eq!(snap.shadow.reported()["sp"], json!(7.0));
+    assert!(snap.shadow.metadata().desired.is_empty());
+}

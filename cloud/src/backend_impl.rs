@@ -165,27 +165,30 @@ fn view(v: DeviceView) -> api::DeviceView {
     }
 }
 
+/// The actor a history entry records for an API caller: API keys with their role.
 fn actor_to_store(a: &api::Actor) -> store::Actor {
+    let api_key = || store::Actor::ApiKey {
+        name: a.name.clone(),
+        role: a.role,
+    };
     match a.kind {
         api::ActorKind::Operator => store::Actor::Operator(a.name.clone()),
         api::ActorKind::Schedule => store::Actor::Schedule,
-        api::ActorKind::Device => store::Actor::Device,
-        _ => store::Actor::ApiKey(a.name.clone()),
+        api::ActorKind::Device => DeviceId::new(a.name.clone())
+            .map(store::Actor::Device)
+            .unwrap_or_else(|_| api_key()),
+        _ => api_key(),
     }
 }
 
 fn actor_to_api(a: &store::Actor) -> api::Actor {
-    let (kind, name) = match a {
-        store::Actor::Operator(n) => (api::ActorKind::Operator, n.clone()),
-        store::Actor::ApiKey(n) => (api::ActorKind::ApiKey, n.clone()),
-        store::Actor::Schedule => (api::ActorKind::Schedule, "schedule".to_owned()),
-        store::Actor::Device => (api::ActorKind::Device, "device".to_owned()),
+    let (kind, name, role) = match a {
+        store::Actor::Operator(n) => (api::ActorKind::Operator, n.clone(), None),
+        store::Actor::ApiKey { name, role } => (api::ActorKind::ApiKey, name.clone(), *role),
+        store::Actor::Schedule => (api::ActorKind::Schedule, "schedule".to_owned(), None),
+        store::Actor::Device(id) => (api::ActorKind::Device, id.to_string(), None),
     };
-    api::Actor {
-        kind,
-        name,
-        role: None,
-    }
+    api::Actor { kind, name, role }
 }
 
 fn history_entry(h: store::HistoryItem) -> api::HistoryEntry {
@@ -434,7 +437,7 @@ impl Backend for CloudBackend {
             let put = PutSchedule {
                 slot,
                 document,
-                actor: actor_to_store(&actor).to_string(),
+                actor: actor_to_store(&actor),
             };
             match addr.send(put).await {
                 Ok(Ok(r)) => Ok(r),

@@ -426,7 +426,7 @@ async fn measure_changes(
             expected_version: None,
             until: None,
             comment: None,
-            actor: Actor::ApiKey("bench".into()),
+            actor: Actor::api_key("bench", crate::auth::Role::Operator),
         };
         let t0 = Instant::now();
         if Registry::change_desired(&app.registry, id.clone(), change)

@@ -150,7 +150,7 @@ async fn scenario(app: &App, topics: &Topics, host: &str, port: u16) {
         expected_version: Some(0),
         until: None,
         comment: Some("test".into()),
-        actor: Actor::ApiKey("ops".into()),
+        actor: Actor::api_key("ops", shiki_cloud::auth::Role::Operator),
     };
     let version = Registry::change_desired(&app.registry, id.clone(), change)
         .await

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use shiki_proto::DeviceId;
 use tracing::Instrument;
 
 use super::{DeviceActor, Outbound, Publish};
@@ -26,14 +27,18 @@ use crate::store::{Actor, HistoryEntry, Side, Write};
 /// Longest sleep of the schedule timer (clock steps are noticed within it).
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
-/// Who a schedule history record names: `device` (an ack), `schedule` (a switch, the
-/// yearly job), `api-key:NAME` / `operator:NAME` (a put), anything else an operator.
-fn history_actor(actor: &str) -> Actor {
+/// Who a schedule history record names: `device` (an ack: this device), `schedule` (a
+/// switch, the yearly job), `api-key:NAME` / `operator:NAME`, anything else an operator.
+/// A put records the [`PutSchedule`]'s own actor instead (with the API key's role).
+fn history_actor(actor: &str, device: &DeviceId) -> Actor {
     match actor {
-        "device" => Actor::Device,
+        "device" => Actor::Device(device.clone()),
         "schedule" | "fleet" => Actor::Schedule,
         other => match other.split_once(':') {
-            Some(("api-key", name)) => Actor::ApiKey(name.to_owned()),
+            Some(("api-key", name)) => Actor::ApiKey {
+                name: name.to_owned(),
+                role: None,
+            },
             Some(("operator", name)) => Actor::Operator(name.to_owned()),
             _ => Actor::Operator(other.to_owned()),
         },
@@ -60,10 +65,11 @@ impl DeviceActor {
             return;
         };
         let fx = step(sync, now, online);
-        self.apply_schedule(fx, ctx);
+        self.apply_schedule(fx, None, ctx);
     }
 
-    fn history_write(&self, r: ScheduleHistory) -> Write {
+    /// A history record of the sync; `by` is who caused it when it is not the sync itself.
+    fn history_write(&self, r: ScheduleHistory, by: Option<&Actor>) -> Write {
         let side = if r.actor == "device" {
             Side::Reported
         } else {
@@ -73,7 +79,9 @@ impl DeviceActor {
             id: self.deps.store.next_id(),
             device: self.state.id().clone(),
             ts: r.at,
-            actor: history_actor(&r.actor),
+            actor: by
+                .cloned()
+                .unwrap_or_else(|| history_actor(&r.actor, self.state.id())),
             side,
             key: r.key,
             old: r.old,
@@ -84,8 +92,9 @@ impl DeviceActor {
         })
     }
 
-    /// Persists, records, publishes and alerts, then re-arms the schedule timer.
-    fn apply_schedule(&mut self, fx: SyncEffects, ctx: &mut Context<Self>) {
+    /// Persists, records, publishes and alerts, then re-arms the schedule timer. History
+    /// records name `by` when given (the caller of a put), else what the sync says.
+    fn apply_schedule(&mut self, fx: SyncEffects, by: Option<&Actor>, ctx: &mut Context<Self>) {
         let mut writes: Vec<Write> = Vec::new();
         if let Some(schedules) = fx.persist {
             writes.push(Write::Schedules {
@@ -94,7 +103,7 @@ impl DeviceActor {
             });
         }
         for r in fx.history {
-            writes.push(self.history_write(r));
+            writes.push(self.history_write(r, by));
         }
         if !writes.is_empty() {
             let commit = self.deps.store.submit(writes);
@@ -156,7 +165,7 @@ impl Handler<PutSchedule> for DeviceActor {
         let fx = self.sync_mut().set(
             msg.slot,
             &msg.document,
-            &msg.actor,
+            &msg.actor.to_string(),
             catalog.as_deref(),
             now,
             online,
@@ -168,7 +177,7 @@ impl Handler<PutSchedule> for DeviceActor {
             schedule: ScheduleView::from(&*sync),
             warnings: fx.warnings.clone(),
         };
-        self.apply_schedule(fx, ctx);
+        self.apply_schedule(fx, Some(&msg.actor), ctx);
         Ok(response)
     }
 }
@@ -207,6 +216,6 @@ impl Handler<FleetJobsDue> for DeviceActor {
             // Keep devices without schedules at 8 bytes.
             self.schedule = None;
         }
-        self.apply_schedule(all, ctx);
+        self.apply_schedule(all, None, ctx);
     }
 }

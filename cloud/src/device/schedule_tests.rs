@@ -19,7 +19,7 @@ use super::{
 };
 use crate::notifier::{Alert, AlertKind};
 use crate::schedule::{GetScheduleView, PutSchedule, SlotChoice, SyncConfig, SyncStatus};
-use crate::store::{RedbStore, Store};
+use crate::store::{self, RedbStore, Store};
 
 #[derive(Debug)]
 struct Collect<M>(mpsc::UnboundedSender<M>);
@@ -121,7 +121,7 @@ async fn device_actor_pushes_on_reconnect_stores_the_ack_and_alerts_on_a_refusal
     let put = |id: &str, year| PutSchedule {
         slot: SlotChoice::Auto,
         document: doc(id, year),
-        actor: "operator:alice".into(),
+        actor: store::Actor::Operator("alice".into()),
     };
     let response = addr
         .send(put("sapporo-2027", 2027))

@@ -461,7 +461,7 @@ impl DeviceState {
                         id: next_id(),
                         device: self.id.clone(),
                         ts: now,
-                        actor: Actor::Device,
+                        actor: Actor::Device(self.id.clone()),
                         side: Side::Reported,
                         key: c.key,
                         old: c.old.unwrap_or(Value::Null),

@@ -69,7 +69,7 @@ pub(super) fn change(settings: Value, expected: Option<u64>) -> DesiredChange {
         expected_version: expected,
         until: None,
         comment: Some("cold snap".into()),
-        actor: Actor::ApiKey("ops".into()),
+        actor: Actor::api_key("ops", crate::auth::Role::Operator),
     }
 }
 
@@ -214,7 +214,7 @@ fn a_matching_report_verifies_at_the_points_resolution() {
     // The reported change itself is in history, by the device.
     let h = histories(&fx);
     assert_eq!(h.len(), 1);
-    assert_eq!(h[0].actor, Actor::Device);
+    assert_eq!(h[0].actor, Actor::Device(s.id().clone()));
     let fx = s.on_reported(
         reported(json!({"chw_setpoint": 7.04}), 1),
         secs(2),

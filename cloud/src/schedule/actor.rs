@@ -24,13 +24,14 @@ use super::view::{PutScheduleResponse, ScheduleView};
 /// Longest sleep of either actor (clock steps are noticed within it).
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
-/// `PUT /api/v1/devices/{id}/schedule`; `actor` is the authenticated operator or key.
+/// `PUT /api/v1/devices/{id}/schedule`; `actor` is the authenticated operator or key
+/// (recorded in history; its `kind:name` becomes the schedule's `set_by`).
 #[derive(Debug, Clone, PartialEq, Message)]
 #[rtype(result = "Result<PutScheduleResponse, SetError>")]
 pub struct PutSchedule {
     pub slot: SlotChoice,
     pub document: Value,
-    pub actor: String,
+    pub actor: crate::store::Actor,
 }
 
 /// `GET /api/v1/devices/{id}/schedule`.

@@ -7,6 +7,7 @@ use serde_json::json;
 use shiki_proto::{DeviceId, ExpiredOverride, ReportedState, ReportedUpdate};
 
 use super::*;
+use crate::auth::Role;
 use crate::device::{DeviceConfig, DeviceState};
 
 /// A `devices` row as the cloud wrote it while it had its own shadow copy
@@ -16,13 +17,19 @@ use crate::device::{DeviceConfig, DeviceState};
 const OLD_SNAPSHOT: &str = r#"{"shadow":{"desired":{"chw_setpoint":7.5,"mode":"cooling"},"reported":{"chw_setpoint":7.0,"mode":"cooling"},"version":2,"desired_meta":{"chw_setpoint":{"timestamp":"2026-01-15T09:05:00Z","until":"2026-01-15T18:00:00Z","version":2},"mode":{"timestamp":"2026-01-15T09:00:00Z","version":1}},"reported_meta":{"chw_setpoint":{"timestamp":"2026-01-15T09:01:00Z","version":1},"mode":{"timestamp":"2026-01-15T09:01:00Z","version":1}}},"status":{"v":1,"state":"online","software_version":"0.1.0"},"catalog":{"v":1,"points":[{"name":"chw_setpoint","role":"setting","kind":"number","writable":true,"min":5.0,"max":15.0,"resolution":0.1,"unit":"°C"},{"name":"mode","role":"setting","kind":"enum","writable":true,"options":["cooling","heating"]}]},"last_seen":"2026-01-15T09:06:00Z","last_event_seq":3,"offline_since":null,"offline_alerted":false,"applied_version":1,"settings":{}}"#;
 
 const DEVICES: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("devices");
+const HISTORY: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("history");
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().expect("valid test instant")
 }
 
-/// A store file holding `rows` in the `devices` table, as an older cloud left it.
-fn old_store(dir: &tempfile::TempDir, rows: &[(&str, &str)]) -> RedbStore {
+/// A store file holding `rows` in the `devices` table and `history` rows, as an older
+/// cloud left it.
+fn old_store_with(
+    dir: &tempfile::TempDir,
+    rows: &[(&str, &str)],
+    history: &[(&str, u64, &str)],
+) -> RedbStore {
     let path = dir.path().join("cloud.redb");
     {
         let db = redb::Database::create(&path).expect("redb file");
@@ -32,10 +39,18 @@ fn old_store(dir: &tempfile::TempDir, rows: &[(&str, &str)]) -> RedbStore {
             for (device, json) in rows {
                 t.insert(*device, json.as_bytes()).expect("insert");
             }
+            let mut t = wtx.open_table(HISTORY).expect("history table");
+            for (device, id, json) in history {
+                t.insert((*device, *id), json.as_bytes()).expect("insert");
+            }
         }
         wtx.commit().expect("commit");
     }
     RedbStore::open(&path, 64).expect("store opens")
+}
+
+fn old_store(dir: &tempfile::TempDir, rows: &[(&str, &str)]) -> RedbStore {
+    old_store_with(dir, rows, &[])
 }
 
 #[test]
@@ -135,4 +150,115 @@ fn an_old_snapshot_without_metadata_or_key_versions_still_loads() {
     assert_eq!(snap.shadow.version(), 1);
     assert_eq!(snap.shadow.reported()["sp"], json!(7.0));
     assert!(snap.shadow.metadata().desired.is_empty());
+}
+
+/// History rows as the cloud wrote them before it kept API-key roles and device ids
+/// (`Actor` was adjacently tagged: `{"kind": "api_key", "name": "ops"}`, `{"kind":
+/// "device"}`).
+const OLD_HISTORY: [(&str, u64, &str); 4] = [
+    (
+        "gw-1",
+        1,
+        r#"{"id":1,"device":"gw-1","ts":"2026-01-15T09:00:00Z","actor":{"kind":"api_key","name":"ops"},"side":"desired","key":"chw_setpoint","old":null,"new":7.5,"version":1,"comment":"cold snap","verification_id":2}"#,
+    ),
+    (
+        "gw-1",
+        3,
+        r#"{"id":3,"device":"gw-1","ts":"2026-01-15T09:01:00Z","actor":{"kind":"device"},"side":"reported","key":"chw_setpoint","old":7.0,"new":7.5,"version":1}"#,
+    ),
+    (
+        "gw-1",
+        4,
+        r#"{"id":4,"device":"gw-1","ts":"2026-01-15T09:02:00Z","actor":{"kind":"operator","name":"alice"},"side":"desired","key":"mode","old":null,"new":"cooling","version":2}"#,
+    ),
+    (
+        "gw-1",
+        5,
+        r#"{"id":5,"device":"gw-1","ts":"2026-01-15T10:00:00Z","actor":{"kind":"schedule"},"side":"desired","key":"chw_setpoint","old":7.5,"new":null,"version":3,"comment":"override expired at 2026-01-15T10:00:00+00:00"}"#,
+    ),
+];
+
+#[test]
+fn old_history_entries_load_with_no_role_and_the_entry_device_as_reporter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = old_store_with(&dir, &[], &OLD_HISTORY);
+    let gw = DeviceId::new("gw-1").expect("id");
+    let items = store
+        .history(&gw, &TimeQuery::default())
+        .expect("old entries decode");
+    let actors: Vec<(u64, Actor)> = items
+        .iter()
+        .map(|i| (i.entry.id, i.entry.actor.clone()))
+        .collect();
+    assert_eq!(
+        actors,
+        vec![
+            (5, Actor::Schedule),
+            (4, Actor::Operator("alice".into())),
+            (3, Actor::Device(gw.clone())),
+            (
+                1,
+                Actor::ApiKey {
+                    name: "ops".into(),
+                    role: None
+                }
+            ),
+        ]
+    );
+    let first = &items[3].entry;
+    assert_eq!(first.comment.as_deref(), Some("cold snap"));
+    assert_eq!(first.verification_id, Some(2));
+    assert_eq!(first.new, json!(7.5));
+}
+
+#[test]
+fn history_actors_are_stored_with_role_and_device_id_and_read_back() {
+    let gw = DeviceId::new("gw-1").expect("id");
+    let entry = |id: u64, actor: Actor| HistoryEntry {
+        id,
+        device: gw.clone(),
+        ts: at("2026-01-15T09:00:00Z"),
+        actor,
+        side: Side::Desired,
+        key: "chw_setpoint".into(),
+        old: serde_json::Value::Null,
+        new: json!(7.5),
+        version: 1,
+        comment: None,
+        verification_id: None,
+    };
+    let cases = [
+        (
+            Actor::api_key("ops", Role::Operator),
+            json!({"kind": "api_key", "name": "ops", "role": "operator"}),
+        ),
+        (
+            Actor::Device(gw.clone()),
+            json!({"kind": "device", "name": "gw-1"}),
+        ),
+        (
+            Actor::Operator("alice".into()),
+            json!({"kind": "operator", "name": "alice"}),
+        ),
+        (Actor::Schedule, json!({"kind": "schedule"})),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = old_store(&dir, &[]);
+    let mut writes = Vec::new();
+    for (i, (actor, stored)) in cases.iter().enumerate() {
+        let e = entry(i as u64 + 1, actor.clone());
+        let json = serde_json::to_value(&e).expect("serialises");
+        assert_eq!(&json["actor"], stored);
+        writes.push(Write::History(e));
+    }
+    store.submit(writes).wait_blocking().expect("commit");
+    let back: Vec<Actor> = store
+        .history(&gw, &TimeQuery::default())
+        .expect("reads")
+        .into_iter()
+        .rev()
+        .map(|i| i.entry.actor)
+        .collect();
+    let expected: Vec<Actor> = cases.into_iter().map(|(a, _)| a).collect();
+    assert_eq!(back, expected);
 }

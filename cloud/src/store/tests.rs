@@ -141,7 +141,7 @@ fn history(store: &RedbStore, d: &DeviceId, ts: i64, key: &str, vid: Option<u64>
         id: store.next_id(),
         device: d.clone(),
         ts: t(ts),
-        actor: Actor::ApiKey("ops".into()),
+        actor: Actor::api_key("ops", crate::auth::Role::Operator),
         side: Side::Desired,
         key: key.into(),
         old: json!(null),

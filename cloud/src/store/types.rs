@@ -11,29 +11,44 @@ use shiki_proto::{Catalog, DeviceId, Event, Sample, SettingStatus, Status};
 use shiki_shared::shadow::Shadow;
 
 use super::legacy;
+use crate::auth::Role;
 use crate::schedule::DeviceSchedules;
 
-/// Who made a settings change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+/// Who made a settings change. Stored as `{"kind", "name"?, "role"?}` (see
+/// [`legacy::ActorRecord`], which also reads entries written before roles and device ids
+/// were kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "legacy::ActorRecord")]
 pub enum Actor {
     /// A person (OIDC subject or user name).
     Operator(String),
-    /// An API key, by its name.
-    ApiKey(String),
+    /// An API token: its name and the role it held when it acted (`None` only in entries
+    /// recorded before roles were kept).
+    ApiKey { name: String, role: Option<Role> },
     /// The yearly schedule (also: an override that expired).
     Schedule,
-    /// The device itself (reported changes).
-    Device,
+    /// The device itself (reported changes), by its id.
+    Device(DeviceId),
 }
 
+impl Actor {
+    /// An API token acting with `role`.
+    pub fn api_key(name: impl Into<String>, role: Role) -> Self {
+        Actor::ApiKey {
+            name: name.into(),
+            role: Some(role),
+        }
+    }
+}
+
+/// `kind:name`, as schedules record who set them (`set_by`); the role is not part of it.
 impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Actor::Operator(n) => write!(f, "operator:{n}"),
-            Actor::ApiKey(n) => write!(f, "api-key:{n}"),
+            Actor::ApiKey { name, .. } => write!(f, "api-key:{name}"),
             Actor::Schedule => f.write_str("schedule"),
-            Actor::Device => f.write_str("device"),
+            Actor::Device(id) => write!(f, "device:{id}"),
         }
     }
 }
@@ -46,8 +61,10 @@ pub enum Side {
     Reported,
 }
 
-/// One settings change.
+/// One settings change. Read through [`legacy::StoredHistoryEntry`], so entries written
+/// by older versions (an API key without its role, a device without its id) still load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "legacy::StoredHistoryEntry")]
 pub struct HistoryEntry {
     pub id: u64,
     pub device: DeviceId,

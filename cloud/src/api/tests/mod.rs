@@ -1,8 +1,9 @@
 //! API tests without a socket (`actix_web::test`), against an in-memory fake backend that
-//! lives only here.
+//! lives only here; `history_actor_tests` runs the app over the real backend instead.
 
 mod auth_tests;
 mod device_tests;
+mod history_actor_tests;
 mod ops_tests;
 mod schedule_tests;
 mod token_tests;

@@ -1,0 +1,308 @@
+//! Who changed what, through the real backend: the API app over [`CloudBackend`], the
+//! device registry and actors, and a redb store in a temp dir (the other API tests use the
+//! fake backend). History names API tokens with their role and devices by their id, in
+//! JSON and in CSV.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::http::StatusCode;
+use serde_json::{Value, json};
+use shiki_proto::{
+    AckResult, Catalog, Connectivity, DeviceId, PROTOCOL_VERSION, ReportedState, ReportedUpdate,
+    ScheduleAck, ScheduleSet, Status,
+};
+use shiki_shared::clock::TestClock;
+use tokio::sync::mpsc;
+
+use super::{Resp, app, now, req, send};
+use crate::api::{ApiConfig, ApiState, Backend, NewToken};
+use crate::auth::{Role, hash_token};
+use crate::backend_impl::CloudBackend;
+use crate::device::{
+    DeviceConfig, DeviceDeps, DeviceInput, DeviceMetrics, Outbound, Publish, Registry, Route,
+};
+use crate::ingest::IngestStats;
+use crate::notifier::Alert;
+use crate::schedule::SyncConfig;
+use crate::store::{RedbStore, Store};
+
+const OPS: &str = "shiki_opsteam00000000000000000000000000000000000000000000000000000";
+const AUDITOR: &str = "shiki_auditor0000000000000000000000000000000000000000000000000000";
+
+/// Forwards every message it gets to a channel.
+#[derive(Debug)]
+struct Collect<M>(mpsc::UnboundedSender<M>);
+
+impl<M: Unpin + 'static> Actor for Collect<M> {
+    type Context = Context<Self>;
+}
+
+impl<M: Message<Result = ()> + Send + Unpin + 'static> Handler<M> for Collect<M> {
+    type Result = ();
+    fn handle(&mut self, msg: M, _: &mut Context<Self>) {
+        let _ = self.0.send(msg);
+    }
+}
+
+fn collector<M: Message<Result = ()> + Send + Unpin + 'static>()
+-> (Recipient<M>, mpsc::UnboundedReceiver<M>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Collect(tx).start().recipient(), rx)
+}
+
+/// The real backend with one known, online device `plant-01` and two tokens: `ops-team`
+/// (operator) and `auditor` (viewer).
+struct Cloud {
+    registry: Addr<Registry>,
+    store: Arc<RedbStore>,
+    state: ApiState,
+    published: mpsc::UnboundedReceiver<Publish>,
+    device: DeviceId,
+    _dir: tempfile::TempDir,
+}
+
+impl Cloud {
+    async fn start() -> Cloud {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(RedbStore::open(&dir.path().join("c.redb"), 64).expect("store"));
+        let (publisher, published) = collector::<Publish>();
+        let (alerts, _alerted) = collector::<Alert>();
+        let deps = DeviceDeps {
+            store: store.clone(),
+            publisher,
+            alerts,
+            clock: TestClock::at(now()).shared(),
+            cfg: DeviceConfig::default(),
+            metrics: Arc::new(DeviceMetrics::default()),
+            schedule: SyncConfig::default(),
+        };
+        let registry = Registry::new(deps).start();
+        let backend = Arc::new(
+            CloudBackend::new(
+                registry.clone(),
+                store.clone(),
+                Arc::new(IngestStats::default()),
+                Arc::new(DeviceMetrics::default()),
+            )
+            .expect("backend"),
+        );
+        for (name, role, secret) in [
+            ("ops-team", Role::Operator, OPS),
+            ("auditor", Role::Viewer, AUDITOR),
+        ] {
+            backend
+                .create_token(NewToken {
+                    name: name.into(),
+                    role,
+                    hash: hash_token(secret),
+                    created_at: now(),
+                    created_by: "test".into(),
+                })
+                .await
+                .expect("token created");
+        }
+        let state = ApiState::new(backend, ApiConfig::default())
+            .expect("valid api config")
+            .with_clock(Arc::new(now));
+        let cloud = Cloud {
+            registry,
+            store,
+            state,
+            published,
+            device: DeviceId::new("plant-01").expect("id"),
+            _dir: dir,
+        };
+        let catalog: Catalog = serde_json::from_value(json!({"points": [
+            {"name": "chw_setpoint", "role": "setting", "kind": "number", "writable": true,
+             "min": 5.0, "max": 15.0, "resolution": 0.1},
+            {"name": "run", "role": "setting", "kind": "bool", "writable": true}
+        ]}))
+        .expect("catalog");
+        cloud.input(DeviceInput::Catalog(catalog)).await;
+        cloud
+            .input(DeviceInput::Status(Status {
+                v: PROTOCOL_VERSION,
+                state: Connectivity::Online,
+                software_version: None,
+                boot_time: None,
+                ts: None,
+            }))
+            .await;
+        cloud
+    }
+
+    /// Hands `input` to the device actor as the ingest does, and waits until the actor
+    /// has handled it and the store has committed what it wrote.
+    async fn input(&self, input: DeviceInput) {
+        self.registry
+            .send(Route {
+                device: self.device.clone(),
+                input,
+            })
+            .await
+            .expect("registry alive");
+        self.settle().await;
+    }
+
+    /// The actor has handled everything sent before, and the store committed its writes
+    /// (one writer commits in order, so an empty commit resolves after them).
+    async fn settle(&self) {
+        Registry::view(&self.registry, self.device.clone())
+            .await
+            .expect("registry alive")
+            .expect("device known");
+        self.store.submit(Vec::new()).await.expect("commit");
+    }
+
+    async fn next_schedule_set(&mut self) -> ScheduleSet {
+        loop {
+            let publish = tokio::time::timeout(Duration::from_secs(5), self.published.recv())
+                .await
+                .expect("a publish within 5 s")
+                .expect("publisher open");
+            if let Outbound::ScheduleSet(set) = publish.message {
+                return *set;
+            }
+        }
+    }
+}
+
+fn entry<'a>(history: &'a Value, side: &str, key: &str) -> &'a Value {
+    history["history"]
+        .as_array()
+        .expect("history list")
+        .iter()
+        .find(|e| e["side"] == side && e["key"] == key)
+        .unwrap_or_else(|| panic!("no {side} entry for {key} in {history}"))
+}
+
+#[actix_web::test]
+async fn history_names_the_token_with_its_role_and_the_reporting_device_by_id() {
+    let cloud = Cloud::start().await;
+    let app = app!(cloud.state.clone());
+    let res = send!(
+        app,
+        req("PATCH", "/api/v1/devices/plant-01/desired", Some(OPS))
+            .set_json(json!({"settings": {"chw_setpoint": 8.5}, "comment": "warm week"}))
+    );
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    assert_eq!(res.json, json!({"version": 1}));
+    cloud
+        .input(DeviceInput::Reported(Box::new(ReportedUpdate {
+            v: PROTOCOL_VERSION,
+            state: ReportedState {
+                reported: json!({"chw_setpoint": 8.5})
+                    .as_object()
+                    .cloned()
+                    .expect("object"),
+            },
+            applied_version: Some(1),
+            settings: Default::default(),
+            expired: Vec::new(),
+            schedule: None,
+            timestamp: now(),
+            client_token: None,
+        })))
+        .await;
+
+    let res: Resp = send!(
+        app,
+        req("GET", "/api/v1/devices/plant-01/history", Some(AUDITOR))
+    );
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    let desired = entry(&res.json, "desired", "chw_setpoint");
+    assert_eq!(
+        desired["actor"],
+        json!({"kind": "api_key", "name": "ops-team", "role": "operator"})
+    );
+    assert_eq!(desired["comment"], "warm week");
+    assert_eq!(desired["verification"]["outcome"], "verified");
+    let reported = entry(&res.json, "reported", "chw_setpoint");
+    assert_eq!(
+        reported["actor"],
+        json!({"kind": "device", "name": "plant-01"}),
+        "a device has no role"
+    );
+    assert_eq!(reported["new"], 8.5);
+
+    let res = send!(
+        app,
+        req(
+            "GET",
+            "/api/v1/devices/plant-01/history?format=csv",
+            Some(AUDITOR)
+        )
+    );
+    assert_eq!(res.status, StatusCode::OK);
+    let text = res.text();
+    assert!(
+        text.contains(",desired,chw_setpoint,,8.5,1,api_key,ops-team,operator,warm week,verified,"),
+        "{text}"
+    );
+    assert!(
+        text.contains(",reported,chw_setpoint,,8.5,1,device,plant-01,,,"),
+        "{text}"
+    );
+}
+
+#[actix_web::test]
+async fn schedule_history_names_the_putting_token_with_its_role_and_the_acking_device() {
+    let mut cloud = Cloud::start().await;
+    let app = app!(cloud.state.clone());
+    let document = json!({
+        "id": "plant-01-2027", "timezone": "Asia/Tokyo",
+        "valid_from": "2027-01-01", "valid_to": "2027-12-31",
+        "profiles": {"work": [{"time": "08:00", "settings": {"run": true}},
+                              {"time": "20:00", "settings": {"run": false}}],
+                     "off": []},
+        "seasons": [{"name": "all", "from": "01-01", "to": "12-31",
+                     "weekday": "work", "saturday": "off", "sunday": "off"}]
+    });
+    let res = send!(
+        app,
+        req("PUT", "/api/v1/devices/plant-01/schedule", Some(OPS)).set_json(document)
+    );
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    let set = cloud.next_schedule_set().await;
+    cloud
+        .input(DeviceInput::ScheduleAck(ScheduleAck {
+            v: PROTOCOL_VERSION,
+            schedule_id: set.schedule_id.clone(),
+            hash: set.hash.clone(),
+            result: AckResult::Accepted,
+            reason: None,
+            ts: now(),
+        }))
+        .await;
+
+    let res = send!(
+        app,
+        req("GET", "/api/v1/devices/plant-01/history", Some(AUDITOR))
+    );
+    let history = res.json["history"].as_array().expect("history list");
+    let put = history
+        .iter()
+        .find(|e| e["side"] == "desired")
+        .expect("the put is recorded");
+    assert_eq!(
+        put["actor"],
+        json!({"kind": "api_key", "name": "ops-team", "role": "operator"})
+    );
+    let ack = history
+        .iter()
+        .find(|e| e["side"] == "reported")
+        .expect("the ack is recorded");
+    assert_eq!(ack["actor"], json!({"kind": "device", "name": "plant-01"}));
+    // The schedule's `set_by` keeps its documented `kind:name` form.
+    let res = send!(
+        app,
+        req("GET", "/api/v1/devices/plant-01/schedule", Some(AUDITOR))
+    );
+    assert!(
+        res.text().contains("\"set_by\":\"api-key:ops-team\""),
+        "{}",
+        res.text()
+    );
+}

@@ -10,6 +10,7 @@ mod shadow_tests;
 pub mod state;
 #[cfg(test)]
 mod tests;
+mod types;
 mod validate;
 
 use std::sync::Arc;

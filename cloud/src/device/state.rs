@@ -7,84 +7,23 @@
 //! (reason: device offline, or timed out).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::Value;
 use shiki_proto::{
     Catalog, Connectivity, DeviceId, Event, EventKind, JsonMap, PROTOCOL_VERSION, ReportedUpdate,
-    Sample, SettingSource, SettingStatus, ShadowDelta, ShadowDocument, ShadowGet, ShadowMetadata,
-    Status,
+    Sample, SettingSource, ShadowDelta, ShadowDocument, ShadowGet, Status,
 };
-use shiki_shared::shadow::{self, Shadow, ShadowLimits, catalog_resolution, values_match};
+use shiki_shared::shadow::{self, Shadow, catalog_resolution, values_match};
 
+pub use super::types::{DeviceConfig, DeviceView, Effects, Outbound};
 use super::validate::validate;
 pub use super::validate::{DesiredChange, DesiredError, VersionConflict};
-use crate::config::VerificationConfig;
 use crate::notifier::{Alert, AlertKind};
 use crate::store::{
     Actor, DeviceSnapshot, FailureReason, HistoryEntry, Side, VerificationOutcome,
     VerificationRecord, Write,
 };
-
-/// Settings of one device actor.
-#[derive(Debug, Clone, Copy)]
-pub struct DeviceConfig {
-    pub verification: VerificationConfig,
-    /// An offline device raises an alert after this long.
-    pub offline_after: Duration,
-    /// Size and nesting limits of each device's shadow.
-    pub shadow_limits: ShadowLimits,
-}
-
-impl Default for DeviceConfig {
-    fn default() -> Self {
-        Self {
-            verification: VerificationConfig::default(),
-            offline_after: Duration::from_secs(600),
-            shadow_limits: ShadowLimits::DEFAULT,
-        }
-    }
-}
-
-/// A message for the device's edge.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outbound {
-    Document(ShadowDocument),
-    Delta(ShadowDelta),
-    /// A yearly schedule for the edge (`schedule/set`).
-    ScheduleSet(Box<shiki_proto::ScheduleSet>),
-}
-
-/// What an input caused.
-#[derive(Debug, Default)]
-pub struct Effects {
-    pub writes: Vec<Write>,
-    pub publish: Vec<Outbound>,
-    pub alerts: Vec<Alert>,
-}
-
-/// The read-only view of a device for the API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeviceView {
-    pub id: DeviceId,
-    pub online: bool,
-    pub last_seen: Option<DateTime<Utc>>,
-    pub version: u64,
-    pub desired: JsonMap,
-    pub reported: JsonMap,
-    pub delta: JsonMap,
-    pub status: Option<Status>,
-    pub catalog: Option<Catalog>,
-    pub last_seq: u64,
-    pub last_telemetry: Option<Sample>,
-    pub pending_verifications: Vec<VerificationRecord>,
-    pub last_verification: Option<VerificationRecord>,
-    pub applied_version: Option<u64>,
-    pub metadata: ShadowMetadata,
-    pub settings: BTreeMap<String, SettingStatus>,
-}
 
 /// The state of one device.
 #[derive(Debug)]

@@ -1,0 +1,75 @@
+//! What the device state machine ([`DeviceState`](super::DeviceState)) is configured with,
+//! what its inputs cause ([`Effects`]) and the view it gives the API.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shiki_proto::{
+    Catalog, DeviceId, JsonMap, Sample, SettingStatus, ShadowDelta, ShadowDocument, ShadowMetadata,
+    Status,
+};
+use shiki_shared::shadow::ShadowLimits;
+
+use crate::config::VerificationConfig;
+use crate::notifier::Alert;
+use crate::store::{VerificationRecord, Write};
+
+/// Settings of one device actor.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceConfig {
+    pub verification: VerificationConfig,
+    /// An offline device raises an alert after this long.
+    pub offline_after: Duration,
+    /// Size and nesting limits of each device's shadow.
+    pub shadow_limits: ShadowLimits,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        Self {
+            verification: VerificationConfig::default(),
+            offline_after: Duration::from_secs(600),
+            shadow_limits: ShadowLimits::DEFAULT,
+        }
+    }
+}
+
+/// A message for the device's edge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    Document(ShadowDocument),
+    Delta(ShadowDelta),
+    /// A yearly schedule for the edge (`schedule/set`).
+    ScheduleSet(Box<shiki_proto::ScheduleSet>),
+}
+
+/// What an input caused.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub writes: Vec<Write>,
+    pub publish: Vec<Outbound>,
+    pub alerts: Vec<Alert>,
+}
+
+/// The read-only view of a device for the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceView {
+    pub id: DeviceId,
+    pub online: bool,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub version: u64,
+    pub desired: JsonMap,
+    pub reported: JsonMap,
+    pub delta: JsonMap,
+    pub status: Option<Status>,
+    pub catalog: Option<Catalog>,
+    pub last_seq: u64,
+    pub last_telemetry: Option<Sample>,
+    pub pending_verifications: Vec<VerificationRecord>,
+    pub last_verification: Option<VerificationRecord>,
+    pub applied_version: Option<u64>,
+    pub metadata: ShadowMetadata,
+    pub settings: BTreeMap<String, SettingStatus>,
+}

@@ -378,7 +378,11 @@ impl Shadow {
         update: &ReportedUpdate,
         now: DateTime<Utc>,
     ) -> Result<ReportedOutcome, ShadowError> {
-        self.apply_reported_update_with(update, now, &|_| None)
+        let outcome = self.apply_reported(update.state.reported.clone(), now)?;
+        if let Some(applied) = update.applied_version {
+            self.acknowledge(applied);
+        }
+        Ok(outcome)
     }
 
     /// [`Shadow::apply_reported_update`] with changes listed at the given resolutions

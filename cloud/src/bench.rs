@@ -41,8 +41,9 @@ pub struct BenchOptions {
     pub only: Which,
     /// External broker for the `verify` benchmark (default: the embedded one).
     pub mqtt_url: Option<String>,
-    /// Ingest with `mqtt.ack_after_commit = false`.
-    pub ack_on_receipt: bool,
+    /// `mqtt.ack_after_commit` for the ingest benchmark (`None`: the default for the
+    /// embedded broker, on receipt).
+    pub ack_after_commit: Option<bool>,
 }
 
 fn out(line: &str) {
@@ -85,7 +86,7 @@ fn temp_dir() -> Result<std::path::PathBuf, AppError> {
 pub async fn run(opts: BenchOptions) -> Result<(), AppError> {
     shiki_shared::tls::install_crypto_provider();
     if matches!(opts.only, Which::All | Which::Ingest) {
-        ingest(opts.messages, !opts.ack_on_receipt).await?;
+        ingest(opts.messages, opts.ack_after_commit).await?;
     }
     if matches!(opts.only, Which::All | Which::Verify) {
         verify(opts.changes, opts.mqtt_url.clone()).await?;
@@ -222,10 +223,11 @@ fn spawn_publisher(port: u16, msgs: Vec<(String, Vec<u8>)>) -> tokio::sync::ones
     stop_tx
 }
 
-async fn ingest(n: usize, ack_after_commit: bool) -> Result<(), AppError> {
+async fn ingest(n: usize, ack_after_commit: Option<bool>) -> Result<(), AppError> {
     let dir = temp_dir()?;
     let mut cfg = bench_config(&dir);
     cfg.mqtt.ack_after_commit = ack_after_commit;
+    let ack_after_commit = cfg.mqtt.acks_after_commit(&cfg.broker()?);
     let app = crate::start(cfg).await?;
     let port = app.mqtt_addr.map_or(1883, |a| a.port());
 

@@ -89,14 +89,24 @@ pub struct MqttConfig {
     #[serde(default = "default_inflight")]
     pub max_inflight: u16,
     /// Acknowledge (PUBACK) each incoming message only after its store commit (true), or on
-    /// receipt (false: faster, but a crash may lose the last commit window of messages the
-    /// edge has already dropped from its outbox).
-    #[serde(default = "default_true")]
-    pub ack_after_commit: bool,
+    /// receipt (false). Unset: true with an external broker, false with the embedded one.
+    ///
+    /// An external broker keeps the cloud's persistent session apart from the cloud process,
+    /// so a message acknowledged only after its commit survives a cloud crash there. The
+    /// embedded broker lives and dies with the cloud: it has already acknowledged each
+    /// message to its edge and holds it only in memory, so acknowledging after the commit
+    /// protects nothing and only throttles ingest (rumqttd allows 100 unacknowledged
+    /// messages per session, so at most 100 per commit).
+    #[serde(default)]
+    pub ack_after_commit: Option<bool>,
 }
 
-fn default_true() -> bool {
-    true
+impl MqttConfig {
+    /// Whether the ingest acknowledges after the store commit, for this broker.
+    pub fn acks_after_commit(&self, target: &BrokerTarget) -> bool {
+        self.ack_after_commit
+            .unwrap_or(!matches!(target, BrokerTarget::Embedded(_)))
+    }
 }
 
 fn default_mqtt_listen() -> SocketAddr {
@@ -125,7 +135,7 @@ impl Default for MqttConfig {
             username: None,
             password: None,
             max_inflight: default_inflight(),
-            ack_after_commit: true,
+            ack_after_commit: None,
         }
     }
 }
@@ -492,6 +502,31 @@ mod tests {
             c.broker().expect("embedded"),
             BrokerTarget::Embedded("127.0.0.1:1883".parse().expect("addr"))
         );
+    }
+
+    #[test]
+    fn acks_follow_the_broker_unless_set() {
+        let parse = |t: &str| CloudConfig::parse(t, Path::new("x.toml")).expect("valid");
+        let embedded = parse("");
+        assert!(
+            !embedded
+                .mqtt
+                .acks_after_commit(&embedded.broker().expect("target"))
+        );
+        let external = parse("[mqtt]\nurl = \"mqtt://broker:1883\"\n");
+        assert!(
+            external
+                .mqtt
+                .acks_after_commit(&external.broker().expect("target"))
+        );
+        let forced = parse("[mqtt]\nack_after_commit = true\n");
+        assert!(
+            forced
+                .mqtt
+                .acks_after_commit(&forced.broker().expect("target"))
+        );
+        let off = parse("[mqtt]\nurl = \"mqtt://broker\"\nack_after_commit = false\n");
+        assert!(!off.mqtt.acks_after_commit(&off.broker().expect("target")));
     }
 
     #[test]

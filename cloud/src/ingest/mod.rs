@@ -8,6 +8,8 @@
 //! logged with the topic, acknowledged and dropped; other devices never notice.
 
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

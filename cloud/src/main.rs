@@ -51,8 +51,8 @@ enum Command {
         /// Which benchmark(s) to run.
         #[arg(long, value_enum, default_value = "all")]
         only: shiki_cloud::bench::Which,
-        /// External broker (mqtt://host:port) for the verify benchmark instead of the
-        /// embedded one.
+        /// External broker (mqtt://host:port on loopback) for the ingest and verify
+        /// benchmarks instead of the embedded one.
         #[arg(long, value_name = "URL")]
         mqtt_url: Option<String>,
         /// Run the ingest benchmark with `mqtt.ack_after_commit = false` (the embedded

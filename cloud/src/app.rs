@@ -132,7 +132,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         dyn_store.clone(),
         registry.clone().recipient(),
         ingest_stats.clone(),
-        config.mqtt.ack_after_commit,
+        config.mqtt.acks_after_commit(&target),
         embedded.is_some(),
     );
 

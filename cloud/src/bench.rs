@@ -39,10 +39,11 @@ pub struct BenchOptions {
     pub messages: usize,
     pub changes: usize,
     pub only: Which,
-    /// External broker for the `verify` benchmark (default: the embedded one).
+    /// External broker for the `ingest` and `verify` benchmarks (default: the embedded one).
     pub mqtt_url: Option<String>,
-    /// Ingest with `mqtt.ack_after_commit = false`.
-    pub ack_on_receipt: bool,
+    /// `mqtt.ack_after_commit` for the ingest benchmark (`None`: the default for the
+    /// embedded broker, on receipt).
+    pub ack_after_commit: Option<bool>,
 }
 
 fn out(line: &str) {
@@ -85,7 +86,7 @@ fn temp_dir() -> Result<std::path::PathBuf, AppError> {
 pub async fn run(opts: BenchOptions) -> Result<(), AppError> {
     shiki_shared::tls::install_crypto_provider();
     if matches!(opts.only, Which::All | Which::Ingest) {
-        ingest(opts.messages, !opts.ack_on_receipt).await?;
+        ingest(opts.messages, opts.ack_after_commit, opts.mqtt_url.clone()).await?;
     }
     if matches!(opts.only, Which::All | Which::Verify) {
         verify(opts.changes, opts.mqtt_url.clone()).await?;
@@ -222,15 +223,37 @@ fn spawn_publisher(port: u16, msgs: Vec<(String, Vec<u8>)>) -> tokio::sync::ones
     stop_tx
 }
 
-async fn ingest(n: usize, ack_after_commit: bool) -> Result<(), AppError> {
+async fn ingest(
+    n: usize,
+    ack_after_commit: Option<bool>,
+    mqtt_url: Option<String>,
+) -> Result<(), AppError> {
     let dir = temp_dir()?;
     let mut cfg = bench_config(&dir);
     cfg.mqtt.ack_after_commit = ack_after_commit;
+    let run = rand::random::<u32>();
+    if let Some(url) = &mqtt_url {
+        // A shared broker: prefixes of this run only.
+        cfg.mqtt.url = Some(url.clone());
+        cfg.topic_prefix = format!("bench{run}/shiki/v1");
+    }
+    let target = cfg.broker()?;
+    let ack_after_commit = cfg.mqtt.acks_after_commit(&target);
+    let topics = Topics::new(&cfg.topic_prefix).map_err(|e| crate::ConfigError::Invalid {
+        key: "topic_prefix",
+        reason: e.to_string(),
+    })?;
     let app = crate::start(cfg).await?;
-    let port = app.mqtt_addr.map_or(1883, |a| a.port());
+    let (port, broker) = match (app.mqtt_addr, target) {
+        (Some(a), _) => (a.port(), "the embedded broker".to_owned()),
+        (None, crate::BrokerTarget::External { port, host, .. }) => {
+            (port, format!("{host}:{port}"))
+        }
+        (None, _) => (1883, "127.0.0.1:1883".to_owned()),
+    };
 
     // 1. A bare subscriber drains the stream (prefix the cloud does not subscribe to).
-    let bare_topics = Topics::new("bench-bare/shiki/v1").expect("valid prefix");
+    let bare_topics = Topics::new(&format!("bench-bare{run}/shiki/v1")).expect("valid prefix");
     let (sub, mut el) = device_client("bench-sub", port);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Instant>();
     let filter = bare_topics.all_devices(&Channel::Telemetry);
@@ -270,7 +293,7 @@ async fn ingest(n: usize, ack_after_commit: bool) -> Result<(), AppError> {
     sub_task.abort();
 
     // 2. The same stream into the cloud: decoded, routed, de-duplicated, committed.
-    let msgs = stream(&Topics::default(), n);
+    let msgs = stream(&topics, n);
     let store = app.store();
     let base = store.stats().samples_stored;
     let t0 = Instant::now();
@@ -286,7 +309,7 @@ async fn ingest(n: usize, ack_after_commit: bool) -> Result<(), AppError> {
     let _ = publisher.send(());
     let s = store.stats();
     out(&format!(
-        "ingest (ack_after_commit = {ack_after_commit}): {n} telemetry messages via the embedded broker: bare subscriber {bare_rate:.0} msg/s; \
+        "ingest (ack_after_commit = {ack_after_commit}): {n} telemetry messages via {broker}: bare subscriber {bare_rate:.0} msg/s; \
          cloud ingest into redb {ingest_rate:.0} msg/s ({stored} stored); ratio {:.0}%; \
          {} commits, mean {:.0} writes/commit, mean commit {:.2} ms",
         100.0 * ingest_rate / bare_rate,

@@ -92,14 +92,24 @@ pub struct MqttConfig {
     #[serde(default = "default_inflight")]
     pub max_inflight: u16,
     /// Acknowledge (PUBACK) each incoming message only after its store commit (true), or on
-    /// receipt (false: faster, but a crash may lose the last commit window of messages the
-    /// edge has already dropped from its outbox).
-    #[serde(default = "default_true")]
-    pub ack_after_commit: bool,
+    /// receipt (false). Unset: true with an external broker, false with the embedded one.
+    ///
+    /// An external broker keeps the cloud's persistent session apart from the cloud process,
+    /// so a message acknowledged only after its commit survives a cloud crash there. The
+    /// embedded broker lives and dies with the cloud: it has already acknowledged each
+    /// message to its edge and holds it only in memory, so acknowledging after the commit
+    /// protects nothing and only throttles ingest (rumqttd allows 100 unacknowledged
+    /// messages per session, so at most 100 per commit).
+    #[serde(default)]
+    pub ack_after_commit: Option<bool>,
 }
 
-fn default_true() -> bool {
-    true
+impl MqttConfig {
+    /// Whether the ingest acknowledges after the store commit, for this broker.
+    pub fn acks_after_commit(&self, target: &BrokerTarget) -> bool {
+        self.ack_after_commit
+            .unwrap_or(!matches!(target, BrokerTarget::Embedded(_)))
+    }
 }
 
 fn default_mqtt_listen() -> SocketAddr {
@@ -128,7 +138,7 @@ impl Default for MqttConfig {
             username: None,
             password: None,
             max_inflight: default_inflight(),
-            ack_after_commit: true,
+            ack_after_commit: None,
         }
     }
 }

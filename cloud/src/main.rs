@@ -51,13 +51,18 @@ enum Command {
         /// Which benchmark(s) to run.
         #[arg(long, value_enum, default_value = "all")]
         only: shiki_cloud::bench::Which,
-        /// External broker (mqtt://host:port) for the verify benchmark instead of the
-        /// embedded one.
+        /// External broker (mqtt://host:port on loopback) for the ingest and verify
+        /// benchmarks instead of the embedded one.
         #[arg(long, value_name = "URL")]
         mqtt_url: Option<String>,
-        /// Run the ingest benchmark with `mqtt.ack_after_commit = false`.
-        #[arg(long)]
+        /// Run the ingest benchmark with `mqtt.ack_after_commit = false` (the embedded
+        /// broker's default).
+        #[arg(long, conflicts_with = "ack_after_commit")]
         ack_on_receipt: bool,
+        /// Run the ingest benchmark with `mqtt.ack_after_commit = true` (an external
+        /// broker's default; with the embedded one it caps each commit at 100 messages).
+        #[arg(long)]
+        ack_after_commit: bool,
     },
 }
 
@@ -115,6 +120,7 @@ fn main() -> anyhow::Result<()> {
             only,
             mqtt_url,
             ack_on_receipt,
+            ack_after_commit,
         } => {
             let opts = shiki_cloud::bench::BenchOptions {
                 devices,
@@ -122,7 +128,11 @@ fn main() -> anyhow::Result<()> {
                 changes,
                 only,
                 mqtt_url,
-                ack_on_receipt,
+                ack_after_commit: match (ack_on_receipt, ack_after_commit) {
+                    (true, _) => Some(false),
+                    (_, true) => Some(true),
+                    _ => None,
+                },
             };
             actix::System::new()
                 .block_on(shiki_cloud::bench::run(opts))

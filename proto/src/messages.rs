@@ -23,12 +23,49 @@ fn protocol_version() -> u32 {
 pub type JsonMap = serde_json::Map<String, serde_json::Value>;
 
 /// A point value in telemetry: a number, a boolean, or an enum label such as `"cooling"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// On the wire it is the bare JSON value. Decoding is a direct visitor rather than
+/// `#[serde(untagged)]`, which buffers each value and builds an error string for every
+/// variant it rejects: telemetry carries millions of these.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum PointValue {
     Bool(bool),
     Number(f64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for PointValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PointValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number, a boolean or a string")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<PointValue, E> {
+                Ok(PointValue::Bool(v))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<PointValue, E> {
+                Ok(PointValue::Number(v))
+            }
+            #[allow(clippy::cast_precision_loss)]
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PointValue, E> {
+                Ok(PointValue::Number(v as f64))
+            }
+            #[allow(clippy::cast_precision_loss)]
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PointValue, E> {
+                Ok(PointValue::Number(v as f64))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PointValue, E> {
+                Ok(PointValue::Text(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<PointValue, E> {
+                Ok(PointValue::Text(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl From<f64> for PointValue {

@@ -1,5 +1,6 @@
 //! Every message type: golden example decodes, round-trips, and survives malformed input.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::PathBuf;
 
@@ -183,6 +184,30 @@ fn a_gzip_bomb_is_refused() {
         decode::<Status>(&bomb),
         Err(CodecError::DecompressedTooLarge { .. })
     ));
+}
+
+#[test]
+fn point_values_decode_from_bare_json_and_refuse_other_shapes() {
+    let v: BTreeMap<String, PointValue> =
+        serde_json::from_str(r#"{"a": 3, "b": -2, "c": 7.25, "d": true, "e": "cooling"}"#)
+            .expect("valid values");
+    assert_eq!(v["a"], PointValue::Number(3.0));
+    assert_eq!(v["b"], PointValue::Number(-2.0));
+    assert_eq!(v["c"], PointValue::Number(7.25));
+    assert_eq!(v["d"], PointValue::Bool(true));
+    assert_eq!(v["e"], PointValue::Text("cooling".into()));
+    for bad in ["null", "[1]", r#"{"x": 1}"#] {
+        let e = serde_json::from_str::<PointValue>(bad).expect_err(bad);
+        assert!(
+            e.to_string()
+                .contains("expected a number, a boolean or a string"),
+            "{bad}: {e}"
+        );
+    }
+    // Encoding is the bare value, so it round-trips.
+    let text = serde_json::to_string(&v).expect("encodes");
+    let back: BTreeMap<String, PointValue> = serde_json::from_str(&text).expect("decodes");
+    assert_eq!(back, v);
 }
 
 proptest! {

@@ -144,7 +144,7 @@ fn rumqttd_config(addr: SocketAddr, max_inflight: u16) -> rumqttd::Config {
 }
 
 /// MQTT options of the cloud's own session: QoS 1 with manual acks (a message is
-/// acknowledged after its store commit) unless `ack_after_commit` is off, persistent
+/// acknowledged after its store commit) when [`MqttConfig::acks_after_commit`], persistent
 /// session, TLS for `mqtts://`.
 pub fn client_options(cfg: &MqttConfig, target: &BrokerTarget) -> Result<MqttOptions, BrokerError> {
     let (host, port, tls) = match target {
@@ -154,7 +154,7 @@ pub fn client_options(cfg: &MqttConfig, target: &BrokerTarget) -> Result<MqttOpt
     let mut o = MqttOptions::new(cfg.client_id.clone(), host, port);
     o.set_keep_alive(cfg.keep_alive)
         .set_clean_session(false)
-        .set_manual_acks(cfg.ack_after_commit)
+        .set_manual_acks(cfg.acks_after_commit(target))
         .set_inflight(cfg.max_inflight.max(1))
         .set_request_channel_capacity(10_000)
         .set_max_packet_size(

@@ -13,6 +13,31 @@ fn empty_file_gives_defaults() {
 }
 
 #[test]
+fn acks_follow_the_broker_unless_set() {
+    let parse = |t: &str| CloudConfig::parse(t, Path::new("x.toml")).expect("valid");
+    let embedded = parse("");
+    assert!(
+        !embedded
+            .mqtt
+            .acks_after_commit(&embedded.broker().expect("target"))
+    );
+    let external = parse("[mqtt]\nurl = \"mqtt://broker:1883\"\n");
+    assert!(
+        external
+            .mqtt
+            .acks_after_commit(&external.broker().expect("target"))
+    );
+    let forced = parse("[mqtt]\nack_after_commit = true\n");
+    assert!(
+        forced
+            .mqtt
+            .acks_after_commit(&forced.broker().expect("target"))
+    );
+    let off = parse("[mqtt]\nurl = \"mqtt://broker\"\nack_after_commit = false\n");
+    assert!(!off.mqtt.acks_after_commit(&off.broker().expect("target")));
+}
+
+#[test]
 fn broker_urls_are_parsed() {
     let mut c = CloudConfig::default();
     c.mqtt.url = Some("mqtts://broker.example:8884".into());

@@ -8,6 +8,8 @@
 //! logged with the topic, acknowledged and dropped; other devices never notice.
 
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,8 +51,8 @@ impl Ingest {
         ack_after_commit: bool,
         nudge_on_puback: bool,
     ) -> Self {
-        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-        let acker = actix::spawn(ack_in_order(client.clone(), ack_rx));
+        let (ack_tx, ack_rx) = mpsc::channel(MAX_UNCOMMITTED);
+        let acker = actix::spawn(ack_in_order(client.clone(), ack_rx, ack_after_commit));
         let nudge = nudge_on_puback.then(|| format!("{}/_cloud/nudge", topics.prefix()));
         let handler = Handler {
             topics,
@@ -59,7 +61,6 @@ impl Ingest {
             stats,
             client: client.clone(),
             acks: ack_tx,
-            ack_after_commit,
             nudge,
         };
         let poll = actix::spawn(poll_loop(eventloop, handler));
@@ -96,9 +97,9 @@ struct Handler {
     router: Recipient<Route>,
     stats: Arc<IngestStats>,
     client: AsyncClient,
-    acks: mpsc::UnboundedSender<(Commit, rumqttc::Publish)>,
-    /// Without it the client acknowledges on receipt and commits are not awaited.
-    ack_after_commit: bool,
+    /// Each message's commit, to the acker; bounded, so a store slower than the broker
+    /// stops the polling (TCP back-pressure) instead of queueing without limit.
+    acks: mpsc::Sender<(Commit, rumqttc::Publish)>,
     /// Embedded broker only: a topic nobody subscribes to, published (QoS 0, empty) when a
     /// PUBACK for our own publish arrives. rumqttd does not set TCP_NODELAY, so its next
     /// small packet to us (typically the device's reported state right after a delta)
@@ -112,7 +113,7 @@ async fn poll_loop(mut eventloop: EventLoop, h: Handler) {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let commit = h.handle(&p);
-                if h.ack_after_commit && h.acks.send((commit, p)).is_err() {
+                if h.acks.send((commit, p)).await.is_err() {
                     return;
                 }
             }
@@ -149,21 +150,31 @@ async fn poll_loop(mut eventloop: EventLoop, h: Handler) {
     }
 }
 
-/// Acknowledges messages in arrival order, each after its store commit.
+/// Messages received but not yet committed, at most. Past it the ingest stops reading from
+/// the broker until the store catches up (the broker buffers meanwhile).
+const MAX_UNCOMMITTED: usize = 16_384;
+
+/// Awaits each message's store commit in arrival order and, when `ack_after_commit`,
+/// acknowledges it after the commit (the client acknowledged it on receipt otherwise).
 async fn ack_in_order(
     client: AsyncClient,
-    mut rx: mpsc::UnboundedReceiver<(Commit, rumqttc::Publish)>,
+    mut rx: mpsc::Receiver<(Commit, rumqttc::Publish)>,
+    ack_after_commit: bool,
 ) {
     while let Some((commit, publish)) = rx.recv().await {
         match commit.await {
-            Ok(()) => {
+            Ok(()) if ack_after_commit => {
                 if let Err(e) = client.ack(&publish).await {
                     tracing::warn!(error = %e, topic = %publish.topic, "cannot acknowledge message");
                 }
             }
-            Err(e) => {
+            Ok(()) => {}
+            Err(e) if ack_after_commit => {
                 // Not acknowledged: the broker redelivers it after a reconnect.
                 tracing::error!(error = %e, topic = %publish.topic, "message not stored; not acknowledged");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, topic = %publish.topic, "message not stored and already acknowledged: lost");
             }
         }
     }

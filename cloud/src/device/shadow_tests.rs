@@ -227,3 +227,48 @@ fn a_report_that_would_break_the_shadow_limits_is_ignored_but_its_expiries_apply
     assert!(!s.shadow().desired().contains_key("chw_setpoint"));
     assert_eq!(s.shadow().version(), 2);
 }
+
+#[test]
+fn an_override_to_the_value_the_plant_already_holds_is_sent_to_the_edge_with_its_until() {
+    let mut s = device();
+    let mut ids = Ids(0);
+    s.change_desired(
+        change(json!({"chw_setpoint": 7.0}), None),
+        secs(0),
+        &mut ids.f(),
+    )
+    .expect("accepted");
+    s.on_reported(
+        reported(json!({"chw_setpoint": 7.0}), 1),
+        secs(1),
+        &mut ids.f(),
+    );
+    // Hold 7.0 for an hour: the plant has it already, but the edge must learn the `until`
+    // or the schedule would change the setpoint under the operator's override.
+    let mut c = change(json!({"chw_setpoint": 7.0}), None);
+    c.until = Some(secs(3600));
+    let (version, fx) = s
+        .change_desired(c, secs(2), &mut ids.f())
+        .expect("accepted");
+    let delta = only_delta(&fx);
+    assert_eq!(delta.version, version);
+    assert_eq!(delta.state.get("chw_setpoint"), Some(&json!(7.0)));
+    assert_eq!(delta.metadata["chw_setpoint"].until, Some(secs(3600)));
+    // Once the edge reports it applied that version, a later change sends only itself.
+    s.on_reported(
+        reported(json!({"chw_setpoint": 7.0}), version),
+        secs(3),
+        &mut ids.f(),
+    );
+    let (_, fx) = s
+        .change_desired(
+            change(json!({"mode": "cooling"}), None),
+            secs(4),
+            &mut ids.f(),
+        )
+        .expect("accepted");
+    assert_eq!(
+        only_delta(&fx).state,
+        *json!({"mode": "cooling"}).as_object().expect("object")
+    );
+}

@@ -193,6 +193,9 @@ pub struct Shadow {
     /// device acknowledges that version.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     removed: BTreeMap<String, u64>,
+    /// The newest desired version the device has said it applied (0: none yet).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    acknowledged: u64,
     #[serde(skip)]
     limits: ShadowLimits,
 }
@@ -453,7 +456,13 @@ impl Shadow {
     /// The device has applied desired version `applied_version`: forget deletions it has
     /// seen, so they leave [`Shadow::delta_message`].
     pub fn acknowledge(&mut self, applied_version: u64) {
+        self.acknowledged = self.acknowledged.max(applied_version);
         self.removed.retain(|_, v| *v > applied_version);
+    }
+
+    /// The newest desired version the device has acknowledged applying (0: none).
+    pub fn acknowledged(&self) -> u64 {
+        self.acknowledged
     }
 
     /// Desired keys whose override `until` is at or before `now`.
@@ -514,7 +523,10 @@ impl Shadow {
     }
 
     /// The `shadow/delta` message, or `None` when there is nothing to send: desired keys
-    /// reported does not match, plus unacknowledged deletions as `null`.
+    /// reported does not match, desired keys set in a version the device has not
+    /// acknowledged (an override to the value the plant already holds must still reach
+    /// the edge, with its `until`, or the schedule would overwrite it), plus unacknowledged
+    /// deletions as `null`.
     pub fn delta_message(&self, now: DateTime<Utc>) -> Option<ShadowDelta> {
         self.delta_message_with(now, &|_| None)
     }
@@ -526,6 +538,13 @@ impl Shadow {
         resolution: &dyn Fn(&str) -> Option<f64>,
     ) -> Option<ShadowDelta> {
         let mut state = self.delta_with(resolution);
+        for (key, meta) in &self.metadata.desired {
+            if meta.version.is_some_and(|v| v > self.acknowledged)
+                && let Some(value) = self.desired.get(key)
+            {
+                state.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
         for key in self.removed.keys() {
             state.entry(key.clone()).or_insert(Value::Null);
         }
@@ -567,4 +586,9 @@ impl Shadow {
             limits::size_of(&self.desired, &self.reported),
         )
     }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }

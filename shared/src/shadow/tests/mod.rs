@@ -314,6 +314,10 @@ fn setting_a_deleted_key_again_cancels_the_pending_null() {
     s.apply_desired(DesiredChange::new(map(json!({"sp": 8.0}))), t0())
         .expect("accepted");
     s.apply_reported(map(json!({"sp": 8.0})), t0()).expect("ok");
+    // Not acknowledged yet: the message carries the value set again, never the null.
+    let msg = s.delta_message(t0()).expect("version 3 unacknowledged");
+    assert_eq!(msg.state, map(json!({"sp": 8.0})));
+    s.acknowledge(3);
     assert!(s.delta_message(t0()).is_none());
 }
 

@@ -163,3 +163,35 @@ fn a_reported_update_with_resolutions_acknowledges_its_applied_version() {
         .expect("accepted");
     assert!(s.delta_message_with(t0(), &res).is_none());
 }
+
+#[test]
+fn an_override_to_the_value_the_plant_holds_still_reaches_the_edge_until_acknowledged() {
+    let mut s = Shadow::default();
+    s.apply_reported(map(json!({"sp": 7.0})), t0()).expect("ok");
+    let until = t0() + Duration::hours(2);
+    s.apply_desired(
+        DesiredChange {
+            until: Some(until),
+            ..DesiredChange::new(map(json!({"sp": 7.0})))
+        },
+        t0(),
+    )
+    .expect("accepted");
+    // Reported already matches, so the plain delta is empty; the message still carries the
+    // override and its `until`, or the edge would never hold it against the schedule.
+    assert!(s.delta().is_empty());
+    let msg = s.delta_message(t0()).expect("something to send");
+    assert_eq!(msg.state, map(json!({"sp": 7.0})));
+    assert_eq!(msg.metadata["sp"].until, Some(until));
+    // Once the edge says it applied version 1, nothing is left to send.
+    s.acknowledge(1);
+    assert_eq!(s.acknowledged(), 1);
+    assert!(s.delta_message(t0()).is_none());
+    // Acknowledgements never go backwards (a late, older report).
+    s.acknowledge(0);
+    assert_eq!(s.acknowledged(), 1);
+    // The acknowledged version survives a save and load.
+    let back: Shadow =
+        serde_json::from_value(serde_json::to_value(&s).expect("saves")).expect("loads");
+    assert_eq!(back.acknowledged(), 1);
+}

@@ -246,7 +246,9 @@ async fn ingest(
     let app = crate::start(cfg).await?;
     let (port, broker) = match (app.mqtt_addr, target) {
         (Some(a), _) => (a.port(), "the embedded broker".to_owned()),
-        (None, crate::BrokerTarget::External { port, host, .. }) => (port, format!("{host}:{port}")),
+        (None, crate::BrokerTarget::External { port, host, .. }) => {
+            (port, format!("{host}:{port}"))
+        }
         (None, _) => (1883, "127.0.0.1:1883".to_owned()),
     };
 

@@ -51,7 +51,7 @@ impl Ingest {
         ack_after_commit: bool,
         nudge_on_puback: bool,
     ) -> Self {
-        let (ack_tx, ack_rx) = mpsc::channel(MAX_UNCOMMITTED);
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let acker = actix::spawn(ack_in_order(client.clone(), ack_rx, ack_after_commit));
         let nudge = nudge_on_puback.then(|| format!("{}/_cloud/nudge", topics.prefix()));
         let handler = Handler {
@@ -61,6 +61,12 @@ impl Ingest {
             stats,
             client: client.clone(),
             acks: ack_tx,
+            // Acknowledging after the commit, the broker's in-flight window bounds what
+            // waits here, and the acker must be able to reach the event loop: the poll
+            // loop never waits for it then (it would deadlock once the request channel
+            // filled). Acknowledged on receipt, nothing bounds it but this.
+            window: (!ack_after_commit)
+                .then(|| Arc::new(tokio::sync::Semaphore::new(MAX_UNCOMMITTED))),
             nudge,
         };
         let poll = actix::spawn(poll_loop(eventloop, handler));
@@ -97,9 +103,11 @@ struct Handler {
     router: Recipient<Route>,
     stats: Arc<IngestStats>,
     client: AsyncClient,
-    /// Each message's commit, to the acker; bounded, so a store slower than the broker
-    /// stops the polling (TCP back-pressure) instead of queueing without limit.
-    acks: mpsc::Sender<(Commit, rumqttc::Publish)>,
+    /// Each message's commit, to the acker.
+    acks: mpsc::UnboundedSender<Pending>,
+    /// Acknowledging on receipt: at most [`MAX_UNCOMMITTED`] messages wait for their commit;
+    /// past that the poll loop stops reading (TCP back-pressure) until the store catches up.
+    window: Option<Arc<tokio::sync::Semaphore>>,
     /// Embedded broker only: a topic nobody subscribes to, published (QoS 0, empty) when a
     /// PUBACK for our own publish arrives. rumqttd does not set TCP_NODELAY, so its next
     /// small packet to us (typically the device's reported state right after a delta)
@@ -113,7 +121,14 @@ async fn poll_loop(mut eventloop: EventLoop, h: Handler) {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let commit = h.handle(&p);
-                if h.acks.send((commit, p)).await.is_err() {
+                let permit = match &h.window {
+                    Some(w) => match w.clone().acquire_owned().await {
+                        Ok(p) => Some(p),
+                        Err(_) => return,
+                    },
+                    None => None,
+                };
+                if h.acks.send((commit, p, permit)).is_err() {
                     return;
                 }
             }
@@ -150,18 +165,26 @@ async fn poll_loop(mut eventloop: EventLoop, h: Handler) {
     }
 }
 
-/// Messages received but not yet committed, at most. Past it the ingest stops reading from
-/// the broker until the store catches up (the broker buffers meanwhile).
+/// Messages received but not yet committed, at most, when acknowledging on receipt. Past it
+/// the ingest stops reading from the broker until the store catches up (the broker buffers
+/// meanwhile).
 const MAX_UNCOMMITTED: usize = 16_384;
+
+/// A received message, its commit, and its place in the window (acknowledging on receipt).
+type Pending = (
+    Commit,
+    rumqttc::Publish,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
 
 /// Awaits each message's store commit in arrival order and, when `ack_after_commit`,
 /// acknowledges it after the commit (the client acknowledged it on receipt otherwise).
 async fn ack_in_order(
     client: AsyncClient,
-    mut rx: mpsc::Receiver<(Commit, rumqttc::Publish)>,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
     ack_after_commit: bool,
 ) {
-    while let Some((commit, publish)) = rx.recv().await {
+    while let Some((commit, publish, _window)) = rx.recv().await {
         match commit.await {
             Ok(()) if ack_after_commit => {
                 if let Err(e) = client.ack(&publish).await {

@@ -19,12 +19,74 @@ use crate::store::{
     VerificationRecord,
 };
 
-/// A store whose every commit fails (a full disk, say).
+/// A store whose every commit fails (a full disk, say); reads fail too.
 #[derive(Debug)]
 struct FailingStore;
 
 fn down<T>() -> Result<T, StoreError> {
     Err(StoreError::backend("commit", "disk full"))
+}
+
+/// A redb store whose commits finish only once the gate opens (a slow disk).
+#[derive(Debug)]
+struct GatedStore {
+    inner: Arc<RedbStore>,
+    gate: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Store for GatedStore {
+    fn submit(&self, writes: Vec<Write>) -> Commit {
+        let commit = self.inner.submit(writes);
+        let mut gate = self.gate.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        actix::spawn(async move {
+            let _ = gate.wait_for(|open| *open).await;
+            let _ = tx.send(commit.await);
+        });
+        Commit::waiting(rx)
+    }
+    fn next_id(&self) -> u64 {
+        self.inner.next_id()
+    }
+    fn telemetry(&self, d: &DeviceId, q: &TimeQuery) -> Result<Vec<Sample>, StoreError> {
+        self.inner.telemetry(d, q)
+    }
+    fn last_sample(&self, _: &DeviceId) -> Result<Option<Sample>, StoreError> {
+        down()
+    }
+    fn telemetry_gaps(&self, _: &DeviceId, _: usize) -> Result<Vec<SeqGap>, StoreError> {
+        down()
+    }
+    fn events(&self, _: &DeviceId, _: &TimeQuery) -> Result<Vec<Event>, StoreError> {
+        down()
+    }
+    fn history(&self, _: &DeviceId, _: &TimeQuery) -> Result<Vec<HistoryItem>, StoreError> {
+        down()
+    }
+    fn verifications(&self, _: &DeviceId) -> Result<Vec<VerificationRecord>, StoreError> {
+        down()
+    }
+    fn device(&self, _: &DeviceId) -> Result<Option<DeviceSnapshot>, StoreError> {
+        down()
+    }
+    fn devices(&self) -> Result<Vec<DeviceId>, StoreError> {
+        down()
+    }
+    fn token(&self, _: &str) -> Result<Option<TokenRecord>, StoreError> {
+        down()
+    }
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        down()
+    }
+    fn schedules(&self, _: &DeviceId) -> Result<Option<DeviceSchedules>, StoreError> {
+        down()
+    }
+    fn fleet_last_run(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        down()
+    }
+    fn stats(&self) -> StoreStats {
+        self.inner.stats()
+    }
 }
 
 impl Store for FailingStore {
@@ -105,9 +167,23 @@ fn start(
     store: Arc<dyn Store>,
     ack_after_commit: bool,
 ) -> (Ingest, mpsc::UnboundedReceiver<u64>) {
+    start_with(
+        options(client_id, ack_after_commit),
+        topics,
+        store,
+        ack_after_commit,
+    )
+}
+
+fn start_with(
+    options: MqttOptions,
+    topics: &Topics,
+    store: Arc<dyn Store>,
+    ack_after_commit: bool,
+) -> (Ingest, mpsc::UnboundedReceiver<u64>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let ingest = Ingest::start(
-        Ingest::client_for(options(client_id, ack_after_commit)),
+        Ingest::client_for(options),
         topics.clone(),
         store,
         Seen(tx).start().recipient(),
@@ -120,32 +196,45 @@ fn start(
 
 /// Publishes one sample as the device (QoS 1, waits for the broker's PUBACK).
 async fn publish(topics: &Topics, device: &DeviceId, seq: u64) {
-    let (client, mut el) = AsyncClient::new(
-        MqttOptions::new(format!("dev-{}", rand::random::<u32>()), "127.0.0.1", 1883),
-        10,
-    );
-    let batch = TelemetryBatch {
-        v: 1,
-        backlog: false,
-        samples: vec![Sample {
-            seq,
-            ts: Utc::now(),
-            values: [("supply_temp".to_owned(), 7.0.into())].into(),
-        }],
-    };
-    client
-        .publish(
-            topics.topic_for(device, &Channel::Telemetry),
-            QoS::AtLeastOnce,
-            false,
-            encode(&batch).expect("encodes"),
-        )
-        .await
-        .expect("queued");
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
+    publish_range(1883, topics, device, seq..=seq).await;
+}
+
+/// Publishes one message per seq as the device, each acknowledged by the broker.
+async fn publish_range(
+    port: u16,
+    topics: &Topics,
+    device: &DeviceId,
+    seqs: std::ops::RangeInclusive<u64>,
+) {
+    let mut o = MqttOptions::new(format!("dev-{}", rand::random::<u32>()), "127.0.0.1", port);
+    o.set_inflight(1000);
+    let (client, mut el) = AsyncClient::new(o, 1000);
+    let n = seqs.clone().count();
+    let topic = topics.topic_for(device, &Channel::Telemetry);
+    let sender = tokio::spawn(async move {
+        for seq in seqs {
+            let batch = TelemetryBatch {
+                v: 1,
+                backlog: false,
+                samples: vec![Sample {
+                    seq,
+                    ts: Utc::now(),
+                    values: [("supply_temp".to_owned(), 7.0.into())].into(),
+                }],
+            };
+            let bytes = encode(&batch).expect("encodes");
+            client
+                .publish(topic.clone(), QoS::AtLeastOnce, false, bytes)
+                .await
+                .expect("queued");
+        }
+        client
+    });
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let mut acked = 0;
+        while acked < n {
             match el.poll().await {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => break,
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => acked += 1,
                 Ok(_) => {}
                 Err(e) => panic!("device cannot reach Mosquitto: {e}"),
             }
@@ -153,6 +242,7 @@ async fn publish(topics: &Topics, device: &DeviceId, seq: u64) {
     })
     .await
     .expect("broker acknowledges the device");
+    let client = sender.await.expect("sender");
     let _ = client.disconnect().await;
 }
 
@@ -219,4 +309,114 @@ async fn after_commit_a_message_that_could_not_be_stored_is_redelivered() {
 #[actix_rt::test]
 async fn on_receipt_a_message_that_could_not_be_stored_is_lost() {
     assert_eq!(store_down_then_restart(false).await, vec![2]);
+}
+
+/// A Mosquitto of the test's own with no in-flight limit (`max_inflight_messages 0`), so
+/// everything the cloud has not acknowledged rides at once. Killed on drop.
+struct OwnMosquitto {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for OwnMosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn own_mosquitto() -> OwnMosquitto {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for _ in 0..10 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\n\
+                 max_inflight_messages 0\nmax_queued_messages 0\n"
+            ),
+        )
+        .expect("config written");
+        let mut child = std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (.ci/run installs it)");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // port taken meanwhile: try another
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return OwnMosquitto {
+                    child,
+                    port,
+                    _dir: dir,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("mosquitto did not start");
+}
+
+/// Acknowledging after the commit, a burst larger than everything that can wait (the
+/// ingest's queue and the client's request channel, kept small here) arrives while the disk
+/// is slow. The poll loop must keep driving the MQTT event loop so the acknowledgements get
+/// out: before, it waited for the acker while the acker waited for the event loop, and the
+/// session stalled until the broker dropped it.
+#[actix_rt::test]
+async fn a_burst_beyond_every_queue_is_stored_and_acknowledged_after_a_slow_commit() {
+    const N: u64 = 20_000;
+    let broker = own_mosquitto().await;
+    let topics = Topics::default();
+    let device = DeviceId::new("gw-burst").expect("valid id");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inner = Arc::new(RedbStore::open(&dir.path().join("cloud.redb"), 4096).expect("opens"));
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let store = Arc::new(GatedStore {
+        inner: inner.clone(),
+        gate,
+    });
+    let mut o = MqttOptions::new("shiki-cloud-burst", "127.0.0.1", broker.port);
+    o.set_clean_session(false)
+        .set_manual_acks(true)
+        .set_request_channel_capacity(16);
+    let (ingest, mut seen) = start_with(o, &topics, store, true);
+    // Subscribed once a sample comes through.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cloud never subscribed"
+        );
+        publish_range(broker.port, &topics, &device, 1..=1).await;
+        if next(&mut seen, Duration::from_millis(200)).await == Some(1) {
+            break;
+        }
+    }
+    publish_range(broker.port, &topics, &device, 1..=N).await;
+    let _ = open.send(true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let stored = inner.stats().samples_stored;
+        if stored == N {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {stored} of {N} samples stored: the session stalled"
+        );
+        let _ = next(&mut seen, Duration::from_millis(50)).await;
+    }
+    ingest.stop().await;
 }

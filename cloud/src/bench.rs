@@ -2,8 +2,9 @@
 //! `--release`; every run uses its own temp dirs and free ports.
 //!
 //! - `actors`: N device actors resident through the registry; RSS from `/proc/self/status`.
-//! - `ingest`: the same telemetry stream through the embedded broker, drained first by a bare
-//!   subscriber, then ingested into the redb store; both rates and their ratio.
+//! - `ingest`: the same telemetry stream through the embedded broker (or an external one,
+//!   `--mqtt-url`), drained first by a bare subscriber, then ingested into the redb store;
+//!   both rates and their ratio.
 //! - `verify`: desired change → delta → simulated device reports → verified, latency
 //!   percentiles.
 

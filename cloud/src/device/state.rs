@@ -34,7 +34,9 @@ pub struct DeviceState {
     last_seq: u64,
     last_sample: Option<Sample>,
     pending: BTreeMap<u64, VerificationRecord>,
-    last_verification: Option<VerificationRecord>,
+    /// Boxed: most of a large fleet's actors hold none, and inline it would cost every
+    /// actor its full size (see `shiki-cloud bench --only actors`).
+    last_verification: Option<Box<VerificationRecord>>,
 }
 
 impl DeviceState {
@@ -55,7 +57,8 @@ impl DeviceState {
             .iter()
             .rev()
             .find(|v| !v.is_pending())
-            .cloned();
+            .cloned()
+            .map(Box::new);
         let pending = verifications
             .into_iter()
             .filter(VerificationRecord::is_pending)
@@ -116,7 +119,7 @@ impl DeviceState {
             last_seq: self.last_seq,
             last_telemetry: self.last_sample.clone(),
             pending_verifications: self.pending.values().cloned().collect(),
-            last_verification: self.last_verification.clone(),
+            last_verification: self.last_verification.as_deref().cloned(),
             applied_version: self.snap.applied_version,
             metadata: self.snap.shadow.metadata().clone(),
             settings: self.snap.settings.clone(),
@@ -351,7 +354,7 @@ impl DeviceState {
         }
         tracing::info!(device_id = %self.id, key = %v.key, version = v.version, outcome = ?v.outcome, "verification finished");
         fx.writes.push(Write::Verification(v.clone()));
-        self.last_verification = Some(v);
+        self.last_verification = Some(Box::new(v));
     }
 
     fn supersede(&mut self, key: &str, by_version: u64, now: DateTime<Utc>, fx: &mut Effects) {

@@ -61,10 +61,11 @@ impl Ingest {
             stats,
             client: client.clone(),
             acks: ack_tx,
-            // Acknowledging after the commit, the broker's in-flight window bounds what
-            // waits here, and the acker must be able to reach the event loop: the poll
-            // loop never waits for it then (it would deadlock once the request channel
-            // filled). Acknowledged on receipt, nothing bounds it but this.
+            // Acknowledging after the commit, the poll loop must never wait for the acker:
+            // the acker's PUBACKs leave through this same event loop, and waiting
+            // deadlocked once rumqttc's request channel filled. What waits is then what the
+            // broker has in flight to us (rumqttd: 100; Mosquitto 2.0 sent far more than
+            // its `max_inflight_messages`). Acknowledged on receipt, only this bounds it.
             window: (!ack_after_commit)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(MAX_UNCOMMITTED))),
             nudge,

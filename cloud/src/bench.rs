@@ -45,6 +45,8 @@ pub struct BenchOptions {
     /// `mqtt.ack_after_commit` for the ingest benchmark (`None`: the default for the
     /// embedded broker, on receipt).
     pub ack_after_commit: Option<bool>,
+    /// Ingest rounds (bare subscriber, then cloud, each round).
+    pub rounds: usize,
 }
 
 fn out(line: &str) {
@@ -87,7 +89,13 @@ fn temp_dir() -> Result<std::path::PathBuf, AppError> {
 pub async fn run(opts: BenchOptions) -> Result<(), AppError> {
     shiki_shared::tls::install_crypto_provider();
     if matches!(opts.only, Which::All | Which::Ingest) {
-        ingest(opts.messages, opts.ack_after_commit, opts.mqtt_url.clone()).await?;
+        ingest(
+            opts.messages,
+            opts.rounds,
+            opts.ack_after_commit,
+            opts.mqtt_url.clone(),
+        )
+        .await?;
     }
     if matches!(opts.only, Which::All | Which::Verify) {
         verify(opts.changes, opts.mqtt_url.clone()).await?;
@@ -112,7 +120,7 @@ async fn actors(n: usize) -> Result<(), AppError> {
         let device = DeviceId::new(format!("dev-{i:07}")).expect("generated ids are valid");
         app.registry.do_send(Route {
             device,
-            input: DeviceInput::Telemetry(vec![sample.clone()]),
+            input: DeviceInput::Telemetry(sample.clone()),
         });
     }
     let count = app.registry.send(DeviceCount).await.unwrap_or(0);
@@ -154,8 +162,9 @@ fn device_client(id: &str, port: u16) -> (AsyncClient, rumqttc::EventLoop) {
     (c, el)
 }
 
-/// Payloads of `n` single-sample telemetry messages spread over 100 devices.
-fn stream(topics: &Topics, n: usize) -> Vec<(String, Vec<u8>)> {
+/// Payloads of `n` single-sample telemetry messages spread over 100 devices; the first
+/// sample of each device has seq `first_seq`.
+fn stream(topics: &Topics, n: usize, first_seq: u64) -> Vec<(String, Vec<u8>)> {
     let devices: Vec<DeviceId> = (0..100)
         .map(|i| DeviceId::new(format!("bench-{i:03}")).expect("valid"))
         .collect();
@@ -167,7 +176,7 @@ fn stream(topics: &Topics, n: usize) -> Vec<(String, Vec<u8>)> {
                 v: 1,
                 backlog: false,
                 samples: vec![Sample {
-                    seq: (i / devices.len()) as u64 + 1,
+                    seq: first_seq + (i / devices.len()) as u64,
                     ts,
                     values: [
                         ("supply_temp".to_owned(), 7.0.into()),
@@ -224,8 +233,63 @@ fn spawn_publisher(port: u16, msgs: Vec<(String, Vec<u8>)>) -> tokio::sync::ones
     stop_tx
 }
 
+/// CPU time each thread of this process has used so far, summed by thread name
+/// (`/proc/self/task/*/schedstat`, nanoseconds on CPU). Empty where `/proc` is missing.
+fn cpu_by_thread() -> ThreadCpu {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let ns = std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|s| {
+                s.split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+            });
+        if let Some(ns) = ns {
+            *out.entry(name.trim().to_owned()).or_insert(0) += ns;
+        }
+    }
+    out
+}
+
+type ThreadCpu = std::collections::BTreeMap<String, u64>;
+
+/// Adds the CPU each thread used between two [`cpu_by_thread`] readings to `acc`.
+fn add_cpu(acc: &mut ThreadCpu, before: &ThreadCpu, after: &ThreadCpu) {
+    for (k, v) in after {
+        *acc.entry(k.clone()).or_insert(0) += v.saturating_sub(before.get(k).copied().unwrap_or(0));
+    }
+}
+
+/// CPU used per message, in total and by thread, busiest first (`name 3.1`, µs/msg).
+fn cpu_per_message(used: &ThreadCpu, messages: usize) -> String {
+    let mut used: Vec<(&String, u64)> = used
+        .iter()
+        .map(|(k, v)| (k, *v))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    used.sort_by_key(|u| std::cmp::Reverse(u.1));
+    let total: u64 = used.iter().map(|(_, v)| v).sum();
+    let per = |ns: u64| ns as f64 / 1e3 / messages.max(1) as f64;
+    let mut s = format!("{:.1} µs/msg:", per(total));
+    for (name, ns) in used.iter().filter(|(_, v)| per(*v) >= 0.05) {
+        s.push_str(&format!(" {name} {:.1}", per(*ns)));
+    }
+    s
+}
+
+/// The ingest benchmark: `rounds` times, the same stream of `n` messages is drained by a
+/// bare subscriber and then ingested by the cloud (decoded, routed, de-duplicated,
+/// committed). Alternating the two puts a slow spell of the machine on both sides; the
+/// ratio is of the totals.
 async fn ingest(
     n: usize,
+    rounds: usize,
     ack_after_commit: Option<bool>,
     mqtt_url: Option<String>,
 ) -> Result<(), AppError> {
@@ -253,14 +317,14 @@ async fn ingest(
         (None, _) => (1883, "127.0.0.1:1883".to_owned()),
     };
 
-    // 1. A bare subscriber drains the stream (prefix the cloud does not subscribe to).
+    // The bare subscriber (prefix the cloud does not subscribe to) counts what it receives.
     let bare_topics = Topics::new(&format!("bench-bare{run}/shiki/v1")).expect("valid prefix");
     let (sub, mut el) = device_client("bench-sub", port);
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Instant>();
+    let (count_tx, mut count_rx) = tokio::sync::watch::channel(0usize);
     let filter = bare_topics.all_devices(&Channel::Telemetry);
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
     let sub_task = actix::spawn(async move {
-        let (mut done, mut ready, mut count) = (Some(done_tx), Some(ready_tx), 0usize);
+        let (mut ready, mut count) = (Some(ready_tx), 0usize);
         loop {
             match el.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -273,10 +337,8 @@ async fn ingest(
                 }
                 Ok(Event::Incoming(Packet::Publish(_))) => {
                     count += 1;
-                    if count == n
-                        && let Some(d) = done.take()
-                    {
-                        let _ = d.send(Instant::now());
+                    if count % 1000 == 0 {
+                        let _ = count_tx.send(count);
                     }
                 }
                 Ok(_) => {}
@@ -285,38 +347,71 @@ async fn ingest(
         }
     });
     let _ = ready_rx.await;
-    let msgs = stream(&bare_topics, n);
-    let t0 = Instant::now();
-    let publisher = spawn_publisher(port, msgs);
-    let bare_end = done_rx.await.unwrap_or_else(|_| Instant::now());
-    let bare_rate = n as f64 / (bare_end - t0).as_secs_f64();
-    let _ = publisher.send(());
-    sub_task.abort();
 
-    // 2. The same stream into the cloud: decoded, routed, de-duplicated, committed.
-    let msgs = stream(&topics, n);
     let store = app.store();
-    let base = store.stats().samples_stored;
-    let t0 = Instant::now();
-    let publisher = spawn_publisher(port, msgs);
-    while store.stats().samples_stored - base < n as u64 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        if t0.elapsed() > Duration::from_secs(300) {
-            break;
+    let limit = Duration::from_secs(300);
+    let (mut bare_time, mut cloud_time, mut cloud_stored) = (Duration::ZERO, Duration::ZERO, 0u64);
+    let (mut bare_cpu, mut cloud_cpu) = (ThreadCpu::new(), ThreadCpu::new());
+    for round in 0..rounds {
+        let first_seq = (round * n / 100) as u64 + 1;
+
+        // 1. The bare subscriber drains the stream.
+        let msgs = stream(&bare_topics, n, first_seq);
+        let target = (round + 1) * n;
+        let cpu0 = cpu_by_thread();
+        let t0 = Instant::now();
+        let publisher = spawn_publisher(port, msgs);
+        let _ = tokio::time::timeout(limit, count_rx.wait_for(|c| *c >= target)).await;
+        let bare = t0.elapsed();
+        let cpu1 = cpu_by_thread();
+        let _ = publisher.send(());
+
+        // 2. The same stream into the cloud.
+        let msgs = stream(&topics, n, first_seq);
+        let base = store.stats().samples_stored;
+        let cpu2 = cpu_by_thread();
+        let t0 = Instant::now();
+        let publisher = spawn_publisher(port, msgs);
+        while store.stats().samples_stored - base < n as u64 && t0.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        let cloud = t0.elapsed();
+        let cpu3 = cpu_by_thread();
+        let stored = store.stats().samples_stored - base;
+        let _ = publisher.send(());
+        out(&format!(
+            "ingest round {}: bare subscriber {:.0} msg/s, cloud {:.0} msg/s ({stored} stored), ratio {:.0}%",
+            round + 1,
+            n as f64 / bare.as_secs_f64(),
+            stored as f64 / cloud.as_secs_f64(),
+            100.0 * bare.as_secs_f64() * stored as f64 / (cloud.as_secs_f64() * n as f64),
+        ));
+        bare_time += bare;
+        cloud_time += cloud;
+        cloud_stored += stored;
+        add_cpu(&mut bare_cpu, &cpu0, &cpu1);
+        add_cpu(&mut cloud_cpu, &cpu2, &cpu3);
     }
-    let stored = store.stats().samples_stored - base;
-    let ingest_rate = stored as f64 / t0.elapsed().as_secs_f64();
-    let _ = publisher.send(());
+    sub_task.abort();
+    let bare_rate = (n * rounds) as f64 / bare_time.as_secs_f64();
+    let ingest_rate = cloud_stored as f64 / cloud_time.as_secs_f64();
     let s = store.stats();
     out(&format!(
-        "ingest (ack_after_commit = {ack_after_commit}): {n} telemetry messages via {broker}: bare subscriber {bare_rate:.0} msg/s; \
-         cloud ingest into redb {ingest_rate:.0} msg/s ({stored} stored); ratio {:.0}%; \
+        "ingest (ack_after_commit = {ack_after_commit}): {rounds} × {n} telemetry messages via {broker}: bare subscriber {bare_rate:.0} msg/s; \
+         cloud ingest into redb {ingest_rate:.0} msg/s ({cloud_stored} stored); ratio {:.0}%; \
          {} commits, mean {:.0} writes/commit, mean commit {:.2} ms",
         100.0 * ingest_rate / bare_rate,
         s.commits,
-        (stored as f64) / (s.commits.max(1) as f64),
+        (cloud_stored as f64) / (s.commits.max(1) as f64),
         s.total_commit_micros as f64 / 1e3 / s.commits.max(1) as f64
+    ));
+    out(&format!(
+        "ingest CPU, bare subscriber phase: {}",
+        cpu_per_message(&bare_cpu, n * rounds)
+    ));
+    out(&format!(
+        "ingest CPU, cloud phase: {}",
+        cpu_per_message(&cloud_cpu, n * rounds)
     ));
     app.stop().await;
     let _ = std::fs::remove_dir_all(&dir);

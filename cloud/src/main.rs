@@ -7,6 +7,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use shiki_cloud::CloudConfig;
 
+/// mimalloc instead of glibc's malloc: ingest allocates on the MQTT thread and frees on the
+/// store writer's, and glibc's arena locking took a third of the ingest thread's time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Shiki cloud: embedded MQTT broker, one actor per device, settings history and
 /// verification, alerts, admin API.
 #[derive(Debug, Parser)]
@@ -63,6 +68,10 @@ enum Command {
         /// broker's default; with the embedded one it caps each commit at 100 messages).
         #[arg(long)]
         ack_after_commit: bool,
+        /// Ingest rounds; each drains the stream with the bare subscriber, then into the
+        /// cloud, so a slow spell of the machine hits both sides.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
 }
 
@@ -121,6 +130,7 @@ fn main() -> anyhow::Result<()> {
             mqtt_url,
             ack_on_receipt,
             ack_after_commit,
+            rounds,
         } => {
             let opts = shiki_cloud::bench::BenchOptions {
                 devices,
@@ -128,6 +138,7 @@ fn main() -> anyhow::Result<()> {
                 changes,
                 only,
                 mqtt_url,
+                rounds: rounds.max(1),
                 ack_after_commit: match (ack_on_receipt, ack_after_commit) {
                     (true, _) => Some(false),
                     (_, true) => Some(true),

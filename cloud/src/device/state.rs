@@ -167,13 +167,11 @@ impl DeviceState {
     }
 
     /// Telemetry the ingest already queued for the store.
-    pub fn on_telemetry(&mut self, samples: &[Sample], now: DateTime<Utc>) {
+    pub fn on_telemetry(&mut self, newest: Sample, now: DateTime<Utc>) {
         self.snap.last_seen = Some(now);
-        if let Some(newest) = samples.iter().max_by_key(|s| s.seq)
-            && newest.seq > self.last_seq
-        {
+        if newest.seq > self.last_seq {
             self.last_seq = newest.seq;
-            self.last_sample = Some(newest.clone());
+            self.last_sample = Some(newest);
         }
     }
 

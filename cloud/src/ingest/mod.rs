@@ -246,7 +246,7 @@ impl Handler {
                     samples: batch.samples,
                 }]);
                 if let Some(s) = newest {
-                    self.route(device, DeviceInput::Telemetry(vec![s]));
+                    self.route(device, DeviceInput::Telemetry(s));
                 }
                 commit
             }

@@ -110,10 +110,8 @@ impl Actor for Seen {
 impl actix::Handler<Route> for Seen {
     type Result = ();
     fn handle(&mut self, msg: Route, _: &mut Self::Context) {
-        if let DeviceInput::Telemetry(samples) = msg.input {
-            for s in samples {
-                let _ = self.0.send(s.seq);
-            }
+        if let DeviceInput::Telemetry(s) = msg.input {
+            let _ = self.0.send(s.seq);
         }
     }
 }

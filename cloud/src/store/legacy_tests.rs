@@ -262,3 +262,47 @@ fn history_actors_are_stored_with_role_and_device_id_and_read_back() {
     let expected: Vec<Actor> = cases.into_iter().map(|(a, _)| a).collect();
     assert_eq!(back, expected);
 }
+
+const TELEMETRY: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("telemetry");
+
+/// Telemetry rows from before chunks held one sample each, as JSON. They read back, new
+/// samples go around them, and a replay of one of them is a duplicate.
+#[test]
+fn telemetry_rows_of_one_sample_each_read_back_and_deduplicate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cloud.redb");
+    {
+        let db = redb::Database::create(&path).expect("redb file");
+        let wtx = db.begin_write().expect("write transaction");
+        {
+            let mut t = wtx.open_table(TELEMETRY).expect("telemetry table");
+            for seq in [1u64, 2, 4] {
+                let row = format!(
+                    r#"{{"seq":{seq},"ts":"2026-01-15T09:0{seq}:00Z","values":{{"supply_temp":7.{seq}}}}}"#
+                );
+                t.insert(("gw-1", seq), row.as_bytes()).expect("insert");
+            }
+        }
+        wtx.commit().expect("commit");
+    }
+    let store = RedbStore::open(&path, 64).expect("store opens");
+    let d = DeviceId::new("gw-1").expect("id");
+    let sample = |seq: u64| shiki_proto::Sample {
+        seq,
+        ts: at(&format!("2026-01-15T09:0{seq}:00Z")),
+        values: [("supply_temp".to_owned(), (7.0 + seq as f64 / 10.0).into())].into(),
+    };
+    store
+        .submit(vec![Write::Telemetry {
+            device: d.clone(),
+            samples: [2, 3, 4, 5].into_iter().map(sample).collect(),
+        }])
+        .wait_blocking()
+        .expect("commit");
+    let stats = store.stats();
+    assert_eq!((stats.samples_stored, stats.duplicates_dropped), (2, 2));
+    let got = store.telemetry(&d, &TimeQuery::default()).expect("query");
+    assert_eq!(got, (1..=5).map(sample).collect::<Vec<_>>());
+    assert!(store.telemetry_gaps(&d, 5).expect("gaps").is_empty());
+    assert_eq!(store.last_sample(&d).expect("last"), Some(sample(5)));
+}

@@ -1,5 +1,6 @@
 //! The redb backend: one file per process, one writer thread doing group commits.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -15,6 +16,7 @@ use shiki_proto::{DeviceId, Event, Sample};
 
 use crate::schedule::DeviceSchedules;
 
+use super::chunks;
 use super::{
     Commit, DeviceSnapshot, HistoryEntry, HistoryItem, SeqGap, Store, StoreError, StoreStats,
     TimeQuery, TokenRecord, VerificationRecord, Write,
@@ -227,21 +229,24 @@ fn commit_batch(db: &Database, jobs: &[Job], c: &Counters) -> Result<(), StoreEr
         let mut tok = wtx.open_table(TOKENS).map_err(|e| be(&e))?;
         let mut sched = wtx.open_table(SCHEDULES).map_err(|e| be(&e))?;
         let mut meta = wtx.open_table(META).map_err(|e| be(&e))?;
+        // Telemetry by device: each device's samples of the group go into one chunk.
+        let mut by_device: BTreeMap<&str, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
+        for w in jobs.iter().flat_map(|j| j.writes.iter()) {
+            if let Write::Telemetry { device, samples } = w {
+                by_device
+                    .entry(device.as_str())
+                    .or_default()
+                    .extend(samples.iter().map(|s| (s.seq, to_json(s))));
+            }
+        }
+        for (device, samples) in by_device {
+            let done = chunks::store_device(&mut tel, device, samples)?;
+            stored += done.stored;
+            dups += done.duplicates;
+        }
         for w in jobs.iter().flat_map(|j| j.writes.iter()) {
             match w {
-                Write::Telemetry { device, samples } => {
-                    for s in samples {
-                        // One B-tree operation: a replayed seq carries the same sample, so
-                        // replacing it keeps the row exactly once.
-                        let key = (device.as_str(), s.seq);
-                        let old = tel.insert(key, to_json(s).as_slice()).map_err(|e| be(&e))?;
-                        if old.is_some() {
-                            dups += 1;
-                        } else {
-                            stored += 1;
-                        }
-                    }
-                }
+                Write::Telemetry { .. } => {}
                 Write::Events {
                     device,
                     events: list,
@@ -369,50 +374,56 @@ impl Store for RedbStore {
     }
 
     fn telemetry(&self, device: &DeviceId, q: &TimeQuery) -> Result<Vec<Sample>, StoreError> {
+        let limit = q.limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
         self.read("telemetry query", |rtx| {
             let t = open_seq(rtx, TELEMETRY, "telemetry query")?;
-            scan_device(
-                &t,
-                device,
-                "telemetry",
-                |s: &Sample| q.contains(s.ts),
-                q.limit.unwrap_or(usize::MAX),
-                false,
-            )
-        })
+            chunks::scan(&t, device.as_str(), false, |_, body| {
+                let s: Sample = from_json("telemetry", body)?;
+                if q.contains(s.ts) {
+                    out.push(s);
+                }
+                Ok(out.len() < limit)
+            })
+        })?;
+        Ok(out)
     }
 
     fn last_sample(&self, device: &DeviceId) -> Result<Option<Sample>, StoreError> {
+        let mut last = None;
         self.read("last sample", |rtx| {
             let t = open_seq(rtx, TELEMETRY, "last sample")?;
-            Ok(scan_device(&t, device, "telemetry", |_: &Sample| true, 1, true)?.pop())
-        })
+            chunks::scan(&t, device.as_str(), true, |_, body| {
+                last = Some(from_json("telemetry", body)?);
+                Ok(false)
+            })
+        })?;
+        Ok(last)
     }
 
     fn telemetry_gaps(&self, device: &DeviceId, max: usize) -> Result<Vec<SeqGap>, StoreError> {
+        let mut gaps = Vec::new();
+        if max == 0 {
+            return Ok(gaps);
+        }
+        let mut expected = 1u64;
         self.read("telemetry gaps", |rtx| {
             let t = open_seq(rtx, TELEMETRY, "telemetry gaps")?;
-            let range = t
-                .range((device.as_str(), 0u64)..=(device.as_str(), u64::MAX))
-                .map_err(|e| StoreError::backend("telemetry gaps", e))?;
-            let mut gaps = Vec::new();
-            let mut expected = 1u64;
-            for row in range {
-                let (k, _) = row.map_err(|e| StoreError::backend("telemetry gaps", e))?;
-                let seq = k.value().1;
+            chunks::scan(&t, device.as_str(), false, |seq, _| {
                 if seq > expected {
                     gaps.push(SeqGap {
                         from: expected,
                         to: seq - 1,
                     });
-                    if gaps.len() >= max {
-                        break;
-                    }
                 }
                 expected = seq.saturating_add(1);
-            }
-            Ok(gaps)
-        })
+                Ok(gaps.len() < max)
+            })
+        })?;
+        Ok(gaps)
     }
 
     fn events(&self, device: &DeviceId, q: &TimeQuery) -> Result<Vec<Event>, StoreError> {

@@ -113,6 +113,96 @@ fn gaps_in_seq_are_reported() {
     assert_eq!(store.telemetry_gaps(&d, 1).expect("gaps").len(), 1);
 }
 
+fn seqs(store: &RedbStore, d: &DeviceId) -> Vec<u64> {
+    store
+        .telemetry(d, &TimeQuery::default())
+        .expect("query")
+        .iter()
+        .map(|s| s.seq)
+        .collect()
+}
+
+fn telemetry(d: &DeviceId, seqs: impl IntoIterator<Item = u64>) -> Write {
+    Write::Telemetry {
+        device: d.clone(),
+        samples: seqs.into_iter().map(sample).collect(),
+    }
+}
+
+/// Samples are kept in chunks (one row per device and commit); a replay or a late sample at
+/// or below the newest stored seq is found in, or merged into, the chunk that covers it.
+#[test]
+fn late_and_replayed_samples_are_found_in_or_merged_into_their_chunk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let d = dev("gw-1");
+    // One chunk covering 1..=10 with 4 and 7 missing, one covering 20..=22.
+    write(&store, vec![telemetry(&d, [1, 2, 3, 5, 6, 8, 9, 10])]);
+    write(&store, vec![telemetry(&d, [20, 21, 22])]);
+    assert_eq!(
+        store.telemetry_gaps(&d, 10).expect("gaps"),
+        vec![
+            SeqGap { from: 4, to: 4 },
+            SeqGap { from: 7, to: 7 },
+            SeqGap { from: 11, to: 19 }
+        ]
+    );
+    // Replays of stored samples, two late ones inside the first chunk, one between the
+    // chunks, one before everything, and new ones.
+    write(&store, vec![telemetry(&d, [9, 4, 21, 15, 7, 1, 23, 24])]);
+    let s = store.stats();
+    assert_eq!((s.samples_stored, s.duplicates_dropped), (11 + 5, 3));
+    assert_eq!(
+        seqs(&store, &d),
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 21, 22, 23, 24]
+    );
+    // The merged and the lone samples are found again.
+    write(&store, vec![telemetry(&d, [4, 7, 15, 24])]);
+    assert_eq!(store.stats().duplicates_dropped, 3 + 4);
+    assert_eq!(
+        store.telemetry(&d, &TimeQuery::default()).expect("q")[3],
+        sample(4)
+    );
+    assert_eq!(
+        store.telemetry_gaps(&d, 10).expect("gaps"),
+        vec![SeqGap { from: 11, to: 14 }, SeqGap { from: 16, to: 19 }]
+    );
+    assert_eq!(store.last_sample(&d).expect("last"), Some(sample(24)));
+}
+
+#[test]
+fn a_backlog_longer_than_a_chunk_is_split_and_reads_back_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let d = dev("gw-1");
+    let n = 3 * chunks::MAX_CHUNK_SAMPLES as u64 + 7;
+    // Newest first, as a replay might send it, with every sample twice.
+    write(
+        &store,
+        vec![telemetry(&d, (1..=n).rev()), telemetry(&d, 1..=n)],
+    );
+    assert_eq!(seqs(&store, &d), (1..=n).collect::<Vec<_>>());
+    assert_eq!(store.stats().duplicates_dropped, n);
+    assert!(store.telemetry_gaps(&d, 10).expect("gaps").is_empty());
+    let q = TimeQuery {
+        from: Some(t(600)),
+        to: None,
+        limit: Some(3),
+    };
+    let got: Vec<u64> = store
+        .telemetry(&d, &q)
+        .expect("q")
+        .iter()
+        .map(|s| s.seq)
+        .collect();
+    assert_eq!(got, vec![600, 601, 602]);
+    drop(store);
+    let store = open(&dir);
+    write(&store, vec![telemetry(&d, [n - 1, n, n + 1])]);
+    assert_eq!(store.stats().duplicates_dropped, 2);
+    assert_eq!(store.last_sample(&d).expect("last"), Some(sample(n + 1)));
+}
+
 #[test]
 fn events_are_deduplicated_on_their_seq() {
     let dir = tempfile::tempdir().expect("tempdir");

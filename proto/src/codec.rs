@@ -4,6 +4,7 @@
 //! JSON text starts with). No payload over [`MAX_MESSAGE_BYTES`] is sent or accepted, the
 //! AWS IoT Core limit, so the same edge build can talk to AWS IoT Core as a plain broker.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use serde::Serialize;
@@ -81,12 +82,18 @@ pub fn check_size(size: usize) -> Result<(), CodecError> {
 
 /// Decodes a JSON or gzip-compressed JSON payload. Never panics on arbitrary bytes.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
+    serde_json::from_slice(&json_text(payload)?).map_err(CodecError::Malformed)
+}
+
+/// The JSON text of a payload: the payload itself, or what a compressed one expands to,
+/// with the same limits as [`decode`]. For decoders that borrow from the text (the cloud
+/// keeps each sample's JSON as it arrived).
+pub fn json_text(payload: &[u8]) -> Result<Cow<'_, [u8]>, CodecError> {
     check_size(payload.len())?;
     if payload.starts_with(&GZIP_MAGIC) {
-        let json = gunzip(payload)?;
-        serde_json::from_slice(&json).map_err(CodecError::Malformed)
+        gunzip(payload).map(Cow::Owned)
     } else {
-        serde_json::from_slice(payload).map_err(CodecError::Malformed)
+        Ok(Cow::Borrowed(payload))
     }
 }
 

@@ -26,7 +26,7 @@ mod topic;
 
 pub use codec::{
     CodecError, MAX_DECOMPRESSED_BYTES, MAX_MESSAGE_BYTES, check_size, compressed_len, decode,
-    encode, encode_compressed,
+    encode, encode_compressed, json_text,
 };
 pub use messages::{
     AckResult, ActiveSchedule, Catalog, Connectivity, Event, EventBatch, EventKind,

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 pub use stats::{DropReason, IngestStats};
 
 use crate::device::{DeviceInput, Outbound, Publish, Route};
-use crate::store::{Commit, Store, Write};
+use crate::store::{Commit, SampleRow, Store, Write};
 
 /// A running ingest: its MQTT client and the tasks polling and acknowledging.
 #[derive(Debug)]
@@ -204,6 +204,36 @@ async fn ack_in_order(
     }
 }
 
+/// A telemetry batch ([`shiki_proto::TelemetryBatch`]) with each sample's JSON text kept.
+#[derive(serde::Deserialize)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    samples: Vec<&'a serde_json::value::RawValue>,
+}
+
+/// Each sample of a telemetry payload as the store keeps it (its JSON text as received,
+/// once it has decoded as a [`shiki_proto::Sample`]), and the newest sample, decoded.
+fn telemetry_rows(
+    payload: &[u8],
+) -> Result<(Vec<SampleRow>, Option<shiki_proto::Sample>), shiki_proto::CodecError> {
+    let malformed = shiki_proto::CodecError::Malformed;
+    let text = shiki_proto::json_text(payload)?;
+    let batch: RawBatch<'_> = serde_json::from_slice(&text).map_err(malformed)?;
+    let mut rows = Vec::with_capacity(batch.samples.len());
+    let mut newest: Option<shiki_proto::Sample> = None;
+    for raw in batch.samples {
+        let sample: shiki_proto::Sample = serde_json::from_str(raw.get()).map_err(malformed)?;
+        rows.push(SampleRow {
+            seq: sample.seq,
+            json: raw.get().as_bytes().to_vec(),
+        });
+        if newest.as_ref().is_none_or(|n| sample.seq > n.seq) {
+            newest = Some(sample);
+        }
+    }
+    Ok((rows, newest))
+}
+
 impl Handler {
     fn drop_msg(&self, topic: &str, reason: DropReason, detail: &dyn std::fmt::Display) -> Commit {
         self.stats.dropped(reason);
@@ -235,15 +265,14 @@ impl Handler {
         self.stats.accepted(&channel);
         match channel {
             Channel::Telemetry => {
-                let batch: shiki_proto::TelemetryBatch = match self.decode(p) {
-                    Ok(b) => b,
-                    Err(c) => return c,
+                let (rows, newest) = match telemetry_rows(&p.payload) {
+                    Ok(x) => x,
+                    Err(e) => return self.drop_msg(&p.topic, DropReason::Malformed, &e),
                 };
-                self.stats.samples(batch.samples.len());
-                let newest = batch.samples.iter().max_by_key(|s| s.seq).cloned();
+                self.stats.samples(rows.len());
                 let commit = self.store.submit(vec![Write::Telemetry {
                     device: device.clone(),
-                    samples: batch.samples,
+                    samples: rows,
                 }]);
                 if let Some(s) = newest {
                     self.route(device, DeviceInput::Telemetry(s));

@@ -382,3 +382,73 @@ async fn a_burst_beyond_every_queue_is_stored_and_acknowledged_after_a_slow_comm
     }
     ingest.stop().await;
 }
+
+fn batch_of(seqs: impl IntoIterator<Item = u64>) -> TelemetryBatch {
+    TelemetryBatch {
+        v: 1,
+        backlog: false,
+        samples: seqs
+            .into_iter()
+            .map(|seq| Sample {
+                seq,
+                ts: DateTime::<Utc>::from_timestamp(1_700_000_000 + seq as i64, 0).expect("ts"),
+                values: [
+                    ("supply_temp".to_owned(), (7.0 + seq as f64).into()),
+                    ("running".to_owned(), true.into()),
+                ]
+                .into(),
+            })
+            .collect(),
+    }
+}
+
+/// The store gets each sample's JSON as it arrived, which decodes to the sample; the device
+/// actor gets the newest sample, whatever the order in the batch.
+#[test]
+fn telemetry_rows_keep_each_samples_text_and_pick_the_newest() {
+    let batch = batch_of([4, 9, 2]);
+    let (rows, newest) = telemetry_rows(&encode(&batch).expect("encodes")).expect("decodes");
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4, 9, 2]);
+    for (row, sample) in rows.iter().zip(&batch.samples) {
+        let back: Sample = serde_json::from_slice(&row.json).expect("row decodes");
+        assert_eq!(&back, sample);
+    }
+    assert_eq!(newest.as_ref(), batch.samples.get(1));
+    let (rows, newest) = telemetry_rows(br#"{"samples":[]}"#).expect("empty batch");
+    assert!(rows.is_empty() && newest.is_none());
+}
+
+/// Backlog replays arrive gzip-compressed.
+#[test]
+fn compressed_telemetry_gives_the_same_rows_as_plain() {
+    let batch = batch_of(1..=1000);
+    let gz = shiki_proto::encode_compressed(&batch).expect("encodes");
+    assert_eq!(&gz[..2], &[0x1f, 0x8b], "the batch is big enough to be compressed");
+    let plain = serde_json::to_vec(&batch).expect("json");
+    let from_gz = telemetry_rows(&gz).expect("compressed decodes");
+    let from_plain = telemetry_rows(&plain).expect("plain decodes");
+    assert_eq!(from_gz, from_plain);
+    assert_eq!(from_gz.0.len(), 1000);
+}
+
+/// One bad sample refuses the whole message (nothing of it is stored).
+#[test]
+fn a_batch_with_a_malformed_sample_is_refused() {
+    for payload in [
+        &br#"{"samples":[{"seq":1,"ts":"2026-01-01T00:00:00Z","values":{}},{"seq":"two","ts":"2026-01-01T00:00:00Z","values":{}}]}"#[..],
+        br#"{"samples":[{"seq":1,"ts":"yesterday","values":{}}]}"#,
+        br#"{"samples":[{"seq":1,"ts":"2026-01-01T00:00:00Z","values":{"x":[1]}}]}"#,
+        br#"{"samples":{}}"#,
+        br#"{"v":1}"#,
+        b"\x1f\x8bnot gzip",
+    ] {
+        let err = telemetry_rows(payload).expect_err("refused");
+        assert!(
+            matches!(
+                err,
+                shiki_proto::CodecError::Malformed(_) | shiki_proto::CodecError::BadCompression(_)
+            ),
+            "{err}"
+        );
+    }
+}

@@ -101,7 +101,7 @@ pub(super) struct Stored {
 pub(super) fn store_device(
     table: &mut TelemetryTable<'_>,
     device: &str,
-    mut samples: Vec<(u64, Vec<u8>)>,
+    mut samples: Vec<(u64, &[u8])>,
 ) -> Result<Stored, StoreError> {
     let be = |e: &dyn std::fmt::Display| StoreError::backend("commit", e);
     let mut done = Stored::default();
@@ -144,7 +144,7 @@ fn place_older(
     table: &mut TelemetryTable<'_>,
     device: &str,
     seq: u64,
-    body: Vec<u8>,
+    body: &[u8],
 ) -> Result<bool, StoreError> {
     let be = |e: &dyn std::fmt::Display| StoreError::backend("commit", e);
     let covering = match table
@@ -172,7 +172,7 @@ fn place_older(
         Ok(_) => return Ok(false),
         Err(at) => at,
     };
-    entries.insert(at, (seq, &body));
+    entries.insert(at, (seq, body));
     // A sample below the chunk's first seq never gets here (the chunk would not cover it),
     // so the key stays the same.
     table

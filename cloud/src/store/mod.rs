@@ -19,7 +19,8 @@ use std::task::{Context, Poll};
 
 pub use redb_store::RedbStore;
 pub use types::{
-    Actor, DeviceSnapshot, FailureReason, HistoryEntry, HistoryItem, SeqGap, Side, StoreStats,
+    Actor, DeviceSnapshot, FailureReason, HistoryEntry, HistoryItem, SampleRow, SeqGap, Side,
+    StoreStats,
     TimeQuery, TokenRecord, VerificationOutcome, VerificationRecord, Write,
 };
 

@@ -230,13 +230,13 @@ fn commit_batch(db: &Database, jobs: &[Job], c: &Counters) -> Result<(), StoreEr
         let mut sched = wtx.open_table(SCHEDULES).map_err(|e| be(&e))?;
         let mut meta = wtx.open_table(META).map_err(|e| be(&e))?;
         // Telemetry by device: each device's samples of the group go into one chunk.
-        let mut by_device: BTreeMap<&str, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
+        let mut by_device: BTreeMap<&str, Vec<(u64, &[u8])>> = BTreeMap::new();
         for w in jobs.iter().flat_map(|j| j.writes.iter()) {
             if let Write::Telemetry { device, samples } = w {
                 by_device
                     .entry(device.as_str())
                     .or_default()
-                    .extend(samples.iter().map(|s| (s.seq, to_json(s))));
+                    .extend(samples.iter().map(|s| (s.seq, s.json.as_slice())));
             }
         }
         for (device, samples) in by_device {

@@ -40,7 +40,7 @@ fn replayed_telemetry_is_stored_once_in_seq_order() {
     let d = dev("gw-1");
     let batch = |seqs: &[u64]| Write::Telemetry {
         device: d.clone(),
-        samples: seqs.iter().map(|s| sample(*s)).collect(),
+        samples: seqs.iter().map(|s| SampleRow::encode(&sample(*s))).collect(),
     };
     write(&store, vec![batch(&[3, 1, 2]), batch(&[2, 3])]);
     write(&store, vec![batch(&[1, 2, 3, 4])]);
@@ -71,7 +71,7 @@ fn telemetry_queries_by_time_range_and_limit_oldest_first() {
         &store,
         vec![Write::Telemetry {
             device: d.clone(),
-            samples: (1..=10).map(sample).collect(),
+            samples: (1..=10).map(|s| SampleRow::encode(&sample(s))).collect(),
         }],
     );
     let q = TimeQuery {
@@ -99,7 +99,7 @@ fn gaps_in_seq_are_reported() {
         &store,
         vec![Write::Telemetry {
             device: d.clone(),
-            samples: [2, 3, 6, 7, 10].into_iter().map(sample).collect(),
+            samples: [2, 3, 6, 7, 10].into_iter().map(|s| SampleRow::encode(&sample(s))).collect(),
         }],
     );
     assert_eq!(
@@ -123,10 +123,7 @@ fn seqs(store: &RedbStore, d: &DeviceId) -> Vec<u64> {
 }
 
 fn telemetry(d: &DeviceId, seqs: impl IntoIterator<Item = u64>) -> Write {
-    Write::Telemetry {
-        device: d.clone(),
-        samples: seqs.into_iter().map(sample).collect(),
-    }
+    Write::telemetry(d.clone(), seqs.into_iter().map(sample))
 }
 
 /// Samples are kept in chunks (one row per device and commit); a replay or a late sample at
@@ -307,7 +304,7 @@ fn everything_survives_a_reopen_and_ids_keep_increasing() {
             vec![
                 Write::Telemetry {
                     device: d.clone(),
-                    samples: vec![sample(1)],
+                    samples: vec![SampleRow::encode(&sample(1))],
                 },
                 Write::History(h),
                 Write::Device {
@@ -326,7 +323,7 @@ fn everything_survives_a_reopen_and_ids_keep_increasing() {
         // Queued but unawaited writes are committed on close.
         drop(store.submit(vec![Write::Telemetry {
             device: d.clone(),
-            samples: vec![sample(2)],
+            samples: vec![SampleRow::encode(&sample(2))],
         }]));
         store.close();
         assert!(matches!(

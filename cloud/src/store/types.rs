@@ -208,9 +208,10 @@ pub struct TokenRecord {
 /// One queued write.
 #[derive(Debug, Clone)]
 pub enum Write {
+    /// Samples of one device, de-duplicated on (device, seq) (see [`Write::telemetry`]).
     Telemetry {
         device: DeviceId,
-        samples: Vec<Sample>,
+        samples: Vec<SampleRow>,
     },
     Events {
         device: DeviceId,
@@ -235,6 +236,34 @@ pub enum Write {
     },
     /// The instant the fleet's yearly jobs were last evaluated.
     FleetLastRun(DateTime<Utc>),
+}
+
+impl Write {
+    /// Telemetry from decoded samples.
+    pub fn telemetry(device: DeviceId, samples: impl IntoIterator<Item = Sample>) -> Self {
+        Write::Telemetry {
+            device,
+            samples: samples.into_iter().map(|s| SampleRow::encode(&s)).collect(),
+        }
+    }
+}
+
+/// A sample as the store keeps it: its seq and its JSON text, which decodes as a
+/// [`Sample`] with that seq. The ingest passes on the text it received (after checking
+/// that it decodes), so the store's writer does no JSON work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleRow {
+    pub seq: u64,
+    pub json: Vec<u8>,
+}
+
+impl SampleRow {
+    pub fn encode(sample: &Sample) -> Self {
+        SampleRow {
+            seq: sample.seq,
+            json: serde_json::to_vec(sample).expect("samples always serialise"),
+        }
+    }
 }
 
 /// A time window with a row limit.

@@ -408,7 +408,10 @@ fn batch_of(seqs: impl IntoIterator<Item = u64>) -> TelemetryBatch {
 fn telemetry_rows_keep_each_samples_text_and_pick_the_newest() {
     let batch = batch_of([4, 9, 2]);
     let (rows, newest) = telemetry_rows(&encode(&batch).expect("encodes")).expect("decodes");
-    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4, 9, 2]);
+    assert_eq!(
+        rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![4, 9, 2]
+    );
     for (row, sample) in rows.iter().zip(&batch.samples) {
         let back: Sample = serde_json::from_slice(&row.json).expect("row decodes");
         assert_eq!(&back, sample);
@@ -423,7 +426,11 @@ fn telemetry_rows_keep_each_samples_text_and_pick_the_newest() {
 fn compressed_telemetry_gives_the_same_rows_as_plain() {
     let batch = batch_of(1..=1000);
     let gz = shiki_proto::encode_compressed(&batch).expect("encodes");
-    assert_eq!(&gz[..2], &[0x1f, 0x8b], "the batch is big enough to be compressed");
+    assert_eq!(
+        &gz[..2],
+        &[0x1f, 0x8b],
+        "the batch is big enough to be compressed"
+    );
     let plain = serde_json::to_vec(&batch).expect("json");
     let from_gz = telemetry_rows(&gz).expect("compressed decodes");
     let from_plain = telemetry_rows(&plain).expect("plain decodes");

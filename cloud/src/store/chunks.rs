@@ -256,3 +256,263 @@ mod tests {
         assert!(last_seq(1, &[0x7f, 0, 0]).is_err());
     }
 }
+
+/// One device's samples of a group commit, as (seq, JSON).
+pub(super) type DeviceSamples<'a> = (&'a str, Vec<(u64, &'a [u8])>);
+
+/// Staged telemetry: `u64` (order of arrival) → `[device length: u16 LE][device][chunk]`.
+pub(super) type StagingTable<'txn> = Table<'txn, u64, &'static [u8]>;
+
+/// Staged samples past which a commit also moves the staging table into `telemetry`.
+pub(super) const STAGE_MAX: usize = 32_768;
+
+fn staged_row(device: &str, chunk: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(2 + device.len() + chunk.len());
+    v.extend_from_slice(&(device.len() as u16).to_le_bytes());
+    v.extend_from_slice(device.as_bytes());
+    v.extend_from_slice(chunk);
+    v
+}
+
+/// The device and chunk of a staged row.
+pub(super) fn split_staged(row: &[u8]) -> Result<(&str, &[u8]), StoreError> {
+    let bad = || StoreError::Corrupt {
+        table: "telemetry_staging",
+        reason: "row shorter than its device id".into(),
+    };
+    let len = u16::from_le_bytes(row.get(..2).ok_or_else(bad)?.try_into().expect("2 bytes"));
+    let device = row.get(2..2 + len as usize).ok_or_else(bad)?;
+    let device = std::str::from_utf8(device).map_err(|_| StoreError::Corrupt {
+        table: "telemetry_staging",
+        reason: "device id is not UTF-8".into(),
+    })?;
+    Ok((device, &row[2 + len as usize..]))
+}
+
+/// The writer's telemetry path: a group commit appends one staged chunk per device (all at
+/// the end of one table, so a commit writes a few pages, not a leaf per device), and every
+/// [`STAGE_MAX`] samples the staged chunks move into `telemetry`, merged per device.
+///
+/// Staged samples are always newer than anything of their device in `telemetry`. A sample
+/// at or below its device's newest seq (a replay, or a late one) first moves the staging
+/// table into `telemetry`, and then goes through [`store_device`].
+#[derive(Debug, Default)]
+pub(super) struct Stager {
+    /// Newest stored seq per device (cache; filled from the tables on first use).
+    newest: std::collections::HashMap<String, u64>,
+    /// Samples in the staging table (`None`: unknown, counted on next use).
+    staged: Option<usize>,
+    /// Staged samples past which the staging table is moved (tests set it low).
+    pub max_staged: usize,
+}
+
+impl Stager {
+    pub fn new() -> Self {
+        Self {
+            max_staged: STAGE_MAX,
+            ..Self::default()
+        }
+    }
+
+    /// Forgets what it cached: after a failed commit the tables are as before it.
+    pub fn reset(&mut self) {
+        self.newest.clear();
+        self.staged = None;
+    }
+
+    /// Stores the telemetry of one group commit, grouped by device.
+    pub fn store(
+        &mut self,
+        table: &mut TelemetryTable<'_>,
+        staging: &mut StagingTable<'_>,
+        by_device: Vec<DeviceSamples<'_>>,
+    ) -> Result<Stored, StoreError> {
+        let be = |e: &dyn std::fmt::Display| StoreError::backend("commit", e);
+        let mut done = Stored::default();
+        let mut groups = Vec::with_capacity(by_device.len());
+        let mut any_older = false;
+        for (device, mut samples) in by_device {
+            samples.sort_by_key(|s| s.0);
+            let before = samples.len();
+            samples.dedup_by_key(|s| s.0);
+            done.duplicates += (before - samples.len()) as u64;
+            let newest = self.newest_of(table, staging, device)?;
+            any_older |= samples.first().is_some_and(|s| s.0 <= newest);
+            groups.push((device, samples));
+        }
+        if any_older {
+            self.unstage(table, staging)?;
+            for (device, samples) in groups {
+                let newest = samples.last().map_or(0, |s| s.0);
+                let d = store_device(table, device, samples)?;
+                done.stored += d.stored;
+                done.duplicates += d.duplicates;
+                let n = self.newest.entry(device.to_owned()).or_insert(0);
+                *n = (*n).max(newest);
+            }
+            return Ok(done);
+        }
+        let mut key = match staging.last().map_err(|e| be(&e))? {
+            Some((k, _)) => k.value() + 1,
+            None => 0,
+        };
+        let mut staged = self.staged_count(staging)?;
+        for (device, samples) in groups {
+            let Some(last) = samples.last().map(|s| s.0) else {
+                continue;
+            };
+            for chunk in samples.chunks(MAX_CHUNK_SAMPLES) {
+                staging
+                    .insert(key, staged_row(device, &encode(chunk)).as_slice())
+                    .map_err(|e| be(&e))?;
+                key += 1;
+            }
+            done.stored += samples.len() as u64;
+            staged += samples.len();
+            self.newest.insert(device.to_owned(), last);
+        }
+        self.staged = Some(staged);
+        if staged >= self.max_staged {
+            self.unstage(table, staging)?;
+        }
+        Ok(done)
+    }
+
+    fn staged_count(&mut self, staging: &StagingTable<'_>) -> Result<usize, StoreError> {
+        if let Some(n) = self.staged {
+            return Ok(n);
+        }
+        let mut n = 0;
+        scan_staged(staging, None, |_, seqs| {
+            n += seqs.len();
+            Ok(true)
+        })?;
+        self.staged = Some(n);
+        Ok(n)
+    }
+
+    fn newest_of(
+        &mut self,
+        table: &TelemetryTable<'_>,
+        staging: &StagingTable<'_>,
+        device: &str,
+    ) -> Result<u64, StoreError> {
+        if let Some(n) = self.newest.get(device) {
+            return Ok(*n);
+        }
+        let be = |e: &dyn std::fmt::Display| StoreError::backend("commit", e);
+        let mut newest = match table
+            .range((device, 0u64)..=(device, u64::MAX))
+            .map_err(|e| be(&e))?
+            .next_back()
+        {
+            Some(row) => {
+                let (k, v) = row.map_err(|e| be(&e))?;
+                last_seq(k.value().1, v.value())?
+            }
+            None => 0,
+        };
+        scan_staged(staging, Some(device), |_, seqs| {
+            newest = newest.max(seqs.last().map_or(0, |s| s.0));
+            Ok(true)
+        })?;
+        self.newest.insert(device.to_owned(), newest);
+        Ok(newest)
+    }
+
+    /// Moves every staged chunk into `telemetry`, a device's consecutive chunks merged.
+    fn unstage(
+        &mut self,
+        table: &mut TelemetryTable<'_>,
+        staging: &mut StagingTable<'_>,
+    ) -> Result<(), StoreError> {
+        let be = |e: &dyn std::fmt::Display| StoreError::backend("commit", e);
+        let mut rows: std::collections::BTreeMap<String, Vec<(u64, Vec<u8>)>> = Default::default();
+        scan_staged(staging, None, |device, seqs| {
+            rows.entry(device.to_owned())
+                .or_default()
+                .extend(seqs.iter().map(|(s, b)| (*s, b.to_vec())));
+            Ok(true)
+        })?;
+        for (device, samples) in &rows {
+            for chunk in samples.chunks(MAX_CHUNK_SAMPLES) {
+                table
+                    .insert((device.as_str(), chunk[0].0), encode(chunk).as_slice())
+                    .map_err(|e| be(&e))?;
+            }
+        }
+        staging.retain(|_, _| false).map_err(|e| be(&e))?;
+        self.staged = Some(0);
+        Ok(())
+    }
+}
+
+/// Visits staged chunks in arrival order (of one device, or all), decoded.
+pub(super) fn scan_staged(
+    staging: &impl ReadableTable<u64, &'static [u8]>,
+    device: Option<&str>,
+    mut visit: impl FnMut(&str, &[(u64, &[u8])]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let be = |e: &dyn std::fmt::Display| StoreError::backend("telemetry query", e);
+    for row in staging.iter().map_err(|e| be(&e))? {
+        let (_, v) = row.map_err(|e| be(&e))?;
+        let value = v.value();
+        let (dev, chunk) = split_staged(value)?;
+        if device.is_some_and(|d| d != dev) {
+            continue;
+        }
+        let entries = decode(0, chunk)?;
+        if !visit(dev, &entries)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Visits every stored sample of `device` (`telemetry`, then the newer staged ones), as
+/// (seq, JSON), oldest first, until `visit` returns `false`.
+pub(super) fn for_each_sample(
+    table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    staging: &impl ReadableTable<u64, &'static [u8]>,
+    device: &str,
+    mut visit: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let mut more = true;
+    scan(table, device, false, |seq, body| {
+        more = visit(seq, body)?;
+        Ok(more)
+    })?;
+    if !more {
+        return Ok(());
+    }
+    scan_staged(staging, Some(device), |_, entries| {
+        for (seq, body) in entries {
+            if !visit(*seq, body)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// The JSON of the newest stored sample of `device`.
+pub(super) fn newest_sample(
+    table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    staging: &impl ReadableTable<u64, &'static [u8]>,
+    device: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut newest = None;
+    scan_staged(staging, Some(device), |_, entries| {
+        if let Some((_, body)) = entries.last() {
+            newest = Some(body.to_vec());
+        }
+        Ok(true)
+    })?;
+    if newest.is_none() {
+        scan(table, device, true, |_, body| {
+            newest = Some(body.to_vec());
+            Ok(false)
+        })?;
+    }
+    Ok(newest)
+}

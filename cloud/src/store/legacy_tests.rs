@@ -295,7 +295,10 @@ fn telemetry_rows_of_one_sample_each_read_back_and_deduplicate() {
     store
         .submit(vec![Write::Telemetry {
             device: d.clone(),
-            samples: [2, 3, 4, 5].into_iter().map(|s| SampleRow::encode(&sample(s))).collect(),
+            samples: [2, 3, 4, 5]
+                .into_iter()
+                .map(|s| SampleRow::encode(&sample(s)))
+                .collect(),
         }])
         .wait_blocking()
         .expect("commit");

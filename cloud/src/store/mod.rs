@@ -20,8 +20,7 @@ use std::task::{Context, Poll};
 pub use redb_store::RedbStore;
 pub use types::{
     Actor, DeviceSnapshot, FailureReason, HistoryEntry, HistoryItem, SampleRow, SeqGap, Side,
-    StoreStats,
-    TimeQuery, TokenRecord, VerificationOutcome, VerificationRecord, Write,
+    StoreStats, TimeQuery, TokenRecord, VerificationOutcome, VerificationRecord, Write,
 };
 
 use chrono::{DateTime, Utc};

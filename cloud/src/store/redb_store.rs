@@ -23,6 +23,9 @@ use super::{
 };
 
 const TELEMETRY: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("telemetry");
+/// Telemetry of recent group commits, before it moves into [`TELEMETRY`] (see
+/// [`chunks::Stager`]).
+const STAGING: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("telemetry_staging");
 const EVENTS: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("events");
 const HISTORY: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("history");
 const VERIFICATIONS: TableDefinition<'static, (&str, u64), &[u8]> =
@@ -94,19 +97,21 @@ impl RedbStore {
             for def in [DEVICES, TOKENS, SCHEDULES, META] {
                 wtx.open_table(def).map_err(|e| open_err(&e))?;
             }
+            wtx.open_table(STAGING).map_err(|e| open_err(&e))?;
         }
         wtx.commit().map_err(|e| open_err(&e))?;
         let db = Arc::new(db);
         let next_id = max_id(&db)? + 1;
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel::<Job>();
+        let stager = chunks::Stager::new();
         let writer = {
             let db = db.clone();
             let counters = counters.clone();
             std::thread::Builder::new()
                 .name("store-writer".into())
                 .spawn(move || {
-                    writer_loop(&db, &rx, max_batch.max(1), &counters);
+                    writer_loop(&db, &rx, max_batch.max(1), &counters, stager);
                     drop(db);
                 })
                 .map_err(|e| open_err(&e))?
@@ -186,7 +191,13 @@ fn from_json<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T
     })
 }
 
-fn writer_loop(db: &Database, rx: &mpsc::Receiver<Job>, max_batch: usize, c: &Counters) {
+fn writer_loop(
+    db: &Database,
+    rx: &mpsc::Receiver<Job>,
+    max_batch: usize,
+    c: &Counters,
+    mut stager: chunks::Stager,
+) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         let mut n = jobs[0].writes.len();
@@ -200,13 +211,15 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Job>, max_batch: usize, c: &Co
             }
         }
         let started = Instant::now();
-        let result = commit_batch(db, &jobs, c);
+        let result = commit_batch(db, &jobs, c, &mut stager);
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         c.commits.fetch_add(1, Ordering::Relaxed);
         c.last_commit_micros.store(micros, Ordering::Relaxed);
         c.total_commit_micros.fetch_add(micros, Ordering::Relaxed);
         c.last_batch_writes.store(n as u64, Ordering::Relaxed);
         if let Err(e) = &result {
+            // The transaction rolled back: what the stager cached may be ahead of it.
+            stager.reset();
             tracing::error!(error = %e, writes = n, "store commit failed");
         }
         for job in jobs {
@@ -216,7 +229,12 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Job>, max_batch: usize, c: &Co
     }
 }
 
-fn commit_batch(db: &Database, jobs: &[Job], c: &Counters) -> Result<(), StoreError> {
+fn commit_batch(
+    db: &Database,
+    jobs: &[Job],
+    c: &Counters,
+    stager: &mut chunks::Stager,
+) -> Result<(), StoreError> {
     let be = |e: &dyn std::fmt::Display| StoreError::backend("commit", e);
     let wtx = db.begin_write().map_err(|e| be(&e))?;
     let (mut stored, mut dups, mut events) = (0u64, 0u64, 0u64);
@@ -239,8 +257,9 @@ fn commit_batch(db: &Database, jobs: &[Job], c: &Counters) -> Result<(), StoreEr
                     .extend(samples.iter().map(|s| (s.seq, s.json.as_slice())));
             }
         }
-        for (device, samples) in by_device {
-            let done = chunks::store_device(&mut tel, device, samples)?;
+        if !by_device.is_empty() {
+            let mut staging = wtx.open_table(STAGING).map_err(|e| be(&e))?;
+            let done = stager.store(&mut tel, &mut staging, by_device.into_iter().collect())?;
             stored += done.stored;
             dups += done.duplicates;
         }
@@ -317,6 +336,14 @@ fn open_seq(
     rtx.open_table(def).map_err(|e| StoreError::backend(op, e))
 }
 
+fn open_staging(
+    rtx: &redb::ReadTransaction,
+    op: &'static str,
+) -> Result<redb::ReadOnlyTable<u64, &'static [u8]>, StoreError> {
+    rtx.open_table(STAGING)
+        .map_err(|e| StoreError::backend(op, e))
+}
+
 /// Rows of one device in a (device, u64)-keyed table, oldest first, decoded and filtered.
 fn scan_device<T: DeserializeOwned>(
     t: &SeqTable,
@@ -381,7 +408,8 @@ impl Store for RedbStore {
         }
         self.read("telemetry query", |rtx| {
             let t = open_seq(rtx, TELEMETRY, "telemetry query")?;
-            chunks::scan(&t, device.as_str(), false, |_, body| {
+            let staging = open_staging(rtx, "telemetry query")?;
+            chunks::for_each_sample(&t, &staging, device.as_str(), |_, body| {
                 let s: Sample = from_json("telemetry", body)?;
                 if q.contains(s.ts) {
                     out.push(s);
@@ -393,15 +421,13 @@ impl Store for RedbStore {
     }
 
     fn last_sample(&self, device: &DeviceId) -> Result<Option<Sample>, StoreError> {
-        let mut last = None;
         self.read("last sample", |rtx| {
             let t = open_seq(rtx, TELEMETRY, "last sample")?;
-            chunks::scan(&t, device.as_str(), true, |_, body| {
-                last = Some(from_json("telemetry", body)?);
-                Ok(false)
-            })
-        })?;
-        Ok(last)
+            let staging = open_staging(rtx, "last sample")?;
+            chunks::newest_sample(&t, &staging, device.as_str())?
+                .map(|json| from_json("telemetry", &json))
+                .transpose()
+        })
     }
 
     fn telemetry_gaps(&self, device: &DeviceId, max: usize) -> Result<Vec<SeqGap>, StoreError> {
@@ -412,7 +438,8 @@ impl Store for RedbStore {
         let mut expected = 1u64;
         self.read("telemetry gaps", |rtx| {
             let t = open_seq(rtx, TELEMETRY, "telemetry gaps")?;
-            chunks::scan(&t, device.as_str(), false, |seq, _| {
+            let staging = open_staging(rtx, "telemetry gaps")?;
+            chunks::for_each_sample(&t, &staging, device.as_str(), |seq, _| {
                 if seq > expected {
                     gaps.push(SeqGap {
                         from: expected,

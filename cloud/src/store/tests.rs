@@ -40,7 +40,10 @@ fn replayed_telemetry_is_stored_once_in_seq_order() {
     let d = dev("gw-1");
     let batch = |seqs: &[u64]| Write::Telemetry {
         device: d.clone(),
-        samples: seqs.iter().map(|s| SampleRow::encode(&sample(*s))).collect(),
+        samples: seqs
+            .iter()
+            .map(|s| SampleRow::encode(&sample(*s)))
+            .collect(),
     };
     write(&store, vec![batch(&[3, 1, 2]), batch(&[2, 3])]);
     write(&store, vec![batch(&[1, 2, 3, 4])]);
@@ -99,7 +102,10 @@ fn gaps_in_seq_are_reported() {
         &store,
         vec![Write::Telemetry {
             device: d.clone(),
-            samples: [2, 3, 6, 7, 10].into_iter().map(|s| SampleRow::encode(&sample(s))).collect(),
+            samples: [2, 3, 6, 7, 10]
+                .into_iter()
+                .map(|s| SampleRow::encode(&sample(s)))
+                .collect(),
         }],
     );
     assert_eq!(

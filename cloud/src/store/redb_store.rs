@@ -77,6 +77,17 @@ impl RedbStore {
         max_batch: usize,
         cache_bytes: usize,
     ) -> Result<Self, StoreError> {
+        Self::open_staging_at_most(path, max_batch, cache_bytes, chunks::STAGE_MAX)
+    }
+
+    /// As [`RedbStore::open_with_cache`], moving staged telemetry into per-device chunks
+    /// once `max_staged` samples are staged (tests make it small).
+    pub(super) fn open_staging_at_most(
+        path: &Path,
+        max_batch: usize,
+        cache_bytes: usize,
+        max_staged: usize,
+    ) -> Result<Self, StoreError> {
         let open_err = |e: &dyn std::fmt::Display| StoreError::Open {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -104,7 +115,8 @@ impl RedbStore {
         let next_id = max_id(&db)? + 1;
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel::<Job>();
-        let stager = chunks::Stager::new();
+        let mut stager = chunks::Stager::new();
+        stager.max_staged = max_staged;
         let writer = {
             let db = db.clone();
             let counters = counters.clone();
@@ -218,7 +230,9 @@ fn writer_loop(
         c.total_commit_micros.fetch_add(micros, Ordering::Relaxed);
         c.last_batch_writes.store(n as u64, Ordering::Relaxed);
         if let Err(e) = &result {
-            // The transaction rolled back: what the stager cached may be ahead of it.
+            // The transaction rolled back, so the stager's cache may be ahead of the
+            // tables. Only its efficiency depends on that (a sample at or below a cached
+            // newest seq takes the exact path), but start again from the tables.
             stager.reset();
             tracing::error!(error = %e, writes = n, "store commit failed");
         }

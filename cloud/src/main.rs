@@ -7,11 +7,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use shiki_cloud::CloudConfig;
 
-/// mimalloc instead of glibc's malloc: ingest allocates on the MQTT thread and frees on the
-/// store writer's, and glibc's arena locking took a third of the ingest thread's time.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Shiki cloud: embedded MQTT broker, one actor per device, settings history and
 /// verification, alerts, admin API.
 #[derive(Debug, Parser)]

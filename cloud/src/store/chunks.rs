@@ -104,23 +104,11 @@ pub(super) fn store_device(
     mut samples: Vec<(u64, &[u8])>,
 ) -> Result<Stored, StoreError> {
     let be = |e: &dyn std::fmt::Display| StoreError::backend("commit", e);
-    let mut done = Stored::default();
-    samples.sort_by_key(|s| s.0);
-    let before = samples.len();
-    samples.dedup_by_key(|s| s.0);
-    done.duplicates += (before - samples.len()) as u64;
-
-    let newest = match table
-        .range((device, 0u64)..=(device, u64::MAX))
-        .map_err(|e| be(&e))?
-        .next_back()
-    {
-        Some(row) => {
-            let (k, v) = row.map_err(|e| be(&e))?;
-            last_seq(k.value().1, v.value())?
-        }
-        None => 0,
+    let mut done = Stored {
+        stored: 0,
+        duplicates: sort_dedup(&mut samples),
     };
+    let newest = newest_chunked(table, device)?;
     let split = samples.partition_point(|s| s.0 <= newest);
     let fresh = samples.split_off(split);
     for (seq, body) in samples {
@@ -137,6 +125,30 @@ pub(super) fn store_device(
         done.stored += chunk.len() as u64;
     }
     Ok(done)
+}
+
+/// Sorts samples by seq and drops repeats of a seq; returns how many were dropped.
+fn sort_dedup(samples: &mut Vec<(u64, &[u8])>) -> u64 {
+    samples.sort_by_key(|s| s.0);
+    let before = samples.len();
+    samples.dedup_by_key(|s| s.0);
+    (before - samples.len()) as u64
+}
+
+/// The newest seq of `device` in `telemetry` (0: none).
+fn newest_chunked(table: &TelemetryTable<'_>, device: &str) -> Result<u64, StoreError> {
+    let be = |e: &dyn std::fmt::Display| StoreError::backend("commit", e);
+    match table
+        .range((device, 0u64)..=(device, u64::MAX))
+        .map_err(|e| be(&e))?
+        .next_back()
+    {
+        Some(row) => {
+            let (k, v) = row.map_err(|e| be(&e))?;
+            last_seq(k.value().1, v.value())
+        }
+        None => Ok(0),
+    }
 }
 
 /// Stores a sample at or below the device's newest seq; `false` if it was stored already.
@@ -332,10 +344,7 @@ impl Stager {
         let mut groups = Vec::with_capacity(by_device.len());
         let mut any_older = false;
         for (device, mut samples) in by_device {
-            samples.sort_by_key(|s| s.0);
-            let before = samples.len();
-            samples.dedup_by_key(|s| s.0);
-            done.duplicates += (before - samples.len()) as u64;
+            done.duplicates += sort_dedup(&mut samples);
             let newest = self.newest_of(table, staging, device)?;
             any_older |= samples.first().is_some_and(|s| s.0 <= newest);
             groups.push((device, samples));
@@ -400,18 +409,7 @@ impl Stager {
         if let Some(n) = self.newest.get(device) {
             return Ok(*n);
         }
-        let be = |e: &dyn std::fmt::Display| StoreError::backend("commit", e);
-        let mut newest = match table
-            .range((device, 0u64)..=(device, u64::MAX))
-            .map_err(|e| be(&e))?
-            .next_back()
-        {
-            Some(row) => {
-                let (k, v) = row.map_err(|e| be(&e))?;
-                last_seq(k.value().1, v.value())?
-            }
-            None => 0,
-        };
+        let mut newest = newest_chunked(table, device)?;
         scan_staged(staging, Some(device), |_, seqs| {
             newest = newest.max(seqs.last().map_or(0, |s| s.0));
             Ok(true)

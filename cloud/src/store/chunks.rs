@@ -409,11 +409,21 @@ impl Stager {
         if let Some(n) = self.newest.get(device) {
             return Ok(*n);
         }
-        let mut newest = newest_chunked(table, device)?;
-        scan_staged(staging, Some(device), |_, seqs| {
-            newest = newest.max(seqs.last().map_or(0, |s| s.0));
-            Ok(true)
-        })?;
+        if self.newest.is_empty() {
+            // First use since the start or a failed commit: every staged device's newest
+            // seq in one pass over the staging table, not one pass per device.
+            scan_staged(staging, None, |dev, seqs| {
+                let last = seqs.last().map_or(0, |s| s.0);
+                let n = self.newest.entry(dev.to_owned()).or_insert(0);
+                *n = (*n).max(last);
+                Ok(true)
+            })?;
+            if let Some(n) = self.newest.get(device) {
+                // Staged samples are newer than the device's chunks.
+                return Ok(*n);
+            }
+        }
+        let newest = newest_chunked(table, device)?;
         self.newest.insert(device.to_owned(), newest);
         Ok(newest)
     }

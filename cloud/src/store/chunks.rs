@@ -201,7 +201,7 @@ pub(super) fn scan(
     newest_first: bool,
     mut visit: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
-    let be = |e: &dyn std::fmt::Display| StoreError::backend("telemetry query", e);
+    let be = |e: &dyn std::fmt::Display| StoreError::backend("telemetry read", e);
     let range = table
         .range((device, 0u64)..=(device, u64::MAX))
         .map_err(|e| be(&e))?;
@@ -461,7 +461,7 @@ pub(super) fn scan_staged(
     device: Option<&str>,
     mut visit: impl FnMut(&str, &[(u64, &[u8])]) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
-    let be = |e: &dyn std::fmt::Display| StoreError::backend("telemetry query", e);
+    let be = |e: &dyn std::fmt::Display| StoreError::backend("telemetry read", e);
     for row in staging.iter().map_err(|e| be(&e))? {
         let (_, v) = row.map_err(|e| be(&e))?;
         let value = v.value();

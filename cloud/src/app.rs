@@ -6,6 +6,7 @@ use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use shiki_proto::Topics;
@@ -19,7 +20,7 @@ use crate::device::{Clock, DeviceConfig, DeviceDeps, DeviceMetrics, Registry, Sy
 use crate::ingest::{Ingest, IngestStats, MqttPublisher};
 use crate::notifier::{Notifier, NotifierStats};
 use crate::schedule::{FleetScheduleActor, FleetScheduler};
-use crate::store::{RedbStore, Store, StoreError};
+use crate::store::{RedbStore, Store, StoreError, StoreOptions};
 
 /// Why the cloud could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,11 @@ pub struct App {
     _broker: Option<EmbeddedBroker>,
 }
 
+/// How long the store's writer lets writes gather under load when nothing waits for the
+/// commit (see [`StoreOptions::linger`]): at ~130k messages/s a commit then carries ~450
+/// writes instead of ~80, and the writer's CPU per message fell from 3.0 to 1.3 µs.
+const COMMIT_LINGER: Duration = Duration::from_millis(2);
+
 /// Starts everything. Must be called inside an actix `System`. An MQTT listen port of 0
 /// picks a free port for the embedded broker; an API port of 0 binds any free port.
 pub async fn start(config: CloudConfig) -> Result<App, AppError> {
@@ -73,13 +79,25 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         key: "topic_prefix",
         reason: e.to_string(),
     })?;
-    let store = Arc::new(RedbStore::open(
+    let target = config.broker()?;
+    let ack_after_commit = config.mqtt.acks_after_commit(&target);
+    let store = Arc::new(RedbStore::open_with(
         &config.store_path(),
-        config.store.max_batch,
+        &StoreOptions {
+            max_batch: config.store.max_batch,
+            cache_bytes: config.store.cache_mb.saturating_mul(1024 * 1024),
+            // Acknowledging on receipt, nothing waits for a telemetry commit, so under load
+            // the writer lets a few milliseconds of writes gather into each commit.
+            linger: if ack_after_commit {
+                Duration::ZERO
+            } else {
+                COMMIT_LINGER
+            },
+            ..StoreOptions::default()
+        },
     )?);
     let dyn_store: Arc<dyn Store> = store.clone();
 
-    let target = config.broker()?;
     let (embedded, target) = match target {
         BrokerTarget::Embedded(addr) => {
             let b = if addr.port() == 0 {
@@ -132,7 +150,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         dyn_store.clone(),
         registry.clone().recipient(),
         ingest_stats.clone(),
-        config.mqtt.acks_after_commit(&target),
+        ack_after_commit,
         embedded.is_some(),
     );
 

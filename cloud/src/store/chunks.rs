@@ -75,8 +75,22 @@ pub(super) fn last_seq(first_seq: u64, value: &[u8]) -> Result<u64, StoreError> 
 
 /// A chunk row of `samples` (in seq order, non-empty).
 pub(super) fn encode<B: AsRef<[u8]>>(samples: &[(u64, B)]) -> Vec<u8> {
-    let bytes: usize = samples.iter().map(|(_, b)| 12 + b.as_ref().len()).sum();
-    let mut v = Vec::with_capacity(HEADER + bytes);
+    let mut v = Vec::with_capacity(encoded_len(samples));
+    encode_into(&mut v, samples);
+    v
+}
+
+/// The length of [`encode`]'s row.
+fn encoded_len<B: AsRef<[u8]>>(samples: &[(u64, B)]) -> usize {
+    HEADER
+        + samples
+            .iter()
+            .map(|(_, b)| 12 + b.as_ref().len())
+            .sum::<usize>()
+}
+
+/// Appends the chunk row of `samples` to `v`.
+fn encode_into<B: AsRef<[u8]>>(v: &mut Vec<u8>, samples: &[(u64, B)]) {
     v.push(CHUNK_TAG);
     v.extend_from_slice(&samples.last().map_or(0, |s| s.0).to_le_bytes());
     v.extend_from_slice(&(samples.len() as u32).to_le_bytes());
@@ -86,7 +100,6 @@ pub(super) fn encode<B: AsRef<[u8]>>(samples: &[(u64, B)]) -> Vec<u8> {
         v.extend_from_slice(&(body.len() as u32).to_le_bytes());
         v.extend_from_slice(body);
     }
-    v
 }
 
 /// What [`store_device`] did.
@@ -267,38 +280,143 @@ mod tests {
         }
         assert!(last_seq(1, &[0x7f, 0, 0]).is_err());
     }
+
+    #[test]
+    fn a_group_row_holds_each_device_chunk_in_order_and_splits_at_its_size_limit() {
+        let a = [(1u64, b"{\"a\":1}".to_vec()), (2, b"{}".to_vec())];
+        let b = [(7u64, b"{\"b\":7}".to_vec())];
+        let mut rows = GroupRows::default();
+        rows.push("gw-a", &a);
+        rows.push("gw-b", &b);
+        assert_eq!(rows.rows.len(), 1);
+        let split = split_staged(&rows.rows[0]).expect("splits");
+        assert_eq!(
+            split,
+            vec![("gw-a", &encode(&a)[..]), ("gw-b", &encode(&b)[..])]
+        );
+
+        // A chunk that would take a row past its limit starts the next row.
+        let big = [(9u64, vec![b' '; GROUP_ROW_MAX / 2])];
+        rows.push("gw-c", &big);
+        rows.push("gw-d", &big);
+        assert_eq!(rows.rows.len(), 2);
+        assert_eq!(split_staged(&rows.rows[1]).expect("splits").len(), 1);
+
+        // A row of one device's chunk, as written before group rows.
+        let mut old = 4u16.to_le_bytes().to_vec();
+        old.extend_from_slice(b"gw-a");
+        old.extend_from_slice(&encode(&a));
+        assert_eq!(
+            split_staged(&old).expect("splits"),
+            vec![("gw-a", &encode(&a)[..])]
+        );
+    }
+
+    #[test]
+    fn a_damaged_staged_row_is_an_error_not_a_panic() {
+        let mut rows = GroupRows::default();
+        rows.push("gw-a", &[(1u64, b"{}".to_vec())]);
+        let row = &rows.rows[0];
+        for cut in [3, 6, 9, row.len() - 1] {
+            let err = split_staged(&row[..cut]).expect_err("cut row");
+            assert!(
+                matches!(
+                    err,
+                    StoreError::Corrupt {
+                        table: "telemetry_staging",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+        }
+        let mut bad_id = row.clone();
+        bad_id[4] = 0xC3; // first byte of the id: no longer UTF-8
+        assert!(split_staged(&bad_id).is_err());
+    }
 }
 
 /// One device's samples of a group commit, as (seq, JSON).
 pub(super) type DeviceSamples<'a> = (&'a str, Vec<(u64, &'a [u8])>);
 
-/// Staged telemetry: `u64` (order of arrival) → `[device length: u16 LE][device][chunk]`.
+/// Staged telemetry: `u64` (order of arrival) → the chunks of one group commit, each with
+/// its device (see [`split_staged`]).
 pub(super) type StagingTable<'txn> = Table<'txn, u64, &'static [u8]>;
 
 /// Staged samples past which a commit also moves the staging table into `telemetry`.
 pub(super) const STAGE_MAX: usize = 32_768;
 
-fn staged_row(device: &str, chunk: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(2 + device.len() + chunk.len());
-    v.extend_from_slice(&(device.len() as u16).to_le_bytes());
-    v.extend_from_slice(device.as_bytes());
-    v.extend_from_slice(chunk);
-    v
+/// First two bytes of a staged row of one group commit, several devices' chunks:
+/// `[0xFF 0xFF]`, then per chunk `[device length: u16 LE][device][chunk length: u32 LE]
+/// [chunk]`. A row of one device's chunk, as written before group rows, starts with the
+/// device id's length (at most 64), so it cannot start like this.
+const GROUP_TAG: [u8; 2] = [0xFF, 0xFF];
+
+/// A staged row past this size is closed and the next chunk starts a new one (a backlog of
+/// many samples in one commit stays in rows of moderate size).
+const GROUP_ROW_MAX: usize = 256 * 1024;
+
+/// Builds the staged rows of one group commit.
+#[derive(Debug, Default)]
+struct GroupRows {
+    rows: Vec<Vec<u8>>,
 }
 
-/// The device and chunk of a staged row.
-pub(super) fn split_staged(row: &[u8]) -> Result<(&str, &[u8]), StoreError> {
-    let bad = || StoreError::Corrupt {
+impl GroupRows {
+    fn push<B: AsRef<[u8]>>(&mut self, device: &str, samples: &[(u64, B)]) {
+        let len = encoded_len(samples);
+        let row = match self.rows.last_mut() {
+            Some(r) if r.len() + len <= GROUP_ROW_MAX => r,
+            _ => {
+                self.rows.push(GROUP_TAG.to_vec());
+                self.rows.last_mut().expect("just pushed")
+            }
+        };
+        row.extend_from_slice(&(device.len() as u16).to_le_bytes());
+        row.extend_from_slice(device.as_bytes());
+        row.extend_from_slice(&(len as u32).to_le_bytes());
+        encode_into(row, samples);
+    }
+}
+
+fn corrupt_staged(reason: &str) -> StoreError {
+    StoreError::Corrupt {
         table: "telemetry_staging",
-        reason: "row shorter than its device id".into(),
+        reason: reason.into(),
+    }
+}
+
+/// The (device, chunk) pairs of a staged row, in the order they were staged.
+pub(super) fn split_staged(row: &[u8]) -> Result<Vec<(&str, &[u8])>, StoreError> {
+    fn device(rest: &[u8]) -> Result<(&str, &[u8]), StoreError> {
+        let len = rest
+            .get(..2)
+            .ok_or_else(|| corrupt_staged("row ends inside a device id"))?;
+        let len = u16::from_le_bytes(len.try_into().expect("2 bytes")) as usize;
+        let id = rest
+            .get(2..2 + len)
+            .ok_or_else(|| corrupt_staged("row shorter than its device id"))?;
+        let id = std::str::from_utf8(id).map_err(|_| corrupt_staged("device id is not UTF-8"))?;
+        Ok((id, &rest[2 + len..]))
+    }
+    let Some(mut rest) = row.strip_prefix(&GROUP_TAG[..]) else {
+        // One device's chunk (rows written before group rows).
+        return Ok(vec![device(row)?]);
     };
-    let len = u16::from_le_bytes(row.get(..2).ok_or_else(bad)?.try_into().expect("2 bytes"));
-    let device = row.get(2..2 + len as usize).ok_or_else(bad)?;
-    let device = std::str::from_utf8(device).map_err(|_| StoreError::Corrupt {
-        table: "telemetry_staging",
-        reason: "device id is not UTF-8".into(),
-    })?;
-    Ok((device, &row[2 + len as usize..]))
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (id, after) = device(rest)?;
+        let len = after
+            .get(..4)
+            .ok_or_else(|| corrupt_staged("row ends inside a chunk length"))?;
+        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        let chunk = after
+            .get(4..4 + len)
+            .ok_or_else(|| corrupt_staged("row ends inside a chunk"))?;
+        out.push((id, chunk));
+        rest = &after[4 + len..];
+    }
+    Ok(out)
 }
 
 /// The writer's telemetry path: a group commit appends one staged chunk per device (all at
@@ -361,24 +479,30 @@ impl Stager {
             }
             return Ok(done);
         }
-        let mut key = match staging.last().map_err(|e| be(&e))? {
-            Some((k, _)) => k.value() + 1,
-            None => 0,
-        };
         let mut staged = self.staged_count(staging)?;
+        let mut rows = GroupRows::default();
         for (device, samples) in groups {
             let Some(last) = samples.last().map(|s| s.0) else {
                 continue;
             };
             for chunk in samples.chunks(MAX_CHUNK_SAMPLES) {
-                staging
-                    .insert(key, staged_row(device, &encode(chunk)).as_slice())
-                    .map_err(|e| be(&e))?;
-                key += 1;
+                rows.push(device, chunk);
             }
             done.stored += samples.len() as u64;
             staged += samples.len();
-            self.newest.insert(device.to_owned(), last);
+            match self.newest.get_mut(device) {
+                Some(n) => *n = last,
+                None => {
+                    self.newest.insert(device.to_owned(), last);
+                }
+            }
+        }
+        let next = match staging.last().map_err(|e| be(&e))? {
+            Some((k, _)) => k.value() + 1,
+            None => 0,
+        };
+        for (key, row) in (next..).zip(rows.rows) {
+            staging.insert(key, row.as_slice()).map_err(|e| be(&e))?;
         }
         self.staged = Some(staged);
         if staged >= self.max_staged {
@@ -435,18 +559,27 @@ impl Stager {
         staging: &mut StagingTable<'_>,
     ) -> Result<(), StoreError> {
         let be = |e: &dyn std::fmt::Display| StoreError::backend("commit", e);
-        let mut rows: std::collections::BTreeMap<String, Vec<(u64, Vec<u8>)>> = Default::default();
-        scan_staged(staging, None, |device, seqs| {
-            rows.entry(device.to_owned())
-                .or_default()
-                .extend(seqs.iter().map(|(s, b)| (*s, b.to_vec())));
-            Ok(true)
-        })?;
-        for (device, samples) in &rows {
-            for chunk in samples.chunks(MAX_CHUNK_SAMPLES) {
-                table
-                    .insert((device.as_str(), chunk[0].0), encode(chunk).as_slice())
-                    .map_err(|e| be(&e))?;
+        {
+            // Each device's samples, borrowed from the staged rows, in arrival order (which
+            // is seq order: a sample at or below its device's newest seq is never staged).
+            let staged = staging
+                .iter()
+                .map_err(|e| be(&e))?
+                .map(|row| row.map(|(_, v)| v))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| be(&e))?;
+            let mut rows: std::collections::BTreeMap<&str, Vec<(u64, &[u8])>> = Default::default();
+            for value in &staged {
+                for (device, chunk) in split_staged(value.value())? {
+                    rows.entry(device).or_default().extend(decode(0, chunk)?);
+                }
+            }
+            for (device, samples) in &rows {
+                for chunk in samples.chunks(MAX_CHUNK_SAMPLES) {
+                    table
+                        .insert((*device, chunk[0].0), encode(chunk).as_slice())
+                        .map_err(|e| be(&e))?;
+                }
             }
         }
         staging.retain(|_, _| false).map_err(|e| be(&e))?;
@@ -464,14 +597,14 @@ pub(super) fn scan_staged(
     let be = |e: &dyn std::fmt::Display| StoreError::backend("telemetry read", e);
     for row in staging.iter().map_err(|e| be(&e))? {
         let (_, v) = row.map_err(|e| be(&e))?;
-        let value = v.value();
-        let (dev, chunk) = split_staged(value)?;
-        if device.is_some_and(|d| d != dev) {
-            continue;
-        }
-        let entries = decode(0, chunk)?;
-        if !visit(dev, &entries)? {
-            break;
+        for (dev, chunk) in split_staged(v.value())? {
+            if device.is_some_and(|d| d != dev) {
+                continue;
+            }
+            let entries = decode(0, chunk)?;
+            if !visit(dev, &entries)? {
+                return Ok(());
+            }
         }
     }
     Ok(())

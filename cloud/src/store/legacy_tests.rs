@@ -309,3 +309,90 @@ fn telemetry_rows_of_one_sample_each_read_back_and_deduplicate() {
     assert!(store.telemetry_gaps(&d, 5).expect("gaps").is_empty());
     assert_eq!(store.last_sample(&d).expect("last"), Some(sample(5)));
 }
+
+const STAGING: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("telemetry_staging");
+
+/// Staged rows from before group rows held one device's chunk each:
+/// `[device length: u16 LE][device][chunk]`. They read back next to the group rows written
+/// after them, and a replay moves both into `telemetry` in seq order.
+#[test]
+fn staged_rows_of_one_device_each_read_back_and_move_into_chunks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cloud.redb");
+    let json = |seq: u64| {
+        format!(
+            r#"{{"seq":{seq},"ts":"2026-01-15T09:0{seq}:00Z","values":{{"supply_temp":7.{seq}}}}}"#
+        )
+    };
+    {
+        let db = redb::Database::create(&path).expect("redb file");
+        let wtx = db.begin_write().expect("write transaction");
+        {
+            let mut t = wtx.open_table(STAGING).expect("staging table");
+            for (key, device, seqs) in [(0u64, "gw-1", &[1u64, 2][..]), (1, "gw-2", &[1][..])] {
+                // A chunk: [0x01][last seq][count], then [seq][len][JSON] per sample.
+                let mut chunk = vec![0x01];
+                chunk.extend_from_slice(&seqs[seqs.len() - 1].to_le_bytes());
+                chunk.extend_from_slice(&(seqs.len() as u32).to_le_bytes());
+                for &seq in seqs {
+                    let body = json(seq);
+                    chunk.extend_from_slice(&seq.to_le_bytes());
+                    chunk.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                    chunk.extend_from_slice(body.as_bytes());
+                }
+                let mut row = (device.len() as u16).to_le_bytes().to_vec();
+                row.extend_from_slice(device.as_bytes());
+                row.extend_from_slice(&chunk);
+                t.insert(key, row.as_slice()).expect("insert");
+            }
+        }
+        wtx.commit().expect("commit");
+    }
+    let store = RedbStore::open(&path, 64).expect("store opens");
+    let (d1, d2) = (
+        DeviceId::new("gw-1").expect("id"),
+        DeviceId::new("gw-2").expect("id"),
+    );
+    let sample = |seq: u64| shiki_proto::Sample {
+        seq,
+        ts: at(&format!("2026-01-15T09:0{seq}:00Z")),
+        values: [("supply_temp".to_owned(), (7.0 + seq as f64 / 10.0).into())].into(),
+    };
+    let commit = |writes: Vec<(&DeviceId, &[u64])>| {
+        let writes = writes
+            .into_iter()
+            .map(|(d, seqs)| Write::Telemetry {
+                device: d.clone(),
+                samples: seqs
+                    .iter()
+                    .map(|&s| SampleRow::encode(&sample(s)))
+                    .collect(),
+            })
+            .collect();
+        store.submit(writes).wait_blocking().expect("commit");
+    };
+    let seqs = |d: &DeviceId| -> Vec<u64> {
+        let got = store.telemetry(d, &TimeQuery::default()).expect("query");
+        got.iter().map(|s| s.seq).collect()
+    };
+    assert_eq!(seqs(&d1), vec![1, 2]);
+    assert_eq!(store.last_sample(&d2).expect("last"), Some(sample(1)));
+
+    // Fresh samples of both devices: one group row after the old rows.
+    commit(vec![(&d1, &[3]), (&d2, &[2, 3])]);
+    assert_eq!(seqs(&d1), vec![1, 2, 3]);
+    assert_eq!(seqs(&d2), vec![1, 2, 3]);
+    assert_eq!(store.stats().samples_stored, 3);
+
+    // A replay of an old staged sample moves everything into chunks and is dropped.
+    commit(vec![(&d1, &[2, 4])]);
+    let stats = store.stats();
+    assert_eq!((stats.samples_stored, stats.duplicates_dropped), (4, 1));
+    assert_eq!(seqs(&d1), vec![1, 2, 3, 4]);
+    assert_eq!(seqs(&d2), vec![1, 2, 3]);
+    assert_eq!(store.last_sample(&d1).expect("last"), Some(sample(4)));
+    assert_eq!(
+        store.telemetry(&d2, &TimeQuery::default()).expect("query"),
+        (1..=3).map(sample).collect::<Vec<_>>()
+    );
+}

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-pub use redb_store::RedbStore;
+pub use redb_store::{RedbStore, StoreOptions};
 pub use types::{
     Actor, DeviceSnapshot, FailureReason, HistoryEntry, HistoryItem, SampleRow, SeqGap, Side,
     StoreStats, TimeQuery, TokenRecord, VerificationOutcome, VerificationRecord, Write,

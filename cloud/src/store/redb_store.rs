@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -77,17 +77,24 @@ impl RedbStore {
         max_batch: usize,
         cache_bytes: usize,
     ) -> Result<Self, StoreError> {
-        Self::open_staging_at_most(path, max_batch, cache_bytes, chunks::STAGE_MAX)
+        Self::open_with(
+            path,
+            &StoreOptions {
+                max_batch,
+                cache_bytes,
+                ..StoreOptions::default()
+            },
+        )
     }
 
-    /// As [`RedbStore::open_with_cache`], moving staged telemetry into per-device chunks
-    /// once `max_staged` samples are staged (tests make it small).
-    pub(super) fn open_staging_at_most(
-        path: &Path,
-        max_batch: usize,
-        cache_bytes: usize,
-        max_staged: usize,
-    ) -> Result<Self, StoreError> {
+    /// Opens (or creates) the store file with every option.
+    pub fn open_with(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+        let StoreOptions {
+            max_batch,
+            cache_bytes,
+            linger,
+            max_staged,
+        } = *options;
         let open_err = |e: &dyn std::fmt::Display| StoreError::Open {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -123,7 +130,7 @@ impl RedbStore {
             std::thread::Builder::new()
                 .name("store-writer".into())
                 .spawn(move || {
-                    writer_loop(&db, &rx, max_batch.max(1), &counters, stager);
+                    writer_loop(&db, &rx, max_batch.max(1), linger, &counters, stager);
                     drop(db);
                 })
                 .map_err(|e| open_err(&e))?
@@ -203,14 +210,51 @@ fn from_json<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T
     })
 }
 
+/// How the store's writer commits.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// Most queued writes committed in one transaction.
+    pub max_batch: usize,
+    /// Page cache of the redb file.
+    pub cache_bytes: usize,
+    /// Under load (the last commit carried at least [`LINGER_AFTER`] writes), how long the
+    /// writer lets writes gather before its next commit: fewer, larger commits, each with
+    /// one fsync. Zero when writers wait for their commit to let the next writes in (the
+    /// ingest acknowledging after the commit), where lingering only adds latency.
+    pub linger: Duration,
+    /// Staged telemetry samples past which a commit moves them into per-device chunks.
+    pub max_staged: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: 4096,
+            cache_bytes: 64 * 1024 * 1024,
+            linger: Duration::ZERO,
+            max_staged: chunks::STAGE_MAX,
+        }
+    }
+}
+
+/// Writes in the last commit from which the writer lingers before the next one.
+const LINGER_AFTER: usize = 64;
+
 fn writer_loop(
     db: &Database,
     rx: &mpsc::Receiver<Job>,
     max_batch: usize,
+    linger: Duration,
     c: &Counters,
     mut stager: chunks::Stager,
 ) {
+    let mut busy = false;
     while let Ok(first) = rx.recv() {
+        if busy && !linger.is_zero() {
+            // Sleep rather than wait on the channel: a receiver waiting on it is woken by
+            // every send, which cost both threads a futex call per message.
+            std::thread::sleep(linger);
+        }
         let mut jobs = vec![first];
         let mut n = jobs[0].writes.len();
         while n < max_batch {
@@ -222,6 +266,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        busy = n >= LINGER_AFTER;
         let started = Instant::now();
         let result = commit_batch(db, &jobs, c, &mut stager);
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);

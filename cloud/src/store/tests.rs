@@ -213,7 +213,13 @@ fn a_backlog_longer_than_a_chunk_is_split_and_reads_back_in_order() {
 fn staged_telemetry_reads_back_moves_into_chunks_and_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("cloud.redb");
-    let open = || RedbStore::open_staging_at_most(&path, 1024, 1 << 20, 10).expect("opens");
+    let options = StoreOptions {
+        max_batch: 1024,
+        cache_bytes: 1 << 20,
+        max_staged: 10,
+        ..StoreOptions::default()
+    };
+    let open = || RedbStore::open_with(&path, &options).expect("opens");
     let (a, b) = (dev("gw-a"), dev("gw-b"));
     let store = open();
     // 4 + 4 staged; then 4 more pass the limit of 10 and everything moves into chunks.

@@ -516,6 +516,8 @@ impl Backend for CloudBackend {
                     sum_seconds: s.total_commit_micros as f64 / 1e6,
                     quantiles: Vec::new(),
                 },
+                store_commit_failures_total: s.failed_commits,
+                ingest_unstored_total: self.ingest.unstored_total(),
             })
         }
         .boxed_local()

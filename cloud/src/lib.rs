@@ -36,6 +36,7 @@ pub mod ingest;
 pub mod notifier;
 pub mod schedule;
 pub mod store;
+mod throttle;
 
 pub use app::{App, AppError, run, start};
 pub use backend_impl::CloudBackend;

@@ -120,6 +120,28 @@ pub(crate) fn render(m: &MetricsSnapshot, api: &ApiStats) -> String {
     );
 
     out.family(
+        "shiki_store_commit_failures_total",
+        "counter",
+        "Store group commits that failed; their writes were not stored.",
+    );
+    out.sample(
+        "shiki_store_commit_failures_total",
+        &[],
+        m.store_commit_failures_total as f64,
+    );
+    out.family(
+        "shiki_ingest_unstored_total",
+        "counter",
+        "Ingested MQTT messages whose store commit failed (acknowledged on receipt: lost; \
+         acknowledged after the commit: left for the broker to redeliver).",
+    );
+    out.sample(
+        "shiki_ingest_unstored_total",
+        &[],
+        m.ingest_unstored_total as f64,
+    );
+
+    out.family(
         "shiki_api_responses_total",
         "counter",
         "Admin API responses by status class.",

@@ -303,6 +303,12 @@ pub struct MetricsSnapshot {
     pub verifications_pending: u64,
     /// Store commit latency (group commits).
     pub store_commit: LatencySummary,
+    /// Counter: group commits that failed.
+    #[serde(default)]
+    pub store_commit_failures_total: u64,
+    /// Counter: ingested messages whose store commit failed.
+    #[serde(default)]
+    pub ingest_unstored_total: u64,
 }
 
 /// A Prometheus-style summary of a latency.

@@ -1,8 +1,9 @@
 //! Ingest: the cloud's MQTT session. It subscribes to every edge→cloud topic
 //! ([`Topics::cloud_subscriptions`]), parses and decodes each message, queues telemetry and
 //! events for the store, routes everything to the device's actor, and acknowledges each
-//! message (PUBACK) after its store commit, in order. The [`MqttPublisher`] actor publishes
-//! the device actors' cloud→edge messages.
+//! message (PUBACK) after its store commit, in order. The messages rumqttc read in one go
+//! (up to 10) are handled as a burst: one store submission and one entry for the acker.
+//! The [`MqttPublisher`] actor publishes the device actors' cloud→edge messages.
 //!
 //! A malformed payload, an unknown topic or an invalid device id is counted by reason,
 //! logged with the topic, acknowledged and dropped; other devices never notice.
@@ -52,8 +53,13 @@ impl Ingest {
         nudge_on_puback: bool,
     ) -> Self {
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-        let acker = actix::spawn(ack_in_order(client.clone(), ack_rx, ack_after_commit));
         let nudge = nudge_on_puback.then(|| format!("{}/_cloud/nudge", topics.prefix()));
+        let acker = actix::spawn(ack_in_order(
+            client.clone(),
+            ack_rx,
+            ack_after_commit,
+            stats.clone(),
+        ));
         let handler = Handler {
             topics,
             store,
@@ -61,6 +67,7 @@ impl Ingest {
             stats,
             client: client.clone(),
             acks: ack_tx,
+            ack_after_commit,
             // Acknowledging after the commit, the poll loop must never wait for the acker:
             // the acker's PUBACKs leave through this same event loop, and waiting
             // deadlocked once rumqttc's request channel filled. What waits is then what the
@@ -104,8 +111,10 @@ struct Handler {
     router: Recipient<Route>,
     stats: Arc<IngestStats>,
     client: AsyncClient,
-    /// Each message's commit, to the acker.
+    /// Each burst's commit, to the acker.
     acks: mpsc::UnboundedSender<Pending>,
+    /// Whether messages are acknowledged after their commit (else rumqttc did on receipt).
+    ack_after_commit: bool,
     /// Acknowledging on receipt: at most [`MAX_UNCOMMITTED`] messages wait for their commit;
     /// past that the poll loop stops reading (TCP back-pressure) until the store catches up.
     window: Option<Arc<tokio::sync::Semaphore>>,
@@ -120,42 +129,21 @@ async fn poll_loop(mut eventloop: EventLoop, h: Handler) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let commit = h.handle(&p);
-                let permit = match &h.window {
-                    Some(w) => match w.clone().acquire_owned().await {
-                        Ok(p) => Some(p),
-                        Err(_) => return,
-                    },
-                    None => None,
-                };
-                if h.acks.send((commit, p, permit)).is_err() {
+            Ok(first) => {
+                // rumqttc reads up to 10 packets per network read and queues all but the
+                // first; they are handled together, as one burst.
+                let mut burst = Burst::default();
+                let mut connected = h.on_event(first, &mut burst);
+                while let Some(event) = eventloop.state.events.pop_front() {
+                    connected |= h.on_event(event, &mut burst);
+                }
+                if connected {
+                    backoff = Duration::from_millis(100);
+                }
+                if !h.finish(burst).await {
                     return;
                 }
             }
-            Ok(Event::Incoming(Packet::PubAck(_))) => {
-                if let Some(topic) = &h.nudge {
-                    let _ = h
-                        .client
-                        .try_publish(topic.clone(), QoS::AtMostOnce, false, Vec::new());
-                }
-            }
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                backoff = Duration::from_millis(100);
-                tracing::info!(
-                    session_present = ack.session_present,
-                    "connected to MQTT broker"
-                );
-                let filters = h
-                    .topics
-                    .cloud_subscriptions()
-                    .into_iter()
-                    .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
-                if let Err(e) = h.client.try_subscribe_many(filters) {
-                    tracing::error!(error = %e, "cannot subscribe to device topics");
-                }
-            }
-            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "MQTT connection lost");
                 // Back off before the next poll reconnects.
@@ -171,35 +159,95 @@ async fn poll_loop(mut eventloop: EventLoop, h: Handler) {
 /// meanwhile).
 const MAX_UNCOMMITTED: usize = 16_384;
 
-/// A received message, its commit, and its place in the window (acknowledging on receipt).
-type Pending = (
-    Commit,
-    rumqttc::Publish,
-    Option<tokio::sync::OwnedSemaphorePermit>,
-);
+/// The messages of one network read.
+#[derive(Default)]
+struct Burst {
+    /// Their store writes, submitted together.
+    writes: Vec<Write>,
+    /// Messages received.
+    messages: usize,
+    /// Messages with writes.
+    stored: usize,
+    /// Acknowledging after the commit: each message, and whether it has writes.
+    publishes: Vec<(rumqttc::Publish, bool)>,
+}
 
-/// Awaits each message's store commit in arrival order and, when `ack_after_commit`,
-/// acknowledges it after the commit (the client acknowledged it on receipt otherwise).
+/// A burst's commit, for the acker.
+struct Pending {
+    commit: Commit,
+    /// Messages whose writes the commit carries.
+    stored: usize,
+    /// Acknowledging after the commit: each message, and whether it waits for the commit.
+    publishes: Vec<(rumqttc::Publish, bool)>,
+    /// Acknowledging on receipt: the burst's place in the window.
+    _window: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// Awaits each burst's store commit in arrival order and, when `ack_after_commit`,
+/// acknowledges its messages after the commit (the client acknowledged them on receipt
+/// otherwise). A failed commit is counted, and logged at most every few seconds.
 async fn ack_in_order(
     client: AsyncClient,
     mut rx: mpsc::UnboundedReceiver<Pending>,
     ack_after_commit: bool,
+    stats: Arc<IngestStats>,
 ) {
-    while let Some((commit, publish, _window)) = rx.recv().await {
-        match commit.await {
-            Ok(()) if ack_after_commit => {
-                if let Err(e) = client.ack(&publish).await {
-                    tracing::warn!(error = %e, topic = %publish.topic, "cannot acknowledge message");
-                }
+    let mut failures = FailureLog::default();
+    while let Some(p) = rx.recv().await {
+        let result = p.commit.await;
+        if let Err(e) = &result {
+            stats.unstored(p.stored);
+            let topic = p.publishes.iter().find(|m| m.1).map(|m| m.0.topic.as_str());
+            failures.failed(e, p.stored, topic, ack_after_commit);
+        }
+        for (publish, stored) in &p.publishes {
+            // Not acknowledged when its writes failed: the broker redelivers it after a
+            // reconnect.
+            if (result.is_ok() || !stored)
+                && let Err(e) = client.ack(publish).await
+            {
+                tracing::warn!(error = %e, topic = %publish.topic, "cannot acknowledge message");
             }
-            Ok(()) => {}
-            Err(e) if ack_after_commit => {
-                // Not acknowledged: the broker redelivers it after a reconnect.
-                tracing::error!(error = %e, topic = %publish.topic, "message not stored; not acknowledged");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, topic = %publish.topic, "message not stored and already acknowledged: lost");
-            }
+        }
+    }
+}
+
+/// Logs failed commits of ingested messages: the first at once, later ones at most every
+/// 10 s with the number of messages since (a store that fails keeps failing, once per
+/// burst).
+#[derive(Debug)]
+struct FailureLog {
+    throttle: crate::throttle::Throttle,
+    messages_since: usize,
+}
+
+impl Default for FailureLog {
+    fn default() -> Self {
+        Self {
+            throttle: crate::throttle::Throttle::new(Duration::from_secs(10)),
+            messages_since: 0,
+        }
+    }
+}
+
+impl FailureLog {
+    fn failed(
+        &mut self,
+        error: &crate::store::StoreError,
+        messages: usize,
+        topic: Option<&str>,
+        ack_after_commit: bool,
+    ) {
+        self.messages_since += messages;
+        if self.throttle.pass(std::time::Instant::now()).is_none() {
+            return;
+        }
+        let messages = std::mem::take(&mut self.messages_since);
+        let topic = topic.unwrap_or("");
+        if ack_after_commit {
+            tracing::error!(%error, messages, topic, "messages not stored; not acknowledged, the broker redelivers them after a reconnect");
+        } else {
+            tracing::error!(%error, messages, topic, "messages not stored and already acknowledged: lost");
         }
     }
 }
@@ -235,22 +283,99 @@ fn telemetry_rows(
 }
 
 impl Handler {
-    fn drop_msg(&self, topic: &str, reason: DropReason, detail: &dyn std::fmt::Display) -> Commit {
-        self.stats.dropped(reason);
-        tracing::warn!(topic, reason = reason.as_str(), %detail, "dropped MQTT message");
-        Commit::ready(Ok(()))
+    /// Handles one event of a burst; `true` when it is a new connection.
+    fn on_event(&self, event: Event, burst: &mut Burst) -> bool {
+        match event {
+            Event::Incoming(Packet::Publish(p)) => {
+                let stored = self.handle(&p, &mut burst.writes);
+                burst.messages += 1;
+                burst.stored += usize::from(stored);
+                if self.ack_after_commit {
+                    burst.publishes.push((p, stored));
+                }
+                false
+            }
+            Event::Incoming(Packet::PubAck(_)) => {
+                if let Some(topic) = &self.nudge {
+                    let _ =
+                        self.client
+                            .try_publish(topic.clone(), QoS::AtMostOnce, false, Vec::new());
+                }
+                false
+            }
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to MQTT broker"
+                );
+                let filters = self
+                    .topics
+                    .cloud_subscriptions()
+                    .into_iter()
+                    .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
+                if let Err(e) = self.client.try_subscribe_many(filters) {
+                    tracing::error!(error = %e, "cannot subscribe to device topics");
+                }
+                true
+            }
+            _ => false,
+        }
     }
 
-    fn decode<T: DeserializeOwned>(&self, p: &rumqttc::Publish) -> Result<T, Commit> {
-        decode(&p.payload).map_err(|e| self.drop_msg(&p.topic, DropReason::Malformed, &e))
+    /// Submits a burst's writes and hands its commit to the acker; `false` once the acker
+    /// is gone.
+    async fn finish(&self, burst: Burst) -> bool {
+        if burst.messages == 0 || (burst.writes.is_empty() && burst.publishes.is_empty()) {
+            return true;
+        }
+        let commit = if burst.writes.is_empty() {
+            Commit::ready(Ok(()))
+        } else {
+            self.store.submit(burst.writes)
+        };
+        let window = match &self.window {
+            Some(w) => {
+                let n = burst.messages.min(MAX_UNCOMMITTED) as u32;
+                match w.clone().acquire_many_owned(n).await {
+                    Ok(p) => Some(p),
+                    Err(_) => return false,
+                }
+            }
+            None => None,
+        };
+        self.acks
+            .send(Pending {
+                commit,
+                stored: burst.stored,
+                publishes: burst.publishes,
+                _window: window,
+            })
+            .is_ok()
+    }
+
+    fn drop_msg(&self, topic: &str, reason: DropReason, detail: &dyn std::fmt::Display) -> bool {
+        self.stats.dropped(reason);
+        tracing::warn!(topic, reason = reason.as_str(), %detail, "dropped MQTT message");
+        false
+    }
+
+    fn decode<T: DeserializeOwned>(&self, p: &rumqttc::Publish) -> Option<T> {
+        match decode(&p.payload) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.drop_msg(&p.topic, DropReason::Malformed, &e);
+                None
+            }
+        }
     }
 
     fn route(&self, device: DeviceId, input: DeviceInput) {
         self.router.do_send(Route { device, input });
     }
 
-    /// Handles one message; the returned commit gates its acknowledgement.
-    fn handle(&self, p: &rumqttc::Publish) -> Commit {
+    /// Handles one message: adds its store writes to `writes` (`true` if it had any) and
+    /// routes it to its device.
+    fn handle(&self, p: &rumqttc::Publish, writes: &mut Vec<Write>) -> bool {
         let (device, channel) = match self.topics.parse(&p.topic) {
             Ok(x) => x,
             Err(e @ TopicError::InvalidId { .. }) => {
@@ -261,70 +386,67 @@ impl Handler {
         if channel.direction() == Direction::CloudToEdge {
             return self.drop_msg(&p.topic, DropReason::WrongDirection, &"cloud→edge topic");
         }
-        let _span = tracing::debug_span!("ingest", device_id = %device).entered();
         self.stats.accepted(&channel);
-        match channel {
+        let input = match channel {
             Channel::Telemetry => {
+                // The hot path logs nothing, so it gets no span.
                 let (rows, newest) = match telemetry_rows(&p.payload) {
                     Ok(x) => x,
                     Err(e) => return self.drop_msg(&p.topic, DropReason::Malformed, &e),
                 };
                 self.stats.samples(rows.len());
-                let commit = self.store.submit(vec![Write::Telemetry {
+                writes.push(Write::Telemetry {
                     device: device.clone(),
                     samples: rows,
-                }]);
+                });
                 if let Some(s) = newest {
                     self.route(device, DeviceInput::Telemetry(s));
                 }
-                commit
+                return true;
             }
-            Channel::Events => {
-                let batch: shiki_proto::EventBatch = match self.decode(p) {
-                    Ok(b) => b,
-                    Err(c) => return c,
-                };
-                let commit = self.store.submit(vec![Write::Events {
-                    device: device.clone(),
-                    events: batch.events.clone(),
-                }]);
-                self.route(device, DeviceInput::Events(batch.events));
-                commit
-            }
-            Channel::Status => match self.decode(p) {
-                Ok(s) => self.routed(device, DeviceInput::Status(s)),
-                Err(c) => c,
-            },
-            Channel::Catalog => match self.decode(p) {
-                Ok(c) => self.routed(device, DeviceInput::Catalog(c)),
-                Err(c) => c,
-            },
-            Channel::ShadowReported => match self.decode(p) {
-                Ok(r) => self.routed(device, DeviceInput::Reported(Box::new(r))),
-                Err(c) => c,
-            },
-            Channel::ShadowGet => match self.decode(p) {
-                Ok(g) => self.routed(device, DeviceInput::ShadowGet(g)),
-                Err(c) => c,
-            },
-            Channel::ScheduleAck => match self.decode::<shiki_proto::ScheduleAck>(p) {
-                Ok(a) => self.routed(device, DeviceInput::ScheduleAck(a)),
-                Err(c) => c,
-            },
-            Channel::JobUpdate(job) => match self.decode::<shiki_proto::JobUpdate>(p) {
-                Ok(u) => {
-                    tracing::info!(%job, status = ?u.status, "job update");
-                    Commit::ready(Ok(()))
+            other => {
+                let _span = tracing::debug_span!("ingest", device_id = %device).entered();
+                match self.decode_input(p, other) {
+                    Some(input) => input,
+                    None => return false,
                 }
-                Err(c) => c,
-            },
-            other => self.drop_msg(&p.topic, DropReason::WrongDirection, &format!("{other:?}")),
-        }
+            }
+        };
+        let stored = if let DeviceInput::Events(events) = &input {
+            writes.push(Write::Events {
+                device: device.clone(),
+                events: events.clone(),
+            });
+            true
+        } else {
+            false
+        };
+        self.route(device, input);
+        stored
     }
 
-    fn routed(&self, device: DeviceId, input: DeviceInput) -> Commit {
-        self.route(device, input);
-        Commit::ready(Ok(()))
+    /// The device input a message of a channel other than telemetry carries (`None`: it
+    /// was dropped, or needs nothing of the device actor).
+    fn decode_input(&self, p: &rumqttc::Publish, channel: Channel) -> Option<DeviceInput> {
+        Some(match channel {
+            Channel::Events => {
+                DeviceInput::Events(self.decode::<shiki_proto::EventBatch>(p)?.events)
+            }
+            Channel::Status => DeviceInput::Status(self.decode(p)?),
+            Channel::Catalog => DeviceInput::Catalog(self.decode(p)?),
+            Channel::ShadowReported => DeviceInput::Reported(Box::new(self.decode(p)?)),
+            Channel::ShadowGet => DeviceInput::ShadowGet(self.decode(p)?),
+            Channel::ScheduleAck => DeviceInput::ScheduleAck(self.decode(p)?),
+            Channel::JobUpdate(job) => {
+                let u: shiki_proto::JobUpdate = self.decode(p)?;
+                tracing::info!(%job, status = ?u.status, "job update");
+                return None;
+            }
+            other => {
+                self.drop_msg(&p.topic, DropReason::WrongDirection, &format!("{other:?}"));
+                return None;
+            }
+        })
     }
 }
 

@@ -53,6 +53,7 @@ pub struct IngestStats {
     accepted: [AtomicU64; 8],
     dropped: [AtomicU64; 4],
     samples: AtomicU64,
+    unstored: AtomicU64,
 }
 
 impl IngestStats {
@@ -80,6 +81,10 @@ impl IngestStats {
 
     pub(crate) fn samples(&self, n: usize) {
         self.samples.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn unstored(&self, n: usize) {
+        self.unstored.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Messages accepted, by channel.
@@ -110,6 +115,11 @@ impl IngestStats {
     /// Messages dropped for any reason.
     pub fn dropped_total(&self) -> u64 {
         self.dropped.iter().map(|n| n.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Messages whose store commit failed.
+    pub fn unstored_total(&self) -> u64 {
+        self.unstored.load(Ordering::Relaxed)
     }
 
     /// Telemetry samples received (before de-duplication).

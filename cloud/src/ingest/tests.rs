@@ -142,17 +142,29 @@ fn start_with(
     store: Arc<dyn Store>,
     ack_after_commit: bool,
 ) -> (Ingest, mpsc::UnboundedReceiver<u64>) {
+    let (ingest, rx, _) = start_counting(options, topics, store, ack_after_commit);
+    (ingest, rx)
+}
+
+/// As [`start_with`], with the ingest's counters.
+fn start_counting(
+    options: MqttOptions,
+    topics: &Topics,
+    store: Arc<dyn Store>,
+    ack_after_commit: bool,
+) -> (Ingest, mpsc::UnboundedReceiver<u64>, Arc<IngestStats>) {
     let (tx, rx) = mpsc::unbounded_channel();
+    let stats = Arc::new(IngestStats::default());
     let ingest = Ingest::start(
         Ingest::client_for(options),
         topics.clone(),
         store,
         Seen(tx).start().recipient(),
-        Arc::new(IngestStats::default()),
+        stats.clone(),
         ack_after_commit,
         false,
     );
-    (ingest, rx)
+    (ingest, rx, stats)
 }
 
 /// Publishes one sample as the device (QoS 1, waits for the broker's PUBACK).
@@ -219,8 +231,8 @@ async fn store_down_then_restart(ack_after_commit: bool) -> Vec<u64> {
     let client_id = format!("shiki-cloud-ack-{}", rand::random::<u32>());
     let device = DeviceId::new("gw-ack").expect("valid id");
 
-    let (first, mut seen) = start(
-        &client_id,
+    let (first, mut seen, stats) = start_counting(
+        options(&client_id, ack_after_commit),
         &topics,
         Arc::new(TestStore::Failing),
         ack_after_commit,
@@ -237,6 +249,15 @@ async fn store_down_then_restart(ack_after_commit: bool) -> Vec<u64> {
         if next(&mut seen, Duration::from_millis(200)).await == Some(1) {
             break;
         }
+    }
+    // Counted (for /metrics) once the failed commit reaches the acker.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stats.unstored_total() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the failed commit was never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     first.stop().await;
 

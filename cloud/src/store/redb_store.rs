@@ -52,6 +52,7 @@ struct Counters {
     last_commit_micros: AtomicU64,
     total_commit_micros: AtomicU64,
     last_batch_writes: AtomicU64,
+    failed_commits: AtomicU64,
 }
 
 /// The redb-backed [`Store`]. Dropping it commits what is queued and stops the writer.
@@ -249,6 +250,8 @@ fn writer_loop(
     mut stager: chunks::Stager,
 ) {
     let mut busy = false;
+    // A commit that fails keeps failing (a full disk): logged every 10 s, all counted.
+    let mut failure_log = crate::throttle::Throttle::new(Duration::from_secs(10));
     while let Ok(first) = rx.recv() {
         if busy && !linger.is_zero() {
             // Sleep rather than wait on the channel: a receiver waiting on it is woken by
@@ -279,7 +282,10 @@ fn writer_loop(
             // tables. Only its efficiency depends on that (a sample at or below a cached
             // newest seq takes the exact path), but start again from the tables.
             stager.reset();
-            tracing::error!(error = %e, writes = n, "store commit failed");
+            c.failed_commits.fetch_add(1, Ordering::Relaxed);
+            if let Some(held_back) = failure_log.pass(Instant::now()) {
+                tracing::error!(error = %e, writes = n, failed_commits_not_logged = held_back, "store commit failed");
+            }
         }
         for job in jobs {
             // The writer may have stopped waiting; that is fine.
@@ -657,6 +663,7 @@ impl Store for RedbStore {
             last_commit_micros: c.last_commit_micros.load(Ordering::Relaxed),
             total_commit_micros: c.total_commit_micros.load(Ordering::Relaxed),
             last_batch_writes: c.last_batch_writes.load(Ordering::Relaxed),
+            failed_commits: c.failed_commits.load(Ordering::Relaxed),
         }
     }
 }

@@ -297,4 +297,6 @@ pub struct StoreStats {
     pub last_commit_micros: u64,
     pub total_commit_micros: u64,
     pub last_batch_writes: u64,
+    /// Group commits that failed (their writes were not stored).
+    pub failed_commits: u64,
 }

@@ -116,6 +116,8 @@ async fn metrics_are_prometheus_text() {
                 sum_seconds: 0.02,
                 quantiles: vec![(0.5, 0.0004), (0.99, 0.003)],
             },
+            store_commit_failures_total: 3,
+            ingest_unstored_total: 12,
         };
     }
     let app = app!(state(backend));
@@ -138,6 +140,8 @@ async fn metrics_are_prometheus_text() {
         "shiki_verifications_total",
         "shiki_store_commit_seconds",
         "shiki_store_commit_seconds_count",
+        "shiki_store_commit_failures_total",
+        "shiki_ingest_unstored_total",
         "shiki_api_auth_failures_total",
     ] {
         assert!(names.contains(name), "{name} missing:\n{text}");
@@ -150,6 +154,11 @@ async fn metrics_are_prometheus_text() {
     assert!(text.contains("shiki_ingest_messages_total{channel=\"shadow/reported\"} 3\n"));
     assert!(text.contains("shiki_store_commit_seconds{quantile=\"0.99\"} 0.003\n"));
     assert!(text.contains("shiki_api_auth_failures_total 1\n"), "{text}");
+    assert!(
+        text.contains("shiki_store_commit_failures_total 3\n"),
+        "{text}"
+    );
+    assert!(text.contains("shiki_ingest_unstored_total 12\n"), "{text}");
     assert!(
         text.contains("shiki_api_responses_total{class=\"4xx\"} 1\n"),
         "{text}"

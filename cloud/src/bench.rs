@@ -191,6 +191,33 @@ fn stream(topics: &Topics, n: usize, first_seq: u64) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// A phase of the ingest bench gives up when its count has not moved for this long.
+const STALL_AFTER: Duration = Duration::from_secs(10);
+
+/// Polls `count` until it reaches `target` or stops moving for [`STALL_AFTER`]; returns the
+/// last count.
+async fn until_done_or_stalled(count: impl Fn() -> u64, target: u64) -> u64 {
+    let (mut last, mut moved) = (count(), Instant::now());
+    while last < target && moved.elapsed() < STALL_AFTER {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let now = count();
+        if now != last {
+            (last, moved) = (now, Instant::now());
+        }
+    }
+    last
+}
+
+/// What a phase that stalled prints.
+fn stalled(broker: &str, who: &str, got: u64, n: usize) -> String {
+    format!(
+        "ingest: the {who} got {got} of {n} messages and then nothing for {}s: {broker} dropped \
+         the rest (Mosquitto keeps at most max_queued_messages per client, 1000 by default; \
+         deploy/mosquitto/mosquitto.conf sets 1000000)",
+        STALL_AFTER.as_secs()
+    )
+}
+
 /// Whether the actor of every bench device has seen telemetry up to `last_seq`.
 async fn devices_caught_up(registry: &actix::Addr<Registry>, last_seq: u64) -> bool {
     for id in bench_devices() {
@@ -336,11 +363,12 @@ async fn ingest(
     // The bare subscriber (prefix the cloud does not subscribe to) counts what it receives.
     let bare_topics = Topics::new(&format!("bench-bare{run}/shiki/v1")).expect("valid prefix");
     let (sub, mut el) = device_client("bench-sub", port);
-    let (count_tx, mut count_rx) = tokio::sync::watch::channel(0usize);
+    let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = received.clone();
     let filter = bare_topics.all_devices(&Channel::Telemetry);
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
     let sub_task = actix::spawn(async move {
-        let (mut ready, mut count) = (Some(ready_tx), 0usize);
+        let mut ready = Some(ready_tx);
         loop {
             match el.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -352,10 +380,7 @@ async fn ingest(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(_))) => {
-                    count += 1;
-                    if count % 1000 == 0 {
-                        let _ = count_tx.send(count);
-                    }
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Ok(_) => {}
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -365,7 +390,7 @@ async fn ingest(
     let _ = ready_rx.await;
 
     let store = app.store();
-    let limit = Duration::from_secs(300);
+    let limit = STALL_AFTER;
     let (mut bare_time, mut cloud_time, mut cloud_stored) = (Duration::ZERO, Duration::ZERO, 0u64);
     let (mut bare_cpu, mut cloud_cpu) = (ThreadCpu::new(), ThreadCpu::new());
     for round in 0..rounds {
@@ -377,7 +402,19 @@ async fn ingest(
         let cpu0 = cpu_by_thread();
         let t0 = Instant::now();
         let publisher = spawn_publisher(port, msgs);
-        let _ = tokio::time::timeout(limit, count_rx.wait_for(|c| *c >= target)).await;
+        let got = until_done_or_stalled(
+            || received.load(std::sync::atomic::Ordering::Relaxed),
+            target as u64,
+        )
+        .await;
+        if got < target as u64 {
+            out(&stalled(
+                &broker,
+                "bare subscriber",
+                got - (round * n) as u64,
+                n,
+            ));
+        }
         let bare = t0.elapsed();
         let cpu1 = cpu_by_thread();
         let _ = publisher.send(());
@@ -388,8 +425,9 @@ async fn ingest(
         let cpu2 = cpu_by_thread();
         let t0 = Instant::now();
         let publisher = spawn_publisher(port, msgs);
-        while store.stats().samples_stored - base < n as u64 && t0.elapsed() < limit {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        let got = until_done_or_stalled(|| store.stats().samples_stored - base, n as u64).await;
+        if got < n as u64 {
+            out(&stalled(&broker, "cloud", got, n));
         }
         // Done when every device actor has its newest sample too: their inputs may still be
         // queued, and that work belongs to this phase, not the next bare one.

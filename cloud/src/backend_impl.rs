@@ -518,6 +518,7 @@ impl Backend for CloudBackend {
                 },
                 store_commit_failures_total: s.failed_commits,
                 ingest_unstored_total: self.ingest.unstored_total(),
+                store_quarantined_rows_total: s.quarantined_rows,
             })
         }
         .boxed_local()

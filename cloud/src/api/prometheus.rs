@@ -130,6 +130,17 @@ pub(crate) fn render(m: &MetricsSnapshot, api: &ApiStats) -> String {
         m.store_commit_failures_total as f64,
     );
     out.family(
+        "shiki_store_quarantined_rows_total",
+        "counter",
+        "Staged telemetry rows that did not decode, moved to the telemetry_quarantine table \
+         (their samples are not readable).",
+    );
+    out.sample(
+        "shiki_store_quarantined_rows_total",
+        &[],
+        m.store_quarantined_rows_total as f64,
+    );
+    out.family(
         "shiki_ingest_unstored_total",
         "counter",
         "Ingested MQTT messages whose store commit failed (acknowledged on receipt: lost; \

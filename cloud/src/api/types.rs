@@ -309,6 +309,9 @@ pub struct MetricsSnapshot {
     /// Counter: ingested messages whose store commit failed.
     #[serde(default)]
     pub ingest_unstored_total: u64,
+    /// Counter: staged telemetry rows that did not decode and were moved aside.
+    #[serde(default)]
+    pub store_quarantined_rows_total: u64,
 }
 
 /// A Prometheus-style summary of a latency.

@@ -571,7 +571,9 @@ impl Stager {
             let mut rows: std::collections::BTreeMap<&str, Vec<(u64, &[u8])>> = Default::default();
             for value in &staged {
                 for (device, chunk) in split_staged(value.value())? {
-                    rows.entry(device).or_default().extend(decode(0, chunk)?);
+                    rows.entry(device)
+                        .or_default()
+                        .extend(decode_staged(chunk)?);
                 }
             }
             for (device, samples) in &rows {
@@ -588,6 +590,34 @@ impl Stager {
     }
 }
 
+/// The samples of a staged chunk (its errors name the staging table).
+fn decode_staged(chunk: &[u8]) -> Result<Vec<(u64, &[u8])>, StoreError> {
+    decode(0, chunk).map_err(|e| match e {
+        StoreError::Corrupt { reason, .. } => corrupt_staged(&reason),
+        other => other,
+    })
+}
+
+/// The staged rows that do not decode, as (key, row, why), in key order.
+pub(super) fn damaged_staged(
+    staging: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<Vec<(u64, Vec<u8>, StoreError)>, StoreError> {
+    let be = |e: &dyn std::fmt::Display| StoreError::backend("telemetry read", e);
+    let mut damaged = Vec::new();
+    for row in staging.iter().map_err(|e| be(&e))? {
+        let (k, v) = row.map_err(|e| be(&e))?;
+        let checked = split_staged(v.value()).and_then(|sections| {
+            sections
+                .iter()
+                .try_for_each(|(_, chunk)| decode_staged(chunk).map(drop))
+        });
+        if let Err(e) = checked {
+            damaged.push((k.value(), v.value().to_vec(), e));
+        }
+    }
+    Ok(damaged)
+}
+
 /// Visits staged chunks in arrival order (of one device, or all), decoded.
 pub(super) fn scan_staged(
     staging: &impl ReadableTable<u64, &'static [u8]>,
@@ -601,7 +631,7 @@ pub(super) fn scan_staged(
             if device.is_some_and(|d| d != dev) {
                 continue;
             }
-            let entries = decode(0, chunk)?;
+            let entries = decode_staged(chunk)?;
             if !visit(dev, &entries)? {
                 return Ok(());
             }

@@ -26,6 +26,10 @@ const TELEMETRY: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition:
 /// Telemetry of recent group commits, before it moves into [`TELEMETRY`] (see
 /// [`chunks::Stager`]).
 const STAGING: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("telemetry_staging");
+/// Staged rows that did not decode, moved aside (raw bytes) so they no longer block every
+/// telemetry commit; key: order of quarantine.
+const QUARANTINE: TableDefinition<'static, u64, &[u8]> =
+    TableDefinition::new("telemetry_quarantine");
 const EVENTS: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("events");
 const HISTORY: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("history");
 const VERIFICATIONS: TableDefinition<'static, (&str, u64), &[u8]> =
@@ -53,6 +57,7 @@ struct Counters {
     total_commit_micros: AtomicU64,
     last_batch_writes: AtomicU64,
     failed_commits: AtomicU64,
+    quarantined_rows: AtomicU64,
 }
 
 /// The redb-backed [`Store`]. Dropping it commits what is queued and stops the writer.
@@ -116,12 +121,15 @@ impl RedbStore {
             for def in [DEVICES, TOKENS, SCHEDULES, META] {
                 wtx.open_table(def).map_err(|e| open_err(&e))?;
             }
-            wtx.open_table(STAGING).map_err(|e| open_err(&e))?;
+            for def in [STAGING, QUARANTINE] {
+                wtx.open_table(def).map_err(|e| open_err(&e))?;
+            }
         }
         wtx.commit().map_err(|e| open_err(&e))?;
         let db = Arc::new(db);
         let next_id = max_id(&db)? + 1;
         let counters = Arc::new(Counters::default());
+        quarantine_damaged_staging(&db, &counters)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let mut stager = chunks::Stager::new();
         stager.max_staged = max_staged;
@@ -159,6 +167,38 @@ impl RedbStore {
         if let Ok(mut db) = self.db.write() {
             db.take();
         }
+    }
+
+    /// Writes a staged row as it is, past the writer (tests damage the store with it).
+    #[cfg(test)]
+    pub(super) fn put_staged_row(&self, key: u64, row: &[u8]) {
+        let db = self.db.read().expect("lock").clone().expect("open");
+        let wtx = db.begin_write().expect("write transaction");
+        wtx.open_table(STAGING)
+            .expect("staging")
+            .insert(key, row)
+            .expect("insert");
+        wtx.commit().expect("commit");
+    }
+
+    /// Every row of `telemetry_quarantine`.
+    #[cfg(test)]
+    pub(super) fn quarantined(&self) -> Vec<(u64, Vec<u8>)> {
+        self.read("quarantine", |rtx| {
+            let t = rtx
+                .open_table(QUARANTINE)
+                .map_err(|e| StoreError::backend("quarantine", e))?;
+            let rows = t
+                .iter()
+                .map_err(|e| StoreError::backend("quarantine", e))?
+                .map(|r| {
+                    let (k, v) = r.expect("row");
+                    (k.value(), v.value().to_vec())
+                })
+                .collect();
+            Ok(rows)
+        })
+        .expect("reads")
     }
 
     fn read<T>(
@@ -271,7 +311,21 @@ fn writer_loop(
         }
         busy = n >= LINGER_AFTER;
         let started = Instant::now();
-        let result = commit_batch(db, &jobs, c, &mut stager);
+        let mut result = commit_batch(db, &jobs, c, &mut stager);
+        if let Err(StoreError::Corrupt {
+            table: "telemetry_staging",
+            ..
+        }) = &result
+        {
+            // A damaged staged row fails every commit that carries telemetry: move it
+            // aside and try the batch once more.
+            stager.reset();
+            match quarantine_damaged_staging(db, c) {
+                Ok(0) => {}
+                Ok(_) => result = commit_batch(db, &jobs, c, &mut stager),
+                Err(e) => tracing::error!(error = %e, "cannot move damaged staged telemetry aside"),
+            }
+        }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         c.commits.fetch_add(1, Ordering::Relaxed);
         c.last_commit_micros.store(micros, Ordering::Relaxed);
@@ -292,6 +346,44 @@ fn writer_loop(
             let _ = job.ack.send(result.clone());
         }
     }
+}
+
+/// Moves staged telemetry rows that do not decode into `telemetry_quarantine` (their bytes
+/// as they were, for whoever repairs them) and counts them; returns how many.
+fn quarantine_damaged_staging(db: &Database, c: &Counters) -> Result<u64, StoreError> {
+    let be = |e: &dyn std::fmt::Display| StoreError::backend("quarantine", e);
+    let wtx = db.begin_write().map_err(|e| be(&e))?;
+    let damaged = {
+        let staging = wtx.open_table(STAGING).map_err(|e| be(&e))?;
+        chunks::damaged_staged(&staging)?
+    };
+    if damaged.is_empty() {
+        wtx.abort().map_err(|e| be(&e))?;
+        return Ok(0);
+    }
+    {
+        let mut staging = wtx.open_table(STAGING).map_err(|e| be(&e))?;
+        let mut quarantine = wtx.open_table(QUARANTINE).map_err(|e| be(&e))?;
+        let first = match quarantine.last().map_err(|e| be(&e))? {
+            Some((k, _)) => k.value() + 1,
+            None => 0,
+        };
+        for (at, (key, row, why)) in (first..).zip(&damaged) {
+            staging.remove(*key).map_err(|e| be(&e))?;
+            quarantine.insert(at, row.as_slice()).map_err(|e| be(&e))?;
+            tracing::error!(
+                staging_key = key,
+                quarantine_key = at,
+                bytes = row.len(),
+                error = %why,
+                "damaged staged telemetry moved to telemetry_quarantine; its samples are not readable"
+            );
+        }
+    }
+    wtx.commit().map_err(|e| be(&e))?;
+    let n = damaged.len() as u64;
+    c.quarantined_rows.fetch_add(n, Ordering::Relaxed);
+    Ok(n)
 }
 
 fn commit_batch(
@@ -664,6 +756,7 @@ impl Store for RedbStore {
             total_commit_micros: c.total_commit_micros.load(Ordering::Relaxed),
             last_batch_writes: c.last_batch_writes.load(Ordering::Relaxed),
             failed_commits: c.failed_commits.load(Ordering::Relaxed),
+            quarantined_rows: c.quarantined_rows.load(Ordering::Relaxed),
         }
     }
 }

@@ -471,3 +471,41 @@ fn schedules_and_the_fleet_last_run_survive_a_reopen() {
     assert_eq!(store.schedules(&d).expect("read"), Some(schedules));
     assert_eq!(store.fleet_last_run().expect("read"), Some(t(5)));
 }
+
+/// A staged row that does not decode would fail every commit carrying telemetry: the writer
+/// moves it to `telemetry_quarantine` (bytes as they were), counts it and commits the batch
+/// it failed; the rest of the staged telemetry stays readable.
+#[test]
+fn a_damaged_staged_row_is_quarantined_and_the_commit_that_met_it_goes_through() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let (a, b) = (dev("gw-a"), dev("gw-b"));
+    write(&store, vec![telemetry(&a, 1..=3), telemetry(&b, [1])]);
+    let garbage = [0xFF, 0xFF, 4, 0, b'g', b'w', b'-', b'a', 99, 0, 0, 0, 1];
+    store.put_staged_row(1_000, &garbage);
+    // A late sample of b moves the staging table into chunks, which reads every row.
+    write(&store, vec![telemetry(&b, [0]), telemetry(&a, [4])]);
+    let s = store.stats();
+    assert_eq!(s.quarantined_rows, 1);
+    assert_eq!(
+        s.failed_commits, 0,
+        "the batch went through on the second try"
+    );
+    assert_eq!(store.quarantined(), vec![(0, garbage.to_vec())]);
+    assert_eq!(seqs(&store, &a), vec![1, 2, 3, 4]);
+    assert_eq!(seqs(&store, &b), vec![0, 1]);
+
+    // Found at start-up too, before any commit.
+    let other = [0x03, 0x00, b'g'];
+    store.put_staged_row(2_000, &other);
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(store.stats().quarantined_rows, 1);
+    assert_eq!(
+        store.quarantined(),
+        vec![(0, garbage.to_vec()), (1, other.to_vec())]
+    );
+    assert_eq!(seqs(&store, &a), vec![1, 2, 3, 4]);
+    write(&store, vec![telemetry(&a, [5])]);
+    assert_eq!(store.last_sample(&a).expect("last"), Some(sample(5)));
+}

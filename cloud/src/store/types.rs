@@ -299,4 +299,6 @@ pub struct StoreStats {
     pub last_batch_writes: u64,
     /// Group commits that failed (their writes were not stored).
     pub failed_commits: u64,
+    /// Staged telemetry rows that did not decode and were moved to `telemetry_quarantine`.
+    pub quarantined_rows: u64,
 }

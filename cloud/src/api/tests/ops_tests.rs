@@ -118,6 +118,7 @@ async fn metrics_are_prometheus_text() {
             },
             store_commit_failures_total: 3,
             ingest_unstored_total: 12,
+            store_quarantined_rows_total: 1,
         };
     }
     let app = app!(state(backend));
@@ -142,6 +143,7 @@ async fn metrics_are_prometheus_text() {
         "shiki_store_commit_seconds_count",
         "shiki_store_commit_failures_total",
         "shiki_ingest_unstored_total",
+        "shiki_store_quarantined_rows_total",
         "shiki_api_auth_failures_total",
     ] {
         assert!(names.contains(name), "{name} missing:\n{text}");
@@ -159,6 +161,10 @@ async fn metrics_are_prometheus_text() {
         "{text}"
     );
     assert!(text.contains("shiki_ingest_unstored_total 12\n"), "{text}");
+    assert!(
+        text.contains("shiki_store_quarantined_rows_total 1\n"),
+        "{text}"
+    );
     assert!(
         text.contains("shiki_api_responses_total{class=\"4xx\"} 1\n"),
         "{text}"

@@ -183,6 +183,10 @@ struct Pending {
     _window: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
+/// Acknowledging after the commit, how often at most a failed commit makes the ingest
+/// reconnect, so that the broker redelivers what it could not store.
+const REDELIVER_EVERY: Duration = Duration::from_secs(5);
+
 /// Awaits each burst's store commit in arrival order and, when `ack_after_commit`,
 /// acknowledges its messages after the commit (the client acknowledged them on receipt
 /// otherwise). A failed commit is counted, and logged at most every few seconds.
@@ -193,12 +197,24 @@ async fn ack_in_order(
     stats: Arc<IngestStats>,
 ) {
     let mut failures = FailureLog::default();
+    let mut redeliver = crate::throttle::Throttle::new(REDELIVER_EVERY);
     while let Some(p) = rx.recv().await {
         let result = p.commit.await;
         if let Err(e) = &result {
             stats.unstored(p.stored);
             let topic = p.publishes.iter().find(|m| m.1).map(|m| m.0.topic.as_str());
             failures.failed(e, p.stored, topic, ack_after_commit);
+            // The broker redelivers what was not acknowledged only to a new connection of
+            // the session; until then those messages fill its in-flight window, and once it
+            // is full nothing reaches the cloud, however well the store works again.
+            if ack_after_commit && redeliver.pass(std::time::Instant::now()).is_some() {
+                tracing::warn!(
+                    "reconnecting so that the broker redelivers the messages not stored"
+                );
+                if let Err(e) = client.disconnect().await {
+                    tracing::warn!(error = %e, "cannot disconnect from the MQTT broker");
+                }
+            }
         }
         for (publish, stored) in &p.publishes {
             // Not acknowledged when its writes failed: the broker redelivers it after a

@@ -1,7 +1,7 @@
 //! What acknowledging after the commit buys with an external broker (Mosquitto on
 //! 127.0.0.1:1883): a message the cloud received but could not store is not acknowledged,
-//! so the broker redelivers it to the cloud's next session; acknowledged on receipt, it is
-//! gone. And a burst beyond every queue, through a Mosquitto without an in-flight limit and
+//! so the broker redelivers it to the cloud's next session (or connection: the ingest
+//! reconnects after a failed commit); acknowledged on receipt, it is gone. And a burst beyond every queue, through a Mosquitto without an in-flight limit and
 //! a slow store, is all stored and acknowledged.
 
 use std::sync::Arc;
@@ -29,6 +29,11 @@ fn down<T>() -> Result<T, StoreError> {
 enum TestStore {
     /// Every commit fails (a full disk, say).
     Failing,
+    /// The first `failures` commits fail, then a redb store works (a disk that was full).
+    FailingFirst {
+        failures: std::sync::atomic::AtomicUsize,
+        inner: Arc<RedbStore>,
+    },
     /// A redb store whose commits finish only once the gate opens (a slow disk).
     Gated {
         inner: Arc<RedbStore>,
@@ -38,6 +43,20 @@ enum TestStore {
 
 impl Store for TestStore {
     fn submit(&self, writes: Vec<Write>) -> Commit {
+        if let TestStore::FailingFirst { failures, inner } = self {
+            let failed = failures
+                .fetch_update(
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok();
+            return if failed {
+                Commit::ready(down())
+            } else {
+                inner.submit(writes)
+            };
+        }
         let TestStore::Gated { inner, gate } = self else {
             return Commit::ready(down());
         };
@@ -55,7 +74,9 @@ impl Store for TestStore {
     }
     fn telemetry(&self, d: &DeviceId, q: &TimeQuery) -> Result<Vec<Sample>, StoreError> {
         match self {
-            TestStore::Gated { inner, .. } => inner.telemetry(d, q),
+            TestStore::Gated { inner, .. } | TestStore::FailingFirst { inner, .. } => {
+                inner.telemetry(d, q)
+            }
             TestStore::Failing => down(),
         }
     }
@@ -94,7 +115,7 @@ impl Store for TestStore {
     }
     fn stats(&self) -> StoreStats {
         match self {
-            TestStore::Gated { inner, .. } => inner.stats(),
+            TestStore::Gated { inner, .. } | TestStore::FailingFirst { inner, .. } => inner.stats(),
             TestStore::Failing => StoreStats::default(),
         }
     }
@@ -291,6 +312,51 @@ async fn after_commit_a_message_that_could_not_be_stored_is_redelivered() {
 #[actix_rt::test]
 async fn on_receipt_a_message_that_could_not_be_stored_is_lost() {
     assert_eq!(store_down_then_restart(false).await, vec![2]);
+}
+
+/// Acknowledging after the commit, a message whose commit failed is redelivered once the
+/// store works again, without a restart: the ingest reconnects so that the broker resends
+/// what it was not acknowledged.
+#[actix_rt::test]
+async fn after_commit_a_failed_commit_is_redelivered_while_the_cloud_runs_on() {
+    let topics = Topics::new(&format!("test{}/shiki/v1", rand::random::<u32>())).expect("prefix");
+    let client_id = format!("shiki-cloud-heal-{}", rand::random::<u32>());
+    let device = DeviceId::new("gw-heal").expect("valid id");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redb = Arc::new(RedbStore::open(&dir.path().join("cloud.redb"), 64).expect("opens"));
+    let store = Arc::new(TestStore::FailingFirst {
+        failures: std::sync::atomic::AtomicUsize::new(1),
+        inner: redb.clone(),
+    });
+    let (ingest, mut seen, stats) = start_counting(options(&client_id, true), &topics, store, true);
+    // Until the session has subscribed, nothing reaches the cloud: send seq 1 until it does.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while next(&mut seen, Duration::from_millis(200)).await != Some(1) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seq 1 never reached the cloud"
+        );
+        publish(&topics, &device, 1).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let stored: Vec<u64> = redb
+            .telemetry(&device, &TimeQuery::default())
+            .expect("reads")
+            .iter()
+            .map(|s| s.seq)
+            .collect();
+        if stored == [1] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seq 1 never stored after its failed commit; stored {stored:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stats.unstored_total(), 1, "the first commit failed");
+    ingest.stop().await;
 }
 
 /// A Mosquitto of the test's own with no in-flight limit (`max_inflight_messages 0`), so

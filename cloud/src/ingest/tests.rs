@@ -240,6 +240,16 @@ async fn publish_range(
     let _ = client.disconnect().await;
 }
 
+/// The seqs of a device's stored samples, oldest first.
+fn stored_seqs(store: &dyn Store, device: &DeviceId) -> Vec<u64> {
+    store
+        .telemetry(device, &TimeQuery::default())
+        .expect("reads")
+        .iter()
+        .map(|s| s.seq)
+        .collect()
+}
+
 /// The next routed seq, if one arrives within `wait`.
 async fn next(rx: &mut mpsc::UnboundedReceiver<u64>, wait: Duration) -> Option<u64> {
     tokio::time::timeout(wait, rx.recv()).await.ok().flatten()
@@ -290,12 +300,7 @@ async fn store_down_then_restart(ack_after_commit: bool) -> Vec<u64> {
     let stored = loop {
         assert!(tokio::time::Instant::now() < deadline, "seq 2 never stored");
         let _ = next(&mut seen, Duration::from_millis(50)).await;
-        let stored: Vec<u64> = store
-            .telemetry(&device, &TimeQuery::default())
-            .expect("reads")
-            .iter()
-            .map(|s| s.seq)
-            .collect();
+        let stored = stored_seqs(store.as_ref(), &device);
         if stored.contains(&2) {
             break stored;
         }
@@ -340,12 +345,7 @@ async fn after_commit_a_failed_commit_is_redelivered_while_the_cloud_runs_on() {
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let stored: Vec<u64> = redb
-            .telemetry(&device, &TimeQuery::default())
-            .expect("reads")
-            .iter()
-            .map(|s| s.seq)
-            .collect();
+        let stored = stored_seqs(redb.as_ref(), &device);
         if stored == [1] {
             break;
         }

@@ -386,18 +386,26 @@ fn corrupt_staged(reason: &str) -> StoreError {
     }
 }
 
+/// Splits a length-prefixed field off `rest`: a little-endian length of `N` bytes, then
+/// that many bytes; `what` names the field in the error.
+fn prefixed<'a, const N: usize>(
+    rest: &'a [u8],
+    what: &str,
+) -> Result<(&'a [u8], &'a [u8]), StoreError> {
+    let missing = || corrupt_staged(&format!("row ends inside {what}"));
+    let mut len = [0u8; 8];
+    len[..N].copy_from_slice(rest.get(..N).ok_or_else(missing)?);
+    let len = u64::from_le_bytes(len) as usize;
+    let field = rest.get(N..N.saturating_add(len)).ok_or_else(missing)?;
+    Ok((field, &rest[N + len..]))
+}
+
 /// The (device, chunk) pairs of a staged row, in the order they were staged.
 pub(super) fn split_staged(row: &[u8]) -> Result<Vec<(&str, &[u8])>, StoreError> {
     fn device(rest: &[u8]) -> Result<(&str, &[u8]), StoreError> {
-        let len = rest
-            .get(..2)
-            .ok_or_else(|| corrupt_staged("row ends inside a device id"))?;
-        let len = u16::from_le_bytes(len.try_into().expect("2 bytes")) as usize;
-        let id = rest
-            .get(2..2 + len)
-            .ok_or_else(|| corrupt_staged("row shorter than its device id"))?;
+        let (id, rest) = prefixed::<2>(rest, "a device id")?;
         let id = std::str::from_utf8(id).map_err(|_| corrupt_staged("device id is not UTF-8"))?;
-        Ok((id, &rest[2 + len..]))
+        Ok((id, rest))
     }
     let Some(mut rest) = row.strip_prefix(&GROUP_TAG[..]) else {
         // One device's chunk (rows written before group rows).
@@ -406,15 +414,9 @@ pub(super) fn split_staged(row: &[u8]) -> Result<Vec<(&str, &[u8])>, StoreError>
     let mut out = Vec::new();
     while !rest.is_empty() {
         let (id, after) = device(rest)?;
-        let len = after
-            .get(..4)
-            .ok_or_else(|| corrupt_staged("row ends inside a chunk length"))?;
-        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-        let chunk = after
-            .get(4..4 + len)
-            .ok_or_else(|| corrupt_staged("row ends inside a chunk"))?;
+        let (chunk, after) = prefixed::<4>(after, "a chunk")?;
         out.push((id, chunk));
-        rest = &after[4 + len..];
+        rest = after;
     }
     Ok(out)
 }

@@ -218,6 +218,13 @@ fn stalled(broker: &str, who: &str, got: u64, n: usize) -> String {
     )
 }
 
+/// The two sides of an ingest round.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Bare,
+    Cloud,
+}
+
 /// Whether the actor of every bench device has seen telemetry up to `last_seq`.
 async fn devices_caught_up(registry: &actix::Addr<Registry>, last_seq: u64) -> bool {
     for id in bench_devices() {
@@ -327,9 +334,9 @@ fn cpu_per_message(used: &ThreadCpu, messages: usize) -> String {
 }
 
 /// The ingest benchmark: `rounds` times, the same stream of `n` messages is drained by a
-/// bare subscriber and then ingested by the cloud (decoded, routed, de-duplicated,
-/// committed). Alternating the two puts a slow spell of the machine on both sides; the
-/// ratio is of the totals.
+/// bare subscriber and ingested by the cloud (decoded, routed, de-duplicated, committed),
+/// bare first in odd rounds and cloud first in even ones. Alternating puts a slow spell of
+/// the machine on both sides; the ratio is of the totals.
 async fn ingest(
     n: usize,
     rounds: usize,
@@ -395,62 +402,81 @@ async fn ingest(
     let (mut bare_cpu, mut cloud_cpu) = (ThreadCpu::new(), ThreadCpu::new());
     for round in 0..rounds {
         let first_seq = (round * n / 100) as u64 + 1;
-
-        // 1. The bare subscriber drains the stream.
-        let msgs = stream(&bare_topics, n, first_seq);
-        let target = (round + 1) * n;
-        let cpu0 = cpu_by_thread();
-        let t0 = Instant::now();
-        let publisher = spawn_publisher(port, msgs);
-        let got = until_done_or_stalled(
-            || received.load(std::sync::atomic::Ordering::Relaxed),
-            target as u64,
-        )
-        .await;
-        if got < target as u64 {
-            out(&stalled(
-                &broker,
-                "bare subscriber",
-                got - (round * n) as u64,
-                n,
-            ));
+        // Every other round the cloud goes first, so a machine that speeds up or slows
+        // down during the run does not always favour the same side.
+        let phases = if round % 2 == 0 {
+            [Phase::Bare, Phase::Cloud]
+        } else {
+            [Phase::Cloud, Phase::Bare]
+        };
+        let (mut bare, mut cloud, mut stored) = (Duration::ZERO, Duration::ZERO, 0u64);
+        let mut stored_after = Duration::ZERO;
+        for phase in phases {
+            match phase {
+                Phase::Bare => {
+                    // The bare subscriber drains the stream.
+                    let msgs = stream(&bare_topics, n, first_seq);
+                    let target = (round + 1) * n;
+                    let cpu0 = cpu_by_thread();
+                    let t0 = Instant::now();
+                    let publisher = spawn_publisher(port, msgs);
+                    let got = until_done_or_stalled(
+                        || received.load(std::sync::atomic::Ordering::Relaxed),
+                        target as u64,
+                    )
+                    .await;
+                    if got < target as u64 {
+                        out(&stalled(
+                            &broker,
+                            "bare subscriber",
+                            got - (round * n) as u64,
+                            n,
+                        ));
+                    }
+                    bare = t0.elapsed();
+                    add_cpu(&mut bare_cpu, &cpu0, &cpu_by_thread());
+                    let _ = publisher.send(());
+                }
+                Phase::Cloud => {
+                    // The same stream into the cloud.
+                    let msgs = stream(&topics, n, first_seq);
+                    let base = store.stats().samples_stored;
+                    let cpu0 = cpu_by_thread();
+                    let t0 = Instant::now();
+                    let publisher = spawn_publisher(port, msgs);
+                    let got =
+                        until_done_or_stalled(|| store.stats().samples_stored - base, n as u64)
+                            .await;
+                    if got < n as u64 {
+                        out(&stalled(&broker, "cloud", got, n));
+                    }
+                    stored_after = t0.elapsed();
+                    // Done when every device actor has its newest sample too: their inputs
+                    // may still be queued, and that work belongs to this phase.
+                    let last_seq = first_seq + (n / 100) as u64 - 1;
+                    while !devices_caught_up(&app.registry, last_seq).await && t0.elapsed() < limit
+                    {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    cloud = t0.elapsed();
+                    add_cpu(&mut cloud_cpu, &cpu0, &cpu_by_thread());
+                    stored = store.stats().samples_stored - base;
+                    let _ = publisher.send(());
+                }
+            }
         }
-        let bare = t0.elapsed();
-        let cpu1 = cpu_by_thread();
-        let _ = publisher.send(());
-
-        // 2. The same stream into the cloud.
-        let msgs = stream(&topics, n, first_seq);
-        let base = store.stats().samples_stored;
-        let cpu2 = cpu_by_thread();
-        let t0 = Instant::now();
-        let publisher = spawn_publisher(port, msgs);
-        let got = until_done_or_stalled(|| store.stats().samples_stored - base, n as u64).await;
-        if got < n as u64 {
-            out(&stalled(&broker, "cloud", got, n));
-        }
-        // Done when every device actor has its newest sample too: their inputs may still be
-        // queued, and that work belongs to this phase, not the next bare one.
-        let last_seq = first_seq + (n / 100) as u64 - 1;
-        while !devices_caught_up(&app.registry, last_seq).await && t0.elapsed() < limit {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let cloud = t0.elapsed();
-        let cpu3 = cpu_by_thread();
-        let stored = store.stats().samples_stored - base;
-        let _ = publisher.send(());
         out(&format!(
-            "ingest round {}: bare subscriber {:.0} msg/s, cloud {:.0} msg/s ({stored} stored), ratio {:.0}%",
+            "ingest round {}: bare subscriber {:.0} msg/s, cloud {:.0} msg/s ({stored} stored, \
+             device actors caught up {} ms later), ratio {:.0}%",
             round + 1,
             n as f64 / bare.as_secs_f64(),
             stored as f64 / cloud.as_secs_f64(),
+            (cloud - stored_after).as_millis(),
             100.0 * bare.as_secs_f64() * stored as f64 / (cloud.as_secs_f64() * n as f64),
         ));
         bare_time += bare;
         cloud_time += cloud;
         cloud_stored += stored;
-        add_cpu(&mut bare_cpu, &cpu0, &cpu1);
-        add_cpu(&mut cloud_cpu, &cpu2, &cpu3);
     }
     sub_task.abort();
     let bare_rate = (n * rounds) as f64 / bare_time.as_secs_f64();

@@ -63,9 +63,10 @@ enum Command {
         /// broker's default; with the embedded one it caps each commit at 100 messages).
         #[arg(long)]
         ack_after_commit: bool,
-        /// Ingest rounds; each drains the stream with the bare subscriber, then into the
-        /// cloud, so a slow spell of the machine hits both sides.
-        #[arg(long, default_value_t = 3)]
+        /// Ingest rounds; each drains the stream with the bare subscriber and into the
+        /// cloud, bare first in odd rounds and cloud first in even ones, so a slow spell of
+        /// the machine hits both sides (an even number cancels a steady drift).
+        #[arg(long, default_value_t = 4)]
         rounds: usize,
     },
 }

@@ -441,6 +441,7 @@ async fn ingest(
                     // The same stream into the cloud.
                     let msgs = stream(&topics, n, first_seq);
                     let base = store.stats().samples_stored;
+                    let (commits0, max0) = (store.stats().commits, store.stats().max_commit_micros);
                     let cpu0 = cpu_by_thread();
                     let t0 = Instant::now();
                     let publisher = spawn_publisher(port, msgs);
@@ -461,6 +462,15 @@ async fn ingest(
                     cloud = t0.elapsed();
                     add_cpu(&mut cloud_cpu, &cpu0, &cpu_by_thread());
                     stored = store.stats().samples_stored - base;
+                    let s = store.stats();
+                    if s.max_commit_micros > max0 {
+                        out(&format!(
+                            "ingest round {}: longest commit so far {:.1} ms ({} commits this round)",
+                            round + 1,
+                            s.max_commit_micros as f64 / 1e3,
+                            s.commits - commits0
+                        ));
+                    }
                     let _ = publisher.send(());
                 }
             }

@@ -66,7 +66,7 @@ enum Command {
         /// Ingest rounds; each drains the stream with the bare subscriber and into the
         /// cloud, bare first in odd rounds and cloud first in even ones, so a slow spell of
         /// the machine hits both sides (an even number cancels a steady drift).
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 8)]
         rounds: usize,
     },
 }

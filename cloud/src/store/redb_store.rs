@@ -58,6 +58,7 @@ struct Counters {
     last_batch_writes: AtomicU64,
     failed_commits: AtomicU64,
     quarantined_rows: AtomicU64,
+    max_commit_micros: AtomicU64,
 }
 
 /// The redb-backed [`Store`]. Dropping it commits what is queued and stops the writer.
@@ -330,6 +331,7 @@ fn writer_loop(
         c.commits.fetch_add(1, Ordering::Relaxed);
         c.last_commit_micros.store(micros, Ordering::Relaxed);
         c.total_commit_micros.fetch_add(micros, Ordering::Relaxed);
+        c.max_commit_micros.fetch_max(micros, Ordering::Relaxed);
         c.last_batch_writes.store(n as u64, Ordering::Relaxed);
         if let Err(e) = &result {
             // The transaction rolled back, so the stager's cache may be ahead of the
@@ -757,6 +759,7 @@ impl Store for RedbStore {
             last_batch_writes: c.last_batch_writes.load(Ordering::Relaxed),
             failed_commits: c.failed_commits.load(Ordering::Relaxed),
             quarantined_rows: c.quarantined_rows.load(Ordering::Relaxed),
+            max_commit_micros: c.max_commit_micros.load(Ordering::Relaxed),
         }
     }
 }

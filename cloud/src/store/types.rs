@@ -301,4 +301,6 @@ pub struct StoreStats {
     pub failed_commits: u64,
     /// Staged telemetry rows that did not decode and were moved to `telemetry_quarantine`.
     pub quarantined_rows: u64,
+    /// Longest group commit so far.
+    pub max_commit_micros: u64,
 }

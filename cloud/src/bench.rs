@@ -397,7 +397,6 @@ async fn ingest(
     let _ = ready_rx.await;
 
     let store = app.store();
-    let limit = STALL_AFTER;
     let (mut bare_time, mut cloud_time, mut cloud_stored) = (Duration::ZERO, Duration::ZERO, 0u64);
     let (mut bare_cpu, mut cloud_cpu) = (ThreadCpu::new(), ThreadCpu::new());
     for round in 0..rounds {
@@ -455,7 +454,8 @@ async fn ingest(
                     // Done when every device actor has its newest sample too: their inputs
                     // may still be queued, and that work belongs to this phase.
                     let last_seq = first_seq + (n / 100) as u64 - 1;
-                    while !devices_caught_up(&app.registry, last_seq).await && t0.elapsed() < limit
+                    while !devices_caught_up(&app.registry, last_seq).await
+                        && t0.elapsed() < STALL_AFTER
                     {
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }

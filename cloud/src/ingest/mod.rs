@@ -341,7 +341,7 @@ impl Handler {
     /// Submits a burst's writes and hands its commit to the acker; `false` once the acker
     /// is gone.
     async fn finish(&self, burst: Burst) -> bool {
-        if burst.messages == 0 || (burst.writes.is_empty() && burst.publishes.is_empty()) {
+        if burst.writes.is_empty() && burst.publishes.is_empty() {
             return true;
         }
         let commit = if burst.writes.is_empty() {

@@ -16,7 +16,9 @@ use crate::auth::{AuthConfig, bootstrap_admin};
 use crate::backend_impl::CloudBackend;
 use crate::broker::{self, BrokerError, EmbeddedBroker};
 use crate::config::{BrokerTarget, CloudConfig, ConfigError};
-use crate::device::{Clock, DeviceConfig, DeviceDeps, DeviceMetrics, Registry, SystemClock};
+use crate::device::{
+    Clock, DeviceConfig, DeviceDeps, DeviceMetrics, Directory, Registry, SystemClock,
+};
 use crate::ingest::{Ingest, IngestStats, MqttPublisher};
 use crate::notifier::{Notifier, NotifierStats};
 use crate::schedule::{FleetScheduleActor, FleetScheduler};
@@ -132,7 +134,8 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         metrics: device_metrics.clone(),
         schedule: config.schedule.sync(),
     };
-    let registry = Registry::new(deps).start();
+    let directory = Directory::new(deps);
+    let registry = Registry::with_directory(directory.clone()).start();
     // The yearly push and New Year check; `last_run` survives restarts so a missed
     // 1 December is caught up.
     let last_run = dyn_store.fleet_last_run()?.unwrap_or_else(|| clock.now());
@@ -149,7 +152,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         (client, eventloop),
         topics,
         dyn_store.clone(),
-        registry.clone().recipient(),
+        directory,
         ingest_stats.clone(),
         ack_after_commit,
         embedded.is_some(),

@@ -20,7 +20,7 @@ use shiki_proto::{
     Status, TelemetryBatch, Topics, decode, encode,
 };
 
-use crate::device::{DesiredChange, DeviceCount, DeviceInput, Registry, Route};
+use crate::device::{DesiredChange, DeviceCount, DeviceInput, Registry, Route, SampleJson};
 use crate::store::Actor;
 use crate::{AppError, CloudConfig};
 
@@ -111,11 +111,12 @@ async fn actors(n: usize) -> Result<(), AppError> {
     let app = crate::start(bench_config(&dir)).await?;
     let before = rss_mb();
     let started = Instant::now();
-    let sample = Sample {
+    let sample = SampleJson::of(&Sample {
         seq: 1,
         ts: Utc::now(),
         values: [("supply_temp".to_owned(), 7.0.into())].into(),
-    };
+    })
+    .expect("a sample of numbers encodes");
     for i in 0..n {
         let device = DeviceId::new(format!("dev-{i:07}")).expect("generated ids are valid");
         app.registry.do_send(Route {

@@ -22,6 +22,7 @@
 
 mod codec;
 mod messages;
+mod sample_check;
 mod topic;
 
 pub use codec::{

@@ -2,6 +2,8 @@
 //! [`Registry`] that starts actors on first contact and restores them from the store.
 
 mod registry;
+#[cfg(test)]
+mod registry_tests;
 mod schedule;
 #[cfg(test)]
 mod schedule_tests;
@@ -18,16 +20,16 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
-use shiki_proto::{
-    Catalog, DeviceId, Event, ReportedUpdate, Sample, ScheduleAck, ShadowGet, Status,
-};
+use shiki_proto::{Catalog, DeviceId, Event, ReportedUpdate, ScheduleAck, ShadowGet, Status};
 use tracing::Instrument;
 
 pub use registry::{
-    ChangeDesiredFor, DeviceCount, DeviceDeps, GetDeviceView, ListDevices, Registry, RegistryError,
-    Route,
+    ChangeDesiredFor, DeviceCount, DeviceDeps, Directory, GetDeviceView, ListDevices, Registry,
+    RegistryError, Route, Router,
 };
-pub use state::{DesiredChange, DesiredError, DeviceConfig, DeviceState, DeviceView, Outbound};
+pub use state::{
+    DesiredChange, DesiredError, DeviceConfig, DeviceState, DeviceView, Outbound, SampleJson,
+};
 
 use crate::schedule::{DeviceSchedules, ScheduleSync};
 use crate::store::Store;
@@ -49,7 +51,7 @@ pub enum DeviceInput {
     Status(Status),
     Catalog(Catalog),
     /// The newest sample of a batch the ingest already queued for the store.
-    Telemetry(Sample),
+    Telemetry(SampleJson),
     /// Events already queued for the store by the ingest.
     Events(Vec<Event>),
     Reported(Box<ReportedUpdate>),

@@ -1,9 +1,9 @@
 //! The registry: one [`DeviceActor`] per device, started on first contact, restored from the
-//! store (all known devices at start-up, so pending verifications resume).
+//! store (all known devices at start-up, so pending verifications resume). The actors are
+//! kept in a [`Directory`] that the ingest routes through directly.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use actix::prelude::*;
 use shiki_proto::DeviceId;
@@ -74,21 +74,35 @@ pub struct GetDeviceView(pub DeviceId);
 #[rtype(result = "Option<Addr<DeviceActor>>")]
 pub struct ChangeDesiredFor(pub DeviceId);
 
-/// The registry actor.
-#[derive(Debug)]
-pub struct Registry {
-    devices: HashMap<DeviceId, Addr<DeviceActor>>,
+/// Every device's actor, shared by the [`Registry`] actor and the ingest. The ingest routes
+/// each message straight into its device's mailbox ([`Router`]) rather than through the
+/// registry's, which at ingest rates cost a second envelope and handler per message.
+/// Actors are started under the lock, so a device never gets two, and since one caller
+/// does both the lookup and the send, a device's messages keep their order.
+pub struct Directory {
+    devices: Mutex<HashMap<DeviceId, Addr<DeviceActor>>>,
     deps: Arc<DeviceDeps>,
-    started: Arc<AtomicU64>,
 }
 
-impl Registry {
-    pub fn new(deps: DeviceDeps) -> Self {
-        Self {
-            devices: HashMap::new(),
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("devices", &self.len())
+            .finish()
+    }
+}
+
+impl Directory {
+    pub fn new(deps: DeviceDeps) -> Arc<Self> {
+        Arc::new(Self {
+            devices: Mutex::new(HashMap::new()),
             deps: Arc::new(deps),
-            started: Arc::new(AtomicU64::new(0)),
-        }
+        })
+    }
+
+    fn devices(&self) -> MutexGuard<'_, HashMap<DeviceId, Addr<DeviceActor>>> {
+        // The map is consistent after any panic (inserts are single calls).
+        self.devices.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn restore(&self, id: &DeviceId) -> Result<(DeviceState, Option<DeviceSchedules>), StoreError> {
@@ -107,40 +121,69 @@ impl Registry {
         Ok((state, schedules))
     }
 
-    fn spawn(&mut self, id: &DeviceId) -> Addr<DeviceActor> {
+    /// Starts the actor of `id`, restored from the store. Must run on an actix arbiter.
+    fn spawn(&self, id: &DeviceId) -> Addr<DeviceActor> {
         let (state, schedules) = self.restore(id).unwrap_or_else(|e| {
             tracing::error!(device_id = %id, error = %e, "cannot restore device; starting empty");
             (DeviceState::new(id.clone(), self.deps.cfg), None)
         });
-        let addr = DeviceActor::new(state, self.deps.clone())
+        DeviceActor::new(state, self.deps.clone())
             .with_schedules(schedules)
-            .start();
-        self.started.fetch_add(1, Ordering::Relaxed);
-        self.devices.insert(id.clone(), addr.clone());
+            .start()
+    }
+
+    /// The actor of `id`, started (and restored from the store) if it is not running.
+    pub fn get_or_start(&self, id: &DeviceId) -> Addr<DeviceActor> {
+        let mut devices = self.devices();
+        if let Some(a) = devices.get(id) {
+            return a.clone();
+        }
+        let addr = self.spawn(id);
+        devices.insert(id.clone(), addr.clone());
         addr
     }
 
-    fn get_or_start(&mut self, id: &DeviceId) -> Addr<DeviceActor> {
-        match self.devices.get(id) {
-            Some(a) => a.clone(),
-            None => self.spawn(id),
+    /// The actor of `id` if the device is known (running, or in the store).
+    pub fn get_known(&self, id: &DeviceId) -> Option<Addr<DeviceActor>> {
+        let mut devices = self.devices();
+        if let Some(a) = devices.get(id) {
+            return Some(a.clone());
         }
+        if !matches!(self.deps.store.device(id), Ok(Some(_))) {
+            return None;
+        }
+        let addr = self.spawn(id);
+        devices.insert(id.clone(), addr.clone());
+        Some(addr)
     }
 
-    /// Whether the store knows a device the registry has not started yet.
-    fn known_in_store(&self, id: &DeviceId) -> bool {
-        matches!(self.deps.store.device(id), Ok(Some(_)))
+    /// Every running device actor, by device id.
+    pub fn list(&self) -> Vec<(DeviceId, Addr<DeviceActor>)> {
+        let mut v: Vec<_> = self
+            .devices()
+            .iter()
+            .map(|(k, a)| (k.clone(), a.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
-}
 
-impl Actor for Registry {
-    type Context = Context<Self>;
+    /// Number of running device actors.
+    pub fn len(&self) -> usize {
+        self.devices().len()
+    }
 
-    fn started(&mut self, _ctx: &mut Self::Context) {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Starts the actor of every device the store knows, so that pending verifications
+    /// and schedule pushes resume.
+    fn restore_all(&self) {
         match self.deps.store.devices() {
             Ok(ids) => {
                 for id in &ids {
-                    self.spawn(id);
+                    self.get_or_start(id);
                 }
                 tracing::info!(devices = ids.len(), "device actors restored from the store");
             }
@@ -149,11 +192,55 @@ impl Actor for Registry {
     }
 }
 
+/// Where the ingest sends each device's input.
+pub trait Router {
+    fn route(&self, device: DeviceId, input: DeviceInput);
+}
+
+/// Straight into the device actor's mailbox, starting it on first contact.
+impl Router for Directory {
+    fn route(&self, device: DeviceId, input: DeviceInput) {
+        self.get_or_start(&device).do_send(input);
+    }
+}
+
+/// Through an actor handling [`Route`] (the registry, or a test's stand-in).
+impl Router for Recipient<Route> {
+    fn route(&self, device: DeviceId, input: DeviceInput) {
+        self.do_send(Route { device, input });
+    }
+}
+
+/// The registry actor: the API's and the fleet scheduler's way to the device actors of a
+/// [`Directory`].
+#[derive(Debug)]
+pub struct Registry {
+    directory: Arc<Directory>,
+}
+
+impl Registry {
+    pub fn new(deps: DeviceDeps) -> Self {
+        Self::with_directory(Directory::new(deps))
+    }
+
+    pub fn with_directory(directory: Arc<Directory>) -> Self {
+        Self { directory }
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        self.directory.restore_all();
+    }
+}
+
 impl Handler<Route> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Route, _ctx: &mut Self::Context) {
-        self.get_or_start(&msg.device).do_send(msg.input);
+        self.directory.route(msg.device, msg.input);
     }
 }
 
@@ -161,13 +248,7 @@ impl Handler<ListDevices> for Registry {
     type Result = MessageResult<ListDevices>;
 
     fn handle(&mut self, _msg: ListDevices, _ctx: &mut Self::Context) -> Self::Result {
-        let mut v: Vec<_> = self
-            .devices
-            .iter()
-            .map(|(k, a)| (k.clone(), a.clone()))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        MessageResult(v)
+        MessageResult(self.directory.list())
     }
 }
 
@@ -178,12 +259,14 @@ impl Handler<FleetJobsDue> for Registry {
 
     fn handle(&mut self, msg: FleetJobsDue, _ctx: &mut Self::Context) {
         drop(
-            self.deps
+            self.directory
+                .deps
                 .store
                 .submit(vec![crate::store::Write::FleetLastRun(msg.last_run)]),
         );
-        tracing::info!(jobs = ?msg.jobs, devices = self.devices.len(), "yearly schedule jobs sent to every device");
-        for addr in self.devices.values() {
+        let devices = self.directory.list();
+        tracing::info!(jobs = ?msg.jobs, devices = devices.len(), "yearly schedule jobs sent to every device");
+        for (_, addr) in devices {
             addr.do_send(msg.clone());
         }
     }
@@ -193,7 +276,7 @@ impl Handler<DeviceCount> for Registry {
     type Result = usize;
 
     fn handle(&mut self, _msg: DeviceCount, _ctx: &mut Self::Context) -> usize {
-        self.devices.len()
+        self.directory.len()
     }
 }
 
@@ -201,10 +284,7 @@ impl Handler<GetDeviceView> for Registry {
     type Result = Option<Addr<DeviceActor>>;
 
     fn handle(&mut self, msg: GetDeviceView, _ctx: &mut Self::Context) -> Self::Result {
-        if let Some(a) = self.devices.get(&msg.0) {
-            return Some(a.clone());
-        }
-        self.known_in_store(&msg.0).then(|| self.spawn(&msg.0))
+        self.directory.get_known(&msg.0)
     }
 }
 

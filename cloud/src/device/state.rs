@@ -16,7 +16,7 @@ use shiki_proto::{
 };
 use shiki_shared::shadow::{self, Shadow, catalog_resolution, values_match};
 
-pub use super::types::{DeviceConfig, DeviceView, Effects, Outbound};
+pub use super::types::{DeviceConfig, DeviceView, Effects, Outbound, SampleJson};
 use super::validate::validate;
 pub use super::validate::{DesiredChange, DesiredError, VersionConflict};
 use crate::notifier::{Alert, AlertKind};
@@ -32,7 +32,7 @@ pub struct DeviceState {
     cfg: DeviceConfig,
     snap: DeviceSnapshot,
     last_seq: u64,
-    last_sample: Option<Sample>,
+    last_sample: Option<SampleJson>,
     pending: BTreeMap<u64, VerificationRecord>,
     /// Boxed: most of a large fleet's actors hold none, and inline it would cost every
     /// actor its full size (see `shiki-cloud bench --only actors`).
@@ -64,6 +64,13 @@ impl DeviceState {
             .filter(VerificationRecord::is_pending)
             .map(|v| (v.id, v))
             .collect();
+        let last_sample = last_sample.and_then(|s| {
+            SampleJson::of(&s)
+                .inspect_err(
+                    |e| tracing::error!(device_id = %id, error = %e, "cannot keep the last sample"),
+                )
+                .ok()
+        });
         let mut snap = snapshot.unwrap_or_default();
         // Limits are configuration, not part of the stored shadow.
         snap.shadow.set_limits(cfg.shadow_limits);
@@ -71,7 +78,7 @@ impl DeviceState {
             id,
             cfg,
             snap,
-            last_seq: last_sample.as_ref().map_or(0, |s| s.seq),
+            last_seq: last_sample.as_ref().map_or(0, SampleJson::seq),
             last_sample,
             pending,
             last_verification,
@@ -117,7 +124,7 @@ impl DeviceState {
             status: self.snap.status.clone(),
             catalog: self.snap.catalog.clone(),
             last_seq: self.last_seq,
-            last_telemetry: self.last_sample.clone(),
+            last_telemetry: self.last_sample.as_ref().and_then(SampleJson::decode),
             pending_verifications: self.pending.values().cloned().collect(),
             last_verification: self.last_verification.as_deref().cloned(),
             applied_version: self.snap.applied_version,
@@ -167,10 +174,10 @@ impl DeviceState {
     }
 
     /// Telemetry the ingest already queued for the store.
-    pub fn on_telemetry(&mut self, newest: Sample, now: DateTime<Utc>) {
+    pub fn on_telemetry(&mut self, newest: SampleJson, now: DateTime<Utc>) {
         self.snap.last_seen = Some(now);
-        if newest.seq > self.last_seq {
-            self.last_seq = newest.seq;
+        if newest.seq() > self.last_seq {
+            self.last_seq = newest.seq();
             self.last_sample = Some(newest);
         }
     }

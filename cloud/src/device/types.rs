@@ -73,3 +73,50 @@ pub struct DeviceView {
     pub metadata: ShadowMetadata,
     pub settings: BTreeMap<String, SettingStatus>,
 }
+
+/// A sample as JSON text known to decode as a [`Sample`] (checked with
+/// [`Sample::check_json`]): what a device actor keeps of its newest telemetry. The ingest
+/// checks every sample anyway and the text is smaller than the decoded map, so the
+/// `Sample` is built only when someone looks ([`SampleJson::decode`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleJson {
+    seq: u64,
+    json: Box<str>,
+}
+
+impl SampleJson {
+    /// `json`, if it decodes as a sample.
+    pub fn new(json: &str) -> Result<Self, serde_json::Error> {
+        let seq = Sample::check_json(json)?;
+        Ok(Self::checked(seq, json))
+    }
+
+    /// `json`, which [`Sample::check_json`] accepted with `seq`.
+    pub(crate) fn checked(seq: u64, json: &str) -> Self {
+        Self {
+            seq,
+            json: json.into(),
+        }
+    }
+
+    /// The text of `sample`.
+    pub fn of(sample: &Sample) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            seq: sample.seq,
+            json: serde_json::to_string(sample)?.into(),
+        })
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The sample. `None` cannot happen for checked text; it is logged if it does.
+    pub fn decode(&self) -> Option<Sample> {
+        serde_json::from_str(&self.json)
+            .inspect_err(|e| {
+                tracing::error!(seq = self.seq, error = %e, "a checked sample does not decode");
+            })
+            .ok()
+    }
+}

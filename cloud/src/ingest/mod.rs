@@ -18,12 +18,12 @@ use std::time::Duration;
 use actix::prelude::*;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde::de::DeserializeOwned;
-use shiki_proto::{Channel, DeviceId, Direction, TopicError, Topics, decode, encode};
+use shiki_proto::{Channel, DeviceId, Direction, Sample, TopicError, Topics, decode, encode};
 use tokio::sync::mpsc;
 
 pub use stats::{DropReason, IngestStats};
 
-use crate::device::{DeviceInput, Outbound, Publish, Route};
+use crate::device::{DeviceInput, Outbound, Publish, Router, SampleJson};
 use crate::store::{Commit, SampleRow, Store, Write};
 
 /// A running ingest: its MQTT client and the tasks polling and acknowledging.
@@ -47,7 +47,7 @@ impl Ingest {
         (client, eventloop): (AsyncClient, EventLoop),
         topics: Topics,
         store: Arc<dyn Store>,
-        router: Recipient<Route>,
+        router: Arc<dyn Router>,
         stats: Arc<IngestStats>,
         ack_after_commit: bool,
         nudge_on_puback: bool,
@@ -108,7 +108,8 @@ pub fn nodelay() -> rumqttc::NetworkOptions {
 struct Handler {
     topics: Topics,
     store: Arc<dyn Store>,
-    router: Recipient<Route>,
+    /// Each device's actor (straight into its mailbox, in production).
+    router: Arc<dyn Router>,
     stats: Arc<IngestStats>,
     client: AsyncClient,
     /// Each burst's commit, to the acker.
@@ -276,26 +277,31 @@ struct RawBatch<'a> {
 }
 
 /// Each sample of a telemetry payload as the store keeps it (its JSON text as received,
-/// once it has decoded as a [`shiki_proto::Sample`]), and the newest sample, decoded.
+/// once [`Sample::check_json`] found that it decodes), and the newest sample's text, for its
+/// device actor. Builds no [`Sample`].
 fn telemetry_rows(
     payload: &[u8],
-) -> Result<(Vec<SampleRow>, Option<shiki_proto::Sample>), shiki_proto::CodecError> {
+) -> Result<(Vec<SampleRow>, Option<SampleJson>), shiki_proto::CodecError> {
     let malformed = shiki_proto::CodecError::Malformed;
     let text = shiki_proto::json_text(payload)?;
     let batch: RawBatch<'_> = serde_json::from_slice(&text).map_err(malformed)?;
     let mut rows = Vec::with_capacity(batch.samples.len());
-    let mut newest: Option<shiki_proto::Sample> = None;
+    let mut newest: Option<(u64, &str)> = None;
     for raw in batch.samples {
-        let sample: shiki_proto::Sample = serde_json::from_str(raw.get()).map_err(malformed)?;
+        let json = raw.get();
+        let seq = Sample::check_json(json).map_err(malformed)?;
         rows.push(SampleRow {
-            seq: sample.seq,
-            json: raw.get().as_bytes().to_vec(),
+            seq,
+            json: json.as_bytes().to_vec(),
         });
-        if newest.as_ref().is_none_or(|n| sample.seq > n.seq) {
-            newest = Some(sample);
+        if newest.is_none_or(|(n, _)| seq > n) {
+            newest = Some((seq, json));
         }
     }
-    Ok((rows, newest))
+    Ok((
+        rows,
+        newest.map(|(seq, json)| SampleJson::checked(seq, json)),
+    ))
 }
 
 impl Handler {
@@ -386,7 +392,7 @@ impl Handler {
     }
 
     fn route(&self, device: DeviceId, input: DeviceInput) {
-        self.router.do_send(Route { device, input });
+        self.router.route(device, input);
     }
 
     /// Handles one message: adds its store writes to `writes` (`true` if it had any) and

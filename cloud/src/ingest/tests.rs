@@ -14,6 +14,7 @@ use shiki_proto::{Channel, DeviceId, Event, Sample, TelemetryBatch, Topics, enco
 use tokio::sync::mpsc;
 
 use super::*;
+use crate::device::Route;
 use crate::schedule::DeviceSchedules;
 use crate::store::{
     DeviceSnapshot, HistoryItem, RedbStore, SeqGap, StoreError, StoreStats, TimeQuery, TokenRecord,
@@ -132,7 +133,7 @@ impl actix::Handler<Route> for Seen {
     type Result = ();
     fn handle(&mut self, msg: Route, _: &mut Self::Context) {
         if let DeviceInput::Telemetry(s) = msg.input {
-            let _ = self.0.send(s.seq);
+            let _ = self.0.send(s.seq());
         }
     }
 }
@@ -180,7 +181,7 @@ fn start_counting(
         Ingest::client_for(options),
         topics.clone(),
         store,
-        Seen(tx).start().recipient(),
+        Arc::new(Seen(tx).start().recipient::<Route>()),
         stats.clone(),
         ack_after_commit,
         false,
@@ -503,7 +504,9 @@ fn telemetry_rows_keep_each_samples_text_and_pick_the_newest() {
         let back: Sample = serde_json::from_slice(&row.json).expect("row decodes");
         assert_eq!(&back, sample);
     }
-    assert_eq!(newest.as_ref(), batch.samples.get(1));
+    let newest = newest.expect("a newest sample");
+    assert_eq!(newest.seq(), 9);
+    assert_eq!(newest.decode().as_ref(), batch.samples.get(1));
     let (rows, newest) = telemetry_rows(br#"{"samples":[]}"#).expect("empty batch");
     assert!(rows.is_empty() && newest.is_none());
 }

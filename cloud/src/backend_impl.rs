@@ -357,7 +357,7 @@ impl Backend for CloudBackend {
                 created_by: token.created_by.clone(),
             };
             self.store
-                .submit(vec![Write::PutToken(rec.clone())])
+                .submit(vec![Write::PutToken(Box::new(rec.clone()))])
                 .await
                 .map_err(internal)?;
             if let Ok(mut t) = self.tokens.write() {

@@ -75,7 +75,7 @@ impl DeviceActor {
         } else {
             Side::Desired
         };
-        Write::History(HistoryEntry {
+        Write::History(Box::new(HistoryEntry {
             id: self.deps.store.next_id(),
             device: self.state.id().clone(),
             ts: r.at,
@@ -89,7 +89,7 @@ impl DeviceActor {
             version: self.state.shadow().version(),
             comment: Some(r.comment),
             verification_id: None,
-        })
+        }))
     }
 
     /// Persists, records, publishes and alerts, then re-arms the schedule timer. History

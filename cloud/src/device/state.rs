@@ -16,6 +16,7 @@ use shiki_proto::{
 };
 use shiki_shared::shadow::{self, Shadow, catalog_resolution, values_match};
 
+use super::types::decode_checked;
 pub use super::types::{DeviceConfig, DeviceView, Effects, Outbound, SampleJson};
 use super::validate::validate;
 pub use super::validate::{DesiredChange, DesiredError, VersionConflict};
@@ -32,7 +33,9 @@ pub struct DeviceState {
     cfg: DeviceConfig,
     snap: DeviceSnapshot,
     last_seq: u64,
-    last_sample: Option<SampleJson>,
+    /// The JSON text of the sample with `last_seq` (empty before the first): the buffer is
+    /// reused, so keeping each new sample allocates nothing once it is large enough.
+    last_sample: Vec<u8>,
     pending: BTreeMap<u64, VerificationRecord>,
     /// Boxed: most of a large fleet's actors hold none, and inline it would cost every
     /// actor its full size (see `shiki-cloud bench --only actors`).
@@ -64,13 +67,16 @@ impl DeviceState {
             .filter(VerificationRecord::is_pending)
             .map(|v| (v.id, v))
             .collect();
+        // A stored sample always encodes; if one ever did not, the device starts without.
         let last_sample = last_sample.and_then(|s| {
-            SampleJson::of(&s)
+            serde_json::to_vec(&s)
                 .inspect_err(
                     |e| tracing::error!(device_id = %id, error = %e, "cannot keep the last sample"),
                 )
                 .ok()
+                .map(|json| (s.seq, json))
         });
+        let (last_seq, last_sample) = last_sample.unwrap_or_default();
         let mut snap = snapshot.unwrap_or_default();
         // Limits are configuration, not part of the stored shadow.
         snap.shadow.set_limits(cfg.shadow_limits);
@@ -78,7 +84,7 @@ impl DeviceState {
             id,
             cfg,
             snap,
-            last_seq: last_sample.as_ref().map_or(0, SampleJson::seq),
+            last_seq,
             last_sample,
             pending,
             last_verification,
@@ -124,7 +130,9 @@ impl DeviceState {
             status: self.snap.status.clone(),
             catalog: self.snap.catalog.clone(),
             last_seq: self.last_seq,
-            last_telemetry: self.last_sample.as_ref().and_then(SampleJson::decode),
+            last_telemetry: (!self.last_sample.is_empty())
+                .then(|| decode_checked(self.last_seq, &self.last_sample))
+                .flatten(),
             pending_verifications: self.pending.values().cloned().collect(),
             last_verification: self.last_verification.as_deref().cloned(),
             applied_version: self.snap.applied_version,
@@ -178,7 +186,8 @@ impl DeviceState {
         self.snap.last_seen = Some(now);
         if newest.seq() > self.last_seq {
             self.last_seq = newest.seq();
-            self.last_sample = Some(newest);
+            self.last_sample.clear();
+            self.last_sample.extend_from_slice(newest.as_bytes());
         }
     }
 
@@ -281,13 +290,13 @@ impl DeviceState {
                         next_check: Some(now + self.backoff(0)),
                         outcome: VerificationOutcome::Pending,
                     };
-                    fx.writes.push(Write::Verification(v.clone()));
+                    fx.writes.push(Write::Verification(Box::new(v.clone())));
                     let id = v.id;
                     self.pending.insert(id, v);
                     Some(id)
                 }
             };
-            fx.writes.push(Write::History(HistoryEntry {
+            fx.writes.push(Write::History(Box::new(HistoryEntry {
                 id: next_id(),
                 device: self.id.clone(),
                 ts: now,
@@ -299,7 +308,7 @@ impl DeviceState {
                 version,
                 comment: change.comment.clone(),
                 verification_id,
-            }));
+            })));
         }
         fx.writes.push(self.snapshot_write());
         fx.publish
@@ -358,7 +367,7 @@ impl DeviceState {
             });
         }
         tracing::info!(device_id = %self.id, key = %v.key, version = v.version, outcome = ?v.outcome, "verification finished");
-        fx.writes.push(Write::Verification(v.clone()));
+        fx.writes.push(Write::Verification(Box::new(v.clone())));
         self.last_verification = Some(Box::new(v));
     }
 
@@ -404,7 +413,7 @@ impl DeviceState {
             Ok(outcome) => {
                 for c in outcome.changes {
                     let comment = update.settings.get(&c.key).and_then(|s| s.detail.clone());
-                    fx.writes.push(Write::History(HistoryEntry {
+                    fx.writes.push(Write::History(Box::new(HistoryEntry {
                         id: next_id(),
                         device: self.id.clone(),
                         ts: now,
@@ -416,7 +425,7 @@ impl DeviceState {
                         version: applied,
                         comment,
                         verification_id: None,
-                    }));
+                    })));
                 }
             }
             Err(e) => {
@@ -436,7 +445,7 @@ impl DeviceState {
             let version = outcome.version;
             for c in outcome.changes {
                 self.supersede(&c.key, version, now, &mut fx);
-                fx.writes.push(Write::History(HistoryEntry {
+                fx.writes.push(Write::History(Box::new(HistoryEntry {
                     id: next_id(),
                     device: self.id.clone(),
                     ts: now,
@@ -448,7 +457,7 @@ impl DeviceState {
                     version,
                     comment: Some(format!("override expired at {}", e.at.to_rfc3339())),
                     verification_id: None,
-                }));
+                })));
                 removed.push(c.key);
             }
         }
@@ -529,7 +538,7 @@ impl DeviceState {
                 if let Some(v) = self.pending.get_mut(&id) {
                     v.attempts = attempts;
                     v.next_check = Some(next);
-                    fx.writes.push(Write::Verification(v.clone()));
+                    fx.writes.push(Write::Verification(Box::new(v.clone())));
                 }
             }
         }

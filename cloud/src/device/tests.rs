@@ -92,7 +92,7 @@ pub(super) fn histories(fx: &Effects) -> Vec<&HistoryEntry> {
     fx.writes
         .iter()
         .filter_map(|w| match w {
-            Write::History(h) => Some(h),
+            Write::History(h) => Some(h.as_ref()),
             _ => None,
         })
         .collect()
@@ -102,7 +102,7 @@ pub(super) fn verifications(fx: &Effects) -> Vec<&VerificationRecord> {
     fx.writes
         .iter()
         .filter_map(|w| match w {
-            Write::Verification(v) => Some(v),
+            Write::Verification(v) => Some(v.as_ref()),
             _ => None,
         })
         .collect()

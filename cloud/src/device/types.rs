@@ -75,35 +75,36 @@ pub struct DeviceView {
 }
 
 /// A sample as JSON text known to decode as a [`Sample`] (checked with
-/// [`Sample::check_json`]): what a device actor keeps of its newest telemetry. The ingest
-/// checks every sample anyway and the text is smaller than the decoded map, so the
-/// `Sample` is built only when someone looks ([`SampleJson::decode`]).
+/// [`Sample::check_json`]): how the ingest hands a device actor its newest telemetry. The
+/// ingest checks every sample anyway, so nothing builds the `Sample` until someone looks
+/// ([`SampleJson::decode`]). The text is a slice of the MQTT payload; the actor copies it
+/// into the buffer it keeps rather than holding the payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleJson {
     seq: u64,
-    json: Box<str>,
+    json: bytes::Bytes,
 }
 
 impl SampleJson {
     /// `json`, if it decodes as a sample.
     pub fn new(json: &str) -> Result<Self, serde_json::Error> {
         let seq = Sample::check_json(json)?;
-        Ok(Self::checked(seq, json))
+        Ok(Self::checked(
+            seq,
+            bytes::Bytes::copy_from_slice(json.as_bytes()),
+        ))
     }
 
     /// `json`, which [`Sample::check_json`] accepted with `seq`.
-    pub(crate) fn checked(seq: u64, json: &str) -> Self {
-        Self {
-            seq,
-            json: json.into(),
-        }
+    pub(crate) fn checked(seq: u64, json: bytes::Bytes) -> Self {
+        Self { seq, json }
     }
 
     /// The text of `sample`.
     pub fn of(sample: &Sample) -> Result<Self, serde_json::Error> {
         Ok(Self {
             seq: sample.seq,
-            json: serde_json::to_string(sample)?.into(),
+            json: serde_json::to_vec(sample)?.into(),
         })
     }
 
@@ -111,12 +112,23 @@ impl SampleJson {
         self.seq
     }
 
-    /// The sample. `None` cannot happen for checked text; it is logged if it does.
-    pub fn decode(&self) -> Option<Sample> {
-        serde_json::from_str(&self.json)
-            .inspect_err(|e| {
-                tracing::error!(seq = self.seq, error = %e, "a checked sample does not decode");
-            })
-            .ok()
+    /// The JSON text.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.json
     }
+
+    /// The sample.
+    pub fn decode(&self) -> Option<Sample> {
+        decode_checked(self.seq, &self.json)
+    }
+}
+
+/// A sample from text that was checked to decode. `None` cannot happen; it is logged if it
+/// does.
+pub(crate) fn decode_checked(seq: u64, json: &[u8]) -> Option<Sample> {
+    serde_json::from_slice(json)
+        .inspect_err(|e| {
+            tracing::error!(seq, error = %e, "a checked sample does not decode");
+        })
+        .ok()
 }

@@ -9,6 +9,7 @@
 //! logged with the topic, acknowledged and dropped; other devices never notice.
 
 mod stats;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 
@@ -18,13 +19,14 @@ use std::time::Duration;
 use actix::prelude::*;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde::de::DeserializeOwned;
-use shiki_proto::{Channel, DeviceId, Direction, Sample, TopicError, Topics, decode, encode};
+use shiki_proto::{Channel, DeviceId, Direction, TopicError, Topics, decode, encode};
 use tokio::sync::mpsc;
 
 pub use stats::{DropReason, IngestStats};
 
-use crate::device::{DeviceInput, Outbound, Publish, Router, SampleJson};
-use crate::store::{Commit, SampleRow, Store, Write};
+use crate::device::{DeviceInput, Outbound, Publish, Router};
+use crate::store::{Commit, Store, Write};
+use telemetry::telemetry_rows;
 
 /// A running ingest: its MQTT client and the tasks polling and acknowledging.
 #[derive(Debug)]
@@ -267,41 +269,6 @@ impl FailureLog {
             tracing::error!(%error, messages, topic, "messages not stored and already acknowledged: lost");
         }
     }
-}
-
-/// A telemetry batch ([`shiki_proto::TelemetryBatch`]) with each sample's JSON text kept.
-#[derive(serde::Deserialize)]
-struct RawBatch<'a> {
-    #[serde(borrow)]
-    samples: Vec<&'a serde_json::value::RawValue>,
-}
-
-/// Each sample of a telemetry payload as the store keeps it (its JSON text as received,
-/// once [`Sample::check_json`] found that it decodes), and the newest sample's text, for its
-/// device actor. Builds no [`Sample`].
-fn telemetry_rows(
-    payload: &[u8],
-) -> Result<(Vec<SampleRow>, Option<SampleJson>), shiki_proto::CodecError> {
-    let malformed = shiki_proto::CodecError::Malformed;
-    let text = shiki_proto::json_text(payload)?;
-    let batch: RawBatch<'_> = serde_json::from_slice(&text).map_err(malformed)?;
-    let mut rows = Vec::with_capacity(batch.samples.len());
-    let mut newest: Option<(u64, &str)> = None;
-    for raw in batch.samples {
-        let json = raw.get();
-        let seq = Sample::check_json(json).map_err(malformed)?;
-        rows.push(SampleRow {
-            seq,
-            json: json.as_bytes().to_vec(),
-        });
-        if newest.is_none_or(|(n, _)| seq > n) {
-            newest = Some((seq, json));
-        }
-    }
-    Ok((
-        rows,
-        newest.map(|(seq, json)| SampleJson::checked(seq, json)),
-    ))
 }
 
 impl Handler {

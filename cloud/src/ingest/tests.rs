@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use shiki_proto::{Channel, DeviceId, Event, Sample, TelemetryBatch, Topics, encode};
@@ -495,7 +496,8 @@ fn batch_of(seqs: impl IntoIterator<Item = u64>) -> TelemetryBatch {
 #[test]
 fn telemetry_rows_keep_each_samples_text_and_pick_the_newest() {
     let batch = batch_of([4, 9, 2]);
-    let (rows, newest) = telemetry_rows(&encode(&batch).expect("encodes")).expect("decodes");
+    let payload = Bytes::from(encode(&batch).expect("encodes"));
+    let (rows, newest) = telemetry_rows(&payload).expect("decodes");
     assert_eq!(
         rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
         vec![4, 9, 2]
@@ -507,7 +509,13 @@ fn telemetry_rows_keep_each_samples_text_and_pick_the_newest() {
     let newest = newest.expect("a newest sample");
     assert_eq!(newest.seq(), 9);
     assert_eq!(newest.decode().as_ref(), batch.samples.get(1));
-    let (rows, newest) = telemetry_rows(br#"{"samples":[]}"#).expect("empty batch");
+    // Rows are slices of the payload, not copies.
+    let inside = payload.as_ptr_range();
+    assert!(rows.iter().all(|r| inside.contains(&r.json.as_ptr())));
+    let (rows, newest) = telemetry_rows(&Bytes::from_static(
+        br#"{"v":1,"backlog":true,"samples":[]}"#,
+    ))
+    .expect("empty batch");
     assert!(rows.is_empty() && newest.is_none());
 }
 
@@ -522,8 +530,8 @@ fn compressed_telemetry_gives_the_same_rows_as_plain() {
         "the batch is big enough to be compressed"
     );
     let plain = serde_json::to_vec(&batch).expect("json");
-    let from_gz = telemetry_rows(&gz).expect("compressed decodes");
-    let from_plain = telemetry_rows(&plain).expect("plain decodes");
+    let from_gz = telemetry_rows(&gz.into()).expect("compressed decodes");
+    let from_plain = telemetry_rows(&plain.into()).expect("plain decodes");
     assert_eq!(from_gz, from_plain);
     assert_eq!(from_gz.0.len(), 1000);
 }
@@ -536,10 +544,14 @@ fn a_batch_with_a_malformed_sample_is_refused() {
         br#"{"samples":[{"seq":1,"ts":"yesterday","values":{}}]}"#,
         br#"{"samples":[{"seq":1,"ts":"2026-01-01T00:00:00Z","values":{"x":[1]}}]}"#,
         br#"{"samples":{}}"#,
+        br#"{"samples":[1]}"#,
+        br#"{"samples":[],"samples":[]}"#,
+        br#"{"samples":[]} trailing"#,
+        br#"[[]]"#,
         br#"{"v":1}"#,
         b"\x1f\x8bnot gzip",
     ] {
-        let err = telemetry_rows(payload).expect_err("refused");
+        let err = telemetry_rows(&Bytes::copy_from_slice(payload)).expect_err("refused");
         assert!(
             matches!(
                 err,

@@ -249,7 +249,7 @@ fn history_actors_are_stored_with_role_and_device_id_and_read_back() {
         let e = entry(i as u64 + 1, actor.clone());
         let json = serde_json::to_value(&e).expect("serialises");
         assert_eq!(&json["actor"], stored);
-        writes.push(Write::History(e));
+        writes.push(Write::History(Box::new(e)));
     }
     store.submit(writes).wait_blocking().expect("commit");
     let back: Vec<Actor> = store

@@ -413,7 +413,7 @@ fn commit_batch(
                 by_device
                     .entry(device.as_str())
                     .or_default()
-                    .extend(samples.iter().map(|s| (s.seq, s.json.as_slice())));
+                    .extend(samples.iter().map(|s| (s.seq, &s.json[..])));
             }
         }
         if !by_device.is_empty() {

@@ -325,14 +325,14 @@ fn history_is_newest_first_with_verification_outcomes() {
     write(
         &store,
         vec![
-            Write::Verification(v.clone()),
-            Write::History(h1.clone()),
-            Write::History(h2.clone()),
+            Write::Verification(Box::new(v.clone())),
+            Write::History(Box::new(h1.clone())),
+            Write::History(Box::new(h2.clone())),
         ],
     );
     v.outcome = VerificationOutcome::Verified { at: t(2) };
     v.next_check = None;
-    write(&store, vec![Write::Verification(v.clone())]);
+    write(&store, vec![Write::Verification(Box::new(v.clone()))]);
     let items = store.history(&d, &TimeQuery::default()).expect("history");
     assert_eq!(items.len(), 2);
     assert_eq!(items[0].entry, h2);
@@ -370,18 +370,18 @@ fn everything_survives_a_reopen_and_ids_keep_increasing() {
                     device: d.clone(),
                     samples: vec![SampleRow::encode(&sample(1))],
                 },
-                Write::History(h),
+                Write::History(Box::new(h)),
                 Write::Device {
                     device: d.clone(),
                     snapshot: Box::new(snap),
                 },
-                Write::PutToken(TokenRecord {
+                Write::PutToken(Box::new(TokenRecord {
                     hash: "ab".into(),
                     name: "ops".into(),
                     role: "operator".into(),
                     created: t(0),
                     created_by: "bootstrap".into(),
-                }),
+                })),
             ],
         );
         // Queued but unawaited writes are committed on close.

@@ -217,14 +217,14 @@ pub enum Write {
         device: DeviceId,
         events: Vec<Event>,
     },
-    History(HistoryEntry),
+    History(Box<HistoryEntry>),
     /// Inserts or replaces a verification record (by id).
-    Verification(VerificationRecord),
+    Verification(Box<VerificationRecord>),
     Device {
         device: DeviceId,
         snapshot: Box<DeviceSnapshot>,
     },
-    PutToken(TokenRecord),
+    PutToken(Box<TokenRecord>),
     /// Removes a token by hash.
     RevokeToken {
         hash: String,
@@ -250,18 +250,21 @@ impl Write {
 
 /// A sample as the store keeps it: its seq and its JSON text, which decodes as a
 /// [`Sample`] with that seq. The ingest passes on the text it received (after checking
-/// that it decodes), so the store's writer does no JSON work.
+/// that it decodes), a slice of the MQTT payload rather than a copy, so the store's writer
+/// does no JSON work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SampleRow {
     pub seq: u64,
-    pub json: Vec<u8>,
+    pub json: bytes::Bytes,
 }
 
 impl SampleRow {
     pub fn encode(sample: &Sample) -> Self {
         SampleRow {
             seq: sample.seq,
-            json: serde_json::to_vec(sample).expect("samples always serialise"),
+            json: serde_json::to_vec(sample)
+                .expect("samples always serialise")
+                .into(),
         }
     }
 }

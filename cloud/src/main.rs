@@ -7,6 +7,14 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use shiki_cloud::CloudConfig;
 
+/// mimalloc rather than glibc's allocator: the ingest allocates on its thread what the
+/// store writer frees on its own (each burst's writes), which glibc serialises on the
+/// ingest's arena lock. Measured with `shiki-cloud bench --only ingest`, alternating
+/// binaries: cloud ingest 144–156k msg/s and 95–99 % of the bare subscriber with mimalloc,
+/// 131–137k and 75–92 % with glibc; 100k device actors 286 MB RSS instead of 214 MB.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Shiki cloud: embedded MQTT broker, one actor per device, settings history and
 /// verification, alerts, admin API.
 #[derive(Debug, Parser)]

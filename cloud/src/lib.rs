@@ -36,6 +36,8 @@ pub mod ingest;
 pub mod notifier;
 pub mod schedule;
 pub mod store;
+#[cfg(test)]
+mod test_support;
 mod throttle;
 
 pub use app::{App, AppError, run, start};

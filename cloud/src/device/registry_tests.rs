@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use shiki_proto::{Connectivity, DeviceId, PROTOCOL_VERSION, Sample, Status};
+use shiki_proto::{Connectivity, DeviceId, Sample};
 use shiki_shared::clock::TestClock;
-use tokio::sync::mpsc;
 
 use super::{
     DeviceConfig, DeviceCount, DeviceDeps, DeviceInput, DeviceMetrics, Directory, GetDeviceView,
@@ -16,20 +15,7 @@ use super::{
 };
 use crate::schedule::SyncConfig;
 use crate::store::{RedbStore, Store};
-
-#[derive(Debug)]
-struct Sink<M>(mpsc::UnboundedSender<M>);
-
-impl<M: Unpin + 'static> Actor for Sink<M> {
-    type Context = Context<Self>;
-}
-
-impl<M: Message<Result = ()> + Unpin + Send + 'static> Handler<M> for Sink<M> {
-    type Result = ();
-    fn handle(&mut self, msg: M, _: &mut Self::Context) {
-        let _ = self.0.send(msg);
-    }
-}
+use crate::test_support::{collector, status};
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-24T05:00:00Z")
@@ -38,27 +24,15 @@ fn now() -> DateTime<Utc> {
 }
 
 fn deps(store: Arc<RedbStore>) -> DeviceDeps {
-    let (tx, _) = mpsc::unbounded_channel();
-    let (alerts, _) = mpsc::unbounded_channel();
     DeviceDeps {
         store,
-        publisher: Sink(tx).start().recipient(),
-        alerts: Sink(alerts).start().recipient(),
+        publisher: collector().0,
+        alerts: collector().0,
         clock: TestClock::at(now()).shared(),
         cfg: DeviceConfig::default(),
         metrics: Arc::new(DeviceMetrics::default()),
         schedule: SyncConfig::default(),
     }
-}
-
-fn status(state: Connectivity) -> DeviceInput {
-    DeviceInput::Status(Status {
-        v: PROTOCOL_VERSION,
-        state,
-        software_version: None,
-        boot_time: None,
-        ts: None,
-    })
 }
 
 fn telemetry(seq: u64) -> DeviceInput {

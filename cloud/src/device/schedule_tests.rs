@@ -7,9 +7,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use shiki_proto::{
-    AckResult, Connectivity, DeviceId, PROTOCOL_VERSION, ScheduleAck, ScheduleSet, Status,
-};
+use shiki_proto::{AckResult, Connectivity, DeviceId, PROTOCOL_VERSION, ScheduleAck, ScheduleSet};
 use shiki_shared::clock::{Clock, TestClock};
 use tokio::sync::mpsc;
 
@@ -20,26 +18,7 @@ use super::{
 use crate::notifier::{Alert, AlertKind};
 use crate::schedule::{GetScheduleView, PutSchedule, SlotChoice, SyncConfig, SyncStatus};
 use crate::store::{self, RedbStore, Store};
-
-#[derive(Debug)]
-struct Collect<M>(mpsc::UnboundedSender<M>);
-
-impl<M: Unpin + 'static> Actor for Collect<M> {
-    type Context = Context<Self>;
-}
-
-impl<M: Message<Result = ()> + Send + Unpin + 'static> Handler<M> for Collect<M> {
-    type Result = ();
-    fn handle(&mut self, msg: M, _: &mut Context<Self>) {
-        let _ = self.0.send(msg);
-    }
-}
-
-fn collector<M: Message<Result = ()> + Send + Unpin + 'static>()
--> (Recipient<M>, mpsc::UnboundedReceiver<M>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (Collect(tx).start().recipient(), rx)
-}
+use crate::test_support::{collector, status};
 
 async fn recv<M>(rx: &mut mpsc::UnboundedReceiver<M>) -> M {
     tokio::time::timeout(Duration::from_secs(5), rx.recv())
@@ -61,16 +40,6 @@ fn doc(id: &str, year: i32) -> Value {
                      "off": []},
         "seasons": [{"name": "all", "from": "01-01", "to": "12-31",
                      "weekday": "work", "saturday": "off", "sunday": "off"}]
-    })
-}
-
-fn status(state: Connectivity) -> DeviceInput {
-    DeviceInput::Status(Status {
-        v: PROTOCOL_VERSION,
-        state,
-        software_version: None,
-        boot_time: None,
-        ts: None,
     })
 }
 

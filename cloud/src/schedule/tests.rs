@@ -14,6 +14,7 @@ use shiki_shared::clock::{Clock, TestClock};
 use tokio::sync::mpsc;
 
 use super::*;
+use crate::test_support::collector;
 
 fn t(s: &str) -> DateTime<Utc> {
     s.parse().expect("test instant")
@@ -648,26 +649,6 @@ fn each_device_enters_the_new_year_in_its_own_time_zone() {
 }
 
 // --- actor conversation ---------------------------------------------------------------
-
-#[derive(Debug)]
-struct Collect<M>(mpsc::UnboundedSender<M>);
-
-impl<M: Unpin + 'static> Actor for Collect<M> {
-    type Context = Context<Self>;
-}
-
-impl<M: Message<Result = ()> + Send + Unpin + 'static> Handler<M> for Collect<M> {
-    type Result = ();
-    fn handle(&mut self, msg: M, _: &mut Context<Self>) {
-        let _ = self.0.send(msg);
-    }
-}
-
-fn collector<M: Message<Result = ()> + Send + Unpin + 'static>()
--> (Recipient<M>, mpsc::UnboundedReceiver<M>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (Collect(tx).start().recipient(), rx)
-}
 
 async fn recv<M>(rx: &mut mpsc::UnboundedReceiver<M>) -> M {
     tokio::time::timeout(Duration::from_secs(5), rx.recv())

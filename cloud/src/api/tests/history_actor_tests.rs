@@ -27,30 +27,10 @@ use crate::ingest::IngestStats;
 use crate::notifier::Alert;
 use crate::schedule::SyncConfig;
 use crate::store::{RedbStore, Store};
+use crate::test_support::collector;
 
 const OPS: &str = "shiki_opsteam00000000000000000000000000000000000000000000000000000";
 const AUDITOR: &str = "shiki_auditor0000000000000000000000000000000000000000000000000000";
-
-/// Forwards every message it gets to a channel.
-#[derive(Debug)]
-struct Collect<M>(mpsc::UnboundedSender<M>);
-
-impl<M: Unpin + 'static> Actor for Collect<M> {
-    type Context = Context<Self>;
-}
-
-impl<M: Message<Result = ()> + Send + Unpin + 'static> Handler<M> for Collect<M> {
-    type Result = ();
-    fn handle(&mut self, msg: M, _: &mut Context<Self>) {
-        let _ = self.0.send(msg);
-    }
-}
-
-fn collector<M: Message<Result = ()> + Send + Unpin + 'static>()
--> (Recipient<M>, mpsc::UnboundedReceiver<M>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (Collect(tx).start().recipient(), rx)
-}
 
 /// The real backend with one known, online device `plant-01` and two tokens: `ops-team`
 /// (operator) and `auditor` (viewer).

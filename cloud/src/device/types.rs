@@ -86,15 +86,6 @@ pub struct SampleJson {
 }
 
 impl SampleJson {
-    /// `json`, if it decodes as a sample.
-    pub fn new(json: &str) -> Result<Self, serde_json::Error> {
-        let seq = Sample::check_json(json)?;
-        Ok(Self::checked(
-            seq,
-            bytes::Bytes::copy_from_slice(json.as_bytes()),
-        ))
-    }
-
     /// `json`, which [`Sample::check_json`] accepted with `seq`.
     pub(crate) fn checked(seq: u64, json: bytes::Bytes) -> Self {
         Self { seq, json }

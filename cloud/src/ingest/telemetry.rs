@@ -37,7 +37,7 @@ pub(super) fn telemetry_rows(
         .map_err(CodecError::Malformed)?;
     let newest = rows
         .newest
-        .map(|(seq, json)| SampleJson::checked(seq, json));
+        .map(|i| SampleJson::checked(rows.rows[i].seq, rows.rows[i].json.clone()));
     Ok((rows.rows, newest))
 }
 
@@ -46,18 +46,21 @@ struct Rows<'t> {
     /// The payload's JSON text, which the rows are slices of.
     text: &'t Bytes,
     rows: Vec<SampleRow>,
-    newest: Option<(u64, Bytes)>,
+    /// Which of `rows` has the highest seq.
+    newest: Option<usize>,
 }
 
 impl Rows<'_> {
     fn push(&mut self, raw: &RawValue) -> Result<(), serde_json::Error> {
         let json = raw.get();
         let seq = Sample::check_json(json)?;
-        let json = self.text.slice_ref(json.as_bytes());
-        if self.newest.as_ref().is_none_or(|(n, _)| seq > *n) {
-            self.newest = Some((seq, json.clone()));
+        if self.newest.is_none_or(|i| seq > self.rows[i].seq) {
+            self.newest = Some(self.rows.len());
         }
-        self.rows.push(SampleRow { seq, json });
+        self.rows.push(SampleRow {
+            seq,
+            json: self.text.slice_ref(json.as_bytes()),
+        });
         Ok(())
     }
 }

@@ -21,6 +21,7 @@ use crate::store::{
     DeviceSnapshot, HistoryItem, RedbStore, SeqGap, StoreError, StoreStats, TimeQuery, TokenRecord,
     VerificationRecord,
 };
+use crate::test_support::stored_seqs;
 
 fn down<T>() -> Result<T, StoreError> {
     Err(StoreError::backend("commit", "disk full"))
@@ -240,16 +241,6 @@ async fn publish_range(
     .expect("broker acknowledges the device");
     let client = sender.await.expect("sender");
     let _ = client.disconnect().await;
-}
-
-/// The seqs of a device's stored samples, oldest first.
-fn stored_seqs(store: &dyn Store, device: &DeviceId) -> Vec<u64> {
-    store
-        .telemetry(device, &TimeQuery::default())
-        .expect("reads")
-        .iter()
-        .map(|s| s.seq)
-        .collect()
 }
 
 /// The next routed seq, if one arrives within `wait`.

@@ -9,6 +9,7 @@ use shiki_proto::{DeviceId, ExpiredOverride, ReportedState, ReportedUpdate};
 use super::*;
 use crate::auth::Role;
 use crate::device::{DeviceConfig, DeviceState};
+use crate::test_support::stored_seqs;
 
 /// A `devices` row as the cloud wrote it while it had its own shadow copy
 /// (`device/shadow.rs`: `desired_meta` / `reported_meta` with a per-key `version`).
@@ -371,10 +372,7 @@ fn staged_rows_of_one_device_each_read_back_and_move_into_chunks() {
             .collect();
         store.submit(writes).wait_blocking().expect("commit");
     };
-    let seqs = |d: &DeviceId| -> Vec<u64> {
-        let got = store.telemetry(d, &TimeQuery::default()).expect("query");
-        got.iter().map(|s| s.seq).collect()
-    };
+    let seqs = |d: &DeviceId| stored_seqs(&store, d);
     assert_eq!(seqs(&d1), vec![1, 2]);
     assert_eq!(store.last_sample(&d2).expect("last"), Some(sample(1)));
 

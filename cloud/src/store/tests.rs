@@ -6,6 +6,7 @@ use serde_json::json;
 use shiki_proto::{DeviceId, Event, EventKind, Sample, Severity};
 
 use super::*;
+use crate::test_support::{stored_seqs, stored_seqs_in};
 
 fn dev(s: &str) -> DeviceId {
     DeviceId::new(s).expect("valid test id")
@@ -70,23 +71,13 @@ fn telemetry_queries_by_time_range_and_limit_oldest_first() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir);
     let d = dev("gw-1");
-    write(
-        &store,
-        vec![Write::Telemetry {
-            device: d.clone(),
-            samples: (1..=10).map(|s| SampleRow::encode(&sample(s))).collect(),
-        }],
-    );
+    write(&store, vec![telemetry(&d, 1..=10)]);
     let q = TimeQuery {
         from: Some(t(3)),
         to: Some(t(8)),
         limit: Some(4),
     };
-    let got = store.telemetry(&d, &q).expect("query");
-    assert_eq!(
-        got.iter().map(|s| s.seq).collect::<Vec<_>>(),
-        vec![3, 4, 5, 6]
-    );
+    assert_eq!(stored_seqs_in(&store, &d, &q), vec![3, 4, 5, 6]);
     assert_eq!(
         store.last_sample(&d).expect("last").map(|s| s.seq),
         Some(10)
@@ -98,16 +89,7 @@ fn gaps_in_seq_are_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir);
     let d = dev("gw-1");
-    write(
-        &store,
-        vec![Write::Telemetry {
-            device: d.clone(),
-            samples: [2, 3, 6, 7, 10]
-                .into_iter()
-                .map(|s| SampleRow::encode(&sample(s)))
-                .collect(),
-        }],
-    );
+    write(&store, vec![telemetry(&d, [2, 3, 6, 7, 10])]);
     assert_eq!(
         store.telemetry_gaps(&d, 10).expect("gaps"),
         vec![
@@ -117,15 +99,6 @@ fn gaps_in_seq_are_reported() {
         ]
     );
     assert_eq!(store.telemetry_gaps(&d, 1).expect("gaps").len(), 1);
-}
-
-fn seqs(store: &RedbStore, d: &DeviceId) -> Vec<u64> {
-    store
-        .telemetry(d, &TimeQuery::default())
-        .expect("query")
-        .iter()
-        .map(|s| s.seq)
-        .collect()
 }
 
 fn telemetry(d: &DeviceId, seqs: impl IntoIterator<Item = u64>) -> Write {
@@ -156,7 +129,7 @@ fn late_and_replayed_samples_are_found_in_or_merged_into_their_chunk() {
     let s = store.stats();
     assert_eq!((s.samples_stored, s.duplicates_dropped), (11 + 5, 3));
     assert_eq!(
-        seqs(&store, &d),
+        stored_seqs(&store, &d),
         vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 21, 22, 23, 24]
     );
     // The merged and the lone samples are found again.
@@ -184,7 +157,7 @@ fn a_backlog_longer_than_a_chunk_is_split_and_reads_back_in_order() {
         &store,
         vec![telemetry(&d, (1..=n).rev()), telemetry(&d, 1..=n)],
     );
-    assert_eq!(seqs(&store, &d), (1..=n).collect::<Vec<_>>());
+    assert_eq!(stored_seqs(&store, &d), (1..=n).collect::<Vec<_>>());
     assert_eq!(store.stats().duplicates_dropped, n);
     assert!(store.telemetry_gaps(&d, 10).expect("gaps").is_empty());
     let q = TimeQuery {
@@ -192,13 +165,7 @@ fn a_backlog_longer_than_a_chunk_is_split_and_reads_back_in_order() {
         to: None,
         limit: Some(3),
     };
-    let got: Vec<u64> = store
-        .telemetry(&d, &q)
-        .expect("q")
-        .iter()
-        .map(|s| s.seq)
-        .collect();
-    assert_eq!(got, vec![600, 601, 602]);
+    assert_eq!(stored_seqs_in(&store, &d, &q), vec![600, 601, 602]);
     drop(store);
     let store = open(&dir);
     write(&store, vec![telemetry(&d, [n - 1, n, n + 1])]);
@@ -228,8 +195,8 @@ fn staged_telemetry_reads_back_moves_into_chunks_and_survives_a_restart() {
     write(&store, vec![telemetry(&a, [9]), telemetry(&b, [5])]);
     // Staged again, and never moved before the restart.
     write(&store, vec![telemetry(&a, [10, 11]), telemetry(&b, [7])]);
-    assert_eq!(seqs(&store, &a), (1..=11).collect::<Vec<_>>());
-    assert_eq!(seqs(&store, &b), vec![1, 2, 3, 4, 5, 7]);
+    assert_eq!(stored_seqs(&store, &a), (1..=11).collect::<Vec<_>>());
+    assert_eq!(stored_seqs(&store, &b), vec![1, 2, 3, 4, 5, 7]);
     assert_eq!(
         store.telemetry_gaps(&b, 5).expect("gaps"),
         vec![SeqGap { from: 6, to: 6 }]
@@ -238,7 +205,7 @@ fn staged_telemetry_reads_back_moves_into_chunks_and_survives_a_restart() {
     drop(store);
 
     let store = open();
-    assert_eq!(seqs(&store, &a), (1..=11).collect::<Vec<_>>());
+    assert_eq!(stored_seqs(&store, &a), (1..=11).collect::<Vec<_>>());
     assert_eq!(store.last_sample(&a).expect("last"), Some(sample(11)));
     // A replay of staged and chunked samples, and the missing 6 of b, arriving late.
     write(
@@ -247,21 +214,15 @@ fn staged_telemetry_reads_back_moves_into_chunks_and_survives_a_restart() {
     );
     let s = store.stats();
     assert_eq!((s.samples_stored, s.duplicates_dropped), (2, 3));
-    assert_eq!(seqs(&store, &a), (1..=12).collect::<Vec<_>>());
-    assert_eq!(seqs(&store, &b), (1..=7).collect::<Vec<_>>());
+    assert_eq!(stored_seqs(&store, &a), (1..=12).collect::<Vec<_>>());
+    assert_eq!(stored_seqs(&store, &b), (1..=7).collect::<Vec<_>>());
     assert!(store.telemetry_gaps(&b, 5).expect("gaps").is_empty());
     let q = TimeQuery {
         from: Some(t(4)),
         to: Some(t(10)),
         limit: Some(5),
     };
-    let got: Vec<u64> = store
-        .telemetry(&a, &q)
-        .expect("q")
-        .iter()
-        .map(|s| s.seq)
-        .collect();
-    assert_eq!(got, vec![4, 5, 6, 7, 8]);
+    assert_eq!(stored_seqs_in(&store, &a, &q), vec![4, 5, 6, 7, 8]);
 }
 
 #[test]
@@ -492,8 +453,8 @@ fn a_damaged_staged_row_is_quarantined_and_the_commit_that_met_it_goes_through()
         "the batch went through on the second try"
     );
     assert_eq!(store.quarantined(), vec![(0, garbage.to_vec())]);
-    assert_eq!(seqs(&store, &a), vec![1, 2, 3, 4]);
-    assert_eq!(seqs(&store, &b), vec![0, 1]);
+    assert_eq!(stored_seqs(&store, &a), vec![1, 2, 3, 4]);
+    assert_eq!(stored_seqs(&store, &b), vec![0, 1]);
 
     // Found at start-up too, before any commit.
     let other = [0x03, 0x00, b'g'];
@@ -505,7 +466,7 @@ fn a_damaged_staged_row_is_quarantined_and_the_commit_that_met_it_goes_through()
         store.quarantined(),
         vec![(0, garbage.to_vec()), (1, other.to_vec())]
     );
-    assert_eq!(seqs(&store, &a), vec![1, 2, 3, 4]);
+    assert_eq!(stored_seqs(&store, &a), vec![1, 2, 3, 4]);
     write(&store, vec![telemetry(&a, [5])]);
     assert_eq!(store.last_sample(&a).expect("last"), Some(sample(5)));
 }

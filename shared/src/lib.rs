@@ -18,6 +18,8 @@
 //! - `schedule`: the yearly schedule model, validation and evaluation (pure functions).
 //! - [`config`]: TOML + `SHIKI_*` environment + CLI overrides, errors naming key and file;
 //!   [`config::duration`] reads `"10s"`-style durations.
+//! - [`resolution`]: [`resolution::same_number`], the one "same value at the point's
+//!   resolution" rule of both binaries.
 //! - [`clock`]: the [`Clock`] trait with system and test clocks.
 //! - [`logging`]: tracing subscriber setup, called by the binaries only.
 //! - [`tls`]: rustls client/server configurations from PEM files; the ring provider.
@@ -25,6 +27,7 @@
 pub mod clock;
 pub mod config;
 pub mod logging;
+pub mod resolution;
 pub mod schedule;
 pub mod shadow;
 pub mod tls;

@@ -2,6 +2,7 @@
 //! resolution comparison.
 
 use shiki_proto::PointValue;
+use shiki_shared::resolution::same_number;
 
 use super::{DataType, OutOfRange, PointConfig, WordOrder};
 
@@ -193,16 +194,12 @@ impl PointConfig {
         }
     }
 
-    /// Whether two values are the same at the point's resolution (numbers match when they
-    /// differ by less than half a step; never float equality).
+    /// Whether two values are the same at the point's resolution: numbers by
+    /// [`shiki_shared::resolution::same_number`], the rule the cloud verifies with too.
     pub fn same_value(&self, a: &PointValue, b: &PointValue) -> bool {
         match (a, b) {
             (PointValue::Number(x), PointValue::Number(y)) => {
-                let tol = match self.resolution() {
-                    Some(r) => r / 2.0,
-                    None => 1e-6 * x.abs().max(y.abs()).max(1.0),
-                };
-                (x - y).abs() < tol
+                same_number(*x, *y, self.resolution())
             }
             _ => a == b,
         }

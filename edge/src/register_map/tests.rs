@@ -176,6 +176,29 @@ fn limits_clamp_or_refuse_and_compare_at_resolution() {
 }
 
 #[test]
+fn an_f32_point_without_resolution_is_the_same_value_on_the_edge_and_in_the_cloud() {
+    let mut p = point("sp", RegisterKind::Holding, 0, DataType::F32);
+    p.writable = true;
+    assert_eq!(p.resolution(), None);
+    let desired = PointValue::Number(7.3);
+    let read_back = p
+        .decode(&p.encode(&desired).expect("7.3 fits an f32"))
+        .expect("decodes");
+    let PointValue::Number(held) = read_back else {
+        panic!("a number point decodes to a number")
+    };
+    assert_ne!(held, 7.3, "an f32 does not hold 7.3 exactly");
+    assert!(p.same_value(&desired, &read_back));
+    // What the cloud compares: the catalog's resolution for this point, same rule.
+    assert!(shiki_shared::resolution::same_number(
+        7.3,
+        held,
+        p.resolution()
+    ));
+    assert!(!p.same_value(&desired, &PointValue::Number(7.31)));
+}
+
+#[test]
 fn validation_names_the_bad_point() {
     let ok = point("a", RegisterKind::Holding, 0, DataType::U16);
     let cases: Vec<(Vec<PointConfig>, &str)> = vec![

@@ -5,15 +5,14 @@ use serde_json::Value;
 
 use shiki_proto::{Catalog, JsonMap};
 
-/// Relative tolerance used when a point has no resolution: two numbers match when they
-/// differ by less than this fraction of the larger magnitude (or absolutely, below 1.0).
-pub const DEFAULT_EPSILON: f64 = 1e-9;
+use crate::resolution::{same_number, usable_resolution};
 
 /// Do `desired` and `reported` hold the same value at `resolution`?
 ///
 /// - Numbers match when `|a − b| < resolution / 2` (resolution 0.1: 7.04 matches 7.0,
 ///   7.06 does not). Without a usable resolution (none, zero, negative or not finite) they
-///   match within [`DEFAULT_EPSILON`]; two integers are compared exactly.
+///   match within [`DEFAULT_RELATIVE_TOLERANCE`](crate::resolution::DEFAULT_RELATIVE_TOLERANCE)
+///   (the edge's rule too: [`same_number`]); two integers are compared exactly.
 /// - Objects match when every field of `desired` is matched by the same field of
 ///   `reported` (extra reported fields are fine), recursively, at the same resolution.
 /// - Arrays match element by element and must have the same length.
@@ -44,8 +43,7 @@ pub fn values_match(desired: &Value, reported: &Value, resolution: Option<f64>) 
 }
 
 fn numbers_match(a: &serde_json::Number, b: &serde_json::Number, resolution: Option<f64>) -> bool {
-    let usable = resolution.filter(|r| r.is_finite() && *r > 0.0);
-    if usable.is_none() {
+    if usable_resolution(resolution).is_none() {
         if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
             return x == y;
         }
@@ -58,11 +56,7 @@ fn numbers_match(a: &serde_json::Number, b: &serde_json::Number, resolution: Opt
     let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) else {
         return false;
     };
-    let diff = (x - y).abs();
-    match usable {
-        Some(r) => diff < r / 2.0,
-        None => diff < DEFAULT_EPSILON * x.abs().max(y.abs()).max(1.0),
-    }
+    same_number(x, y, resolution)
 }
 
 /// The resolution of each key as the device's point catalog declares it (`None` for keys
@@ -154,6 +148,16 @@ mod tests {
         for (a, b, res, expected) in cases {
             assert_eq!(values_match(&a, &b, res), expected, "{a} vs {b} at {res:?}");
         }
+    }
+
+    #[test]
+    fn an_f32_read_back_without_a_resolution_matches_what_was_desired() {
+        // The edge writes 7.3 into an f32 register and reads back 7.300000190734863; the
+        // catalog has no resolution for such a point. The edge counts the write as applied,
+        // so verification must agree (it did not while the cloud used 1e-9).
+        let read_back = f64::from(7.3_f32);
+        assert!(values_match(&json!(7.3), &json!(read_back), None));
+        assert!(!values_match(&json!(7.3), &json!(7.31), None));
     }
 
     #[test]

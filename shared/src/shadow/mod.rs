@@ -63,7 +63,7 @@ use shiki_proto::{
     ShadowMetadata, ShadowState,
 };
 
-pub use compare::{DEFAULT_EPSILON, catalog_resolution, delta_of, values_match};
+pub use compare::{catalog_resolution, delta_of, values_match};
 pub use limits::ShadowLimits;
 
 use merge::merge_section;
@@ -476,7 +476,7 @@ impl Shadow {
     }
 
     /// Desired keys that reported does not match, numbers compared within
-    /// [`DEFAULT_EPSILON`]. Prefer [`Shadow::delta_with`] when point resolutions are known.
+    /// [`DEFAULT_RELATIVE_TOLERANCE`](crate::resolution::DEFAULT_RELATIVE_TOLERANCE). Prefer [`Shadow::delta_with`] when point resolutions are known.
     pub fn delta(&self) -> JsonMap {
         self.delta_with(&|_| None)
     }

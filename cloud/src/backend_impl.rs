@@ -14,7 +14,6 @@ use crate::api::{
     KeyVerification, LatencySummary, MetricsSnapshot, NewToken, PatchOutcome, TelemetryRow,
     TimeRange, TokenInfo,
 };
-use crate::auth::Role;
 use crate::device::{
     DesiredChange, DesiredError, DeviceActor, DeviceMetrics, DeviceView, GetDeviceView, GetView,
     ListDevices, Registry, RegistryError,
@@ -44,14 +43,6 @@ impl std::fmt::Debug for CloudBackend {
 
 fn internal(e: StoreError) -> BackendError {
     BackendError::Internal(e.to_string())
-}
-
-fn role_of(s: &str) -> Role {
-    match s {
-        "admin" => Role::Admin,
-        "operator" => Role::Operator,
-        _ => Role::Viewer,
-    }
 }
 
 fn query(range: TimeRange, limit: usize) -> TimeQuery {
@@ -352,7 +343,7 @@ impl Backend for CloudBackend {
             let rec = TokenRecord {
                 hash: token.hash.clone(),
                 name: token.name.clone(),
-                role: token.role.as_str().to_owned(),
+                role: token.role,
                 created: token.created_at,
                 created_by: token.created_by.clone(),
             };
@@ -382,7 +373,7 @@ impl Backend for CloudBackend {
                 .values()
                 .map(|t| TokenInfo {
                     name: t.name.clone(),
-                    role: role_of(&t.role),
+                    role: t.role,
                     created_at: t.created,
                     created_by: t.created_by.clone(),
                 })
@@ -419,7 +410,7 @@ impl Backend for CloudBackend {
         let found = self.tokens.read().ok().and_then(|t| {
             t.get(&hash).map(|r| api::TokenRecord {
                 name: r.name.clone(),
-                role: role_of(&r.role),
+                role: r.role,
             })
         });
         async move { Ok(found) }.boxed_local()

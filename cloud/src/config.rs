@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use shiki_shared::shadow::ShadowLimits;
+use shiki_cloud_model::shadow::ShadowLimits;
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -1,20 +1,19 @@
-//! Library shared by `shiki-edge` and `shiki-cloud`: the shadow model, the yearly schedule
-//! engine, configuration loading, the clock, TLS and tracing setup. No actors live here.
+//! Library shared by `shiki-edge` and `shiki-cloud`: the yearly schedule engine, the "same
+//! value at a point's resolution" rule, configuration loading, the clock, TLS and tracing
+//! setup. No actors live here, and nothing only one binary uses (the cloud's shadow model
+//! is in `shiki-cloud-model`).
 //!
 //! ```
-//! use serde_json::json;
-//! use shiki_shared::{Clock, DesiredChange, Shadow, TestClock};
+//! use shiki_shared::{Clock, TestClock, resolution::same_number};
 //!
 //! let clock = TestClock::new();
-//! let mut shadow = Shadow::default();
-//! let settings = json!({"chw_setpoint_c": 7.0}).as_object().cloned().unwrap();
-//! shadow.apply_desired(DesiredChange::new(settings), clock.now()).unwrap();
-//! let delta = shadow.delta_message(clock.now()).unwrap();
-//! assert_eq!(delta.version, 1);
+//! let before = clock.now();
+//! clock.advance(std::time::Duration::from_secs(60));
+//! assert_eq!((clock.now() - before).num_seconds(), 60);
+//! assert!(same_number(7.04, 7.0, Some(0.1)));
 //! ```
 //!
 //! # Layout
-//! - [`shadow`]: desired/reported/delta, versions, metadata, limits (pure functions).
 //! - `schedule`: the yearly schedule model, validation and evaluation (pure functions).
 //! - [`config`]: TOML + `SHIKI_*` environment + CLI overrides, errors naming key and file;
 //!   [`config::duration`] reads `"10s"`-style durations.
@@ -29,14 +28,9 @@ pub mod config;
 pub mod logging;
 pub mod resolution;
 pub mod schedule;
-pub mod shadow;
 pub mod tls;
 
 pub use clock::{Clock, SharedClock, SystemClock, TestClock};
 pub use config::{ConfigError, ENV_PREFIX, Validate};
 pub use logging::LoggingError;
-pub use shadow::{
-    DesiredChange, DesiredOutcome, KeyChange, ReportedOutcome, Shadow, ShadowError, ShadowLimits,
-    values_match,
-};
 pub use tls::{ClientTlsFiles, TlsError, install_crypto_provider};

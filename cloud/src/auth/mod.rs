@@ -14,7 +14,6 @@
 mod authenticator;
 mod bootstrap;
 mod middleware;
-mod role;
 mod token;
 
 pub use authenticator::{
@@ -25,5 +24,5 @@ pub use middleware::{
     AdminAccess, Authorized, CanAdminister, CanOperate, CanRead, OperatorAccess, RequiredRole,
     ViewerAccess, require_token,
 };
-pub use role::Role;
+pub use shiki_cloud_model::Role;
 pub use token::{TOKEN_PREFIX, generate_token, hash_token, valid_token_name};

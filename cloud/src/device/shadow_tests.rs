@@ -3,8 +3,8 @@
 //! shadow limits.
 
 use serde_json::{Value, json};
+use shiki_cloud_model::shadow::{ShadowError, ShadowLimits};
 use shiki_proto::{ExpiredOverride, ShadowGet};
-use shiki_shared::shadow::{ShadowError, ShadowLimits};
 
 use super::state::*;
 use super::tests::{

@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use shiki_cloud_model::shadow::{self, Shadow, catalog_resolution, values_match};
 use shiki_proto::{
     Catalog, Connectivity, DeviceId, Event, EventKind, JsonMap, PROTOCOL_VERSION, ReportedUpdate,
     Sample, SettingSource, ShadowDelta, ShadowDocument, ShadowGet, Status,
 };
-use shiki_shared::shadow::{self, Shadow, catalog_resolution, values_match};
 
 use super::types::decode_checked;
 pub use super::types::{DeviceConfig, DeviceView, Effects, Outbound, SampleJson};

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use shiki_cloud_model::shadow::ShadowLimits;
 use shiki_proto::{
     Catalog, DeviceId, JsonMap, Sample, SettingStatus, ShadowDelta, ShadowDocument, ShadowMetadata,
     Status,
 };
-use shiki_shared::shadow::ShadowLimits;
 
 use crate::config::VerificationConfig;
 use crate::notifier::Alert;

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use shiki_cloud_model::shadow::ShadowError;
 use shiki_proto::{Catalog, JsonMap, PointRole, ValueKind};
-use shiki_shared::shadow::ShadowError;
 
 use crate::store::Actor;
 

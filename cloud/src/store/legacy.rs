@@ -1,7 +1,7 @@
 //! Stored formats written by older versions of the cloud, read into today's records.
 //!
 //! # Device shadows before the shared model
-//! Until the cloud used `shiki_shared::shadow::Shadow`, a [`DeviceSnapshot`]'s `shadow` was
+//! Until the cloud used `shiki_cloud_model::shadow::Shadow`, a [`DeviceSnapshot`]'s `shadow` was
 //! the cloud's own copy, serialised as
 //!
 //! ```json
@@ -29,8 +29,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+use shiki_cloud_model::shadow::Shadow;
 use shiki_proto::DeviceId;
-use shiki_shared::shadow::Shadow;
 
 use super::types::{Actor, HistoryEntry, Side};
 use crate::auth::Role;

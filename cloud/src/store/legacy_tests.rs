@@ -394,3 +394,31 @@ fn staged_rows_of_one_device_each_read_back_and_move_into_chunks() {
         (1..=3).map(sample).collect::<Vec<_>>()
     );
 }
+
+const TOKENS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("tokens");
+
+#[test]
+fn a_stored_token_with_an_unknown_role_is_an_error_not_a_viewer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cloud.redb");
+    {
+        let db = redb::Database::create(&path).expect("redb file");
+        let wtx = db.begin_write().expect("write transaction");
+        {
+            let mut t = wtx.open_table(TOKENS).expect("tokens table");
+            let row =
+                r#"{"hash":"ab","name":"ops","role":"superuser","created":"2026-01-01T00:00:00Z"}"#;
+            t.insert("ab", row.as_bytes()).expect("insert");
+        }
+        wtx.commit().expect("commit");
+    }
+    let store = RedbStore::open(&path, 64).expect("store opens");
+    let err = store
+        .token("ab")
+        .expect_err("an unknown role does not load");
+    assert!(
+        matches!(&err, StoreError::Corrupt { table: "tokens", reason } if reason.contains("superuser")),
+        "{err}"
+    );
+    assert!(store.tokens().is_err());
+}

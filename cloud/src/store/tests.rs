@@ -339,7 +339,7 @@ fn everything_survives_a_reopen_and_ids_keep_increasing() {
                 Write::PutToken(Box::new(TokenRecord {
                     hash: "ab".into(),
                     name: "ops".into(),
-                    role: "operator".into(),
+                    role: shiki_cloud_model::Role::Operator,
                     created: t(0),
                     created_by: "bootstrap".into(),
                 })),

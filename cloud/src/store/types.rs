@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shiki_proto::{Catalog, DeviceId, Event, Sample, SettingStatus, Status};
 
-use shiki_shared::shadow::Shadow;
+use shiki_cloud_model::shadow::Shadow;
 
 use super::legacy;
 use crate::auth::Role;
@@ -197,8 +197,9 @@ pub struct TokenRecord {
     /// Lowercase hex SHA-256 of the token secret.
     pub hash: String,
     pub name: String,
-    /// `viewer`, `operator` or `admin` (the auth module owns the meaning).
-    pub role: String,
+    /// Stored by name (`viewer`, `operator`, `admin`); a record with any other name does not
+    /// load ([`StoreError::Corrupt`](super::StoreError::Corrupt)), it never falls back.
+    pub role: Role,
     pub created: DateTime<Utc>,
     /// Name of the token that created it (`bootstrap` for the first admin token).
     #[serde(default)]

@@ -1,11 +1,12 @@
 //! The device shadow: desired and reported state, per-key metadata, the desired version,
-//! the delta between them, and the limits every change must respect. Pure functions; the
-//! cloud's device actor and the edge's shadow actor both wrap a [`Shadow`].
+//! the delta between them, and the limits every change must respect. Pure functions; each
+//! of the cloud's device actors holds one [`Shadow`] (the edge keeps only its desired
+//! overrides, in `shiki-edge`'s own shadow actor).
 //!
 //! ```
 //! use chrono::Utc;
 //! use serde_json::json;
-//! use shiki_shared::shadow::{DesiredChange, Shadow};
+//! use shiki_cloud_model::shadow::{DesiredChange, Shadow};
 //!
 //! let now = Utc::now();
 //! let mut shadow = Shadow::default();
@@ -476,7 +477,7 @@ impl Shadow {
     }
 
     /// Desired keys that reported does not match, numbers compared within
-    /// [`DEFAULT_RELATIVE_TOLERANCE`](crate::resolution::DEFAULT_RELATIVE_TOLERANCE). Prefer [`Shadow::delta_with`] when point resolutions are known.
+    /// [`DEFAULT_RELATIVE_TOLERANCE`](shiki_shared::resolution::DEFAULT_RELATIVE_TOLERANCE). Prefer [`Shadow::delta_with`] when point resolutions are known.
     pub fn delta(&self) -> JsonMap {
         self.delta_with(&|_| None)
     }

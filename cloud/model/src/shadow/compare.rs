@@ -5,13 +5,13 @@ use serde_json::Value;
 
 use shiki_proto::{Catalog, JsonMap};
 
-use crate::resolution::{same_number, usable_resolution};
+use shiki_shared::resolution::{same_number, usable_resolution};
 
 /// Do `desired` and `reported` hold the same value at `resolution`?
 ///
 /// - Numbers match when `|a − b| < resolution / 2` (resolution 0.1: 7.04 matches 7.0,
 ///   7.06 does not). Without a usable resolution (none, zero, negative or not finite) they
-///   match within [`DEFAULT_RELATIVE_TOLERANCE`](crate::resolution::DEFAULT_RELATIVE_TOLERANCE)
+///   match within [`DEFAULT_RELATIVE_TOLERANCE`](shiki_shared::resolution::DEFAULT_RELATIVE_TOLERANCE)
 ///   (the edge's rule too: [`same_number`]); two integers are compared exactly.
 /// - Objects match when every field of `desired` is matched by the same field of
 ///   `reported` (extra reported fields are fine), recursively, at the same resolution.
@@ -20,7 +20,7 @@ use crate::resolution::{same_number, usable_resolution};
 ///
 /// ```
 /// use serde_json::json;
-/// use shiki_shared::shadow::values_match;
+/// use shiki_cloud_model::shadow::values_match;
 ///
 /// assert!(values_match(&json!(7.04), &json!(7.0), Some(0.1)));
 /// assert!(!values_match(&json!(7.06), &json!(7.0), Some(0.1)));
@@ -66,7 +66,7 @@ fn numbers_match(a: &serde_json::Number, b: &serde_json::Number, resolution: Opt
 /// ```
 /// use serde_json::json;
 /// use shiki_proto::Catalog;
-/// use shiki_shared::shadow::catalog_resolution;
+/// use shiki_cloud_model::shadow::catalog_resolution;
 ///
 /// let catalog: Catalog = serde_json::from_value(json!({"points": [
 ///     {"name": "sp", "role": "setting", "kind": "number", "writable": true, "resolution": 0.1}

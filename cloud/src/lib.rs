@@ -35,11 +35,11 @@ pub mod device;
 pub mod ingest;
 pub mod notifier;
 pub mod schedule;
-pub mod store;
 #[cfg(test)]
 mod test_support;
-mod throttle;
 
 pub use app::{App, AppError, run, start};
 pub use backend_impl::CloudBackend;
 pub use config::{BrokerTarget, CloudConfig, ConfigError};
+/// The store crate, under the name the actors use.
+pub use shiki_cloud_store as store;

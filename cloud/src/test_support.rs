@@ -37,24 +37,4 @@ pub(crate) fn status(state: shiki_proto::Connectivity) -> crate::device::DeviceI
     })
 }
 
-/// The seqs of a device's stored samples in `query`, oldest first.
-pub(crate) fn stored_seqs_in(
-    store: &dyn crate::store::Store,
-    device: &shiki_proto::DeviceId,
-    query: &crate::store::TimeQuery,
-) -> Vec<u64> {
-    store
-        .telemetry(device, query)
-        .expect("telemetry reads")
-        .iter()
-        .map(|s| s.seq)
-        .collect()
-}
-
-/// The seqs of all of a device's stored samples, oldest first.
-pub(crate) fn stored_seqs(
-    store: &dyn crate::store::Store,
-    device: &shiki_proto::DeviceId,
-) -> Vec<u64> {
-    stored_seqs_in(store, device, &crate::store::TimeQuery::default())
-}
+pub(crate) use shiki_cloud_store::testing::stored_seqs;

@@ -21,6 +21,8 @@
 //!   resolution" rule of both binaries.
 //! - [`clock`]: the [`Clock`] trait with system and test clocks.
 //! - [`logging`]: tracing subscriber setup, called by the binaries only.
+//! - [`throttle`]: [`throttle::Throttle`], a log line that repeats as fast as a failure
+//!   does goes through at most once per period.
 //! - [`tls`]: rustls client/server configurations from PEM files; the ring provider.
 
 pub mod clock;
@@ -28,6 +30,7 @@ pub mod config;
 pub mod logging;
 pub mod resolution;
 pub mod schedule;
+pub mod throttle;
 pub mod tls;
 
 pub use clock::{Clock, SharedClock, SystemClock, TestClock};

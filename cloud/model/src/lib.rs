@@ -16,9 +16,12 @@
 //! # Layout
 //! - [`shadow`]: desired/reported/delta, versions, metadata, limits; values compared at a
 //!   point's resolution with [`shiki_shared::resolution::same_number`], the edge's rule too.
+//! - [`schedule`]: a device's stored yearly schedules ([`schedule::DeviceSchedules`]) with
+//!   their sync status, and [`schedule::SlotChoice`].
 //! - [`role`]: [`Role`], what an API caller may do (viewer < operator < admin).
 
 pub mod role;
+pub mod schedule;
 pub mod shadow;
 
 pub use role::{Role, UnknownRole};

@@ -200,7 +200,7 @@ async fn ack_in_order(
     stats: Arc<IngestStats>,
 ) {
     let mut failures = FailureLog::default();
-    let mut redeliver = crate::throttle::Throttle::new(REDELIVER_EVERY);
+    let mut redeliver = shiki_shared::throttle::Throttle::new(REDELIVER_EVERY);
     while let Some(p) = rx.recv().await {
         let result = p.commit.await;
         if let Err(e) = &result {
@@ -236,14 +236,14 @@ async fn ack_in_order(
 /// burst).
 #[derive(Debug)]
 struct FailureLog {
-    throttle: crate::throttle::Throttle,
+    throttle: shiki_shared::throttle::Throttle,
     messages_since: usize,
 }
 
 impl Default for FailureLog {
     fn default() -> Self {
         Self {
-            throttle: crate::throttle::Throttle::new(Duration::from_secs(10)),
+            throttle: shiki_shared::throttle::Throttle::new(Duration::from_secs(10)),
             messages_since: 0,
         }
     }

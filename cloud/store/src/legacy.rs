@@ -33,7 +33,7 @@ use shiki_cloud_model::shadow::Shadow;
 use shiki_proto::DeviceId;
 
 use super::types::{Actor, HistoryEntry, Side};
-use crate::auth::Role;
+use shiki_cloud_model::Role;
 
 /// `deserialize_with` for `DeviceSnapshot::shadow`: today's format, or the old cloud one.
 pub(super) fn shadow<'de, D: Deserializer<'de>>(de: D) -> Result<Shadow, D::Error> {

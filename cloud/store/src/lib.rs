@@ -1,5 +1,6 @@
-//! The history store: the [`Store`] trait the actors use, its record types, and the redb
-//! backend ([`RedbStore`]). A PostgreSQL backend can implement the same trait later.
+//! The cloud's store: the [`Store`] trait the actors and the admin API use, its record
+//! types (the persistence schema), and the redb backend ([`RedbStore`]), the embedded
+//! default. A PostgreSQL backend implements the same trait in this crate.
 //!
 //! Writes are queued ([`Store::submit`]) and committed in groups by one writer; the returned
 //! [`Commit`] resolves after the group's transaction is durable. Reads are direct.
@@ -9,6 +10,8 @@ mod legacy;
 #[cfg(test)]
 mod legacy_tests;
 mod redb_store;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 mod types;
@@ -26,7 +29,7 @@ pub use types::{
 use chrono::{DateTime, Utc};
 use shiki_proto::{DeviceId, Event, Sample};
 
-use crate::schedule::DeviceSchedules;
+use shiki_cloud_model::schedule::DeviceSchedules;
 
 /// Why a store operation failed. Cloneable: one commit failure is reported to every writer
 /// of the group.
@@ -43,7 +46,8 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn backend(op: &'static str, e: impl std::fmt::Display) -> Self {
+    /// A failure of the backend in operation `op` ("telemetry read", "commit", …).
+    pub fn backend(op: &'static str, e: impl std::fmt::Display) -> Self {
         StoreError::Backend {
             op,
             reason: e.to_string(),
@@ -97,7 +101,8 @@ enum CommitInner {
 }
 
 impl Commit {
-    pub(crate) fn waiting(rx: tokio::sync::oneshot::Receiver<Result<(), StoreError>>) -> Self {
+    /// A commit that resolves with what the writer sends on `rx` (closed: [`StoreError::Closed`]).
+    pub fn waiting(rx: tokio::sync::oneshot::Receiver<Result<(), StoreError>>) -> Self {
         Commit(CommitInner::Waiting(rx))
     }
 

@@ -6,7 +6,7 @@ use serde_json::json;
 use shiki_proto::{DeviceId, Event, EventKind, Sample, Severity};
 
 use super::*;
-use crate::test_support::{stored_seqs, stored_seqs_in};
+use crate::testing::{stored_seqs, stored_seqs_in};
 
 fn dev(s: &str) -> DeviceId {
     DeviceId::new(s).expect("valid test id")
@@ -253,7 +253,7 @@ fn history(store: &RedbStore, d: &DeviceId, ts: i64, key: &str, vid: Option<u64>
         id: store.next_id(),
         device: d.clone(),
         ts: t(ts),
-        actor: Actor::api_key("ops", crate::auth::Role::Operator),
+        actor: Actor::api_key("ops", shiki_cloud_model::Role::Operator),
         side: Side::Desired,
         key: key.into(),
         old: json!(null),
@@ -389,7 +389,7 @@ fn a_second_open_of_the_same_file_fails_with_a_clear_error() {
 
 #[test]
 fn schedules_and_the_fleet_last_run_survive_a_reopen() {
-    use crate::schedule::{DeviceSchedules, SlotSync, StoredSchedule, SyncStatus};
+    use shiki_cloud_model::schedule::{DeviceSchedules, SlotSync, StoredSchedule, SyncStatus};
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dev("gw-1");
     let schedules = DeviceSchedules {

@@ -11,8 +11,8 @@ use shiki_proto::{Catalog, DeviceId, Event, Sample, SettingStatus, Status};
 use shiki_cloud_model::shadow::Shadow;
 
 use super::legacy;
-use crate::auth::Role;
-use crate::schedule::DeviceSchedules;
+use shiki_cloud_model::Role;
+use shiki_cloud_model::schedule::DeviceSchedules;
 
 /// Who made a settings change. Stored as `{"kind", "name"?, "role"?}` (see
 /// [`legacy::ActorRecord`], which also reads entries written before roles and device ids

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 /// Lets an event through at most once per period: the first at once, then the first one
 /// after each period has passed.
 #[derive(Debug)]
-pub(crate) struct Throttle {
+pub struct Throttle {
     period: Duration,
     last: Option<Instant>,
     held: u64,
 }
 
 impl Throttle {
-    pub(crate) fn new(period: Duration) -> Self {
+    pub fn new(period: Duration) -> Self {
         Self {
             period,
             last: None,
@@ -22,7 +22,7 @@ impl Throttle {
     }
 
     /// `Some(held back since the last one let through)` when this one goes through.
-    pub(crate) fn pass(&mut self, now: Instant) -> Option<u64> {
+    pub fn pass(&mut self, now: Instant) -> Option<u64> {
         if self
             .last
             .is_some_and(|t| now.saturating_duration_since(t) < self.period)

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shiki_proto::{DeviceId, Event, Sample};
 
-use crate::schedule::DeviceSchedules;
+use shiki_cloud_model::schedule::DeviceSchedules;
 
 use super::chunks;
 use super::{
@@ -292,7 +292,7 @@ fn writer_loop(
 ) {
     let mut busy = false;
     // A commit that fails keeps failing (a full disk): logged every 10 s, all counted.
-    let mut failure_log = crate::throttle::Throttle::new(Duration::from_secs(10));
+    let mut failure_log = shiki_shared::throttle::Throttle::new(Duration::from_secs(10));
     while let Ok(first) = rx.recv() {
         if busy && !linger.is_zero() {
             // Sleep rather than wait on the channel: a receiver waiting on it is woken by

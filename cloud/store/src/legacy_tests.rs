@@ -4,12 +4,11 @@
 use chrono::{DateTime, Utc};
 use redb::TableDefinition;
 use serde_json::json;
-use shiki_proto::{DeviceId, ExpiredOverride, ReportedState, ReportedUpdate};
+use shiki_proto::DeviceId;
 
 use super::*;
-use crate::auth::Role;
-use crate::device::{DeviceConfig, DeviceState};
-use crate::test_support::stored_seqs;
+use crate::testing::stored_seqs;
+use shiki_cloud_model::Role;
 
 /// A `devices` row as the cloud wrote it while it had its own shadow copy
 /// (`device/shadow.rs`: `desired_meta` / `reported_meta` with a per-key `version`).
@@ -84,47 +83,22 @@ fn a_snapshot_of_the_old_cloud_shadow_restores_with_per_key_versions() {
     assert_eq!(snap.applied_version, Some(1));
     assert!(snap.catalog.is_some());
 
-    // The restored device applies the per-key versions: the edge ends the overrides it got
-    // in version 1; `mode` goes, `chw_setpoint` (set again in version 2) stays.
-    let mut state = DeviceState::restore(
-        id.clone(),
-        DeviceConfig::default(),
-        Some(snap.clone()),
-        Vec::new(),
-        None,
-    );
-    let expired = |key: &str| ExpiredOverride {
-        key: key.into(),
-        at: at("2026-01-15T10:00:00Z"),
-        desired_version: 1,
-    };
-    let update = ReportedUpdate {
-        v: 1,
-        state: ReportedState::default(),
-        applied_version: Some(1),
-        settings: Default::default(),
-        expired: vec![expired("chw_setpoint"), expired("mode")],
-        schedule: None,
-        timestamp: at("2026-01-15T10:00:01Z"),
-        client_token: None,
-    };
-    let mut ids = 100;
-    state.on_reported(update, at("2026-01-15T10:00:02Z"), &mut || {
-        ids += 1;
-        ids
-    });
-    assert_eq!(state.shadow().version(), 3);
-    assert!(!state.shadow().desired().contains_key("mode"));
-    assert_eq!(state.shadow().desired()["chw_setpoint"], json!(7.5));
+    // The per-key versions hold: the edge ends the overrides it got in version 1; `mode`
+    // goes, `chw_setpoint` (set again in version 2) stays.
+    let mut shadow = snap.shadow.clone();
+    let now = at("2026-01-15T10:00:02Z");
+    assert!(shadow.remove_expired("chw_setpoint", 1, now).is_none());
+    assert!(shadow.remove_expired("mode", 1, now).is_some());
+    assert_eq!(shadow.version(), 3);
+    assert!(!shadow.desired().contains_key("mode"));
+    assert_eq!(shadow.desired()["chw_setpoint"], json!(7.5));
 
     // Saved again, the snapshot is in today's format and reads back the same.
-    let Write::Device { snapshot, .. } = state.snapshot_write() else {
-        panic!("snapshot_write writes the device")
-    };
+    let snapshot = DeviceSnapshot { shadow, ..snap };
     let text = serde_json::to_string(&snapshot).expect("serialises");
     assert!(!text.contains("desired_meta"), "{text}");
     let back: DeviceSnapshot = serde_json::from_str(&text).expect("decodes");
-    assert_eq!(back, *snapshot);
+    assert_eq!(back, snapshot);
 }
 
 #[test]

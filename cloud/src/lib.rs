@@ -24,10 +24,10 @@
 //! - `auth`: bearer tokens, hashing and roles.
 //! - `app`: the composition root: [`start`], [`run`].
 
-pub mod api;
 mod app;
-pub mod auth;
 mod backend_impl;
+#[cfg(test)]
+mod backend_tests;
 pub mod bench;
 pub mod broker;
 pub mod config;
@@ -41,5 +41,7 @@ mod test_support;
 pub use app::{App, AppError, run, start};
 pub use backend_impl::CloudBackend;
 pub use config::{BrokerTarget, CloudConfig, ConfigError};
+/// The admin API crate and its auth module, under the names the composition root uses.
+pub use shiki_cloud_api::{self as api, auth};
 /// The store crate, under the name the actors use.
 pub use shiki_cloud_store as store;

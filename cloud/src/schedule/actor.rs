@@ -19,7 +19,7 @@ use shiki_shared::clock::SharedClock;
 
 use super::fleet::{FleetJob, FleetScheduler};
 use super::state::{SetError, SlotChoice};
-use super::view::{PutScheduleResponse, ScheduleView};
+use shiki_cloud_api::{PutScheduleResponse, ScheduleView};
 
 /// Longest sleep of either actor (clock steps are noticed within it).
 const MAX_SLEEP: Duration = Duration::from_secs(3600);

@@ -38,8 +38,8 @@ pub use fleet::{
     DEFAULT_PUSH_CRON, FleetConfig, FleetConfigError, FleetJob, FleetPlan, FleetScheduler,
     new_year_at, next_fire, next_new_year, parse_cron, plan,
 };
+pub use shiki_cloud_api::{PutScheduleResponse, ScheduleView, SlotView};
 pub use state::{
     AlertKind, DeviceSchedules, ScheduleAlert, ScheduleHistory, ScheduleSync, SetError, SlotChoice,
     SlotSync, StoredSchedule, SyncConfig, SyncEffects, SyncStatus,
 };
-pub use view::{PutScheduleResponse, ScheduleView, SlotView};

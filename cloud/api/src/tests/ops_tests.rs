@@ -346,7 +346,7 @@ async fn server_serves_over_a_real_socket_on_port_zero() {
 
 #[test]
 fn openapi_lists_every_error_code_and_status() {
-    let doc: Value = serde_json::from_str(crate::api::ops::OPENAPI_JSON).expect("openapi parses");
+    let doc: Value = serde_json::from_str(crate::ops::OPENAPI_JSON).expect("openapi parses");
     let codes: Vec<&str> =
         doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
             .as_array()

@@ -5,7 +5,8 @@ use serde_json::json;
 use shiki_shared::schedule::{Problem, ProblemKind, Severity as ProblemSeverity};
 
 use super::*;
-use crate::schedule::{ScheduleView, SlotChoice, SlotView, SyncStatus};
+use crate::{ScheduleView, SlotChoice, SlotView};
+use shiki_cloud_model::schedule::SyncStatus;
 
 /// What the fake answers for an invalid document.
 pub(super) fn problems() -> Vec<Problem> {
@@ -54,7 +55,7 @@ pub(super) fn fake_put(
     slot: SlotChoice,
     document: Value,
     actor: Actor,
-) -> Result<crate::schedule::PutScheduleResponse, BackendError> {
+) -> Result<crate::PutScheduleResponse, BackendError> {
     known(d, &id)?;
     let Some(sid) = document["id"].as_str().map(str::to_owned) else {
         return Err(BackendError::MalformedSchedule("missing field `id`".into()));
@@ -67,7 +68,7 @@ pub(super) fn fake_put(
     let view = view(&id, &sid);
     d.schedules.insert(id.clone(), view.clone());
     d.last_schedule_put = Some((id, slot, document, actor));
-    Ok(crate::schedule::PutScheduleResponse {
+    Ok(crate::PutScheduleResponse {
         slot: shiki_proto::ScheduleSlot::Current,
         pushed: true,
         schedule: view,

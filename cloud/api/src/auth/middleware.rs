@@ -13,7 +13,7 @@ use actix_web::{
 use futures::future::{Ready, ready};
 
 use super::{Caller, Role};
-use crate::api::{ApiError, ApiState};
+use crate::{ApiError, ApiState};
 
 /// Middleware (wrap with `actix_web::middleware::from_fn`) that authenticates every request
 /// it sees. On success the [`Caller`] is stored in the request extensions; otherwise it

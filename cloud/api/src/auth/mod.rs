@@ -2,7 +2,7 @@
 //!
 //! - Tokens are `shiki_` followed by 64 hex digits (256 random bits, [`generate_token`]).
 //!   Only their SHA-256 ([`hash_token`]) is stored; a presented token is looked up by its
-//!   hash through [`Backend::token_by_hash`](crate::api::Backend::token_by_hash).
+//!   hash through [`Backend::token_by_hash`](crate::Backend::token_by_hash).
 //! - `SHIKI_ADMIN_TOKEN`, when configured ([`AuthConfig::admin_token`]), always
 //!   authenticates as admin (identity `$SHIKI_ADMIN_TOKEN`); it is compared in constant time.
 //! - [`require_token`] is the middleware on `/api`: no usable token → 401 with

@@ -25,7 +25,7 @@ use super::types::{
     Actor, DesiredPatch, DeviceSummary, DeviceView, EventRow, HistoryEntry, MetricsSnapshot,
     NewToken, PatchOutcome, TelemetryRow, TimeRange, TokenInfo, TokenRecord,
 };
-use crate::schedule::{PutScheduleResponse, ScheduleView, SlotChoice};
+use crate::{PutScheduleResponse, ScheduleView, SlotChoice};
 
 /// A future returned by a [`Backend`] method.
 pub type BackendFuture<'a, T> = LocalBoxFuture<'a, Result<T, BackendError>>;

@@ -1,9 +1,8 @@
 //! API tests without a socket (`actix_web::test`), against an in-memory fake backend that
-//! lives only here; `history_actor_tests` runs the app over the real backend instead.
+//! lives only here; `shiki-cloud`'s `backend_tests` run the app over the real backend.
 
 mod auth_tests;
 mod device_tests;
-mod history_actor_tests;
 mod ops_tests;
 mod schedule_tests;
 mod token_tests;
@@ -12,13 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use actix_web::{
-    body::{MessageBody, to_bytes},
-    dev::ServiceResponse,
-    http::{StatusCode, header::HeaderMap},
-    test::TestRequest,
-    web::Bytes,
-};
+use actix_web::test::TestRequest;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures::FutureExt;
 use serde_json::{Value, json};
@@ -60,9 +53,9 @@ pub(super) struct Data {
     /// The last desired change the API passed on.
     pub last_patch: Option<(DeviceId, DesiredPatch, Actor)>,
     /// Schedule views by device (absent: no schedule yet).
-    pub schedules: BTreeMap<DeviceId, crate::schedule::ScheduleView>,
+    pub schedules: BTreeMap<DeviceId, crate::ScheduleView>,
     /// The last schedule put the API passed on.
-    pub last_schedule_put: Option<(DeviceId, crate::schedule::SlotChoice, Value, Actor)>,
+    pub last_schedule_put: Option<(DeviceId, crate::SlotChoice, Value, Actor)>,
 }
 
 #[derive(Default)]
@@ -310,20 +303,20 @@ impl Backend for FakeBackend {
     fn put_schedule(
         &self,
         id: DeviceId,
-        slot: crate::schedule::SlotChoice,
+        slot: crate::SlotChoice,
         document: Value,
         actor: Actor,
-    ) -> BackendFuture<'_, crate::schedule::PutScheduleResponse> {
+    ) -> BackendFuture<'_, crate::PutScheduleResponse> {
         self.answer(move |d| schedule_tests::fake_put(d, id, slot, document, actor))
     }
 
-    fn schedule(&self, id: DeviceId) -> BackendFuture<'_, crate::schedule::ScheduleView> {
+    fn schedule(&self, id: DeviceId) -> BackendFuture<'_, crate::ScheduleView> {
         self.answer(move |d| {
             known(d, &id)?;
             Ok(d.schedules
                 .get(&id)
                 .cloned()
-                .unwrap_or(crate::schedule::ScheduleView {
+                .unwrap_or(crate::ScheduleView {
                     device_id: id.to_string(),
                     current: None,
                     next: None,
@@ -484,7 +477,7 @@ pub(super) fn state(backend: Arc<FakeBackend>) -> ApiState {
 /// The app under test: `let app = app!(state);`.
 macro_rules! app {
     ($state:expr) => {
-        actix_web::test::init_service(crate::api::app($state)).await
+        actix_web::test::init_service(crate::app($state)).await
     };
 }
 pub(super) use app;
@@ -492,68 +485,12 @@ pub(super) use app;
 /// Sends a request: `send!(app, req)` → [`Resp`].
 macro_rules! send {
     ($app:expr, $req:expr) => {
-        crate::api::tests::Resp::read(actix_web::test::call_service(&$app, $req.to_request()).await)
-            .await
+        crate::testing::call(&$app, $req).await
     };
 }
 pub(super) use send;
 
-pub(super) fn req(method: &str, path: &str, token: Option<&str>) -> TestRequest {
-    let method = actix_web::http::Method::from_bytes(method.as_bytes()).expect("test method");
-    let r = TestRequest::default().method(method).uri(path);
-    match token {
-        Some(t) => r.insert_header(("Authorization", format!("Bearer {t}"))),
-        None => r,
-    }
-}
-
-/// A response, read whole.
-#[derive(Debug)]
-pub(super) struct Resp {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    /// The body as JSON, or `Null` when it is not JSON.
-    pub json: Value,
-}
-
-impl Resp {
-    pub(super) async fn read<B: MessageBody>(res: ServiceResponse<B>) -> Resp {
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = to_bytes(res.into_body()).await.ok().unwrap_or_default();
-        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        Resp {
-            status,
-            headers,
-            body,
-            json,
-        }
-    }
-
-    pub(super) fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).expect("utf-8 body")
-    }
-
-    pub(super) fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    /// Asserts an error response with the documented JSON body and returns its code.
-    pub(super) fn error_code(&self) -> &str {
-        let err = &self.json["error"];
-        assert!(
-            err["message"].is_string(),
-            "no JSON error body: {} {:?}",
-            self.status,
-            self.body
-        );
-        err["code"].as_str().expect("error code")
-    }
-}
+pub(super) use crate::testing::req;
 
 /// Every API route: method, a concrete path, the OpenAPI path template, the body to send,
 /// the role it needs, and the status it answers on success.

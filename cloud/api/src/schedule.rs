@@ -6,8 +6,8 @@ use serde::Deserialize;
 
 use super::params::device_id;
 use super::{ApiError, ApiState, ops::method_not_allowed};
+use crate::SlotChoice;
 use crate::auth::{CanOperate, CanRead};
-use crate::schedule::SlotChoice;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(

@@ -2,11 +2,11 @@
 //! the OpenAPI document, `/healthz`, `/metrics` and the operator web page.
 //!
 //! ```no_run
-//! # async fn demo(backend: shiki_cloud::api::SharedBackend) -> anyhow::Result<()> {
-//! use shiki_cloud::api::{ApiConfig, ApiState};
+//! # async fn demo(backend: shiki_cloud_api::SharedBackend) -> anyhow::Result<()> {
+//! use shiki_cloud_api::{ApiConfig, ApiState};
 //! let state = ApiState::new(backend, ApiConfig::default())?;
 //! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-//! shiki_cloud::api::server(listener, state, 2)?.await?;
+//! shiki_cloud_api::server(listener, state, 2)?.await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -23,11 +23,13 @@
 //! | `GET /metrics` | none by default; viewer when [`ApiConfig::metrics_require_token`] |
 //!
 //! # Layout
+//! - [`auth`]: bearer tokens, hashing, roles, the middleware and extractors.
 //! - `backend`: the [`Backend`] trait the API calls; `types`: the DTOs.
 //! - `error`: [`ApiError`] and the extractor error handlers.
 //! - `devices`, `tokens`, `ops`: handlers; `params`: query parsing; `csv`, `prometheus`:
 //!   output formats; `openapi.json` and `web/`: embedded documents.
 
+pub mod auth;
 mod backend;
 mod csv;
 mod devices;
@@ -40,6 +42,8 @@ mod stats;
 mod tokens;
 mod types;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -58,13 +62,15 @@ use chrono::{DateTime, Utc};
 pub use backend::{Backend, BackendError, BackendFuture, SharedBackend};
 pub use error::{ApiError, MAX_BODY_BYTES};
 pub use params::{DEFAULT_LIMIT, MAX_LIMIT};
+pub use shiki_cloud_model::schedule::SlotChoice;
 pub use types::{
     Actor, ActorKind, DesiredPatch, DeviceSummary, DeviceView, EventRow, HistoryEntry,
-    KeyVerification, LatencySummary, MetricsSnapshot, NewToken, PatchOutcome, ShadowSide,
-    TelemetryRow, TimeRange, TokenInfo, TokenRecord, Verification, VerificationOutcome,
+    KeyVerification, LatencySummary, MetricsSnapshot, NewToken, PatchOutcome, PutScheduleResponse,
+    ScheduleView, ShadowSide, SlotView, TelemetryRow, TimeRange, TokenInfo, TokenRecord,
+    Verification, VerificationOutcome,
 };
 
-use crate::auth::{AuthConfig, AuthConfigError, Authenticator, require_token};
+use auth::{AuthConfig, AuthConfigError, Authenticator, require_token};
 use stats::ApiStats;
 
 /// Admin API settings (a plain struct the composition root fills from the config file).
@@ -118,7 +124,7 @@ impl ApiState {
         self
     }
 
-    /// The authenticator, e.g. for [`crate::auth::bootstrap_admin`].
+    /// The authenticator, e.g. for [`auth::bootstrap_admin`].
     pub fn authenticator(&self) -> &Authenticator {
         &self.auth
     }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Authenticator, Role, generate_token, hash_token};
-use crate::api::{Backend, BackendError, NewToken};
+use crate::{Backend, BackendError, NewToken};
 
 /// Name of the token [`bootstrap_admin`] creates.
 pub const BOOTSTRAP_TOKEN_NAME: &str = "admin";

@@ -16,7 +16,6 @@ use shiki_proto::{
 use shiki_shared::clock::TestClock;
 use tokio::sync::mpsc;
 
-use super::{Resp, app, now, req, send};
 use crate::api::{ApiConfig, ApiState, Backend, NewToken};
 use crate::auth::{Role, hash_token};
 use crate::backend_impl::CloudBackend;
@@ -28,6 +27,15 @@ use crate::notifier::Alert;
 use crate::schedule::SyncConfig;
 use crate::store::{RedbStore, Store};
 use crate::test_support::collector;
+use chrono::{DateTime, TimeZone, Utc};
+use shiki_cloud_api::testing::{Resp, call, req};
+
+/// "Now" for every test.
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0)
+        .single()
+        .expect("valid date")
+}
 
 const OPS: &str = "shiki_opsteam00000000000000000000000000000000000000000000000000000";
 const AUDITOR: &str = "shiki_auditor0000000000000000000000000000000000000000000000000000";
@@ -161,12 +169,13 @@ fn entry<'a>(history: &'a Value, side: &str, key: &str) -> &'a Value {
 #[actix_web::test]
 async fn history_names_the_token_with_its_role_and_the_reporting_device_by_id() {
     let cloud = Cloud::start().await;
-    let app = app!(cloud.state.clone());
-    let res = send!(
-        app,
+    let app = actix_web::test::init_service(crate::api::app(cloud.state.clone())).await;
+    let res = call(
+        &app,
         req("PATCH", "/api/v1/devices/plant-01/desired", Some(OPS))
-            .set_json(json!({"settings": {"chw_setpoint": 8.5}, "comment": "warm week"}))
-    );
+            .set_json(json!({"settings": {"chw_setpoint": 8.5}, "comment": "warm week"})),
+    )
+    .await;
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
     assert_eq!(res.json, json!({"version": 1}));
     cloud
@@ -187,10 +196,11 @@ async fn history_names_the_token_with_its_role_and_the_reporting_device_by_id() 
         })))
         .await;
 
-    let res: Resp = send!(
-        app,
-        req("GET", "/api/v1/devices/plant-01/history", Some(AUDITOR))
-    );
+    let res: Resp = call(
+        &app,
+        req("GET", "/api/v1/devices/plant-01/history", Some(AUDITOR)),
+    )
+    .await;
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
     let desired = entry(&res.json, "desired", "chw_setpoint");
     assert_eq!(
@@ -207,14 +217,15 @@ async fn history_names_the_token_with_its_role_and_the_reporting_device_by_id() 
     );
     assert_eq!(reported["new"], 8.5);
 
-    let res = send!(
-        app,
+    let res = call(
+        &app,
         req(
             "GET",
             "/api/v1/devices/plant-01/history?format=csv",
-            Some(AUDITOR)
-        )
-    );
+            Some(AUDITOR),
+        ),
+    )
+    .await;
     assert_eq!(res.status, StatusCode::OK);
     let text = res.text();
     assert!(
@@ -230,7 +241,7 @@ async fn history_names_the_token_with_its_role_and_the_reporting_device_by_id() 
 #[actix_web::test]
 async fn schedule_history_names_the_putting_token_with_its_role_and_the_acking_device() {
     let mut cloud = Cloud::start().await;
-    let app = app!(cloud.state.clone());
+    let app = actix_web::test::init_service(crate::api::app(cloud.state.clone())).await;
     let document = json!({
         "id": "plant-01-2027", "timezone": "Asia/Tokyo",
         "valid_from": "2027-01-01", "valid_to": "2027-12-31",
@@ -240,10 +251,11 @@ async fn schedule_history_names_the_putting_token_with_its_role_and_the_acking_d
         "seasons": [{"name": "all", "from": "01-01", "to": "12-31",
                      "weekday": "work", "saturday": "off", "sunday": "off"}]
     });
-    let res = send!(
-        app,
-        req("PUT", "/api/v1/devices/plant-01/schedule", Some(OPS)).set_json(document)
-    );
+    let res = call(
+        &app,
+        req("PUT", "/api/v1/devices/plant-01/schedule", Some(OPS)).set_json(document),
+    )
+    .await;
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
     let set = cloud.next_schedule_set().await;
     cloud
@@ -257,10 +269,11 @@ async fn schedule_history_names_the_putting_token_with_its_role_and_the_acking_d
         }))
         .await;
 
-    let res = send!(
-        app,
-        req("GET", "/api/v1/devices/plant-01/history", Some(AUDITOR))
-    );
+    let res = call(
+        &app,
+        req("GET", "/api/v1/devices/plant-01/history", Some(AUDITOR)),
+    )
+    .await;
     let history = res.json["history"].as_array().expect("history list");
     let put = history
         .iter()
@@ -276,10 +289,11 @@ async fn schedule_history_names_the_putting_token_with_its_role_and_the_acking_d
         .expect("the ack is recorded");
     assert_eq!(ack["actor"], json!({"kind": "device", "name": "plant-01"}));
     // The schedule's `set_by` keeps its documented `kind:name` form.
-    let res = send!(
-        app,
-        req("GET", "/api/v1/devices/plant-01/schedule", Some(AUDITOR))
-    );
+    let res = call(
+        &app,
+        req("GET", "/api/v1/devices/plant-01/schedule", Some(AUDITOR)),
+    )
+    .await;
     assert!(
         res.text().contains("\"set_by\":\"api-key:ops-team\""),
         "{}",

@@ -4,7 +4,7 @@ use actix_web::http::header::HeaderValue;
 
 use super::Role;
 use super::token::{TOKEN_PREFIX, digest, digest_eq, hash_token};
-use crate::api::{Actor, ActorKind, ApiError, Backend};
+use crate::{Actor, ActorKind, ApiError, Backend};
 
 /// Identity recorded for requests made with `SHIKI_ADMIN_TOKEN` (not a valid token name, so
 /// no stored token can impersonate it).

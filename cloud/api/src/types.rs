@@ -8,11 +8,14 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use shiki_proto::{
-    Catalog, DeviceId, Event, JsonMap, Sample, SettingStatus, ShadowMetadata, Status,
+    Catalog, DeviceId, Event, JsonMap, Sample, ScheduleSlot, SettingStatus, ShadowMetadata, Status,
 };
+
+use shiki_cloud_model::schedule::{SlotSync, SyncStatus};
+use shiki_shared::schedule::Problem;
 
 use crate::auth::Role;
 
@@ -323,4 +326,57 @@ pub struct LatencySummary {
     pub sum_seconds: f64,
     /// `(quantile, seconds)` pairs over a recent window, e.g. `(0.5, 0.0004)`, `(0.99, 0.003)`.
     pub quantiles: Vec<(f64, f64)>,
+}
+
+// ---------------------------------------------------------------------------------------
+// schedules (semantics: `shiki_cloud::schedule`)
+
+/// One slot as the API shows it (the document itself: `?include=document`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlotView {
+    pub id: String,
+    pub hash: String,
+    pub timezone: String,
+    pub valid_from: NaiveDate,
+    pub valid_to: NaiveDate,
+    pub set_by: String,
+    pub set_at: DateTime<Utc>,
+    /// `{"state": "pending", "attempts": 2, "next_retry": …}`,
+    /// `{"state": "acked", "hash": …, "at": …}` or `{"state": "failed", "reason": …, "at": …}`.
+    pub status: SyncStatus,
+}
+
+impl From<&SlotSync> for SlotView {
+    fn from(s: &SlotSync) -> Self {
+        Self {
+            id: s.schedule.id.clone(),
+            hash: s.schedule.hash.clone(),
+            timezone: s.schedule.timezone.clone(),
+            valid_from: s.schedule.valid_from,
+            valid_to: s.schedule.valid_to,
+            set_by: s.schedule.set_by.clone(),
+            set_at: s.schedule.set_at,
+            status: s.status.clone(),
+        }
+    }
+}
+
+/// `GET /api/v1/devices/{id}/schedule` (200).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScheduleView {
+    pub device_id: String,
+    pub current: Option<SlotView>,
+    pub next: Option<SlotView>,
+}
+
+/// `PUT /api/v1/devices/{id}/schedule` (200/202): where it went, the new view, and the
+/// validation warnings (policies applied, e.g. a DST gap).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PutScheduleResponse {
+    pub slot: ScheduleSlot,
+    /// `true` when it was published now; `false` when the device is offline (pushed on
+    /// reconnect).
+    pub pushed: bool,
+    pub schedule: ScheduleView,
+    pub warnings: Vec<Problem>,
 }

@@ -2,7 +2,7 @@
 //! the OpenAPI document, `/healthz`, `/metrics` and the operator web page.
 //!
 //! ```no_run
-//! # async fn demo(backend: shiki_cloud_api::SharedBackend) -> anyhow::Result<()> {
+//! # async fn demo(backend: shiki_cloud_api::SharedBackend) -> Result<(), Box<dyn std::error::Error>> {
 //! use shiki_cloud_api::{ApiConfig, ApiState};
 //! let state = ApiState::new(backend, ApiConfig::default())?;
 //! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;

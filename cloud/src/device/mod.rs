@@ -23,9 +23,11 @@ use actix::prelude::*;
 use shiki_proto::{Catalog, DeviceId, Event, ReportedUpdate, ScheduleAck, ShadowGet, Status};
 use tracing::Instrument;
 
+/// The old name of [`LookupDevice`], kept only until `backend_impl` moves to the new one.
+pub use registry::LookupDevice as GetDeviceView;
 pub use registry::{
-    ChangeDesiredFor, DeviceCount, DeviceDeps, Directory, GetDeviceView, ListDevices, Registry,
-    RegistryError, Route, Router,
+    DeviceCount, DeviceDeps, Directory, ListDevices, LookupDevice, Registry, RegistryError, Route,
+    Router,
 };
 pub use state::{
     DesiredChange, DesiredError, DeviceConfig, DeviceState, DeviceView, Outbound, SampleJson,

@@ -17,8 +17,9 @@ use chrono_tz::Tz;
 use serde_json::Value;
 use shiki_shared::clock::SharedClock;
 
+use super::effects::SetError;
 use super::fleet::{FleetJob, FleetScheduler};
-use super::state::{SetError, SlotChoice};
+use super::state::SlotChoice;
 use super::view::{PutScheduleResponse, ScheduleView};
 
 /// Longest sleep of either actor (clock steps are noticed within it).

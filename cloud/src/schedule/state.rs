@@ -18,7 +18,7 @@
 //! - When the current validity ends, `next` becomes `current` (the edge switches by itself at
 //!   the same boundary); the status carries over.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shiki_proto::{
@@ -26,6 +26,9 @@ use shiki_proto::{
     Severity,
 };
 use shiki_shared::schedule::{Problem, ProblemKind, Schedule, ScheduleDocument};
+
+use super::effects::{AlertKind, ScheduleAlert, ScheduleHistory, SetError, SyncEffects};
+use super::records::{DeviceSchedules, SlotSync, StoredSchedule, SyncStatus};
 
 /// Retry and alert settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,77 +63,6 @@ impl SyncConfig {
     }
 }
 
-/// A schedule the cloud holds for a device, as validated when it was put.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredSchedule {
-    pub id: String,
-    pub hash: String,
-    /// The typed document re-serialised (what is pushed and hashed).
-    pub document: Value,
-    pub timezone: String,
-    pub valid_from: NaiveDate,
-    pub valid_to: NaiveDate,
-    /// First instant of validity (`valid_from` 00:00 local).
-    pub start: DateTime<Utc>,
-    /// First instant after validity.
-    pub end: DateTime<Utc>,
-    /// Who put it (operator name, API key id, `fleet`).
-    pub set_by: String,
-    pub set_at: DateTime<Utc>,
-}
-
-impl StoredSchedule {
-    pub fn covers(&self, t: DateTime<Utc>) -> bool {
-        self.start <= t && t < self.end
-    }
-
-    pub fn active(&self) -> ActiveSchedule {
-        ActiveSchedule {
-            id: self.id.clone(),
-            hash: self.hash.clone(),
-        }
-    }
-}
-
-/// Whether the device has confirmed a slot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum SyncStatus {
-    /// Pushed `attempts` times (0: not yet, waiting for the device to come online).
-    Pending {
-        attempts: u32,
-        next_retry: DateTime<Utc>,
-    },
-    Acked {
-        hash: String,
-        at: DateTime<Utc>,
-    },
-    Failed {
-        reason: String,
-        at: DateTime<Utc>,
-    },
-}
-
-/// A slot: the schedule and its sync status.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SlotSync {
-    pub schedule: StoredSchedule,
-    pub status: SyncStatus,
-}
-
-impl SlotSync {
-    fn acked(&self) -> bool {
-        matches!(&self.status, SyncStatus::Acked { hash, .. } if *hash == self.schedule.hash)
-    }
-}
-
-/// What the store keeps per device (serialisable).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeviceSchedules {
-    pub current: Option<SlotSync>,
-    pub next: Option<SlotSync>,
-}
-
 /// Which slot a PUT goes to (`?slot=current|next`; absent: [`SlotChoice::Auto`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -141,69 +73,6 @@ pub enum SlotChoice {
     Auto,
     Current,
     Next,
-}
-
-/// One history record: who changed which slot from what to what.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScheduleHistory {
-    pub at: DateTime<Utc>,
-    /// Operator / API key for a put, `device` for an ack, `schedule` for a switch.
-    pub actor: String,
-    /// `schedule.current` or `schedule.next`.
-    pub key: String,
-    pub old: Value,
-    pub new: Value,
-    pub comment: String,
-}
-
-/// What went wrong with a device's schedule sync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertKind {
-    /// The edge refused a schedule (reason in the message).
-    Refused,
-    /// No ack after [`SyncConfig::alert_after_attempts`] pushes.
-    NotAcknowledged,
-    /// The yearly job found no schedule for the coming year.
-    MissingNextYear,
-    /// The device entered a new year without a confirmed schedule covering it.
-    EnteredYearWithoutSchedule,
-}
-
-/// An alert for the notifier.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScheduleAlert {
-    pub device_id: String,
-    pub at: DateTime<Utc>,
-    pub kind: AlertKind,
-    pub severity: Severity,
-    pub message: String,
-}
-
-/// What the device actor must do after a step: persist, then publish, record, alert.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SyncEffects {
-    pub persist: Option<DeviceSchedules>,
-    /// Publish on the device's `schedule/set`.
-    pub publish: Vec<ScheduleSet>,
-    pub history: Vec<ScheduleHistory>,
-    pub alerts: Vec<ScheduleAlert>,
-    /// Validation warnings of an accepted put (DST policies applied, …), for the response.
-    pub warnings: Vec<Problem>,
-    /// The slot a put went to.
-    pub slot: Option<ScheduleSlot>,
-}
-
-/// Why a put was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SetError {
-    /// 400: the body is not a schedule document.
-    #[error("the body is not a schedule document: {0}")]
-    Malformed(String),
-    /// 422: every problem (errors and warnings) with its location.
-    #[error("schedule is invalid: {} problem(s), first: {}", problems.len(),
-        problems.first().map(ToString::to_string).unwrap_or_default())]
-    Invalid { problems: Vec<Problem> },
 }
 
 /// One device's schedule sync. See the module docs.

@@ -5,7 +5,8 @@ use serde::Serialize;
 use shiki_proto::ScheduleSlot;
 use shiki_shared::schedule::Problem;
 
-use super::state::{ScheduleSync, SlotSync, SyncStatus};
+use super::records::{SlotSync, SyncStatus};
+use super::state::ScheduleSync;
 
 /// One slot as the API shows it (the document itself: `?include=document`, see
 /// [`ScheduleSync::current`]).

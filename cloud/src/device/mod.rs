@@ -110,8 +110,8 @@ pub struct DeviceActor {
     timer: Option<SpawnHandle>,
     was_online: bool,
     was_pending: i64,
-    /// Yearly schedule sync; `None` until the device gets its first schedule (most of a
-    /// large fleet's actors then carry 8 bytes for it).
+    /// Yearly schedule sync; `None` until the device gets its first schedule, so that the
+    /// many devices without one pay a single pointer for it.
     schedule: Option<Box<ScheduleSync>>,
     schedule_timer: Option<SpawnHandle>,
 }
@@ -195,7 +195,8 @@ impl DeviceActor {
         }
     }
 
-    /// A span per handler call (not kept per actor: 100k resident spans cost memory).
+    /// A span per handler call, not one kept per actor: a resident span per device costs
+    /// memory across a large fleet.
     fn span(&self) -> tracing::Span {
         tracing::info_span!("device", device_id = %self.state.id())
     }

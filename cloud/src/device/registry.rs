@@ -72,7 +72,7 @@ pub struct LookupDevice(pub DeviceId);
 
 /// Every device's actor, shared by the [`Registry`] actor and the ingest. The ingest routes
 /// each message straight into its device's mailbox ([`Router`]) rather than through the
-/// registry's, which at ingest rates cost a second envelope and handler per message.
+/// registry's, which would cost a second envelope and handler per message.
 /// Actors are started under the lock, so a device never gets two, and since one caller
 /// does both the lookup and the send, a device's messages keep their order.
 pub struct Directory {

@@ -213,7 +213,7 @@ impl Handler<FleetJobsDue> for DeviceActor {
             all.persist = fx.persist.or(all.persist);
         }
         if sync.current().is_none() && sync.next().is_none() {
-            // Keep devices without schedules at 8 bytes.
+            // A device without schedules keeps no sync (see `DeviceActor::schedule`).
             self.schedule = None;
         }
         self.apply_schedule(all, None, ctx);

@@ -37,8 +37,7 @@ pub struct DeviceState {
     /// reused, so keeping each new sample allocates nothing once it is large enough.
     last_sample: Vec<u8>,
     pending: BTreeMap<u64, VerificationRecord>,
-    /// Boxed: most of a large fleet's actors hold none, and inline it would cost every
-    /// actor its full size (see `shiki-cloud bench --only actors`).
+    /// Boxed: most devices hold none, and inline it would cost every actor its full size.
     last_verification: Option<Box<VerificationRecord>>,
 }
 

@@ -69,11 +69,9 @@ impl Ingest {
             client: client.clone(),
             acks: ack_tx,
             ack_after_commit,
-            // Acknowledging after the commit, the poll loop must never wait for the acker:
-            // the acker's PUBACKs leave through this same event loop, and waiting
-            // deadlocked once rumqttc's request channel filled. What waits is then what the
-            // broker has in flight to us (rumqttd: 100; Mosquitto 2.0 sent far more than
-            // its `max_inflight_messages`). Acknowledged on receipt, only this bounds it.
+            // Acknowledging after the commit there is no window: the acker's PUBACKs leave
+            // through this same event loop, so a poll loop waiting for the acker would
+            // deadlock, and the broker's in-flight limit bounds what waits instead.
             window: (!ack_after_commit)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(MAX_UNCOMMITTED))),
             nudge,

@@ -402,11 +402,31 @@ impl DeviceState {
         for (k, s) in &update.settings {
             self.snap.settings.insert(k.clone(), s.clone());
         }
+        self.record_reported(&update, applied, now, next_id, &mut fx);
+        let removed = self.end_expired_overrides(&update, now, next_id, &mut fx);
+        self.settle_verifications(&update, applied, now, &mut fx);
+        fx.writes.push(self.snapshot_write());
+        if !removed.is_empty() {
+            fx.publish
+                .push(Outbound::Delta(self.delta_message(&removed, now)));
+        }
+        fx
+    }
+
+    /// Applies the reported state to the shadow and records each change (by the device).
+    fn record_reported(
+        &mut self,
+        update: &ReportedUpdate,
+        applied: u64,
+        now: DateTime<Utc>,
+        next_id: &mut dyn FnMut() -> u64,
+        fx: &mut Effects,
+    ) {
         let applied_report = {
             let resolution = catalog_resolution(self.snap.catalog.as_ref());
             self.snap
                 .shadow
-                .apply_reported_update_with(&update, now, &resolution)
+                .apply_reported_update_with(update, now, &resolution)
         };
         match applied_report {
             Ok(outcome) => {
@@ -431,6 +451,17 @@ impl DeviceState {
                 tracing::warn!(device_id = %self.id, error = %e, "reported state refused; the previous one is kept");
             }
         }
+    }
+
+    /// Removes from desired the overrides the edge reports expired (unless set again since),
+    /// recording each removal; returns the removed keys.
+    fn end_expired_overrides(
+        &mut self,
+        update: &ReportedUpdate,
+        now: DateTime<Utc>,
+        next_id: &mut dyn FnMut() -> u64,
+        fx: &mut Effects,
+    ) -> Vec<String> {
         let mut removed = Vec::new();
         for e in &update.expired {
             // Gone already, or set again after the override the edge ended: nothing to do.
@@ -443,7 +474,7 @@ impl DeviceState {
             };
             let version = outcome.version;
             for c in outcome.changes {
-                self.supersede(&c.key, version, now, &mut fx);
+                self.supersede(&c.key, version, now, fx);
                 fx.writes.push(Write::History(Box::new(HistoryEntry {
                     id: next_id(),
                     device: self.id.clone(),
@@ -460,7 +491,18 @@ impl DeviceState {
                 removed.push(c.key);
             }
         }
-        // Settle pending verifications against what the edge reported.
+        removed
+    }
+
+    /// Settles the pending verifications of the changes the edge has applied: failed when
+    /// it reports the value refused or clamped, verified when the reported value matches.
+    fn settle_verifications(
+        &mut self,
+        update: &ReportedUpdate,
+        applied: u64,
+        now: DateTime<Utc>,
+        fx: &mut Effects,
+    ) {
         let ids: Vec<u64> = self.pending.keys().copied().collect();
         for id in ids {
             let Some(v) = self.pending.get(&id) else {
@@ -490,15 +532,9 @@ impl DeviceState {
                 None => None,
             };
             if let Some(o) = outcome {
-                self.finish(id, o, &mut fx);
+                self.finish(id, o, fx);
             }
         }
-        fx.writes.push(self.snapshot_write());
-        if !removed.is_empty() {
-            fx.publish
-                .push(Outbound::Delta(self.delta_message(&removed, now)));
-        }
-        fx
     }
 
     /// Re-checks that are due, and the offline alert.

@@ -19,13 +19,10 @@ use tracing::Instrument;
 use super::{DeviceActor, Outbound, Publish};
 use crate::notifier::{Alert, AlertKind};
 use crate::schedule::{
-    FleetJobsDue, GetScheduleView, PutSchedule, PutScheduleResponse, ScheduleHistory, ScheduleSync,
-    ScheduleView, SetError, SyncEffects,
+    FleetJobsDue, GetScheduleView, MAX_SLEEP, PutSchedule, PutScheduleResponse, ScheduleHistory,
+    ScheduleSync, ScheduleView, SetError, SyncEffects,
 };
 use crate::store::{Actor, HistoryEntry, Side, Write};
-
-/// Longest sleep of the schedule timer (clock steps are noticed within it).
-const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
 /// Who a schedule history record names: `device` (an ack: this device), `schedule` (a
 /// switch, the yearly job), `api-key:NAME` / `operator:NAME`, anything else an operator.

@@ -37,6 +37,7 @@ mod state;
 mod tests;
 mod view;
 
+pub(crate) use actor::MAX_SLEEP;
 pub use actor::{FleetJobsDue, FleetScheduleActor, GetScheduleView, PutSchedule, ScheduleTick};
 pub use effects::{AlertKind, ScheduleAlert, ScheduleHistory, SetError, SyncEffects};
 pub use fleet::{

@@ -34,7 +34,7 @@ pub use state::{
 };
 
 use crate::schedule::{DeviceSchedules, ScheduleSync};
-use crate::store::Store;
+use crate::store::{Store, Write};
 
 pub use shiki_shared::clock::{Clock, SharedClock, SystemClock};
 
@@ -153,30 +153,40 @@ impl DeviceActor {
         m.pending_verifications
             .fetch_add(pending - self.was_pending, Ordering::Relaxed);
         self.was_pending = pending;
-        if !fx.writes.is_empty() {
-            let commit = self.deps.store.submit(fx.writes);
-            let span = self.span();
-            // Desired/reported records are small; the commit is awaited off the handler.
-            ctx.spawn(
-                async move {
-                    if let Err(e) = commit.await {
-                        tracing::error!(error = %e, "device state could not be stored");
-                    }
-                }
-                .instrument(span)
-                .into_actor(self),
-            );
-        }
+        self.store(fx.writes, "device state", ctx);
         for message in fx.publish {
-            self.deps.publisher.do_send(Publish {
-                device: self.state.id().clone(),
-                message,
-            });
+            self.publish(message);
         }
         for alert in fx.alerts {
             self.deps.alerts.do_send(alert);
         }
         self.reschedule(ctx);
+    }
+
+    /// Submits `writes` (if any) to the store; the commit is awaited off the handler and a
+    /// failure logged as `what` not stored.
+    fn store(&self, writes: Vec<Write>, what: &'static str, ctx: &mut Context<Self>) {
+        if writes.is_empty() {
+            return;
+        }
+        let commit = self.deps.store.submit(writes);
+        ctx.spawn(
+            async move {
+                if let Err(e) = commit.await {
+                    tracing::error!(error = %e, "{what} could not be stored");
+                }
+            }
+            .instrument(self.span())
+            .into_actor(self),
+        );
+    }
+
+    /// Sends `message` to this device's edge.
+    fn publish(&self, message: Outbound) {
+        self.deps.publisher.do_send(Publish {
+            device: self.state.id().clone(),
+            message,
+        });
     }
 
     fn reschedule(&mut self, ctx: &mut Context<Self>) {

@@ -1,10 +1,10 @@
 //! The device actor's logic as a plain state machine: inputs with a `now`, outputs as
 //! [`Effects`] (store writes, messages to the edge, alerts). No I/O, no actix.
 //!
-//! Verification of a desired key: `Pending` → `Verified` when a reported state matches at
-//! the point's resolution; → `Failed` when the edge reports the value refused or clamped, a
-//! newer change supersedes it, or every re-check (first delay, doubling) found no match
-//! (reason: device offline, or timed out).
+//! Verifying desired keys (start, settle on reports, re-check, supersede) is the half of
+//! [`DeviceState`] in the `verification` submodule.
+
+mod verification;
 
 use std::collections::BTreeMap;
 
@@ -12,19 +12,16 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use shiki_proto::{
     Catalog, Connectivity, DeviceId, Event, EventKind, JsonMap, PROTOCOL_VERSION, ReportedUpdate,
-    Sample, SettingSource, ShadowDelta, ShadowDocument, ShadowGet, Status,
+    Sample, ShadowDelta, ShadowDocument, ShadowGet, Status,
 };
-use shiki_shared::shadow::{self, Shadow, catalog_resolution, values_match};
+use shiki_shared::shadow::{self, Shadow, catalog_resolution};
 
 use super::types::decode_checked;
 pub use super::types::{DeviceConfig, DeviceView, Effects, Outbound, SampleJson};
 use super::validate::validate;
 pub use super::validate::{DesiredChange, DesiredError, VersionConflict};
 use crate::notifier::{Alert, AlertKind};
-use crate::store::{
-    Actor, DeviceSnapshot, FailureReason, HistoryEntry, Side, VerificationOutcome,
-    VerificationRecord, Write,
-};
+use crate::store::{Actor, DeviceSnapshot, HistoryEntry, Side, VerificationRecord, Write};
 
 /// The state of one device.
 #[derive(Debug)]
@@ -275,26 +272,9 @@ impl DeviceState {
                 continue; // set again to what it was: nothing to record or verify
             }
             self.supersede(&c.key, version, now, &mut fx);
-            let verification_id = match &c.new {
-                None => None,
-                Some(requested) => {
-                    let v = VerificationRecord {
-                        id: next_id(),
-                        device: self.id.clone(),
-                        key: c.key.clone(),
-                        requested: requested.clone(),
-                        version,
-                        started: now,
-                        attempts: 0,
-                        next_check: Some(now + self.backoff(0)),
-                        outcome: VerificationOutcome::Pending,
-                    };
-                    fx.writes.push(Write::Verification(Box::new(v.clone())));
-                    let id = v.id;
-                    self.pending.insert(id, v);
-                    Some(id)
-                }
-            };
+            let verification_id = c.new.as_ref().map(|requested| {
+                self.start_verification(&c.key, requested, version, now, next_id(), &mut fx)
+            });
             fx.writes.push(Write::History(Box::new(HistoryEntry {
                 id: next_id(),
                 device: self.id.clone(),
@@ -335,55 +315,6 @@ impl DeviceState {
             delta.state.entry(key.clone()).or_insert(Value::Null);
         }
         delta
-    }
-
-    fn backoff(&self, attempts_done: u32) -> chrono::Duration {
-        let base = self.cfg.verification.first_delay;
-        let d = base.saturating_mul(1u32 << attempts_done.min(20));
-        chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-    }
-
-    fn resolution(&self, key: &str) -> Option<f64> {
-        catalog_resolution(self.catalog())(key)
-    }
-
-    fn finish(&mut self, id: u64, outcome: VerificationOutcome, fx: &mut Effects) {
-        let Some(mut v) = self.pending.remove(&id) else {
-            return;
-        };
-        v.next_check = None;
-        v.outcome = outcome;
-        if let VerificationOutcome::Failed { reason, .. } = &v.outcome
-            && !matches!(reason, FailureReason::Superseded { .. })
-        {
-            fx.alerts.push(Alert {
-                device: self.id.clone(),
-                kind: AlertKind::VerificationFailed,
-                text: format!(
-                    "{}: setting `{}` to {} (desired version {}) failed: {}",
-                    self.id, v.key, v.requested, v.version, reason
-                ),
-            });
-        }
-        tracing::info!(device_id = %self.id, key = %v.key, version = v.version, outcome = ?v.outcome, "verification finished");
-        fx.writes.push(Write::Verification(Box::new(v.clone())));
-        self.last_verification = Some(Box::new(v));
-    }
-
-    fn supersede(&mut self, key: &str, by_version: u64, now: DateTime<Utc>, fx: &mut Effects) {
-        let ids: Vec<u64> = self
-            .pending
-            .values()
-            .filter(|v| v.key == key)
-            .map(|v| v.id)
-            .collect();
-        for id in ids {
-            let outcome = VerificationOutcome::Failed {
-                at: now,
-                reason: FailureReason::Superseded { by_version },
-            };
-            self.finish(id, outcome, fx);
-        }
     }
 
     /// `shadow/reported`: record changes, end expired overrides, settle verifications.
@@ -494,89 +425,10 @@ impl DeviceState {
         removed
     }
 
-    /// Settles the pending verifications of the changes the edge has applied: failed when
-    /// it reports the value refused or clamped, verified when the reported value matches.
-    fn settle_verifications(
-        &mut self,
-        update: &ReportedUpdate,
-        applied: u64,
-        now: DateTime<Utc>,
-        fx: &mut Effects,
-    ) {
-        let ids: Vec<u64> = self.pending.keys().copied().collect();
-        for id in ids {
-            let Some(v) = self.pending.get(&id) else {
-                continue;
-            };
-            if applied < v.version {
-                continue; // the edge has not seen this change yet
-            }
-            let status = update.settings.get(&v.key);
-            let reported = self.snap.shadow.reported().get(&v.key);
-            let outcome = match status.map(|s| s.source) {
-                Some(SettingSource::Refused) => Some(FailureReason::PlcRefused {
-                    detail: status.and_then(|s| s.detail.clone()),
-                }),
-                Some(SettingSource::Clamped) => Some(FailureReason::Clamped {
-                    value: reported.cloned().unwrap_or(Value::Null),
-                }),
-                _ => None,
-            };
-            let outcome = match outcome {
-                Some(reason) => Some(VerificationOutcome::Failed { at: now, reason }),
-                None if reported
-                    .is_some_and(|r| values_match(&v.requested, r, self.resolution(&v.key))) =>
-                {
-                    Some(VerificationOutcome::Verified { at: now })
-                }
-                None => None,
-            };
-            if let Some(o) = outcome {
-                self.finish(id, o, fx);
-            }
-        }
-    }
-
     /// Re-checks that are due, and the offline alert.
     pub fn on_tick(&mut self, now: DateTime<Utc>) -> Effects {
         let mut fx = Effects::default();
-        let due: Vec<u64> = self
-            .pending
-            .values()
-            .filter(|v| v.next_check.is_some_and(|t| t <= now))
-            .map(|v| v.id)
-            .collect();
-        let online = self.online();
-        for id in due {
-            let (matched, attempts) =
-                {
-                    let Some(v) = self.pending.get(&id) else {
-                        continue;
-                    };
-                    let matched =
-                        self.snap.shadow.reported().get(&v.key).is_some_and(|r| {
-                            values_match(&v.requested, r, self.resolution(&v.key))
-                        });
-                    (matched, v.attempts + 1)
-                };
-            if matched {
-                self.finish(id, VerificationOutcome::Verified { at: now }, &mut fx);
-            } else if attempts >= self.cfg.verification.attempts {
-                let reason = if online {
-                    FailureReason::TimedOut
-                } else {
-                    FailureReason::DeviceOffline
-                };
-                self.finish(id, VerificationOutcome::Failed { at: now, reason }, &mut fx);
-            } else {
-                let next = now + self.backoff(attempts);
-                if let Some(v) = self.pending.get_mut(&id) {
-                    v.attempts = attempts;
-                    v.next_check = Some(next);
-                    fx.writes.push(Write::Verification(Box::new(v.clone())));
-                }
-            }
-        }
+        self.recheck_due(now, &mut fx);
         if let Some(alert_at) = self.offline_alert_at()
             && alert_at <= now
         {

@@ -28,7 +28,8 @@ pub struct ScheduleHistory {
 pub enum AlertKind {
     /// The edge refused a schedule (reason in the message).
     Refused,
-    /// No ack after [`SyncConfig::alert_after_attempts`] pushes.
+    /// No ack after [`SyncConfig::alert_after_attempts`](super::SyncConfig::alert_after_attempts)
+    /// pushes.
     NotAcknowledged,
     /// The yearly job found no schedule for the coming year.
     MissingNextYear,

@@ -19,8 +19,9 @@ use crate::config::{BrokerTarget, CloudConfig, ConfigError};
 use crate::device::{
     Clock, DeviceConfig, DeviceDeps, DeviceMetrics, Directory, Registry, SystemClock,
 };
-use crate::ingest::{Ingest, IngestStats, MqttPublisher};
+use crate::ingest::{Ingest, IngestStats};
 use crate::notifier::{Notifier, NotifierStats};
+use crate::publisher::MqttPublisher;
 use crate::schedule::{FleetScheduleActor, FleetScheduler};
 use crate::store::{RedbStore, Store, StoreError, StoreOptions};
 

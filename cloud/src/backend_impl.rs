@@ -15,8 +15,8 @@ use crate::api::{
     TimeRange, TokenInfo,
 };
 use crate::device::{
-    DesiredChange, DesiredError, DeviceActor, DeviceMetrics, DeviceView, GetDeviceView, GetView,
-    ListDevices, Registry, RegistryError,
+    DesiredChange, DesiredError, DeviceActor, DeviceMetrics, DeviceView, GetView, ListDevices,
+    LookupDevice, Registry, RegistryError,
 };
 use crate::ingest::IngestStats;
 use crate::schedule::{
@@ -77,7 +77,7 @@ impl CloudBackend {
 
     /// The actor of a known device (`NotFound` otherwise).
     async fn actor(&self, id: &DeviceId) -> Result<Addr<DeviceActor>, BackendError> {
-        match self.registry.send(GetDeviceView(id.clone())).await {
+        match self.registry.send(LookupDevice(id.clone())).await {
             Ok(Some(a)) => Ok(a),
             Ok(None) => Err(BackendError::NotFound),
             Err(e) => Err(BackendError::Unavailable(e.to_string())),
@@ -85,7 +85,7 @@ impl CloudBackend {
     }
 
     async fn known(&self, id: &DeviceId) -> Result<(), BackendError> {
-        match self.registry.send(GetDeviceView(id.clone())).await {
+        match self.registry.send(LookupDevice(id.clone())).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(BackendError::NotFound),
             Err(e) => Err(BackendError::Unavailable(e.to_string())),

@@ -15,7 +15,8 @@
 //! - `config`: [`CloudConfig`], TOML with defaults and validation.
 //! - `store`: the [`store::Store`] trait and its redb backend (group commit).
 //! - `broker`: the embedded rumqttd broker and the cloud's MQTT client options.
-//! - `ingest`: MQTT → device actors, and [`ingest::MqttPublisher`] for device actors → MQTT.
+//! - `ingest`: MQTT → device actors.
+//! - `publisher`: [`publisher::MqttPublisher`], device actors → MQTT.
 //! - `device`: one [`device::DeviceActor`] per device over a plain state machine
 //!   ([`device::DeviceState`]), and the [`device::Registry`].
 //! - `notifier`: Slack-compatible webhook alerts.
@@ -34,6 +35,7 @@ pub mod config;
 pub mod device;
 pub mod ingest;
 pub mod notifier;
+pub mod publisher;
 pub mod schedule;
 #[cfg(test)]
 mod test_support;

@@ -24,15 +24,15 @@ use shiki_proto::{Catalog, DeviceId, Event, ReportedUpdate, ScheduleAck, ShadowG
 use tracing::Instrument;
 
 pub use registry::{
-    ChangeDesiredFor, DeviceCount, DeviceDeps, Directory, GetDeviceView, ListDevices, Registry,
-    RegistryError, Route, Router,
+    DeviceCount, DeviceDeps, Directory, ListDevices, LookupDevice, Registry, RegistryError, Route,
+    Router,
 };
 pub use state::{
     DesiredChange, DesiredError, DeviceConfig, DeviceState, DeviceView, Outbound, SampleJson,
 };
 
 use crate::schedule::{DeviceSchedules, ScheduleSync};
-use crate::store::Store;
+use crate::store::{Store, Write};
 
 pub use shiki_shared::clock::{Clock, SharedClock, SystemClock};
 
@@ -108,8 +108,8 @@ pub struct DeviceActor {
     timer: Option<SpawnHandle>,
     was_online: bool,
     was_pending: i64,
-    /// Yearly schedule sync; `None` until the device gets its first schedule (most of a
-    /// large fleet's actors then carry 8 bytes for it).
+    /// Yearly schedule sync; `None` until the device gets its first schedule, so that the
+    /// many devices without one pay a single pointer for it.
     schedule: Option<Box<ScheduleSync>>,
     schedule_timer: Option<SpawnHandle>,
 }
@@ -151,30 +151,40 @@ impl DeviceActor {
         m.pending_verifications
             .fetch_add(pending - self.was_pending, Ordering::Relaxed);
         self.was_pending = pending;
-        if !fx.writes.is_empty() {
-            let commit = self.deps.store.submit(fx.writes);
-            let span = self.span();
-            // Desired/reported records are small; the commit is awaited off the handler.
-            ctx.spawn(
-                async move {
-                    if let Err(e) = commit.await {
-                        tracing::error!(error = %e, "device state could not be stored");
-                    }
-                }
-                .instrument(span)
-                .into_actor(self),
-            );
-        }
+        self.store(fx.writes, "device state", ctx);
         for message in fx.publish {
-            self.deps.publisher.do_send(Publish {
-                device: self.state.id().clone(),
-                message,
-            });
+            self.publish(message);
         }
         for alert in fx.alerts {
             self.deps.alerts.do_send(alert);
         }
         self.reschedule(ctx);
+    }
+
+    /// Submits `writes` (if any) to the store; the commit is awaited off the handler and a
+    /// failure logged as `what` not stored.
+    fn store(&self, writes: Vec<Write>, what: &'static str, ctx: &mut Context<Self>) {
+        if writes.is_empty() {
+            return;
+        }
+        let commit = self.deps.store.submit(writes);
+        ctx.spawn(
+            async move {
+                if let Err(e) = commit.await {
+                    tracing::error!(error = %e, "{what} could not be stored");
+                }
+            }
+            .instrument(self.span())
+            .into_actor(self),
+        );
+    }
+
+    /// Sends `message` to this device's edge.
+    fn publish(&self, message: Outbound) {
+        self.deps.publisher.do_send(Publish {
+            device: self.state.id().clone(),
+            message,
+        });
     }
 
     fn reschedule(&mut self, ctx: &mut Context<Self>) {
@@ -193,7 +203,8 @@ impl DeviceActor {
         }
     }
 
-    /// A span per handler call (not kept per actor: 100k resident spans cost memory).
+    /// A span per handler call, not one kept per actor: a resident span per device costs
+    /// memory across a large fleet.
     fn span(&self) -> tracing::Span {
         tracing::info_span!("device", device_id = %self.state.id())
     }

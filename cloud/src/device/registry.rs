@@ -64,19 +64,15 @@ pub struct ListDevices;
 #[rtype(result = "usize")]
 pub struct DeviceCount;
 
-/// The view of one device (`None` if unknown).
+/// The actor of a known device (running, or restored from the store), `None` if the
+/// device is unknown. Ask the actor itself for its view ([`GetView`]) or a change.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Option<Addr<DeviceActor>>")]
-pub struct GetDeviceView(pub DeviceId);
-
-/// A desired change for a known device.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Option<Addr<DeviceActor>>")]
-pub struct ChangeDesiredFor(pub DeviceId);
+pub struct LookupDevice(pub DeviceId);
 
 /// Every device's actor, shared by the [`Registry`] actor and the ingest. The ingest routes
 /// each message straight into its device's mailbox ([`Router`]) rather than through the
-/// registry's, which at ingest rates cost a second envelope and handler per message.
+/// registry's, which would cost a second envelope and handler per message.
 /// Actors are started under the lock, so a device never gets two, and since one caller
 /// does both the lookup and the send, a device's messages keep their order.
 pub struct Directory {
@@ -280,19 +276,11 @@ impl Handler<DeviceCount> for Registry {
     }
 }
 
-impl Handler<GetDeviceView> for Registry {
+impl Handler<LookupDevice> for Registry {
     type Result = Option<Addr<DeviceActor>>;
 
-    fn handle(&mut self, msg: GetDeviceView, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: LookupDevice, _ctx: &mut Self::Context) -> Self::Result {
         self.directory.get_known(&msg.0)
-    }
-}
-
-impl Handler<ChangeDesiredFor> for Registry {
-    type Result = Option<Addr<DeviceActor>>;
-
-    fn handle(&mut self, msg: ChangeDesiredFor, ctx: &mut Self::Context) -> Self::Result {
-        self.handle(GetDeviceView(msg.0), ctx)
     }
 }
 
@@ -304,7 +292,7 @@ impl Registry {
         id: DeviceId,
     ) -> Result<Option<DeviceView>, RegistryError> {
         let Some(addr) = registry
-            .send(GetDeviceView(id.clone()))
+            .send(LookupDevice(id.clone()))
             .await
             .map_err(|_| RegistryError::ActorGone(id.clone()))?
         else {
@@ -323,7 +311,7 @@ impl Registry {
         change: DesiredChange,
     ) -> Result<u64, RegistryError> {
         let addr = registry
-            .send(ChangeDesiredFor(id.clone()))
+            .send(LookupDevice(id.clone()))
             .await
             .map_err(|_| RegistryError::ActorGone(id.clone()))?
             .ok_or_else(|| RegistryError::UnknownDevice(id.clone()))?;

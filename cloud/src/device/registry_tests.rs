@@ -10,8 +10,8 @@ use shiki_proto::{Connectivity, DeviceId, Sample};
 use shiki_shared::clock::TestClock;
 
 use super::{
-    DeviceConfig, DeviceCount, DeviceDeps, DeviceInput, DeviceMetrics, Directory, GetDeviceView,
-    GetView, ListDevices, Registry, Router, SampleJson,
+    DeviceConfig, DeviceCount, DeviceDeps, DeviceInput, DeviceMetrics, Directory, GetView,
+    ListDevices, LookupDevice, Registry, Router, SampleJson,
 };
 use crate::schedule::SyncConfig;
 use crate::store::{RedbStore, Store};
@@ -98,7 +98,7 @@ async fn the_registry_sees_the_devices_the_ingest_started() {
     );
     assert!(
         registry
-            .send(GetDeviceView(id("nobody")))
+            .send(LookupDevice(id("nobody")))
             .await
             .expect("alive")
             .is_none()

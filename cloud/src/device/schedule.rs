@@ -14,18 +14,14 @@ use std::time::Duration;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use shiki_proto::DeviceId;
-use tracing::Instrument;
 
-use super::{DeviceActor, Outbound, Publish};
+use super::{DeviceActor, Outbound};
 use crate::notifier::{Alert, AlertKind};
 use crate::schedule::{
-    FleetJobsDue, GetScheduleView, PutSchedule, PutScheduleResponse, ScheduleHistory, ScheduleSync,
-    ScheduleView, SetError, SyncEffects,
+    FleetJobsDue, GetScheduleView, MAX_SLEEP, PutSchedule, PutScheduleResponse, ScheduleHistory,
+    ScheduleSync, ScheduleView, SetError, SyncEffects,
 };
 use crate::store::{Actor, HistoryEntry, Side, Write};
-
-/// Longest sleep of the schedule timer (clock steps are noticed within it).
-const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
 /// Who a schedule history record names: `device` (an ack: this device), `schedule` (a
 /// switch, the yearly job), `api-key:NAME` / `operator:NAME`, anything else an operator.
@@ -105,24 +101,10 @@ impl DeviceActor {
         for r in fx.history {
             writes.push(self.history_write(r, by));
         }
-        if !writes.is_empty() {
-            let commit = self.deps.store.submit(writes);
-            ctx.spawn(
-                async move {
-                    if let Err(e) = commit.await {
-                        tracing::error!(error = %e, "device schedules could not be stored");
-                    }
-                }
-                .instrument(self.span())
-                .into_actor(self),
-            );
-        }
+        self.store(writes, "device schedules", ctx);
         for set in fx.publish {
             tracing::info!(id = %set.schedule_id, hash = %set.hash, slot = ?set.slot, "schedule/set published");
-            self.deps.publisher.do_send(Publish {
-                device: self.state.id().clone(),
-                message: Outbound::ScheduleSet(Box::new(set)),
-            });
+            self.publish(Outbound::ScheduleSet(Box::new(set)));
         }
         for a in fx.alerts {
             tracing::warn!(kind = ?a.kind, message = %a.message, "schedule alert");
@@ -213,7 +195,7 @@ impl Handler<FleetJobsDue> for DeviceActor {
             all.persist = fx.persist.or(all.persist);
         }
         if sync.current().is_none() && sync.next().is_none() {
-            // Keep devices without schedules at 8 bytes.
+            // A device without schedules keeps no sync (see `DeviceActor::schedule`).
             self.schedule = None;
         }
         self.apply_schedule(all, None, ctx);

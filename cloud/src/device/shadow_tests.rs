@@ -8,7 +8,7 @@ use shiki_proto::{ExpiredOverride, ShadowGet};
 
 use super::state::*;
 use super::tests::{
-    Ids, catalog, change, device, histories, online, reported, secs, verifications,
+    Ids, catalog, change, desire, device, histories, online, reported, secs, verifications,
 };
 use crate::store::{Actor, FailureReason, VerificationOutcome};
 
@@ -23,12 +23,7 @@ fn only_delta(fx: &Effects) -> &shiki_proto::ShadowDelta {
 fn setting_a_key_to_the_value_and_until_it_has_records_nothing_but_counts_the_version() {
     let mut s = device();
     let mut ids = Ids(0);
-    s.change_desired(
-        change(json!({"chw_setpoint": 7.0}), None),
-        secs(1),
-        &mut ids.f(),
-    )
-    .expect("accepted");
+    desire(&mut s, &mut ids, json!({"chw_setpoint": 7.0}), secs(1));
     let (version, fx) = s
         .change_desired(
             change(json!({"chw_setpoint": 7.0}), Some(1)),
@@ -86,19 +81,13 @@ fn changing_only_the_until_of_a_key_is_recorded_and_verified_again() {
 fn desired_metadata_carries_the_version_that_set_each_key_in_view_delta_and_document() {
     let mut s = device();
     let mut ids = Ids(0);
-    s.change_desired(
-        change(json!({"chw_setpoint": 7.0, "mode": "cooling"}), None),
+    desire(
+        &mut s,
+        &mut ids,
+        json!({"chw_setpoint": 7.0, "mode": "cooling"}),
         secs(0),
-        &mut ids.f(),
-    )
-    .expect("accepted");
-    let (_, fx) = s
-        .change_desired(
-            change(json!({"chw_setpoint": 8.0}), None),
-            secs(1),
-            &mut ids.f(),
-        )
-        .expect("accepted");
+    );
+    let fx = desire(&mut s, &mut ids, json!({"chw_setpoint": 8.0}), secs(1));
     assert_eq!(only_delta(&fx).metadata["chw_setpoint"].version, Some(2));
     assert_eq!(only_delta(&fx).metadata["mode"].version, Some(1));
     let view = s.view();
@@ -124,37 +113,23 @@ fn desired_metadata_carries_the_version_that_set_each_key_in_view_delta_and_docu
 fn a_deleted_key_stays_null_in_deltas_until_the_edge_acknowledges_it() {
     let mut s = device();
     let mut ids = Ids(0);
-    s.change_desired(
-        change(json!({"chw_setpoint": 7.0, "mode": "cooling"}), None),
+    desire(
+        &mut s,
+        &mut ids,
+        json!({"chw_setpoint": 7.0, "mode": "cooling"}),
         secs(0),
-        &mut ids.f(),
-    )
-    .expect("accepted");
-    let (_, fx) = s
-        .change_desired(change(json!({"mode": null}), None), secs(1), &mut ids.f())
-        .expect("accepted");
+    );
+    let fx = desire(&mut s, &mut ids, json!({"mode": null}), secs(1));
     assert_eq!(only_delta(&fx).state.get("mode"), Some(&Value::Null));
     // The edge has not applied version 2 yet: the next delta repeats the deletion.
-    let (_, fx) = s
-        .change_desired(
-            change(json!({"chw_setpoint": 8.0}), None),
-            secs(2),
-            &mut ids.f(),
-        )
-        .expect("accepted");
+    let fx = desire(&mut s, &mut ids, json!({"chw_setpoint": 8.0}), secs(2));
     assert_eq!(only_delta(&fx).state.get("mode"), Some(&Value::Null));
     s.on_reported(
         reported(json!({"chw_setpoint": 8.0}), 3),
         secs(3),
         &mut ids.f(),
     );
-    let (_, fx) = s
-        .change_desired(
-            change(json!({"chw_setpoint": 9.0}), None),
-            secs(4),
-            &mut ids.f(),
-        )
-        .expect("accepted");
+    let fx = desire(&mut s, &mut ids, json!({"chw_setpoint": 9.0}), secs(4));
     assert_eq!(
         only_delta(&fx).state,
         *json!({"chw_setpoint": 9.0}).as_object().expect("object")
@@ -232,12 +207,7 @@ fn a_report_that_would_break_the_shadow_limits_is_ignored_but_its_expiries_apply
 fn an_override_to_the_value_the_plant_already_holds_is_sent_to_the_edge_with_its_until() {
     let mut s = device();
     let mut ids = Ids(0);
-    s.change_desired(
-        change(json!({"chw_setpoint": 7.0}), None),
-        secs(0),
-        &mut ids.f(),
-    )
-    .expect("accepted");
+    desire(&mut s, &mut ids, json!({"chw_setpoint": 7.0}), secs(0));
     s.on_reported(
         reported(json!({"chw_setpoint": 7.0}), 1),
         secs(1),
@@ -260,13 +230,7 @@ fn an_override_to_the_value_the_plant_already_holds_is_sent_to_the_edge_with_its
         secs(3),
         &mut ids.f(),
     );
-    let (_, fx) = s
-        .change_desired(
-            change(json!({"mode": "cooling"}), None),
-            secs(4),
-            &mut ids.f(),
-        )
-        .expect("accepted");
+    let fx = desire(&mut s, &mut ids, json!({"mode": "cooling"}), secs(4));
     assert_eq!(
         only_delta(&fx).state,
         *json!({"mode": "cooling"}).as_object().expect("object")

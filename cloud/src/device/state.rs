@@ -1,19 +1,19 @@
 //! The device actor's logic as a plain state machine: inputs with a `now`, outputs as
 //! [`Effects`] (store writes, messages to the edge, alerts). No I/O, no actix.
 //!
-//! Verification of a desired key: `Pending` → `Verified` when a reported state matches at
-//! the point's resolution; → `Failed` when the edge reports the value refused or clamped, a
-//! newer change supersedes it, or every re-check (first delay, doubling) found no match
-//! (reason: device offline, or timed out).
+//! Verifying desired keys (start, settle on reports, re-check, supersede) is the half of
+//! [`DeviceState`] in the `verification` submodule.
+
+mod verification;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use shiki_cloud_model::shadow::{self, Shadow, catalog_resolution, values_match};
+use shiki_cloud_model::shadow::{self, Shadow, catalog_resolution};
 use shiki_proto::{
     Catalog, Connectivity, DeviceId, Event, EventKind, JsonMap, PROTOCOL_VERSION, ReportedUpdate,
-    Sample, SettingSource, ShadowDelta, ShadowDocument, ShadowGet, Status,
+    Sample, ShadowDelta, ShadowDocument, ShadowGet, Status,
 };
 
 use super::types::decode_checked;
@@ -21,10 +21,7 @@ pub use super::types::{DeviceConfig, DeviceView, Effects, Outbound, SampleJson};
 use super::validate::validate;
 pub use super::validate::{DesiredChange, DesiredError, VersionConflict};
 use crate::notifier::{Alert, AlertKind};
-use crate::store::{
-    Actor, DeviceSnapshot, FailureReason, HistoryEntry, Side, VerificationOutcome,
-    VerificationRecord, Write,
-};
+use crate::store::{Actor, DeviceSnapshot, HistoryEntry, Side, VerificationRecord, Write};
 
 /// The state of one device.
 #[derive(Debug)]
@@ -37,8 +34,7 @@ pub struct DeviceState {
     /// reused, so keeping each new sample allocates nothing once it is large enough.
     last_sample: Vec<u8>,
     pending: BTreeMap<u64, VerificationRecord>,
-    /// Boxed: most of a large fleet's actors hold none, and inline it would cost every
-    /// actor its full size (see `shiki-cloud bench --only actors`).
+    /// Boxed: most devices hold none, and inline it would cost every actor its full size.
     last_verification: Option<Box<VerificationRecord>>,
 }
 
@@ -276,26 +272,9 @@ impl DeviceState {
                 continue; // set again to what it was: nothing to record or verify
             }
             self.supersede(&c.key, version, now, &mut fx);
-            let verification_id = match &c.new {
-                None => None,
-                Some(requested) => {
-                    let v = VerificationRecord {
-                        id: next_id(),
-                        device: self.id.clone(),
-                        key: c.key.clone(),
-                        requested: requested.clone(),
-                        version,
-                        started: now,
-                        attempts: 0,
-                        next_check: Some(now + self.backoff(0)),
-                        outcome: VerificationOutcome::Pending,
-                    };
-                    fx.writes.push(Write::Verification(Box::new(v.clone())));
-                    let id = v.id;
-                    self.pending.insert(id, v);
-                    Some(id)
-                }
-            };
+            let verification_id = c.new.as_ref().map(|requested| {
+                self.start_verification(&c.key, requested, version, now, next_id(), &mut fx)
+            });
             fx.writes.push(Write::History(Box::new(HistoryEntry {
                 id: next_id(),
                 device: self.id.clone(),
@@ -338,55 +317,6 @@ impl DeviceState {
         delta
     }
 
-    fn backoff(&self, attempts_done: u32) -> chrono::Duration {
-        let base = self.cfg.verification.first_delay;
-        let d = base.saturating_mul(1u32 << attempts_done.min(20));
-        chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-    }
-
-    fn resolution(&self, key: &str) -> Option<f64> {
-        catalog_resolution(self.catalog())(key)
-    }
-
-    fn finish(&mut self, id: u64, outcome: VerificationOutcome, fx: &mut Effects) {
-        let Some(mut v) = self.pending.remove(&id) else {
-            return;
-        };
-        v.next_check = None;
-        v.outcome = outcome;
-        if let VerificationOutcome::Failed { reason, .. } = &v.outcome
-            && !matches!(reason, FailureReason::Superseded { .. })
-        {
-            fx.alerts.push(Alert {
-                device: self.id.clone(),
-                kind: AlertKind::VerificationFailed,
-                text: format!(
-                    "{}: setting `{}` to {} (desired version {}) failed: {}",
-                    self.id, v.key, v.requested, v.version, reason
-                ),
-            });
-        }
-        tracing::info!(device_id = %self.id, key = %v.key, version = v.version, outcome = ?v.outcome, "verification finished");
-        fx.writes.push(Write::Verification(Box::new(v.clone())));
-        self.last_verification = Some(Box::new(v));
-    }
-
-    fn supersede(&mut self, key: &str, by_version: u64, now: DateTime<Utc>, fx: &mut Effects) {
-        let ids: Vec<u64> = self
-            .pending
-            .values()
-            .filter(|v| v.key == key)
-            .map(|v| v.id)
-            .collect();
-        for id in ids {
-            let outcome = VerificationOutcome::Failed {
-                at: now,
-                reason: FailureReason::Superseded { by_version },
-            };
-            self.finish(id, outcome, fx);
-        }
-    }
-
     /// `shadow/reported`: record changes, end expired overrides, settle verifications.
     pub fn on_reported(
         &mut self,
@@ -403,11 +333,31 @@ impl DeviceState {
         for (k, s) in &update.settings {
             self.snap.settings.insert(k.clone(), s.clone());
         }
+        self.record_reported(&update, applied, now, next_id, &mut fx);
+        let removed = self.end_expired_overrides(&update, now, next_id, &mut fx);
+        self.settle_verifications(&update, applied, now, &mut fx);
+        fx.writes.push(self.snapshot_write());
+        if !removed.is_empty() {
+            fx.publish
+                .push(Outbound::Delta(self.delta_message(&removed, now)));
+        }
+        fx
+    }
+
+    /// Applies the reported state to the shadow and records each change (by the device).
+    fn record_reported(
+        &mut self,
+        update: &ReportedUpdate,
+        applied: u64,
+        now: DateTime<Utc>,
+        next_id: &mut dyn FnMut() -> u64,
+        fx: &mut Effects,
+    ) {
         let applied_report = {
             let resolution = catalog_resolution(self.snap.catalog.as_ref());
             self.snap
                 .shadow
-                .apply_reported_update_with(&update, now, &resolution)
+                .apply_reported_update_with(update, now, &resolution)
         };
         match applied_report {
             Ok(outcome) => {
@@ -432,6 +382,17 @@ impl DeviceState {
                 tracing::warn!(device_id = %self.id, error = %e, "reported state refused; the previous one is kept");
             }
         }
+    }
+
+    /// Removes from desired the overrides the edge reports expired (unless set again since),
+    /// recording each removal; returns the removed keys.
+    fn end_expired_overrides(
+        &mut self,
+        update: &ReportedUpdate,
+        now: DateTime<Utc>,
+        next_id: &mut dyn FnMut() -> u64,
+        fx: &mut Effects,
+    ) -> Vec<String> {
         let mut removed = Vec::new();
         for e in &update.expired {
             // Gone already, or set again after the override the edge ended: nothing to do.
@@ -444,7 +405,7 @@ impl DeviceState {
             };
             let version = outcome.version;
             for c in outcome.changes {
-                self.supersede(&c.key, version, now, &mut fx);
+                self.supersede(&c.key, version, now, fx);
                 fx.writes.push(Write::History(Box::new(HistoryEntry {
                     id: next_id(),
                     device: self.id.clone(),
@@ -461,87 +422,13 @@ impl DeviceState {
                 removed.push(c.key);
             }
         }
-        // Settle pending verifications against what the edge reported.
-        let ids: Vec<u64> = self.pending.keys().copied().collect();
-        for id in ids {
-            let Some(v) = self.pending.get(&id) else {
-                continue;
-            };
-            if applied < v.version {
-                continue; // the edge has not seen this change yet
-            }
-            let status = update.settings.get(&v.key);
-            let reported = self.snap.shadow.reported().get(&v.key);
-            let outcome = match status.map(|s| s.source) {
-                Some(SettingSource::Refused) => Some(FailureReason::PlcRefused {
-                    detail: status.and_then(|s| s.detail.clone()),
-                }),
-                Some(SettingSource::Clamped) => Some(FailureReason::Clamped {
-                    value: reported.cloned().unwrap_or(Value::Null),
-                }),
-                _ => None,
-            };
-            let outcome = match outcome {
-                Some(reason) => Some(VerificationOutcome::Failed { at: now, reason }),
-                None if reported
-                    .is_some_and(|r| values_match(&v.requested, r, self.resolution(&v.key))) =>
-                {
-                    Some(VerificationOutcome::Verified { at: now })
-                }
-                None => None,
-            };
-            if let Some(o) = outcome {
-                self.finish(id, o, &mut fx);
-            }
-        }
-        fx.writes.push(self.snapshot_write());
-        if !removed.is_empty() {
-            fx.publish
-                .push(Outbound::Delta(self.delta_message(&removed, now)));
-        }
-        fx
+        removed
     }
 
     /// Re-checks that are due, and the offline alert.
     pub fn on_tick(&mut self, now: DateTime<Utc>) -> Effects {
         let mut fx = Effects::default();
-        let due: Vec<u64> = self
-            .pending
-            .values()
-            .filter(|v| v.next_check.is_some_and(|t| t <= now))
-            .map(|v| v.id)
-            .collect();
-        let online = self.online();
-        for id in due {
-            let (matched, attempts) =
-                {
-                    let Some(v) = self.pending.get(&id) else {
-                        continue;
-                    };
-                    let matched =
-                        self.snap.shadow.reported().get(&v.key).is_some_and(|r| {
-                            values_match(&v.requested, r, self.resolution(&v.key))
-                        });
-                    (matched, v.attempts + 1)
-                };
-            if matched {
-                self.finish(id, VerificationOutcome::Verified { at: now }, &mut fx);
-            } else if attempts >= self.cfg.verification.attempts {
-                let reason = if online {
-                    FailureReason::TimedOut
-                } else {
-                    FailureReason::DeviceOffline
-                };
-                self.finish(id, VerificationOutcome::Failed { at: now, reason }, &mut fx);
-            } else {
-                let next = now + self.backoff(attempts);
-                if let Some(v) = self.pending.get_mut(&id) {
-                    v.attempts = attempts;
-                    v.next_check = Some(next);
-                    fx.writes.push(Write::Verification(Box::new(v.clone())));
-                }
-            }
-        }
+        self.recheck_due(now, &mut fx);
         if let Some(alert_at) = self.offline_alert_at()
             && alert_at <= now
         {

@@ -63,6 +63,19 @@ pub(super) fn device() -> DeviceState {
     s
 }
 
+/// Sets `settings` in desired at `at` (no expected version), which must be accepted.
+pub(super) fn desire(
+    s: &mut DeviceState,
+    ids: &mut Ids,
+    settings: Value,
+    at: DateTime<Utc>,
+) -> Effects {
+    let (_, fx) = s
+        .change_desired(change(settings, None), at, &mut ids.f())
+        .expect("accepted");
+    fx
+}
+
 pub(super) fn change(settings: Value, expected: Option<u64>) -> DesiredChange {
     DesiredChange {
         settings: settings.as_object().cloned().expect("object"),
@@ -165,13 +178,12 @@ fn desired_changes_are_validated_against_the_catalog_naming_the_key() {
 fn a_desired_change_records_history_publishes_a_delta_and_starts_verification() {
     let mut s = device();
     let mut ids = Ids(0);
-    let (_, fx) = s
-        .change_desired(
-            change(json!({"chw_setpoint": 7.0, "mode": "cooling"}), None),
-            secs(1),
-            &mut ids.f(),
-        )
-        .expect("accepted");
+    let fx = desire(
+        &mut s,
+        &mut ids,
+        json!({"chw_setpoint": 7.0, "mode": "cooling"}),
+        secs(1),
+    );
     let h = histories(&fx);
     assert_eq!(h.len(), 2);
     assert!(
@@ -198,12 +210,7 @@ fn a_desired_change_records_history_publishes_a_delta_and_starts_verification() 
 fn a_matching_report_verifies_at_the_points_resolution() {
     let mut s = device();
     let mut ids = Ids(0);
-    s.change_desired(
-        change(json!({"chw_setpoint": 7.0}), None),
-        secs(1),
-        &mut ids.f(),
-    )
-    .expect("accepted");
+    desire(&mut s, &mut ids, json!({"chw_setpoint": 7.0}), secs(1));
     // A report for an older version does not settle it.
     let fx = s.on_reported(
         reported(json!({"chw_setpoint": 7.0}), 0),
@@ -234,12 +241,12 @@ fn a_matching_report_verifies_at_the_points_resolution() {
 fn refused_and_clamped_settings_fail_with_their_reason_and_alert() {
     let mut s = device();
     let mut ids = Ids(0);
-    s.change_desired(
-        change(json!({"chw_setpoint": 14.0, "mode": "heating"}), None),
+    desire(
+        &mut s,
+        &mut ids,
+        json!({"chw_setpoint": 14.0, "mode": "heating"}),
         secs(1),
-        &mut ids.f(),
-    )
-    .expect("accepted");
+    );
     let mut r = reported(json!({"chw_setpoint": 12.0, "mode": "cooling"}), 1);
     r.settings.insert(
         "chw_setpoint".into(),
@@ -287,12 +294,7 @@ fn refused_and_clamped_settings_fail_with_their_reason_and_alert() {
 fn verification_rechecks_on_a_doubling_backoff_then_times_out() {
     let mut s = device();
     let mut ids = Ids(0);
-    s.change_desired(
-        change(json!({"chw_setpoint": 7.0}), None),
-        secs(0),
-        &mut ids.f(),
-    )
-    .expect("accepted");
+    desire(&mut s, &mut ids, json!({"chw_setpoint": 7.0}), secs(0));
     // 2 s, 4 s, 8 s, 16 s, 32 s after each previous check.
     let mut at = 0;
     for (i, delay) in [2, 4, 8, 16].into_iter().enumerate() {
@@ -334,12 +336,7 @@ fn verification_of_an_offline_device_fails_as_offline_and_a_late_match_on_rechec
     let mut s = DeviceState::new(DeviceId::new("gw-1").expect("id"), cfg);
     s.on_catalog(catalog(), t0());
     let mut ids = Ids(0);
-    s.change_desired(
-        change(json!({"chw_setpoint": 7.0}), None),
-        secs(0),
-        &mut ids.f(),
-    )
-    .expect("accepted");
+    desire(&mut s, &mut ids, json!({"chw_setpoint": 7.0}), secs(0));
     let fx = s.on_tick(secs(2));
     assert!(matches!(
         verifications(&fx)[0].outcome,
@@ -350,12 +347,7 @@ fn verification_of_an_offline_device_fails_as_offline_and_a_late_match_on_rechec
     ));
 
     let mut s = device();
-    s.change_desired(
-        change(json!({"mode": "cooling"}), None),
-        secs(0),
-        &mut ids.f(),
-    )
-    .expect("accepted");
+    desire(&mut s, &mut ids, json!({"mode": "cooling"}), secs(0));
     // A report without applied_version carried the value; the re-check sees it.
     let mut r = reported(json!({"mode": "cooling"}), 0);
     r.applied_version = Some(0);
@@ -371,12 +363,7 @@ fn verification_of_an_offline_device_fails_as_offline_and_a_late_match_on_rechec
 fn a_newer_change_supersedes_the_pending_verification_without_alert() {
     let mut s = device();
     let mut ids = Ids(0);
-    s.change_desired(
-        change(json!({"chw_setpoint": 7.0}), None),
-        secs(0),
-        &mut ids.f(),
-    )
-    .expect("accepted");
+    desire(&mut s, &mut ids, json!({"chw_setpoint": 7.0}), secs(0));
     let (_, fx) = s
         .change_desired(
             change(json!({"chw_setpoint": 8.0}), Some(1)),
@@ -429,12 +416,7 @@ fn an_expired_override_leaves_desired_with_a_schedule_history_entry() {
         other => panic!("expected a delta, got {other:?}"),
     }
     // An expiry for an older version does not remove a newer override.
-    s.change_desired(
-        change(json!({"chw_setpoint": 8.0}), None),
-        secs(70),
-        &mut ids.f(),
-    )
-    .expect("accepted");
+    desire(&mut s, &mut ids, json!({"chw_setpoint": 8.0}), secs(70));
     let mut r = reported(json!({}), 3);
     r.expired.push(ExpiredOverride {
         key: "chw_setpoint".into(),
@@ -449,13 +431,7 @@ fn an_expired_override_leaves_desired_with_a_schedule_history_entry() {
 fn restart_restores_shadow_and_resumes_pending_verifications() {
     let mut s = device();
     let mut ids = Ids(0);
-    let (_, fx) = s
-        .change_desired(
-            change(json!({"chw_setpoint": 7.0}), None),
-            secs(0),
-            &mut ids.f(),
-        )
-        .expect("accepted");
+    let fx = desire(&mut s, &mut ids, json!({"chw_setpoint": 7.0}), secs(0));
     let snapshot: DeviceSnapshot = fx
         .writes
         .iter()
@@ -530,12 +506,7 @@ fn plc_alarms_alert_once_even_when_replayed() {
 fn shadow_get_is_answered_with_the_full_document() {
     let mut s = device();
     let mut ids = Ids(0);
-    s.change_desired(
-        change(json!({"mode": "cooling"}), None),
-        secs(0),
-        &mut ids.f(),
-    )
-    .expect("accepted");
+    desire(&mut s, &mut ids, json!({"mode": "cooling"}), secs(0));
     let fx = s.on_shadow_get(
         ShadowGet {
             v: 1,

@@ -3,7 +3,7 @@
 //! events for the store, routes everything to the device's actor, and acknowledges each
 //! message (PUBACK) after its store commit, in order. The messages rumqttc read in one go
 //! (up to 10) are handled as a burst: one store submission and one entry for the acker.
-//! The [`MqttPublisher`] actor publishes the device actors' cloud→edge messages.
+//! The way back, device actors → MQTT, is [`crate::publisher::MqttPublisher`].
 //!
 //! A malformed payload, an unknown topic or an invalid device id is counted by reason,
 //! logged with the topic, acknowledged and dropped; other devices never notice.
@@ -16,15 +16,14 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde::de::DeserializeOwned;
-use shiki_proto::{Channel, DeviceId, Direction, TopicError, Topics, decode, encode};
+use shiki_proto::{Channel, DeviceId, Direction, TopicError, Topics, decode};
 use tokio::sync::mpsc;
 
 pub use stats::{DropReason, IngestStats};
 
-use crate::device::{DeviceInput, Outbound, Publish, Router};
+use crate::device::{DeviceInput, Router};
 use crate::store::{Commit, Store, Write};
 use telemetry::telemetry_rows;
 
@@ -62,7 +61,7 @@ impl Ingest {
             ack_after_commit,
             stats.clone(),
         ));
-        let handler = Handler {
+        let dispatcher = Dispatcher {
             topics,
             store,
             router,
@@ -70,16 +69,14 @@ impl Ingest {
             client: client.clone(),
             acks: ack_tx,
             ack_after_commit,
-            // Acknowledging after the commit, the poll loop must never wait for the acker:
-            // the acker's PUBACKs leave through this same event loop, and waiting
-            // deadlocked once rumqttc's request channel filled. What waits is then what the
-            // broker has in flight to us (rumqttd: 100; Mosquitto 2.0 sent far more than
-            // its `max_inflight_messages`). Acknowledged on receipt, only this bounds it.
+            // Acknowledging after the commit there is no window: the acker's PUBACKs leave
+            // through this same event loop, so a poll loop waiting for the acker would
+            // deadlock, and the broker's in-flight limit bounds what waits instead.
             window: (!ack_after_commit)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(MAX_UNCOMMITTED))),
             nudge,
         };
-        let poll = actix::spawn(poll_loop(eventloop, handler));
+        let poll = actix::spawn(poll_loop(eventloop, dispatcher));
         Self {
             client,
             poll,
@@ -107,7 +104,10 @@ pub fn nodelay() -> rumqttc::NetworkOptions {
     n
 }
 
-struct Handler {
+/// What the poll loop does with each event: parses and decodes a message, queues its
+/// store writes in the burst, routes it to its device, and hands each burst's commit to the
+/// acker.
+struct Dispatcher {
     topics: Topics,
     store: Arc<dyn Store>,
     /// Each device's actor (straight into its mailbox, in production).
@@ -128,7 +128,7 @@ struct Handler {
     nudge: Option<String>,
 }
 
-async fn poll_loop(mut eventloop: EventLoop, h: Handler) {
+async fn poll_loop(mut eventloop: EventLoop, d: Dispatcher) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match eventloop.poll().await {
@@ -136,14 +136,14 @@ async fn poll_loop(mut eventloop: EventLoop, h: Handler) {
                 // rumqttc reads up to 10 packets per network read and queues all but the
                 // first; they are handled together, as one burst.
                 let mut burst = Burst::default();
-                let mut connected = h.on_event(first, &mut burst);
+                let mut connected = d.on_event(first, &mut burst);
                 while let Some(event) = eventloop.state.events.pop_front() {
-                    connected |= h.on_event(event, &mut burst);
+                    connected |= d.on_event(event, &mut burst);
                 }
                 if connected {
                     backoff = Duration::from_millis(100);
                 }
-                if !h.finish(burst).await {
+                if !d.finish(burst).await {
                     return;
                 }
             }
@@ -271,12 +271,12 @@ impl FailureLog {
     }
 }
 
-impl Handler {
+impl Dispatcher {
     /// Handles one event of a burst; `true` when it is a new connection.
     fn on_event(&self, event: Event, burst: &mut Burst) -> bool {
         match event {
             Event::Incoming(Packet::Publish(p)) => {
-                let stored = self.handle(&p, &mut burst.writes);
+                let stored = self.on_publish(&p, &mut burst.writes);
                 burst.messages += 1;
                 burst.stored += usize::from(stored);
                 if self.ack_after_commit {
@@ -364,7 +364,7 @@ impl Handler {
 
     /// Handles one message: adds its store writes to `writes` (`true` if it had any) and
     /// routes it to its device.
-    fn handle(&self, p: &rumqttc::Publish, writes: &mut Vec<Write>) -> bool {
+    fn on_publish(&self, p: &rumqttc::Publish, writes: &mut Vec<Write>) -> bool {
         let (device, channel) = match self.topics.parse(&p.topic) {
             Ok(x) => x,
             Err(e @ TopicError::InvalidId { .. }) => {
@@ -436,63 +436,5 @@ impl Handler {
                 return None;
             }
         })
-    }
-}
-
-/// Publishes device actors' messages to their edge.
-#[derive(Debug)]
-pub struct MqttPublisher {
-    client: AsyncClient,
-    topics: Topics,
-    pub failed: u64,
-}
-
-impl MqttPublisher {
-    pub fn new(client: AsyncClient, topics: Topics) -> Self {
-        Self {
-            client,
-            topics,
-            failed: 0,
-        }
-    }
-}
-
-impl Actor for MqttPublisher {
-    type Context = Context<Self>;
-}
-
-impl actix::Handler<Publish> for MqttPublisher {
-    type Result = ();
-
-    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
-        let (channel, bytes) = match &msg.message {
-            Outbound::Document(d) => (Channel::ShadowDocument, encode(d)),
-            Outbound::Delta(d) => (Channel::ShadowDelta, encode(d)),
-            Outbound::ScheduleSet(s) => (Channel::ScheduleSet, encode(s.as_ref())),
-        };
-        let bytes = match bytes {
-            Ok(b) => b,
-            Err(e) => {
-                self.failed += 1;
-                tracing::error!(device_id = %msg.device, error = %e, "cannot encode message for the edge");
-                return;
-            }
-        };
-        let topic = self.topics.topic_for(&msg.device, &channel);
-        if let Err(rumqttc::ClientError::TryRequest(_)) =
-            self.client
-                .try_publish(topic.clone(), QoS::AtLeastOnce, false, bytes.clone())
-        {
-            // Request queue full: wait for room instead of dropping.
-            let client = self.client.clone();
-            ctx.spawn(
-                async move {
-                    if let Err(e) = client.publish(topic, QoS::AtLeastOnce, false, bytes).await {
-                        tracing::error!(error = %e, "cannot publish to the edge");
-                    }
-                }
-                .into_actor(self),
-            );
-        }
     }
 }

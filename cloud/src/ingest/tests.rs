@@ -412,10 +412,9 @@ async fn own_mosquitto() -> OwnMosquitto {
 
 /// Acknowledging after the commit, a burst larger than the ingest's queue and the client's
 /// request channel (kept small here) arrives while the disk is slow and the broker has no
-/// in-flight limit: everything is stored and acknowledged once the disk catches up.
-/// (The stall this guards against, the poll loop waiting for the acker while the acker
-/// waited for the event loop, showed in `shiki-cloud bench --only ingest --mqtt-url` runs
-/// against such a Mosquitto; this test did not reproduce it deterministically.)
+/// in-flight limit: everything is stored and acknowledged once the disk catches up. It
+/// guards against the poll loop waiting for the acker while the acker waits for the event
+/// loop, though it does not provoke that stall deterministically.
 #[actix_rt::test]
 async fn a_burst_beyond_every_queue_is_stored_and_acknowledged_after_a_slow_commit() {
     const N: u64 = 20_000;

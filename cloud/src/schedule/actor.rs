@@ -17,12 +17,14 @@ use chrono_tz::Tz;
 use serde_json::Value;
 use shiki_shared::clock::SharedClock;
 
+use super::effects::SetError;
 use super::fleet::{FleetJob, FleetScheduler};
-use super::state::{SetError, SlotChoice};
 use shiki_cloud_api::{PutScheduleResponse, ScheduleView};
+use shiki_cloud_model::schedule::SlotChoice;
 
-/// Longest sleep of either actor (clock steps are noticed within it).
-const MAX_SLEEP: Duration = Duration::from_secs(3600);
+/// Longest sleep of a schedule timer, the fleet actor's and each device's (clock steps are
+/// noticed within it).
+pub(crate) const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
 /// `PUT /api/v1/devices/{id}/schedule`; `actor` is the authenticated operator or key
 /// (recorded in history; its `kind:name` becomes the schedule's `set_by`).

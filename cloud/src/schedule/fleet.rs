@@ -18,7 +18,9 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use shiki_proto::{ScheduleSlot, Severity};
 
-use super::state::{AlertKind, ScheduleAlert, ScheduleSync, SyncEffects, SyncStatus};
+use super::effects::{AlertKind, ScheduleAlert, SyncEffects};
+use super::state::ScheduleSync;
+use shiki_cloud_model::schedule::SyncStatus;
 
 /// Default yearly push: 1 December 00:00 (seconds-first `cron` crate syntax).
 pub const DEFAULT_PUSH_CRON: &str = "0 0 0 1 12 *";

@@ -18,7 +18,9 @@
 //!   hash, failed with the edge's reason).
 //!
 //! # Layout
-//! - `state`: [`ScheduleSync`], one device's state machine, and its effects.
+//! - `state`: [`ScheduleSync`], one device's state machine, and its [`SyncConfig`].
+//! - stored records ([`DeviceSchedules`], …) are `shiki_cloud_model::schedule`.
+//! - `effects`: what a step asks of the device actor ([`SyncEffects`]), [`SetError`].
 //! - `fleet`: [`FleetScheduler`] (yearly push cron, New Year check), [`plan`].
 //! - `view`: the API DTOs.
 //! - `actor`: the messages, and [`FleetScheduleActor`] (one per process). Each device's
@@ -27,19 +29,22 @@
 //!   publishes and notifier alerts.
 
 mod actor;
+mod effects;
 mod fleet;
 mod state;
 #[cfg(test)]
 mod tests;
 mod view;
 
+pub(crate) use actor::MAX_SLEEP;
 pub use actor::{FleetJobsDue, FleetScheduleActor, GetScheduleView, PutSchedule, ScheduleTick};
+pub use effects::{AlertKind, ScheduleAlert, ScheduleHistory, SetError, SyncEffects};
 pub use fleet::{
     DEFAULT_PUSH_CRON, FleetConfig, FleetConfigError, FleetJob, FleetPlan, FleetScheduler,
     new_year_at, next_fire, next_new_year, parse_cron, plan,
 };
 pub use shiki_cloud_api::{PutScheduleResponse, ScheduleView, SlotView};
-pub use state::{
-    AlertKind, DeviceSchedules, ScheduleAlert, ScheduleHistory, ScheduleSync, SetError, SlotChoice,
-    SlotSync, StoredSchedule, SyncConfig, SyncEffects, SyncStatus,
+pub use shiki_cloud_model::schedule::{
+    DeviceSchedules, SlotChoice, SlotSync, StoredSchedule, SyncStatus,
 };
+pub use state::{ScheduleSync, SyncConfig};

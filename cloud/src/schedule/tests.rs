@@ -74,6 +74,11 @@ fn put(
         .expect("valid schedule accepted")
 }
 
+/// Puts `d` into the slot its validity chooses, with the device online.
+fn put_auto(s: &mut ScheduleSync, d: Value, now: DateTime<Utc>) -> SyncEffects {
+    put(s, SlotChoice::Auto, d, now, true)
+}
+
 fn ack(
     s: &ScheduleSync,
     slot: ScheduleSlot,
@@ -109,13 +114,7 @@ fn pending(s: Option<&SlotSync>) -> (u32, DateTime<Utc>) {
 fn a_valid_put_is_stored_recorded_and_pushed() {
     let now = tokyo("2027-06-01T10:00:00");
     let mut s = sync();
-    let fx = put(
-        &mut s,
-        SlotChoice::Auto,
-        doc("sapporo-2027", 2027),
-        now,
-        true,
-    );
+    let fx = put_auto(&mut s, doc("sapporo-2027", 2027), now);
     assert_eq!(fx.slot, Some(ScheduleSlot::Current));
     assert_eq!(fx.publish.len(), 1);
     let set = &fx.publish[0];
@@ -213,13 +212,7 @@ fn the_slot_follows_the_validity_unless_asked() {
     for (running, year, choice, expected) in table {
         let mut s = sync();
         if let Some(y) = running {
-            put(
-                &mut s,
-                SlotChoice::Auto,
-                doc(&format!("run-{y}"), y),
-                now,
-                true,
-            );
+            put_auto(&mut s, doc(&format!("run-{y}"), y), now);
         }
         let got = s
             .set(
@@ -240,13 +233,7 @@ fn the_slot_follows_the_validity_unless_asked() {
 fn acks_are_matched_by_hash() {
     let now = tokyo("2027-06-01T10:00:00");
     let mut s = sync();
-    put(
-        &mut s,
-        SlotChoice::Auto,
-        doc("sapporo-2027", 2027),
-        now,
-        true,
-    );
+    put_auto(&mut s, doc("sapporo-2027", 2027), now);
     // An ack for another (older) hash leaves the slot pending.
     let mut stale = ack(&s, ScheduleSlot::Current, AckResult::Accepted, None);
     stale.hash = "00".repeat(32);
@@ -283,13 +270,7 @@ fn acks_are_matched_by_hash() {
 fn a_refusal_fails_the_slot_alerts_once_and_stops_retrying() {
     let now = tokyo("2027-06-01T10:00:00");
     let mut s = sync();
-    put(
-        &mut s,
-        SlotChoice::Auto,
-        doc("sapporo-2027", 2027),
-        now,
-        true,
-    );
+    put_auto(&mut s, doc("sapporo-2027", 2027), now);
     let refusal = ack(
         &s,
         ScheduleSlot::Current,
@@ -319,13 +300,7 @@ fn a_refusal_fails_the_slot_alerts_once_and_stops_retrying() {
 fn retries_back_off_to_one_hour_and_alert_after_eight_pushes() {
     let start = tokyo("2027-06-01T10:00:00");
     let mut s = sync();
-    put(
-        &mut s,
-        SlotChoice::Auto,
-        doc("sapporo-2027", 2027),
-        start,
-        true,
-    );
+    put_auto(&mut s, doc("sapporo-2027", 2027), start);
     // (attempts after the push, minutes until the next retry)
     let table = [
         (2, 2),
@@ -384,19 +359,15 @@ fn nothing_is_pushed_while_offline_and_everything_pending_on_connect() {
 #[test]
 fn next_becomes_current_at_the_boundary() {
     let mut s = sync();
-    put(
+    put_auto(
         &mut s,
-        SlotChoice::Auto,
         doc("sapporo-2027", 2027),
         tokyo("2027-12-01T00:00:00"),
-        true,
     );
-    put(
+    put_auto(
         &mut s,
-        SlotChoice::Auto,
         doc("sapporo-2028", 2028),
         tokyo("2027-12-01T00:00:00"),
-        true,
     );
     assert_eq!(s.next_wakeup(false), Some(tokyo("2028-01-01T00:00:00")));
     assert!(
@@ -417,13 +388,7 @@ fn next_becomes_current_at_the_boundary() {
 fn a_device_running_another_schedule_gets_it_pushed_again() {
     let now = tokyo("2027-06-01T10:00:00");
     let mut s = sync();
-    put(
-        &mut s,
-        SlotChoice::Auto,
-        doc("sapporo-2027", 2027),
-        now,
-        true,
-    );
+    put_auto(&mut s, doc("sapporo-2027", 2027), now);
     s.on_ack(
         &ack(&s, ScheduleSlot::Current, AckResult::Accepted, None),
         now,
@@ -481,13 +446,7 @@ fn fleet() -> Vec<ScheduleSync> {
         SyncConfig::default(),
         DeviceSchedules::default(),
     );
-    put(
-        &mut pending_next,
-        SlotChoice::Auto,
-        doc("a-2027", 2027),
-        then,
-        true,
-    );
+    put_auto(&mut pending_next, doc("a-2027", 2027), then);
     put(
         &mut pending_next,
         SlotChoice::Auto,
@@ -497,28 +456,10 @@ fn fleet() -> Vec<ScheduleSync> {
     );
     let mut no_next =
         ScheduleSync::new("no-next", SyncConfig::default(), DeviceSchedules::default());
-    put(
-        &mut no_next,
-        SlotChoice::Auto,
-        doc("b-2027", 2027),
-        then,
-        true,
-    );
+    put_auto(&mut no_next, doc("b-2027", 2027), then);
     let mut ready = ScheduleSync::new("ready", SyncConfig::default(), DeviceSchedules::default());
-    put(
-        &mut ready,
-        SlotChoice::Auto,
-        doc("c-2027", 2027),
-        then,
-        true,
-    );
-    put(
-        &mut ready,
-        SlotChoice::Auto,
-        doc("c-2028", 2028),
-        then,
-        true,
-    );
+    put_auto(&mut ready, doc("c-2027", 2027), then);
+    put_auto(&mut ready, doc("c-2028", 2028), then);
     let acked = ack(&ready, ScheduleSlot::Next, AckResult::Accepted, None);
     ready.on_ack(&acked, then);
     vec![pending_next, no_next, ready]
@@ -616,13 +557,7 @@ fn each_device_enters_the_new_year_in_its_own_time_zone() {
         SyncConfig::default(),
         DeviceSchedules::default(),
     );
-    put(
-        &mut only_2027,
-        SlotChoice::Auto,
-        berlin("berlin-2027", 2027),
-        then,
-        true,
-    );
+    put_auto(&mut only_2027, berlin("berlin-2027", 2027), then);
     let acked = ack(&only_2027, ScheduleSlot::Current, AckResult::Accepted, None);
     only_2027.on_ack(&acked, then);
     let job = FleetJob::NewYearCheck {
@@ -634,13 +569,7 @@ fn each_device_enters_the_new_year_in_its_own_time_zone() {
     assert_eq!(alerts.len(), 1, "Berlin's 2028 has no schedule");
 
     let mut both = only_2027.clone();
-    put(
-        &mut both,
-        SlotChoice::Auto,
-        berlin("berlin-2028", 2028),
-        then,
-        true,
-    );
+    put_auto(&mut both, berlin("berlin-2028", 2028), then);
     let acked = ack(&both, ScheduleSlot::Next, AckResult::Accepted, None);
     both.on_ack(&acked, then);
     let (_, alerts) =

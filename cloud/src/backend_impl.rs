@@ -10,9 +10,8 @@ use futures::FutureExt;
 use shiki_proto::DeviceId;
 
 use crate::api::{
-    self, Backend, BackendError, BackendFuture, DesiredPatch, DeviceSummary, EventRow,
-    KeyVerification, LatencySummary, MetricsSnapshot, NewToken, PatchOutcome, TelemetryRow,
-    TimeRange, TokenInfo,
+    self, Backend, BackendError, BackendFuture, DeviceSummary, EventRow, KeyVerification,
+    LatencySummary, MetricsSnapshot, NewToken, PatchOutcome, TelemetryRow, TimeRange, TokenInfo,
 };
 use crate::device::{
     DesiredChange, DesiredError, DeviceActor, DeviceMetrics, DeviceView, GetView, ListDevices,
@@ -156,37 +155,11 @@ fn view(v: DeviceView) -> api::DeviceView {
     }
 }
 
-/// The actor a history entry records for an API caller: API keys with their role.
-fn actor_to_store(a: &api::Actor) -> store::Actor {
-    let api_key = || store::Actor::ApiKey {
-        name: a.name.clone(),
-        role: a.role,
-    };
-    match a.kind {
-        api::ActorKind::Operator => store::Actor::Operator(a.name.clone()),
-        api::ActorKind::Schedule => store::Actor::Schedule,
-        api::ActorKind::Device => DeviceId::new(a.name.clone())
-            .map(store::Actor::Device)
-            .unwrap_or_else(|_| api_key()),
-        _ => api_key(),
-    }
-}
-
-fn actor_to_api(a: &store::Actor) -> api::Actor {
-    let (kind, name, role) = match a {
-        store::Actor::Operator(n) => (api::ActorKind::Operator, n.clone(), None),
-        store::Actor::ApiKey { name, role } => (api::ActorKind::ApiKey, name.clone(), *role),
-        store::Actor::Schedule => (api::ActorKind::Schedule, "schedule".to_owned(), None),
-        store::Actor::Device(id) => (api::ActorKind::Device, id.to_string(), None),
-    };
-    api::Actor { kind, name, role }
-}
-
 fn history_entry(h: store::HistoryItem) -> api::HistoryEntry {
     let e = h.entry;
     api::HistoryEntry {
         ts: e.ts,
-        actor: actor_to_api(&e.actor),
+        actor: api::AuthorView::from(&e.actor),
         side: match e.side {
             store::Side::Desired => api::ShadowSide::Desired,
             store::Side::Reported => api::ShadowSide::Reported,
@@ -260,18 +233,11 @@ impl Backend for CloudBackend {
     fn patch_desired(
         &self,
         id: DeviceId,
-        patch: DesiredPatch,
-        actor: api::Actor,
+        change: DesiredChange,
+        author: store::Author,
     ) -> BackendFuture<'_, PatchOutcome> {
         async move {
-            let change = DesiredChange {
-                settings: patch.settings,
-                expected_version: patch.expected_version,
-                until: patch.until,
-                comment: patch.comment,
-                actor: actor_to_store(&actor),
-            };
-            let version = Registry::change_desired(&self.registry, id, change)
+            let version = Registry::change_desired(&self.registry, id, change, author)
                 .await
                 .map_err(registry_error)?;
             Ok(PatchOutcome { version })
@@ -421,14 +387,14 @@ impl Backend for CloudBackend {
         id: DeviceId,
         slot: SlotChoice,
         document: serde_json::Value,
-        actor: api::Actor,
+        author: store::Author,
     ) -> BackendFuture<'_, PutScheduleResponse> {
         async move {
             let addr = self.actor(&id).await?;
             let put = PutSchedule {
                 slot,
                 document,
-                actor: actor_to_store(&actor),
+                actor: author,
             };
             match addr.send(put).await {
                 Ok(Ok(r)) => Ok(r),

@@ -21,7 +21,7 @@ use shiki_proto::{
 };
 
 use crate::device::{DesiredChange, DeviceCount, DeviceInput, Registry, Route, SampleJson};
-use crate::store::Actor;
+use crate::store::Author;
 use crate::{AppError, CloudConfig};
 
 /// Which benchmark to run.
@@ -642,10 +642,10 @@ async fn measure_changes(
             expected_version: None,
             until: None,
             comment: None,
-            actor: Actor::api_key("bench", crate::auth::Role::Operator),
         };
         let t0 = Instant::now();
-        if Registry::change_desired(&app.registry, id.clone(), change)
+        let author = Author::api_key("bench", crate::auth::Role::Operator);
+        if Registry::change_desired(&app.registry, id.clone(), change, author)
             .await
             .is_err()
         {

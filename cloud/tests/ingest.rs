@@ -10,7 +10,7 @@ use common::{FakeDevice, eventually};
 use serde_json::json;
 use shiki_cloud::device::{DesiredChange, Registry};
 use shiki_cloud::ingest::DropReason;
-use shiki_cloud::store::{Actor, Side, TimeQuery, VerificationOutcome};
+use shiki_cloud::store::{Author, Side, TimeQuery, VerificationOutcome};
 use shiki_cloud::{App, CloudConfig};
 use shiki_proto::{
     Catalog, Channel, Connectivity, DeviceId, ReportedState, ReportedUpdate, Sample, ShadowDelta,
@@ -150,11 +150,15 @@ async fn scenario(app: &App, topics: &Topics, host: &str, port: u16) {
         expected_version: Some(0),
         until: None,
         comment: Some("test".into()),
-        actor: Actor::api_key("ops", shiki_cloud::auth::Role::Operator),
     };
-    let version = Registry::change_desired(&app.registry, id.clone(), change)
-        .await
-        .expect("accepted");
+    let version = Registry::change_desired(
+        &app.registry,
+        id.clone(),
+        change,
+        Author::api_key("ops", shiki_cloud::auth::Role::Operator),
+    )
+    .await
+    .expect("accepted");
     assert_eq!(version, 1);
     let delta: ShadowDelta = decode(&dev.expect(Channel::ShadowDelta).await).expect("delta");
     assert_eq!(delta.version, 1);
@@ -262,11 +266,15 @@ async fn state_survives_a_restart_of_the_cloud() {
             expected_version: None,
             until: None,
             comment: None,
-            actor: Actor::Operator("alice".into()),
         };
-        Registry::change_desired(&app.registry, id.clone(), change)
-            .await
-            .expect("accepted");
+        Registry::change_desired(
+            &app.registry,
+            id.clone(),
+            change,
+            Author::Operator("alice".into()),
+        )
+        .await
+        .expect("accepted");
         app.stop().await;
     }
     let app = shiki_cloud::start(config(&dir))

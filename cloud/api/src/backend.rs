@@ -18,14 +18,15 @@
 use std::sync::Arc;
 
 use futures::future::LocalBoxFuture;
+use shiki_cloud_model::Author;
 use shiki_proto::DeviceId;
 use shiki_shared::schedule::Problem;
 
 use super::types::{
-    Actor, DesiredPatch, DeviceSummary, DeviceView, EventRow, HistoryEntry, MetricsSnapshot,
-    NewToken, PatchOutcome, TelemetryRow, TimeRange, TokenInfo, TokenRecord,
+    DeviceSummary, DeviceView, EventRow, HistoryEntry, MetricsSnapshot, NewToken, PatchOutcome,
+    TelemetryRow, TimeRange, TokenInfo, TokenRecord,
 };
-use crate::{PutScheduleResponse, ScheduleView, SlotChoice};
+use crate::{DesiredChange, PutScheduleResponse, ScheduleView, SlotChoice};
 
 /// A future returned by a [`Backend`] method.
 pub type BackendFuture<'a, T> = LocalBoxFuture<'a, Result<T, BackendError>>;
@@ -73,14 +74,14 @@ pub trait Backend: Send + Sync + 'static {
     /// One device's full state; `Ok(None)` if the device is unknown.
     fn device(&self, id: DeviceId) -> BackendFuture<'_, Option<DeviceView>>;
 
-    /// Applies a desired change for `actor`, validating it against the device's catalog;
+    /// Applies a desired change for `author`, validating it against the device's catalog;
     /// records one history entry per key (with `patch.comment`) and starts verification.
     /// All keys are applied or none. Errors: `NotFound`, `VersionConflict`, `Invalid`.
     fn patch_desired(
         &self,
         id: DeviceId,
-        patch: DesiredPatch,
-        actor: Actor,
+        patch: DesiredChange,
+        author: Author,
     ) -> BackendFuture<'_, PatchOutcome>;
 
     /// Settings changes (desired and reported) in `range`, **newest first**, at most `limit`.
@@ -124,14 +125,14 @@ pub trait Backend: Send + Sync + 'static {
     fn metrics(&self) -> BackendFuture<'_, MetricsSnapshot>;
 
     /// Validates `document` (against the device's catalog), stores it in `slot`, records
-    /// history (`actor`) and pushes it to the device. Errors: `NotFound`,
+    /// history (`author`) and pushes it to the device. Errors: `NotFound`,
     /// `MalformedSchedule`, `InvalidSchedule`.
     fn put_schedule(
         &self,
         id: DeviceId,
         slot: SlotChoice,
         document: serde_json::Value,
-        actor: Actor,
+        author: Author,
     ) -> BackendFuture<'_, PutScheduleResponse>;
 
     /// The device's current and next schedule with their sync status. `NotFound` for an

@@ -9,7 +9,7 @@ use serde_json::json;
 use shiki_proto::DeviceId;
 
 use super::params::{DEFAULT_LIMIT, Format, MAX_EXPORT_ROWS, MAX_LIMIT, RangeQuery, device_id};
-use super::{ApiError, ApiState, DesiredPatch, csv, ops::method_not_allowed};
+use super::{ApiError, ApiState, DesiredChange, csv, ops::method_not_allowed};
 use crate::auth::{CanOperate, CanRead};
 
 /// Most keys one desired change may set.
@@ -68,16 +68,16 @@ async fn patch_desired(
     auth: CanOperate,
     state: web::Data<ApiState>,
     id: web::Path<String>,
-    body: web::Json<DesiredPatch>,
+    body: web::Json<DesiredChange>,
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(&id)?;
     let patch = body.into_inner();
     check_patch(&patch, &state)?;
     let keys: Vec<String> = patch.settings.keys().cloned().collect();
-    let actor = auth.caller.actor();
+    let author = auth.caller.author();
     let outcome = state
         .backend
-        .patch_desired(id.clone(), patch, actor)
+        .patch_desired(id.clone(), patch, author)
         .await
         .map_err(device_error(&id))?;
     tracing::info!(
@@ -92,7 +92,7 @@ async fn patch_desired(
 }
 
 /// Checks the shape of a desired change; the backend checks it against the catalog.
-fn check_patch(patch: &DesiredPatch, state: &ApiState) -> Result<(), ApiError> {
+fn check_patch(patch: &DesiredChange, state: &ApiState) -> Result<(), ApiError> {
     if patch.settings.is_empty() {
         return Err(ApiError::InvalidBody(
             "settings must name at least one key".into(),

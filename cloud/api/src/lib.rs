@@ -63,11 +63,12 @@ pub use backend::{Backend, BackendError, BackendFuture, SharedBackend};
 pub use error::{ApiError, MAX_BODY_BYTES};
 pub use params::{DEFAULT_LIMIT, MAX_LIMIT};
 pub use shiki_cloud_model::schedule::SlotChoice;
+pub use shiki_cloud_model::shadow::DesiredChange;
 pub use types::{
-    Actor, ActorKind, DesiredPatch, DeviceSummary, DeviceView, EventRow, HistoryEntry,
-    KeyVerification, LatencySummary, MetricsSnapshot, NewToken, PatchOutcome, PutScheduleResponse,
-    ScheduleView, ShadowSide, SlotView, TelemetryRow, TimeRange, TokenInfo, TokenRecord,
-    Verification, VerificationOutcome,
+    AuthorKind, AuthorView, DeviceSummary, DeviceView, EventRow, HistoryEntry, KeyVerification,
+    LatencySummary, MetricsSnapshot, NewToken, PatchOutcome, PutScheduleResponse, ScheduleView,
+    ShadowSide, SlotView, TelemetryRow, TimeRange, TokenInfo, TokenRecord, Verification,
+    VerificationOutcome,
 };
 
 use auth::{AuthConfig, AuthConfigError, Authenticator, require_token};

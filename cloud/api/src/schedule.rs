@@ -49,7 +49,7 @@ async fn put_schedule(
     };
     let response = state
         .backend
-        .put_schedule(id.clone(), slot, body.into_inner(), auth.caller.actor())
+        .put_schedule(id.clone(), slot, body.into_inner(), auth.caller.author())
         .await
         .map_err(|e| ApiError::from_backend(e, || format!("device {:?}", id.as_str())))?;
     tracing::info!(

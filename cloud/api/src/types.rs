@@ -17,6 +17,8 @@ use shiki_proto::{
 use shiki_cloud_model::schedule::{SlotSync, SyncStatus};
 use shiki_shared::schedule::Problem;
 
+use shiki_cloud_model::Author;
+
 use crate::auth::Role;
 
 // ---------------------------------------------------------------------------------------
@@ -78,27 +80,6 @@ pub struct DeviceView {
 // ---------------------------------------------------------------------------------------
 // desired changes
 
-/// Body of `PATCH /api/v1/devices/{id}/desired`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DesiredPatch {
-    /// Keys to set. A `null` value removes the key from desired (ends the override), as in
-    /// AWS IoT. Must not be empty.
-    pub settings: JsonMap,
-    /// When given, the change is applied only if the shadow's current version equals it;
-    /// otherwise the backend answers [`BackendError::VersionConflict`](super::BackendError).
-    #[serde(default)]
-    pub expected_version: Option<u64>,
-    /// End of the override's lifetime for every key in `settings`. Without it, the override
-    /// lasts until the next scheduled transition touching the key (or indefinitely when no
-    /// schedule is active). Must lie in the future.
-    #[serde(default)]
-    pub until: Option<DateTime<Utc>>,
-    /// Free text recorded in history ("cold snap, raise supply temp").
-    #[serde(default)]
-    pub comment: Option<String>,
-}
-
 /// Answer to a successful desired change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PatchOutcome {
@@ -106,32 +87,33 @@ pub struct PatchOutcome {
     pub version: u64,
 }
 
-/// Who made a change. Recorded in history.
+/// Who made a change, as history lists it: `{"kind", "name", "role"?}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Actor {
-    pub kind: ActorKind,
-    /// Token name, user name, schedule id or device id.
+pub struct AuthorView {
+    pub kind: AuthorKind,
+    /// Token name, user name, `schedule`, or device id.
     pub name: String,
-    /// Role the actor held when it acted (API callers only).
+    /// Role the author held when it acted (API callers only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
 }
 
-impl Actor {
-    /// An API caller authenticated with a bearer token.
-    pub fn api_key(name: impl Into<String>, role: Role) -> Self {
-        Actor {
-            kind: ActorKind::ApiKey,
-            name: name.into(),
-            role: Some(role),
-        }
+impl From<&Author> for AuthorView {
+    fn from(author: &Author) -> Self {
+        let (kind, name, role) = match author {
+            Author::Operator(n) => (AuthorKind::Operator, n.clone(), None),
+            Author::ApiKey { name, role } => (AuthorKind::ApiKey, name.clone(), *role),
+            Author::Schedule => (AuthorKind::Schedule, "schedule".to_owned(), None),
+            Author::Device(id) => (AuthorKind::Device, id.to_string(), None),
+        };
+        AuthorView { kind, name, role }
     }
 }
 
-/// What kind of identity an [`Actor`] is.
+/// What kind of identity an [`AuthorView`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ActorKind {
+pub enum AuthorKind {
     /// A person signed in through single sign-on (OIDC; later).
     Operator,
     /// A caller holding an API bearer token (including `SHIKI_ADMIN_TOKEN`).
@@ -161,7 +143,7 @@ pub enum ShadowSide {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub ts: DateTime<Utc>,
-    pub actor: Actor,
+    pub actor: AuthorView,
     pub side: ShadowSide,
     pub key: String,
     /// Value before the change; `None` when the key was absent.

@@ -18,12 +18,15 @@
 //!   point's resolution with [`shiki_shared::resolution::same_number`], the edge's rule too.
 //! - [`schedule`]: a device's stored yearly schedules ([`schedule::DeviceSchedules`]) with
 //!   their sync status, and [`schedule::SlotChoice`].
+//! - [`author`]: [`Author`], who made a settings change, as history records it.
 //! - [`role`]: [`Role`], what an API caller may do (viewer < operator < admin).
 
+pub mod author;
 pub mod role;
 pub mod schedule;
 pub mod shadow;
 
+pub use author::{Author, AuthorRecord};
 pub use role::{Role, UnknownRole};
 pub use shadow::{
     DesiredChange, DesiredOutcome, KeyChange, ReportedOutcome, Shadow, ShadowError, ShadowLimits,

@@ -60,10 +60,13 @@ pub enum DeviceInput {
     ScheduleAck(ScheduleAck),
 }
 
-/// A desired change from the API.
+/// A desired change from the API and who asked for it.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<u64, DesiredError>")]
-pub struct ChangeDesired(pub DesiredChange);
+pub struct ChangeDesired {
+    pub change: DesiredChange,
+    pub author: crate::store::Author,
+}
 
 /// The device's current state.
 #[derive(Debug, Clone, Copy, Message)]
@@ -282,9 +285,9 @@ impl Handler<ChangeDesired> for DeviceActor {
         let _g = self.span().entered();
         let now = self.deps.clock.now();
         let store = self.deps.store.clone();
-        let (version, fx) = self
-            .state
-            .change_desired(msg.0, now, &mut Self::next_id(&store))?;
+        let (version, fx) =
+            self.state
+                .change_desired(msg.change, msg.author, now, &mut Self::next_id(&store))?;
         tracing::info!(version, "desired state changed");
         self.apply(fx, ctx);
         Ok(version)

@@ -304,11 +304,12 @@ impl Registry {
             .map_err(|_| RegistryError::ActorGone(id))
     }
 
-    /// Applies a desired change; returns the new version.
+    /// Applies a desired change asked for by `author`; returns the new version.
     pub async fn change_desired(
         registry: &Addr<Registry>,
         id: DeviceId,
         change: DesiredChange,
+        author: crate::store::Author,
     ) -> Result<u64, RegistryError> {
         let addr = registry
             .send(LookupDevice(id.clone()))
@@ -316,7 +317,7 @@ impl Registry {
             .map_err(|_| RegistryError::ActorGone(id.clone()))?
             .ok_or_else(|| RegistryError::UnknownDevice(id.clone()))?;
         Ok(addr
-            .send(ChangeDesired(change))
+            .send(ChangeDesired { change, author })
             .await
             .map_err(|_| RegistryError::ActorGone(id))??)
     }

@@ -21,22 +21,22 @@ use crate::schedule::{
     FleetJobsDue, GetScheduleView, MAX_SLEEP, PutSchedule, PutScheduleResponse, ScheduleHistory,
     ScheduleSync, ScheduleView, SetError, SyncEffects,
 };
-use crate::store::{Actor, HistoryEntry, Side, Write};
+use crate::store::{Author, HistoryEntry, Side, Write};
 
 /// Who a schedule history record names: `device` (an ack: this device), `schedule` (a
 /// switch, the yearly job), `api-key:NAME` / `operator:NAME`, anything else an operator.
 /// A put records the [`PutSchedule`]'s own actor instead (with the API key's role).
-fn history_actor(actor: &str, device: &DeviceId) -> Actor {
+fn history_actor(actor: &str, device: &DeviceId) -> Author {
     match actor {
-        "device" => Actor::Device(device.clone()),
-        "schedule" | "fleet" => Actor::Schedule,
+        "device" => Author::Device(device.clone()),
+        "schedule" | "fleet" => Author::Schedule,
         other => match other.split_once(':') {
-            Some(("api-key", name)) => Actor::ApiKey {
+            Some(("api-key", name)) => Author::ApiKey {
                 name: name.to_owned(),
                 role: None,
             },
-            Some(("operator", name)) => Actor::Operator(name.to_owned()),
-            _ => Actor::Operator(other.to_owned()),
+            Some(("operator", name)) => Author::Operator(name.to_owned()),
+            _ => Author::Operator(other.to_owned()),
         },
     }
 }
@@ -65,7 +65,7 @@ impl DeviceActor {
     }
 
     /// A history record of the sync; `by` is who caused it when it is not the sync itself.
-    fn history_write(&self, r: ScheduleHistory, by: Option<&Actor>) -> Write {
+    fn history_write(&self, r: ScheduleHistory, by: Option<&Author>) -> Write {
         let side = if r.actor == "device" {
             Side::Reported
         } else {
@@ -90,7 +90,7 @@ impl DeviceActor {
 
     /// Persists, records, publishes and alerts, then re-arms the schedule timer. History
     /// records name `by` when given (the caller of a put), else what the sync says.
-    fn apply_schedule(&mut self, fx: SyncEffects, by: Option<&Actor>, ctx: &mut Context<Self>) {
+    fn apply_schedule(&mut self, fx: SyncEffects, by: Option<&Author>, ctx: &mut Context<Self>) {
         let mut writes: Vec<Write> = Vec::new();
         if let Some(schedules) = fx.persist {
             writes.push(Write::Schedules {

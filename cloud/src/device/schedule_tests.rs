@@ -90,7 +90,7 @@ async fn device_actor_pushes_on_reconnect_stores_the_ack_and_alerts_on_a_refusal
     let put = |id: &str, year| PutSchedule {
         slot: SlotChoice::Auto,
         document: doc(id, year),
-        actor: store::Actor::Operator("alice".into()),
+        actor: store::Author::Operator("alice".into()),
     };
     let response = addr
         .send(put("sapporo-2027", 2027))

@@ -8,9 +8,9 @@ use shiki_proto::{ExpiredOverride, ShadowGet};
 
 use super::state::*;
 use super::tests::{
-    Ids, catalog, change, desire, device, histories, online, reported, secs, verifications,
+    Ids, catalog, change, desire, device, histories, online, ops, reported, secs, verifications,
 };
-use crate::store::{Actor, FailureReason, VerificationOutcome};
+use crate::store::{Author, FailureReason, VerificationOutcome};
 
 fn only_delta(fx: &Effects) -> &shiki_proto::ShadowDelta {
     match &fx.publish[..] {
@@ -27,6 +27,7 @@ fn setting_a_key_to_the_value_and_until_it_has_records_nothing_but_counts_the_ve
     let (version, fx) = s
         .change_desired(
             change(json!({"chw_setpoint": 7.0}), Some(1)),
+            ops(),
             secs(2),
             &mut ids.f(),
         )
@@ -53,11 +54,11 @@ fn changing_only_the_until_of_a_key_is_recorded_and_verified_again() {
     let mut ids = Ids(0);
     let mut c = change(json!({"chw_setpoint": 7.0}), None);
     c.until = Some(secs(60));
-    s.change_desired(c.clone(), secs(0), &mut ids.f())
+    s.change_desired(c.clone(), ops(), secs(0), &mut ids.f())
         .expect("accepted");
     c.until = Some(secs(120));
     let (version, fx) = s
-        .change_desired(c, secs(1), &mut ids.f())
+        .change_desired(c, ops(), secs(1), &mut ids.f())
         .expect("accepted");
     assert_eq!(version, 2);
     let h = histories(&fx);
@@ -162,6 +163,7 @@ fn a_desired_change_that_would_break_the_shadow_limits_is_refused() {
     let err = s
         .change_desired(
             change(json!({"chw_setpoint": 7.0, "mode": "heating"}), None),
+            ops(),
             secs(2),
             &mut ids.f(),
         )
@@ -183,7 +185,7 @@ fn a_report_that_would_break_the_shadow_limits_is_ignored_but_its_expiries_apply
     let mut ids = Ids(0);
     let mut c = change(json!({"chw_setpoint": 7.0}), None);
     c.until = Some(secs(60));
-    s.change_desired(c, secs(0), &mut ids.f())
+    s.change_desired(c, ops(), secs(0), &mut ids.f())
         .expect("accepted");
     let mut r = reported(json!({"chw_setpoint": 9.0, "blob": "x".repeat(300)}), 1);
     r.expired.push(ExpiredOverride {
@@ -198,7 +200,7 @@ fn a_report_that_would_break_the_shadow_limits_is_ignored_but_its_expiries_apply
     );
     let h = histories(&fx);
     assert_eq!(h.len(), 1, "{h:?}");
-    assert_eq!(h[0].actor, Actor::Schedule);
+    assert_eq!(h[0].actor, Author::Schedule);
     assert!(!s.shadow().desired().contains_key("chw_setpoint"));
     assert_eq!(s.shadow().version(), 2);
 }
@@ -218,7 +220,7 @@ fn an_override_to_the_value_the_plant_already_holds_is_sent_to_the_edge_with_its
     let mut c = change(json!({"chw_setpoint": 7.0}), None);
     c.until = Some(secs(3600));
     let (version, fx) = s
-        .change_desired(c, secs(2), &mut ids.f())
+        .change_desired(c, ops(), secs(2), &mut ids.f())
         .expect("accepted");
     let delta = only_delta(&fx);
     assert_eq!(delta.version, version);

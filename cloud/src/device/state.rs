@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use shiki_cloud_model::shadow::{self, Shadow, catalog_resolution};
+use shiki_cloud_model::shadow::{Shadow, catalog_resolution};
 use shiki_proto::{
     Catalog, Connectivity, DeviceId, Event, EventKind, JsonMap, PROTOCOL_VERSION, ReportedUpdate,
     Sample, ShadowDelta, ShadowDocument, ShadowGet, Status,
@@ -19,9 +19,10 @@ use shiki_proto::{
 use super::types::decode_checked;
 pub use super::types::{DeviceConfig, DeviceView, Effects, Outbound, SampleJson};
 use super::validate::validate;
-pub use super::validate::{DesiredChange, DesiredError, VersionConflict};
+pub use super::validate::{DesiredError, VersionConflict};
 use crate::notifier::{Alert, AlertKind};
-use crate::store::{Actor, DeviceSnapshot, HistoryEntry, Side, VerificationRecord, Write};
+use crate::store::{Author, DeviceSnapshot, HistoryEntry, Side, VerificationRecord, Write};
+pub use shiki_cloud_model::DesiredChange;
 
 /// The state of one device.
 #[derive(Debug)]
@@ -225,22 +226,18 @@ impl DeviceState {
         }
     }
 
-    /// A desired change from the API. Returns the new desired version (one more than
-    /// before for every accepted change, as the shared [`Shadow`] counts them). Keys whose
-    /// value and `until` stay the same are not recorded and not verified again.
+    /// A desired change from the API, asked for by `author`. Returns the new desired
+    /// version (one more than before for every accepted change, as the [`Shadow`] counts
+    /// them). Keys whose value and `until` stay the same are not recorded and not verified
+    /// again.
     pub fn change_desired(
         &mut self,
         change: DesiredChange,
+        author: Author,
         now: DateTime<Utc>,
         next_id: &mut dyn FnMut() -> u64,
     ) -> Result<(u64, Effects), DesiredError> {
         validate(self.snap.catalog.as_ref(), &change.settings)?;
-        if change.until.is_some_and(|u| u <= now) {
-            return Err(DesiredError::InvalidValue {
-                key: "until".into(),
-                reason: "must lie in the future".into(),
-            });
-        }
         let until_before: BTreeMap<String, Option<DateTime<Utc>>> = change
             .settings
             .keys()
@@ -255,19 +252,13 @@ impl DeviceState {
                 (k.clone(), until)
             })
             .collect();
-        let outcome = self.snap.shadow.apply_desired(
-            shadow::DesiredChange {
-                settings: change.settings,
-                expected_version: change.expected_version,
-                until: change.until,
-            },
-            now,
-        )?;
+        let (until, comment) = (change.until, change.comment.clone());
+        let outcome = self.snap.shadow.apply_desired(change, now)?;
         let version = outcome.version;
         let mut fx = Effects::default();
         for c in outcome.changes {
             let until_changed =
-                c.new.is_some() && until_before.get(&c.key).copied().flatten() != change.until;
+                c.new.is_some() && until_before.get(&c.key).copied().flatten() != until;
             if c.is_noop() && !until_changed {
                 continue; // set again to what it was: nothing to record or verify
             }
@@ -279,13 +270,13 @@ impl DeviceState {
                 id: next_id(),
                 device: self.id.clone(),
                 ts: now,
-                actor: change.actor.clone(),
+                actor: author.clone(),
                 side: Side::Desired,
                 key: c.key,
                 old: c.old.unwrap_or(Value::Null),
                 new: c.new.unwrap_or(Value::Null),
                 version,
-                comment: change.comment.clone(),
+                comment: comment.clone(),
                 verification_id,
             })));
         }
@@ -367,7 +358,7 @@ impl DeviceState {
                         id: next_id(),
                         device: self.id.clone(),
                         ts: now,
-                        actor: Actor::Device(self.id.clone()),
+                        actor: Author::Device(self.id.clone()),
                         side: Side::Reported,
                         key: c.key,
                         old: c.old.unwrap_or(Value::Null),
@@ -410,7 +401,7 @@ impl DeviceState {
                     id: next_id(),
                     device: self.id.clone(),
                     ts: now,
-                    actor: Actor::Schedule,
+                    actor: Author::Schedule,
                     side: Side::Desired,
                     key: c.key.clone(),
                     old: c.old.unwrap_or(Value::Null),

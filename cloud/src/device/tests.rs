@@ -10,7 +10,7 @@ use shiki_proto::{
 use super::state::*;
 use crate::notifier::AlertKind;
 use crate::store::{
-    Actor, DeviceSnapshot, FailureReason, HistoryEntry, Side, VerificationOutcome,
+    Author, DeviceSnapshot, FailureReason, HistoryEntry, Side, VerificationOutcome,
     VerificationRecord, Write,
 };
 
@@ -71,7 +71,7 @@ pub(super) fn desire(
     at: DateTime<Utc>,
 ) -> Effects {
     let (_, fx) = s
-        .change_desired(change(settings, None), at, &mut ids.f())
+        .change_desired(change(settings, None), ops(), at, &mut ids.f())
         .expect("accepted");
     fx
 }
@@ -82,8 +82,12 @@ pub(super) fn change(settings: Value, expected: Option<u64>) -> DesiredChange {
         expected_version: expected,
         until: None,
         comment: Some("cold snap".into()),
-        actor: Actor::api_key("ops", crate::auth::Role::Operator),
     }
+}
+
+/// The author of the test changes: API key `ops`, operator.
+pub(super) fn ops() -> Author {
+    Author::api_key("ops", crate::auth::Role::Operator)
 }
 
 pub(super) fn reported(values: Value, applied: u64) -> ReportedUpdate {
@@ -128,6 +132,7 @@ fn a_stale_expected_version_is_a_conflict_and_changes_nothing() {
     let (v, _) = s
         .change_desired(
             change(json!({"chw_setpoint": 7.0}), Some(0)),
+            ops(),
             secs(1),
             &mut ids.f(),
         )
@@ -136,6 +141,7 @@ fn a_stale_expected_version_is_a_conflict_and_changes_nothing() {
     let err = s
         .change_desired(
             change(json!({"chw_setpoint": 8.0}), Some(0)),
+            ops(),
             secs(2),
             &mut ids.f(),
         )
@@ -157,7 +163,7 @@ fn desired_changes_are_validated_against_the_catalog_naming_the_key() {
     ];
     for (settings, key) in cases {
         let err = s
-            .change_desired(change(settings, None), secs(1), &mut ids.f())
+            .change_desired(change(settings, None), ops(), secs(1), &mut ids.f())
             .expect_err("refused");
         assert_eq!(err.key(), Some(key), "{err}");
         assert!(err.to_string().contains(key));
@@ -167,6 +173,7 @@ fn desired_changes_are_validated_against_the_catalog_naming_the_key() {
     let err = fresh
         .change_desired(
             change(json!({"mode": "cooling"}), None),
+            ops(),
             secs(1),
             &mut ids.f(),
         )
@@ -221,7 +228,7 @@ fn a_matching_report_verifies_at_the_points_resolution() {
     // The reported change itself is in history, by the device.
     let h = histories(&fx);
     assert_eq!(h.len(), 1);
-    assert_eq!(h[0].actor, Actor::Device(s.id().clone()));
+    assert_eq!(h[0].actor, Author::Device(s.id().clone()));
     let fx = s.on_reported(
         reported(json!({"chw_setpoint": 7.04}), 1),
         secs(2),
@@ -367,6 +374,7 @@ fn a_newer_change_supersedes_the_pending_verification_without_alert() {
     let (_, fx) = s
         .change_desired(
             change(json!({"chw_setpoint": 8.0}), Some(1)),
+            ops(),
             secs(1),
             &mut ids.f(),
         )
@@ -387,7 +395,7 @@ fn an_expired_override_leaves_desired_with_a_schedule_history_entry() {
     let mut ids = Ids(0);
     let mut c = change(json!({"chw_setpoint": 7.0}), None);
     c.until = Some(secs(60));
-    s.change_desired(c, secs(0), &mut ids.f())
+    s.change_desired(c, ops(), secs(0), &mut ids.f())
         .expect("accepted");
     s.on_reported(
         reported(json!({"chw_setpoint": 7.0}), 1),
@@ -406,7 +414,7 @@ fn an_expired_override_leaves_desired_with_a_schedule_history_entry() {
     let h = histories(&fx);
     let sched = h
         .iter()
-        .find(|h| h.actor == Actor::Schedule)
+        .find(|h| h.actor == Author::Schedule)
         .expect("schedule entry");
     assert_eq!(sched.old, json!(7.0));
     assert_eq!(sched.new, Value::Null);
@@ -533,7 +541,7 @@ fn an_override_ending_in_the_past_is_refused() {
     let mut c = change(json!({"chw_setpoint": 7.0}), None);
     c.until = Some(secs(-1));
     let err = s
-        .change_desired(c, secs(0), &mut ids.f())
+        .change_desired(c, ops(), secs(0), &mut ids.f())
         .expect_err("refused");
     assert_eq!(err.key(), Some("until"));
 }

@@ -1,11 +1,9 @@
-//! Desired changes from the API and their validation against the device's catalog.
+//! Validation of a desired change's settings against the device's catalog, and why a
+//! change is refused.
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use shiki_cloud_model::shadow::ShadowError;
 use shiki_proto::{Catalog, JsonMap, PointRole, ValueKind};
-
-use crate::store::Actor;
 
 /// A desired change named a version that is no longer current (HTTP 409).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -13,16 +11,6 @@ use crate::store::Actor;
 pub struct VersionConflict {
     pub expected: u64,
     pub current: u64,
-}
-
-/// A desired change asked for through the API.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DesiredChange {
-    pub settings: JsonMap,
-    pub expected_version: Option<u64>,
-    pub until: Option<DateTime<Utc>>,
-    pub comment: Option<String>,
-    pub actor: Actor,
 }
 
 /// Why a desired change was refused.

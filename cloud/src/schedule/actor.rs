@@ -33,7 +33,7 @@ pub(crate) const MAX_SLEEP: Duration = Duration::from_secs(3600);
 pub struct PutSchedule {
     pub slot: SlotChoice,
     pub document: Value,
-    pub actor: crate::store::Actor,
+    pub actor: crate::store::Author,
 }
 
 /// `GET /api/v1/devices/{id}/schedule`.

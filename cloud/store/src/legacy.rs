@@ -20,20 +20,21 @@
 //!
 //! # History actors before roles and device ids
 //! A history entry's `actor` was stored as `{"kind": "api_key", "name": "ops"}` (no role)
-//! and `{"kind": "device"}` (no id). Today's [`ActorRecord`] adds `role` to API keys and
+//! and `{"kind": "device"}` (no id). Today's [`AuthorRecord`] adds `role` to API keys and
 //! the device id as `name`; an old API-key entry reads with no role, an old device entry
 //! with the entry's own `device` (the only device that can report its own changes).
 //!
 //! [`DeviceSnapshot`]: super::DeviceSnapshot
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use shiki_cloud_model::shadow::Shadow;
 use shiki_proto::DeviceId;
 
-use super::types::{Actor, HistoryEntry, Side};
-use shiki_cloud_model::Role;
+use shiki_cloud_model::AuthorRecord;
+
+use super::types::{HistoryEntry, Side};
 
 /// `deserialize_with` for `DeviceSnapshot::shadow`: today's format, or the old cloud one.
 pub(super) fn shadow<'de, D: Deserializer<'de>>(de: D) -> Result<Shadow, D::Error> {
@@ -67,63 +68,13 @@ fn upgrade_cloud_shadow(map: &mut Map<String, Value>) {
     map.insert("metadata".into(), Value::Object(metadata));
 }
 
-/// How an [`Actor`] is stored: `{"kind", "name"?, "role"?}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct ActorRecord {
-    kind: ActorKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    role: Option<Role>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum ActorKind {
-    Operator,
-    ApiKey,
-    Schedule,
-    Device,
-}
-
-impl From<Actor> for ActorRecord {
-    fn from(actor: Actor) -> Self {
-        let (kind, name, role) = match actor {
-            Actor::Operator(name) => (ActorKind::Operator, Some(name), None),
-            Actor::ApiKey { name, role } => (ActorKind::ApiKey, Some(name), role),
-            Actor::Schedule => (ActorKind::Schedule, None, None),
-            Actor::Device(id) => (ActorKind::Device, Some(id.to_string()), None),
-        };
-        ActorRecord { kind, name, role }
-    }
-}
-
-impl ActorRecord {
-    /// The actor of a history entry of `device`.
-    fn into_actor(self, device: &DeviceId) -> Actor {
-        match self.kind {
-            ActorKind::Operator => Actor::Operator(self.name.unwrap_or_default()),
-            ActorKind::ApiKey => Actor::ApiKey {
-                name: self.name.unwrap_or_default(),
-                role: self.role,
-            },
-            ActorKind::Schedule => Actor::Schedule,
-            ActorKind::Device => Actor::Device(
-                self.name
-                    .and_then(|n| DeviceId::new(n).ok())
-                    .unwrap_or_else(|| device.clone()),
-            ),
-        }
-    }
-}
-
 /// A stored [`HistoryEntry`], with its actor in any stored format.
 #[derive(Debug, Deserialize)]
 pub(super) struct StoredHistoryEntry {
     id: u64,
     device: DeviceId,
     ts: DateTime<Utc>,
-    actor: ActorRecord,
+    actor: AuthorRecord,
     side: Side,
     key: String,
     old: Value,
@@ -138,7 +89,7 @@ pub(super) struct StoredHistoryEntry {
 impl From<StoredHistoryEntry> for HistoryEntry {
     fn from(e: StoredHistoryEntry) -> Self {
         HistoryEntry {
-            actor: e.actor.into_actor(&e.device),
+            actor: e.actor.into_author(&e.device),
             id: e.id,
             device: e.device,
             ts: e.ts,

@@ -128,7 +128,7 @@ fn an_old_snapshot_without_metadata_or_key_versions_still_loads() {
 }
 
 /// History rows as the cloud wrote them before it kept API-key roles and device ids
-/// (`Actor` was adjacently tagged: `{"kind": "api_key", "name": "ops"}`, `{"kind":
+/// (`Author` was adjacently tagged: `{"kind": "api_key", "name": "ops"}`, `{"kind":
 /// "device"}`).
 const OLD_HISTORY: [(&str, u64, &str); 4] = [
     (
@@ -161,19 +161,19 @@ fn old_history_entries_load_with_no_role_and_the_entry_device_as_reporter() {
     let items = store
         .history(&gw, &TimeQuery::default())
         .expect("old entries decode");
-    let actors: Vec<(u64, Actor)> = items
+    let actors: Vec<(u64, Author)> = items
         .iter()
         .map(|i| (i.entry.id, i.entry.actor.clone()))
         .collect();
     assert_eq!(
         actors,
         vec![
-            (5, Actor::Schedule),
-            (4, Actor::Operator("alice".into())),
-            (3, Actor::Device(gw.clone())),
+            (5, Author::Schedule),
+            (4, Author::Operator("alice".into())),
+            (3, Author::Device(gw.clone())),
             (
                 1,
-                Actor::ApiKey {
+                Author::ApiKey {
                     name: "ops".into(),
                     role: None
                 }
@@ -189,7 +189,7 @@ fn old_history_entries_load_with_no_role_and_the_entry_device_as_reporter() {
 #[test]
 fn history_actors_are_stored_with_role_and_device_id_and_read_back() {
     let gw = DeviceId::new("gw-1").expect("id");
-    let entry = |id: u64, actor: Actor| HistoryEntry {
+    let entry = |id: u64, actor: Author| HistoryEntry {
         id,
         device: gw.clone(),
         ts: at("2026-01-15T09:00:00Z"),
@@ -204,18 +204,18 @@ fn history_actors_are_stored_with_role_and_device_id_and_read_back() {
     };
     let cases = [
         (
-            Actor::api_key("ops", Role::Operator),
+            Author::api_key("ops", Role::Operator),
             json!({"kind": "api_key", "name": "ops", "role": "operator"}),
         ),
         (
-            Actor::Device(gw.clone()),
+            Author::Device(gw.clone()),
             json!({"kind": "device", "name": "gw-1"}),
         ),
         (
-            Actor::Operator("alice".into()),
+            Author::Operator("alice".into()),
             json!({"kind": "operator", "name": "alice"}),
         ),
-        (Actor::Schedule, json!({"kind": "schedule"})),
+        (Author::Schedule, json!({"kind": "schedule"})),
     ];
     let dir = tempfile::tempdir().expect("tempdir");
     let store = old_store(&dir, &[]);
@@ -227,14 +227,14 @@ fn history_actors_are_stored_with_role_and_device_id_and_read_back() {
         writes.push(Write::History(Box::new(e)));
     }
     store.submit(writes).wait_blocking().expect("commit");
-    let back: Vec<Actor> = store
+    let back: Vec<Author> = store
         .history(&gw, &TimeQuery::default())
         .expect("reads")
         .into_iter()
         .rev()
         .map(|i| i.entry.actor)
         .collect();
-    let expected: Vec<Actor> = cases.into_iter().map(|(a, _)| a).collect();
+    let expected: Vec<Author> = cases.into_iter().map(|(a, _)| a).collect();
     assert_eq!(back, expected);
 }
 

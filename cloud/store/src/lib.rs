@@ -21,9 +21,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub use redb_store::{RedbStore, StoreOptions};
+pub use shiki_cloud_model::Author;
 pub use types::{
-    Actor, DeviceSnapshot, FailureReason, HistoryEntry, HistoryItem, SampleRow, SeqGap, Side,
-    StoreStats, TimeQuery, TokenRecord, VerificationOutcome, VerificationRecord, Write,
+    DeviceSnapshot, FailureReason, HistoryEntry, HistoryItem, SampleRow, SeqGap, Side, StoreStats,
+    TimeQuery, TokenRecord, VerificationOutcome, VerificationRecord, Write,
 };
 
 use chrono::{DateTime, Utc};

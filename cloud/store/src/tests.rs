@@ -253,7 +253,7 @@ fn history(store: &RedbStore, d: &DeviceId, ts: i64, key: &str, vid: Option<u64>
         id: store.next_id(),
         device: d.clone(),
         ts: t(ts),
-        actor: Actor::api_key("ops", shiki_cloud_model::Role::Operator),
+        actor: Author::api_key("ops", shiki_cloud_model::Role::Operator),
         side: Side::Desired,
         key: key.into(),
         old: json!(null),

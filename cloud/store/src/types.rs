@@ -11,47 +11,8 @@ use shiki_proto::{Catalog, DeviceId, Event, Sample, SettingStatus, Status};
 use shiki_cloud_model::shadow::Shadow;
 
 use super::legacy;
-use shiki_cloud_model::Role;
 use shiki_cloud_model::schedule::DeviceSchedules;
-
-/// Who made a settings change. Stored as `{"kind", "name"?, "role"?}` (see
-/// [`legacy::ActorRecord`], which also reads entries written before roles and device ids
-/// were kept).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(into = "legacy::ActorRecord")]
-pub enum Actor {
-    /// A person (OIDC subject or user name).
-    Operator(String),
-    /// An API token: its name and the role it held when it acted (`None` only in entries
-    /// recorded before roles were kept).
-    ApiKey { name: String, role: Option<Role> },
-    /// The yearly schedule (also: an override that expired).
-    Schedule,
-    /// The device itself (reported changes), by its id.
-    Device(DeviceId),
-}
-
-impl Actor {
-    /// An API token acting with `role`.
-    pub fn api_key(name: impl Into<String>, role: Role) -> Self {
-        Actor::ApiKey {
-            name: name.into(),
-            role: Some(role),
-        }
-    }
-}
-
-/// `kind:name`, as schedules record who set them (`set_by`); the role is not part of it.
-impl fmt::Display for Actor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Actor::Operator(n) => write!(f, "operator:{n}"),
-            Actor::ApiKey { name, .. } => write!(f, "api-key:{name}"),
-            Actor::Schedule => f.write_str("schedule"),
-            Actor::Device(id) => write!(f, "device:{id}"),
-        }
-    }
-}
+use shiki_cloud_model::{Author, Role};
 
 /// Which half of the shadow changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,7 +30,7 @@ pub struct HistoryEntry {
     pub id: u64,
     pub device: DeviceId,
     pub ts: DateTime<Utc>,
-    pub actor: Actor,
+    pub actor: Author,
     pub side: Side,
     pub key: String,
     /// `null` when the key did not exist.

@@ -4,7 +4,9 @@ use actix_web::http::header::HeaderValue;
 
 use super::Role;
 use super::token::{TOKEN_PREFIX, digest, digest_eq, hash_token};
-use crate::{Actor, ActorKind, ApiError, Backend};
+use shiki_cloud_model::Author;
+
+use crate::{ApiError, Backend};
 
 /// Identity recorded for requests made with `SHIKI_ADMIN_TOKEN` (not a valid token name, so
 /// no stored token can impersonate it).
@@ -55,13 +57,9 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The identity history records for this caller's changes.
-    pub fn actor(&self) -> Actor {
-        Actor {
-            kind: ActorKind::ApiKey,
-            name: self.name.clone(),
-            role: Some(self.role),
-        }
+    /// Who history names for this caller's changes: its token, with the role it held.
+    pub fn author(&self) -> Author {
+        Author::api_key(self.name.clone(), self.role)
     }
 }
 

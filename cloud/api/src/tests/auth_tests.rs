@@ -143,7 +143,7 @@ async fn admin_token_from_configuration_always_works_as_admin() {
     let (_, last) = d.history.last().expect("history entry");
     assert_eq!(
         last.actor,
-        Actor::api_key("$SHIKI_ADMIN_TOKEN", Role::Admin)
+        AuthorView::from(&Author::api_key("$SHIKI_ADMIN_TOKEN", Role::Admin))
     );
 }
 

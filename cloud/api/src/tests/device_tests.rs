@@ -111,7 +111,7 @@ async fn operator_changes_desired_and_history_records_who() {
     assert_eq!(passed.until, Some(now() + Duration::hours(9)));
     assert_eq!(passed.expected_version, Some(3));
     assert_eq!(passed.comment.as_deref(), Some("cold snap"));
-    assert_eq!(actor, Actor::api_key("operator", Role::Operator));
+    assert_eq!(actor, Author::api_key("operator", Role::Operator));
     assert_eq!(res.header("cache-control"), "no-store");
     assert_eq!(
         backend.data().devices[&dev("plant-01")].desired["chw_setpoint"],

@@ -21,6 +21,7 @@ use shiki_proto::{
 
 use super::*;
 use crate::auth::{Role, hash_token};
+use shiki_cloud_model::Author;
 
 /// Token secrets the harness creates, one per role.
 pub(super) const VIEWER: &str =
@@ -51,11 +52,11 @@ pub(super) struct Data {
     pub tokens: BTreeMap<String, (String, TokenInfo)>,
     pub metrics: MetricsSnapshot,
     /// The last desired change the API passed on.
-    pub last_patch: Option<(DeviceId, DesiredPatch, Actor)>,
+    pub last_patch: Option<(DeviceId, DesiredChange, Author)>,
     /// Schedule views by device (absent: no schedule yet).
     pub schedules: BTreeMap<DeviceId, crate::ScheduleView>,
     /// The last schedule put the API passed on.
-    pub last_schedule_put: Option<(DeviceId, crate::SlotChoice, Value, Actor)>,
+    pub last_schedule_put: Option<(DeviceId, crate::SlotChoice, Value, Author)>,
 }
 
 #[derive(Default)]
@@ -148,11 +149,11 @@ impl Backend for FakeBackend {
     fn patch_desired(
         &self,
         id: DeviceId,
-        patch: DesiredPatch,
-        actor: Actor,
+        patch: DesiredChange,
+        author: Author,
     ) -> BackendFuture<'_, PatchOutcome> {
         self.answer(move |d| {
-            d.last_patch = Some((id.clone(), patch.clone(), actor.clone()));
+            d.last_patch = Some((id.clone(), patch.clone(), author.clone()));
             let view = d.devices.get_mut(&id).ok_or(BackendError::NotFound)?;
             if let Some(expected) = patch.expected_version
                 && expected != view.version
@@ -175,7 +176,7 @@ impl Backend for FakeBackend {
                 };
                 entries.push(HistoryEntry {
                     ts: now(),
-                    actor: actor.clone(),
+                    actor: AuthorView::from(&author),
                     side: ShadowSide::Desired,
                     key: k,
                     old,
@@ -305,9 +306,9 @@ impl Backend for FakeBackend {
         id: DeviceId,
         slot: crate::SlotChoice,
         document: Value,
-        actor: Actor,
+        author: Author,
     ) -> BackendFuture<'_, crate::PutScheduleResponse> {
-        self.answer(move |d| schedule_tests::fake_put(d, id, slot, document, actor))
+        self.answer(move |d| schedule_tests::fake_put(d, id, slot, document, author))
     }
 
     fn schedule(&self, id: DeviceId) -> BackendFuture<'_, crate::ScheduleView> {
@@ -397,8 +398,8 @@ fn view(id: &str, online: bool, with_catalog: bool) -> DeviceView {
 pub(super) fn history_entry(minutes: i64, key: &str, comment: Option<&str>) -> HistoryEntry {
     HistoryEntry {
         ts: now() - Duration::hours(2) + Duration::minutes(minutes),
-        actor: Actor {
-            kind: ActorKind::Device,
+        actor: AuthorView {
+            kind: AuthorKind::Device,
             name: "plant-01".into(),
             role: None,
         },

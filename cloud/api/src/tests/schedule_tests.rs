@@ -6,6 +6,7 @@ use shiki_shared::schedule::{Problem, ProblemKind, Severity as ProblemSeverity};
 
 use super::*;
 use crate::{ScheduleView, SlotChoice, SlotView};
+use shiki_cloud_model::Author;
 use shiki_cloud_model::schedule::SyncStatus;
 
 /// What the fake answers for an invalid document.
@@ -54,7 +55,7 @@ pub(super) fn fake_put(
     id: DeviceId,
     slot: SlotChoice,
     document: Value,
-    actor: Actor,
+    author: Author,
 ) -> Result<crate::PutScheduleResponse, BackendError> {
     known(d, &id)?;
     let Some(sid) = document["id"].as_str().map(str::to_owned) else {
@@ -67,7 +68,7 @@ pub(super) fn fake_put(
     }
     let view = view(&id, &sid);
     d.schedules.insert(id.clone(), view.clone());
-    d.last_schedule_put = Some((id, slot, document, actor));
+    d.last_schedule_put = Some((id, slot, document, author));
     Ok(crate::PutScheduleResponse {
         slot: shiki_proto::ScheduleSlot::Current,
         pushed: true,
@@ -101,7 +102,7 @@ async fn an_operator_puts_a_schedule_and_a_viewer_sees_it_pending() {
         assert_eq!(id, dev("plant-01"));
         assert_eq!(slot, SlotChoice::Next);
         assert_eq!(doc["id"], "sapporo-2027");
-        assert_eq!(actor.name, "operator");
+        assert_eq!(actor, Author::api_key("operator", Role::Operator));
     }
     let res = send!(
         app,

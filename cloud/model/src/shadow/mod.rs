@@ -94,15 +94,25 @@ pub enum ShadowError {
     },
 }
 
-/// A change of desired state, as an operator, an API key or the schedule asks for it.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A change of desired state, as an operator or an API key asks for it: the body of
+/// `PATCH /api/v1/devices/{id}/desired`, handed unchanged to the device actor and to
+/// [`Shadow::apply_desired`]. Who asked travels beside it ([`Author`](crate::Author)).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DesiredChange {
-    /// Keys to set; `null` deletes a key.
+    /// Keys to set; `null` deletes a key (ends the override), as in AWS IoT.
     pub settings: JsonMap,
     /// When set, the change is refused unless the shadow is at exactly this version.
+    #[serde(default)]
     pub expected_version: Option<u64>,
-    /// End of the override for every key this change sets (`None`: no fixed end).
+    /// End of the override for every key this change sets. Without it the override lasts
+    /// until the next scheduled transition touching the key (or indefinitely when no
+    /// schedule is active). Must lie in the future ([`ShadowError::UntilNotInFuture`]).
+    #[serde(default)]
     pub until: Option<DateTime<Utc>>,
+    /// Free text history records with every key the change sets ("cold snap").
+    #[serde(default)]
+    pub comment: Option<String>,
 }
 
 impl DesiredChange {

@@ -94,6 +94,7 @@ fn apply(s: &mut Shadow, op: &Op, now: DateTime<Utc>) -> bool {
                 settings: patch.clone(),
                 expected_version: *expect,
                 until: until_secs.map(|secs| now + Duration::seconds(secs)),
+                comment: None,
             };
             s.apply_desired(change, now).is_err()
         }
@@ -156,6 +157,7 @@ proptest! {
                         settings: patch.clone(),
                         expected_version: *expect,
                         until: until_secs.map(|secs| now + Duration::seconds(secs)),
+                        comment: None,
                     };
                     match s.apply_desired(change, now) {
                         Ok(out) => {
@@ -244,6 +246,7 @@ proptest! {
                         settings: patch.clone(),
                         expected_version: *expect,
                         until: until_secs.map(|secs| now + Duration::seconds(secs)),
+                        comment: None,
                     };
                     if let Ok(out) = s.apply_desired(change, now) {
                         for (k, v) in patch {

@@ -14,6 +14,7 @@
 //! # Layout
 //! - `app`: the composition root ([`run`], [`run_with_clock`]); the only place actors are
 //!   built and wired.
+//! - `backoff`: the capped exponential reconnect backoff of the PLC link and the uplink.
 //! - `config`: [`EdgeConfig`] (TOML via `shiki_shared::config`, `SHIKI_*` and flag
 //!   overrides, validation naming the key).
 //! - `messages`: the messages actors exchange.
@@ -30,6 +31,7 @@
 //! - `bench`: `shiki-edge bench`.
 
 mod app;
+mod backoff;
 pub mod bench;
 pub mod config;
 pub mod control;

@@ -33,11 +33,12 @@ use chrono::Utc;
 use shiki_proto::PointValue;
 
 pub use messages::{PollNow, Subscribe};
-pub use state::{Backoff, FaultKey, Health, all_failed, decode_poll};
+pub use state::{FaultKey, Health, all_failed, decode_poll};
 pub use transport::{LinkError, ReadData, exception_text};
 
 use transport::Connection;
 
+use crate::backoff::Backoff;
 use crate::messages::{Readings, RecordEvent, WriteError, WritePoint};
 use crate::register_map::{Endpoint, Limited, Raw, ReadRequest, RegisterMap};
 
@@ -67,7 +68,7 @@ impl PlcLink {
         Self {
             plan: map.plan_reads(),
             health: Health::new(endpoint.to_string()),
-            backoff: Backoff::new(c.reconnect_min, c.reconnect_max),
+            backoff: Backoff::exact(c.reconnect_min, c.reconnect_max),
             endpoint,
             map,
             conn: None,

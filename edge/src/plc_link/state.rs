@@ -170,32 +170,3 @@ fn seconds_rounded(d: Duration) -> String {
         d.as_millis().min(u128::from(u64::MAX)) as u64 / 100 * 100,
     ))
 }
-
-/// Capped exponential reconnect backoff: `min`, 2×, 4×, … up to `max`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max: max.max(min),
-            next: min,
-        }
-    }
-
-    /// The delay before the next attempt; doubles the one after.
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    pub fn reset(&mut self) {
-        self.next = self.min;
-    }
-}

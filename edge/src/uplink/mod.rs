@@ -34,8 +34,9 @@ pub use batch::{Batch, build as build_batch};
 pub use connection::{MqttNotice, SHUTDOWN_GRACE, UplinkSetupError, mqtt_options, tls_config};
 pub use inflight::{Acked, InFlight, Tag};
 pub use schedule::{MalformedSchedules, PendingAcks};
-use state::{Backoff, Input, Mode};
+use state::{Input, Mode};
 
+use crate::backoff::Backoff;
 use crate::messages::{CloudMessage, LinkUp, PublishReported, ReportedDelivered};
 use crate::outbox::{Committed, NewRecord, OutboxError, OutboxHandle, StoredRecord, Stream};
 
@@ -129,7 +130,7 @@ impl Uplink {
         let (reconnect_tx, reconnect_rx) = mpsc::unbounded_channel();
         let committed = *outbox.committed().borrow();
         Self {
-            backoff: Backoff::new(cfg.reconnect_min, cfg.reconnect_max),
+            backoff: Backoff::jittered(cfg.reconnect_min, cfg.reconnect_max),
             cfg,
             peers,
             client,

@@ -1,8 +1,6 @@
-use std::time::Duration;
-
 use shiki_proto::{MAX_MESSAGE_BYTES, Sample, TelemetryBatch, decode};
 
-use super::state::{Backoff, Input, Mode};
+use super::state::{Input, Mode};
 use super::*;
 
 const LIVE: u64 = 10;
@@ -41,21 +39,6 @@ fn mode_transition_table() {
     }
     assert!(Online.sends() && DrainingBacklog.sends());
     assert!(!Offline.sends() && !ShuttingDown.sends());
-}
-
-#[test]
-fn backoff_doubles_up_to_the_cap_with_jitter_and_resets() {
-    let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-    let mut ceilings = Vec::new();
-    for attempt in 0..8u32 {
-        let d = b.next_delay();
-        let ceiling = Duration::from_millis(100 * 2u64.pow(attempt)).min(Duration::from_secs(2));
-        assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?}");
-        ceilings.push(ceiling);
-    }
-    assert_eq!(ceilings.last(), Some(&Duration::from_secs(2)));
-    b.reset();
-    assert!(b.next_delay() <= Duration::from_millis(100));
 }
 
 #[test]

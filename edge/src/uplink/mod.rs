@@ -11,6 +11,8 @@
 //! acks wait in [`PendingAcks`] until their PUBACK (`uplink/schedule.rs`).
 
 mod batch;
+#[cfg(test)]
+mod batch_tests;
 mod connection;
 mod inflight;
 mod schedule;

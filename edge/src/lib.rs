@@ -28,11 +28,12 @@
 //!   group-commit writer; `RedbScheduleStore` for the schedule actor.
 //! - `uplink`: the MQTT uplink (rumqttc) with its mode machine and PUBACK tracking.
 //! - `shadow`: desired document → overrides, Control reports → `shadow/reported`.
-//! - `bench`: `shiki-edge bench`.
+//!
+//! `shiki-edge bench` (outbox and uplink figures on a gateway) is part of the binary
+//! (`src/main/bench.rs`), not of this library.
 
 mod app;
 mod backoff;
-pub mod bench;
 pub mod config;
 pub mod control;
 pub mod messages;

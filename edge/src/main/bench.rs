@@ -18,14 +18,14 @@ use shiki_proto::{
     Catalog, Channel, DeviceId, PROTOCOL_VERSION, PointValue, TelemetryBatch, Topics, decode,
 };
 
-use crate::config::parse_broker_url;
-use crate::messages::{CloudMessage, LinkUp, ReportedDelivered};
-use crate::outbox::{NewRecord, OutboxHandle, OutboxOptions, RedbOutbox, Stream, WriteOp};
-use crate::uplink::{Shutdown, Uplink, UplinkConfig, UplinkPeers};
+use shiki_edge::config::parse_broker_url;
+use shiki_edge::messages::{CloudMessage, LinkUp, ReportedDelivered};
+use shiki_edge::outbox::{NewRecord, OutboxHandle, OutboxOptions, RedbOutbox, Stream, WriteOp};
+use shiki_edge::uplink::{Shutdown, Uplink, UplinkConfig, UplinkPeers};
 
 /// Options of `shiki-edge bench`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Broker for the drain benchmark.
     #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     pub mqtt_url: String,
@@ -113,7 +113,7 @@ fn open(dir: &Path, name: &str) -> anyhow::Result<(OutboxHandle, std::thread::Jo
 }
 
 /// Runs every benchmark and returns the report.
-pub async fn run(args: BenchArgs) -> anyhow::Result<String> {
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
     if let Some(dir) = &args.fill {
         return fill(dir, args.fill_samples).await;
     }
@@ -162,7 +162,7 @@ async fn run_in(args: &BenchArgs, base: &Path) -> anyhow::Result<String> {
             .collect();
         let mut last = 0;
         for rx in rxs {
-            if let crate::outbox::WriteOutcome::Appended { seq, .. } = rx.await?? {
+            if let shiki_edge::outbox::WriteOutcome::Appended { seq, .. } = rx.await?? {
                 last = seq;
             }
         }
@@ -288,12 +288,16 @@ async fn drain(args: &BenchArgs, base: &Path, out: &mut String) -> anyhow::Resul
         .context("subscriber did not get SUBACK within 10 s")?
         .ok();
 
-    let mut cfg: crate::config::EdgeConfig =
-        crate::config::EdgeConfig::parse(&format!("device_id = \"{device}\""), "bench")?;
+    let mut cfg: shiki_edge::config::EdgeConfig =
+        shiki_edge::config::EdgeConfig::parse(&format!("device_id = \"{device}\""), "bench")?;
     cfg.mqtt.url = args.mqtt_url.clone();
     let will = shiki_proto::encode(&shiki_proto::Status::last_will("bench", chrono::Utc::now()))?;
-    let options =
-        crate::uplink::mqtt_options(&cfg, topics.topic_for(&device, &Channel::Status), will, 64)?;
+    let options = shiki_edge::uplink::mqtt_options(
+        &cfg,
+        topics.topic_for(&device, &Channel::Status),
+        will,
+        64,
+    )?;
     let sink = Sink.start();
     let start = Instant::now();
     let uplink = Uplink::new(

@@ -126,6 +126,24 @@ pub struct RecordEvent {
     pub data: serde_json::Value,
 }
 
+impl RecordEvent {
+    pub fn new(
+        ts: DateTime<Utc>,
+        kind: EventKind,
+        severity: Severity,
+        message: String,
+        data: serde_json::Value,
+    ) -> Self {
+        Self {
+            ts,
+            kind,
+            severity,
+            message,
+            data,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Uplink ⇄ Shadow
 //

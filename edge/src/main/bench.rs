@@ -212,6 +212,42 @@ impl Handler<ReportedDelivered> for Sink {
     fn handle(&mut self, _: ReportedDelivered, _: &mut Context<Self>) {}
 }
 
+/// Counts the telemetry publishes (and their bytes) until every seq `1..=total` arrived in
+/// order; answers when the last one did. `ready` fires at the SUBACK.
+async fn receive_in_order(
+    mut sub_loop: rumqttc::EventLoop,
+    total: u64,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> anyhow::Result<(u64, u64, Instant)> {
+    let mut ready = Some(ready);
+    let (mut next, mut publishes, mut bytes) = (1u64, 0u64, 0u64);
+    loop {
+        match sub_loop.poll().await.context("subscriber")? {
+            Event::Incoming(Packet::SubAck(_)) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+            }
+            Event::Incoming(Packet::Publish(p)) => {
+                publishes += 1;
+                bytes += p.payload.len() as u64;
+                let batch: TelemetryBatch = decode(&p.payload).context("bad batch")?;
+                for s in batch.samples {
+                    if s.seq == next {
+                        next += 1;
+                    } else if s.seq > next {
+                        anyhow::bail!("gap: expected seq {next}, got {}", s.seq);
+                    }
+                }
+                if next > total {
+                    return Ok((publishes, bytes, Instant::now()));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 async fn drain(args: &BenchArgs, base: &Path, out: &mut String) -> anyhow::Result<()> {
     let device = DeviceId::new(format!("bench-{}", std::process::id()))?;
     let topics = Topics::default();
@@ -230,7 +266,7 @@ async fn drain(args: &BenchArgs, base: &Path, out: &mut String) -> anyhow::Resul
     let addr = parse_broker_url(&args.mqtt_url).map_err(anyhow::Error::msg)?;
     let mut sub_opts = MqttOptions::new(format!("{device}-sub"), addr.host.clone(), addr.port);
     sub_opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (sub, mut sub_loop) = AsyncClient::new(sub_opts, 16);
+    let (sub, sub_loop) = AsyncClient::new(sub_opts, 16);
     sub.subscribe(
         topics.topic_for(&device, &Channel::Telemetry),
         QoS::AtLeastOnce,
@@ -240,48 +276,7 @@ async fn drain(args: &BenchArgs, base: &Path, out: &mut String) -> anyhow::Resul
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<anyhow::Result<(u64, u64, Instant)>>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
     actix::spawn(async move {
-        let mut ready = Some(ready_tx);
-        let (mut next, mut publishes, mut bytes) = (1u64, 0u64, 0u64);
-        loop {
-            match sub_loop.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    publishes += 1;
-                    bytes += p.payload.len() as u64;
-                    let batch: TelemetryBatch = match decode(&p.payload) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            let _ = done_tx.send(Err(anyhow::anyhow!("bad batch: {e}")));
-                            return;
-                        }
-                    };
-                    for s in batch.samples {
-                        if s.seq == next {
-                            next += 1;
-                        } else if s.seq > next {
-                            let _ = done_tx.send(Err(anyhow::anyhow!(
-                                "gap: expected seq {next}, got {}",
-                                s.seq
-                            )));
-                            return;
-                        }
-                    }
-                    if next > total {
-                        let _ = done_tx.send(Ok((publishes, bytes, Instant::now())));
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = done_tx.send(Err(anyhow::anyhow!("subscriber: {e}")));
-                    return;
-                }
-            }
-        }
+        let _ = done_tx.send(receive_in_order(sub_loop, total, ready_tx).await);
     });
     tokio::time::timeout(Duration::from_secs(10), ready_rx)
         .await

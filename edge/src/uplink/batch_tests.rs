@@ -163,16 +163,20 @@ fn a_large_live_batch_is_split_to_the_message_limit_too() {
     assert_eq!(decoded, reencoded_telemetry(&recs[..batch.count], false));
 }
 
-#[test]
-fn a_record_alone_over_the_limit_builds_no_batch() {
-    // Pseudo-random hex: gzip cannot squeeze 400,000 of them under 128 KiB.
+/// `n` pseudo-random hex digits: gzip cannot squeeze 400,000 of them under 128 KiB.
+pub(super) fn incompressible(n: usize) -> String {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let noise: String = (0..400_000)
+    (0..n)
         .map(|_| {
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             char::from_digit((x >> 60) as u32, 16).expect("a hex digit")
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn a_record_alone_over_the_limit_builds_no_batch() {
+    let noise = incompressible(400_000);
     let mut recs = records(2, 1);
     recs[0].body =
         format!(r#"{{"seq":1,"ts":"2023-11-14T22:14:20Z","values":{{"note":"{noise}"}}}}"#)

@@ -198,14 +198,7 @@ fn a_record_over_the_message_limit_is_skipped_and_reported() {
     w.connected();
     let peek = w.peeks().remove(0);
     let mut records = samples(1, 3);
-    // Pseudo-random hex: not even gzip brings it under the limit.
-    let mut x: u64 = 1;
-    let noise: String = (0..400_000)
-        .map(|_| {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            char::from_digit((x >> 60) as u32, 16).expect("a hex digit")
-        })
-        .collect();
+    let noise = super::batch_tests::incompressible(400_000);
     records[0].body = format!(r#"{{"seq":1,"note":"{noise}"}}"#).into_bytes();
     let step = w.peeked(&peek, &records);
     assert_eq!(

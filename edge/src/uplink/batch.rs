@@ -4,12 +4,14 @@
 //! what goes out: a batch is the stored bytes spliced into the batch envelope
 //! (`{"v":1,"backlog":…,"samples":[…]}` / `{"v":1,"events":[…]}`, the shape of
 //! [`shiki_proto::TelemetryBatch`] and [`shiki_proto::EventBatch`]), never decoded and
-//! encoded again. A stored body is only checked to be one JSON object; one that is not
-//! (a damaged record) is skipped and counted.
+//! encoded again. A stored body is only checked to decode (a sample with
+//! [`Sample::check_json`], which builds nothing, as the cloud's ingest does; an event by
+//! decoding it, events are few); one that does not (a damaged record) is skipped and
+//! counted, since the cloud refuses a whole batch for one bad record.
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use shiki_proto::{PROTOCOL_VERSION, encode_compressed};
+use shiki_proto::{Event, PROTOCOL_VERSION, Sample, encode_compressed};
 
 use crate::outbox::{StoredRecord, Stream};
 
@@ -23,7 +25,7 @@ pub struct Batch {
     pub to: u64,
     /// Records in the payload.
     pub count: usize,
-    /// Records skipped because their stored body is not a JSON object.
+    /// Records skipped because their stored body does not decode.
     pub corrupt: usize,
 }
 
@@ -80,15 +82,18 @@ fn splice(
     }
 }
 
-/// The stored JSON of `r`, or `None` (logged) when it is not one JSON object.
+/// The stored JSON of `r`, or `None` (logged) when it does not decode as a record of `stream`.
 fn stored_json(stream: Stream, r: &StoredRecord) -> Option<&RawValue> {
-    let checked = serde_json::from_slice::<&RawValue>(&r.body)
+    let checked = std::str::from_utf8(&r.body)
         .map_err(|e| e.to_string())
-        .and_then(|raw| {
-            raw.get()
-                .starts_with('{')
-                .then_some(raw)
-                .ok_or_else(|| "not a JSON object".to_owned())
+        .and_then(|text| {
+            let decodes = match stream {
+                Stream::Telemetry => Sample::check_json(text).map(drop),
+                Stream::Events => serde_json::from_str::<Event>(text).map(drop),
+            };
+            decodes
+                .and_then(|()| serde_json::from_str::<&RawValue>(text))
+                .map_err(|e| e.to_string())
         });
     match checked {
         Ok(raw) => Some(raw),

@@ -185,16 +185,22 @@ fn a_record_alone_over_the_limit_builds_no_batch() {
 }
 
 #[test]
-fn a_stored_body_that_is_not_a_json_object_is_skipped() {
-    let mut recs = records(4, 2);
+fn a_stored_body_that_does_not_decode_as_its_record_is_skipped() {
+    let mut recs = records(5, 2);
     recs[1].body = b"[1,2]".to_vec();
     recs[2].body = b"{\"seq\":3,".to_vec();
+    recs[3].body = br#"{"seq":4,"values":{}}"#.to_vec();
     let batch = build_batch(Stream::Telemetry, 1, &recs, false).expect("fits");
     assert_eq!(
         (batch.from, batch.to, batch.count, batch.corrupt),
-        (1, 4, 2, 2)
+        (1, 5, 2, 3)
     );
     let decoded: TelemetryBatch = decode(&batch.payload).expect("decodes");
     let seqs: Vec<u64> = decoded.samples.iter().map(|s| s.seq).collect();
-    assert_eq!(seqs, [1, 4]);
+    assert_eq!(seqs, [1, 5]);
+
+    let mut evs = events(3);
+    evs[1].body = br#"{"seq":2,"message":"no kind"}"#.to_vec();
+    let batch = build_batch(Stream::Events, 1, &evs, false).expect("fits");
+    assert_eq!((batch.count, batch.corrupt), (2, 1));
 }

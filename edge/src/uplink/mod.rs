@@ -1,17 +1,17 @@
 //! Uplink: forwards the outbox to the broker over MQTT (rumqttc), QoS 1, and deletes
 //! outbox records only after their PUBACK.
 //!
-//! The actor is a shell around [`Window`] (`window.rs`: the [`state::Mode`] — online /
-//! draining backlog / offline / shutting down —, which outbox records to read and publish
-//! next, and [`InFlight`], which publish carries which seqs); it runs the outbox reads and
-//! the publishes the window asks for. Batches are the stored JSON spliced into the batch
-//! envelope (`batch.rs`). rumqttc's
-//! event loop runs in its own task (`connection::drive`) and reports through
-//! [`MqttNotice`] messages. On every connect the uplink publishes the retained `online`
-//! status and the retained catalog, subscribes to the edge's cloud→edge topics, sends
-//! `shadow/get`, re-publishes pending schedule acks, and re-sends every un-acknowledged
-//! record from the outbox, oldest first. `schedule/set` goes to the schedule actor and its
-//! acks wait in [`PendingAcks`] until their PUBACK (`uplink/schedule.rs`).
+//! The actor is a shell around [`Window`] (`window.rs`): the [`state::Mode`] (online /
+//! draining backlog / offline / shutting down), which outbox records to read and publish
+//! next, and [`InFlight`] (which publish carries which seqs). The actor runs the outbox
+//! reads and the publishes the window asks for; a batch is the stored JSON spliced into the
+//! batch envelope (`batch.rs`). rumqttc's event loop runs in its own task
+//! (`connection::drive`) and reports through [`MqttNotice`] messages. On every connect the
+//! uplink publishes the retained `online` status and the retained catalog, subscribes to
+//! the edge's cloud→edge topics, sends `shadow/get`, re-publishes pending schedule acks,
+//! and re-sends every un-acknowledged record from the outbox, oldest first. `schedule/set`
+//! goes to the schedule actor and its acks wait in [`PendingAcks`] until their PUBACK
+//! (`uplink/schedule.rs`).
 
 mod batch;
 #[cfg(test)]

@@ -199,7 +199,9 @@ fn a_record_over_the_message_limit_is_skipped_and_reported() {
     let peek = w.peeks().remove(0);
     let mut records = samples(1, 3);
     let noise = super::batch_tests::incompressible(400_000);
-    records[0].body = format!(r#"{{"seq":1,"note":"{noise}"}}"#).into_bytes();
+    records[0].body =
+        format!(r#"{{"seq":1,"ts":"2023-11-14T22:14:20Z","values":{{"note":"{noise}"}}}}"#)
+            .into_bytes();
     let step = w.peeked(&peek, &records);
     assert_eq!(
         step,

@@ -19,14 +19,16 @@
 //!   overrides, validation naming the key).
 //! - `messages`: the messages actors exchange.
 //! - `register_map`: the `[plc]` config, point codec, read planning and catalog.
-//! - `plc_link`: the `PlcLink` actor (one Modbus TCP connection or RTU bus).
+//! - `plc_link`: the `PlcLink` actor (one Modbus TCP connection or RTU bus) over its plain
+//!   `LinkState`.
 //! - `plc_sim`: a Modbus TCP absorption chiller/heater simulator serving the default map.
 //! - `schedule`: the `ScheduleActor` (yearly schedule, current and next, switched offline).
 //! - `control`: the `Control` actor (effective settings, writes, read-back, reports).
 //! - `telemetry`: samples readings into the outbox at the telemetry interval; records events.
 //! - `outbox`: the redb store (outbox, counters, documents, audit log, schedules) and its
 //!   group-commit writer; `RedbScheduleStore` for the schedule actor.
-//! - `uplink`: the MQTT uplink (rumqttc) with its mode machine and PUBACK tracking.
+//! - `uplink`: the MQTT uplink (rumqttc): its send window (mode, reads, PUBACK tracking)
+//!   as plain code, batches spliced from the outbox's stored JSON.
 //! - `shadow`: desired document → overrides, Control reports → `shadow/reported`.
 //!
 //! `shiki-edge bench` (outbox and uplink figures on a gateway) is part of the binary

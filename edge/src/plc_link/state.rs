@@ -107,23 +107,7 @@ impl LinkState {
                 return (all_failed(&self.map, &e.to_string(), ts), fx);
             }
         };
-        let lost = results
-            .iter()
-            .position(|r| r.as_ref().is_err_and(LinkError::is_link_fault));
-        let lost = lost.map(|i| {
-            results.truncate(i + 1);
-            let e = results[i].clone().expect_err("position found a link fault");
-            let rest = format!("not read: {e}");
-            results.extend(self.plan[i + 1..].iter().map(|later| {
-                Err(LinkError::Io {
-                    op: "read",
-                    register: later.kind.describe(later.start),
-                    unit_id: later.unit_id,
-                    cause: rest.clone(),
-                })
-            }));
-            e
-        });
+        let lost = self.cut_short(&mut results);
         if results
             .iter()
             .any(|r| r.as_ref().map_or_else(|e| !e.is_link_fault(), |_| true))
@@ -144,6 +128,28 @@ impl LinkState {
             None => self.connected(&mut fx),
         }
         (decode_poll(&self.map, &self.plan, &results, ts), fx)
+    }
+
+    /// The first link fault in `results`, if any; every planned read after it becomes
+    /// "not read: <that fault>" (the I/O stops there).
+    fn cut_short(&self, results: &mut Vec<Result<ReadData, LinkError>>) -> Option<LinkError> {
+        let (i, fault) = results.iter().enumerate().find_map(|(i, r)| {
+            r.as_ref()
+                .err()
+                .filter(|e| e.is_link_fault())
+                .map(|e| (i, e.clone()))
+        })?;
+        results.truncate(i + 1);
+        let rest = format!("not read: {fault}");
+        results.extend(self.plan[i + 1..].iter().map(|later| {
+            Err(LinkError::Io {
+                op: "read",
+                register: later.kind.describe(later.start),
+                unit_id: later.unit_id,
+                cause: rest.clone(),
+            })
+        }));
+        Some(fault)
     }
 
     /// A write is asked for: the point must exist, be writable, within its safety limits

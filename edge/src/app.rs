@@ -21,7 +21,7 @@ use shiki_shared::clock::{Clock, SharedClock, SystemClock};
 
 use crate::config::{ConfigError, EdgeConfig};
 use crate::control::{Control, ControlConfigError};
-use crate::messages::{ScheduleSettings, SetOverrides, Stop};
+use crate::messages::{ControlReport, ScheduleSettings, SetOverrides, Stop};
 use crate::outbox::{
     NewRecord, OutboxError, OutboxHandle, OutboxOptions, RedbOutbox, RedbScheduleStore,
 };
@@ -112,6 +112,103 @@ async fn install_schedule_file(
     Ok(())
 }
 
+/// What [`start_control`] started: where overrides and schedule settings go, and the
+/// catalog of points.
+struct ControlWiring {
+    overrides: Recipient<SetOverrides>,
+    settings: Recipient<ScheduleSettings>,
+    catalog: Catalog,
+}
+
+/// The PLC link and Control for `config`'s `[plc]` map (or a `LoggingControl` without one).
+fn start_control(
+    config: &EdgeConfig,
+    telemetry: Addr<Telemetry>,
+    reports: Recipient<ControlReport>,
+    clock: SharedClock,
+) -> Result<ControlWiring, RunError> {
+    Ok(match config.register_map()? {
+        Some(map) => {
+            // Control's address exists before PlcLink starts, so the first poll reaches it.
+            let control_ctx = Context::<Control>::new();
+            let control_addr = control_ctx.address();
+            let plc = PlcLink::new(map.clone(), telemetry.clone().recipient())
+                .subscribe(telemetry.clone().recipient())
+                .subscribe(control_addr.clone().recipient())
+                .start();
+            let control = Control::new(
+                map.clone(),
+                config.control.clone(),
+                plc.recipient(),
+                telemetry.clone().recipient(),
+                clock.clone(),
+            )?
+            .report_to(reports);
+            control_ctx.run(control);
+            ControlWiring {
+                overrides: control_addr.clone().recipient(),
+                settings: control_addr.recipient(),
+                catalog: map.catalog(),
+            }
+        }
+        None => {
+            tracing::warn!("no [plc] section and no --plc: running without a PLC");
+            let empty = Catalog {
+                v: PROTOCOL_VERSION,
+                points: Vec::new(),
+            };
+            let logging = LoggingControl.start();
+            ControlWiring {
+                overrides: logging.clone().recipient(),
+                settings: logging.recipient(),
+                catalog: empty,
+            }
+        }
+    })
+}
+
+/// The uplink's settings from `[mqtt]`.
+fn uplink_config(
+    config: &EdgeConfig,
+    topics: shiki_proto::Topics,
+    version: &str,
+    boot_time: chrono::DateTime<chrono::Utc>,
+) -> UplinkConfig {
+    UplinkConfig {
+        device_id: config.device_id.clone(),
+        topics,
+        live_batch_max: config.mqtt.live_batch_max,
+        backlog_batch_bytes: config.mqtt.backlog_batch_bytes,
+        max_inflight_batches: config.mqtt.max_inflight_batches,
+        reconnect_min: config.mqtt.reconnect_min,
+        reconnect_max: config.mqtt.reconnect_max,
+        software_version: version.to_owned(),
+        boot_time,
+        shutdown_grace: SHUTDOWN_GRACE,
+    }
+}
+
+/// Opens `<data_dir>/edge.redb` (creating the directory) and starts its writer thread.
+fn open_outbox(
+    config: &EdgeConfig,
+) -> Result<(OutboxHandle, std::thread::JoinHandle<()>), RunError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| RunError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let store = RedbOutbox::open(
+        &config.store_path(),
+        OutboxOptions {
+            quota_bytes: config.outbox.quota_mib.saturating_mul(1024 * 1024),
+            cache_bytes: (config.outbox.cache_mib as usize).saturating_mul(1024 * 1024),
+        },
+    )?;
+    Ok(OutboxHandle::start_with(
+        store,
+        config.outbox.commit_interval,
+    )?)
+}
+
 /// Runs the agent until `shutdown` completes, then publishes `offline`, waits briefly for
 /// acknowledgements, flushes the outbox writer and returns. Must run inside an
 /// `actix::System` (e.g. `#[actix::main]` or `#[actix::test]`).
@@ -127,18 +224,7 @@ pub async fn run_with_clock(
 ) -> Result<(), RunError> {
     let boot_time = clock.now();
     let version = env!("CARGO_PKG_VERSION");
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| RunError::DataDir {
-        path: config.data_dir.display().to_string(),
-        source,
-    })?;
-    let store = RedbOutbox::open(
-        &config.store_path(),
-        OutboxOptions {
-            quota_bytes: config.outbox.quota_mib.saturating_mul(1024 * 1024),
-            cache_bytes: (config.outbox.cache_mib as usize).saturating_mul(1024 * 1024),
-        },
-    )?;
-    let (outbox, writer) = OutboxHandle::start_with(store, config.outbox.commit_interval)?;
+    let (outbox, writer) = open_outbox(&config)?;
     let span = tracing::info_span!("edge", device_id = %config.device_id);
     let _enter = span.enter();
 
@@ -186,59 +272,20 @@ pub async fn run_with_clock(
         clock.clone(),
     )
     .start();
-    let (control, to_control, catalog): (
-        Recipient<SetOverrides>,
-        Recipient<ScheduleSettings>,
-        Catalog,
-    ) = match config.register_map()? {
-        Some(map) => {
-            // Control's address exists before PlcLink starts, so the first poll reaches it.
-            let control_ctx = Context::<Control>::new();
-            let control_addr = control_ctx.address();
-            let plc = PlcLink::new(map.clone(), telemetry.clone().recipient())
-                .subscribe(telemetry.clone().recipient())
-                .subscribe(control_addr.clone().recipient())
-                .start();
-            let control = Control::new(
-                map.clone(),
-                config.control.clone(),
-                plc.recipient(),
-                telemetry.clone().recipient(),
-                clock.clone(),
-            )?
-            .report_to(shadow_addr.clone().recipient());
-            control_ctx.run(control);
-            (
-                control_addr.clone().recipient(),
-                control_addr.recipient(),
-                map.catalog(),
-            )
-        }
-        None => {
-            tracing::warn!("no [plc] section and no --plc: running without a PLC");
-            let empty = Catalog {
-                v: PROTOCOL_VERSION,
-                points: Vec::new(),
-            };
-            let logging = LoggingControl.start();
-            (logging.clone().recipient(), logging.recipient(), empty)
-        }
-    };
+    let ControlWiring {
+        overrides: control,
+        settings: to_control,
+        catalog,
+    } = start_control(
+        &config,
+        telemetry.clone(),
+        shadow_addr.clone().recipient(),
+        clock.clone(),
+    )?;
     let schedule_catalog = (!catalog.points.is_empty()).then(|| catalog.points.clone());
 
     let uplink = Uplink::new(
-        UplinkConfig {
-            device_id: config.device_id.clone(),
-            topics,
-            live_batch_max: config.mqtt.live_batch_max,
-            backlog_batch_bytes: config.mqtt.backlog_batch_bytes,
-            max_inflight_batches: config.mqtt.max_inflight_batches,
-            reconnect_min: config.mqtt.reconnect_min,
-            reconnect_max: config.mqtt.reconnect_max,
-            software_version: version.to_owned(),
-            boot_time,
-            shutdown_grace: SHUTDOWN_GRACE,
-        },
+        uplink_config(&config, topics, version, boot_time),
         options,
         outbox.clone(),
         UplinkPeers {

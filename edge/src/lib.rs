@@ -14,23 +14,28 @@
 //! # Layout
 //! - `app`: the composition root ([`run`], [`run_with_clock`]); the only place actors are
 //!   built and wired.
+//! - `backoff`: the capped exponential reconnect backoff of the PLC link and the uplink.
 //! - `config`: [`EdgeConfig`] (TOML via `shiki_shared::config`, `SHIKI_*` and flag
 //!   overrides, validation naming the key).
 //! - `messages`: the messages actors exchange.
 //! - `register_map`: the `[plc]` config, point codec, read planning and catalog.
-//! - `plc_link`: the `PlcLink` actor (one Modbus TCP connection or RTU bus).
+//! - `plc_link`: the `PlcLink` actor (one Modbus TCP connection or RTU bus) over its plain
+//!   `LinkState`.
 //! - `plc_sim`: a Modbus TCP absorption chiller/heater simulator serving the default map.
 //! - `schedule`: the `ScheduleActor` (yearly schedule, current and next, switched offline).
 //! - `control`: the `Control` actor (effective settings, writes, read-back, reports).
 //! - `telemetry`: samples readings into the outbox at the telemetry interval; records events.
 //! - `outbox`: the redb store (outbox, counters, documents, audit log, schedules) and its
 //!   group-commit writer; `RedbScheduleStore` for the schedule actor.
-//! - `uplink`: the MQTT uplink (rumqttc) with its mode machine and PUBACK tracking.
+//! - `uplink`: the MQTT uplink (rumqttc): its send window (mode, reads, PUBACK tracking)
+//!   as plain code, batches spliced from the outbox's stored JSON.
 //! - `shadow`: desired document → overrides, Control reports → `shadow/reported`.
-//! - `bench`: `shiki-edge bench`.
+//!
+//! `shiki-edge bench` (outbox and uplink figures on a gateway) is part of the binary
+//! (`src/main/bench.rs`), not of this library.
 
 mod app;
-pub mod bench;
+mod backoff;
 pub mod config;
 pub mod control;
 pub mod messages;

@@ -6,10 +6,15 @@
 //! ```text
 //! PlcLink ──Readings──▶ Control, Telemetry
 //! Control ──WritePoint──▶ PlcLink (answers the value read back)
-//! Shadow  ──SetOverrides──▶ Control        Schedule ──ScheduleSettings──▶ Control
-//! Control ──ControlReport──▶ Shadow (publishes shadow/reported)
-//! any     ──RecordEvent──▶ Outbox (seq assigned, committed to redb, then sent)
+//! Shadow  ──SetOverrides──▶ Control        ScheduleActor ──ScheduleSettings──▶ Control
+//! Control ──ControlReport──▶ Shadow ──PublishReported──▶ Uplink (shadow/reported)
+//! PlcLink, Control, ScheduleActor ──RecordEvent──▶ Telemetry, which appends it to the
+//!         outbox (seq assigned, committed to redb); the Uplink then reads and sends it
+//! Uplink ──CloudMessage, LinkUp, ReportedDelivered──▶ Shadow   (see "Uplink ⇄ Shadow")
 //! ```
+//!
+//! The schedule's own messages (`ScheduleSetReceived`, `PublishScheduleAck`) are in
+//! `crate::schedule`.
 
 use std::collections::BTreeMap;
 
@@ -109,7 +114,8 @@ pub struct ControlReport {
     pub schedule: Option<shiki_proto::ActiveSchedule>,
 }
 
-/// Record an event: the outbox assigns its `seq`, commits it, and the uplink sends it.
+/// Record an event. Telemetry takes it and appends it to the outbox, which assigns its `seq`
+/// and commits it; the uplink sends it from there.
 #[derive(Debug, Clone, PartialEq, Message)]
 #[rtype(result = "()")]
 pub struct RecordEvent {
@@ -118,6 +124,24 @@ pub struct RecordEvent {
     pub severity: Severity,
     pub message: String,
     pub data: serde_json::Value,
+}
+
+impl RecordEvent {
+    pub fn new(
+        ts: DateTime<Utc>,
+        kind: EventKind,
+        severity: Severity,
+        message: String,
+        data: serde_json::Value,
+    ) -> Self {
+        Self {
+            ts,
+            kind,
+            severity,
+            message,
+            data,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@
 //! ```text
 //! PlcLink ──Readings──▶ Control ──WritePoint──▶ PlcLink (answers the value read back)
 //! Shadow ──SetOverrides──▶ Control ──ControlReport──▶ Shadow
-//! Schedule ──ScheduleSettings──▶ Control ──RecordEvent──▶ Outbox
+//! ScheduleActor ──ScheduleSettings──▶ Control ──RecordEvent──▶ Telemetry (appends to the outbox)
 //! ```
 //! Writes run under `ctx.wait`, one after another, so inputs that arrive meanwhile are
 //! handled after the writes complete, against fresh state.

@@ -84,22 +84,6 @@ pub struct ControlState {
     pending_expired: Vec<ExpiredOverride>,
 }
 
-fn event(
-    ts: DateTime<Utc>,
-    kind: EventKind,
-    severity: Severity,
-    message: String,
-    data: serde_json::Value,
-) -> RecordEvent {
-    RecordEvent {
-        ts,
-        kind,
-        severity,
-        message,
-        data,
-    }
-}
-
 fn source_name(s: SettingSource) -> &'static str {
     match s {
         SettingSource::Override => "override",
@@ -246,7 +230,7 @@ impl ControlState {
                 at,
                 desired_version: version,
             });
-            events.push(event(
+            events.push(RecordEvent::new(
                 now,
                 EventKind::OverrideExpired,
                 Severity::Info,
@@ -333,7 +317,7 @@ impl ControlState {
                 let msg = format!("{key} set to {} ({})", show(&held), source_name(source));
                 let data = serde_json::json!({"key": key, "value": held, "requested": write.value, "source": source});
                 self.plc.insert(key, held);
-                return Some(event(
+                return Some(RecordEvent::new(
                     now,
                     EventKind::SettingApplied,
                     Severity::Info,
@@ -368,7 +352,7 @@ impl ControlState {
         };
         self.failures.insert(key.clone(), failure);
         (!repeated).then(|| {
-            event(
+            RecordEvent::new(
                 now,
                 EventKind::ControlError,
                 severity,
@@ -398,7 +382,7 @@ impl ControlState {
             if self.announced.get(&key) == Some(&detail) {
                 continue;
             }
-            events.push(event(
+            events.push(RecordEvent::new(
                 now,
                 EventKind::ControlError,
                 Severity::Warning,

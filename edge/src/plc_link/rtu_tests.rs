@@ -12,7 +12,7 @@ use tokio_serial::SerialPortBuilderExt as _;
 
 use super::*;
 use crate::plc_sim::{PlcSim, SimOptions, default_map};
-use crate::register_map::{DataType, RegisterKind};
+use crate::register_map::{DataType, Endpoint, RegisterKind};
 use crate::test_support::{WAIT, next, next_matching, probe};
 
 /// A pty pair joined by socat; `None` when socat is not installed.

@@ -111,7 +111,7 @@ impl fmt::Debug for Connection {
 }
 
 /// Open the endpoint within `timeout`.
-pub async fn connect(
+async fn connect(
     endpoint: &Endpoint,
     serial: &SerialConfig,
     timeout: Duration,
@@ -213,7 +213,69 @@ async fn run<T>(
     }
 }
 
+impl ReadData {
+    /// Registers or bits in the answer.
+    pub fn len(&self) -> usize {
+        match self {
+            ReadData::Words(w) => w.len(),
+            ReadData::Bits(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where and how to open the link, and how long any one request may take.
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    pub endpoint: Endpoint,
+    pub serial: SerialConfig,
+    pub timeout: Duration,
+}
+
+impl Dialer {
+    /// Runs `op` on `conn`, or on a new connection when there is none. Answers the
+    /// connection (whether the caller keeps it is its decision) and `op`'s result, or the
+    /// connect error.
+    pub async fn with_connection<T>(
+        &self,
+        conn: Option<Connection>,
+        op: impl AsyncFnOnce(&mut Connection, Duration) -> T,
+    ) -> (Option<Connection>, Result<T, LinkError>) {
+        let mut conn = match conn {
+            Some(c) => c,
+            None => match connect(&self.endpoint, &self.serial, self.timeout).await {
+                Ok(c) => c,
+                Err(e) => return (None, Err(e)),
+            },
+        };
+        let out = op(&mut conn, self.timeout).await;
+        (Some(conn), Ok(out))
+    }
+}
+
 impl Connection {
+    /// Runs the planned reads in order, stopping after the first link fault (the answer is
+    /// then shorter than `plan`).
+    pub async fn read_plan(
+        &mut self,
+        plan: &[ReadRequest],
+        timeout: Duration,
+    ) -> Vec<Result<ReadData, LinkError>> {
+        let mut results = Vec::with_capacity(plan.len());
+        for req in plan {
+            let r = self.read(req, timeout).await;
+            let lost = r.as_ref().is_err_and(LinkError::is_link_fault);
+            results.push(r);
+            if lost {
+                break;
+            }
+        }
+        results
+    }
+
     /// Run one planned read.
     pub async fn read(
         &mut self,
@@ -222,64 +284,26 @@ impl Connection {
     ) -> Result<ReadData, LinkError> {
         let (ctx, rtu) = (&mut self.ctx, self.rtu);
         ctx.set_slave(Slave(req.unit_id));
-        let register = req.kind.describe(req.start);
         let (a, n) = (req.start, req.count);
-        let data = match req.kind {
-            RegisterKind::Holding => ReadData::Words(
-                run(
-                    rtu,
-                    "read",
-                    register,
-                    req.unit_id,
-                    timeout,
-                    ctx.read_holding_registers(a, n),
-                )
-                .await?,
-            ),
-            RegisterKind::Input => ReadData::Words(
-                run(
-                    rtu,
-                    "read",
-                    register,
-                    req.unit_id,
-                    timeout,
-                    ctx.read_input_registers(a, n),
-                )
-                .await?,
-            ),
-            RegisterKind::Coil => ReadData::Bits(
-                run(
-                    rtu,
-                    "read",
-                    register,
-                    req.unit_id,
-                    timeout,
-                    ctx.read_coils(a, n),
-                )
-                .await?,
-            ),
-            RegisterKind::Discrete => ReadData::Bits(
-                run(
-                    rtu,
-                    "read",
-                    register,
-                    req.unit_id,
-                    timeout,
-                    ctx.read_discrete_inputs(a, n),
-                )
-                .await?,
-            ),
+        let read = async {
+            let answer = match req.kind {
+                RegisterKind::Holding => {
+                    ctx.read_holding_registers(a, n).await?.map(ReadData::Words)
+                }
+                RegisterKind::Input => ctx.read_input_registers(a, n).await?.map(ReadData::Words),
+                RegisterKind::Coil => ctx.read_coils(a, n).await?.map(ReadData::Bits),
+                RegisterKind::Discrete => ctx.read_discrete_inputs(a, n).await?.map(ReadData::Bits),
+            };
+            Ok::<_, tokio_modbus::Error>(answer)
         };
-        let got = match &data {
-            ReadData::Words(w) => w.len(),
-            ReadData::Bits(b) => b.len(),
-        };
-        if got < usize::from(n) {
+        let register = req.kind.describe(req.start);
+        let data = run(rtu, "read", register, req.unit_id, timeout, read).await?;
+        if data.len() < usize::from(n) {
             return Err(LinkError::Io {
                 op: "read",
                 register: req.kind.describe(req.start),
                 unit_id: req.unit_id,
-                cause: format!("short answer: {got} of {n}"),
+                cause: format!("short answer: {} of {n}", data.len()),
             });
         }
         Ok(data)
@@ -296,41 +320,21 @@ impl Connection {
     ) -> Result<(), LinkError> {
         let (ctx, rtu) = (&mut self.ctx, self.rtu);
         ctx.set_slave(Slave(unit_id));
-        let register = kind.describe(address);
-        match raw {
-            Raw::Bit(b) => {
-                run(
-                    rtu,
-                    "write",
-                    register,
-                    unit_id,
-                    timeout,
-                    ctx.write_single_coil(address, *b),
-                )
-                .await
+        let write = async {
+            match raw {
+                Raw::Bit(b) => ctx.write_single_coil(address, *b).await,
+                Raw::Words(w) if w.len() == 1 => ctx.write_single_register(address, w[0]).await,
+                Raw::Words(w) => ctx.write_multiple_registers(address, w).await,
             }
-            Raw::Words(w) if w.len() == 1 => {
-                run(
-                    rtu,
-                    "write",
-                    register,
-                    unit_id,
-                    timeout,
-                    ctx.write_single_register(address, w[0]),
-                )
-                .await
-            }
-            Raw::Words(w) => {
-                run(
-                    rtu,
-                    "write",
-                    register,
-                    unit_id,
-                    timeout,
-                    ctx.write_multiple_registers(address, w),
-                )
-                .await
-            }
-        }
+        };
+        run(
+            rtu,
+            "write",
+            kind.describe(address),
+            unit_id,
+            timeout,
+            write,
+        )
+        .await
     }
 }

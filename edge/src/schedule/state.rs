@@ -118,7 +118,7 @@ impl ScheduleState {
             match restore_slot(&doc, catalog) {
                 Ok((loaded, warning)) => {
                     if let Some(w) = warning {
-                        fx.events.push(event(
+                        fx.events.push(RecordEvent::new(
                             now,
                             EventKind::ScheduleChanged,
                             Severity::Warning,
@@ -135,7 +135,7 @@ impl ScheduleState {
                 Err(reason) => {
                     tracing::error!(slot, id = %doc.id, %reason, "stored schedule dropped");
                     dropped = true;
-                    fx.events.push(event(
+                    fx.events.push(RecordEvent::new(
                         now,
                         EventKind::ScheduleChanged,
                         Severity::Critical,
@@ -213,7 +213,7 @@ impl ScheduleState {
                 tracing::warn!(id = %msg.schedule_id, %reason, "schedule refused");
                 return Effects {
                     ack: Some(ack(msg, AckResult::Rejected, Some(reason.clone()), now)),
-                    events: vec![event(
+                    events: vec![RecordEvent::new(
                         now,
                         EventKind::ScheduleChanged,
                         Severity::Warning,
@@ -250,7 +250,7 @@ impl ScheduleState {
             persist: Some(self.stored()),
             ack: Some(ack(msg, AckResult::Accepted, None, now)),
             settings: None,
-            events: vec![event(
+            events: vec![RecordEvent::new(
                 now,
                 EventKind::ScheduleChanged,
                 Severity::Info,
@@ -295,7 +295,7 @@ impl ScheduleState {
         let reason = format!("the edge could not store the schedule: {error}");
         Effects {
             ack: Some(ack(msg, AckResult::Rejected, Some(reason.clone()), now)),
-            events: vec![event(
+            events: vec![RecordEvent::new(
                 now,
                 EventKind::ScheduleChanged,
                 Severity::Critical,
@@ -406,7 +406,7 @@ impl ScheduleState {
                     None => format!("switched to schedule {}", new.stored.id),
                 };
                 tracing::info!(%message);
-                fx.events.push(event(
+                fx.events.push(RecordEvent::new(
                     boundary.unwrap_or(now).min(now),
                     EventKind::ScheduleChanged,
                     Severity::Info,
@@ -427,7 +427,7 @@ impl ScheduleState {
         let skipped = passed.len().saturating_sub(MAX_TRANSITION_EVENTS);
         if skipped > 0 {
             tracing::warn!(skipped, "too many transitions since the last evaluation");
-            fx.events.push(event(
+            fx.events.push(RecordEvent::new(
                 now,
                 EventKind::ScheduleTransition,
                 Severity::Warning,
@@ -559,22 +559,6 @@ fn ack(
     }
 }
 
-fn event(
-    ts: DateTime<Utc>,
-    kind: EventKind,
-    severity: Severity,
-    message: String,
-    data: serde_json::Value,
-) -> RecordEvent {
-    RecordEvent {
-        ts,
-        kind,
-        severity,
-        message,
-        data,
-    }
-}
-
 fn fmt_settings(settings: &Settings) -> String {
     settings
         .iter()
@@ -584,7 +568,7 @@ fn fmt_settings(settings: &Settings) -> String {
 }
 
 fn transition_event(active: &ActiveSchedule, t: &Transition) -> RecordEvent {
-    event(
+    RecordEvent::new(
         t.at,
         EventKind::ScheduleTransition,
         Severity::Info,

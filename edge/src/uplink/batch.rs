@@ -1,9 +1,17 @@
-//! Turning outbox records into publishes of at most [`MAX_MESSAGE_BYTES`].
+//! Turning outbox records into publishes of at most [`shiki_proto::MAX_MESSAGE_BYTES`].
+//!
+//! The outbox stores each record as the JSON of its `Sample` or `Event`, and that JSON is
+//! what goes out: a batch is the stored bytes spliced into the batch envelope
+//! (`{"v":1,"backlog":…,"samples":[…]}` / `{"v":1,"events":[…]}`, the shape of
+//! [`shiki_proto::TelemetryBatch`] and [`shiki_proto::EventBatch`]), never decoded and
+//! encoded again. A stored body is only checked to decode (a sample with
+//! [`Sample::check_json`], which builds nothing, as the cloud's ingest does; an event by
+//! decoding it, events are few); one that does not (a damaged record) is skipped and
+//! counted, since the cloud refuses a whole batch for one bad record.
 
-use shiki_proto::{
-    Event, EventBatch, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, Sample, TelemetryBatch,
-    encode_compressed,
-};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use shiki_proto::{Event, PROTOCOL_VERSION, Sample, encode_compressed};
 
 use crate::outbox::{StoredRecord, Stream};
 
@@ -17,78 +25,80 @@ pub struct Batch {
     pub to: u64,
     /// Records in the payload.
     pub count: usize,
-    /// Records skipped because their stored body could not be decoded.
+    /// Records skipped because their stored body does not decode.
     pub corrupt: usize,
+}
+
+/// The envelope of `TelemetryBatch` around stored samples (same fields, same order).
+#[derive(Serialize)]
+struct TelemetryEnvelope<'a> {
+    v: u32,
+    backlog: bool,
+    samples: &'a [&'a RawValue],
+}
+
+/// The envelope of `EventBatch` around stored events.
+#[derive(Serialize)]
+struct EventEnvelope<'a> {
+    v: u32,
+    events: &'a [&'a RawValue],
 }
 
 /// Builds the largest batch from the front of `records` (all with `seq >= from`) that
 /// encodes within the message limit, halving the record count until it fits.
 pub fn build(stream: Stream, from: u64, records: &[StoredRecord], backlog: bool) -> Option<Batch> {
+    let bodies: Vec<Option<&RawValue>> = records.iter().map(|r| stored_json(stream, r)).collect();
     let mut take = records.len();
     while take > 0 {
-        let slice = &records[..take];
-        let (payload, count, corrupt) = encode(stream, slice, backlog);
-        match payload {
-            Some(payload) if payload.len() <= MAX_MESSAGE_BYTES => {
-                return Some(Batch {
-                    payload,
-                    from,
-                    to: slice[take - 1].seq,
-                    count,
-                    corrupt,
-                });
-            }
-            _ => take /= 2,
+        let spliced: Vec<&RawValue> = bodies[..take].iter().flatten().copied().collect();
+        if let Ok(payload) = splice(stream, &spliced, backlog) {
+            return Some(Batch {
+                payload,
+                from,
+                to: records[take - 1].seq,
+                count: spliced.len(),
+                corrupt: take - spliced.len(),
+            });
         }
+        take /= 2;
     }
     None
 }
 
-fn encode(
+/// The batch payload around `bodies` (refused when over the message limit).
+fn splice(
     stream: Stream,
-    records: &[StoredRecord],
+    bodies: &[&RawValue],
     backlog: bool,
-) -> (Option<Vec<u8>>, usize, usize) {
-    let mut corrupt = 0;
+) -> Result<Vec<u8>, shiki_proto::CodecError> {
+    let v = PROTOCOL_VERSION;
     match stream {
-        Stream::Telemetry => {
-            let samples: Vec<Sample> = records
-                .iter()
-                .filter_map(|r| decode_body(stream, r, &mut corrupt))
-                .collect();
-            let n = samples.len();
-            let batch = TelemetryBatch {
-                v: PROTOCOL_VERSION,
-                backlog,
-                samples,
-            };
-            (encode_compressed(&batch).ok(), n, corrupt)
-        }
-        Stream::Events => {
-            let events: Vec<Event> = records
-                .iter()
-                .filter_map(|r| decode_body(stream, r, &mut corrupt))
-                .collect();
-            let n = events.len();
-            let batch = EventBatch {
-                v: PROTOCOL_VERSION,
-                events,
-            };
-            (encode_compressed(&batch).ok(), n, corrupt)
-        }
+        Stream::Telemetry => encode_compressed(&TelemetryEnvelope {
+            v,
+            backlog,
+            samples: bodies,
+        }),
+        Stream::Events => encode_compressed(&EventEnvelope { v, events: bodies }),
     }
 }
 
-fn decode_body<T: serde::de::DeserializeOwned>(
-    stream: Stream,
-    r: &StoredRecord,
-    corrupt: &mut usize,
-) -> Option<T> {
-    match serde_json::from_slice(&r.body) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            *corrupt += 1;
-            tracing::error!(%stream, seq = r.seq, error = %e, "skipping corrupt outbox record");
+/// The stored JSON of `r`, or `None` (logged) when it does not decode as a record of `stream`.
+fn stored_json(stream: Stream, r: &StoredRecord) -> Option<&RawValue> {
+    let checked = std::str::from_utf8(&r.body)
+        .map_err(|e| e.to_string())
+        .and_then(|text| {
+            let decodes = match stream {
+                Stream::Telemetry => Sample::check_json(text).map(drop),
+                Stream::Events => serde_json::from_str::<Event>(text).map(drop),
+            };
+            decodes
+                .and_then(|()| serde_json::from_str::<&RawValue>(text))
+                .map_err(|e| e.to_string())
+        });
+    match checked {
+        Ok(raw) => Some(raw),
+        Err(error) => {
+            tracing::error!(%stream, seq = r.seq, %error, "skipping corrupt outbox record");
             None
         }
     }

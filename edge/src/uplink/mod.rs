@@ -1,25 +1,32 @@
 //! Uplink: forwards the outbox to the broker over MQTT (rumqttc), QoS 1, and deletes
 //! outbox records only after their PUBACK.
 //!
-//! The actor is a shell around [`state::Mode`] (online / draining backlog / offline /
-//! shutting down) and [`inflight::InFlight`] (which publish carries which seqs). rumqttc's
-//! event loop runs in its own task (`connection::drive`) and reports through
-//! [`MqttNotice`] messages. On every connect the uplink publishes the retained `online`
-//! status and the retained catalog, subscribes to the edge's cloud→edge topics, sends
-//! `shadow/get`, re-publishes pending schedule acks, and re-sends every un-acknowledged
-//! record from the outbox, oldest first. `schedule/set` goes to the schedule actor and its
-//! acks wait in [`PendingAcks`] until their PUBACK (`uplink/schedule.rs`).
+//! The actor is a shell around [`Window`] (`window.rs`): the [`state::Mode`] (online /
+//! draining backlog / offline / shutting down), which outbox records to read and publish
+//! next, and [`InFlight`] (which publish carries which seqs). The actor runs the outbox
+//! reads and the publishes the window asks for; a batch is the stored JSON spliced into the
+//! batch envelope (`batch.rs`). rumqttc's event loop runs in its own task
+//! (`connection::drive`) and reports through [`MqttNotice`] messages. On every connect the
+//! uplink publishes the retained `online` status and the retained catalog, subscribes to
+//! the edge's cloud→edge topics, sends `shadow/get`, re-publishes pending schedule acks,
+//! and re-sends every un-acknowledged record from the outbox, oldest first. `schedule/set`
+//! goes to the schedule actor and its acks wait in [`PendingAcks`] until their PUBACK
+//! (`uplink/schedule.rs`).
 
 mod batch;
+#[cfg(test)]
+mod batch_tests;
 mod connection;
 mod inflight;
 mod schedule;
 pub mod state;
+mod window;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_tests;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -34,8 +41,9 @@ pub use batch::{Batch, build as build_batch};
 pub use connection::{MqttNotice, SHUTDOWN_GRACE, UplinkSetupError, mqtt_options, tls_config};
 pub use inflight::{Acked, InFlight, Tag};
 pub use schedule::{MalformedSchedules, PendingAcks};
-use state::{Backoff, Input, Mode};
+pub use window::{Peek, Skipped, Step, Window, WindowConfig};
 
+use crate::backoff::Backoff;
 use crate::messages::{CloudMessage, LinkUp, PublishReported, ReportedDelivered};
 use crate::outbox::{Committed, NewRecord, OutboxError, OutboxHandle, StoredRecord, Stream};
 
@@ -94,19 +102,11 @@ pub struct Uplink {
     event_loop: Option<EventLoop>,
     outbox: OutboxHandle,
     catalog: Catalog,
-    mode: Mode,
+    window: Window,
     backoff: Backoff,
-    inflight: InFlight,
-    committed: Committed,
-    next_send: BTreeMap<Stream, u64>,
-    peeking: BTreeSet<Stream>,
-    /// Incremented on every connect and disconnect; stale outbox reads are discarded.
-    epoch: u64,
     reconnect_tx: Option<mpsc::UnboundedSender<()>>,
     reconnect_rx: Option<mpsc::UnboundedReceiver<()>>,
     idle_waiters: Vec<oneshot::Sender<()>>,
-    published_batches: u64,
-    published_records: u64,
     /// Where `schedule/set` goes; without it such messages are logged and dropped.
     schedule: Option<Recipient<crate::schedule::ScheduleSetReceived>>,
     /// `schedule/ack`s not yet acknowledged by the broker (kept while offline).
@@ -127,26 +127,27 @@ impl Uplink {
     ) -> Self {
         let (client, event_loop) = AsyncClient::new(options, 128);
         let (reconnect_tx, reconnect_rx) = mpsc::unbounded_channel();
-        let committed = *outbox.committed().borrow();
+        let window = Window::new(
+            WindowConfig {
+                live_batch_max: cfg.live_batch_max,
+                backlog_batch_bytes: cfg.backlog_batch_bytes,
+                max_inflight_batches: cfg.max_inflight_batches,
+            },
+            *outbox.committed().borrow(),
+            frontiers,
+        );
         Self {
-            backoff: Backoff::new(cfg.reconnect_min, cfg.reconnect_max),
+            backoff: Backoff::jittered(cfg.reconnect_min, cfg.reconnect_max),
             cfg,
             peers,
             client,
             event_loop: Some(event_loop),
             outbox,
             catalog,
-            mode: Mode::Offline,
-            inflight: InFlight::new(frontiers.0, frontiers.1),
-            committed,
-            next_send: BTreeMap::new(),
-            peeking: BTreeSet::new(),
-            epoch: 0,
+            window,
             reconnect_tx: Some(reconnect_tx),
             reconnect_rx: Some(reconnect_rx),
             idle_waiters: Vec::new(),
-            published_batches: 0,
-            published_records: 0,
             schedule: None,
             schedule_acks: PendingAcks::default(),
             malformed_schedules: 0,
@@ -162,29 +163,6 @@ impl Uplink {
         self
     }
 
-    fn set_mode(&mut self, input: Input) {
-        let next = self.mode.next(input, self.cfg.live_batch_max as u64);
-        if next != self.mode {
-            tracing::info!(from = ?self.mode, to = ?next, ?input, "uplink mode");
-            self.mode = next;
-        }
-    }
-
-    fn next_send(&self, stream: Stream) -> u64 {
-        self.next_send
-            .get(&stream)
-            .copied()
-            .unwrap_or_else(|| self.inflight.frontier(stream) + 1)
-    }
-
-    /// Records committed but not yet published in this session.
-    fn unsent(&self) -> u64 {
-        Stream::ALL
-            .into_iter()
-            .map(|s| (self.committed.get(s) + 1).saturating_sub(self.next_send(s)))
-            .sum()
-    }
-
     fn topic(&self, channel: &Channel) -> String {
         self.cfg.topics.topic_for(&self.cfg.device_id, channel)
     }
@@ -195,7 +173,7 @@ impl Uplink {
             .client
             .try_publish(topic.clone(), QoS::AtLeastOnce, channel.retained(), payload)
         {
-            Ok(()) => self.inflight.requested(Tag::Control),
+            Ok(()) => self.window.requested(Tag::Control),
             Err(e) => tracing::warn!(%topic, error = %e, "publish request refused"),
         }
     }
@@ -212,12 +190,7 @@ impl Uplink {
 
     fn on_connected(&mut self, ctx: &mut Context<Self>) {
         self.backoff.reset();
-        self.inflight.reset();
-        self.epoch += 1;
-        self.peeking.clear();
-        self.next_send.clear();
-        let backlog = self.unsent();
-        self.set_mode(Input::Connected { backlog });
+        let backlog = self.window.connected();
         tracing::info!(backlog, device_id = %self.cfg.device_id, "connected to broker");
         if let Ok(p) = encode(&self.status(Connectivity::Online)) {
             self.publish_control(Channel::Status, p);
@@ -247,15 +220,11 @@ impl Uplink {
     }
 
     fn on_disconnected(&mut self, reason: String, ctx: &mut Context<Self>) {
-        self.inflight.reset();
-        self.epoch += 1;
-        self.peeking.clear();
-        self.next_send.clear();
+        let reconnect = self.window.disconnected();
         self.wake_idle_waiters();
-        if self.mode == Mode::ShuttingDown {
+        if !reconnect {
             return;
         }
-        self.set_mode(Input::Disconnected);
         let delay = self.backoff.next_delay();
         tracing::warn!(%reason, retry_in = ?delay, "broker connection lost");
         ctx.run_later(delay, |act, _| {
@@ -265,125 +234,96 @@ impl Uplink {
         });
     }
 
-    /// Starts outbox reads for every stream with unsent records, within the window.
+    /// Starts the outbox reads the window asks for.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        if !self.mode.sends() {
-            return;
-        }
-        let live_max = self.cfg.live_batch_max as u64;
-        let unsent = self.unsent();
-        if self.mode == Mode::Online && unsent > live_max {
-            self.set_mode(Input::BacklogGrew);
-        } else if self.mode == Mode::DrainingBacklog && unsent <= live_max {
-            self.set_mode(Input::CaughtUp);
-        }
-        for stream in [Stream::Events, Stream::Telemetry] {
-            let from = self.next_send(stream);
-            let upto = self.committed.get(stream);
-            if from > upto
-                || self.peeking.contains(&stream)
-                || self.inflight.batches() + self.peeking.len() >= self.cfg.max_inflight_batches
-            {
-                continue;
-            }
-            let backlog = (upto + 1 - from) > live_max;
-            let (max_count, max_bytes) = if backlog {
-                (usize::MAX, self.cfg.backlog_batch_bytes)
-            } else {
-                (self.cfg.live_batch_max, shiki_proto::MAX_MESSAGE_BYTES)
-            };
-            self.peeking.insert(stream);
-            let epoch = self.epoch;
+        for peek in self.window.peeks() {
             let outbox = self.outbox.clone();
+            let (stream, from, max_count, max_bytes) =
+                (peek.stream, peek.from, peek.max_count, peek.max_bytes);
             let fut = async move { outbox.peek_from(stream, from, max_count, max_bytes).await };
-            ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-                act.on_peeked(stream, epoch, from, upto, backlog, res, ctx)
-            }));
+            ctx.spawn(
+                fut.into_actor(self)
+                    .map(move |res, act, ctx| act.on_peeked(&peek, res, ctx)),
+            );
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn on_peeked(
         &mut self,
-        stream: Stream,
-        epoch: u64,
-        from: u64,
-        upto: u64,
-        backlog: bool,
+        peek: &Peek,
         res: Result<Vec<StoredRecord>, OutboxError>,
         ctx: &mut Context<Self>,
     ) {
-        if epoch != self.epoch || !self.mode.sends() {
-            return;
-        }
-        self.peeking.remove(&stream);
         let records = match res {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(%stream, error = %e, "outbox read failed; retrying");
-                ctx.run_later(Duration::from_secs(1), |act, ctx| act.pump(ctx));
+                if self.window.read_failed(peek) {
+                    tracing::error!(stream = %peek.stream, error = %e, "outbox read failed; retrying");
+                    ctx.run_later(Duration::from_secs(1), |act, ctx| act.pump(ctx));
+                }
                 return;
             }
         };
-        if records.is_empty() {
-            // Everything in from..=upto was dropped by the quota: nothing to send.
-            self.next_send.insert(stream, upto + 1);
-            let acked = self.inflight.skip(stream, from, upto);
-            self.on_acked(acked);
-            self.pump(ctx);
-            return;
-        }
-        let Some(batch) = batch::build(stream, from, &records, backlog) else {
-            tracing::error!(%stream, seq = from, "a single record exceeds the message limit");
-            self.report_skipped(stream, from, records[0].seq, 1, "exceeds the message limit");
-            self.next_send.insert(stream, records[0].seq + 1);
-            let acked = self.inflight.skip(stream, from, records[0].seq);
-            self.on_acked(acked);
-            self.pump(ctx);
-            return;
-        };
-        if batch.corrupt > 0 {
-            self.report_skipped(
+        match self.window.peeked(peek, &records) {
+            Step::Ignore => return,
+            Step::Skip { acked, skipped } => {
+                if let Some(s) = skipped {
+                    self.report_skipped(s);
+                }
+                self.on_acked(acked);
+            }
+            Step::Publish {
                 stream,
-                batch.from,
-                batch.to,
-                batch.corrupt,
-                "could not be decoded",
-            );
-        }
-        let channel = match stream {
-            Stream::Telemetry => Channel::Telemetry,
-            Stream::Events => Channel::Events,
-        };
-        let topic = self.topic(&channel);
-        let bytes = batch.payload.len();
-        match self
-            .client
-            .try_publish(topic, QoS::AtLeastOnce, false, batch.payload)
-        {
-            Ok(()) => {
-                self.inflight.requested(Tag::Records {
-                    stream,
-                    from: batch.from,
-                    to: batch.to,
-                });
-                self.next_send.insert(stream, batch.to + 1);
-                self.published_batches += 1;
-                self.published_records += batch.count as u64;
-                tracing::debug!(%stream, from = batch.from, to = batch.to, count = batch.count, bytes, backlog, "published batch");
-            }
-            Err(e) => {
-                tracing::warn!(%stream, error = %e, "publish request refused; retrying");
-                ctx.run_later(Duration::from_millis(200), |act, ctx| act.pump(ctx));
-                return;
+                batch,
+                skipped,
+            } => {
+                if let Some(s) = skipped {
+                    self.report_skipped(s);
+                }
+                if !self.publish_batch(stream, batch, peek.backlog) {
+                    ctx.run_later(Duration::from_millis(200), |act, ctx| act.pump(ctx));
+                    return;
+                }
             }
         }
         self.pump(ctx);
     }
 
+    /// Asks the client to publish `batch`; false when it refused the request.
+    fn publish_batch(&mut self, stream: Stream, batch: Batch, backlog: bool) -> bool {
+        let channel = match stream {
+            Stream::Telemetry => Channel::Telemetry,
+            Stream::Events => Channel::Events,
+        };
+        let topic = self.topic(&channel);
+        let (from, to, count, bytes) = (batch.from, batch.to, batch.count, batch.payload.len());
+        match self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, false, batch.payload)
+        {
+            Ok(()) => {
+                self.window.published(stream, from, to, count);
+                tracing::debug!(%stream, from, to, count, bytes, backlog, "published batch");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(%stream, error = %e, "publish request refused; retrying");
+                false
+            }
+        }
+    }
+
     /// Records that `count` stored records in `from..=to` will never reach the cloud (the
     /// cloud sees the gap in seq); the `DataDropped` event says which and why.
-    fn report_skipped(&self, stream: Stream, from: u64, to: u64, count: usize, reason: &str) {
+    fn report_skipped(&self, skipped: Skipped) {
+        let Skipped {
+            stream,
+            from,
+            to,
+            count,
+            reason,
+        } = skipped;
+        tracing::error!(%stream, from, to, count, reason, "skipping stored records");
         let event = NewRecord::Event {
             ts: Utc::now(),
             kind: shiki_proto::EventKind::DataDropped,
@@ -436,10 +376,7 @@ impl Uplink {
 impl std::fmt::Debug for Uplink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Uplink")
-            .field("mode", &self.mode)
-            .field("inflight", &self.inflight)
-            .field("committed", &self.committed)
-            .field("next_send", &self.next_send)
+            .field("window", &self.window)
             .finish_non_exhaustive()
     }
 }
@@ -472,11 +409,11 @@ impl Handler<MqttNotice> for Uplink {
         match msg {
             MqttNotice::Connected => self.on_connected(ctx),
             MqttNotice::Disconnected(reason) => self.on_disconnected(reason, ctx),
-            MqttNotice::OutgoingPublish(pkid) => self.inflight.outgoing(pkid),
+            MqttNotice::OutgoingPublish(pkid) => self.window.outgoing(pkid),
             MqttNotice::PubAck(pkid) => {
-                let acked = self.inflight.puback(pkid);
+                let acked = self.window.puback(pkid);
                 self.on_acked(acked);
-                if self.inflight.idle() {
+                if self.window.inflight().idle() {
                     self.wake_idle_waiters();
                 }
                 self.pump(ctx);
@@ -510,7 +447,7 @@ impl Handler<CommittedChanged> for Uplink {
     type Result = ();
 
     fn handle(&mut self, msg: CommittedChanged, ctx: &mut Context<Self>) {
-        self.committed = msg.0;
+        self.window.committed(msg.0);
         self.pump(ctx);
     }
 }
@@ -519,7 +456,7 @@ impl Handler<PublishReported> for Uplink {
     type Result = ();
 
     fn handle(&mut self, msg: PublishReported, _ctx: &mut Context<Self>) {
-        if !self.mode.sends() {
+        if !self.window.mode().sends() {
             tracing::debug!(
                 generation = msg.generation,
                 "link down: reported update held by the shadow"
@@ -538,7 +475,7 @@ impl Handler<PublishReported> for Uplink {
             .client
             .try_publish(topic, QoS::AtLeastOnce, false, payload)
         {
-            Ok(()) => self.inflight.requested(Tag::Reported {
+            Ok(()) => self.window.requested(Tag::Reported {
                 generation: msg.generation,
             }),
             Err(e) => tracing::warn!(error = %e, "reported update publish refused"),
@@ -550,13 +487,9 @@ impl Handler<Shutdown> for Uplink {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _msg: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
-        let connected = self.mode.sends();
-        self.set_mode(Input::Shutdown);
-        tracing::info!(
-            batches = self.published_batches,
-            records = self.published_records,
-            "uplink shutting down"
-        );
+        let connected = self.window.shut_down();
+        let (batches, records) = self.window.totals();
+        tracing::info!(batches, records, "uplink shutting down");
         let (tx, rx) = oneshot::channel();
         if connected {
             if let Ok(p) = encode(&self.status(Connectivity::Offline)) {

@@ -111,7 +111,7 @@ impl Uplink {
         {
             Ok(()) => {
                 tracing::info!(%topic, id = %ack.schedule_id, result = ?ack.result, "schedule ack published");
-                self.inflight.requested(Tag::ScheduleAck { generation });
+                self.window.requested(Tag::ScheduleAck { generation });
             }
             // Still pending: published again on the next connect.
             Err(e) => tracing::warn!(%topic, error = %e, "schedule ack publish refused; kept"),
@@ -131,7 +131,7 @@ impl Handler<PublishScheduleAck> for Uplink {
 
     fn handle(&mut self, msg: PublishScheduleAck, _ctx: &mut Context<Self>) {
         let generation = self.schedule_acks.push(msg.0.clone());
-        if self.mode.sends() {
+        if self.window.mode().sends() {
             self.publish_schedule_ack(generation, &msg.0);
         } else {
             tracing::info!(id = %msg.0.schedule_id, pending = self.schedule_acks.len(), "link down: schedule ack kept until the next connect");

@@ -1,5 +1,4 @@
-//! The uplink's modes and their transitions, and the reconnect backoff. Plain code, tested
-//! without a broker.
+//! The uplink's modes and their transitions. Plain code, tested without a broker.
 //!
 //! | mode \ input       | Connected (backlog > live max) | Connected (small) | CaughtUp | BacklogGrew      | Disconnected | Shutdown     |
 //! |--------------------|--------------------------------|-------------------|----------|------------------|--------------|--------------|
@@ -10,10 +9,6 @@
 //!
 //! In `Online` and `DrainingBacklog` the uplink publishes outbox records; in `Offline` it
 //! only waits for the next reconnect; in `ShuttingDown` it publishes nothing new.
-
-use std::time::Duration;
-
-use rand::Rng;
 
 /// What the uplink is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,41 +88,5 @@ fn draining(input: Input, live_batch_max: u64) -> Mode {
         Input::CaughtUp => Mode::Online,
         Input::Disconnected => Mode::Offline,
         _ => Mode::DrainingBacklog,
-    }
-}
-
-/// Capped exponential backoff with full jitter in the upper half: attempt `n` waits a
-/// random time in `[d/2, d]` where `d = min(max, min * 2^n)`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max: max.max(min),
-            attempt: 0,
-        }
-    }
-
-    /// The delay before the next attempt; each call doubles the ceiling.
-    pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self
-            .min
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        let half = ceiling / 2;
-        let jitter_ms = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
-        half + Duration::from_millis(jitter_ms).min(ceiling - half)
-    }
-
-    /// After a successful connection.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
     }
 }

@@ -1,8 +1,4 @@
-use std::time::Duration;
-
-use shiki_proto::{MAX_MESSAGE_BYTES, Sample, TelemetryBatch, decode};
-
-use super::state::{Backoff, Input, Mode};
+use super::state::{Input, Mode};
 use super::*;
 
 const LIVE: u64 = 10;
@@ -41,21 +37,6 @@ fn mode_transition_table() {
     }
     assert!(Online.sends() && DrainingBacklog.sends());
     assert!(!Offline.sends() && !ShuttingDown.sends());
-}
-
-#[test]
-fn backoff_doubles_up_to_the_cap_with_jitter_and_resets() {
-    let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-    let mut ceilings = Vec::new();
-    for attempt in 0..8u32 {
-        let d = b.next_delay();
-        let ceiling = Duration::from_millis(100 * 2u64.pow(attempt)).min(Duration::from_secs(2));
-        assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?}");
-        ceilings.push(ceiling);
-    }
-    assert_eq!(ceilings.last(), Some(&Duration::from_secs(2)));
-    b.reset();
-    assert!(b.next_delay() <= Duration::from_millis(100));
 }
 
 #[test]
@@ -136,66 +117,5 @@ fn dropped_ranges_can_be_skipped_to_move_the_frontier() {
             stream: Stream::Telemetry,
             up_to: 8
         }
-    );
-}
-
-fn records(n: u64, values_per_sample: usize) -> Vec<StoredRecord> {
-    (1..=n)
-        .map(|seq| {
-            let values = (0..values_per_sample)
-                .map(|i| {
-                    (
-                        format!("point_{i}"),
-                        shiki_proto::PointValue::Number((seq as f64) * 0.1 + i as f64),
-                    )
-                })
-                .collect();
-            let s = Sample {
-                seq,
-                ts: chrono::DateTime::from_timestamp(1_700_000_000 + seq as i64 * 60, 0)
-                    .expect("valid"),
-                values,
-            };
-            StoredRecord {
-                seq,
-                body: serde_json::to_vec(&s).expect("json"),
-            }
-        })
-        .collect()
-}
-
-#[test]
-fn backlog_batches_are_compressed_and_split_to_the_message_limit() {
-    let recs = records(20_000, 8);
-    let batch = build_batch(Stream::Telemetry, 1, &recs, true).expect("fits");
-    assert!(batch.payload.len() <= MAX_MESSAGE_BYTES);
-    assert_eq!(batch.payload[..2], [0x1f, 0x8b], "compressed");
-    assert!(
-        batch.count < 20_000 && batch.count >= 1000,
-        "{}",
-        batch.count
-    );
-    let decoded: TelemetryBatch = decode(&batch.payload).expect("decodes");
-    assert!(decoded.backlog);
-    assert_eq!(decoded.samples.first().map(|s| s.seq), Some(1));
-    assert_eq!(batch.to, batch.count as u64);
-}
-
-#[test]
-fn a_small_live_batch_stays_plain_json_when_gzip_would_not_save_bytes() {
-    let recs = records(1, 1);
-    let batch = build_batch(Stream::Telemetry, 1, &recs, false).expect("fits");
-    assert_eq!(batch.payload[0], b'{');
-    assert_eq!((batch.from, batch.to, batch.count), (1, 1, 1));
-}
-
-#[test]
-fn a_corrupt_record_is_skipped_but_covered_by_the_range() {
-    let mut recs = records(3, 2);
-    recs[1].body = b"not json".to_vec();
-    let batch = build_batch(Stream::Telemetry, 1, &recs, false).expect("fits");
-    assert_eq!(
-        (batch.from, batch.to, batch.count, batch.corrupt),
-        (1, 3, 2, 1)
     );
 }

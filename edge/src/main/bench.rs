@@ -18,14 +18,14 @@ use shiki_proto::{
     Catalog, Channel, DeviceId, PROTOCOL_VERSION, PointValue, TelemetryBatch, Topics, decode,
 };
 
-use crate::config::parse_broker_url;
-use crate::messages::{CloudMessage, LinkUp, ReportedDelivered};
-use crate::outbox::{NewRecord, OutboxHandle, OutboxOptions, RedbOutbox, Stream, WriteOp};
-use crate::uplink::{Shutdown, Uplink, UplinkConfig, UplinkPeers};
+use shiki_edge::config::parse_broker_url;
+use shiki_edge::messages::{CloudMessage, LinkUp, ReportedDelivered};
+use shiki_edge::outbox::{NewRecord, OutboxHandle, OutboxOptions, RedbOutbox, Stream, WriteOp};
+use shiki_edge::uplink::{Shutdown, Uplink, UplinkConfig, UplinkPeers};
 
 /// Options of `shiki-edge bench`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Broker for the drain benchmark.
     #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     pub mqtt_url: String,
@@ -113,7 +113,7 @@ fn open(dir: &Path, name: &str) -> anyhow::Result<(OutboxHandle, std::thread::Jo
 }
 
 /// Runs every benchmark and returns the report.
-pub async fn run(args: BenchArgs) -> anyhow::Result<String> {
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
     if let Some(dir) = &args.fill {
         return fill(dir, args.fill_samples).await;
     }
@@ -162,7 +162,7 @@ async fn run_in(args: &BenchArgs, base: &Path) -> anyhow::Result<String> {
             .collect();
         let mut last = 0;
         for rx in rxs {
-            if let crate::outbox::WriteOutcome::Appended { seq, .. } = rx.await?? {
+            if let shiki_edge::outbox::WriteOutcome::Appended { seq, .. } = rx.await?? {
                 last = seq;
             }
         }
@@ -212,6 +212,42 @@ impl Handler<ReportedDelivered> for Sink {
     fn handle(&mut self, _: ReportedDelivered, _: &mut Context<Self>) {}
 }
 
+/// Counts the telemetry publishes (and their bytes) until every seq `1..=total` arrived in
+/// order; answers when the last one did. `ready` fires at the SUBACK.
+async fn receive_in_order(
+    mut sub_loop: rumqttc::EventLoop,
+    total: u64,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> anyhow::Result<(u64, u64, Instant)> {
+    let mut ready = Some(ready);
+    let (mut next, mut publishes, mut bytes) = (1u64, 0u64, 0u64);
+    loop {
+        match sub_loop.poll().await.context("subscriber")? {
+            Event::Incoming(Packet::SubAck(_)) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+            }
+            Event::Incoming(Packet::Publish(p)) => {
+                publishes += 1;
+                bytes += p.payload.len() as u64;
+                let batch: TelemetryBatch = decode(&p.payload).context("bad batch")?;
+                for s in batch.samples {
+                    if s.seq == next {
+                        next += 1;
+                    } else if s.seq > next {
+                        anyhow::bail!("gap: expected seq {next}, got {}", s.seq);
+                    }
+                }
+                if next > total {
+                    return Ok((publishes, bytes, Instant::now()));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 async fn drain(args: &BenchArgs, base: &Path, out: &mut String) -> anyhow::Result<()> {
     let device = DeviceId::new(format!("bench-{}", std::process::id()))?;
     let topics = Topics::default();
@@ -230,7 +266,7 @@ async fn drain(args: &BenchArgs, base: &Path, out: &mut String) -> anyhow::Resul
     let addr = parse_broker_url(&args.mqtt_url).map_err(anyhow::Error::msg)?;
     let mut sub_opts = MqttOptions::new(format!("{device}-sub"), addr.host.clone(), addr.port);
     sub_opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (sub, mut sub_loop) = AsyncClient::new(sub_opts, 16);
+    let (sub, sub_loop) = AsyncClient::new(sub_opts, 16);
     sub.subscribe(
         topics.topic_for(&device, &Channel::Telemetry),
         QoS::AtLeastOnce,
@@ -240,60 +276,23 @@ async fn drain(args: &BenchArgs, base: &Path, out: &mut String) -> anyhow::Resul
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<anyhow::Result<(u64, u64, Instant)>>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
     actix::spawn(async move {
-        let mut ready = Some(ready_tx);
-        let (mut next, mut publishes, mut bytes) = (1u64, 0u64, 0u64);
-        loop {
-            match sub_loop.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    publishes += 1;
-                    bytes += p.payload.len() as u64;
-                    let batch: TelemetryBatch = match decode(&p.payload) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            let _ = done_tx.send(Err(anyhow::anyhow!("bad batch: {e}")));
-                            return;
-                        }
-                    };
-                    for s in batch.samples {
-                        if s.seq == next {
-                            next += 1;
-                        } else if s.seq > next {
-                            let _ = done_tx.send(Err(anyhow::anyhow!(
-                                "gap: expected seq {next}, got {}",
-                                s.seq
-                            )));
-                            return;
-                        }
-                    }
-                    if next > total {
-                        let _ = done_tx.send(Ok((publishes, bytes, Instant::now())));
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = done_tx.send(Err(anyhow::anyhow!("subscriber: {e}")));
-                    return;
-                }
-            }
-        }
+        let _ = done_tx.send(receive_in_order(sub_loop, total, ready_tx).await);
     });
     tokio::time::timeout(Duration::from_secs(10), ready_rx)
         .await
         .context("subscriber did not get SUBACK within 10 s")?
         .ok();
 
-    let mut cfg: crate::config::EdgeConfig =
-        crate::config::EdgeConfig::parse(&format!("device_id = \"{device}\""), "bench")?;
+    let mut cfg: shiki_edge::config::EdgeConfig =
+        shiki_edge::config::EdgeConfig::parse(&format!("device_id = \"{device}\""), "bench")?;
     cfg.mqtt.url = args.mqtt_url.clone();
     let will = shiki_proto::encode(&shiki_proto::Status::last_will("bench", chrono::Utc::now()))?;
-    let options =
-        crate::uplink::mqtt_options(&cfg, topics.topic_for(&device, &Channel::Status), will, 64)?;
+    let options = shiki_edge::uplink::mqtt_options(
+        &cfg,
+        topics.topic_for(&device, &Channel::Status),
+        will,
+        64,
+    )?;
     let sink = Sink.start();
     let start = Instant::now();
     let uplink = Uplink::new(

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod bench;
+
 use clap::{Args, Parser, Subcommand};
 use shiki_edge::{EdgeConfig, Overrides};
 
@@ -35,7 +37,7 @@ enum Command {
     /// map of deploy/edge.example.toml, or the [plc] map of --config).
     PlcSim(PlcSimArgs),
     /// Measure outbox ingest, disk writes per day, and backlog drain to a broker.
-    Bench(shiki_edge::bench::BenchArgs),
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -143,7 +145,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Bench(args) => match actix::System::new().block_on(shiki_edge::bench::run(args)) {
+        Command::Bench(args) => match actix::System::new().block_on(bench::run(args)) {
             Ok(report) => {
                 println!("{report}");
                 ExitCode::SUCCESS

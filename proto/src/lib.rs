@@ -13,7 +13,9 @@
 //! ```
 //!
 //! # Layout
-//! - `topic`: [`Topics`] builds and parses every topic; [`DeviceId`] and [`JobId`] validation.
+//! - `topic`: [`Topics`] builds and parses every topic (also the cloud's own nudge topic);
+//!   [`Channel`] and its [`ChannelKind`] list every channel; [`DeviceId`] and [`JobId`]
+//!   validation.
 //! - `messages`: one type per topic, tolerant decoding (`Unknown` enum fallbacks).
 //! - `codec`: [`encode`], [`encode_compressed`] and [`decode`] with the 128 KiB limit.
 //!
@@ -38,5 +40,6 @@ pub use messages::{
     ValueKind,
 };
 pub use topic::{
-    Channel, DEFAULT_PREFIX, DeviceId, Direction, JobId, MAX_ID_LEN, TopicError, Topics,
+    Channel, ChannelKind, DEFAULT_PREFIX, DeviceId, Direction, JobId, MAX_ID_LEN, TopicError,
+    Topics,
 };

@@ -166,33 +166,43 @@ impl Channel {
         Channel::JobsNotify,
     ];
 
+    /// The kind of this channel: the channel without its job id.
+    pub fn kind(&self) -> ChannelKind {
+        match self {
+            Channel::Telemetry => ChannelKind::Telemetry,
+            Channel::Events => ChannelKind::Events,
+            Channel::Status => ChannelKind::Status,
+            Channel::Catalog => ChannelKind::Catalog,
+            Channel::ShadowReported => ChannelKind::ShadowReported,
+            Channel::ShadowGet => ChannelKind::ShadowGet,
+            Channel::ShadowDocument => ChannelKind::ShadowDocument,
+            Channel::ShadowDelta => ChannelKind::ShadowDelta,
+            Channel::ScheduleSet => ChannelKind::ScheduleSet,
+            Channel::ScheduleAck => ChannelKind::ScheduleAck,
+            Channel::JobsNotify => ChannelKind::JobsNotify,
+            Channel::JobUpdate(_) => ChannelKind::JobUpdate,
+        }
+    }
+
     /// The topic suffix after `{prefix}/{device_id}/`.
     pub fn suffix(&self) -> String {
         match self {
             Channel::JobUpdate(job) => format!("jobs/{job}/update"),
-            fixed => fixed.fixed_suffix().to_owned(),
+            fixed => fixed.filter_suffix().to_owned(),
         }
     }
 
-    fn fixed_suffix(&self) -> &'static str {
+    /// The suffix as a topic filter: the suffix of a fixed channel, `jobs/+/update` (every
+    /// job) for job updates.
+    fn filter_suffix(&self) -> &'static str {
         match self {
-            Channel::Telemetry => "telemetry",
-            Channel::Events => "events",
-            Channel::Status => "status",
-            Channel::Catalog => "catalog",
-            Channel::ShadowReported => "shadow/reported",
-            Channel::ShadowGet => "shadow/get",
-            Channel::ShadowDocument => "shadow/document",
-            Channel::ShadowDelta => "shadow/delta",
-            Channel::ScheduleSet => "schedule/set",
-            Channel::ScheduleAck => "schedule/ack",
-            Channel::JobsNotify => "jobs/notify",
             Channel::JobUpdate(_) => "jobs/+/update",
+            fixed => fixed.kind().name(),
         }
     }
 
     fn parse_suffix(s: &str) -> Option<Channel> {
-        if let Some(fixed) = Channel::FIXED.iter().find(|c| c.fixed_suffix() == s) {
+        if let Some(fixed) = Channel::FIXED.iter().find(|c| c.kind().name() == s) {
             return Some(fixed.clone());
         }
         let job = s.strip_prefix("jobs/")?.strip_suffix("/update")?;
@@ -201,18 +211,97 @@ impl Channel {
 
     /// Who publishes on this channel.
     pub fn direction(&self) -> Direction {
-        match self {
-            Channel::ShadowDocument
-            | Channel::ShadowDelta
-            | Channel::ScheduleSet
-            | Channel::JobsNotify => Direction::CloudToEdge,
-            _ => Direction::EdgeToCloud,
-        }
+        self.kind().direction()
     }
 
     /// Whether messages on this channel are published with the retain flag.
     pub fn retained(&self) -> bool {
         matches!(self, Channel::Status | Channel::Catalog)
+    }
+}
+
+/// A channel without its parameters (job updates of every job are one kind): what the
+/// cloud counts messages by.
+///
+/// ```
+/// use shiki_proto::{Channel, ChannelKind, Direction, JobId};
+///
+/// let job = Channel::JobUpdate(JobId::new("ota-7").unwrap());
+/// assert_eq!(job.kind(), ChannelKind::JobUpdate);
+/// assert_eq!(job.kind().name(), "jobs/update");
+/// let received: Vec<&str> = ChannelKind::ALL
+///     .iter()
+///     .filter(|k| k.direction() == Direction::EdgeToCloud)
+///     .map(|k| k.name())
+///     .collect();
+/// assert_eq!(received[..3], ["telemetry", "events", "status"]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChannelKind {
+    Telemetry,
+    Events,
+    Status,
+    Catalog,
+    ShadowReported,
+    ShadowGet,
+    ShadowDocument,
+    ShadowDelta,
+    ScheduleSet,
+    ScheduleAck,
+    JobsNotify,
+    JobUpdate,
+}
+
+impl ChannelKind {
+    /// Every kind, in topic-table order; a kind's position here is [`ChannelKind::index`].
+    pub const ALL: [ChannelKind; 12] = [
+        ChannelKind::Telemetry,
+        ChannelKind::Events,
+        ChannelKind::Status,
+        ChannelKind::Catalog,
+        ChannelKind::ShadowReported,
+        ChannelKind::ShadowGet,
+        ChannelKind::ShadowDocument,
+        ChannelKind::ShadowDelta,
+        ChannelKind::ScheduleSet,
+        ChannelKind::ScheduleAck,
+        ChannelKind::JobsNotify,
+        ChannelKind::JobUpdate,
+    ];
+
+    /// The position of this kind in [`ChannelKind::ALL`] (an index for per-channel counters).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The kind's name, for metrics and logs: the topic suffix of a fixed channel,
+    /// `jobs/update` for job updates.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChannelKind::Telemetry => "telemetry",
+            ChannelKind::Events => "events",
+            ChannelKind::Status => "status",
+            ChannelKind::Catalog => "catalog",
+            ChannelKind::ShadowReported => "shadow/reported",
+            ChannelKind::ShadowGet => "shadow/get",
+            ChannelKind::ShadowDocument => "shadow/document",
+            ChannelKind::ShadowDelta => "shadow/delta",
+            ChannelKind::ScheduleSet => "schedule/set",
+            ChannelKind::ScheduleAck => "schedule/ack",
+            ChannelKind::JobsNotify => "jobs/notify",
+            ChannelKind::JobUpdate => "jobs/update",
+        }
+    }
+
+    /// Who publishes on channels of this kind.
+    pub fn direction(self) -> Direction {
+        match self {
+            ChannelKind::ShadowDocument
+            | ChannelKind::ShadowDelta
+            | ChannelKind::ScheduleSet
+            | ChannelKind::JobsNotify => Direction::CloudToEdge,
+            _ => Direction::EdgeToCloud,
+        }
     }
 }
 
@@ -275,15 +364,31 @@ impl Topics {
         Ok((device, channel))
     }
 
+    /// The cloud's own nudge topic, `{prefix}/_cloud/nudge`. Nobody subscribes to it: with
+    /// the embedded broker the cloud publishes an empty QoS 0 message there on each PUBACK,
+    /// so that the broker gets our TCP ACK at once. It names no channel, so
+    /// [`Topics::parse`] refuses it.
+    ///
+    /// ```
+    /// use shiki_proto::Topics;
+    ///
+    /// let topics = Topics::new("acme/shiki/v1").unwrap();
+    /// assert_eq!(topics.cloud_nudge(), "acme/shiki/v1/_cloud/nudge");
+    /// assert!(topics.parse(&topics.cloud_nudge()).is_err());
+    /// ```
+    pub fn cloud_nudge(&self) -> String {
+        format!("{}/_cloud/nudge", self.prefix)
+    }
+
     /// Filter matching one channel of every device, e.g. `shiki/v1/+/telemetry`
     /// (`shiki/v1/+/jobs/+/update` for job updates).
     pub fn all_devices(&self, channel: &Channel) -> String {
-        format!("{}/+/{}", self.prefix, channel.fixed_suffix())
+        format!("{}/+/{}", self.prefix, channel.filter_suffix())
     }
 
     /// Filter matching one channel of one device (`jobs/+/update` for job updates).
     pub fn device_filter(&self, device: &DeviceId, channel: &Channel) -> String {
-        format!("{}/{}/{}", self.prefix, device, channel.fixed_suffix())
+        format!("{}/{}/{}", self.prefix, device, channel.filter_suffix())
     }
 
     /// The filters the cloud subscribes to: every edge→cloud channel of every device.
@@ -340,6 +445,55 @@ mod tests {
         for (channel, topic) in table {
             assert_eq!(t.topic_for(&d, &channel), topic);
             assert_eq!(t.parse(topic).expect(topic), (d.clone(), channel));
+        }
+    }
+
+    #[test]
+    fn every_channel_kind_has_its_name_direction_and_place_in_the_table() {
+        use Direction::{CloudToEdge as Down, EdgeToCloud as Up};
+        let job = Channel::JobUpdate(JobId::new("ota-7").expect("valid"));
+        let table = [
+            (Channel::Telemetry, "telemetry", Up),
+            (Channel::Events, "events", Up),
+            (Channel::Status, "status", Up),
+            (Channel::Catalog, "catalog", Up),
+            (Channel::ShadowReported, "shadow/reported", Up),
+            (Channel::ShadowGet, "shadow/get", Up),
+            (Channel::ShadowDocument, "shadow/document", Down),
+            (Channel::ShadowDelta, "shadow/delta", Down),
+            (Channel::ScheduleSet, "schedule/set", Down),
+            (Channel::ScheduleAck, "schedule/ack", Up),
+            (Channel::JobsNotify, "jobs/notify", Down),
+            (job, "jobs/update", Up),
+        ];
+        assert_eq!(table.len(), ChannelKind::ALL.len());
+        for (i, (channel, name, direction)) in table.into_iter().enumerate() {
+            let kind = channel.kind();
+            assert_eq!(ChannelKind::ALL[i], kind);
+            assert_eq!(kind.index(), i);
+            assert_eq!(kind.name(), name);
+            assert_eq!(kind.direction(), direction);
+            assert_eq!(channel.direction(), direction);
+        }
+    }
+
+    #[test]
+    fn the_cloud_nudge_topic_sits_under_the_prefix_and_names_no_channel() {
+        let table = [
+            (Topics::default(), "shiki/v1/_cloud/nudge"),
+            (
+                Topics::new("acme/shiki/v1/").expect("valid prefix"),
+                "acme/shiki/v1/_cloud/nudge",
+            ),
+        ];
+        for (topics, nudge) in table {
+            assert_eq!(topics.cloud_nudge(), nudge);
+            assert!(matches!(
+                topics.parse(nudge),
+                Err(TopicError::UnknownChannel(_))
+            ));
+            let subscriptions = topics.cloud_subscriptions();
+            assert!(!subscriptions.iter().any(|f| f.ends_with("/nudge")));
         }
     }
 

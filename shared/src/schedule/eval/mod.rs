@@ -453,8 +453,8 @@ impl Schedule {
         writes
     }
 
-    /// Every write with `from <= at < to`, in order (see the module docs for the order at
-    /// equal instants). The start of validity is a transition writing the defaults.
+    /// Every write with `from <= at < to`, in order (at equal instants: defaults, profile
+    /// entries, rules). The start of validity is a transition writing the defaults.
     pub fn transitions(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Transition> {
         self.writes_between(from.timestamp(), to.timestamp())
             .into_iter()

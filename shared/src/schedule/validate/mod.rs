@@ -19,13 +19,12 @@ mod validity;
 use chrono::{Duration, NaiveTime};
 use shiki_proto::PointInfo;
 
+use super::Schedule;
 use super::calendar::Calendar;
 use super::model::ScheduleDocument;
 use super::problems::{ProblemKind, Problems, Report};
 use super::tz::localize;
-use super::{CException, CProfile, CRule, CSeason, Schedule};
 use settings::Keys;
-use validity::Validity;
 
 /// At most this many rule firings within validity (all rules together): they are
 /// precomputed, and the evaluator must stay small on the gateway. Use day profiles for
@@ -69,18 +68,6 @@ fn too_large(doc: &ScheduleDocument, p: &mut Problems) -> bool {
     p.0.len() > before
 }
 
-/// Everything compiled from a document, before the per-day tables.
-struct Parts {
-    keys: Vec<String>,
-    defaults: Vec<(u8, serde_json::Value)>,
-    defaults_mask: u64,
-    profiles: Vec<CProfile>,
-    seasons: Vec<CSeason>,
-    holidays: Vec<(chrono::NaiveDate, String)>,
-    exceptions: Vec<CException>,
-    rules: Vec<CRule>,
-}
-
 /// Validates `doc` and, when there is no error, builds the evaluator.
 pub(crate) fn check(
     doc: &ScheduleDocument,
@@ -107,10 +94,20 @@ pub(crate) fn check(
         exceptions: &exceptions,
     };
     let day_profile = days::resolve(&calendar, &profiles, &validity, &mut p);
-    if p.has_errors() {
+    let (Some(tz), Some((f, t)), false) = (validity.tz, validity.range, p.has_errors()) else {
+        // an unknown time zone or validity range is an error too
         return (None, Report { problems: p.0 });
-    }
-    let parts = Parts {
+    };
+    let schedule = Schedule {
+        id: doc.id.clone(),
+        hash: doc.hash(),
+        tz,
+        valid_from: f,
+        valid_to: t,
+        start: localize(&tz, f.and_time(NaiveTime::MIN)).0,
+        end: localize(&tz, (t + Duration::days(1)).and_time(NaiveTime::MIN)).0,
+        day_base: days::day_base(&tz, (f, t)),
+        key_days: days::key_days(keys.names.len(), &day_profile, &profiles),
         keys: keys.names,
         defaults,
         defaults_mask,
@@ -119,44 +116,8 @@ pub(crate) fn check(
         holidays,
         exceptions,
         rules,
-    };
-    let compiled = build(doc, validity, parts, day_profile);
-    (compiled, Report { problems: p.0 })
-}
-
-/// The evaluator of a document without errors (`None` when time zone or validity is
-/// unknown, which validation reports as errors).
-fn build(
-    doc: &ScheduleDocument,
-    validity: Validity,
-    parts: Parts,
-    day_profile: Vec<u16>,
-) -> Option<Schedule> {
-    let (Some(tz), Some((f, t))) = (validity.tz, validity.range) else {
-        return None;
-    };
-    let start = localize(&tz, f.and_time(NaiveTime::MIN)).0;
-    let end = localize(&tz, (t + Duration::days(1)).and_time(NaiveTime::MIN)).0;
-    let key_days = days::key_days(parts.keys.len(), &day_profile, &parts.profiles);
-    Some(Schedule {
-        id: doc.id.clone(),
-        hash: doc.hash(),
-        tz,
-        valid_from: f,
-        valid_to: t,
-        start,
-        end,
-        day_base: days::day_base(&tz, (f, t)),
-        key_days,
-        keys: parts.keys,
-        defaults: parts.defaults,
-        defaults_mask: parts.defaults_mask,
-        profiles: parts.profiles,
-        seasons: parts.seasons,
-        holidays: parts.holidays,
-        exceptions: parts.exceptions,
-        rules: parts.rules,
         day_profile,
         warnings: Vec::new(),
-    })
+    };
+    (Some(schedule), Report { problems: p.0 })
 }

@@ -241,6 +241,23 @@ impl Schedule {
         }
     }
 
+    /// The entries of day `day`'s profile that write `key`: entry index and instant, in
+    /// time order.
+    fn entries_writing(
+        &self,
+        day: usize,
+        key: usize,
+    ) -> impl DoubleEndedIterator<Item = (usize, i64)> + '_ {
+        let entries = self
+            .profile_of(day)
+            .map_or(&[][..], |p| p.entries.as_slice());
+        entries
+            .iter()
+            .enumerate()
+            .filter(move |(_, entry)| entry.mask & (1 << key) != 0)
+            .map(move |(ei, entry)| (ei, self.entry_instant(day, entry.time)))
+    }
+
     /// Last write at or before `ts` for each key (index = key id).
     fn last_writes(&self, ts: i64) -> Vec<Option<Write>> {
         let mut best: Vec<Option<Write>> = vec![None; self.keys.len()];
@@ -260,21 +277,15 @@ impl Schedule {
         for (key, days) in self.key_days.iter().enumerate() {
             // the days whose profile writes `key`, latest first
             let n = days.partition_point(|&d| usize::from(d) <= last_day);
-            'days: for &day in days[..n].iter().rev() {
+            let last = days[..n].iter().rev().find_map(|&day| {
                 let day = usize::from(day);
-                let Some(profile) = self.profile_of(day) else {
-                    continue;
-                };
-                for (ei, entry) in profile.entries.iter().enumerate().rev() {
-                    if entry.mask & (1 << key) == 0 {
-                        continue;
-                    }
-                    let at = self.entry_instant(day, entry.time);
-                    if at <= ts {
-                        offer(&mut best, key, Write::entry(at, day, ei));
-                        break 'days;
-                    }
-                }
+                let mut writes = self.entries_writing(day, key).rev();
+                writes
+                    .find(|&(_, at)| at <= ts)
+                    .map(|(ei, at)| Write::entry(at, day, ei))
+            });
+            if let Some(w) = last {
+                offer(&mut best, key, w);
             }
         }
         for (ri, rule) in self.rules.iter().enumerate() {
@@ -314,21 +325,12 @@ impl Schedule {
             };
             // the days whose profile writes `key`, earliest first
             let n = days.partition_point(|&d| usize::from(d) < first_day);
-            'days: for &day in &days[n..] {
-                let day = usize::from(day);
-                let Some(profile) = self.profile_of(day) else {
-                    continue;
-                };
-                for entry in &profile.entries {
-                    if entry.mask & (1 << key) == 0 {
-                        continue;
-                    }
-                    let at = self.entry_instant(day, entry.time);
-                    if at > ts {
-                        offer(&mut next, key, at);
-                        break 'days;
-                    }
-                }
+            let first = days[n..].iter().find_map(|&day| {
+                let mut writes = self.entries_writing(usize::from(day), key);
+                writes.find(|&(_, at)| at > ts).map(|(_, at)| at)
+            });
+            if let Some(at) = first {
+                offer(&mut next, key, at);
             }
         }
         for rule in &self.rules {

@@ -188,16 +188,7 @@ impl Channel {
     pub fn suffix(&self) -> String {
         match self {
             Channel::JobUpdate(job) => format!("jobs/{job}/update"),
-            fixed => fixed.filter_suffix().to_owned(),
-        }
-    }
-
-    /// The suffix as a topic filter: the suffix of a fixed channel, `jobs/+/update` (every
-    /// job) for job updates.
-    fn filter_suffix(&self) -> &'static str {
-        match self {
-            Channel::JobUpdate(_) => "jobs/+/update",
-            fixed => fixed.kind().name(),
+            fixed => fixed.kind().name().to_owned(),
         }
     }
 
@@ -293,6 +284,15 @@ impl ChannelKind {
         }
     }
 
+    /// The topic suffix as a filter: the suffix of a fixed channel, `jobs/+/update` (every
+    /// job) for job updates.
+    fn filter_suffix(self) -> &'static str {
+        match self {
+            ChannelKind::JobUpdate => "jobs/+/update",
+            fixed => fixed.name(),
+        }
+    }
+
     /// Who publishes on channels of this kind.
     pub fn direction(self) -> Direction {
         match self {
@@ -383,24 +383,30 @@ impl Topics {
     /// Filter matching one channel of every device, e.g. `shiki/v1/+/telemetry`
     /// (`shiki/v1/+/jobs/+/update` for job updates).
     pub fn all_devices(&self, channel: &Channel) -> String {
-        format!("{}/+/{}", self.prefix, channel.filter_suffix())
+        self.all_devices_of(channel.kind())
     }
 
     /// Filter matching one channel of one device (`jobs/+/update` for job updates).
     pub fn device_filter(&self, device: &DeviceId, channel: &Channel) -> String {
-        format!("{}/{}/{}", self.prefix, device, channel.filter_suffix())
+        format!(
+            "{}/{}/{}",
+            self.prefix,
+            device,
+            channel.kind().filter_suffix()
+        )
     }
 
     /// The filters the cloud subscribes to: every edge→cloud channel of every device.
     pub fn cloud_subscriptions(&self) -> Vec<String> {
-        let mut filters: Vec<String> = Channel::FIXED
-            .iter()
-            .filter(|c| c.direction() == Direction::EdgeToCloud)
-            .map(|c| self.all_devices(c))
-            .collect();
-        // Job updates of every job of every device: `{prefix}/+/jobs/+/update`.
-        filters.push(format!("{}/+/jobs/+/update", self.prefix));
-        filters
+        ChannelKind::ALL
+            .into_iter()
+            .filter(|kind| kind.direction() == Direction::EdgeToCloud)
+            .map(|kind| self.all_devices_of(kind))
+            .collect()
+    }
+
+    fn all_devices_of(&self, kind: ChannelKind) -> String {
+        format!("{}/+/{}", self.prefix, kind.filter_suffix())
     }
 
     /// The filters an edge subscribes to: every cloud→edge channel of its own id.
@@ -568,10 +574,19 @@ mod tests {
     #[test]
     fn subscriptions_cover_each_direction() {
         let t = Topics::default();
-        let cloud = t.cloud_subscriptions();
-        assert!(cloud.contains(&"shiki/v1/+/telemetry".to_owned()));
-        assert!(cloud.contains(&"shiki/v1/+/jobs/+/update".to_owned()));
-        assert!(!cloud.iter().any(|f| f.ends_with("shadow/delta")));
+        assert_eq!(
+            t.cloud_subscriptions(),
+            vec![
+                "shiki/v1/+/telemetry",
+                "shiki/v1/+/events",
+                "shiki/v1/+/status",
+                "shiki/v1/+/catalog",
+                "shiki/v1/+/shadow/reported",
+                "shiki/v1/+/shadow/get",
+                "shiki/v1/+/schedule/ack",
+                "shiki/v1/+/jobs/+/update"
+            ]
+        );
         let edge = t.edge_subscriptions(&dev("gw"));
         assert_eq!(
             edge,

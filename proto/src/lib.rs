@@ -13,7 +13,9 @@
 //! ```
 //!
 //! # Layout
-//! - `topic`: [`Topics`] builds and parses every topic; [`DeviceId`] and [`JobId`] validation.
+//! - `topic`: [`Topics`] builds and parses every topic (also the cloud's own nudge topic);
+//!   [`Channel`] and its [`ChannelKind`] list every channel.
+//! - `id`: [`DeviceId`] and [`JobId`], validated once (`validated_id!`).
 //! - `messages`: one type per topic, tolerant decoding (`Unknown` enum fallbacks).
 //! - `codec`: [`encode`], [`encode_compressed`] and [`decode`] with the 128 KiB limit.
 //!
@@ -21,6 +23,7 @@
 //! still decode them.
 
 mod codec;
+mod id;
 mod messages;
 mod sample_check;
 mod topic;
@@ -29,6 +32,7 @@ pub use codec::{
     CodecError, MAX_DECOMPRESSED_BYTES, MAX_MESSAGE_BYTES, check_size, compressed_len, decode,
     encode, encode_compressed, json_text,
 };
+pub use id::{DeviceId, JobId, MAX_ID_LEN};
 pub use messages::{
     AckResult, ActiveSchedule, Catalog, Connectivity, Event, EventBatch, EventKind,
     ExpiredOverride, JobDocument, JobNotify, JobOperation, JobStatus, JobUpdate, JsonMap,
@@ -37,6 +41,4 @@ pub use messages::{
     ShadowDelta, ShadowDocument, ShadowGet, ShadowMetadata, ShadowState, Status, TelemetryBatch,
     ValueKind,
 };
-pub use topic::{
-    Channel, DEFAULT_PREFIX, DeviceId, Direction, JobId, MAX_ID_LEN, TopicError, Topics,
-};
+pub use topic::{Channel, ChannelKind, DEFAULT_PREFIX, Direction, TopicError, Topics};

@@ -67,24 +67,13 @@ impl<'de> Visitor<'de> for SampleVisitor {
         let (mut seq, mut ts, mut values) = (None, false, false);
         while let Some(field) = map.next_key::<Field>()? {
             match field {
-                Field::Seq => {
-                    if seq.is_some() {
-                        return Err(de::Error::duplicate_field("seq"));
-                    }
-                    seq = Some(map.next_value::<u64>()?);
-                }
+                Field::Seq => seq = Some(first_value::<A, u64>(&mut map, seq.is_some(), "seq")?),
                 Field::Ts => {
-                    if ts {
-                        return Err(de::Error::duplicate_field("ts"));
-                    }
-                    map.next_value::<DateTime<Utc>>()?;
+                    first_value::<A, DateTime<Utc>>(&mut map, ts, "ts")?;
                     ts = true;
                 }
                 Field::Values => {
-                    if values {
-                        return Err(de::Error::duplicate_field("values"));
-                    }
-                    map.next_value::<Values>()?;
+                    first_value::<A, Values>(&mut map, values, "values")?;
                     values = true;
                 }
                 Field::Other => {
@@ -101,6 +90,18 @@ impl<'de> Visitor<'de> for SampleVisitor {
         }
         Ok(Checked(seq))
     }
+}
+
+/// The value of field `name`, or the derived decoder's error when it was `seen` before.
+fn first_value<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+    map: &mut A,
+    seen: bool,
+    name: &'static str,
+) -> Result<T, A::Error> {
+    if seen {
+        return Err(de::Error::duplicate_field(name));
+    }
+    map.next_value::<T>()
 }
 
 /// A map of point names to values that decodes as `BTreeMap<String, PointValue>`.

@@ -13,15 +13,10 @@
 //! assert_eq!(topics.parse(&t).unwrap(), (dev, Channel::ShadowDelta));
 //! ```
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
+use crate::{DeviceId, JobId};
 
 /// Default topic prefix.
 pub const DEFAULT_PREFIX: &str = "shiki/v1";
-
-/// Longest device or job id accepted.
-pub const MAX_ID_LEN: usize = 64;
 
 /// Why a topic, prefix, device id or job id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,99 +31,6 @@ pub enum TopicError {
     WrongPrefix { topic: String, prefix: String },
     #[error("topic {0:?} names no known channel")]
     UnknownChannel(String),
-}
-
-fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_ID_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// A validated device id (`[A-Za-z0-9_-]{1,64}`), safe to use in a topic or a file path.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct DeviceId(String);
-
-impl DeviceId {
-    /// Validates and wraps a device id.
-    pub fn new(id: impl Into<String>) -> Result<Self, TopicError> {
-        let id = id.into();
-        if valid_id(&id) {
-            Ok(Self(id))
-        } else {
-            Err(TopicError::InvalidId {
-                what: "device id",
-                value: id,
-            })
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for DeviceId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        DeviceId::new(s).map_err(serde::de::Error::custom)
-    }
-}
-
-impl fmt::Display for DeviceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::str::FromStr for DeviceId {
-    type Err = TopicError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::new(s)
-    }
-}
-
-impl AsRef<str> for DeviceId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A validated OTA job id (same alphabet as device ids).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct JobId(String);
-
-impl JobId {
-    pub fn new(id: impl Into<String>) -> Result<Self, TopicError> {
-        let id = id.into();
-        if valid_id(&id) {
-            Ok(Self(id))
-        } else {
-            Err(TopicError::InvalidId {
-                what: "job id",
-                value: id,
-            })
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for JobId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        JobId::new(s).map_err(serde::de::Error::custom)
-    }
-}
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// What a topic carries, after the device id. See the topic table in `ARCHITECTURE.md`.
@@ -183,33 +85,34 @@ impl Channel {
         Channel::JobsNotify,
     ];
 
+    /// The kind of this channel: the channel without its job id.
+    pub fn kind(&self) -> ChannelKind {
+        match self {
+            Channel::Telemetry => ChannelKind::Telemetry,
+            Channel::Events => ChannelKind::Events,
+            Channel::Status => ChannelKind::Status,
+            Channel::Catalog => ChannelKind::Catalog,
+            Channel::ShadowReported => ChannelKind::ShadowReported,
+            Channel::ShadowGet => ChannelKind::ShadowGet,
+            Channel::ShadowDocument => ChannelKind::ShadowDocument,
+            Channel::ShadowDelta => ChannelKind::ShadowDelta,
+            Channel::ScheduleSet => ChannelKind::ScheduleSet,
+            Channel::ScheduleAck => ChannelKind::ScheduleAck,
+            Channel::JobsNotify => ChannelKind::JobsNotify,
+            Channel::JobUpdate(_) => ChannelKind::JobUpdate,
+        }
+    }
+
     /// The topic suffix after `{prefix}/{device_id}/`.
     pub fn suffix(&self) -> String {
         match self {
             Channel::JobUpdate(job) => format!("jobs/{job}/update"),
-            fixed => fixed.fixed_suffix().to_owned(),
-        }
-    }
-
-    fn fixed_suffix(&self) -> &'static str {
-        match self {
-            Channel::Telemetry => "telemetry",
-            Channel::Events => "events",
-            Channel::Status => "status",
-            Channel::Catalog => "catalog",
-            Channel::ShadowReported => "shadow/reported",
-            Channel::ShadowGet => "shadow/get",
-            Channel::ShadowDocument => "shadow/document",
-            Channel::ShadowDelta => "shadow/delta",
-            Channel::ScheduleSet => "schedule/set",
-            Channel::ScheduleAck => "schedule/ack",
-            Channel::JobsNotify => "jobs/notify",
-            Channel::JobUpdate(_) => "jobs/+/update",
+            fixed => fixed.kind().name().to_owned(),
         }
     }
 
     fn parse_suffix(s: &str) -> Option<Channel> {
-        if let Some(fixed) = Channel::FIXED.iter().find(|c| c.fixed_suffix() == s) {
+        if let Some(fixed) = Channel::FIXED.iter().find(|c| c.kind().name() == s) {
             return Some(fixed.clone());
         }
         let job = s.strip_prefix("jobs/")?.strip_suffix("/update")?;
@@ -218,18 +121,106 @@ impl Channel {
 
     /// Who publishes on this channel.
     pub fn direction(&self) -> Direction {
-        match self {
-            Channel::ShadowDocument
-            | Channel::ShadowDelta
-            | Channel::ScheduleSet
-            | Channel::JobsNotify => Direction::CloudToEdge,
-            _ => Direction::EdgeToCloud,
-        }
+        self.kind().direction()
     }
 
     /// Whether messages on this channel are published with the retain flag.
     pub fn retained(&self) -> bool {
         matches!(self, Channel::Status | Channel::Catalog)
+    }
+}
+
+/// A channel without its parameters (job updates of every job are one kind): what the
+/// cloud counts messages by.
+///
+/// ```
+/// use shiki_proto::{Channel, ChannelKind, Direction, JobId};
+///
+/// let job = Channel::JobUpdate(JobId::new("ota-7").unwrap());
+/// assert_eq!(job.kind(), ChannelKind::JobUpdate);
+/// assert_eq!(job.kind().name(), "jobs/update");
+/// let received: Vec<&str> = ChannelKind::ALL
+///     .iter()
+///     .filter(|k| k.direction() == Direction::EdgeToCloud)
+///     .map(|k| k.name())
+///     .collect();
+/// assert_eq!(received[..3], ["telemetry", "events", "status"]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChannelKind {
+    Telemetry,
+    Events,
+    Status,
+    Catalog,
+    ShadowReported,
+    ShadowGet,
+    ShadowDocument,
+    ShadowDelta,
+    ScheduleSet,
+    ScheduleAck,
+    JobsNotify,
+    JobUpdate,
+}
+
+impl ChannelKind {
+    /// Every kind, in topic-table order; a kind's position here is [`ChannelKind::index`].
+    pub const ALL: [ChannelKind; 12] = [
+        ChannelKind::Telemetry,
+        ChannelKind::Events,
+        ChannelKind::Status,
+        ChannelKind::Catalog,
+        ChannelKind::ShadowReported,
+        ChannelKind::ShadowGet,
+        ChannelKind::ShadowDocument,
+        ChannelKind::ShadowDelta,
+        ChannelKind::ScheduleSet,
+        ChannelKind::ScheduleAck,
+        ChannelKind::JobsNotify,
+        ChannelKind::JobUpdate,
+    ];
+
+    /// The position of this kind in [`ChannelKind::ALL`] (an index for per-channel counters).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The kind's name, for metrics and logs: the topic suffix of a fixed channel,
+    /// `jobs/update` for job updates.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChannelKind::Telemetry => "telemetry",
+            ChannelKind::Events => "events",
+            ChannelKind::Status => "status",
+            ChannelKind::Catalog => "catalog",
+            ChannelKind::ShadowReported => "shadow/reported",
+            ChannelKind::ShadowGet => "shadow/get",
+            ChannelKind::ShadowDocument => "shadow/document",
+            ChannelKind::ShadowDelta => "shadow/delta",
+            ChannelKind::ScheduleSet => "schedule/set",
+            ChannelKind::ScheduleAck => "schedule/ack",
+            ChannelKind::JobsNotify => "jobs/notify",
+            ChannelKind::JobUpdate => "jobs/update",
+        }
+    }
+
+    /// The topic suffix as a filter: the suffix of a fixed channel, `jobs/+/update` (every
+    /// job) for job updates.
+    fn filter_suffix(self) -> &'static str {
+        match self {
+            ChannelKind::JobUpdate => "jobs/+/update",
+            fixed => fixed.name(),
+        }
+    }
+
+    /// Who publishes on channels of this kind.
+    pub fn direction(self) -> Direction {
+        match self {
+            ChannelKind::ShadowDocument
+            | ChannelKind::ShadowDelta
+            | ChannelKind::ScheduleSet
+            | ChannelKind::JobsNotify => Direction::CloudToEdge,
+            _ => Direction::EdgeToCloud,
+        }
     }
 }
 
@@ -292,27 +283,49 @@ impl Topics {
         Ok((device, channel))
     }
 
+    /// The cloud's own nudge topic, `{prefix}/_cloud/nudge`. Nobody subscribes to it: with
+    /// the embedded broker the cloud publishes an empty QoS 0 message there on each PUBACK,
+    /// so that the broker gets our TCP ACK at once. It names no channel, so
+    /// [`Topics::parse`] refuses it.
+    ///
+    /// ```
+    /// use shiki_proto::Topics;
+    ///
+    /// let topics = Topics::new("acme/shiki/v1").unwrap();
+    /// assert_eq!(topics.cloud_nudge(), "acme/shiki/v1/_cloud/nudge");
+    /// assert!(topics.parse(&topics.cloud_nudge()).is_err());
+    /// ```
+    pub fn cloud_nudge(&self) -> String {
+        format!("{}/_cloud/nudge", self.prefix)
+    }
+
     /// Filter matching one channel of every device, e.g. `shiki/v1/+/telemetry`
     /// (`shiki/v1/+/jobs/+/update` for job updates).
     pub fn all_devices(&self, channel: &Channel) -> String {
-        format!("{}/+/{}", self.prefix, channel.fixed_suffix())
+        self.all_devices_of(channel.kind())
     }
 
     /// Filter matching one channel of one device (`jobs/+/update` for job updates).
     pub fn device_filter(&self, device: &DeviceId, channel: &Channel) -> String {
-        format!("{}/{}/{}", self.prefix, device, channel.fixed_suffix())
+        format!(
+            "{}/{}/{}",
+            self.prefix,
+            device,
+            channel.kind().filter_suffix()
+        )
     }
 
     /// The filters the cloud subscribes to: every edge→cloud channel of every device.
     pub fn cloud_subscriptions(&self) -> Vec<String> {
-        let mut filters: Vec<String> = Channel::FIXED
-            .iter()
-            .filter(|c| c.direction() == Direction::EdgeToCloud)
-            .map(|c| self.all_devices(c))
-            .collect();
-        // Job updates of every job of every device: `{prefix}/+/jobs/+/update`.
-        filters.push(format!("{}/+/jobs/+/update", self.prefix));
-        filters
+        ChannelKind::ALL
+            .into_iter()
+            .filter(|kind| kind.direction() == Direction::EdgeToCloud)
+            .map(|kind| self.all_devices_of(kind))
+            .collect()
+    }
+
+    fn all_devices_of(&self, kind: ChannelKind) -> String {
+        format!("{}/+/{}", self.prefix, kind.filter_suffix())
     }
 
     /// The filters an edge subscribes to: every cloud→edge channel of its own id.
@@ -361,6 +374,55 @@ mod tests {
     }
 
     #[test]
+    fn every_channel_kind_has_its_name_direction_and_place_in_the_table() {
+        use Direction::{CloudToEdge as Down, EdgeToCloud as Up};
+        let job = Channel::JobUpdate(JobId::new("ota-7").expect("valid"));
+        let table = [
+            (Channel::Telemetry, "telemetry", Up),
+            (Channel::Events, "events", Up),
+            (Channel::Status, "status", Up),
+            (Channel::Catalog, "catalog", Up),
+            (Channel::ShadowReported, "shadow/reported", Up),
+            (Channel::ShadowGet, "shadow/get", Up),
+            (Channel::ShadowDocument, "shadow/document", Down),
+            (Channel::ShadowDelta, "shadow/delta", Down),
+            (Channel::ScheduleSet, "schedule/set", Down),
+            (Channel::ScheduleAck, "schedule/ack", Up),
+            (Channel::JobsNotify, "jobs/notify", Down),
+            (job, "jobs/update", Up),
+        ];
+        assert_eq!(table.len(), ChannelKind::ALL.len());
+        for (i, (channel, name, direction)) in table.into_iter().enumerate() {
+            let kind = channel.kind();
+            assert_eq!(ChannelKind::ALL[i], kind);
+            assert_eq!(kind.index(), i);
+            assert_eq!(kind.name(), name);
+            assert_eq!(kind.direction(), direction);
+            assert_eq!(channel.direction(), direction);
+        }
+    }
+
+    #[test]
+    fn the_cloud_nudge_topic_sits_under_the_prefix_and_names_no_channel() {
+        let table = [
+            (Topics::default(), "shiki/v1/_cloud/nudge"),
+            (
+                Topics::new("acme/shiki/v1/").expect("valid prefix"),
+                "acme/shiki/v1/_cloud/nudge",
+            ),
+        ];
+        for (topics, nudge) in table {
+            assert_eq!(topics.cloud_nudge(), nudge);
+            assert!(matches!(
+                topics.parse(nudge),
+                Err(TopicError::UnknownChannel(_))
+            ));
+            let subscriptions = topics.cloud_subscriptions();
+            assert!(!subscriptions.iter().any(|f| f.ends_with("/nudge")));
+        }
+    }
+
+    #[test]
     fn custom_prefix_round_trips_and_trailing_slash_is_ignored() {
         let t = Topics::new("acme/shiki/v1/").expect("valid prefix");
         let d = dev("A_b-9");
@@ -374,16 +436,6 @@ mod tests {
         for p in ["", "/", "a//b", "a/+/b", "a/#", "$aws/things", "a\0"] {
             assert!(Topics::new(p).is_err(), "{p:?} accepted");
         }
-    }
-
-    #[test]
-    fn device_ids_are_validated() {
-        let long = "x".repeat(65);
-        for bad in ["", "a/b", "a+b", "a#", "ä", " a", long.as_str(), "a.b"] {
-            assert!(DeviceId::new(bad).is_err(), "{bad:?} accepted");
-        }
-        assert!(DeviceId::new("x".repeat(64)).is_ok());
-        assert!(serde_json::from_str::<DeviceId>("\"a/b\"").is_err());
     }
 
     #[test]
@@ -406,10 +458,19 @@ mod tests {
     #[test]
     fn subscriptions_cover_each_direction() {
         let t = Topics::default();
-        let cloud = t.cloud_subscriptions();
-        assert!(cloud.contains(&"shiki/v1/+/telemetry".to_owned()));
-        assert!(cloud.contains(&"shiki/v1/+/jobs/+/update".to_owned()));
-        assert!(!cloud.iter().any(|f| f.ends_with("shadow/delta")));
+        assert_eq!(
+            t.cloud_subscriptions(),
+            vec![
+                "shiki/v1/+/telemetry",
+                "shiki/v1/+/events",
+                "shiki/v1/+/status",
+                "shiki/v1/+/catalog",
+                "shiki/v1/+/shadow/reported",
+                "shiki/v1/+/shadow/get",
+                "shiki/v1/+/schedule/ack",
+                "shiki/v1/+/jobs/+/update"
+            ]
+        );
         let edge = t.edge_subscriptions(&dev("gw"));
         assert_eq!(
             edge,

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use shiki_shared::schedule::{Schedule, ScheduleDocument, canonical_json};
+use shiki_shared::schedule::{Cursor, Schedule, ScheduleDocument, canonical_json};
 
 const EXAMPLE: &str = include_str!("../../deploy/schedule.example.json");
 
@@ -26,6 +26,40 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, Duration) {
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// `n` instants `step` minutes apart, from `start`.
+fn every(start: DateTime<Utc>, step: i64, n: i64) -> Vec<DateTime<Utc>> {
+    (0..n)
+        .map(|i| start + chrono::Duration::minutes(i * step))
+        .collect()
+}
+
+/// Asks `settings_at` at every instant; the number of settings seen.
+fn settings_at_each(schedule: &Schedule, instants: &[DateTime<Utc>]) -> usize {
+    instants
+        .iter()
+        .map(|t| schedule.settings_at(*t).settings.len())
+        .sum()
+}
+
+/// Moves a cursor through every instant and reads at each with `read`; the sum read.
+fn cursor_through(
+    schedule: &Schedule,
+    instants: &[DateTime<Utc>],
+    read: impl Fn(&Cursor) -> usize,
+) -> usize {
+    let Some(&first) = instants.first() else {
+        return 0;
+    };
+    let mut cursor = schedule.cursor(first);
+    instants
+        .iter()
+        .map(|t| {
+            cursor.advance_to(schedule, *t);
+            read(&cursor)
+        })
+        .sum()
 }
 
 fn report(name: &str, schedule: &Schedule) {
@@ -51,61 +85,33 @@ fn report(name: &str, schedule: &Schedule) {
     );
 
     let steps = 100_000i64;
-    let instants: Vec<DateTime<Utc>> = (0..steps)
-        .map(|i| start + chrono::Duration::minutes(i * 5))
-        .collect();
-    let (min, med) = time(3, || {
-        instants
-            .iter()
-            .map(|t| schedule.settings_at(*t).settings.len())
-            .sum::<usize>()
-    });
+    let instants = every(start, 5, steps);
+    let (min, med) = time(3, || settings_at_each(schedule, &instants));
     println!(
         "settings_at x {steps} (5-minute steps over the year, with per-key next transition): min {}, median {} ({:.2} µs/call)",
         ms(min),
         ms(med),
         min.as_secs_f64() * 1e6 / steps as f64
     );
-    let minutes: Vec<DateTime<Utc>> = (0..steps)
-        .map(|i| start + chrono::Duration::minutes(i))
-        .collect();
-    let (min, _) = time(3, || {
-        minutes
-            .iter()
-            .map(|t| schedule.settings_at(*t).settings.len())
-            .sum::<usize>()
-    });
+    let minutes = every(start, 1, steps);
+    let (min, _) = time(3, || settings_at_each(schedule, &minutes));
     println!(
         "settings_at x {steps} (consecutive minutes, ~69 days): {}",
         ms(min)
     );
     let (min, med) = time(10, || {
-        let mut cursor = schedule.cursor(start);
-        minutes
-            .iter()
-            .map(|t| {
-                cursor.advance_to(schedule, *t);
-                cursor.value(schedule, "run").is_some() as usize
-            })
-            .sum::<usize>()
+        cursor_through(schedule, &minutes, |c| {
+            c.value(schedule, "run").is_some() as usize
+        })
     });
     println!(
         "Cursor::advance_to + value x {steps} (consecutive minutes): min {}, median {}",
         ms(min),
         ms(med)
     );
-    let year_minutes: Vec<DateTime<Utc>> = (0..(end - start).num_minutes())
-        .map(|i| start + chrono::Duration::minutes(i))
-        .collect();
+    let year_minutes = every(start, 1, (end - start).num_minutes());
     let (min, med) = time(10, || {
-        let mut cursor = schedule.cursor(start);
-        year_minutes
-            .iter()
-            .map(|t| {
-                cursor.advance_to(schedule, *t);
-                cursor.values(schedule).count()
-            })
-            .sum::<usize>()
+        cursor_through(schedule, &year_minutes, |c| c.values(schedule).count())
     });
     println!(
         "Cursor over every minute of the year ({} steps, all values read): min {}, median {}",

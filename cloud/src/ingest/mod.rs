@@ -54,7 +54,7 @@ impl Ingest {
         nudge_on_puback: bool,
     ) -> Self {
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-        let nudge = nudge_on_puback.then(|| format!("{}/_cloud/nudge", topics.prefix()));
+        let nudge = nudge_on_puback.then(|| topics.cloud_nudge());
         let acker = actix::spawn(ack_in_order(
             client.clone(),
             ack_rx,

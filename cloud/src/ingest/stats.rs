@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use shiki_proto::Channel;
+use shiki_proto::{Channel, ChannelKind, Direction};
 
 /// Why a message was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,21 +36,11 @@ impl DropReason {
     }
 }
 
-const CHANNELS: [&str; 8] = [
-    "telemetry",
-    "events",
-    "status",
-    "catalog",
-    "shadow/reported",
-    "shadow/get",
-    "schedule/ack",
-    "jobs/update",
-];
-
 /// Ingest counters.
 #[derive(Debug, Default)]
 pub struct IngestStats {
-    accepted: [AtomicU64; 8],
+    /// Messages accepted, by [`ChannelKind::index`].
+    accepted: [AtomicU64; ChannelKind::ALL.len()],
     dropped: [AtomicU64; 4],
     samples: AtomicU64,
     unstored: AtomicU64,
@@ -58,17 +48,7 @@ pub struct IngestStats {
 
 impl IngestStats {
     pub(crate) fn accepted(&self, channel: &Channel) {
-        let i = match channel {
-            Channel::Telemetry => 0,
-            Channel::Events => 1,
-            Channel::Status => 2,
-            Channel::Catalog => 3,
-            Channel::ShadowReported => 4,
-            Channel::ShadowGet => 5,
-            Channel::ScheduleAck => 6,
-            _ => 7,
-        };
-        self.accepted[i].fetch_add(1, Ordering::Relaxed);
+        self.accepted[channel.kind().index()].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn dropped(&self, reason: DropReason) {
@@ -87,12 +67,13 @@ impl IngestStats {
         self.unstored.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// Messages accepted, by channel.
+    /// Messages accepted, by the name of every edge→cloud channel kind.
     pub fn accepted_by_channel(&self) -> BTreeMap<String, u64> {
-        CHANNELS
+        ChannelKind::ALL
             .iter()
             .zip(&self.accepted)
-            .map(|(c, n)| ((*c).to_owned(), n.load(Ordering::Relaxed)))
+            .filter(|(kind, _)| kind.direction() == Direction::EdgeToCloud)
+            .map(|(kind, n)| (kind.name().to_owned(), n.load(Ordering::Relaxed)))
             .collect()
     }
 
@@ -125,5 +106,40 @@ impl IngestStats {
     /// Telemetry samples received (before de-duplication).
     pub fn samples_received(&self) -> u64 {
         self.samples.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_messages_are_counted_under_the_name_of_every_edge_to_cloud_channel() {
+        let stats = IngestStats::default();
+        stats.accepted(&Channel::ShadowReported);
+        stats.accepted(&Channel::JobUpdate(
+            shiki_proto::JobId::new("ota-7").expect("valid"),
+        ));
+        stats.accepted(&Channel::JobUpdate(
+            shiki_proto::JobId::new("ota-8").expect("valid"),
+        ));
+        let counts = stats.accepted_by_channel();
+        let names: Vec<&str> = counts.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "catalog",
+                "events",
+                "jobs/update",
+                "schedule/ack",
+                "shadow/get",
+                "shadow/reported",
+                "status",
+                "telemetry"
+            ]
+        );
+        assert_eq!(counts["shadow/reported"], 1);
+        assert_eq!(counts["jobs/update"], 2);
+        assert_eq!(stats.accepted_total(), 3);
     }
 }

@@ -1,19 +1,10 @@
 //! The yearly schedule: document model, validation, content hash and evaluation. Pure: no
 //! I/O, no clock; every function takes the instant it is asked about.
 //!
-//! # The document
-//! A [`ScheduleDocument`] (JSON) covers `valid_from ..= valid_to` (local dates) in an IANA
-//! time zone (default `Asia/Tokyo`):
-//! - `defaults`: settings in force at the very start of validity;
-//! - `profiles`: named day profiles, each a list of `{time, settings}` in ascending time;
-//! - `seasons`: `MM-DD` ranges (may wrap the year end) naming the profile for weekdays,
-//!   Saturdays, Sundays and holidays (holiday defaults to the Sunday profile). Every day of
-//!   validity must be covered by exactly one season or by an exception;
-//! - `holidays`: dates (inside validity) that run the season's holiday profile;
-//! - `exceptions`: a date or date range (inside validity, not overlapping each other) running
-//!   its own profile; exception > holiday > weekday/Saturday/Sunday;
-//! - `rules`: cron expressions (`cron` crate, seconds first; 5-field crontab accepted) with
-//!   settings.
+//! A [`ScheduleDocument`] (JSON) covers `valid_from ..= valid_to` in a time zone with day
+//! profiles, seasons, holidays, exceptions (exception > holiday > weekday/Saturday/Sunday)
+//! and cron rules. [`Schedule::new`] validates it and builds the evaluator, which says what
+//! is in force at any instant and what comes next:
 //!
 //! ```
 //! use shiki_shared::schedule::{Schedule, ScheduleDocument};
@@ -33,65 +24,18 @@
 //! assert_eq!(now.settings["run"].since.to_rfc3339(), "2027-05-31T23:00:00+00:00");
 //! ```
 //!
-//! # Evaluation policies
-//! - **Writes, last one wins.** The schedule is a time-ordered list of *writes*: the
-//!   defaults at the start of validity, every profile entry of every day, every rule firing.
-//!   A write sets only the keys it names; a key keeps its value until the next write that
-//!   names it ("touches" it), even if that write repeats the same value. `since` is the
-//!   instant of the last write touching the key.
-//! - **Midnight carry-over.** Nothing happens at midnight: a day's profile takes over at its
-//!   own first entry; until then the values of the previous day (whatever wrote them last)
-//!   stay in force.
-//! - **Start of validity.** At `valid_from` 00:00 local the `defaults` are written (one
-//!   transition with source `defaults`); a key without a default is not in force until its
-//!   first write (validation warns about such keys). Outside validity nothing is in force.
-//! - **Rules** fire at their cron times read as *local wall-clock* times and write their
-//!   settings on top of what the profile set; the value lasts until the next write touching
-//!   those keys (typically the profile's next entry naming them). At the same instant the
-//!   order is: defaults, profile entries (in time order), rules (in document order), so a
-//!   rule beats a profile entry at the same instant.
-//! - **DST.** A local time that does not exist (spring-forward gap, e.g. 02:30 on
-//!   2027-03-28 in Europe/Berlin) fires at the first instant after the gap (03:00 local, the
-//!   transition itself). A local time that occurs twice (fall-back, e.g. 01:30 on 2027-11-07
-//!   in America/New_York) fires once, at its first occurrence (01:30 EDT). The same policy
-//!   applies to rule firings. Validation reports each case as a warning with its location.
-//! - **Rule firings are precomputed** for the validity range at load time (at most
-//!   [`MAX_RULE_FIRINGS`] per schedule, so the memory stays small); use profiles for
-//!   daily patterns.
+//! The document format, which profile runs on a day, the evaluation and DST policies, the
+//! cron dialect, validation and the content hash are described for readers in
+//! `docs/schedule.md` at the root of the repository.
 //!
-//! # Validation
-//! [`ScheduleDocument::validate`] reports every problem at once with a json-path-like
-//! location (`profiles.summer-weekday[2].time`). Errors: invalid id, unknown time zone,
-//! unparsable dates/times, times not strictly ascending, unknown profile, overlapping
-//! seasons, days not covered by a season or exception, holidays/exceptions outside validity,
-//! overlapping exceptions, invalid cron, too many rule firings or items, and, with a
-//! catalog, a setting the device does not have, is not writable, has the wrong kind or lies
-//! outside its min/max/options. Warnings (legal, policy applied): DST gap/overlap (with the
-//! instant it fires at), unused profile, duplicate holiday, a rule that never fires, a key
-//! without a default, a value between two steps of the point's resolution.
-//!
-//! # Evaluating
-//! - [`Schedule::settings_at`]: per setting the value in force at an instant, since when,
-//!   what wrote it ([`Source`]) and the next write touching it (where an operator override
-//!   without `until` ends; also [`Schedule::next_transition_touching`]). Use it at start-up
-//!   and after a reboot: it restores what should be in force *now*.
-//! - [`Schedule::transitions`] / [`Schedule::next_transitions`]: the writes in `[from, to)`
-//!   in order, or the next ones after an instant (what the edge sleeps until).
-//! - [`Cursor`]: incremental evaluation for a clock moving forward.
-//!
-//! Transitions list every write, also those that repeat the value already in force (a
-//! Sunday's `00:00 run=false`): they are what "the next transition touching a setting"
-//! counts. An edge that reports only changes compares with the value before.
-//!
-//! Every day's profile and UTC offset is precomputed at load time (a few KB for a year),
-//! so evaluation is arithmetic plus a walk over the days that touch each setting.
-//!
-//! # Hash
-//! [`ScheduleDocument::hash`]: canonical JSON of the typed document (keys sorted
-//! recursively, no whitespace, numbers as `serde_json` prints them) → SHA-256, lowercase hex.
-//! Cloud and edge both compute it after parsing, so key order and whitespace do not matter;
-//! neither does spelling out a default (`"timezone": "Asia/Tokyo"`, `"holidays": []`).
-//! [`Schedule::from_pushed`] does the edge's part: parse, compare hashes, validate.
+//! # Layout
+//! - `model`: [`ScheduleDocument`] as it travels (JSON), every date and time still a string.
+//! - `validate/`: [`ScheduleDocument::validate`] and the compiler behind [`Schedule::new`],
+//!   one file per concern (validity, settings, profiles, calendar, rules, days).
+//! - `eval/`: [`Schedule::settings_at`], [`Schedule::transitions`] and the other queries;
+//!   `eval/cursor.rs` is [`Cursor`], `eval/size.rs` the memory estimate.
+//! - `calendar`: which profile runs on a day; `tz`: local time → instant with the DST
+//!   policy; `hash`: canonical JSON and [`content_hash`]; `problems`: [`Report`].
 
 mod calendar;
 mod eval;

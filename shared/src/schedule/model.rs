@@ -18,8 +18,8 @@ fn default_timezone() -> String {
     DEFAULT_TIMEZONE.to_owned()
 }
 
-/// A yearly (or any date range) schedule document. See the module docs for the meaning of
-/// every part and the evaluation policies.
+/// A yearly (or any date range) schedule document. `docs/schedule.md` describes every part
+/// and the evaluation policies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleDocument {

@@ -1,14 +1,23 @@
 //! Evaluation: settings in force at an instant, transitions between two instants, next
-//! write touching a setting. See the module docs for the policies.
+//! write touching a setting. See `docs/schedule.md` for the policies.
+//!
+//! Here: the writes (defaults, profile entries, rule firings) and their order, and the
+//! [`Schedule`] queries built on them. `cursor`: [`Cursor`], the incremental evaluation for
+//! a clock moving forward. `size`: the evaluator's approximate memory.
+
+mod cursor;
+mod size;
 
 use std::collections::BTreeMap;
-use std::mem::size_of;
 
 use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
 
 use super::calendar::{Calendar, DayRef};
 use super::tz::{local_of, localize};
 use super::{DayKind, InForce, Schedule, SettingInForce, Source, Transition};
+
+pub use cursor::Cursor;
+pub(crate) use size::approx_size;
 
 /// Marks a day whose UTC offset changes (DST switch): its times go through [`localize`].
 pub(crate) const IRREGULAR_DAY: i64 = i64::MIN;
@@ -232,6 +241,23 @@ impl Schedule {
         }
     }
 
+    /// The entries of day `day`'s profile that write `key`: entry index and instant, in
+    /// time order.
+    fn entries_writing(
+        &self,
+        day: usize,
+        key: usize,
+    ) -> impl DoubleEndedIterator<Item = (usize, i64)> + '_ {
+        let entries = self
+            .profile_of(day)
+            .map_or(&[][..], |p| p.entries.as_slice());
+        entries
+            .iter()
+            .enumerate()
+            .filter(move |(_, entry)| entry.mask & (1 << key) != 0)
+            .map(move |(ei, entry)| (ei, self.entry_instant(day, entry.time)))
+    }
+
     /// Last write at or before `ts` for each key (index = key id).
     fn last_writes(&self, ts: i64) -> Vec<Option<Write>> {
         let mut best: Vec<Option<Write>> = vec![None; self.keys.len()];
@@ -251,21 +277,15 @@ impl Schedule {
         for (key, days) in self.key_days.iter().enumerate() {
             // the days whose profile writes `key`, latest first
             let n = days.partition_point(|&d| usize::from(d) <= last_day);
-            'days: for &day in days[..n].iter().rev() {
+            let last = days[..n].iter().rev().find_map(|&day| {
                 let day = usize::from(day);
-                let Some(profile) = self.profile_of(day) else {
-                    continue;
-                };
-                for (ei, entry) in profile.entries.iter().enumerate().rev() {
-                    if entry.mask & (1 << key) == 0 {
-                        continue;
-                    }
-                    let at = self.entry_instant(day, entry.time);
-                    if at <= ts {
-                        offer(&mut best, key, Write::entry(at, day, ei));
-                        break 'days;
-                    }
-                }
+                let mut writes = self.entries_writing(day, key).rev();
+                writes
+                    .find(|&(_, at)| at <= ts)
+                    .map(|(ei, at)| Write::entry(at, day, ei))
+            });
+            if let Some(w) = last {
+                offer(&mut best, key, w);
             }
         }
         for (ri, rule) in self.rules.iter().enumerate() {
@@ -305,21 +325,12 @@ impl Schedule {
             };
             // the days whose profile writes `key`, earliest first
             let n = days.partition_point(|&d| usize::from(d) < first_day);
-            'days: for &day in &days[n..] {
-                let day = usize::from(day);
-                let Some(profile) = self.profile_of(day) else {
-                    continue;
-                };
-                for entry in &profile.entries {
-                    if entry.mask & (1 << key) == 0 {
-                        continue;
-                    }
-                    let at = self.entry_instant(day, entry.time);
-                    if at > ts {
-                        offer(&mut next, key, at);
-                        break 'days;
-                    }
-                }
+            let first = days[n..].iter().find_map(|&day| {
+                let mut writes = self.entries_writing(usize::from(day), key);
+                writes.find(|&(_, at)| at > ts).map(|(_, at)| at)
+            });
+            if let Some(at) = first {
+                offer(&mut next, key, at);
             }
         }
         for rule in &self.rules {
@@ -444,8 +455,8 @@ impl Schedule {
         writes
     }
 
-    /// Every write with `from <= at < to`, in order (see the module docs for the order at
-    /// equal instants). The start of validity is a transition writing the defaults.
+    /// Every write with `from <= at < to`, in order (at equal instants: defaults, profile
+    /// entries, rules). The start of validity is a transition writing the defaults.
     pub fn transitions(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Transition> {
         self.writes_between(from.timestamp(), to.timestamp())
             .into_iter()
@@ -477,190 +488,4 @@ impl Schedule {
         }
         Vec::new()
     }
-}
-
-/// Incremental evaluation for a clock that moves forward (the edge's control loop):
-/// [`Cursor::advance_to`] applies the writes that became due since the last call, so
-/// stepping through a year minute by minute costs little more than the transition list.
-/// Moving backwards re-seeks with [`Schedule::settings_at`]'s algorithm.
-///
-/// The cursor owns only its position, so an actor can keep it beside the [`Schedule`]; every
-/// method takes the schedule it was made from. Given another schedule (a different hash), it
-/// re-seeks on `advance_to` and reports nothing before that.
-#[derive(Debug, Clone)]
-pub struct Cursor {
-    hash: String,
-    at: i64,
-    state: Vec<Option<Write>>,
-    /// Writes with `at` > `self.at` and < `window_end`, in order.
-    pending: std::collections::VecDeque<Write>,
-    window_end: i64,
-}
-
-/// How far ahead a cursor lists writes at a time.
-const CURSOR_WINDOW: i64 = 7 * 86_400;
-
-impl Schedule {
-    /// A cursor positioned at `t`.
-    pub fn cursor(&self, t: DateTime<Utc>) -> Cursor {
-        let ts = t.timestamp();
-        Cursor {
-            hash: self.hash.clone(),
-            at: ts,
-            state: self.last_writes(ts),
-            pending: std::collections::VecDeque::new(),
-            window_end: ts.saturating_add(1),
-        }
-    }
-}
-
-impl Cursor {
-    /// The instant the cursor stands at.
-    pub fn at(&self) -> DateTime<Utc> {
-        instant(self.at)
-    }
-
-    /// Moves to `t`, applying every write of `schedule` at or before it; returns how many
-    /// were applied.
-    pub fn advance_to(&mut self, schedule: &Schedule, t: DateTime<Utc>) -> usize {
-        let ts = t.timestamp();
-        if ts < self.at || self.hash != schedule.hash {
-            *self = schedule.cursor(t);
-            return 0;
-        }
-        let mut applied = 0;
-        loop {
-            while let Some(w) = self.pending.front().copied() {
-                if w.rank.at > ts {
-                    break;
-                }
-                self.pending.pop_front();
-                for (key, _) in schedule.sets_of(w.origin) {
-                    if let Some(slot) = self.state.get_mut(usize::from(*key)) {
-                        *slot = Some(w);
-                    }
-                }
-                applied += 1;
-            }
-            if !self.pending.is_empty() || self.window_end > ts || self.window_end >= schedule.end {
-                break;
-            }
-            let lo = self.window_end;
-            let hi = lo.saturating_add(CURSOR_WINDOW).max(ts.saturating_add(1));
-            self.pending.extend(schedule.writes_between(lo, hi));
-            self.window_end = hi;
-        }
-        self.at = ts;
-        applied
-    }
-
-    fn usable(&self, schedule: &Schedule) -> bool {
-        self.hash == schedule.hash && (schedule.start..schedule.end).contains(&self.at)
-    }
-
-    /// The value of `key` in force at the cursor (none outside validity).
-    pub fn value<'s>(&self, schedule: &'s Schedule, key: &str) -> Option<&'s serde_json::Value> {
-        let id = schedule.keys.iter().position(|k| k == key)?;
-        self.value_of(schedule, id)
-    }
-
-    fn value_of<'s>(&self, schedule: &'s Schedule, id: usize) -> Option<&'s serde_json::Value> {
-        if !self.usable(schedule) {
-            return None;
-        }
-        let w = self.state.get(id).copied().flatten()?;
-        schedule
-            .sets_of(w.origin)
-            .iter()
-            .find(|(k, _)| usize::from(*k) == id)
-            .map(|(_, v)| v)
-    }
-
-    /// Every value in force at the cursor.
-    pub fn values<'s>(
-        &self,
-        schedule: &'s Schedule,
-    ) -> impl Iterator<Item = (&'s str, &'s serde_json::Value)> {
-        (0..schedule.keys.len()).filter_map(move |id| {
-            Some((
-                schedule.keys.get(id)?.as_str(),
-                self.value_of(schedule, id)?,
-            ))
-        })
-    }
-
-    /// Everything [`Schedule::settings_at`] says about the cursor's instant.
-    pub fn in_force(&self, schedule: &Schedule) -> InForce {
-        schedule.settings_at(instant(self.at))
-    }
-}
-
-fn value_size(v: &serde_json::Value) -> usize {
-    use serde_json::Value;
-    size_of::<Value>()
-        + match v {
-            Value::String(s) => s.capacity(),
-            Value::Array(a) => a.iter().map(value_size).sum(),
-            Value::Object(o) => o
-                .iter()
-                .map(|(k, v)| k.capacity() + value_size(v) + 16)
-                .sum(),
-            _ => 0,
-        }
-}
-
-fn sets_size(sets: &[(u8, serde_json::Value)]) -> usize {
-    sets.iter().map(|(_, v)| 8 + value_size(v)).sum()
-}
-
-/// Rough memory of a compiled schedule: inline sizes plus heap capacities.
-pub(crate) fn approx_size(s: &Schedule) -> usize {
-    let str_size = |x: &String| size_of::<String>() + x.capacity();
-    size_of::<Schedule>()
-        + s.id.capacity()
-        + s.hash.capacity()
-        + s.keys.iter().map(str_size).sum::<usize>()
-        + sets_size(&s.defaults)
-        + s.profiles
-            .iter()
-            .map(|p| {
-                size_of::<super::CProfile>()
-                    + p.name.capacity()
-                    + p.entries
-                        .iter()
-                        .map(|e| size_of::<super::CEntry>() + sets_size(&e.sets))
-                        .sum::<usize>()
-            })
-            .sum::<usize>()
-        + s.seasons
-            .iter()
-            .map(|x| size_of::<super::CSeason>() + x.name.capacity() + x.days.capacity())
-            .sum::<usize>()
-        + s.holidays
-            .iter()
-            .map(|(_, n)| size_of::<(NaiveDate, String)>() + n.capacity())
-            .sum::<usize>()
-        + s.exceptions
-            .iter()
-            .map(|e| size_of::<super::CException>() + e.name.capacity())
-            .sum::<usize>()
-        + s.rules
-            .iter()
-            .map(|r| {
-                size_of::<super::CRule>()
-                    + r.name.capacity()
-                    + sets_size(&r.sets)
-                    + r.fires.capacity() * size_of::<i64>()
-            })
-            .sum::<usize>()
-        + s.day_profile.capacity() * size_of::<u16>()
-        + s.day_base.capacity() * size_of::<i64>()
-        + s.key_days
-            .iter()
-            .map(|d| size_of::<Vec<u16>>() + d.capacity() * size_of::<u16>())
-            .sum::<usize>()
-        + s.warnings
-            .iter()
-            .map(|w| size_of::<super::Problem>() + w.path.capacity() + w.message.capacity())
-            .sum::<usize>()
 }

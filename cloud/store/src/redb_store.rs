@@ -259,7 +259,7 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// Page cache of the redb file.
     pub cache_bytes: usize,
-    /// Under load (the last commit carried at least [`LINGER_AFTER`] writes), how long the
+    /// Under load (the last commit carried at least 64 writes), how long the
     /// writer lets writes gather before its next commit: fewer, larger commits, each with
     /// one fsync. Zero when writers wait for their commit to let the next writes in (the
     /// ingest acknowledging after the commit), where lingering only adds latency.

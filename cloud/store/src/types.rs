@@ -14,8 +14,8 @@ use super::legacy;
 use shiki_cloud_model::Role;
 use shiki_cloud_model::schedule::DeviceSchedules;
 
-/// Who made a settings change. Stored as `{"kind", "name"?, "role"?}` (see
-/// [`legacy::ActorRecord`], which also reads entries written before roles and device ids
+/// Who made a settings change. Stored as `{"kind", "name"?, "role"?}` (through
+/// `legacy::ActorRecord`, which also reads entries written before roles and device ids
 /// were kept).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(into = "legacy::ActorRecord")]
@@ -61,7 +61,7 @@ pub enum Side {
     Reported,
 }
 
-/// One settings change. Read through [`legacy::StoredHistoryEntry`], so entries written
+/// One settings change. Read through `legacy::StoredHistoryEntry`, so entries written
 /// by older versions (an API key without its role, a device without its id) still load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "legacy::StoredHistoryEntry")]
@@ -168,7 +168,7 @@ impl VerificationRecord {
 /// table, pending verifications from theirs).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceSnapshot {
-    /// The shared shadow model (snapshots of older versions are read by [`legacy::shadow`]).
+    /// The shared shadow model (snapshots of older versions are read by `legacy::shadow`).
     #[serde(deserialize_with = "legacy::shadow")]
     pub shadow: Shadow,
     #[serde(default)]

@@ -5,7 +5,6 @@
 //! Writes are queued ([`Store::submit`]) and committed in groups by one writer; the returned
 //! [`Commit`] resolves after the group's transaction is durable. Reads are direct.
 
-mod chunks;
 mod legacy;
 #[cfg(test)]
 mod legacy_tests;

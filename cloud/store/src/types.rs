@@ -1,5 +1,5 @@
 //! Records the store keeps. They are the persistence schema: serde JSON in redb, columns
-//! in a later PostgreSQL backend.
+//! in a PostgreSQL backend (planned).
 
 use std::collections::BTreeMap;
 use std::fmt;

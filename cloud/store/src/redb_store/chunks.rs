@@ -15,6 +15,7 @@
 
 use redb::{ReadableTable, Table};
 
+use super::tables::{Order, commit_err};
 use crate::StoreError;
 
 /// First byte of a chunk row (a legacy row starts with `{`).
@@ -113,7 +114,6 @@ pub(super) fn store_device(
     device: &str,
     mut samples: Vec<(u64, &[u8])>,
 ) -> Result<Stored, StoreError> {
-    let be = |e: &dyn std::fmt::Display| StoreError::backend("commit", e);
     let mut done = Stored {
         stored: 0,
         duplicates: sort_dedup(&mut samples),
@@ -131,7 +131,7 @@ pub(super) fn store_device(
     for chunk in fresh.chunks(MAX_CHUNK_SAMPLES) {
         table
             .insert((device, chunk[0].0), encode(chunk).as_slice())
-            .map_err(|e| be(&e))?;
+            .map_err(commit_err)?;
         done.stored += chunk.len() as u64;
     }
     Ok(done)
@@ -147,14 +147,13 @@ pub(super) fn sort_dedup(samples: &mut Vec<(u64, &[u8])>) -> u64 {
 
 /// The newest seq of `device` in `telemetry` (0: none).
 pub(super) fn newest_chunked(table: &TelemetryTable<'_>, device: &str) -> Result<u64, StoreError> {
-    let be = |e: &dyn std::fmt::Display| StoreError::backend("commit", e);
     match table
         .range((device, 0u64)..=(device, u64::MAX))
-        .map_err(|e| be(&e))?
+        .map_err(commit_err)?
         .next_back()
     {
         Some(row) => {
-            let (k, v) = row.map_err(|e| be(&e))?;
+            let (k, v) = row.map_err(commit_err)?;
             last_seq(k.value().1, v.value())
         }
         None => Ok(0),
@@ -168,14 +167,13 @@ fn place_older(
     seq: u64,
     body: &[u8],
 ) -> Result<bool, StoreError> {
-    let be = |e: &dyn std::fmt::Display| StoreError::backend("commit", e);
     let covering = match table
         .range((device, 0u64)..=(device, seq))
-        .map_err(|e| be(&e))?
+        .map_err(commit_err)?
         .next_back()
     {
         Some(row) => {
-            let (k, v) = row.map_err(|e| be(&e))?;
+            let (k, v) = row.map_err(commit_err)?;
             let first = k.value().1;
             let value = v.value();
             (last_seq(first, value)? >= seq).then(|| (first, value.to_vec()))
@@ -186,7 +184,7 @@ fn place_older(
         // Between two chunks (or before the first): a chunk of its own keeps them disjoint.
         table
             .insert((device, seq), encode(&[(seq, body)]).as_slice())
-            .map_err(|e| be(&e))?;
+            .map_err(commit_err)?;
         return Ok(true);
     };
     let mut entries = decode(first, &value)?;
@@ -199,41 +197,35 @@ fn place_older(
     // so the key stays the same.
     table
         .insert((device, first), encode(&entries).as_slice())
-        .map_err(|e| be(&e))?;
+        .map_err(commit_err)?;
     Ok(true)
 }
 
-/// Visits the samples of `device`, as (seq, JSON), in seq order or newest first, until
-/// `visit` returns `false`.
+/// Visits the samples of `device`, as (seq, JSON), in seq `order`, until `visit` returns
+/// `false`.
 pub(super) fn scan(
     table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
     device: &str,
-    newest_first: bool,
+    order: Order,
     mut visit: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
-    let be = |e: &dyn std::fmt::Display| StoreError::backend("telemetry read", e);
+    let read_err = |e: redb::StorageError| StoreError::backend("telemetry read", e);
     let range = table
         .range((device, 0u64)..=(device, u64::MAX))
-        .map_err(|e| be(&e))?;
-    let rows: Box<dyn Iterator<Item = _>> = if newest_first {
-        Box::new(range.rev())
-    } else {
-        Box::new(range)
+        .map_err(read_err)?;
+    let rows: Box<dyn Iterator<Item = _>> = match order {
+        Order::OldestFirst => Box::new(range),
+        Order::NewestFirst => Box::new(range.rev()),
     };
     for row in rows {
-        let (k, v) = row.map_err(|e| be(&e))?;
-        let entries = decode(k.value().1, v.value())?;
-        if newest_first {
-            for (seq, body) in entries.into_iter().rev() {
-                if !visit(seq, body)? {
-                    return Ok(());
-                }
-            }
-        } else {
-            for (seq, body) in entries {
-                if !visit(seq, body)? {
-                    return Ok(());
-                }
+        let (k, v) = row.map_err(read_err)?;
+        let mut entries = decode(k.value().1, v.value())?;
+        if order == Order::NewestFirst {
+            entries.reverse();
+        }
+        for (seq, body) in entries {
+            if !visit(seq, body)? {
+                return Ok(());
             }
         }
     }

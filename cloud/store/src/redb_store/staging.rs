@@ -9,7 +9,7 @@ use super::chunks::{
     MAX_CHUNK_SAMPLES, Stored, TelemetryTable, decode, encode, encode_into, encoded_len,
     newest_chunked, scan, sort_dedup, store_device,
 };
-use super::tables::for_each_row;
+use super::tables::{Order, commit_err, for_each_row};
 use crate::StoreError;
 
 /// One device's samples of a group commit, as (seq, JSON).
@@ -132,7 +132,6 @@ impl Stager {
         staging: &mut StagingTable<'_>,
         by_device: Vec<DeviceSamples<'_>>,
     ) -> Result<Stored, StoreError> {
-        let be = |e: &dyn std::fmt::Display| StoreError::backend("commit", e);
         let mut done = Stored::default();
         let mut groups = Vec::with_capacity(by_device.len());
         let mut any_older = false;
@@ -172,12 +171,12 @@ impl Stager {
                 }
             }
         }
-        let next = match staging.last().map_err(|e| be(&e))? {
+        let next = match staging.last().map_err(commit_err)? {
             Some((k, _)) => k.value() + 1,
             None => 0,
         };
         for (key, row) in (next..).zip(rows.rows) {
-            staging.insert(key, row.as_slice()).map_err(|e| be(&e))?;
+            staging.insert(key, row.as_slice()).map_err(commit_err)?;
         }
         self.staged = Some(staged);
         if staged >= self.max_staged {
@@ -233,16 +232,15 @@ impl Stager {
         table: &mut TelemetryTable<'_>,
         staging: &mut StagingTable<'_>,
     ) -> Result<(), StoreError> {
-        let be = |e: &dyn std::fmt::Display| StoreError::backend("commit", e);
         {
             // Each device's samples, borrowed from the staged rows, in arrival order (which
             // is seq order: a sample at or below its device's newest seq is never staged).
             let staged = staging
                 .iter()
-                .map_err(|e| be(&e))?
+                .map_err(commit_err)?
                 .map(|row| row.map(|(_, v)| v))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| be(&e))?;
+                .map_err(commit_err)?;
             let mut rows: std::collections::BTreeMap<&str, Vec<(u64, &[u8])>> = Default::default();
             for value in &staged {
                 for (device, chunk) in split_staged(value.value())? {
@@ -255,11 +253,11 @@ impl Stager {
                 for chunk in samples.chunks(MAX_CHUNK_SAMPLES) {
                     table
                         .insert((*device, chunk[0].0), encode(chunk).as_slice())
-                        .map_err(|e| be(&e))?;
+                        .map_err(commit_err)?;
                 }
             }
         }
-        staging.retain(|_, _| false).map_err(|e| be(&e))?;
+        staging.retain(|_, _| false).map_err(commit_err)?;
         self.staged = Some(0);
         Ok(())
     }
@@ -321,7 +319,7 @@ pub(super) fn for_each_sample(
     mut visit: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
     let mut more = true;
-    scan(table, device, false, |seq, body| {
+    scan(table, device, Order::OldestFirst, |seq, body| {
         more = visit(seq, body)?;
         Ok(more)
     })?;
@@ -352,7 +350,7 @@ pub(super) fn newest_sample(
         Ok(true)
     })?;
     if newest.is_none() {
-        scan(table, device, true, |_, body| {
+        scan(table, device, Order::NewestFirst, |_, body| {
             newest = Some(body.to_vec());
             Ok(false)
         })?;

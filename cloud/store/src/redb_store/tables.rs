@@ -79,6 +79,11 @@ pub(super) fn from_json<T: DeserializeOwned>(
     })
 }
 
+/// A failure of the backend in a group commit.
+pub(super) fn commit_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::backend("commit", e)
+}
+
 /// Opens `def` for reading; a failure is one of `op`.
 pub(super) fn open<K: Key + 'static, V: Value + 'static>(
     rtx: &ReadTransaction,
@@ -172,7 +177,7 @@ impl<K: Key + 'static> JsonTable<K> {
     }
 }
 
-/// In which order [`JsonTable::scan_device`] returns records.
+/// The order of a scan over one device's rows (by seq or id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Order {
     OldestFirst,

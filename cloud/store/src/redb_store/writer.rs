@@ -1,18 +1,20 @@
 //! The writer thread: it takes queued writes in groups, commits each group in one
 //! transaction (one fsync), and tells every writer of the group how it went.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableTable, Table, WriteTransaction};
+use redb::{Database, Key, ReadableTable, Table, WriteTransaction};
+use serde::Serialize;
 use shiki_shared::throttle::Throttle;
 
 use super::staging::Stager;
 use super::tables::{
     DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, META, QUARANTINE, SCHEDULES, STAGING, TELEMETRY,
-    TOKENS, VERIFICATIONS, to_json,
+    TOKENS, VERIFICATIONS, commit_err, to_json,
 };
 use crate::{StoreError, StoreStats, Write};
 
@@ -206,10 +208,6 @@ struct Tally {
     events: u64,
 }
 
-fn commit_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::backend("commit", e)
-}
-
 /// Commits the writes of `jobs` in one transaction: telemetry through the stager, each
 /// device's samples of the group as one chunk, then every other write in order.
 fn commit_batch(
@@ -286,51 +284,39 @@ impl<'txn> Records<'txn> {
                     if self.events.get(key).map_err(commit_err)?.is_some() {
                         tally.duplicates += 1;
                     } else {
-                        self.events
-                            .insert(key, to_json(e).as_slice())
-                            .map_err(commit_err)?;
+                        put(&mut self.events, key, e)?;
                         tally.events += 1;
                     }
                 }
             }
-            Write::History(h) => {
-                let key = (h.device.as_str(), h.id);
-                self.history
-                    .insert(key, to_json(h).as_slice())
-                    .map_err(commit_err)?;
-            }
+            Write::History(h) => put(&mut self.history, (h.device.as_str(), h.id), h)?,
             Write::Verification(v) => {
-                let key = (v.device.as_str(), v.id);
-                self.verifications
-                    .insert(key, to_json(v).as_slice())
-                    .map_err(commit_err)?;
+                put(&mut self.verifications, (v.device.as_str(), v.id), v)?;
             }
             Write::Device { device, snapshot } => {
-                let json = to_json(snapshot.as_ref());
-                self.devices
-                    .insert(device.as_str(), json.as_slice())
-                    .map_err(commit_err)?;
+                put(&mut self.devices, device.as_str(), snapshot.as_ref())?;
             }
-            Write::PutToken(t) => {
-                self.tokens
-                    .insert(t.hash.as_str(), to_json(t).as_slice())
-                    .map_err(commit_err)?;
-            }
+            Write::PutToken(t) => put(&mut self.tokens, t.hash.as_str(), t)?,
             Write::RevokeToken { hash } => {
                 self.tokens.remove(hash.as_str()).map_err(commit_err)?;
             }
             Write::Schedules { device, schedules } => {
-                let json = to_json(schedules.as_ref());
-                self.schedules
-                    .insert(device.as_str(), json.as_slice())
-                    .map_err(commit_err)?;
+                put(&mut self.schedules, device.as_str(), schedules.as_ref())?;
             }
-            Write::FleetLastRun(at) => {
-                self.meta
-                    .insert(FLEET_LAST_RUN, to_json(at).as_slice())
-                    .map_err(commit_err)?;
-            }
+            Write::FleetLastRun(at) => put(&mut self.meta, FLEET_LAST_RUN, at)?,
         }
         Ok(())
     }
+}
+
+/// Inserts (or replaces) `record` as JSON under `key`.
+fn put<'k, K: Key + 'static>(
+    table: &mut Table<'_, K, &'static [u8]>,
+    key: impl Borrow<K::SelfType<'k>>,
+    record: &impl Serialize,
+) -> Result<(), StoreError> {
+    table
+        .insert(key, to_json(record).as_slice())
+        .map_err(commit_err)?;
+    Ok(())
 }

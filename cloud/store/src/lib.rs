@@ -1,11 +1,29 @@
 //! The cloud's store: the [`Store`] trait the actors and the admin API use, its record
 //! types (the persistence schema), and the redb backend ([`RedbStore`]), the embedded
-//! default. A PostgreSQL backend implements the same trait in this crate.
+//! default. Other backends (PostgreSQL is planned) implement the same trait.
 //!
 //! Writes are queued ([`Store::submit`]) and committed in groups by one writer; the returned
 //! [`Commit`] resolves after the group's transaction is durable. Reads are direct.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use shiki_cloud_store::{RedbStore, Store, Write};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = RedbStore::open(&dir.path().join("cloud.redb"), 4096)?;
+//! let at = chrono::Utc::now();
+//! store.submit(vec![Write::FleetLastRun(at)]).wait_blocking()?;
+//! assert_eq!(store.fleet_last_run()?, Some(at));
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - `types`: the records ([`Write`], [`DeviceSnapshot`], [`HistoryEntry`], …);
+//! - `legacy`: stored formats of older versions, read into today's records;
+//! - `redb_store`: [`RedbStore`], its tables, writer thread, reads, and telemetry chunks
+//!   and staging;
+//! - `testing` (feature `test-support`): helpers for tests of the store's users.
 
-mod chunks;
 mod legacy;
 #[cfg(test)]
 mod legacy_tests;

@@ -151,7 +151,7 @@ fn a_backlog_longer_than_a_chunk_is_split_and_reads_back_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir);
     let d = dev("gw-1");
-    let n = 3 * chunks::MAX_CHUNK_SAMPLES as u64 + 7;
+    let n = 3 * redb_store::chunks::MAX_CHUNK_SAMPLES as u64 + 7;
     // Newest first, as a replay might send it, with every sample twice.
     write(
         &store,

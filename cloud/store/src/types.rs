@@ -1,5 +1,5 @@
 //! Records the store keeps. They are the persistence schema: serde JSON in redb, columns
-//! in a later PostgreSQL backend.
+//! in a PostgreSQL backend (planned).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,7 +22,7 @@ pub enum Side {
     Reported,
 }
 
-/// One settings change. Read through [`legacy::StoredHistoryEntry`], so entries written
+/// One settings change. Read through `legacy::StoredHistoryEntry`, so entries written
 /// by older versions (an API key without its role, a device without its id) still load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "legacy::StoredHistoryEntry")]
@@ -129,7 +129,7 @@ impl VerificationRecord {
 /// table, pending verifications from theirs).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceSnapshot {
-    /// The shared shadow model (snapshots of older versions are read by [`legacy::shadow`]).
+    /// The shared shadow model (snapshots of older versions are read by `legacy::shadow`).
     #[serde(deserialize_with = "legacy::shadow")]
     pub shadow: Shadow,
     #[serde(default)]

@@ -1,0 +1,190 @@
+//! The [`Store`] trait on [`RedbStore`]: writes go to the writer thread as a [`Job`], reads
+//! run on the caller's thread, each in its own read transaction.
+
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Utc};
+use shiki_cloud_model::schedule::DeviceSchedules;
+use shiki_proto::{DeviceId, Event, Sample};
+
+use super::RedbStore;
+use super::staging;
+use super::tables::{
+    DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, META, Order, SCHEDULES, STAGING, TELEMETRY, TOKENS,
+    VERIFICATIONS, for_each_row, from_json, open,
+};
+use super::writer::Job;
+use crate::{
+    Commit, DeviceSnapshot, HistoryEntry, HistoryItem, SeqGap, Store, StoreError, StoreStats,
+    TimeQuery, TokenRecord, VerificationRecord, Write,
+};
+
+impl RedbStore {
+    /// Visits the stored samples of `device` as (seq, JSON), oldest first, until `visit`
+    /// returns `false`; a failure is one of `op`.
+    fn for_each_sample(
+        &self,
+        op: &'static str,
+        device: &DeviceId,
+        visit: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.read(op, |rtx| {
+            let telemetry = open(rtx, TELEMETRY, op)?;
+            let staging = open(rtx, STAGING, op)?;
+            staging::for_each_sample(&telemetry, &staging, device.as_str(), visit)
+        })
+    }
+}
+
+impl Store for RedbStore {
+    fn submit(&self, writes: Vec<Write>) -> Commit {
+        let (ack, rx) = tokio::sync::oneshot::channel();
+        let sent = match self.tx.lock() {
+            Ok(g) => g
+                .as_ref()
+                .map(|tx| tx.send(Job { writes, ack }).is_ok())
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        if sent {
+            Commit::waiting(rx)
+        } else {
+            Commit::ready(Err(StoreError::Closed))
+        }
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn telemetry(&self, device: &DeviceId, q: &TimeQuery) -> Result<Vec<Sample>, StoreError> {
+        let limit = q.limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.for_each_sample("telemetry query", device, |_, body| {
+            let s: Sample = from_json("telemetry", body)?;
+            if q.contains(s.ts) {
+                out.push(s);
+            }
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    fn last_sample(&self, device: &DeviceId) -> Result<Option<Sample>, StoreError> {
+        let op = "last sample";
+        self.read(op, |rtx| {
+            let telemetry = open(rtx, TELEMETRY, op)?;
+            let staging = open(rtx, STAGING, op)?;
+            staging::newest_sample(&telemetry, &staging, device.as_str())?
+                .map(|json| from_json("telemetry", &json))
+                .transpose()
+        })
+    }
+
+    fn telemetry_gaps(&self, device: &DeviceId, max: usize) -> Result<Vec<SeqGap>, StoreError> {
+        let mut gaps = Vec::new();
+        if max == 0 {
+            return Ok(gaps);
+        }
+        let mut expected = 1u64;
+        self.for_each_sample("telemetry gaps", device, |seq, _| {
+            if seq > expected {
+                gaps.push(SeqGap {
+                    from: expected,
+                    to: seq - 1,
+                });
+            }
+            expected = seq.saturating_add(1);
+            Ok(gaps.len() < max)
+        })?;
+        Ok(gaps)
+    }
+
+    fn events(&self, device: &DeviceId, q: &TimeQuery) -> Result<Vec<Event>, StoreError> {
+        let op = "events query";
+        self.read(op, |rtx| {
+            let keep = |e: &Event| q.contains(e.ts);
+            let limit = q.limit.unwrap_or(usize::MAX);
+            EVENTS.scan_device(rtx, op, device, Order::OldestFirst, keep, limit)
+        })
+    }
+
+    fn history(&self, device: &DeviceId, q: &TimeQuery) -> Result<Vec<HistoryItem>, StoreError> {
+        let op = "history query";
+        self.read(op, |rtx| {
+            let keep = |h: &HistoryEntry| q.contains(h.ts);
+            let limit = q.limit.unwrap_or(usize::MAX);
+            let entries = HISTORY.scan_device(rtx, op, device, Order::NewestFirst, keep, limit)?;
+            let verifications = VERIFICATIONS.open(rtx, op)?;
+            entries
+                .into_iter()
+                .map(|entry| {
+                    let verification = match entry.verification_id {
+                        Some(id) => {
+                            VERIFICATIONS.lookup(&verifications, (device.as_str(), id), op)?
+                        }
+                        None => None,
+                    };
+                    Ok(HistoryItem {
+                        entry,
+                        verification,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn verifications(&self, device: &DeviceId) -> Result<Vec<VerificationRecord>, StoreError> {
+        let op = "verifications query";
+        self.read(op, |rtx| {
+            VERIFICATIONS.scan_device(rtx, op, device, Order::OldestFirst, |_| true, usize::MAX)
+        })
+    }
+
+    fn device(&self, device: &DeviceId) -> Result<Option<DeviceSnapshot>, StoreError> {
+        let op = "device query";
+        self.read(op, |rtx| DEVICES.get(rtx, device.as_str(), op))
+    }
+
+    fn devices(&self) -> Result<Vec<DeviceId>, StoreError> {
+        let op = "device list";
+        self.read(op, |rtx| {
+            let mut out = Vec::new();
+            for_each_row(&DEVICES.open(rtx, op)?, op, |k, _| {
+                match DeviceId::new(k.value()) {
+                    Ok(id) => out.push(id),
+                    Err(e) => tracing::warn!(error = %e, "skipping invalid stored device id"),
+                }
+                Ok(true)
+            })?;
+            Ok(out)
+        })
+    }
+
+    fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let op = "token lookup";
+        self.read(op, |rtx| TOKENS.get(rtx, hash, op))
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let op = "token list";
+        self.read(op, |rtx| TOKENS.all(rtx, op))
+    }
+
+    fn schedules(&self, device: &DeviceId) -> Result<Option<DeviceSchedules>, StoreError> {
+        let op = "schedule query";
+        self.read(op, |rtx| SCHEDULES.get(rtx, device.as_str(), op))
+    }
+
+    fn fleet_last_run(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let op = "fleet last run query";
+        self.read(op, |rtx| META.get(rtx, FLEET_LAST_RUN, op))
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.counters.stats()
+    }
+}

@@ -53,3 +53,38 @@ pub(super) fn cpu_per_message(used: &ThreadCpu, messages: usize) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(threads: &[(&str, u64)]) -> ThreadCpu {
+        threads.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    }
+
+    #[test]
+    fn add_cpu_sums_what_each_thread_used_between_readings() {
+        let mut acc = cpu(&[("store-writer", 5)]);
+        let before = cpu(&[("store-writer", 100), ("router-0", 10)]);
+        let after = cpu(&[("store-writer", 130), ("router-0", 10), ("new", 7)]);
+        add_cpu(&mut acc, &before, &after);
+        assert_eq!(
+            acc,
+            cpu(&[("store-writer", 35), ("router-0", 0), ("new", 7)])
+        );
+    }
+
+    #[test]
+    fn cpu_per_message_lists_the_busiest_thread_first_and_leaves_out_idle_ones() {
+        // 1000 messages: 3 ms is 3.0 µs/msg, 1 ms is 1.0, 10 µs is 0.01 (left out).
+        let used = cpu(&[
+            ("router-0", 1_000_000),
+            ("idle", 10_000),
+            ("shiki-cloud", 3_000_000),
+        ]);
+        assert_eq!(
+            cpu_per_message(&used, 1000),
+            "4.0 µs/msg: shiki-cloud 3.0 router-0 1.0"
+        );
+    }
+}

@@ -10,43 +10,47 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shiki-cloud");
 
-#[test]
-fn serve_help_lists_every_override() {
+/// Asserts that `shiki-cloud <subcommand> --help` mentions every one of `flags`.
+fn assert_help_lists(subcommand: &str, flags: &[&str]) {
     let out = Command::new(BIN)
-        .args(["serve", "--help"])
+        .args([subcommand, "--help"])
         .output()
         .expect("runs");
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in [
-        "--config",
-        "--data-dir",
-        "--mqtt-listen",
-        "--mqtt-url",
-        "--api-listen",
-    ] {
+    for flag in flags {
         assert!(text.contains(flag), "{flag} missing from:\n{text}");
     }
 }
 
 #[test]
+fn serve_help_lists_every_override() {
+    assert_help_lists(
+        "serve",
+        &[
+            "--config",
+            "--data-dir",
+            "--mqtt-listen",
+            "--mqtt-url",
+            "--api-listen",
+        ],
+    );
+}
+
+#[test]
 fn bench_help_lists_every_option() {
-    let out = Command::new(BIN)
-        .args(["bench", "--help"])
-        .output()
-        .expect("runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    for flag in [
-        "--devices",
-        "--messages",
-        "--changes",
-        "--only",
-        "--mqtt-url",
-        "--ack-on-receipt",
-        "--ack-after-commit",
-        "--rounds",
-    ] {
-        assert!(text.contains(flag), "{flag} missing from:\n{text}");
-    }
+    assert_help_lists(
+        "bench",
+        &[
+            "--devices",
+            "--messages",
+            "--changes",
+            "--only",
+            "--mqtt-url",
+            "--ack-on-receipt",
+            "--ack-after-commit",
+            "--rounds",
+        ],
+    );
 }
 
 #[test]

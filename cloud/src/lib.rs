@@ -29,7 +29,6 @@ mod app;
 mod backend_impl;
 #[cfg(test)]
 mod backend_tests;
-pub mod bench;
 pub mod broker;
 pub mod config;
 pub mod device;

@@ -1,4 +1,5 @@
-//! `shiki-cloud`: parses the command line and calls [`shiki_cloud::run`].
+//! `shiki-cloud`: parses the command line and calls [`shiki_cloud::run`], or runs the
+//! benchmarks of `shiki-cloud bench` (module `bench`, in `main/bench/`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,11 +8,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use shiki_cloud::CloudConfig;
 
+#[path = "main/bench/mod.rs"]
+mod bench;
+
 /// mimalloc rather than glibc's allocator: the ingest allocates on its thread what the
 /// store writer frees on its own (each burst's writes), which glibc serialises on the
-/// ingest's arena lock. Measured with `shiki-cloud bench --only ingest`, alternating
-/// binaries: cloud ingest 144–156k msg/s and 95–99 % of the bare subscriber with mimalloc,
-/// 131–137k and 75–92 % with glibc; 100k device actors 286 MB RSS instead of 214 MB.
+/// ingest's arena lock.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -46,37 +48,7 @@ enum Command {
         api_listen: Option<SocketAddr>,
     },
     /// Print benchmark figures (device actors resident, ingest rate, verification latency).
-    Bench {
-        /// Device actors to start for the residency benchmark.
-        #[arg(long, default_value_t = 100_000)]
-        devices: usize,
-        /// Telemetry messages for the ingest benchmark.
-        #[arg(long, default_value_t = 200_000)]
-        messages: usize,
-        /// Desired changes for the verification latency benchmark.
-        #[arg(long, default_value_t = 500)]
-        changes: usize,
-        /// Which benchmark(s) to run.
-        #[arg(long, value_enum, default_value = "all")]
-        only: shiki_cloud::bench::Which,
-        /// External broker (mqtt://host:port on loopback) for the ingest and verify
-        /// benchmarks instead of the embedded one.
-        #[arg(long, value_name = "URL")]
-        mqtt_url: Option<String>,
-        /// Run the ingest benchmark with `mqtt.ack_after_commit = false` (the embedded
-        /// broker's default).
-        #[arg(long, conflicts_with = "ack_after_commit")]
-        ack_on_receipt: bool,
-        /// Run the ingest benchmark with `mqtt.ack_after_commit = true` (an external
-        /// broker's default; with the embedded one it caps each commit at 100 messages).
-        #[arg(long)]
-        ack_after_commit: bool,
-        /// Ingest rounds; each drains the stream with the bare subscriber and into the
-        /// cloud, bare first in odd rounds and cloud first in even ones, so a slow spell of
-        /// the machine hits both sides (an even number cancels a steady drift).
-        #[arg(long, default_value_t = 8)]
-        rounds: usize,
-    },
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -126,31 +98,9 @@ fn main() -> anyhow::Result<()> {
                 })
                 .context("shiki-cloud failed")?;
         }
-        Command::Bench {
-            devices,
-            messages,
-            changes,
-            only,
-            mqtt_url,
-            ack_on_receipt,
-            ack_after_commit,
-            rounds,
-        } => {
-            let opts = shiki_cloud::bench::BenchOptions {
-                devices,
-                messages,
-                changes,
-                only,
-                mqtt_url,
-                rounds: rounds.max(1),
-                ack_after_commit: match (ack_on_receipt, ack_after_commit) {
-                    (true, _) => Some(false),
-                    (_, true) => Some(true),
-                    _ => None,
-                },
-            };
+        Command::Bench(args) => {
             actix::System::new()
-                .block_on(shiki_cloud::bench::run(opts))
+                .block_on(bench::run(args))
                 .context("benchmark failed")?;
         }
     }

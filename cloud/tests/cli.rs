@@ -1,5 +1,6 @@
 //! The `shiki-cloud` binary: readable help, first start prints the admin token once,
-//! SIGTERM flushes the store and exits cleanly, and the store reopens.
+//! SIGTERM flushes the store and exits cleanly, the store reopens, and `bench` prints its
+//! figures.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -9,21 +10,74 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shiki-cloud");
 
-#[test]
-fn serve_help_lists_every_override() {
+/// Asserts that `shiki-cloud <subcommand> --help` mentions every one of `flags`.
+fn assert_help_lists(subcommand: &str, flags: &[&str]) {
     let out = Command::new(BIN)
-        .args(["serve", "--help"])
+        .args([subcommand, "--help"])
         .output()
         .expect("runs");
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in [
-        "--config",
-        "--data-dir",
-        "--mqtt-listen",
-        "--mqtt-url",
-        "--api-listen",
-    ] {
+    for flag in flags {
         assert!(text.contains(flag), "{flag} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn serve_help_lists_every_override() {
+    assert_help_lists(
+        "serve",
+        &[
+            "--config",
+            "--data-dir",
+            "--mqtt-listen",
+            "--mqtt-url",
+            "--api-listen",
+        ],
+    );
+}
+
+#[test]
+fn bench_help_lists_every_option() {
+    assert_help_lists(
+        "bench",
+        &[
+            "--devices",
+            "--messages",
+            "--changes",
+            "--only",
+            "--mqtt-url",
+            "--ack-on-receipt",
+            "--ack-after-commit",
+            "--rounds",
+        ],
+    );
+}
+
+#[test]
+fn a_small_bench_prints_the_figures_of_every_benchmark() {
+    let out = Command::new(BIN)
+        .args(["bench", "--devices", "10", "--changes", "2"])
+        .args(["--messages", "200", "--rounds", "1"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{:?}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for figures in [
+        "ingest round 1: bare subscriber",
+        "ingest (ack_after_commit = false): 1 × 200 telemetry messages via the embedded broker",
+        "(200 stored)",
+        "ingest CPU, cloud phase:",
+        "verify (embedded broker, 0 ms idle between changes): 2 desired changes",
+        "verify (embedded broker, 100 ms idle between changes): 2 desired changes",
+        "actors: 10 device actors resident",
+    ] {
+        assert!(text.contains(figures), "{figures:?} missing from:\n{text}");
     }
 }
 

@@ -84,11 +84,6 @@ impl Ingest {
         }
     }
 
-    /// The client, for the publisher.
-    pub fn client(&self) -> AsyncClient {
-        self.client.clone()
-    }
-
     /// Disconnects and stops the tasks.
     pub async fn stop(self) {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.client.disconnect()).await;

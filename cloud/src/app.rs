@@ -84,35 +84,9 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     })?;
     let target = config.broker()?;
     let ack_after_commit = config.mqtt.acks_after_commit(&target);
-    let store = Arc::new(RedbStore::open_with(
-        &config.store_path(),
-        &StoreOptions {
-            max_batch: config.store.max_batch,
-            cache_bytes: config.store.cache_mb.saturating_mul(1024 * 1024),
-            // Acknowledging on receipt, nothing waits for a telemetry commit, so under load
-            // the writer lets a few milliseconds of writes gather into each commit.
-            linger: if ack_after_commit {
-                Duration::ZERO
-            } else {
-                COMMIT_LINGER
-            },
-            ..StoreOptions::default()
-        },
-    )?);
+    let store = open_store(&config, ack_after_commit)?;
     let dyn_store: Arc<dyn Store> = store.clone();
-
-    let (embedded, target) = match target {
-        BrokerTarget::Embedded(addr) => {
-            let b = if addr.port() == 0 {
-                EmbeddedBroker::start_on_free_port(config.mqtt.max_inflight)?
-            } else {
-                EmbeddedBroker::start(addr, config.mqtt.max_inflight)?
-            };
-            let t = BrokerTarget::Embedded(b.addr());
-            (Some(b), t)
-        }
-        external => (None, external),
-    };
+    let (embedded, target) = start_broker(&config, target)?;
     let options = broker::client_options(&config.mqtt, &target)?;
     let (client, eventloop) = Ingest::client_for(options);
 
@@ -164,6 +138,70 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         ingest_stats.clone(),
         device_metrics.clone(),
     )?);
+    let (api_addr, api, admin_token) = serve_api(&config, backend).await?;
+    tracing::info!(%api_addr, mqtt = ?embedded.as_ref().map(EmbeddedBroker::addr), "shiki-cloud started");
+    Ok(App {
+        mqtt_addr: embedded.as_ref().map(EmbeddedBroker::addr),
+        api_addr,
+        admin_token,
+        registry,
+        ingest_stats,
+        device_metrics,
+        notifier_stats,
+        fleet,
+        store,
+        ingest,
+        api,
+        _broker: embedded,
+    })
+}
+
+/// Opens the redb store in the data dir. Acknowledging on receipt, nothing waits for a
+/// telemetry commit, so under load the writer lets a few milliseconds of writes gather
+/// into each commit.
+fn open_store(config: &CloudConfig, ack_after_commit: bool) -> Result<Arc<RedbStore>, AppError> {
+    let options = StoreOptions {
+        max_batch: config.store.max_batch,
+        cache_bytes: config.store.cache_mb.saturating_mul(1024 * 1024),
+        linger: if ack_after_commit {
+            Duration::ZERO
+        } else {
+            COMMIT_LINGER
+        },
+        ..StoreOptions::default()
+    };
+    Ok(Arc::new(RedbStore::open_with(
+        &config.store_path(),
+        &options,
+    )?))
+}
+
+/// Starts the embedded broker when the config asks for one (port 0: any free port) and
+/// returns the target the cloud's MQTT client connects to.
+fn start_broker(
+    config: &CloudConfig,
+    target: BrokerTarget,
+) -> Result<(Option<EmbeddedBroker>, BrokerTarget), AppError> {
+    Ok(match target {
+        BrokerTarget::Embedded(addr) => {
+            let b = if addr.port() == 0 {
+                EmbeddedBroker::start_on_free_port(config.mqtt.max_inflight)?
+            } else {
+                EmbeddedBroker::start(addr, config.mqtt.max_inflight)?
+            };
+            let t = BrokerTarget::Embedded(b.addr());
+            (Some(b), t)
+        }
+        external => (None, external),
+    })
+}
+
+/// Binds the admin API, creates the first admin token on an empty store, and serves.
+/// Returns the bound address, the server's handle and the bootstrap token (if one was made).
+async fn serve_api(
+    config: &CloudConfig,
+    backend: SharedBackend,
+) -> Result<(SocketAddr, actix_web::dev::ServerHandle, Option<String>), AppError> {
     let auth = AuthConfig {
         admin_token: std::env::var("SHIKI_ADMIN_TOKEN")
             .ok()
@@ -188,27 +226,13 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         .map_err(|source| AppError::ApiBind { addr, source })?;
     let server =
         api::server(listener, state, 2).map_err(|source| AppError::ApiBind { addr, source })?;
-    let api = server.handle();
+    let handle = server.handle();
     actix::spawn(async move {
         if let Err(e) = server.await {
             tracing::error!(error = %e, "admin API stopped");
         }
     });
-    tracing::info!(%api_addr, mqtt = ?embedded.as_ref().map(EmbeddedBroker::addr), "shiki-cloud started");
-    Ok(App {
-        mqtt_addr: embedded.as_ref().map(EmbeddedBroker::addr),
-        api_addr,
-        admin_token,
-        registry,
-        ingest_stats,
-        device_metrics,
-        notifier_stats,
-        fleet,
-        store,
-        ingest,
-        api,
-        _broker: embedded,
-    })
+    Ok((api_addr, handle, admin_token))
 }
 
 impl App {

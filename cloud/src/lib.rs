@@ -1,5 +1,8 @@
-//! Shiki cloud: embedded broker, device actors, history store, verification, alerts and
-//! the admin API.
+//! Shiki cloud: the composition root and the actors (embedded broker, ingest, device
+//! actors, verification, schedule sync, alerts). Its parts live in crates of their own,
+//! re-exported here under the names the actors use: the device model
+//! (`shiki-cloud-model`), the store ([`store`], `shiki-cloud-store`) and the HTTP surface
+//! ([`api`] and [`auth`], `shiki-cloud-api`).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -13,16 +16,17 @@
 //!
 //! # Layout
 //! - `config`: [`CloudConfig`], TOML with defaults and validation.
-//! - `store`: the [`store::Store`] trait and its redb backend (group commit).
+//! - [`store`] (crate `shiki-cloud-store`): the [`store::Store`] trait and its redb backend.
 //! - `broker`: the embedded rumqttd broker and the cloud's MQTT client options.
 //! - `ingest`: MQTT → device actors.
 //! - `publisher`: [`publisher::MqttPublisher`], device actors → MQTT.
 //! - `device`: one [`device::DeviceActor`] per device over a plain state machine
 //!   ([`device::DeviceState`]), and the [`device::Registry`].
 //! - `notifier`: Slack-compatible webhook alerts.
-//! - `schedule`: yearly schedule sync per device, fleet-wide yearly jobs, API DTOs.
-//! - `api`: the admin API (actix-web) and the [`api::Backend`] trait it calls.
-//! - `auth`: bearer tokens, hashing and roles.
+//! - `schedule`: yearly schedule sync per device, fleet-wide yearly jobs.
+//! - [`api`] (crate `shiki-cloud-api`): the admin API and the [`api::Backend`] trait it
+//!   calls; [`auth`]: bearer tokens, hashing and roles. `backend_impl` implements
+//!   [`api::Backend`] over the actors and the store ([`CloudBackend`]).
 //! - `app`: the composition root: [`start`], [`run`].
 
 mod app;

@@ -5,11 +5,15 @@ use actix_web::{
     http::header::{self, ContentDisposition, DispositionParam, DispositionType},
     web,
 };
+use serde::Serialize;
 use serde_json::json;
 use shiki_proto::DeviceId;
 
 use super::params::{DEFAULT_LIMIT, Format, MAX_EXPORT_ROWS, MAX_LIMIT, RangeQuery, device_id};
-use super::{ApiError, ApiState, DesiredChange, csv, ops::method_not_allowed};
+use super::{
+    ApiError, ApiState, Backend, BackendFuture, DesiredChange, EventRow, TelemetryRow, TimeRange,
+    csv, ops::method_not_allowed,
+};
 use crate::auth::{CanOperate, CanRead};
 
 /// Most keys one desired change may set.
@@ -166,17 +170,10 @@ async fn telemetry(
     id: web::Path<String>,
     query: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = device_id(&id)?;
-    let range = query.range()?;
-    let limit = query.limit(DEFAULT_LIMIT, MAX_LIMIT)?;
-    let mut samples = state
-        .backend
-        .telemetry(id.clone(), range, limit)
-        .await
-        .map_err(device_error(&id))?;
-    samples.sort_by_key(|s| s.seq);
-    samples.truncate(limit);
-    Ok(HttpResponse::Ok().json(json!({ "device": id, "limit": limit, "samples": samples })))
+    in_seq_order(&state, &id, &query, "samples", |b, id, range, limit| {
+        b.telemetry(id, range, limit)
+    })
+    .await
 }
 
 async fn events(
@@ -185,15 +182,45 @@ async fn events(
     id: web::Path<String>,
     query: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = device_id(&id)?;
+    in_seq_order(&state, &id, &query, "events", |b, id, range, limit| {
+        b.events(id, range, limit)
+    })
+    .await
+}
+
+/// A device's records in the query's range, oldest first (by seq), at most `limit`:
+/// `{"device", "limit", <field>: [...]}`.
+async fn in_seq_order<T: Serialize + HasSeq>(
+    state: &ApiState,
+    id: &str,
+    query: &RangeQuery,
+    field: &str,
+    fetch: fn(&dyn Backend, DeviceId, TimeRange, usize) -> BackendFuture<'_, Vec<T>>,
+) -> Result<HttpResponse, ApiError> {
+    let id = device_id(id)?;
     let range = query.range()?;
     let limit = query.limit(DEFAULT_LIMIT, MAX_LIMIT)?;
-    let mut events = state
-        .backend
-        .events(id.clone(), range, limit)
+    let mut rows = fetch(state.backend.as_ref(), id.clone(), range, limit)
         .await
         .map_err(device_error(&id))?;
-    events.sort_by_key(|e| e.seq);
-    events.truncate(limit);
-    Ok(HttpResponse::Ok().json(json!({ "device": id, "limit": limit, "events": events })))
+    rows.sort_by_key(HasSeq::seq);
+    rows.truncate(limit);
+    Ok(HttpResponse::Ok().json(json!({ "device": id, "limit": limit, field: rows })))
+}
+
+/// A record with a per-device sequence number.
+trait HasSeq {
+    fn seq(&self) -> u64;
+}
+
+impl HasSeq for TelemetryRow {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl HasSeq for EventRow {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
 }

@@ -11,14 +11,25 @@ pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 /// Renders the backend's figures and the API's own counters.
 pub(crate) fn render(m: &MetricsSnapshot, api: &ApiStats) -> String {
     let mut out = Out(String::with_capacity(4096));
-    out.family("shiki_devices", "gauge", "Devices known to the cloud.");
-    out.sample("shiki_devices", &[], m.devices as f64);
-    out.family(
+    devices_and_ingest(&mut out, m);
+    verifications_and_store(&mut out, m);
+    api_counters(&mut out, api);
+    out.0
+}
+
+fn devices_and_ingest(out: &mut Out, m: &MetricsSnapshot) {
+    out.single(
+        "shiki_devices",
+        "gauge",
+        "Devices known to the cloud.",
+        m.devices as f64,
+    );
+    out.single(
         "shiki_devices_online",
         "gauge",
         "Devices whose status is online.",
+        m.devices_online as f64,
     );
-    out.sample("shiki_devices_online", &[], m.devices_online as f64);
 
     out.family(
         "shiki_ingest_messages_total",
@@ -32,47 +43,33 @@ pub(crate) fn render(m: &MetricsSnapshot, api: &ApiStats) -> String {
             *n as f64,
         );
     }
-    out.family(
+    out.single(
         "shiki_ingest_samples_total",
         "counter",
         "Telemetry samples stored after de-duplication.",
-    );
-    out.sample(
-        "shiki_ingest_samples_total",
-        &[],
         m.ingest_samples_total as f64,
     );
-    out.family(
+    out.single(
         "shiki_ingest_messages_per_second",
         "gauge",
         "Messages accepted per second over the last few seconds.",
-    );
-    out.sample(
-        "shiki_ingest_messages_per_second",
-        &[],
         m.ingest_rate_per_second,
     );
-    out.family(
+    out.single(
         "shiki_ingest_dedup_dropped_total",
         "counter",
         "Samples and events dropped as duplicates of a stored (device, seq).",
-    );
-    out.sample(
-        "shiki_ingest_dedup_dropped_total",
-        &[],
         m.dedup_dropped_total as f64,
     );
-    out.family(
+    out.single(
         "shiki_ingest_malformed_dropped_total",
         "counter",
         "Messages dropped as undecodable or with an invalid topic or device id.",
-    );
-    out.sample(
-        "shiki_ingest_malformed_dropped_total",
-        &[],
         m.malformed_dropped_total as f64,
     );
+}
 
+fn verifications_and_store(out: &mut Out, m: &MetricsSnapshot) {
     out.family(
         "shiki_verifications_total",
         "counter",
@@ -85,14 +82,10 @@ pub(crate) fn render(m: &MetricsSnapshot, api: &ApiStats) -> String {
             *n as f64,
         );
     }
-    out.family(
+    out.single(
         "shiki_verifications_pending",
         "gauge",
         "Verifications still waiting for a matching report.",
-    );
-    out.sample(
-        "shiki_verifications_pending",
-        &[],
         m.verifications_pending as f64,
     );
 
@@ -119,39 +112,29 @@ pub(crate) fn render(m: &MetricsSnapshot, api: &ApiStats) -> String {
         m.store_commit.count as f64,
     );
 
-    out.family(
+    out.single(
         "shiki_store_commit_failures_total",
         "counter",
         "Store group commits that failed; their writes were not stored.",
-    );
-    out.sample(
-        "shiki_store_commit_failures_total",
-        &[],
         m.store_commit_failures_total as f64,
     );
-    out.family(
+    out.single(
         "shiki_store_quarantined_rows_total",
         "counter",
         "Staged telemetry rows that did not decode, moved to the telemetry_quarantine table \
          (their samples are not readable).",
-    );
-    out.sample(
-        "shiki_store_quarantined_rows_total",
-        &[],
         m.store_quarantined_rows_total as f64,
     );
-    out.family(
+    out.single(
         "shiki_ingest_unstored_total",
         "counter",
         "Ingested MQTT messages whose store commit failed (acknowledged on receipt: lost; \
          acknowledged after the commit: left for the broker to redeliver).",
-    );
-    out.sample(
-        "shiki_ingest_unstored_total",
-        &[],
         m.ingest_unstored_total as f64,
     );
+}
 
+fn api_counters(out: &mut Out, api: &ApiStats) {
     out.family(
         "shiki_api_responses_total",
         "counter",
@@ -160,22 +143,23 @@ pub(crate) fn render(m: &MetricsSnapshot, api: &ApiStats) -> String {
     for (class, n) in api.responses() {
         out.sample("shiki_api_responses_total", &[("class", class)], n as f64);
     }
-    out.family(
+    out.single(
         "shiki_api_auth_failures_total",
         "counter",
         "Admin API requests refused for a missing or invalid token.",
-    );
-    out.sample(
-        "shiki_api_auth_failures_total",
-        &[],
         api.auth_failures() as f64,
     );
-    out.0
 }
 
 struct Out(String);
 
 impl Out {
+    /// A family with one unlabelled sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         // Writing to a String cannot fail.
         let _ = writeln!(self.0, "# HELP {name} {}", escape_help(help));

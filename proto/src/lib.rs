@@ -35,7 +35,7 @@ pub use codec::{
 pub use id::{DeviceId, JobId, MAX_ID_LEN};
 pub use messages::{
     AckResult, ActiveSchedule, Catalog, Connectivity, Event, EventBatch, EventKind,
-    ExpiredOverride, JobDocument, JobNotify, JobOperation, JobStatus, JobUpdate, JsonMap,
+    ExpiredOverride, JobDocument, JobNotify, JobOperation, JobStatus, JobStep, JobUpdate, JsonMap,
     KeyMetadata, PROTOCOL_VERSION, PointInfo, PointRole, PointValue, ReportedState, ReportedUpdate,
     Sample, ScheduleAck, ScheduleSet, ScheduleSlot, SettingSource, SettingStatus, Severity,
     ShadowDelta, ShadowDocument, ShadowGet, ShadowMetadata, ShadowState, Status, TelemetryBatch,

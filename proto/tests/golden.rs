@@ -80,6 +80,7 @@ golden_tests! {
     schedule_ack: ScheduleAck = "schedule-ack.json";
     jobs_notify: JobNotify = "jobs-notify.json";
     job_update: JobUpdate = "job-update.json";
+    job_update_progress: JobUpdate = "job-update-progress.json";
 }
 
 #[test]
@@ -126,6 +127,23 @@ fn golden_values_decode_to_the_expected_types() {
     let j: JobNotify = decode(&golden("jobs-notify.json")).expect("decodes");
     assert!(matches!(j.jobs[0].operation, JobOperation::Ota { .. }));
     assert_eq!(j.jobs[1].operation, JobOperation::Unknown);
+    let JobOperation::Ota {
+        url_expires,
+        allow_downgrade,
+        ..
+    } = &j.jobs[0].operation
+    else {
+        unreachable!("checked above")
+    };
+    assert_eq!(
+        (*url_expires, *allow_downgrade),
+        (None, false),
+        "older documents"
+    );
+    let u: JobUpdate = decode(&golden("job-update-progress.json")).expect("decodes");
+    assert_eq!((u.step, u.progress), (Some(JobStep::Downloading), Some(40)));
+    let old: JobUpdate = decode(&golden("job-update.json")).expect("decodes");
+    assert_eq!((old.step, old.progress), (None, None));
 }
 
 #[test]

@@ -17,6 +17,8 @@
 //! - `schedule`: the yearly schedule model, validation and evaluation (pure functions).
 //! - [`config`]: TOML + `SHIKI_*` environment + CLI overrides, errors naming key and file;
 //!   [`config::duration`] reads `"10s"`-style durations.
+//! - [`ota`]: signed OTA manifests (ed25519): [`ota::Manifest`], [`ota::TrustedKeys`],
+//!   [`ota::ReleaseKey`].
 //! - [`resolution`]: [`resolution::same_number`], the one "same value at the point's
 //!   resolution" rule of both binaries.
 //! - [`clock`]: the [`Clock`] trait with system and test clocks.
@@ -28,6 +30,7 @@
 pub mod clock;
 pub mod config;
 pub mod logging;
+pub mod ota;
 pub mod resolution;
 pub mod schedule;
 pub mod throttle;

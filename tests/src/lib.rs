@@ -13,10 +13,13 @@
 //! - [`pki`]: rcgen CA, server and client certificates.
 //! - [`mosquitto`]: a TLS Mosquitto with client certificates and an ACL file.
 //! - [`probe`]: an MQTT client recording what it receives.
+//! - [`ota`]: edge binaries to update (copies, stamped builds), release keys through
+//!   the cloud's CLI, artifacts and jobs through the API.
 //!
 //! The tests themselves are in `tests/tests/`, one file (one process) per scenario.
 
 pub mod mosquitto;
+pub mod ota;
 pub mod pki;
 pub mod probe;
 mod process;

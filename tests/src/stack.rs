@@ -179,6 +179,8 @@ pub struct EdgeOptions {
     pub telemetry_interval: &'static str,
     /// Extra TOML appended to the config file (e.g. an `[mqtt]` section).
     pub extra_toml: String,
+    /// The binary to run (default: the workspace's `shiki-edge`); OTA tests run a copy.
+    pub binary: Option<PathBuf>,
 }
 
 impl EdgeOptions {
@@ -189,6 +191,7 @@ impl EdgeOptions {
             plc,
             telemetry_interval: "1s",
             extra_toml: "[mqtt]\nreconnect_min = \"200ms\"\nreconnect_max = \"1s\"\n".into(),
+            binary: None,
         }
     }
 }
@@ -204,7 +207,10 @@ impl Edge {
     /// Starts an edge with a config file written into `dir`, storing in `dir/<device>-data`.
     /// `name` names the log file (use a new one per restart to read only its output).
     pub async fn start(name: &str, dir: &Path, opts: &EdgeOptions) -> anyhow::Result<Self> {
-        let bin = bin_path("shiki-edge")?;
+        let bin = match &opts.binary {
+            Some(b) => b.clone(),
+            None => bin_path("shiki-edge")?,
+        };
         let config = dir.join(format!("{}.toml", opts.device_id));
         let data_dir = dir.join(format!("{}-data", opts.device_id));
         std::fs::write(
@@ -266,8 +272,12 @@ impl Api {
         Ok(Self { addr, http })
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}/api/v1{path}", self.addr)
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// GET; the status and the JSON body (`null` when not JSON).

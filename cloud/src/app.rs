@@ -1,5 +1,6 @@
 //! The composition root: builds the store, the broker (embedded or external), the ingest,
-//! the device registry, the notifier and the admin API, and wires them. Nothing else starts
+//! the device registry, the notifier, the OTA artifact storage and the admin API, and
+//! wires them. Nothing else starts
 //! actors or reads the whole configuration.
 
 use std::future::Future;
@@ -11,7 +12,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use shiki_proto::Topics;
 
-use crate::api::{self, ApiState, SharedBackend};
+use crate::api::{
+    self, ApiState, Artifacts, ArtifactsConfig, SharedBackend, URL_KEY_FILE, UrlKeyError, UrlSigner,
+};
 use crate::auth::{AuthConfig, bootstrap_admin};
 use crate::backend_impl::CloudBackend;
 use crate::broker::{self, BrokerError, EmbeddedBroker};
@@ -40,6 +43,14 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    UrlKey(#[from] UrlKeyError),
+    #[error("cannot set up the OTA artifacts dir {dir}: {source}")]
+    ArtifactsDir {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("admin API configuration refused: {0}")]
     Auth(String),
     #[error("cannot create the first admin token: {0}")]
@@ -61,6 +72,8 @@ pub struct App {
     pub notifier_stats: Arc<NotifierStats>,
     /// The fleet's yearly schedule jobs (send it `ScheduleTick` to evaluate now).
     pub fleet: Addr<FleetScheduleActor>,
+    /// Makes the signed download URLs of OTA artifacts (under `api.public_url`).
+    pub url_signer: UrlSigner,
     store: Arc<RedbStore>,
     ingest: Ingest,
     api: actix_web::dev::ServerHandle,
@@ -86,6 +99,9 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     let ack_after_commit = config.mqtt.acks_after_commit(&target);
     let store = open_store(&config, ack_after_commit)?;
     let dyn_store: Arc<dyn Store> = store.clone();
+    let (api_listener, api_addr) = bind_api(&config)?;
+    let artifacts = open_artifacts(&config, api_addr)?;
+    let url_signer = artifacts.urls().clone();
     let (embedded, target) = start_broker(&config, target)?;
     let options = broker::client_options(&config.mqtt, &target)?;
     let (client, eventloop) = Ingest::client_for(options);
@@ -138,7 +154,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         ingest_stats.clone(),
         device_metrics.clone(),
     )?);
-    let (api_addr, api, admin_token) = serve_api(&config, backend).await?;
+    let (api, admin_token) = serve_api((api_listener, api_addr), backend, artifacts).await?;
     tracing::info!(%api_addr, mqtt = ?embedded.as_ref().map(EmbeddedBroker::addr), "shiki-cloud started");
     Ok(App {
         mqtt_addr: embedded.as_ref().map(EmbeddedBroker::addr),
@@ -149,6 +165,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         device_metrics,
         notifier_stats,
         fleet,
+        url_signer,
         store,
         ingest,
         api,
@@ -196,12 +213,45 @@ fn start_broker(
     })
 }
 
-/// Binds the admin API, creates the first admin token on an empty store, and serves.
-/// Returns the bound address, the server's handle and the bootstrap token (if one was made).
+/// Binds the admin API's listener (port 0: any free port) and returns it with its address.
+fn bind_api(config: &CloudConfig) -> Result<(std::net::TcpListener, SocketAddr), AppError> {
+    let addr = config.api.listen;
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| AppError::ApiBind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| AppError::ApiBind { addr, source })?;
+    Ok((listener, bound))
+}
+
+/// The OTA artifact storage in the data dir, with download URLs under `api.public_url`
+/// (default: the bound API address) signed with the key in `<data_dir>/ota-url.key`.
+fn open_artifacts(config: &CloudConfig, api_addr: SocketAddr) -> Result<Artifacts, AppError> {
+    if config.api.public_url.is_none() && !api_addr.ip().is_loopback() {
+        tracing::warn!(%api_addr, "api.public_url is not set: OTA download URLs name the listen address, which gateways may not reach");
+    }
+    let urls = UrlSigner::load_or_create(
+        &config.data_dir.join(URL_KEY_FILE),
+        &config.api.public_url(api_addr),
+        config.ota.url_ttl,
+    )?;
+    let dir = config.artifacts_dir();
+    Artifacts::open(ArtifactsConfig {
+        dir: dir.clone(),
+        trusted_keys: config.ota.trusted_keys()?,
+        max_bytes: config.ota.max_artifact_bytes(),
+        urls,
+    })
+    .map_err(|source| AppError::ArtifactsDir { dir, source })
+}
+
+/// Creates the first admin token on an empty store and serves the admin API on `listener`.
+/// Returns the server's handle and the bootstrap token (if one was made).
 async fn serve_api(
-    config: &CloudConfig,
+    (listener, addr): (std::net::TcpListener, SocketAddr),
     backend: SharedBackend,
-) -> Result<(SocketAddr, actix_web::dev::ServerHandle, Option<String>), AppError> {
+    artifacts: Artifacts,
+) -> Result<(actix_web::dev::ServerHandle, Option<String>), AppError> {
     let auth = AuthConfig {
         admin_token: std::env::var("SHIKI_ADMIN_TOKEN")
             .ok()
@@ -214,16 +264,11 @@ async fn serve_api(
             metrics_require_token: false,
         },
     )
-    .map_err(|e| AppError::Auth(e.to_string()))?;
+    .map_err(|e| AppError::Auth(e.to_string()))?
+    .with_artifacts(artifacts);
     let admin_token = bootstrap_admin(backend.as_ref(), state.authenticator(), chrono::Utc::now())
         .await
         .map_err(|e| AppError::Bootstrap(e.to_string()))?;
-    let addr = config.api.listen;
-    let listener =
-        std::net::TcpListener::bind(addr).map_err(|source| AppError::ApiBind { addr, source })?;
-    let api_addr = listener
-        .local_addr()
-        .map_err(|source| AppError::ApiBind { addr, source })?;
     let server =
         api::server(listener, state, 2).map_err(|source| AppError::ApiBind { addr, source })?;
     let handle = server.handle();
@@ -232,7 +277,7 @@ async fn serve_api(
             tracing::error!(error = %e, "admin API stopped");
         }
     });
-    Ok((api_addr, handle, admin_token))
+    Ok((handle, admin_token))
 }
 
 impl App {

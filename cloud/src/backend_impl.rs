@@ -10,8 +10,9 @@ use futures::FutureExt;
 use shiki_proto::DeviceId;
 
 use crate::api::{
-    self, Backend, BackendError, BackendFuture, DeviceSummary, EventRow, KeyVerification,
-    LatencySummary, MetricsSnapshot, NewToken, PatchOutcome, TelemetryRow, TimeRange, TokenInfo,
+    self, Artifact, ArtifactPut, Backend, BackendError, BackendFuture, DeviceSummary, EventRow,
+    KeyVerification, LatencySummary, MetricsSnapshot, NewToken, PatchOutcome, TelemetryRow,
+    TimeRange, TokenInfo,
 };
 use crate::device::{
     DesiredChange, DesiredError, DeviceActor, DeviceMetrics, DeviceView, GetView, ListDevices,
@@ -21,7 +22,7 @@ use crate::ingest::IngestStats;
 use crate::schedule::{
     GetScheduleView, PutSchedule, PutScheduleResponse, ScheduleView, SetError, SlotChoice,
 };
-use crate::store::{self, Store, StoreError, TimeQuery, TokenRecord, Write};
+use crate::store::{self, ArtifactRecord, Store, StoreError, TimeQuery, TokenRecord, Write};
 
 /// The real backend.
 pub struct CloudBackend {
@@ -32,6 +33,8 @@ pub struct CloudBackend {
     ingest: Arc<IngestStats>,
     devices: Arc<DeviceMetrics>,
     rate: Mutex<(Instant, u64, f64)>,
+    /// Serialises artifact puts, so the check of a version and its record are one step.
+    artifact_puts: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for CloudBackend {
@@ -71,6 +74,7 @@ impl CloudBackend {
             ingest,
             devices,
             rate: Mutex::new((Instant::now(), 0, 0.0)),
+            artifact_puts: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -170,6 +174,17 @@ fn history_entry(h: store::HistoryItem) -> api::HistoryEntry {
         version: e.version,
         comment: e.comment,
         verification: h.verification.as_ref().map(verification),
+    }
+}
+
+fn artifact(a: ArtifactRecord) -> Artifact {
+    Artifact {
+        version: a.version,
+        sha256: a.sha256,
+        size: a.size,
+        signature: a.signature,
+        uploaded_at: a.uploaded_at,
+        uploaded_by: a.uploaded_by,
     }
 }
 
@@ -420,6 +435,35 @@ impl Backend for CloudBackend {
             })
         }
         .boxed_local()
+    }
+
+    fn put_artifact(&self, upload: Artifact) -> BackendFuture<'_, ArtifactPut> {
+        async move {
+            let _one_at_a_time = self.artifact_puts.lock().await;
+            let stored = self.store.artifact(&upload.version).map_err(internal)?;
+            let put = ArtifactPut::judge(stored.map(artifact), &upload);
+            if put == ArtifactPut::Created {
+                let record = ArtifactRecord {
+                    version: upload.version,
+                    sha256: upload.sha256,
+                    size: upload.size,
+                    signature: upload.signature,
+                    uploaded_at: upload.uploaded_at,
+                    uploaded_by: upload.uploaded_by,
+                };
+                self.store
+                    .submit(vec![Write::PutArtifact(Box::new(record))])
+                    .await
+                    .map_err(internal)?;
+            }
+            Ok(put)
+        }
+        .boxed_local()
+    }
+
+    fn artifacts(&self) -> BackendFuture<'_, Vec<Artifact>> {
+        let listed = self.store.artifacts().map_err(internal);
+        async move { Ok(listed?.into_iter().map(artifact).collect()) }.boxed_local()
     }
 
     fn metrics(&self) -> BackendFuture<'_, MetricsSnapshot> {

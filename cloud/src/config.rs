@@ -11,6 +11,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use shiki_cloud_model::shadow::ShadowLimits;
 
+mod ota;
+pub use ota::OtaConfig;
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -49,6 +52,8 @@ pub struct CloudConfig {
     pub notifier: NotifierConfig,
     #[serde(default)]
     pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub ota: OtaConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -149,6 +154,19 @@ impl Default for MqttConfig {
 pub struct ApiConfig {
     #[serde(default = "default_api_listen")]
     pub listen: SocketAddr,
+    /// The base URL gateways reach the API at (a DNS name behind SORACOM, a reverse
+    /// proxy): OTA download URLs start with it. Unset: `http://{listen}` (as bound).
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+impl ApiConfig {
+    /// `public_url`, or `http://{bound}` where `bound` is the address the API listens on.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+    }
 }
 
 fn default_api_listen() -> SocketAddr {
@@ -159,6 +177,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: default_api_listen(),
+            public_url: None,
         }
     }
 }
@@ -426,6 +445,7 @@ impl Default for CloudConfig {
             shadow: ShadowConfig::default(),
             notifier: NotifierConfig::default(),
             schedule: ScheduleConfig::default(),
+            ota: OtaConfig::default(),
         }
     }
 }
@@ -495,6 +515,10 @@ impl CloudConfig {
             });
         }
         self.schedule.validate()?;
+        self.ota.validate()?;
+        if let Some(url) = &self.api.public_url {
+            ota::check_public_url(url)?;
+        }
         if self.mqtt.cert_file.is_some() != self.mqtt.key_file.is_some() {
             return Err(ConfigError::Invalid {
                 key: "mqtt.cert_file",
@@ -536,6 +560,11 @@ impl CloudConfig {
             return Err(invalid(format!("{url:?} names no host")));
         }
         Ok(BrokerTarget::External { host, port, tls })
+    }
+
+    /// The OTA artifacts dir inside `data_dir`.
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.data_dir.join("artifacts")
     }
 
     /// Path of the redb file inside `data_dir`.

@@ -1,5 +1,6 @@
-//! `shiki-cloud`: parses the command line and calls [`shiki_cloud::run`], or runs the
-//! benchmarks of `shiki-cloud bench` (module `bench`, in `main/bench/`).
+//! `shiki-cloud`: parses the command line and calls [`shiki_cloud::run`], runs the
+//! benchmarks of `shiki-cloud bench` (module `bench`, in `main/bench/`), or the release
+//! key tools of `shiki-cloud ota` (module `ota`, in `main/ota.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +11,8 @@ use shiki_cloud::CloudConfig;
 
 #[path = "main/bench/mod.rs"]
 mod bench;
+#[path = "main/ota.rs"]
+mod ota;
 
 /// mimalloc rather than glibc's allocator: the ingest allocates on its thread what the
 /// store writer frees on its own (each burst's writes), which glibc serialises on the
@@ -49,6 +52,9 @@ enum Command {
     },
     /// Print benchmark figures (device actors resident, ingest rate, verification latency).
     Bench(bench::BenchArgs),
+    /// OTA release keys: make one (`keygen`), sign an edge build (`sign`). Offline: no
+    /// config, no running cloud.
+    Ota(ota::OtaArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -98,6 +104,7 @@ fn main() -> anyhow::Result<()> {
                 })
                 .context("shiki-cloud failed")?;
         }
+        Command::Ota(args) => ota::run(args)?,
         Command::Bench(args) => {
             actix::System::new()
                 .block_on(bench::run(args))

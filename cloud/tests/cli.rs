@@ -162,3 +162,87 @@ fn first_start_prints_an_admin_token_once_and_sigterm_exits_cleanly() {
     assert!(status.success());
     assert_eq!(again, None);
 }
+
+/// Runs `shiki-cloud ota <args>` with no config and no cloud; (success, stdout, stderr).
+fn ota(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .arg("ota")
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ota_keygen_writes_a_private_key_and_a_one_line_public_key_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("release");
+    let (ok, stdout, stderr) = ota(&["keygen".as_ref(), "--out".as_ref(), keys.as_os_str()]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let secret = keys.join("ota.key");
+    let mode = std::fs::metadata(&secret)
+        .expect("ota.key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let public = std::fs::read_to_string(keys.join("ota.pub")).expect("ota.pub");
+    assert_eq!(public.lines().count(), 1, "{public:?}");
+    shiki_shared::ota::TrustedKeys::parse(&[public.trim()]).expect("a public key");
+    let key_text = std::fs::read_to_string(&secret).expect("read");
+    shiki_shared::ota::ReleaseKey::from_file_text(&key_text).expect("a release key");
+
+    let (ok, _, stderr) = ota(&["keygen".as_ref(), "--out".as_ref(), keys.as_os_str()]);
+    assert!(!ok, "a second keygen must fail");
+    assert!(stderr.contains("refusing to overwrite"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&secret).expect("read"),
+        key_text,
+        "the key is untouched"
+    );
+}
+
+#[test]
+fn ota_sign_prints_a_signature_that_verifies_as_its_last_line() {
+    use shiki_shared::ota::{Manifest, TrustedKeys};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, _, stderr) = ota(&["keygen".as_ref(), "--out".as_ref(), dir.path().as_os_str()]);
+    assert!(ok, "{stderr}");
+    let build = dir.path().join("shiki-edge");
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&build, &bytes).expect("build");
+    let key = dir.path().join("ota.key");
+    let sign = |version: &str| {
+        ota(&[
+            "sign".as_ref(),
+            "--key".as_ref(),
+            key.as_os_str(),
+            "--file".as_ref(),
+            build.as_os_str(),
+            "--version".as_ref(),
+            version.as_ref(),
+        ])
+    };
+    let (ok, stdout, stderr) = sign("0.2.0");
+    assert!(ok, "{stdout}\n{stderr}");
+    let manifest = Manifest::for_bytes("0.2.0", &bytes);
+    assert!(stdout.contains(&manifest.sha256), "{stdout}");
+    assert!(stdout.contains("200000"), "{stdout}");
+    let signature = stdout.lines().last().expect("a last line");
+    let public = std::fs::read_to_string(dir.path().join("ota.pub")).expect("ota.pub");
+    let trusted = TrustedKeys::parse(&[public.trim()]).expect("key");
+    trusted.verify(&manifest, signature).expect("verifies");
+    assert!(
+        trusted
+            .verify(&Manifest::for_bytes("0.2.1", &bytes), signature)
+            .is_err()
+    );
+
+    let (ok, _, stderr) = sign("0.2 .0");
+    assert!(!ok);
+    assert!(stderr.contains("cannot be signed"), "{stderr}");
+}

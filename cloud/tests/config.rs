@@ -26,6 +26,9 @@ fn the_example_config_parses_to_the_defaults() {
     assert_eq!(c.notifier.offline_after, d.notifier.offline_after);
     assert!(text.contains("[notifier]"));
     assert!(text.contains("[schedule]"));
+    assert!(text.contains("[ota]"));
+    assert_eq!(c.ota.url_ttl, d.ota.url_ttl);
+    assert_eq!(c.ota.max_artifact_mb, d.ota.max_artifact_mb);
     assert_eq!(c.schedule.yearly_push_cron, d.schedule.yearly_push_cron);
     assert_eq!(c.schedule.timezone, d.schedule.timezone);
     assert_eq!(c.schedule.first_retry, d.schedule.first_retry);
@@ -58,4 +61,9 @@ fn the_commented_keys_parse_when_uncommented() {
     );
     assert!(c.notifier.webhook_url.is_some());
     assert!(c.mqtt.cert_file.is_some());
+    assert!(!c.ota.trusted_keys().expect("example key").is_empty());
+    assert_eq!(
+        c.api.public_url("127.0.0.1:1".parse().expect("addr")),
+        "https://shiki.example.com"
+    );
 }

@@ -26,7 +26,7 @@ use super::types::{
     DeviceSummary, DeviceView, EventRow, HistoryEntry, MetricsSnapshot, NewToken, PatchOutcome,
     TelemetryRow, TimeRange, TokenInfo, TokenRecord,
 };
-use crate::{DesiredChange, PutScheduleResponse, ScheduleView, SlotChoice};
+use crate::{Artifact, ArtifactPut, DesiredChange, PutScheduleResponse, ScheduleView, SlotChoice};
 
 /// A future returned by a [`Backend`] method.
 pub type BackendFuture<'a, T> = LocalBoxFuture<'a, Result<T, BackendError>>;
@@ -138,4 +138,12 @@ pub trait Backend: Send + Sync + 'static {
     /// The device's current and next schedule with their sync status. `NotFound` for an
     /// unknown device.
     fn schedule(&self, id: DeviceId) -> BackendFuture<'_, ScheduleView>;
+
+    /// Records an uploaded OTA artifact (its bytes are in place, its signature checked):
+    /// `Created` for a new version; for a known version, `Unchanged` when the sha256 and
+    /// size match and `Conflict` otherwise (both with the record stored first, which stays).
+    fn put_artifact(&self, artifact: Artifact) -> BackendFuture<'_, ArtifactPut>;
+
+    /// Every OTA artifact, newest upload first.
+    fn artifacts(&self) -> BackendFuture<'_, Vec<Artifact>>;
 }

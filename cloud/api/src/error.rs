@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use shiki_shared::schedule::Problem;
 
 use super::backend::BackendError;
+use crate::artifacts::url::UrlRefused;
 use crate::auth::Role;
 
 /// Largest JSON request body accepted.
@@ -58,9 +59,9 @@ pub enum ApiError {
     /// 409: the resource exists already.
     #[error("{0}")]
     Conflict(String),
-    /// 413: the body is larger than [`MAX_BODY_BYTES`].
-    #[error("request body too large (limit {MAX_BODY_BYTES} bytes)")]
-    PayloadTooLarge,
+    /// 413: the body is larger than the route's limit ([`MAX_BODY_BYTES`] for JSON).
+    #[error("request body too large (limit {limit} bytes)")]
+    PayloadTooLarge { limit: u64 },
     /// 422: a desired setting was refused.
     #[error("setting {key:?} refused: {reason}")]
     Unprocessable { key: String, reason: String },
@@ -68,6 +69,12 @@ pub enum ApiError {
     #[error("schedule is invalid: {} problem(s){}", problems.len(),
         problems.first().map(|p| format!(", first: {p}")).unwrap_or_default())]
     InvalidSchedule { problems: Vec<Problem> },
+    /// 422: an artifact's signature does not verify (or no key is trusted); says why.
+    #[error("artifact refused: {0}")]
+    SignatureRefused(String),
+    /// 403: a download URL is expired or its signature does not match.
+    #[error("{0}")]
+    UrlRefused(UrlRefused),
     /// 503: the backend cannot answer now.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -89,7 +96,10 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::VersionConflict { .. } => "version_conflict",
             ApiError::Conflict(_) => "conflict",
-            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::SignatureRefused(_) => "signature_refused",
+            ApiError::UrlRefused(UrlRefused::Expired { .. }) => "url_expired",
+            ApiError::UrlRefused(UrlRefused::BadSignature) => "bad_url_signature",
             ApiError::Unprocessable { .. } => "unprocessable_setting",
             ApiError::InvalidSchedule { .. } => "invalid_schedule",
             ApiError::Unavailable(_) => "unavailable",
@@ -145,6 +155,12 @@ impl ApiError {
             ApiError::Forbidden { required, .. } => {
                 error.insert("required_role".into(), json!(required));
             }
+            ApiError::UrlRefused(UrlRefused::Expired { at }) => {
+                error.insert("expired_at".into(), json!(at));
+            }
+            ApiError::PayloadTooLarge { limit } => {
+                error.insert("limit_bytes".into(), json!(limit));
+            }
             _ => {}
         }
         json!({ "error": error })
@@ -156,14 +172,14 @@ impl ResponseError for ApiError {
         match self {
             ApiError::InvalidBody(_) | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::MissingToken | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Forbidden { .. } | ApiError::UrlRefused(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::VersionConflict { .. } | ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unprocessable { .. } | ApiError::InvalidSchedule { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable { .. }
+            | ApiError::InvalidSchedule { .. }
+            | ApiError::SignatureRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -192,13 +208,15 @@ impl ResponseError for ApiError {
 pub fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(MAX_BODY_BYTES)
-        .error_handler(|err, _req: &HttpRequest| json_error(err).into())
+        .error_handler(|err, _req: &HttpRequest| json_error(err, MAX_BODY_BYTES).into())
 }
 
-fn json_error(err: JsonPayloadError) -> ApiError {
+fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
     match err {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            ApiError::PayloadTooLarge
+            ApiError::PayloadTooLarge {
+                limit: limit as u64,
+            }
         }
         JsonPayloadError::ContentType => {
             ApiError::InvalidBody("Content-Type must be application/json".into())
@@ -216,7 +234,7 @@ pub const MAX_SCHEDULE_BYTES: usize = 1024 * 1024;
 pub fn schedule_json_config() -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(MAX_SCHEDULE_BYTES)
-        .error_handler(|err, _req: &HttpRequest| json_error(err).into())
+        .error_handler(|err, _req: &HttpRequest| json_error(err, MAX_SCHEDULE_BYTES).into())
 }
 
 /// Query string extractor settings.

@@ -1,5 +1,6 @@
 //! The admin API (actix-web): devices, desired changes, history, telemetry, events, tokens,
-//! the OpenAPI document, `/healthz`, `/metrics` and the operator web page.
+//! OTA artifacts (signed uploads, signed download URLs), the OpenAPI document, `/healthz`,
+//! `/metrics` and the operator web page.
 //!
 //! ```no_run
 //! # async fn demo(backend: shiki_cloud_api::SharedBackend) -> Result<(), Box<dyn std::error::Error>> {
@@ -18,6 +19,9 @@
 //! | `PATCH /api/v1/devices/{id}/desired`, `PUT /api/v1/devices/{id}/schedule` | operator |
 //! | `GET /api/v1/devices/{id}/schedule` | viewer |
 //! | `GET/POST /api/v1/tokens`, `DELETE /api/v1/tokens/{name}` | admin |
+//! | `PUT /api/v1/artifacts/{version}` (raw bytes, `Shiki-Signature`) | admin |
+//! | `GET /api/v1/artifacts` | viewer |
+//! | `GET /ota/v1/artifacts/{sha256}?expires=…&sig=…` | none: the signed URL ([`UrlSigner`]) |
 //! | `GET /api/v1/openapi.json` | viewer (everything under `/api` needs a token) |
 //! | `GET /healthz`, `GET /` (web page and its assets) | none |
 //! | `GET /metrics` | none by default; viewer when [`ApiConfig::metrics_require_token`] |
@@ -26,9 +30,11 @@
 //! - [`auth`]: bearer tokens, hashing, roles, the middleware and extractors.
 //! - `backend`: the [`Backend`] trait the API calls; `types`: the DTOs.
 //! - `error`: [`ApiError`] and the extractor error handlers.
+//! - [`artifacts`]: OTA artifact uploads, files and signed download URLs ([`UrlSigner`]).
 //! - `devices`, `tokens`, `ops`: handlers; `params`: query parsing; `csv`, `prometheus`:
 //!   output formats; `openapi.json` and `web/`: embedded documents.
 
+pub mod artifacts;
 pub mod auth;
 mod backend;
 mod csv;
@@ -59,6 +65,10 @@ use actix_web::{
 };
 use chrono::{DateTime, Utc};
 
+pub use artifacts::url::{URL_KEY_FILE, UrlKeyError, UrlRefused, write_new_secret};
+pub use artifacts::{
+    Artifact, ArtifactPut, Artifacts, ArtifactsConfig, SIGNATURE_HEADER, UrlSigner,
+};
 pub use backend::{Backend, BackendError, BackendFuture, SharedBackend};
 pub use error::{ApiError, MAX_BODY_BYTES};
 pub use params::{DEFAULT_LIMIT, MAX_LIMIT};
@@ -96,6 +106,8 @@ pub struct ApiState {
     pub(crate) metrics_require_token: bool,
     pub(crate) stats: Arc<ApiStats>,
     pub(crate) clock: Clock,
+    /// OTA artifact storage; `None` until [`ApiState::with_artifacts`] (its routes answer 503).
+    pub(crate) artifacts: Option<Arc<Artifacts>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -116,6 +128,20 @@ impl ApiState {
             metrics_require_token: config.metrics_require_token,
             stats: Arc::new(ApiStats::default()),
             clock: Arc::new(Utc::now),
+            artifacts: None,
+        })
+    }
+
+    /// Serves OTA artifacts from `artifacts` (see [`artifacts`]).
+    pub fn with_artifacts(mut self, artifacts: Artifacts) -> Self {
+        self.artifacts = Some(Arc::new(artifacts));
+        self
+    }
+
+    /// The artifact storage, or 503 when none is set up.
+    pub(crate) fn artifact_storage(&self) -> Result<&Artifacts, ApiError> {
+        self.artifacts.as_deref().ok_or_else(|| {
+            ApiError::Unavailable("OTA artifact storage is not set up in this API".into())
         })
     }
 
@@ -149,6 +175,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
         .app_data(error::query_config())
         .app_data(error::path_config())
         .configure(ops::configure_public)
+        .configure(artifacts::configure_public)
         .service(
             web::scope("/api")
                 .wrap(from_fn(require_token))
@@ -163,6 +190,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
                         .configure(devices::configure)
                         .configure(schedule::configure)
                         .configure(tokens::configure)
+                        .configure(artifacts::configure_api)
                         .configure(ops::configure_api),
                 )
                 .default_service(web::to(ops::not_found)),

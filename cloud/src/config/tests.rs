@@ -127,3 +127,65 @@ fn shadow_limits_default_to_aws_iot_and_can_be_raised() {
         .to_string();
     assert!(e.contains("max_byte"), "{e}");
 }
+
+#[test]
+fn ota_defaults_and_keys_are_checked_at_load_naming_the_key() {
+    let c = CloudConfig::parse("", Path::new("c.toml")).expect("defaults");
+    assert_eq!(c.ota.url_ttl, Duration::from_secs(900));
+    assert_eq!(c.ota.max_artifact_bytes(), 256 * 1024 * 1024);
+    assert!(c.ota.trusted_keys().expect("none").is_empty());
+    let key = shiki_shared::ota::ReleaseKey::generate().public_base64();
+    let c = CloudConfig::parse(
+        &format!("[ota]\npublic_keys = [\"{key}\"]\nurl_ttl = \"2m\"\nmax_artifact_mb = 8\n"),
+        Path::new("c.toml"),
+    )
+    .expect("valid");
+    assert!(!c.ota.trusted_keys().expect("one").is_empty());
+    assert_eq!(c.ota.url_ttl, Duration::from_secs(120));
+    for (text, names) in [
+        (
+            format!("[ota]\npublic_keys = [\"{key}\", \"not a key\"]\n"),
+            "public key 1",
+        ),
+        ("[ota]\nurl_ttl = \"0s\"\n".to_owned(), "ota.url_ttl"),
+        (
+            "[ota]\nmax_artifact_mb = 0\n".to_owned(),
+            "ota.max_artifact_mb",
+        ),
+    ] {
+        let e = CloudConfig::parse(&text, Path::new("c.toml"))
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains(names), "{names}: {e}");
+        assert!(e.contains("ota."), "names the key: {e}");
+    }
+}
+
+#[test]
+fn the_public_url_defaults_to_the_bound_api_address_and_must_be_http() {
+    let c = CloudConfig::parse("", Path::new("c.toml")).expect("defaults");
+    let bound = "127.0.0.1:41234".parse().expect("addr");
+    assert_eq!(c.api.public_url(bound), "http://127.0.0.1:41234");
+    let c = CloudConfig::parse(
+        "[api]\npublic_url = \"https://shiki.example/cloud/\"\n",
+        Path::new("c.toml"),
+    )
+    .expect("valid");
+    assert_eq!(c.api.public_url(bound), "https://shiki.example/cloud/");
+    for bad in [
+        "ftp://shiki.example",
+        "shiki.example",
+        "https://",
+        "https://:8080/x",
+        "https://shiki.example/?a=1",
+        "https://shiki example",
+    ] {
+        let e = CloudConfig::parse(
+            &format!("[api]\npublic_url = \"{bad}\"\n"),
+            Path::new("c.toml"),
+        )
+        .expect_err(bad)
+        .to_string();
+        assert!(e.contains("api.public_url"), "{bad}: {e}");
+    }
+}

@@ -116,6 +116,12 @@ impl Store for TestStore {
     fn fleet_last_run(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         down()
     }
+    fn artifact(&self, _: &str) -> Result<Option<crate::store::ArtifactRecord>, StoreError> {
+        down()
+    }
+    fn artifacts(&self) -> Result<Vec<crate::store::ArtifactRecord>, StoreError> {
+        down()
+    }
     fn stats(&self) -> StoreStats {
         match self {
             TestStore::Gated { inner, .. } | TestStore::FailingFirst { inner, .. } => inner.stats(),

@@ -41,8 +41,8 @@ use std::task::{Context, Poll};
 pub use redb_store::{RedbStore, StoreOptions};
 pub use shiki_cloud_model::Author;
 pub use types::{
-    DeviceSnapshot, FailureReason, HistoryEntry, HistoryItem, SampleRow, SeqGap, Side, StoreStats,
-    TimeQuery, TokenRecord, VerificationOutcome, VerificationRecord, Write,
+    ArtifactRecord, DeviceSnapshot, FailureReason, HistoryEntry, HistoryItem, SampleRow, SeqGap,
+    Side, StoreStats, TimeQuery, TokenRecord, VerificationOutcome, VerificationRecord, Write,
 };
 
 use chrono::{DateTime, Utc};
@@ -105,6 +105,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn schedules(&self, device: &DeviceId) -> Result<Option<DeviceSchedules>, StoreError>;
     /// When the fleet's yearly jobs were last evaluated (`None`: never).
     fn fleet_last_run(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// The OTA artifact of `version` (`None`: no such version uploaded). OTA jobs look
+    /// their artifact up here; the bytes are at `<data_dir>/artifacts/sha256/<sha256>`.
+    fn artifact(&self, version: &str) -> Result<Option<ArtifactRecord>, StoreError>;
+    /// Every OTA artifact, newest upload first (ties: by version).
+    fn artifacts(&self) -> Result<Vec<ArtifactRecord>, StoreError>;
     /// Counters for metrics.
     fn stats(&self) -> StoreStats;
 }

@@ -470,3 +470,42 @@ fn a_damaged_staged_row_is_quarantined_and_the_commit_that_met_it_goes_through()
     write(&store, vec![telemetry(&a, [5])]);
     assert_eq!(store.last_sample(&a).expect("last"), Some(sample(5)));
 }
+
+#[test]
+fn artifact_records_are_found_by_version_listed_newest_first_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let record = |version: &str, at: i64| ArtifactRecord {
+        version: version.into(),
+        sha256: format!("{at:064x}"),
+        size: 1000 + at as u64,
+        signature: "c2ln".into(),
+        uploaded_at: t(at),
+        uploaded_by: "release-bot".into(),
+    };
+    {
+        let store = open(&dir);
+        assert_eq!(store.artifact("0.2.0").expect("read"), None);
+        assert!(store.artifacts().expect("read").is_empty());
+        write(
+            &store,
+            ["0.2.0", "0.3.0", "0.2.1"]
+                .iter()
+                .zip([10, 30, 20])
+                .map(|(v, at)| Write::PutArtifact(Box::new(record(v, at))))
+                .collect(),
+        );
+    }
+    let store = open(&dir);
+    assert_eq!(
+        store.artifact("0.2.1").expect("read"),
+        Some(record("0.2.1", 20))
+    );
+    assert_eq!(store.artifact("0.2").expect("read"), None);
+    let versions: Vec<String> = store
+        .artifacts()
+        .expect("read")
+        .into_iter()
+        .map(|a| a.version)
+        .collect();
+    assert_eq!(versions, ["0.3.0", "0.2.1", "0.2.0"]);
+}

@@ -167,6 +167,23 @@ pub struct TokenRecord {
     pub created_by: String,
 }
 
+/// An OTA artifact (an edge build) the cloud keeps: its metadata. The bytes live in the
+/// data dir, content-addressed by `sha256` (`<data_dir>/artifacts/sha256/<hex>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// The build's version (unique: one version, one content).
+    pub version: String,
+    /// SHA-256 of the bytes, lowercase hex.
+    pub sha256: String,
+    /// Size of the bytes.
+    pub size: u64,
+    /// The release key's signature of the manifest (version, sha256, size), base64.
+    pub signature: String,
+    pub uploaded_at: DateTime<Utc>,
+    /// Name of the API token that uploaded it.
+    pub uploaded_by: String,
+}
+
 /// One queued write.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -198,6 +215,9 @@ pub enum Write {
     },
     /// The instant the fleet's yearly jobs were last evaluated.
     FleetLastRun(DateTime<Utc>),
+    /// Inserts or replaces the artifact record of its version (the admin API checks first
+    /// that a version is never given other content).
+    PutArtifact(Box<ArtifactRecord>),
 }
 
 impl Write {

@@ -27,7 +27,7 @@ async fn every_api_route_enforces_its_role() {
             let app = app!(state(seeded()));
             let mut r = req(route.method, route.path, token_for(caller));
             if let Some(body) = route.body {
-                r = r.set_json(body());
+                r = body(r);
             }
             let res = send!(app, r);
             let expected = match caller {

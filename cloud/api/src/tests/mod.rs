@@ -1,6 +1,7 @@
 //! API tests without a socket (`actix_web::test`), against an in-memory fake backend that
 //! lives only here; `shiki-cloud`'s `backend_tests` run the app over the real backend.
 
+mod artifact_tests;
 mod auth_tests;
 mod device_tests;
 mod ops_tests;
@@ -57,13 +58,26 @@ pub(super) struct Data {
     pub schedules: BTreeMap<DeviceId, crate::ScheduleView>,
     /// The last schedule put the API passed on.
     pub last_schedule_put: Option<(DeviceId, crate::SlotChoice, Value, Author)>,
+    /// OTA artifact records, in upload order.
+    pub artifacts: Vec<Artifact>,
 }
 
-#[derive(Default)]
 pub(super) struct FakeBackend {
     data: Mutex<Data>,
     /// When set, every call answers `Unavailable`.
     pub down: AtomicBool,
+    /// Holds the artifacts dir of the API built over this backend (lives as long as it).
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for FakeBackend {
+    fn default() -> Self {
+        Self {
+            data: Mutex::default(),
+            down: AtomicBool::default(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
 }
 
 impl FakeBackend {
@@ -311,6 +325,15 @@ impl Backend for FakeBackend {
         self.answer(move |d| schedule_tests::fake_put(d, id, slot, document, author))
     }
 
+    fn put_artifact(&self, artifact: Artifact) -> BackendFuture<'_, ArtifactPut> {
+        self.answer(move |d| artifact_tests::fake_put(d, artifact))
+    }
+
+    fn artifacts(&self) -> BackendFuture<'_, Vec<Artifact>> {
+        // Deliberately oldest first: the API must order newest first itself.
+        self.answer(|d| Ok(d.artifacts.clone()))
+    }
+
     fn schedule(&self, id: DeviceId) -> BackendFuture<'_, crate::ScheduleView> {
         self.answer(move |d| {
             known(d, &id)?;
@@ -461,11 +484,14 @@ pub(super) fn seeded() -> Arc<FakeBackend> {
     b
 }
 
-/// API state over `backend`, with the fixed clock and optionally `SHIKI_ADMIN_TOKEN`.
+/// API state over `backend`, with the fixed clock, optionally `SHIKI_ADMIN_TOKEN`, and
+/// artifacts in the backend's temp dir trusting [`artifact_tests::release_key`].
 pub(super) fn state_with(backend: Arc<FakeBackend>, config: ApiConfig) -> ApiState {
+    let artifacts = artifact_tests::artifacts_config(backend.dir.path());
     ApiState::new(backend, config)
         .expect("valid api config")
         .with_clock(Arc::new(now))
+        .with_artifacts(Artifacts::open(artifacts).expect("artifacts dir"))
 }
 
 pub(super) fn state(backend: Arc<FakeBackend>) -> ApiState {
@@ -493,13 +519,13 @@ pub(super) use send;
 
 pub(super) use crate::testing::req;
 
-/// Every API route: method, a concrete path, the OpenAPI path template, the body to send,
-/// the role it needs, and the status it answers on success.
+/// Every API route: method, a concrete path, the OpenAPI path template, what sets the body
+/// (and its headers), the role it needs, and the status it answers on success.
 pub(super) struct RouteCase {
     pub method: &'static str,
     pub path: &'static str,
     pub template: &'static str,
-    pub body: Option<fn() -> Value>,
+    pub body: Option<fn(TestRequest) -> TestRequest>,
     pub role: Role,
     pub ok: u16,
 }
@@ -508,17 +534,22 @@ pub(super) struct RouteCase {
 pub(super) const ROUTES: &[RouteCase] = &[
     RouteCase { method: "GET", path: "/api/v1/devices", template: "/api/v1/devices", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01", template: "/api/v1/devices/{id}", body: None, role: Role::Viewer, ok: 200 },
-    RouteCase { method: "PATCH", path: "/api/v1/devices/plant-01/desired", template: "/api/v1/devices/{id}/desired", body: Some(|| json!({"settings": {"chw_setpoint": 8.0}})), role: Role::Operator, ok: 200 },
+    RouteCase { method: "PATCH", path: "/api/v1/devices/plant-01/desired", template: "/api/v1/devices/{id}/desired", body: Some(|r| r.set_json(json!({"settings": {"chw_setpoint": 8.0}}))), role: Role::Operator, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/history", template: "/api/v1/devices/{id}/history", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/telemetry", template: "/api/v1/devices/{id}/telemetry", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/events", template: "/api/v1/devices/{id}/events", body: None, role: Role::Viewer, ok: 200 },
-    RouteCase { method: "PUT", path: "/api/v1/devices/plant-01/schedule", template: "/api/v1/devices/{id}/schedule", body: Some(|| json!({"id": "sapporo-2027"})), role: Role::Operator, ok: 200 },
+    RouteCase { method: "PUT", path: "/api/v1/devices/plant-01/schedule", template: "/api/v1/devices/{id}/schedule", body: Some(|r| r.set_json(json!({"id": "sapporo-2027"}))), role: Role::Operator, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/schedule", template: "/api/v1/devices/{id}/schedule", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/tokens", template: "/api/v1/tokens", body: None, role: Role::Admin, ok: 200 },
-    RouteCase { method: "POST", path: "/api/v1/tokens", template: "/api/v1/tokens", body: Some(|| json!({"name": "grafana", "role": "viewer"})), role: Role::Admin, ok: 201 },
+    RouteCase { method: "POST", path: "/api/v1/tokens", template: "/api/v1/tokens", body: Some(|r| r.set_json(json!({"name": "grafana", "role": "viewer"}))), role: Role::Admin, ok: 201 },
     RouteCase { method: "DELETE", path: "/api/v1/tokens/viewer", template: "/api/v1/tokens/{name}", body: None, role: Role::Admin, ok: 204 },
+    RouteCase { method: "PUT", path: "/api/v1/artifacts/0.2.0", template: "/api/v1/artifacts/{version}", body: Some(artifact_tests::signed_upload), role: Role::Admin, ok: 201 },
+    RouteCase { method: "GET", path: "/api/v1/artifacts", template: "/api/v1/artifacts", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/openapi.json", template: "/api/v1/openapi.json", body: None, role: Role::Viewer, ok: 200 },
 ];
+
+/// Routes outside `/api` whose URL is the credential (signed download URLs).
+pub(super) const SIGNED_ROUTES: &[(&str, &str)] = &[("GET", "/ota/v1/artifacts/{sha256}")];
 
 /// Routes outside `/api` (no token needed).
 pub(super) const PUBLIC_ROUTES: &[(&str, &str)] = &[

@@ -218,6 +218,7 @@ async fn openapi_document_parses_and_describes_every_route() {
     }
     for (method, path) in PUBLIC_ROUTES
         .iter()
+        .chain(SIGNED_ROUTES)
         .filter(|(_, p)| !p.ends_with(".js") && !p.ends_with(".css"))
     {
         assert!(
@@ -238,6 +239,7 @@ async fn openapi_document_parses_and_describes_every_route() {
         .chain(
             PUBLIC_ROUTES
                 .iter()
+                .chain(SIGNED_ROUTES)
                 .map(|(m, p)| ((*p).to_owned(), m.to_lowercase())),
         )
         .collect();
@@ -374,7 +376,10 @@ fn openapi_lists_every_error_code_and_status() {
             current: 2,
         },
         ApiError::Conflict(String::new()),
-        ApiError::PayloadTooLarge,
+        ApiError::PayloadTooLarge { limit: 1 },
+        ApiError::SignatureRefused(String::new()),
+        ApiError::UrlRefused(crate::artifacts::url::UrlRefused::BadSignature),
+        ApiError::UrlRefused(crate::artifacts::url::UrlRefused::Expired { at: now() }),
         ApiError::Unprocessable {
             key: String::new(),
             reason: String::new(),

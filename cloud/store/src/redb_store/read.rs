@@ -10,13 +10,13 @@ use shiki_proto::{DeviceId, Event, Sample};
 use super::RedbStore;
 use super::staging;
 use super::tables::{
-    DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, META, Order, SCHEDULES, STAGING, TELEMETRY, TOKENS,
-    VERIFICATIONS, for_each_row, from_json, open,
+    ARTIFACTS, DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, META, Order, SCHEDULES, STAGING,
+    TELEMETRY, TOKENS, VERIFICATIONS, for_each_row, from_json, open,
 };
 use super::writer::Job;
 use crate::{
-    Commit, DeviceSnapshot, HistoryEntry, HistoryItem, SeqGap, Store, StoreError, StoreStats,
-    TimeQuery, TokenRecord, VerificationRecord, Write,
+    ArtifactRecord, Commit, DeviceSnapshot, HistoryEntry, HistoryItem, SeqGap, Store, StoreError,
+    StoreStats, TimeQuery, TokenRecord, VerificationRecord, Write,
 };
 
 impl RedbStore {
@@ -182,6 +182,22 @@ impl Store for RedbStore {
     fn fleet_last_run(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let op = "fleet last run query";
         self.read(op, |rtx| META.get(rtx, FLEET_LAST_RUN, op))
+    }
+
+    fn artifact(&self, version: &str) -> Result<Option<ArtifactRecord>, StoreError> {
+        let op = "artifact lookup";
+        self.read(op, |rtx| ARTIFACTS.get(rtx, version, op))
+    }
+
+    fn artifacts(&self) -> Result<Vec<ArtifactRecord>, StoreError> {
+        let op = "artifact list";
+        let mut all: Vec<ArtifactRecord> = self.read(op, |rtx| ARTIFACTS.all(rtx, op))?;
+        all.sort_by(|a, b| {
+            b.uploaded_at
+                .cmp(&a.uploaded_at)
+                .then_with(|| a.version.cmp(&b.version))
+        });
+        Ok(all)
     }
 
     fn stats(&self) -> StoreStats {

@@ -31,6 +31,8 @@ pub(super) const DEVICES: JsonTable<&str> = JsonTable::new("devices");
 pub(super) const TOKENS: JsonTable<&str> = JsonTable::new("tokens");
 /// Device id → its `DeviceSchedules`.
 pub(super) const SCHEDULES: JsonTable<&str> = JsonTable::new("schedules");
+/// OTA artifact version → its `ArtifactRecord`.
+pub(super) const ARTIFACTS: JsonTable<&str> = JsonTable::new("artifacts");
 /// Process-wide values by name, e.g. [`FLEET_LAST_RUN`].
 pub(super) const META: JsonTable<&str> = JsonTable::new("meta");
 pub(super) const FLEET_LAST_RUN: &str = "fleet.last_run";
@@ -41,7 +43,7 @@ pub(super) fn create_all(db: &Database) -> Result<(), redb::Error> {
     for def in [TELEMETRY, EVENTS.def, HISTORY.def, VERIFICATIONS.def] {
         wtx.open_table(def)?;
     }
-    for table in [DEVICES, TOKENS, SCHEDULES, META] {
+    for table in [DEVICES, TOKENS, SCHEDULES, META, ARTIFACTS] {
         wtx.open_table(table.def)?;
     }
     for def in [STAGING, QUARANTINE] {

@@ -116,6 +116,9 @@ impl Store for TestStore {
     fn fleet_last_run(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         down()
     }
+    fn jobs(&self) -> Result<Vec<crate::store::JobRecord>, StoreError> {
+        down()
+    }
     fn stats(&self) -> StoreStats {
         match self {
             TestStore::Gated { inner, .. } | TestStore::FailingFirst { inner, .. } => inner.stats(),

@@ -198,6 +198,8 @@ pub enum Write {
     },
     /// The instant the fleet's yearly jobs were last evaluated.
     FleetLastRun(DateTime<Utc>),
+    /// Inserts or replaces an OTA job with its executions (by job id).
+    Job(Box<super::JobRecord>),
 }
 
 impl Write {

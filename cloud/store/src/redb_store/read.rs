@@ -10,13 +10,13 @@ use shiki_proto::{DeviceId, Event, Sample};
 use super::RedbStore;
 use super::staging;
 use super::tables::{
-    DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, META, Order, SCHEDULES, STAGING, TELEMETRY, TOKENS,
-    VERIFICATIONS, for_each_row, from_json, open,
+    DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, JOBS, META, Order, SCHEDULES, STAGING, TELEMETRY,
+    TOKENS, VERIFICATIONS, for_each_row, from_json, open,
 };
 use super::writer::Job;
 use crate::{
-    Commit, DeviceSnapshot, HistoryEntry, HistoryItem, SeqGap, Store, StoreError, StoreStats,
-    TimeQuery, TokenRecord, VerificationRecord, Write,
+    Commit, DeviceSnapshot, HistoryEntry, HistoryItem, JobRecord, SeqGap, Store, StoreError,
+    StoreStats, TimeQuery, TokenRecord, VerificationRecord, Write,
 };
 
 impl RedbStore {
@@ -182,6 +182,11 @@ impl Store for RedbStore {
     fn fleet_last_run(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let op = "fleet last run query";
         self.read(op, |rtx| META.get(rtx, FLEET_LAST_RUN, op))
+    }
+
+    fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let op = "job list";
+        self.read(op, |rtx| JOBS.all(rtx, op))
     }
 
     fn stats(&self) -> StoreStats {

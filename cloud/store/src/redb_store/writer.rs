@@ -13,8 +13,8 @@ use shiki_shared::throttle::Throttle;
 
 use super::staging::Stager;
 use super::tables::{
-    DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, META, QUARANTINE, SCHEDULES, STAGING, TELEMETRY,
-    TOKENS, VERIFICATIONS, commit_err, to_json,
+    DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, JOBS, META, QUARANTINE, SCHEDULES, STAGING,
+    TELEMETRY, TOKENS, VERIFICATIONS, commit_err, to_json,
 };
 use crate::{StoreError, StoreStats, Write};
 
@@ -259,6 +259,7 @@ struct Records<'txn> {
     tokens: KeyedByName<'txn>,
     schedules: KeyedByName<'txn>,
     meta: KeyedByName<'txn>,
+    jobs: KeyedByName<'txn>,
 }
 
 impl<'txn> Records<'txn> {
@@ -271,6 +272,7 @@ impl<'txn> Records<'txn> {
             tokens: wtx.open_table(TOKENS.def).map_err(commit_err)?,
             schedules: wtx.open_table(SCHEDULES.def).map_err(commit_err)?,
             meta: wtx.open_table(META.def).map_err(commit_err)?,
+            jobs: wtx.open_table(JOBS.def).map_err(commit_err)?,
         })
     }
 
@@ -304,6 +306,7 @@ impl<'txn> Records<'txn> {
                 put(&mut self.schedules, device.as_str(), schedules.as_ref())?;
             }
             Write::FleetLastRun(at) => put(&mut self.meta, FLEET_LAST_RUN, at)?,
+            Write::Job(job) => put(&mut self.jobs, job.id.as_str(), job.as_ref())?,
         }
         Ok(())
     }

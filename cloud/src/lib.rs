@@ -24,6 +24,7 @@
 //!   ([`device::DeviceState`]), and the [`device::Registry`].
 //! - `notifier`: Slack-compatible webhook alerts.
 //! - `schedule`: yearly schedule sync per device, fleet-wide yearly jobs.
+//! - `ota`: OTA jobs: the [`ota::JobsActor`] over the [`ota::Jobs`] state machine.
 //! - [`api`] (crate `shiki-cloud-api`): the admin API and the [`api::Backend`] trait it
 //!   calls; [`auth`]: bearer tokens, hashing and roles. `backend_impl` implements
 //!   [`api::Backend`] over the actors and the store ([`CloudBackend`]).
@@ -38,6 +39,7 @@ pub mod config;
 pub mod device;
 pub mod ingest;
 pub mod notifier;
+pub mod ota;
 pub mod publisher;
 pub mod schedule;
 #[cfg(test)]

@@ -27,11 +27,13 @@
 //! - `ota`: OTA jobs: the [`ota::JobsActor`] over the [`ota::Jobs`] state machine.
 //! - [`api`] (crate `shiki-cloud-api`): the admin API and the [`api::Backend`] trait it
 //!   calls; [`auth`]: bearer tokens, hashing and roles. `backend_impl` implements
-//!   [`api::Backend`] over the actors and the store ([`CloudBackend`]).
+//!   [`api::Backend`] over the actors and the store ([`CloudBackend`]), its job half in
+//!   `backend_jobs`.
 //! - `app`: the composition root: [`start`], [`run`].
 
 mod app;
 mod backend_impl;
+mod backend_jobs;
 #[cfg(test)]
 mod backend_tests;
 pub mod broker;

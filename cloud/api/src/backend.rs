@@ -26,7 +26,10 @@ use super::types::{
     DeviceSummary, DeviceView, EventRow, HistoryEntry, MetricsSnapshot, NewToken, PatchOutcome,
     TelemetryRow, TimeRange, TokenInfo, TokenRecord,
 };
-use crate::{DesiredChange, PutScheduleResponse, ScheduleView, SlotChoice};
+use crate::{
+    DesiredChange, JobCreated, JobView, NewJob, PutScheduleResponse, ScheduleView, SlotChoice,
+};
+use shiki_proto::JobId;
 
 /// A future returned by a [`Backend`] method.
 pub type BackendFuture<'a, T> = LocalBoxFuture<'a, Result<T, BackendError>>;
@@ -138,4 +141,19 @@ pub trait Backend: Send + Sync + 'static {
     /// The device's current and next schedule with their sync status. `NotFound` for an
     /// unknown device.
     fn schedule(&self, id: DeviceId) -> BackendFuture<'_, ScheduleView>;
+
+    /// Creates an OTA job for `author`. `Invalid` with key `artifact_version` for a version
+    /// no artifact has, with key `devices` for a device the cloud does not know (or listed
+    /// twice).
+    fn create_job(&self, job: NewJob, author: Author) -> BackendFuture<'_, JobCreated>;
+
+    /// Every job (the API orders them newest first).
+    fn list_jobs(&self) -> BackendFuture<'_, Vec<JobView>>;
+
+    /// One job with each device's execution. `NotFound` if there is no such job.
+    fn job(&self, id: JobId) -> BackendFuture<'_, JobView>;
+
+    /// Cancels every execution of the job that has not finished (`author` is recorded);
+    /// answers the job as it is then. `NotFound` if there is no such job.
+    fn cancel_job(&self, id: JobId, author: Author) -> BackendFuture<'_, JobView>;
 }

@@ -17,6 +17,8 @@
 //! | `GET /api/v1/devices/{id}/history` (`?format=csv`), `/telemetry`, `/events` | viewer |
 //! | `PATCH /api/v1/devices/{id}/desired`, `PUT /api/v1/devices/{id}/schedule` | operator |
 //! | `GET /api/v1/devices/{id}/schedule` | viewer |
+//! | `POST /api/v1/jobs`, `POST /api/v1/jobs/{id}/cancel` | operator |
+//! | `GET /api/v1/jobs` (newest first), `GET /api/v1/jobs/{id}` | viewer |
 //! | `GET/POST /api/v1/tokens`, `DELETE /api/v1/tokens/{name}` | admin |
 //! | `GET /api/v1/openapi.json` | viewer (everything under `/api` needs a token) |
 //! | `GET /healthz`, `GET /` (web page and its assets) | none |
@@ -26,7 +28,8 @@
 //! - [`auth`]: bearer tokens, hashing, roles, the middleware and extractors.
 //! - `backend`: the [`Backend`] trait the API calls; `types`: the DTOs.
 //! - `error`: [`ApiError`] and the extractor error handlers.
-//! - `devices`, `tokens`, `ops`: handlers; `params`: query parsing; `csv`, `prometheus`:
+//! - `job_types`: the DTOs of the job routes.
+//! - `devices`, `jobs`, `tokens`, `ops`: handlers; `params`: query parsing; `csv`, `prometheus`:
 //!   output formats; `openapi.json` and `web/`: embedded documents.
 
 pub mod auth;
@@ -34,6 +37,8 @@ mod backend;
 mod csv;
 mod devices;
 mod error;
+mod job_types;
+mod jobs;
 mod ops;
 mod params;
 mod prometheus;
@@ -61,6 +66,10 @@ use chrono::{DateTime, Utc};
 
 pub use backend::{Backend, BackendError, BackendFuture, SharedBackend};
 pub use error::{ApiError, MAX_BODY_BYTES};
+pub use job_types::{
+    JobCreated, JobDeviceView, JobExecutionStatus, JobView, NewJob, NewJobRequest,
+};
+pub use jobs::MAX_JOB_DEVICES;
 pub use params::{DEFAULT_LIMIT, MAX_LIMIT};
 pub use shiki_cloud_model::schedule::SlotChoice;
 pub use shiki_cloud_model::shadow::DesiredChange;
@@ -162,6 +171,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
                     web::scope("/v1")
                         .configure(devices::configure)
                         .configure(schedule::configure)
+                        .configure(jobs::configure)
                         .configure(tokens::configure)
                         .configure(ops::configure_api),
                 )

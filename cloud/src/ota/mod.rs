@@ -29,6 +29,9 @@ pub use messages::{
 };
 pub use state::{JobEffects, JobError, JobTimeouts, Jobs, NewJob, Presence, Transition};
 
+#[cfg(test)]
+pub(crate) use state_tests::MemoryArtifacts;
+
 use crate::device::Clock;
 use crate::notifier::Alert;
 use crate::store::{Author, HistoryEntry, Side, Store, Write};

@@ -16,10 +16,10 @@ use crate::store::{Author, ExecutionStatus, JobRecord, Rollout};
 
 /// Artifacts in memory; URLs carry the signing instant, valid 10 minutes.
 #[derive(Debug, Default)]
-pub(super) struct MemoryArtifacts(Mutex<BTreeMap<String, ArtifactInfo>>);
+pub(crate) struct MemoryArtifacts(Mutex<BTreeMap<String, ArtifactInfo>>);
 
 impl MemoryArtifacts {
-    pub(super) fn with(versions: &[&str]) -> Arc<Self> {
+    pub(crate) fn with(versions: &[&str]) -> Arc<Self> {
         let a = Self::default();
         for v in versions {
             a.0.lock().expect("lock").insert(

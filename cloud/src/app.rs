@@ -24,6 +24,7 @@ use crate::device::{
 };
 use crate::ingest::{Ingest, IngestStats};
 use crate::notifier::{Notifier, NotifierStats};
+use crate::ota::{JobTimeouts, Jobs, JobsActor, NoArtifacts};
 use crate::publisher::MqttPublisher;
 use crate::schedule::{FleetScheduleActor, FleetScheduler};
 use crate::store::{RedbStore, Store, StoreError, StoreOptions};
@@ -74,6 +75,8 @@ pub struct App {
     pub fleet: Addr<FleetScheduleActor>,
     /// Makes the signed download URLs of OTA artifacts (under `api.public_url`).
     pub url_signer: UrlSigner,
+    /// The OTA jobs.
+    pub jobs: Addr<JobsActor>,
     store: Arc<RedbStore>,
     ingest: Ingest,
     api: actix_web::dev::ServerHandle,
@@ -111,10 +114,14 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     let publisher = MqttPublisher::new(client.clone(), topics.clone()).start();
     let device_metrics = Arc::new(DeviceMetrics::default());
     let clock = SystemClock::shared();
+    // The jobs actor and the device actors talk to each other: its address first.
+    let jobs_ctx = Context::<JobsActor>::new();
+    let jobs = jobs_ctx.address();
     let deps = DeviceDeps {
         store: dyn_store.clone(),
         publisher: publisher.recipient(),
-        alerts: notifier.recipient(),
+        alerts: notifier.clone().recipient(),
+        jobs: jobs.clone().recipient(),
         clock: clock.clone(),
         cfg: DeviceConfig {
             verification: config.verification,
@@ -126,6 +133,19 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     };
     let directory = Directory::new(deps);
     let registry = Registry::with_directory(directory.clone()).start();
+    // Until the artifact store is wired in, no version is known and jobs are refused.
+    let restored = Jobs::restore(
+        JobTimeouts::default(),
+        Arc::new(NoArtifacts),
+        dyn_store.jobs()?,
+    );
+    jobs_ctx.run(JobsActor::new(
+        restored,
+        dyn_store.clone(),
+        registry.clone().recipient(),
+        notifier.recipient(),
+        clock.clone(),
+    ));
     // The yearly push and New Year check; `last_run` survives restarts so a missed
     // 1 December is caught up.
     let last_run = dyn_store.fleet_last_run()?.unwrap_or_else(|| clock.now());
@@ -150,6 +170,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
 
     let backend: SharedBackend = Arc::new(CloudBackend::new(
         registry.clone(),
+        jobs.clone(),
         dyn_store,
         ingest_stats.clone(),
         device_metrics.clone(),
@@ -166,6 +187,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         notifier_stats,
         fleet,
         url_signer,
+        jobs,
         store,
         ingest,
         api,

@@ -19,6 +19,7 @@ use crate::device::{
     LookupDevice, Registry, RegistryError,
 };
 use crate::ingest::IngestStats;
+use crate::ota::JobsActor;
 use crate::schedule::{
     GetScheduleView, PutSchedule, PutScheduleResponse, ScheduleView, SetError, SlotChoice,
 };
@@ -27,6 +28,7 @@ use crate::store::{self, ArtifactRecord, Store, StoreError, TimeQuery, TokenReco
 /// The real backend.
 pub struct CloudBackend {
     registry: Addr<Registry>,
+    jobs: Addr<JobsActor>,
     store: Arc<dyn Store>,
     /// Tokens by hash, served from memory (every API request looks one up).
     tokens: RwLock<HashMap<String, TokenRecord>>,
@@ -58,6 +60,7 @@ fn query(range: TimeRange, limit: usize) -> TimeQuery {
 impl CloudBackend {
     pub fn new(
         registry: Addr<Registry>,
+        jobs: Addr<JobsActor>,
         store: Arc<dyn Store>,
         ingest: Arc<IngestStats>,
         devices: Arc<DeviceMetrics>,
@@ -69,6 +72,7 @@ impl CloudBackend {
             .collect();
         Ok(Self {
             registry,
+            jobs,
             store,
             tokens: RwLock::new(tokens),
             ingest,
@@ -76,6 +80,14 @@ impl CloudBackend {
             rate: Mutex::new((Instant::now(), 0, 0.0)),
             artifact_puts: tokio::sync::Mutex::new(()),
         })
+    }
+
+    pub(crate) fn registry(&self) -> &Addr<Registry> {
+        &self.registry
+    }
+
+    pub(crate) fn jobs(&self) -> &Addr<JobsActor> {
+        &self.jobs
     }
 
     /// The actor of a known device (`NotFound` otherwise).
@@ -464,6 +476,30 @@ impl Backend for CloudBackend {
     fn artifacts(&self) -> BackendFuture<'_, Vec<Artifact>> {
         let listed = self.store.artifacts().map_err(internal);
         async move { Ok(listed?.into_iter().map(artifact).collect()) }.boxed_local()
+    }
+
+    fn create_job(
+        &self,
+        job: api::NewJob,
+        author: store::Author,
+    ) -> BackendFuture<'_, api::JobCreated> {
+        self.create_job_now(job, author).boxed_local()
+    }
+
+    fn list_jobs(&self) -> BackendFuture<'_, Vec<api::JobView>> {
+        self.list_jobs_now().boxed_local()
+    }
+
+    fn job(&self, id: shiki_proto::JobId) -> BackendFuture<'_, api::JobView> {
+        self.job_now(id).boxed_local()
+    }
+
+    fn cancel_job(
+        &self,
+        id: shiki_proto::JobId,
+        author: store::Author,
+    ) -> BackendFuture<'_, api::JobView> {
+        self.cancel_job_now(id, author).boxed_local()
     }
 
     fn metrics(&self) -> BackendFuture<'_, MetricsSnapshot> {

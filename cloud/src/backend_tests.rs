@@ -24,6 +24,7 @@ use crate::device::{
 };
 use crate::ingest::IngestStats;
 use crate::notifier::Alert;
+use crate::ota::{JobTimeouts, Jobs, JobsActor, MemoryArtifacts};
 use crate::schedule::SyncConfig;
 use crate::store::{RedbStore, Store};
 use crate::test_support::collector;
@@ -57,19 +58,35 @@ impl Cloud {
         let store = Arc::new(RedbStore::open(&dir.path().join("c.redb"), 64).expect("store"));
         let (publisher, published) = collector::<Publish>();
         let (alerts, _alerted) = collector::<Alert>();
+        let clock = TestClock::at(now());
+        let jobs_ctx = Context::<JobsActor>::new();
+        let jobs = jobs_ctx.address();
         let deps = DeviceDeps {
             store: store.clone(),
             publisher,
             alerts,
-            clock: TestClock::at(now()).shared(),
+            clock: clock.shared(),
             cfg: DeviceConfig::default(),
             metrics: Arc::new(DeviceMetrics::default()),
             schedule: SyncConfig::default(),
+            jobs: jobs.clone().recipient(),
         };
         let registry = Registry::new(deps).start();
+        jobs_ctx.run(JobsActor::new(
+            Jobs::restore(
+                JobTimeouts::default(),
+                MemoryArtifacts::with(&["0.2.0"]),
+                vec![],
+            ),
+            store.clone(),
+            registry.clone().recipient(),
+            collector().0,
+            clock.shared(),
+        ));
         let backend = Arc::new(
             CloudBackend::new(
                 registry.clone(),
+                jobs,
                 store.clone(),
                 Arc::new(IngestStats::default()),
                 Arc::new(DeviceMetrics::default()),
@@ -298,5 +315,93 @@ async fn schedule_history_names_the_putting_token_with_its_role_and_the_acking_d
         res.text().contains("\"set_by\":\"api-key:ops-team\""),
         "{}",
         res.text()
+    );
+}
+
+/// A job over the real backend: the online device gets `jobs/notify` through its actor,
+/// its edge's failure shows in the job and in the device's history; unknown versions and
+/// devices are 422s naming them.
+#[actix_web::test]
+async fn a_job_reaches_the_device_and_its_failure_shows_in_the_job_and_the_history() {
+    let mut cloud = Cloud::start().await;
+    let app = actix_web::test::init_service(crate::api::app(cloud.state.clone())).await;
+    for (body, says) in [
+        (
+            json!({"artifact_version": "9.9.9", "devices": ["plant-01"]}),
+            "9.9.9",
+        ),
+        (
+            json!({"artifact_version": "0.2.0", "devices": ["plant-99"]}),
+            "plant-99",
+        ),
+    ] {
+        let res = call(&app, req("POST", "/api/v1/jobs", Some(OPS)).set_json(body)).await;
+        assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            res.json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(says)),
+            "{:?}",
+            res.json
+        );
+    }
+    let res = call(
+        &app,
+        req("POST", "/api/v1/jobs", Some(OPS))
+            .set_json(json!({"artifact_version": "0.2.0", "devices": ["plant-01"]})),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    let id = res.json["id"].as_str().expect("job id").to_owned();
+    let notify = loop {
+        let publish = tokio::time::timeout(Duration::from_secs(5), cloud.published.recv())
+            .await
+            .expect("a publish within 5 s")
+            .expect("publisher open");
+        if let Outbound::JobNotify(n) = publish.message {
+            break n;
+        }
+    };
+    assert_eq!(notify.jobs[0].job_id.as_str(), id);
+
+    cloud
+        .input(DeviceInput::JobUpdate {
+            job: shiki_proto::JobId::new(id.as_str()).expect("job id"),
+            update: Box::new(shiki_proto::JobUpdate {
+                v: PROTOCOL_VERSION,
+                status: shiki_proto::JobStatus::Failed,
+                detail: Some("not enough disk: 12 MB free, 40 MB needed".into()),
+                step: None,
+                progress: None,
+                ts: now(),
+            }),
+        })
+        .await;
+    let res = call(
+        &app,
+        req("GET", &format!("/api/v1/jobs/{id}"), Some(AUDITOR)),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(
+        res.json["devices"][0],
+        json!({"device": "plant-01", "status": "failed", "progress": 0,
+               "reason": "not enough disk: 12 MB free, 40 MB needed",
+               "started_at": now(), "finished_at": now()})
+    );
+    cloud.settle().await;
+    let res = call(
+        &app,
+        req("GET", "/api/v1/devices/plant-01/history", Some(AUDITOR)),
+    )
+    .await;
+    let failed = entry(&res.json, "reported", "ota");
+    assert_eq!(
+        (&failed["old"], &failed["new"]),
+        (&json!("in_progress"), &json!("failed"))
+    );
+    assert_eq!(
+        failed["actor"],
+        json!({"kind": "device", "name": "plant-01"})
     );
 }

@@ -24,13 +24,16 @@
 //!   ([`device::DeviceState`]), and the [`device::Registry`].
 //! - `notifier`: Slack-compatible webhook alerts.
 //! - `schedule`: yearly schedule sync per device, fleet-wide yearly jobs.
+//! - `ota`: OTA jobs: the [`ota::JobsActor`] over the [`ota::Jobs`] state machine.
 //! - [`api`] (crate `shiki-cloud-api`): the admin API and the [`api::Backend`] trait it
 //!   calls; [`auth`]: bearer tokens, hashing and roles. `backend_impl` implements
-//!   [`api::Backend`] over the actors and the store ([`CloudBackend`]).
+//!   [`api::Backend`] over the actors and the store ([`CloudBackend`]), its job half in
+//!   `backend_jobs`.
 //! - `app`: the composition root: [`start`], [`run`].
 
 mod app;
 mod backend_impl;
+mod backend_jobs;
 #[cfg(test)]
 mod backend_tests;
 pub mod broker;
@@ -38,6 +41,7 @@ pub mod config;
 pub mod device;
 pub mod ingest;
 pub mod notifier;
+pub mod ota;
 pub mod publisher;
 pub mod schedule;
 #[cfg(test)]

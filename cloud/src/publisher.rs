@@ -1,5 +1,5 @@
 //! The device actors' way out: [`MqttPublisher`] publishes each [`Publish`] (a shadow
-//! document or delta, a yearly schedule) on its device's cloud→edge topic, QoS 1, through
+//! document or delta, a yearly schedule, a `jobs/notify`) on its device's cloud→edge topic, QoS 1, through
 //! the ingest's MQTT client.
 
 use actix::prelude::*;
@@ -38,6 +38,7 @@ impl Handler<Publish> for MqttPublisher {
             Outbound::Document(d) => (Channel::ShadowDocument, encode(d)),
             Outbound::Delta(d) => (Channel::ShadowDelta, encode(d)),
             Outbound::ScheduleSet(s) => (Channel::ScheduleSet, encode(s.as_ref())),
+            Outbound::JobNotify(n) => (Channel::JobsNotify, encode(n.as_ref())),
         };
         let bytes = match bytes {
             Ok(b) => b,

@@ -26,7 +26,11 @@ use super::types::{
     DeviceSummary, DeviceView, EventRow, HistoryEntry, MetricsSnapshot, NewToken, PatchOutcome,
     TelemetryRow, TimeRange, TokenInfo, TokenRecord,
 };
-use crate::{Artifact, ArtifactPut, DesiredChange, PutScheduleResponse, ScheduleView, SlotChoice};
+use crate::{
+    Artifact, ArtifactPut, DesiredChange, JobCreated, JobView, NewJob, PutScheduleResponse,
+    ScheduleView, SlotChoice,
+};
+use shiki_proto::JobId;
 
 /// A future returned by a [`Backend`] method.
 pub type BackendFuture<'a, T> = LocalBoxFuture<'a, Result<T, BackendError>>;
@@ -146,4 +150,18 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Every OTA artifact, newest upload first.
     fn artifacts(&self) -> BackendFuture<'_, Vec<Artifact>>;
+    /// Creates an OTA job for `author`. `Invalid` with key `artifact_version` for a version
+    /// no artifact has, with key `devices` for a device the cloud does not know (or listed
+    /// twice).
+    fn create_job(&self, job: NewJob, author: Author) -> BackendFuture<'_, JobCreated>;
+
+    /// Every job (the API orders them newest first).
+    fn list_jobs(&self) -> BackendFuture<'_, Vec<JobView>>;
+
+    /// One job with each device's execution. `NotFound` if there is no such job.
+    fn job(&self, id: JobId) -> BackendFuture<'_, JobView>;
+
+    /// Cancels every execution of the job that has not finished (`author` is recorded);
+    /// answers the job as it is then. `NotFound` if there is no such job.
+    fn cancel_job(&self, id: JobId, author: Author) -> BackendFuture<'_, JobView>;
 }

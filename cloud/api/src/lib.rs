@@ -18,6 +18,8 @@
 //! | `GET /api/v1/devices/{id}/history` (`?format=csv`), `/telemetry`, `/events` | viewer |
 //! | `PATCH /api/v1/devices/{id}/desired`, `PUT /api/v1/devices/{id}/schedule` | operator |
 //! | `GET /api/v1/devices/{id}/schedule` | viewer |
+//! | `POST /api/v1/jobs`, `POST /api/v1/jobs/{id}/cancel` | operator |
+//! | `GET /api/v1/jobs` (newest first), `GET /api/v1/jobs/{id}` | viewer |
 //! | `GET/POST /api/v1/tokens`, `DELETE /api/v1/tokens/{name}` | admin |
 //! | `PUT /api/v1/artifacts/{version}` (raw bytes, `Shiki-Signature`) | admin |
 //! | `GET /api/v1/artifacts` | viewer |
@@ -31,7 +33,8 @@
 //! - `backend`: the [`Backend`] trait the API calls; `types`: the DTOs.
 //! - `error`: [`ApiError`] and the extractor error handlers.
 //! - [`artifacts`]: OTA artifact uploads, files and signed download URLs ([`UrlSigner`]).
-//! - `devices`, `tokens`, `ops`: handlers; `params`: query parsing; `csv`, `prometheus`:
+//! - `job_types`: the DTOs of the job routes.
+//! - `devices`, `jobs`, `tokens`, `ops`: handlers; `params`: query parsing; `csv`, `prometheus`:
 //!   output formats; `openapi.json` and `web/`: embedded documents.
 
 pub mod artifacts;
@@ -40,6 +43,8 @@ mod backend;
 mod csv;
 mod devices;
 mod error;
+mod job_types;
+mod jobs;
 mod ops;
 mod params;
 mod prometheus;
@@ -71,6 +76,10 @@ pub use artifacts::{
 };
 pub use backend::{Backend, BackendError, BackendFuture, SharedBackend};
 pub use error::{ApiError, MAX_BODY_BYTES};
+pub use job_types::{
+    JobCreated, JobDeviceView, JobExecutionStatus, JobView, NewJob, NewJobRequest,
+};
+pub use jobs::MAX_JOB_DEVICES;
 pub use params::{DEFAULT_LIMIT, MAX_LIMIT};
 pub use shiki_cloud_model::schedule::SlotChoice;
 pub use shiki_cloud_model::shadow::DesiredChange;
@@ -189,6 +198,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
                     web::scope("/v1")
                         .configure(devices::configure)
                         .configure(schedule::configure)
+                        .configure(jobs::configure)
                         .configure(tokens::configure)
                         .configure(artifacts::configure_api)
                         .configure(ops::configure_api),

@@ -31,6 +31,7 @@ pub use state::{
     DesiredChange, DesiredError, DeviceConfig, DeviceState, DeviceView, Outbound, SampleJson,
 };
 
+use crate::ota::{DeviceJobInput, JobInput, NotifyDevice, Presence};
 use crate::schedule::{DeviceSchedules, ScheduleSync};
 use crate::store::{Store, Write};
 
@@ -58,6 +59,11 @@ pub enum DeviceInput {
     ShadowGet(ShadowGet),
     /// `schedule/ack`: the edge stored (or refused) a yearly schedule.
     ScheduleAck(ScheduleAck),
+    /// `jobs/{job}/update`: passed on to the jobs actor.
+    JobUpdate {
+        job: shiki_proto::JobId,
+        update: Box<shiki_proto::JobUpdate>,
+    },
 }
 
 /// A desired change from the API and who asked for it.
@@ -212,6 +218,14 @@ impl DeviceActor {
         tracing::info_span!("device", device_id = %self.state.id())
     }
 
+    /// Passes a status or a job update of this device on to the jobs actor.
+    fn tell_jobs(&self, input: JobInput) {
+        self.deps.jobs.do_send(DeviceJobInput {
+            device: self.state.id().clone(),
+            input,
+        });
+    }
+
     fn next_id(store: &Arc<dyn Store>) -> impl FnMut() -> u64 + '_ {
         move || store.next_id()
     }
@@ -244,6 +258,10 @@ impl Handler<DeviceInput> for DeviceActor {
         let was_online = self.state.online();
         let fx = match msg {
             DeviceInput::Status(s) => {
+                self.tell_jobs(JobInput::Presence(Presence {
+                    online: s.state == shiki_proto::Connectivity::Online,
+                    software_version: s.software_version.clone(),
+                }));
                 let fx = self.state.on_status(s, now);
                 if self.state.online() && !was_online {
                     self.apply(fx, ctx);
@@ -251,6 +269,13 @@ impl Handler<DeviceInput> for DeviceActor {
                     return;
                 }
                 fx
+            }
+            DeviceInput::JobUpdate { job, update } => {
+                self.tell_jobs(JobInput::Update {
+                    job,
+                    update: *update,
+                });
+                return;
             }
             DeviceInput::ScheduleAck(ack) => {
                 self.schedule_step(ctx, |sync, now, _| sync.on_ack(&ack, now));
@@ -291,6 +316,15 @@ impl Handler<ChangeDesired> for DeviceActor {
         tracing::info!(version, "desired state changed");
         self.apply(fx, ctx);
         Ok(version)
+    }
+}
+
+/// The jobs actor's `jobs/notify` for this device: published as it is.
+impl Handler<NotifyDevice> for DeviceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: NotifyDevice, _ctx: &mut Self::Context) {
+        self.publish(Outbound::JobNotify(Box::new(msg.notify)));
     }
 }
 

@@ -25,6 +25,8 @@ pub struct DeviceDeps {
     pub metrics: Arc<DeviceMetrics>,
     /// Retry and alert settings of yearly schedule sync.
     pub schedule: SyncConfig,
+    /// The jobs actor: each device's status and job updates.
+    pub jobs: Recipient<crate::ota::DeviceJobInput>,
 }
 
 impl std::fmt::Debug for DeviceDeps {
@@ -264,6 +266,21 @@ impl Handler<FleetJobsDue> for Registry {
         tracing::info!(jobs = ?msg.jobs, devices = devices.len(), "yearly schedule jobs sent to every device");
         for (_, addr) in devices {
             addr.do_send(msg.clone());
+        }
+    }
+}
+
+/// A `jobs/notify` from the jobs actor, to the device's actor (which publishes it); a
+/// device the cloud does not know is logged.
+impl Handler<crate::ota::NotifyDevice> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: crate::ota::NotifyDevice, _ctx: &mut Self::Context) {
+        match self.directory.get_known(&msg.device) {
+            Some(addr) => addr.do_send(msg),
+            None => {
+                tracing::warn!(device_id = %msg.device, "jobs/notify for an unknown device dropped")
+            }
         }
     }
 }

@@ -43,6 +43,8 @@ pub enum Outbound {
     Delta(ShadowDelta),
     /// A yearly schedule for the edge (`schedule/set`).
     ScheduleSet(Box<shiki_proto::ScheduleSet>),
+    /// The device's pending OTA jobs (`jobs/notify`), from the jobs actor.
+    JobNotify(Box<shiki_proto::JobNotify>),
 }
 
 /// What an input caused.

@@ -421,11 +421,10 @@ impl Dispatcher {
             Channel::ShadowReported => DeviceInput::Reported(Box::new(self.decode(p)?)),
             Channel::ShadowGet => DeviceInput::ShadowGet(self.decode(p)?),
             Channel::ScheduleAck => DeviceInput::ScheduleAck(self.decode(p)?),
-            Channel::JobUpdate(job) => {
-                let u: shiki_proto::JobUpdate = self.decode(p)?;
-                tracing::info!(%job, status = ?u.status, "job update");
-                return None;
-            }
+            Channel::JobUpdate(job) => DeviceInput::JobUpdate {
+                job,
+                update: Box::new(self.decode(p)?),
+            },
             other => {
                 self.drop_msg(&p.topic, DropReason::WrongDirection, &format!("{other:?}"));
                 return None;

@@ -122,6 +122,9 @@ impl Store for TestStore {
     fn artifacts(&self) -> Result<Vec<crate::store::ArtifactRecord>, StoreError> {
         down()
     }
+    fn jobs(&self) -> Result<Vec<crate::store::JobRecord>, StoreError> {
+        down()
+    }
     fn stats(&self) -> StoreStats {
         match self {
             TestStore::Gated { inner, .. } | TestStore::FailingFirst { inner, .. } => inner.stats(),

@@ -23,6 +23,8 @@ pub enum AlertKind {
     PlcAlarm,
     /// Yearly schedule sync: refused, not acknowledged, missing for the coming year.
     Schedule,
+    /// An OTA job's execution failed, rolled back or timed out.
+    Ota,
 }
 
 /// One alert for people.

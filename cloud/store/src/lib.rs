@@ -19,11 +19,13 @@
 //!
 //! # Layout
 //! - `types`: the records ([`Write`], [`DeviceSnapshot`], [`HistoryEntry`], …);
+//! - `jobs`: OTA job records ([`JobRecord`] with each device's [`ExecutionRecord`]);
 //! - `legacy`: stored formats of older versions, read into today's records;
 //! - `redb_store`: [`RedbStore`], its tables, writer thread, reads, and telemetry chunks
 //!   and staging;
 //! - `testing` (feature `test-support`): helpers for tests of the store's users.
 
+mod jobs;
 mod legacy;
 #[cfg(test)]
 mod legacy_tests;
@@ -38,6 +40,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+pub use jobs::{ExecutionRecord, ExecutionStatus, JobArtifact, JobRecord, Rollout};
 pub use redb_store::{RedbStore, StoreOptions};
 pub use shiki_cloud_model::Author;
 pub use types::{
@@ -110,6 +113,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn artifact(&self, version: &str) -> Result<Option<ArtifactRecord>, StoreError>;
     /// Every OTA artifact, newest upload first (ties: by version).
     fn artifacts(&self) -> Result<Vec<ArtifactRecord>, StoreError>;
+    /// Every OTA job, in job id order.
+    fn jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
     /// Counters for metrics.
     fn stats(&self) -> StoreStats;
 }

@@ -509,3 +509,50 @@ fn artifact_records_are_found_by_version_listed_newest_first_and_survive_a_reope
         .collect();
     assert_eq!(versions, ["0.3.0", "0.2.1", "0.2.0"]);
 }
+
+#[test]
+fn jobs_survive_a_reopen_with_every_execution_and_author() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut executing = ExecutionRecord::queued(dev("plant-01"));
+    executing.status = ExecutionStatus::InProgress;
+    executing.progress = 40;
+    executing.step = Some(shiki_proto::JobStep::Downloading);
+    executing.started_at = Some(t(10));
+    executing.last_activity = Some(t(20));
+    let mut failed = ExecutionRecord::queued(dev("plant-02"));
+    failed.status = ExecutionStatus::RolledBack;
+    failed.reason = Some("health check: PLC not read within 120 s".into());
+    failed.finished_at = Some(t(30));
+    let job = |id: &str, at| JobRecord {
+        id: shiki_proto::JobId::new(id).expect("valid job id"),
+        artifact: JobArtifact {
+            version: "0.2.0".into(),
+            sha256: "ab".repeat(32),
+            size: 1234,
+            signature: "c2ln".into(),
+        },
+        created_at: t(at),
+        created_by: Author::api_key("ops", shiki_cloud_model::Role::Operator),
+        rollout: Rollout::default(),
+        executions: vec![executing.clone(), failed.clone()],
+        canceled_by: None,
+    };
+    let first = job("ota-1", 1);
+    let mut second = job("ota-2", 2);
+    second.canceled_by = Some(Author::Operator("alice".into()));
+    {
+        let store = open(&dir);
+        write(&store, vec![Write::Job(Box::new(first.clone()))]);
+        write(&store, vec![Write::Job(Box::new(second.clone()))]);
+        // Replaced whole, by id.
+        let mut again = first.clone();
+        again.executions[0].progress = 60;
+        write(&store, vec![Write::Job(Box::new(again))]);
+        store.close();
+    }
+    let store = open(&dir);
+    let jobs = store.jobs().expect("jobs read");
+    let mut expected = first;
+    expected.executions[0].progress = 60;
+    assert_eq!(jobs, vec![expected, second]);
+}

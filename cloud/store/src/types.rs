@@ -218,6 +218,8 @@ pub enum Write {
     /// Inserts or replaces the artifact record of its version (the admin API checks first
     /// that a version is never given other content).
     PutArtifact(Box<ArtifactRecord>),
+    /// Inserts or replaces an OTA job with its executions (by job id).
+    Job(Box<super::JobRecord>),
 }
 
 impl Write {

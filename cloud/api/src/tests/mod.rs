@@ -4,6 +4,7 @@
 mod artifact_tests;
 mod auth_tests;
 mod device_tests;
+mod job_tests;
 mod ops_tests;
 mod schedule_tests;
 mod token_tests;
@@ -60,6 +61,10 @@ pub(super) struct Data {
     pub last_schedule_put: Option<(DeviceId, crate::SlotChoice, Value, Author)>,
     /// OTA artifact records, in upload order.
     pub artifacts: Vec<Artifact>,
+    /// Artifact versions uploaded.
+    pub artifact_versions: Vec<String>,
+    /// Jobs by id.
+    pub jobs: BTreeMap<String, JobView>,
 }
 
 pub(super) struct FakeBackend {
@@ -334,6 +339,28 @@ impl Backend for FakeBackend {
         self.answer(|d| Ok(d.artifacts.clone()))
     }
 
+    fn create_job(&self, job: NewJob, author: Author) -> BackendFuture<'_, JobCreated> {
+        self.answer(move |d| job_tests::fake_create(d, job, author))
+    }
+
+    fn list_jobs(&self) -> BackendFuture<'_, Vec<JobView>> {
+        // In id order: the API must order them newest first itself.
+        self.answer(|d| Ok(d.jobs.values().cloned().collect()))
+    }
+
+    fn job(&self, id: shiki_proto::JobId) -> BackendFuture<'_, JobView> {
+        self.answer(move |d| {
+            d.jobs
+                .get(id.as_str())
+                .cloned()
+                .ok_or(BackendError::NotFound)
+        })
+    }
+
+    fn cancel_job(&self, id: shiki_proto::JobId, author: Author) -> BackendFuture<'_, JobView> {
+        self.answer(move |d| job_tests::fake_cancel(d, id.as_str(), &author))
+    }
+
     fn schedule(&self, id: DeviceId) -> BackendFuture<'_, crate::ScheduleView> {
         self.answer(move |d| {
             known(d, &id)?;
@@ -480,6 +507,9 @@ pub(super) fn seeded() -> Arc<FakeBackend> {
             };
             d.tokens.insert(name.into(), (hash_token(secret), info));
         }
+        d.artifact_versions.push("0.2.0".into());
+        let job = job_tests::fake_job(&mut d, "ota-1", &["plant-01", "plant-02"]);
+        d.jobs.insert(job.id.clone(), job);
     }
     b
 }
@@ -545,6 +575,10 @@ pub(super) const ROUTES: &[RouteCase] = &[
     RouteCase { method: "DELETE", path: "/api/v1/tokens/viewer", template: "/api/v1/tokens/{name}", body: None, role: Role::Admin, ok: 204 },
     RouteCase { method: "PUT", path: "/api/v1/artifacts/0.2.0", template: "/api/v1/artifacts/{version}", body: Some(artifact_tests::signed_upload), role: Role::Admin, ok: 201 },
     RouteCase { method: "GET", path: "/api/v1/artifacts", template: "/api/v1/artifacts", body: None, role: Role::Viewer, ok: 200 },
+    RouteCase { method: "POST", path: "/api/v1/jobs", template: "/api/v1/jobs", body: Some(|r| r.set_json(json!({"artifact_version": "0.2.0", "devices": ["plant-01"]}))), role: Role::Operator, ok: 201 },
+    RouteCase { method: "GET", path: "/api/v1/jobs", template: "/api/v1/jobs", body: None, role: Role::Viewer, ok: 200 },
+    RouteCase { method: "GET", path: "/api/v1/jobs/ota-1", template: "/api/v1/jobs/{id}", body: None, role: Role::Viewer, ok: 200 },
+    RouteCase { method: "POST", path: "/api/v1/jobs/ota-1/cancel", template: "/api/v1/jobs/{id}/cancel", body: None, role: Role::Operator, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/openapi.json", template: "/api/v1/openapi.json", body: None, role: Role::Viewer, ok: 200 },
 ];
 

@@ -10,13 +10,13 @@ use shiki_proto::{DeviceId, Event, Sample};
 use super::RedbStore;
 use super::staging;
 use super::tables::{
-    ARTIFACTS, DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, META, Order, SCHEDULES, STAGING,
+    ARTIFACTS, DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, JOBS, META, Order, SCHEDULES, STAGING,
     TELEMETRY, TOKENS, VERIFICATIONS, for_each_row, from_json, open,
 };
 use super::writer::Job;
 use crate::{
-    ArtifactRecord, Commit, DeviceSnapshot, HistoryEntry, HistoryItem, SeqGap, Store, StoreError,
-    StoreStats, TimeQuery, TokenRecord, VerificationRecord, Write,
+    ArtifactRecord, Commit, DeviceSnapshot, HistoryEntry, HistoryItem, JobRecord, SeqGap, Store,
+    StoreError, StoreStats, TimeQuery, TokenRecord, VerificationRecord, Write,
 };
 
 impl RedbStore {
@@ -198,6 +198,11 @@ impl Store for RedbStore {
                 .then_with(|| a.version.cmp(&b.version))
         });
         Ok(all)
+    }
+
+    fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let op = "job list";
+        self.read(op, |rtx| JOBS.all(rtx, op))
     }
 
     fn stats(&self) -> StoreStats {

@@ -13,8 +13,8 @@ use shiki_shared::throttle::Throttle;
 
 use super::staging::Stager;
 use super::tables::{
-    ARTIFACTS, DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, META, QUARANTINE, SCHEDULES, STAGING,
-    TELEMETRY, TOKENS, VERIFICATIONS, commit_err, to_json,
+    ARTIFACTS, DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, JOBS, META, QUARANTINE, SCHEDULES,
+    STAGING, TELEMETRY, TOKENS, VERIFICATIONS, commit_err, to_json,
 };
 use crate::{StoreError, StoreStats, Write};
 
@@ -260,6 +260,7 @@ struct Records<'txn> {
     schedules: KeyedByName<'txn>,
     meta: KeyedByName<'txn>,
     artifacts: KeyedByName<'txn>,
+    jobs: KeyedByName<'txn>,
 }
 
 impl<'txn> Records<'txn> {
@@ -273,6 +274,7 @@ impl<'txn> Records<'txn> {
             schedules: wtx.open_table(SCHEDULES.def).map_err(commit_err)?,
             meta: wtx.open_table(META.def).map_err(commit_err)?,
             artifacts: wtx.open_table(ARTIFACTS.def).map_err(commit_err)?,
+            jobs: wtx.open_table(JOBS.def).map_err(commit_err)?,
         })
     }
 
@@ -307,6 +309,7 @@ impl<'txn> Records<'txn> {
             }
             Write::FleetLastRun(at) => put(&mut self.meta, FLEET_LAST_RUN, at)?,
             Write::PutArtifact(a) => put(&mut self.artifacts, a.version.as_str(), a)?,
+            Write::Job(job) => put(&mut self.jobs, job.id.as_str(), job.as_ref())?,
         }
         Ok(())
     }

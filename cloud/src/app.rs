@@ -24,7 +24,7 @@ use crate::device::{
 };
 use crate::ingest::{Ingest, IngestStats};
 use crate::notifier::{Notifier, NotifierStats};
-use crate::ota::{JobTimeouts, Jobs, JobsActor, NoArtifacts};
+use crate::ota::{Jobs, JobsActor, StoredArtifacts};
 use crate::publisher::MqttPublisher;
 use crate::schedule::{FleetScheduleActor, FleetScheduler};
 use crate::store::{RedbStore, Store, StoreError, StoreOptions};
@@ -133,10 +133,9 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     };
     let directory = Directory::new(deps);
     let registry = Registry::with_directory(directory.clone()).start();
-    // Until the artifact store is wired in, no version is known and jobs are refused.
     let restored = Jobs::restore(
-        JobTimeouts::default(),
-        Arc::new(NoArtifacts),
+        config.ota.jobs,
+        Arc::new(StoredArtifacts::new(dyn_store.clone(), url_signer.clone())),
         dyn_store.jobs()?,
     );
     jobs_ctx.run(JobsActor::new(

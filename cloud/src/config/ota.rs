@@ -22,6 +22,9 @@ pub struct OtaConfig {
     /// Largest artifact accepted, in MiB.
     #[serde(default = "default_max_artifact_mb")]
     pub max_artifact_mb: u64,
+    /// How long each state of a job's execution on a device may last (`[ota.jobs]`).
+    #[serde(default)]
+    pub jobs: crate::ota::JobTimeouts,
 }
 
 fn default_url_ttl() -> Duration {
@@ -37,6 +40,7 @@ impl Default for OtaConfig {
             public_keys: Vec::new(),
             url_ttl: default_url_ttl(),
             max_artifact_mb: default_max_artifact_mb(),
+            jobs: crate::ota::JobTimeouts::default(),
         }
     }
 }

@@ -1,7 +1,12 @@
 //! What the jobs need of the artifact store, as a small injected interface: the signed
 //! artifact of a version, and a short-lived download URL for it.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
+
+use crate::api::UrlSigner;
+use crate::store::Store;
 
 /// A stored, signed artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,18 +28,37 @@ pub trait Artifacts: Send + Sync {
     fn signed_url(&self, sha256: &str, now: DateTime<Utc>) -> (String, DateTime<Utc>);
 }
 
-/// The catalog before an artifact store is wired in: it knows no version, so every job is
-/// refused (422) naming the version it asked for.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoArtifacts;
+/// The artifact store as it runs: records from the [`Store`], URLs from the API's
+/// [`UrlSigner`].
+#[derive(Debug, Clone)]
+pub struct StoredArtifacts {
+    store: Arc<dyn Store>,
+    urls: UrlSigner,
+}
 
-impl Artifacts for NoArtifacts {
-    fn lookup(&self, _version: &str) -> Option<ArtifactInfo> {
-        None
+impl StoredArtifacts {
+    pub fn new(store: Arc<dyn Store>, urls: UrlSigner) -> Self {
+        Self { store, urls }
+    }
+}
+
+impl Artifacts for StoredArtifacts {
+    fn lookup(&self, version: &str) -> Option<ArtifactInfo> {
+        match self.store.artifact(version) {
+            Ok(found) => found.map(|a| ArtifactInfo {
+                version: a.version,
+                sha256: a.sha256,
+                size: a.size,
+                signature: a.signature,
+            }),
+            Err(e) => {
+                tracing::error!(version, error = %e, "artifact lookup failed");
+                None
+            }
+        }
     }
 
     fn signed_url(&self, sha256: &str, now: DateTime<Utc>) -> (String, DateTime<Utc>) {
-        // Unreachable in practice: no job can exist without an artifact.
-        (format!("unavailable:{sha256}"), now)
+        self.urls.sign(sha256, now)
     }
 }

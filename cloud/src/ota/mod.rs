@@ -23,7 +23,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::Instrument;
 
-pub use artifacts::{ArtifactInfo, Artifacts, NoArtifacts};
+pub use artifacts::{ArtifactInfo, Artifacts, StoredArtifacts};
 pub use messages::{
     CancelJob, CreateJob, DeviceJobInput, GetJob, JobInput, ListJobs, NotifyDevice,
 };

@@ -223,7 +223,7 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let boot_time = clock.now();
-    let version = env!("CARGO_PKG_VERSION");
+    let version = crate::VERSION;
     let (outbox, writer) = open_outbox(&config)?;
     let span = tracing::info_span!("edge", device_id = %config.device_id);
     let _enter = span.enter();

@@ -51,4 +51,8 @@ mod test_support;
 pub mod uplink;
 
 pub use app::{RunError, run, run_with_clock};
+
+/// This build's version: `SHIKI_BUILD_VERSION` at build time, else the package version
+/// (`edge/build.rs`). `--version`, the boot event and `status.software_version` report it.
+pub const VERSION: &str = env!("SHIKI_EDGE_VERSION");
 pub use config::{ConfigError, EdgeConfig, Overrides};

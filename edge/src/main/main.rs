@@ -13,7 +13,7 @@ use shiki_edge::{EdgeConfig, Overrides};
 /// Shiki gateway agent: polls the PLC, keeps the plant on schedule, buffers every sample
 /// on disk and forwards it to the cloud over MQTT.
 #[derive(Debug, Parser)]
-#[command(name = "shiki-edge", version, propagate_version = true)]
+#[command(name = "shiki-edge", version = shiki_edge::VERSION, propagate_version = true)]
 struct Cli {
     /// Log filter, e.g. `info`, `debug`, `shiki_edge=debug,rumqttc=warn` (the environment
     /// variables SHIKI_LOG, then RUST_LOG, win when set).

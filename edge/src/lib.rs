@@ -39,6 +39,7 @@ mod backoff;
 pub mod config;
 pub mod control;
 pub mod messages;
+pub mod ota;
 pub mod outbox;
 pub mod plc_link;
 pub mod plc_sim;

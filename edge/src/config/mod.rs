@@ -466,8 +466,7 @@ impl EdgeConfig {
         }
         self.schedule_from_file(chrono::Utc::now())?;
         self.trusted_keys()?;
-        if !(Duration::from_secs(5)..=Duration::from_secs(3600)).contains(&self.ota.health_window)
-        {
+        if !(Duration::from_secs(5)..=Duration::from_secs(3600)).contains(&self.ota.health_window) {
             return Err(self.invalid("ota.health_window", "must be 5s to 1h"));
         }
         Ok(())

@@ -21,7 +21,9 @@ use shiki_shared::clock::{Clock, SharedClock, SystemClock};
 
 use crate::config::{ConfigError, EdgeConfig};
 use crate::control::{Control, ControlConfigError};
-use crate::messages::{ControlReport, ScheduleSettings, SetOverrides, Stop};
+use crate::messages::{ControlReport, Readings, ScheduleSettings, SetOverrides, Stop};
+use crate::ota::health::{Health, StoreOpened};
+use crate::ota::{Install, Ota, OtaConfig, OtaPaths, OtaPeers, OtaRules, PublishJobUpdate};
 use crate::outbox::{
     NewRecord, OutboxError, OutboxHandle, OutboxOptions, RedbOutbox, RedbScheduleStore,
 };
@@ -125,6 +127,7 @@ fn start_control(
     config: &EdgeConfig,
     telemetry: Addr<Telemetry>,
     reports: Recipient<ControlReport>,
+    health: Option<Recipient<Readings>>,
     clock: SharedClock,
 ) -> Result<ControlWiring, RunError> {
     Ok(match config.register_map()? {
@@ -132,10 +135,13 @@ fn start_control(
             // Control's address exists before PlcLink starts, so the first poll reaches it.
             let control_ctx = Context::<Control>::new();
             let control_addr = control_ctx.address();
-            let plc = PlcLink::new(map.clone(), telemetry.clone().recipient())
+            let mut plc = PlcLink::new(map.clone(), telemetry.clone().recipient())
                 .subscribe(telemetry.clone().recipient())
-                .subscribe(control_addr.clone().recipient())
-                .start();
+                .subscribe(control_addr.clone().recipient());
+            if let Some(health) = health {
+                plc = plc.subscribe(health);
+            }
+            let plc = plc.start();
             let control = Control::new(
                 map.clone(),
                 config.control.clone(),
@@ -209,6 +215,28 @@ fn open_outbox(
     )?)
 }
 
+/// How this process runs the agent (what OTA may do in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunMode {
+    /// Inside another program (`shiki_edge::run`): OTA jobs are rejected, since the binary
+    /// cannot be replaced and restarted.
+    InProcess,
+    /// The `shiki-edge` binary: OTA jobs are run; an install stops the agent and returns
+    /// [`Exit::Install`] to `main`.
+    Binary,
+    /// The binary on trial after an install: reports health on this socket (no OTA jobs).
+    Trial(std::path::PathBuf),
+}
+
+/// Why [`run_agent`] returned.
+#[derive(Debug)]
+pub enum Exit {
+    /// The shutdown future completed (or the trial supervisor said stop).
+    Stopped,
+    /// A verified update is to be installed: see `ota::trial::install_and_supervise`.
+    Install(Install),
+}
+
 /// Runs the agent until `shutdown` completes, then publishes `offline`, waits briefly for
 /// acknowledgements, flushes the outbox writer and returns. Must run inside an
 /// `actix::System` (e.g. `#[actix::main]` or `#[actix::test]`).
@@ -222,9 +250,83 @@ pub async fn run_with_clock(
     clock: SharedClock,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    run_agent(config, clock, shutdown, RunMode::InProcess)
+        .await
+        .map(|_| ())
+}
+
+/// The OTA side of the agent for `mode`: the Ota actor (started by the caller with
+/// `ota_ctx`) or, on trial, the health actor.
+struct OtaWiring {
+    ota: Option<Context<Ota>>,
+    health: Option<Addr<Health>>,
+    installs: tokio::sync::mpsc::UnboundedReceiver<Install>,
+    install_tx: tokio::sync::mpsc::UnboundedSender<Install>,
+    trial_stop: tokio::sync::oneshot::Receiver<()>,
+}
+
+fn ota_wiring(config: &EdgeConfig, mode: &RunMode) -> OtaWiring {
+    let (install_tx, installs) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, trial_stop) = tokio::sync::oneshot::channel();
+    let (ota, health) = match mode {
+        RunMode::Trial(socket) => (
+            None,
+            Some(Health::start(socket.clone(), config.plc.is_some(), stop_tx)),
+        ),
+        RunMode::InProcess | RunMode::Binary => (Some(Context::<Ota>::new()), None),
+    };
+    OtaWiring {
+        ota,
+        health,
+        installs,
+        install_tx,
+        trial_stop,
+    }
+}
+
+/// Starts the Ota actor in `ctx` (when this mode runs one).
+fn start_ota(
+    config: &EdgeConfig,
+    mode: &RunMode,
+    ctx: Option<Context<Ota>>,
+    updates: Recipient<PublishJobUpdate>,
+    install: tokio::sync::mpsc::UnboundedSender<Install>,
+    clock: SharedClock,
+) -> Option<Addr<Ota>> {
+    let ctx = ctx?;
+    let rules = OtaRules {
+        running_version: crate::VERSION.to_owned(),
+        // Validated at start-up (`EdgeConfig::validate`); an unvalidated bad key trusts none.
+        keys: config.trusted_keys().unwrap_or_default(),
+        installs: *mode == RunMode::Binary,
+    };
+    let cfg = OtaConfig {
+        paths: OtaPaths(config.ota_dir()),
+        rules,
+        health_window: config.ota.health_window,
+        retry: crate::ota::download::Retry::default(),
+    };
+    let addr = ctx.address();
+    ctx.run(Ota::new(cfg, OtaPeers { updates, install }, clock));
+    Some(addr)
+}
+
+/// Runs the agent in `mode` until `shutdown` completes (→ [`Exit::Stopped`]) or a verified
+/// update is ready to install (→ [`Exit::Install`]); either way the actors are stopped and
+/// the store is closed first. Must run inside an `actix::System`.
+pub async fn run_agent(
+    config: EdgeConfig,
+    clock: SharedClock,
+    shutdown: impl Future<Output = ()>,
+    mode: RunMode,
+) -> Result<Exit, RunError> {
     let boot_time = clock.now();
     let version = crate::VERSION;
     let (outbox, writer) = open_outbox(&config)?;
+    let ota = ota_wiring(&config, &mode);
+    if let Some(h) = &ota.health {
+        h.do_send(StoreOpened);
+    }
     let span = tracing::info_span!("edge", device_id = %config.device_id);
     let _enter = span.enter();
 
@@ -280,8 +382,10 @@ pub async fn run_with_clock(
         &config,
         telemetry.clone(),
         shadow_addr.clone().recipient(),
+        ota.health.clone().map(Addr::recipient),
         clock.clone(),
     )?;
+    let ota_addr = ota.ota.as_ref().map(Context::address);
     let schedule_catalog = (!catalog.points.is_empty()).then(|| catalog.points.clone());
 
     let uplink = Uplink::new(
@@ -296,8 +400,21 @@ pub async fn run_with_clock(
         catalog,
         frontiers,
     )
-    .schedule_to(schedule_addr.clone().recipient())
+    .schedule_to(schedule_addr.clone().recipient());
+    let uplink = match (&ota_addr, &ota.health) {
+        (Some(o), _) => uplink.jobs_to(o.clone().recipient()),
+        (None, Some(h)) => uplink.health_to(h.clone().recipient()),
+        (None, None) => uplink,
+    }
     .start();
+    start_ota(
+        &config,
+        &mode,
+        ota.ota,
+        uplink.clone().recipient(),
+        ota.install_tx,
+        clock.clone(),
+    );
     schedule_ctx.run(ScheduleActor::new(
         ScheduleConfig {
             max_sleep: config.schedule.max_sleep,
@@ -322,8 +439,16 @@ pub async fn run_with_clock(
     ));
     tracing::info!(version, mqtt = %config.mqtt.url, interval = ?config.telemetry.interval, "shiki-edge running");
 
-    shutdown.await;
-    tracing::info!("shutting down");
+    let (mut installs, trial_stop) = (ota.installs, ota.trial_stop);
+    let exit = tokio::select! {
+        () = shutdown => Exit::Stopped,
+        Ok(()) = trial_stop => Exit::Stopped,
+        Some(install) = installs.recv() => Exit::Install(install),
+    };
+    tracing::info!(install = matches!(exit, Exit::Install(_)), "shutting down");
+    if let Some(o) = &ota_addr {
+        o.do_send(Stop);
+    }
     telemetry.do_send(Stop);
     shadow_addr.do_send(Stop);
     schedule_addr.do_send(Stop);
@@ -333,5 +458,5 @@ pub async fn run_with_clock(
     outbox.close().await;
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tracing::info!(at = %clock.now(), "outbox flushed; stopped");
-    Ok(())
+    Ok(exit)
 }

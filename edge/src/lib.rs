@@ -51,7 +51,7 @@ pub mod telemetry;
 mod test_support;
 pub mod uplink;
 
-pub use app::{RunError, run, run_with_clock};
+pub use app::{Exit, RunError, RunMode, run, run_agent, run_with_clock};
 
 /// This build's version: `SHIKI_BUILD_VERSION` at build time, else the package version
 /// (`edge/build.rs`). `--version`, the boot event and `status.software_version` report it.

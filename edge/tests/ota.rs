@@ -1,0 +1,235 @@
+//! OTA with real processes: a copy of the built `shiki-edge` (never `target/debug` itself)
+//! gets a job for a signed "new version" that exits at once (a copy of `/bin/false`); it
+//! downloads it over HTTP, runs it on trial, rolls back and keeps running on the old
+//! version in the same process, and reports `rolled_back` with the reason.
+
+#![allow(clippy::print_stderr)] // diagnostics of the agent process on failure
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Subscriber, broker, unique_device};
+use rumqttc::QoS;
+use shiki_proto::{
+    Connectivity, JobDocument, JobId, JobNotify, JobOperation, JobStatus, JobUpdate,
+    PROTOCOL_VERSION, Status, decode, encode,
+};
+use shiki_shared::ota::{Manifest, ReleaseKey};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Serves `body` at any path, honouring `Range: bytes=N-`.
+async fn serve(body: Vec<u8>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/artifact", listener.local_addr().expect("addr"));
+    let body = Arc::new(body);
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let start: usize = String::from_utf8_lossy(&head)
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("range: bytes=")
+                            .and_then(|r| r.trim_end_matches('-').parse().ok())
+                    })
+                    .unwrap_or(0);
+                let len = body.len();
+                let answer = format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{len}\r\nConnection: close\r\n\r\n",
+                    len - start,
+                    len - 1
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+                let _ = conn.write_all(&body[start..]).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    url
+}
+
+fn write_config(dir: &Path, device: &str, key: &str) -> PathBuf {
+    let (host, port) = broker();
+    let text = format!(
+        "device_id = \"{device}\"\ndata_dir = \"{}\"\n[mqtt]\nurl = \"mqtt://{host}:{port}\"\n\
+         reconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n[telemetry]\ninterval = \"1s\"\n\
+         [ota]\npublic_keys = [\"{key}\"]\nhealth_window = \"20s\"\n",
+        dir.join("data").display()
+    );
+    let path = dir.join("edge.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Starts the agent binary at `exe`; its log lines are kept for failure messages.
+fn start(exe: &Path, config: &Path, log: Arc<Mutex<Vec<String>>>) -> Child {
+    let mut child = Command::new(exe)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .env("SHIKI_LOG", "info")
+        .env_remove("SHIKI_MQTT_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the agent copy");
+    let stderr = child.stderr.take().expect("stderr");
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.lock().expect("log").push(line);
+        }
+    });
+    child
+}
+
+fn ota_job(url: &str, bytes: &[u8], version: &str, key: &ReleaseKey) -> JobDocument {
+    let m = Manifest::for_bytes(version, bytes);
+    JobDocument {
+        job_id: JobId::new("ota-false").expect("job id"),
+        operation: JobOperation::Ota {
+            software_version: version.into(),
+            url: url.into(),
+            size: m.size,
+            sha256: m.sha256.clone(),
+            signature: key.sign(&m),
+            url_expires: None,
+            allow_downgrade: false,
+        },
+    }
+}
+
+/// What the subscriber saw, in order.
+#[derive(Debug)]
+enum Seen {
+    Status(Status),
+    Job(JobUpdate),
+}
+
+async fn next(sub: &mut Subscriber, log: &Arc<Mutex<Vec<String>>>) -> Seen {
+    let Ok(Some(m)) = tokio::time::timeout(WAIT, sub.rx.recv()).await else {
+        for line in log.lock().expect("log").iter() {
+            eprintln!("agent: {line}");
+        }
+        panic!("nothing seen for {WAIT:?}");
+    };
+    if m.topic.ends_with("/status") {
+        Seen::Status(decode(&m.payload).expect("status decodes"))
+    } else {
+        Seen::Job(decode(&m.payload).expect("job update decodes"))
+    }
+}
+
+#[tokio::test]
+async fn a_new_version_that_exits_at_once_is_rolled_back_and_the_old_one_keeps_running() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let exe = dir.path().join("bin").join("shiki-edge");
+    std::fs::create_dir_all(exe.parent().expect("bin")).expect("bin dir");
+    std::fs::copy(env!("CARGO_BIN_EXE_shiki-edge"), &exe).expect("copy the agent");
+    let original = std::fs::read(&exe).expect("read the copy");
+
+    let key = ReleaseKey::generate();
+    let device = unique_device("ota-rollback");
+    let config = write_config(dir.path(), &device, &key.public_base64());
+    let artifact = std::fs::read("/bin/false").expect("/bin/false");
+    let url = serve(artifact.clone()).await;
+
+    let prefix = format!("shiki/v1/{device}");
+    let mut sub = Subscriber::start(
+        &device,
+        &[
+            format!("{prefix}/status"),
+            format!("{prefix}/jobs/+/update"),
+        ],
+    )
+    .await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut agent = start(&exe, &config, log.clone());
+    let pid = agent.id();
+
+    // Online on the old version.
+    loop {
+        if let Seen::Status(s) = next(&mut sub, &log).await
+            && s.state == Connectivity::Online
+        {
+            assert_eq!(
+                s.software_version.as_deref(),
+                Some(env!("CARGO_PKG_VERSION"))
+            );
+            break;
+        }
+    }
+    let notify = JobNotify {
+        v: PROTOCOL_VERSION,
+        jobs: vec![ota_job(&url, &artifact, "99.0.0", &key)],
+    };
+    sub.client
+        .publish(
+            format!("{prefix}/jobs/notify"),
+            QoS::AtLeastOnce,
+            false,
+            encode(&notify).expect("encode"),
+        )
+        .await
+        .expect("publish the job");
+
+    let mut statuses = Vec::new();
+    let rolled_back = loop {
+        match next(&mut sub, &log).await {
+            Seen::Status(s) => statuses.push(s),
+            Seen::Job(u) if u.status == JobStatus::RolledBack => break u,
+            Seen::Job(u) => assert_eq!(u.status, JobStatus::InProgress, "{u:?}"),
+        }
+    };
+    let detail = rolled_back.detail.unwrap_or_default();
+    assert!(
+        detail.contains("exited with status 1") && detail.contains("99.0.0"),
+        "{detail}"
+    );
+    // Back online on the old version, in the same process, with the old binary in place.
+    while !statuses.iter().any(|s| s.state == Connectivity::Online) {
+        if let Seen::Status(s) = next(&mut sub, &log).await {
+            statuses.push(s);
+        }
+    }
+    let online = statuses
+        .iter()
+        .rfind(|s| s.state == Connectivity::Online)
+        .expect("online");
+    assert_eq!(
+        online.software_version.as_deref(),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    assert!(agent.try_wait().expect("wait").is_none(), "still running");
+    assert_eq!(agent.id(), pid);
+    assert_eq!(
+        std::fs::read(&exe).expect("read"),
+        original,
+        "old binary in place"
+    );
+    let data = dir.path().join("data").join("ota");
+    assert!(
+        !data.join("trial.json").exists(),
+        "trial record deleted after the report"
+    );
+    assert!(data.join("previous").join("shiki-edge").exists());
+    agent.kill().await.expect("kill");
+}

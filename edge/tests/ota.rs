@@ -1,7 +1,8 @@
 //! OTA with real processes: a copy of the built `shiki-edge` (never `target/debug` itself)
 //! gets a job for a signed "new version" that exits at once (a copy of `/bin/false`); it
 //! downloads it over HTTP, runs it on trial, rolls back and keeps running on the old
-//! version in the same process, and reports `rolled_back` with the reason.
+//! version in the same process, and reports `rolled_back` with the reason. The same for a
+//! build that hangs (a signed copy of `/usr/bin/yes`).
 
 #![allow(clippy::print_stderr)] // diagnostics of the agent process on failure
 
@@ -65,12 +66,12 @@ async fn serve(body: Vec<u8>) -> String {
     url
 }
 
-fn write_config(dir: &Path, device: &str, key: &str) -> PathBuf {
+fn write_config(dir: &Path, device: &str, key: &str, health_window: &str) -> PathBuf {
     let (host, port) = broker();
     let text = format!(
         "device_id = \"{device}\"\ndata_dir = \"{}\"\n[mqtt]\nurl = \"mqtt://{host}:{port}\"\n\
          reconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n[telemetry]\ninterval = \"1s\"\n\
-         [ota]\npublic_keys = [\"{key}\"]\nhealth_window = \"20s\"\n",
+         [ota]\npublic_keys = [\"{key}\"]\nhealth_window = \"{health_window}\"\n",
         dir.join("data").display()
     );
     let path = dir.join("edge.toml");
@@ -79,8 +80,9 @@ fn write_config(dir: &Path, device: &str, key: &str) -> PathBuf {
 }
 
 /// Starts the agent binary at `exe`; its log lines are kept for failure messages.
-fn start(exe: &Path, config: &Path, log: Arc<Mutex<Vec<String>>>) -> Child {
+fn start(exe: &Path, config: &Path, env: &[(&str, &str)], log: Arc<Mutex<Vec<String>>>) -> Child {
     let mut child = Command::new(exe)
+        .envs(env.iter().copied())
         .args(["run", "--config"])
         .arg(config)
         .env("NO_COLOR", "1")
@@ -138,8 +140,29 @@ async fn next(sub: &mut Subscriber, log: &Arc<Mutex<Vec<String>>>) -> Seen {
     }
 }
 
-#[tokio::test]
-async fn a_new_version_that_exits_at_once_is_rolled_back_and_the_old_one_keeps_running() {
+/// An agent copy that was sent one OTA job.
+struct Updated {
+    _dir: tempfile::TempDir,
+    exe: PathBuf,
+    data: PathBuf,
+    original: Vec<u8>,
+    agent: Child,
+    pid: Option<u32>,
+    /// The job's terminal update.
+    outcome: JobUpdate,
+    /// The `online` status published after it.
+    online: Status,
+}
+
+/// Starts a copy of the agent, waits until it is online on its own version, sends it a job
+/// for `artifact` signed as `version`, and waits for the terminal update and the next
+/// `online` status.
+async fn update_to(
+    artifact: Vec<u8>,
+    version: &str,
+    health_window: &str,
+    env: &[(&str, &str)],
+) -> Updated {
     let dir = tempfile::tempdir().expect("tmp");
     let exe = dir.path().join("bin").join("shiki-edge");
     std::fs::create_dir_all(exe.parent().expect("bin")).expect("bin dir");
@@ -147,11 +170,9 @@ async fn a_new_version_that_exits_at_once_is_rolled_back_and_the_old_one_keeps_r
     let original = std::fs::read(&exe).expect("read the copy");
 
     let key = ReleaseKey::generate();
-    let device = unique_device("ota-rollback");
-    let config = write_config(dir.path(), &device, &key.public_base64());
-    let artifact = std::fs::read("/bin/false").expect("/bin/false");
+    let device = unique_device("ota");
+    let config = write_config(dir.path(), &device, &key.public_base64(), health_window);
     let url = serve(artifact.clone()).await;
-
     let prefix = format!("shiki/v1/{device}");
     let mut sub = Subscriber::start(
         &device,
@@ -162,10 +183,8 @@ async fn a_new_version_that_exits_at_once_is_rolled_back_and_the_old_one_keeps_r
     )
     .await;
     let log = Arc::new(Mutex::new(Vec::new()));
-    let mut agent = start(&exe, &config, log.clone());
+    let agent = start(&exe, &config, env, log.clone());
     let pid = agent.id();
-
-    // Online on the old version.
     loop {
         if let Seen::Status(s) = next(&mut sub, &log).await
             && s.state == Connectivity::Online
@@ -179,7 +198,7 @@ async fn a_new_version_that_exits_at_once_is_rolled_back_and_the_old_one_keeps_r
     }
     let notify = JobNotify {
         v: PROTOCOL_VERSION,
-        jobs: vec![ota_job(&url, &artifact, "99.0.0", &key)],
+        jobs: vec![ota_job(&url, &artifact, version, &key)],
     };
     sub.client
         .publish(
@@ -190,46 +209,85 @@ async fn a_new_version_that_exits_at_once_is_rolled_back_and_the_old_one_keeps_r
         )
         .await
         .expect("publish the job");
-
     let mut statuses = Vec::new();
-    let rolled_back = loop {
+    let outcome = loop {
         match next(&mut sub, &log).await {
             Seen::Status(s) => statuses.push(s),
-            Seen::Job(u) if u.status == JobStatus::RolledBack => break u,
-            Seen::Job(u) => assert_eq!(u.status, JobStatus::InProgress, "{u:?}"),
+            Seen::Job(u) if u.status == JobStatus::InProgress => {}
+            Seen::Job(u) => break u,
         }
     };
-    let detail = rolled_back.detail.unwrap_or_default();
-    assert!(
-        detail.contains("exited with status 1") && detail.contains("99.0.0"),
-        "{detail}"
-    );
-    // Back online on the old version, in the same process, with the old binary in place.
+    // The agent went offline for the install, then came back.
     while !statuses.iter().any(|s| s.state == Connectivity::Online) {
         if let Seen::Status(s) = next(&mut sub, &log).await {
             statuses.push(s);
         }
     }
     let online = statuses
-        .iter()
+        .into_iter()
         .rfind(|s| s.state == Connectivity::Online)
         .expect("online");
-    assert_eq!(
-        online.software_version.as_deref(),
-        Some(env!("CARGO_PKG_VERSION"))
-    );
-    assert!(agent.try_wait().expect("wait").is_none(), "still running");
-    assert_eq!(agent.id(), pid);
-    assert_eq!(
-        std::fs::read(&exe).expect("read"),
+    Updated {
+        data: dir.path().join("data").join("ota"),
+        _dir: dir,
+        exe,
         original,
-        "old binary in place"
-    );
-    let data = dir.path().join("data").join("ota");
+        agent,
+        pid,
+        outcome,
+        online,
+    }
+}
+
+impl Updated {
+    /// The agent runs in the process the test started, on `version`, from `binary`.
+    fn assert_runs(&mut self, version: &str, binary: &[u8]) {
+        assert_eq!(self.online.software_version.as_deref(), Some(version));
+        assert!(
+            self.agent.try_wait().expect("wait").is_none(),
+            "still running"
+        );
+        assert_eq!(self.agent.id(), self.pid, "same process");
+        assert!(
+            std::fs::read(&self.exe).expect("read") == binary,
+            "binary in place"
+        );
+        assert!(
+            !self.data.join("trial.json").exists(),
+            "trial record deleted after the report"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_new_version_that_exits_at_once_is_rolled_back_and_the_old_one_keeps_running() {
+    let artifact = std::fs::read("/bin/false").expect("/bin/false");
+    let mut u = update_to(artifact, "99.0.0", "20s", &[]).await;
+    assert_eq!(u.outcome.status, JobStatus::RolledBack);
+    let detail = u.outcome.detail.clone().unwrap_or_default();
     assert!(
-        !data.join("trial.json").exists(),
-        "trial record deleted after the report"
+        detail.contains("exited with status 1") && detail.contains("99.0.0"),
+        "{detail}"
     );
-    assert!(data.join("previous").join("shiki-edge").exists());
-    agent.kill().await.expect("kill");
+    let original = u.original.clone();
+    u.assert_runs(env!("CARGO_PKG_VERSION"), &original);
+    assert!(u.data.join("previous").join("shiki-edge").exists());
+    u.agent.kill().await.expect("kill");
+}
+
+#[tokio::test]
+async fn a_new_version_that_hangs_is_killed_at_the_deadline_and_rolled_back() {
+    // `yes run --config …` prints forever (POSIXLY_CORRECT: it takes `--config` as text,
+    // not as an option it does not know): it never reports healthy.
+    let artifact = std::fs::read("/usr/bin/yes").expect("/usr/bin/yes");
+    let mut u = update_to(artifact, "99.0.1", "5s", &[("POSIXLY_CORRECT", "1")]).await;
+    assert_eq!(u.outcome.status, JobStatus::RolledBack);
+    let detail = u.outcome.detail.clone().unwrap_or_default();
+    assert!(
+        detail.contains("not healthy within 5 s") && detail.contains("broker not reached"),
+        "{detail}"
+    );
+    let original = u.original.clone();
+    u.assert_runs(env!("CARGO_PKG_VERSION"), &original);
+    u.agent.kill().await.expect("kill");
 }

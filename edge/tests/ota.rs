@@ -291,3 +291,73 @@ async fn a_new_version_that_hangs_is_killed_at_the_deadline_and_rolled_back() {
     u.assert_runs(env!("CARGO_PKG_VERSION"), &original);
     u.agent.kill().await.expect("kill");
 }
+
+/// `shiki-edge` built again with `SHIKI_BUILD_VERSION=version` into
+/// `<target>/ota-stamped` (seeded with hard links of this build's third-party
+/// dependencies, so only the workspace crates compile; the workspace's own artifacts are
+/// not linked, so the stamped build cannot write through to this build's files).
+fn stamped_build(version: &str) -> PathBuf {
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_shiki-edge"));
+    let profile_dir = built.parent().expect("profile dir");
+    let target = profile_dir.parent().expect("target dir");
+    let stamped = target.join("ota-stamped");
+    let stamped_profile = stamped.join("debug");
+    if !stamped_profile.exists() {
+        std::fs::create_dir_all(&stamped_profile).expect("stamped target");
+        for sub in ["deps", "build", ".fingerprint"] {
+            let status = std::process::Command::new("cp")
+                .arg("-al")
+                .arg(profile_dir.join(sub))
+                .arg(&stamped_profile)
+                .status()
+                .expect("cp -al");
+            assert!(status.success(), "seeding {sub} failed");
+            for entry in std::fs::read_dir(stamped_profile.join(sub)).expect("seeded") {
+                let path = entry.expect("entry").path();
+                if path.to_string_lossy().contains("shiki") {
+                    let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+                }
+            }
+        }
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "-p",
+            "shiki-edge",
+            "--bin",
+            "shiki-edge",
+            "--target-dir",
+        ])
+        .arg(&stamped)
+        .env("SHIKI_BUILD_VERSION", version)
+        .env("CARGO_INCREMENTAL", "0")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "stamped build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stamped_profile.join("shiki-edge")
+}
+
+#[tokio::test]
+async fn a_healthy_new_version_replaces_the_old_one_in_the_same_process() {
+    let stamped = stamped_build("99.1.0");
+    let v = std::process::Command::new(&stamped)
+        .arg("--version")
+        .output()
+        .expect("run the stamped build");
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout).trim(),
+        "shiki-edge 99.1.0"
+    );
+    let artifact = std::fs::read(&stamped).expect("read the stamped build");
+    let mut u = update_to(artifact.clone(), "99.1.0", "30s", &[]).await;
+    assert_eq!(u.outcome.status, JobStatus::Succeeded, "{:?}", u.outcome);
+    u.assert_runs("99.1.0", &artifact);
+    u.agent.kill().await.expect("kill");
+}

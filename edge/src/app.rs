@@ -29,12 +29,13 @@ use crate::outbox::{
 };
 use crate::plc_link::PlcLink;
 use crate::schedule::{ScheduleActor, ScheduleConfig, SchedulePeers};
-use crate::shadow::{Shadow, ShadowPeers, load_persisted};
+use crate::shadow::{DesiredDoc, Shadow, ShadowPeers, load_persisted};
 use crate::telemetry::{Telemetry, TelemetryConfig};
 use crate::uplink::{
     SHUTDOWN_GRACE, Shutdown, Uplink, UplinkConfig, UplinkPeers, UplinkSetupError,
     initial_frontiers, mqtt_options,
 };
+use shiki_proto::ExpiredOverride;
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
@@ -311,6 +312,37 @@ fn start_ota(
     Some(addr)
 }
 
+/// Records the boot, installs `schedule.file`, and reads what the actors resume from: the
+/// uplink's frontiers and the shadow's persisted state.
+async fn recover_store(
+    config: &EdgeConfig,
+    outbox: &OutboxHandle,
+    clock: &SharedClock,
+    boot_time: chrono::DateTime<chrono::Utc>,
+) -> Result<((u64, u64), (DesiredDoc, Vec<ExpiredOverride>)), RunError> {
+    let version = crate::VERSION;
+    outbox
+        .append(NewRecord::Event {
+            ts: boot_time,
+            kind: EventKind::Boot,
+            severity: Severity::Info,
+            message: format!("shiki-edge {version} started"),
+            data: serde_json::json!({ "software_version": version }),
+        })
+        .await?;
+    install_schedule_file(config, outbox, clock).await?;
+    let frontiers = initial_frontiers(outbox).await?;
+    let persisted = load_persisted(outbox).await?;
+    let stats = outbox.stats().await?;
+    tracing::info!(
+        pending_telemetry = stats.pending_telemetry,
+        pending_events = stats.pending_events,
+        last_telemetry_seq = stats.last_telemetry_seq,
+        "outbox opened"
+    );
+    Ok((frontiers, persisted))
+}
+
 /// Runs the agent in `mode` until `shutdown` completes (→ [`Exit::Stopped`]) or a verified
 /// update is ready to install (→ [`Exit::Install`]); either way the actors are stopped and
 /// the store is closed first. Must run inside an `actix::System`.
@@ -330,25 +362,8 @@ pub async fn run_agent(
     let span = tracing::info_span!("edge", device_id = %config.device_id);
     let _enter = span.enter();
 
-    outbox
-        .append(NewRecord::Event {
-            ts: boot_time,
-            kind: EventKind::Boot,
-            severity: Severity::Info,
-            message: format!("shiki-edge {version} started"),
-            data: serde_json::json!({ "software_version": version }),
-        })
-        .await?;
-    install_schedule_file(&config, &outbox, &clock).await?;
-    let frontiers = initial_frontiers(&outbox).await?;
-    let (desired, pending_expired) = load_persisted(&outbox).await?;
-    let stats = outbox.stats().await?;
-    tracing::info!(
-        pending_telemetry = stats.pending_telemetry,
-        pending_events = stats.pending_events,
-        last_telemetry_seq = stats.last_telemetry_seq,
-        "outbox opened"
-    );
+    let (frontiers, (desired, pending_expired)) =
+        recover_store(&config, &outbox, &clock, boot_time).await?;
 
     let topics = config.topics();
     let will = encode(&Status::last_will(version, boot_time)).unwrap_or_default();
@@ -446,12 +461,15 @@ pub async fn run_agent(
         Some(install) = installs.recv() => Exit::Install(install),
     };
     tracing::info!(install = matches!(exit, Exit::Install(_)), "shutting down");
-    if let Some(o) = &ota_addr {
-        o.do_send(Stop);
+    let mut stops = vec![
+        telemetry.recipient::<Stop>(),
+        shadow_addr.recipient(),
+        schedule_addr.recipient(),
+    ];
+    stops.extend(ota_addr.map(Addr::recipient));
+    for actor in stops {
+        actor.do_send(Stop);
     }
-    telemetry.do_send(Stop);
-    shadow_addr.do_send(Stop);
-    schedule_addr.do_send(Stop);
     if uplink.send(Shutdown).await.is_err() {
         tracing::warn!("uplink already stopped");
     }

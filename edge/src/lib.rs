@@ -12,8 +12,8 @@
 //! ```
 //!
 //! # Layout
-//! - `app`: the composition root ([`run`], [`run_with_clock`]); the only place actors are
-//!   built and wired.
+//! - `app`: the composition root ([`run`], [`run_with_clock`], [`run_agent`] with a
+//!   [`RunMode`]); the only place actors are built and wired.
 //! - `backoff`: the capped exponential reconnect backoff of the PLC link and the uplink.
 //! - `config`: [`EdgeConfig`] (TOML via `shiki_shared::config`, `SHIKI_*` and flag
 //!   overrides, validation naming the key).
@@ -30,6 +30,10 @@
 //! - `uplink`: the MQTT uplink (rumqttc): its send window (mode, reads, PUBACK tracking)
 //!   as plain code, batches spliced from the outbox's stored JSON.
 //! - `shadow`: desired document → overrides, Control reports → `shadow/reported`.
+//! - `ota`: signed over-the-air updates: the `Ota` actor over its plain `OtaState`, the
+//!   resumable download and artifact checks, the install with a trial run and rollback
+//!   (`ota::trial`, run by the binary after [`run_agent`] returned [`Exit::Install`]), and
+//!   the `Health` actor of a run on trial.
 //!
 //! `shiki-edge bench` (outbox and uplink figures on a gateway) is part of the binary
 //! (`src/main/bench.rs`), not of this library.

@@ -119,6 +119,25 @@ async fn part_len(path: &std::path::Path) -> u64 {
     tokio::fs::metadata(path).await.map_or(0, |m| m.len())
 }
 
+/// The partial file, cut to `have` bytes to append to (or emptied).
+async fn open_part(fetch: &Fetch, append: bool, have: u64) -> Result<tokio::fs::File, String> {
+    let path = fetch.part.display();
+    let file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(&fetch.part)
+        .await
+        .map_err(|e| format!("cannot write {path}: {e}"))?;
+    if append {
+        file.set_len(have)
+            .await
+            .map_err(|e| format!("cannot resize {path}: {e}"))?;
+    }
+    Ok(file)
+}
+
 /// One request from the partial file's length to the end.
 async fn attempt(
     client: &reqwest::Client,
@@ -178,28 +197,10 @@ async fn attempt(
             )));
         }
     };
-    let mut file = match tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(append)
-        .truncate(!append)
-        .open(&fetch.part)
-        .await
-    {
+    let mut file = match open_part(fetch, append, have).await {
         Ok(f) => f,
-        Err(e) => {
-            return Attempt::End(DownloadEnd::Failed(format!(
-                "cannot write {}: {e}",
-                fetch.part.display()
-            )));
-        }
+        Err(reason) => return Attempt::End(DownloadEnd::Failed(reason)),
     };
-    if append && let Err(e) = file.set_len(have).await {
-        return Attempt::End(DownloadEnd::Failed(format!(
-            "cannot resize {}: {e}",
-            fetch.part.display()
-        )));
-    }
     let mut on_disk = if append { have } else { 0 };
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {

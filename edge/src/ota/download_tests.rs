@@ -17,25 +17,27 @@ use super::verify::Machine;
 
 /// What the server does with one request.
 #[derive(Debug, Clone, Copy)]
-enum Answer {
+pub(super) enum Answer {
     /// Serve the requested range.
     Range,
     /// Send the headers of the range, then this many body bytes, then close.
     CutAfter(usize),
+    /// Like `CutAfter`, but then holds the connection open without sending more.
+    Stall(usize),
     /// HTTP 403 (expired URL).
     Forbidden,
     /// Ignore the range: 200 with the whole body.
     Whole,
 }
 
-struct Server {
-    url: String,
+pub(super) struct Server {
+    pub(super) url: String,
     served: Arc<AtomicU64>,
     starts: Arc<Mutex<Vec<u64>>>,
 }
 
 impl Server {
-    async fn start(body: Vec<u8>, plan: Vec<Answer>) -> Self {
+    pub(super) async fn start(body: Vec<u8>, plan: Vec<Answer>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/artifact", listener.local_addr().expect("addr"));
         let served = Arc::new(AtomicU64::new(0));
@@ -59,6 +61,9 @@ impl Server {
                     let end = (from + count).min(body.len());
                     if conn.write_all(&body[from.min(end)..end]).await.is_ok() {
                         served.fetch_add((end - from.min(end)) as u64, Ordering::SeqCst);
+                    }
+                    if matches!(answer, Answer::Stall(_)) {
+                        std::future::pending::<()>().await;
                     }
                     let _ = conn.shutdown().await;
                 });
@@ -113,7 +118,7 @@ fn respond(answer: Answer, start: u64, len: usize) -> (String, usize, usize) {
     };
     match answer {
         Answer::Range => partial(len - start),
-        Answer::CutAfter(n) => partial(n),
+        Answer::CutAfter(n) | Answer::Stall(n) => partial(n),
         Answer::Forbidden => (
             "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
             0,
@@ -128,7 +133,7 @@ fn respond(answer: Answer, start: u64, len: usize) -> (String, usize, usize) {
 }
 
 /// `/bin/false` (an executable for this machine) padded to 200 KB.
-fn artifact() -> Vec<u8> {
+pub(super) fn artifact() -> Vec<u8> {
     let mut bytes = std::fs::read("/bin/false").expect("read /bin/false");
     bytes.resize(200_000.max(bytes.len()), 0);
     bytes

@@ -18,6 +18,8 @@ pub mod health;
 pub mod state;
 #[cfg(test)]
 mod state_tests;
+#[cfg(test)]
+mod tests;
 pub mod trial;
 pub mod verify;
 

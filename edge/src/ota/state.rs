@@ -229,17 +229,22 @@ impl OtaState {
         if active.phase == Phase::WaitingForUrl {
             return Vec::new();
         }
-        active.phase = Phase::Downloading;
         let job = active.job.clone();
-        self.last_report = Some(Reported {
-            progress: 0,
-            at: now,
+        self.begin_download(job, 0, now)
+    }
+
+    /// Makes `job` the active download (reported at `progress`).
+    fn begin_download(&mut self, job: OtaJob, progress: u8, now: DateTime<Utc>) -> Vec<Effect> {
+        self.active = Some(Active {
+            job: job.clone(),
+            phase: Phase::Downloading,
         });
+        self.last_report = Some(Reported { progress, at: now });
         vec![
             Effect::Persist,
             Effect::Publish {
                 job_id: job.job_id.clone(),
-                update: in_progress(JobStep::Downloading, 0, now),
+                update: in_progress(JobStep::Downloading, progress, now),
             },
             Effect::Download(job),
         ]
@@ -302,21 +307,12 @@ impl OtaState {
                 if active.phase != Phase::WaitingForUrl {
                     return Vec::new();
                 }
-                active.phase = Phase::Downloading;
-                active.job.url = job.url;
-                let job = active.job.clone();
-                vec![
-                    Effect::Persist,
-                    Effect::Publish {
-                        job_id: job.job_id.clone(),
-                        update: in_progress(
-                            JobStep::Downloading,
-                            self.last_report.map_or(0, |r| r.progress),
-                            now,
-                        ),
-                    },
-                    Effect::Download(job),
-                ]
+                let resumed = OtaJob {
+                    url: job.url,
+                    ..active.job.clone()
+                };
+                let progress = self.last_report.map_or(0, |r| r.progress);
+                self.begin_download(resumed, progress, now)
             }
             // Another job runs: this one waits for a later notify (or the end of that one).
             Some(_) => Vec::new(),
@@ -328,22 +324,7 @@ impl OtaState {
         if let Err((status, reason)) = self.check(&job) {
             return self.finish(job.job_id, update(status, None, None, Some(reason), now));
         }
-        self.active = Some(Active {
-            job: job.clone(),
-            phase: Phase::Downloading,
-        });
-        self.last_report = Some(Reported {
-            progress: 0,
-            at: now,
-        });
-        vec![
-            Effect::Persist,
-            Effect::Publish {
-                job_id: job.job_id.clone(),
-                update: in_progress(JobStep::Downloading, 0, now),
-            },
-            Effect::Download(job),
-        ]
+        self.begin_download(job, 0, now)
     }
 
     /// Why `job` is not run: `rejected` with the reason, or `succeeded` when its version

@@ -199,8 +199,17 @@ pub fn before_start(
     running_version: &str,
     trial_socket: Option<PathBuf>,
 ) -> Result<BeforeStart, TrialError> {
-    let Some(mut record) = read_record(paths)? else {
-        return Ok(BeforeStart::Run);
+    let mut record = match read_record(paths) {
+        Ok(Some(record)) => record,
+        Ok(None) => return Ok(BeforeStart::Run),
+        Err(e @ TrialError::Record { .. }) => {
+            // Written atomically, so this is not a torn write; keep it for a person and run.
+            let aside = paths.trial().with_extension("json.unreadable");
+            tracing::error!(error = %e, aside = %aside.display(), "OTA: trial record set aside");
+            std::fs::rename(paths.trial(), &aside).map_err(io("set aside", &aside))?;
+            return Ok(BeforeStart::Run);
+        }
+        Err(e) => return Err(e),
     };
     if record.state == TrialState::Trying {
         if let Some(socket) = trial_socket {
@@ -410,4 +419,81 @@ async fn supervise(exe: &Path, socket: &Path, window: Duration) -> Result<(), St
         let _ = child.kill().await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: TrialState) -> TrialRecord {
+        TrialRecord {
+            job_id: JobId::new("ota-1").expect("id"),
+            from: "1.0.0".into(),
+            to: "2.0.0".into(),
+            deadline: Utc::now(),
+            state,
+        }
+    }
+
+    #[test]
+    fn a_trying_record_is_a_trial_with_the_socket_and_an_interrupted_trial_otherwise() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let paths = OtaPaths(dir.path().to_owned());
+        assert_eq!(
+            before_start(&paths, "1.0.0", None).expect("no record"),
+            BeforeStart::Run
+        );
+        write_record(&paths, &record(TrialState::Trying)).expect("write");
+        let socket = dir.path().join("trial.sock");
+        assert_eq!(
+            before_start(&paths, "2.0.0", Some(socket.clone())).expect("trial"),
+            BeforeStart::Trial(socket)
+        );
+        // Started again without the supervisor, on the old version (already restored).
+        assert_eq!(
+            before_start(&paths, "1.0.0", None).expect("run"),
+            BeforeStart::Run
+        );
+        let after = read_record(&paths)
+            .expect("read")
+            .expect("kept for the report");
+        let (status, detail) = after.outcome().expect("decided");
+        assert_eq!(status, JobStatus::RolledBack);
+        assert!(detail.unwrap_or_default().contains("interrupted"));
+    }
+
+    #[test]
+    fn an_unreadable_record_is_set_aside_and_the_agent_runs() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let paths = OtaPaths(dir.path().to_owned());
+        std::fs::write(paths.trial(), b"{ not json").expect("write");
+        assert_eq!(
+            before_start(&paths, "1.0.0", None).expect("runs"),
+            BeforeStart::Run
+        );
+        assert!(!paths.trial().exists());
+        assert!(dir.path().join("trial.json.unreadable").exists());
+    }
+
+    #[test]
+    fn outcomes_name_both_versions_and_the_reason() {
+        let r = record(TrialState::RolledBack {
+            reason: "not healthy within 120 s: broker not reached".into(),
+        });
+        assert_eq!(
+            r.outcome(),
+            Some((
+                JobStatus::RolledBack,
+                Some(
+                    "2.0.0 rolled back to 1.0.0: not healthy within 120 s: broker not reached"
+                        .into()
+                )
+            ))
+        );
+        assert_eq!(
+            record(TrialState::Healthy).outcome().map(|o| o.0),
+            Some(JobStatus::Succeeded)
+        );
+        assert_eq!(record(TrialState::Trying).outcome(), None);
+    }
 }

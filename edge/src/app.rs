@@ -422,6 +422,11 @@ pub async fn run_agent(
         (None, None) => uplink,
     }
     .start();
+    if matches!(mode, RunMode::Trial(_))
+        && let Some(update) = crate::ota::trial_update(&OtaPaths(config.ota_dir()), clock.now())
+    {
+        uplink.do_send(update);
+    }
     start_ota(
         &config,
         &mode,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::{Subscriber, broker, unique_device};
 use rumqttc::QoS;
 use shiki_proto::{
-    Connectivity, JobDocument, JobId, JobNotify, JobOperation, JobStatus, JobUpdate,
+    Connectivity, JobDocument, JobId, JobNotify, JobOperation, JobStatus, JobStep, JobUpdate,
     PROTOCOL_VERSION, Status, decode, encode,
 };
 use shiki_shared::ota::{Manifest, ReleaseKey};
@@ -150,6 +150,8 @@ struct Updated {
     pid: Option<u32>,
     /// The job's terminal update.
     outcome: JobUpdate,
+    /// Steps of the `in_progress` updates before it.
+    steps: Vec<JobStep>,
     /// The `online` status published after it.
     online: Status,
 }
@@ -210,10 +212,11 @@ async fn update_to(
         .await
         .expect("publish the job");
     let mut statuses = Vec::new();
+    let mut steps = Vec::new();
     let outcome = loop {
         match next(&mut sub, &log).await {
             Seen::Status(s) => statuses.push(s),
-            Seen::Job(u) if u.status == JobStatus::InProgress => {}
+            Seen::Job(u) if u.status == JobStatus::InProgress => steps.extend(u.step),
             Seen::Job(u) => break u,
         }
     };
@@ -235,6 +238,7 @@ async fn update_to(
         agent,
         pid,
         outcome,
+        steps,
         online,
     }
 }
@@ -358,6 +362,11 @@ async fn a_healthy_new_version_replaces_the_old_one_in_the_same_process() {
     let artifact = std::fs::read(&stamped).expect("read the stamped build");
     let mut u = update_to(artifact.clone(), "99.1.0", "30s", &[]).await;
     assert_eq!(u.outcome.status, JobStatus::Succeeded, "{:?}", u.outcome);
+    assert!(
+        u.steps.contains(&JobStep::Trial),
+        "the run on trial reported itself: {:?}",
+        u.steps
+    );
     u.assert_runs("99.1.0", &artifact);
     u.agent.kill().await.expect("kill");
 }

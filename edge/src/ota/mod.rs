@@ -63,6 +63,32 @@ struct Ended {
     end: DownloadEnd,
 }
 
+/// What a run on trial reports for its job (`in_progress`, step `trial`), from the trial
+/// record; `None` without a readable `trying` record.
+pub fn trial_update(
+    paths: &OtaPaths,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<PublishJobUpdate> {
+    let record = trial::read_record(paths).ok().flatten()?;
+    (record.state == trial::TrialState::Trying).then(|| {
+        let mut update = state::update(
+            shiki_proto::JobStatus::InProgress,
+            Some(shiki_proto::JobStep::Trial),
+            Some(100),
+            None,
+            now,
+        );
+        update.detail = Some(format!(
+            "{} runs on trial until {} (previous: {})",
+            record.to, record.deadline, record.from
+        ));
+        PublishJobUpdate {
+            job_id: record.job_id,
+            update,
+        }
+    })
+}
+
 /// Plain settings of the Ota actor.
 #[derive(Debug, Clone)]
 pub struct OtaConfig {

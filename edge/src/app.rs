@@ -285,7 +285,8 @@ fn ota_wiring(config: &EdgeConfig, mode: &RunMode) -> OtaWiring {
     }
 }
 
-/// Starts the Ota actor in `ctx` (when this mode runs one).
+/// Starts the Ota actor in `ctx` (when this mode runs one); a run on trial reports the
+/// trial step of its job through `updates` instead.
 fn start_ota(
     config: &EdgeConfig,
     mode: &RunMode,
@@ -294,6 +295,11 @@ fn start_ota(
     install: tokio::sync::mpsc::UnboundedSender<Install>,
     clock: SharedClock,
 ) -> Option<Addr<Ota>> {
+    if matches!(mode, RunMode::Trial(_))
+        && let Some(update) = crate::ota::trial_update(&OtaPaths(config.ota_dir()), clock.now())
+    {
+        updates.do_send(update);
+    }
     let ctx = ctx?;
     let rules = OtaRules {
         running_version: crate::VERSION.to_owned(),
@@ -343,6 +349,46 @@ async fn recover_store(
     Ok((frontiers, persisted))
 }
 
+/// The Telemetry actor for `[telemetry]` (and the PLC's poll interval).
+fn start_telemetry(
+    config: &EdgeConfig,
+    outbox: &OutboxHandle,
+    clock: &SharedClock,
+) -> Addr<Telemetry> {
+    // Readings missing for three polls (or two samples) are stale: not sampled again.
+    let stale_after = config
+        .plc
+        .as_ref()
+        .map(|p| (p.poll_interval * 3).max(config.telemetry.interval * 2));
+    Telemetry::new(
+        TelemetryConfig {
+            interval: config.telemetry.interval,
+            stale_after,
+        },
+        outbox.clone(),
+        clock.clone(),
+    )
+    .start()
+}
+
+/// Stops the actors, lets the uplink say `offline` and drain its acknowledgements, then
+/// closes the outbox and waits for its writer thread (the store is free afterwards).
+async fn stop_agent(
+    stops: Vec<Recipient<Stop>>,
+    uplink: Addr<Uplink>,
+    outbox: OutboxHandle,
+    writer: std::thread::JoinHandle<()>,
+) {
+    for actor in stops {
+        actor.do_send(Stop);
+    }
+    if uplink.send(Shutdown).await.is_err() {
+        tracing::warn!("uplink already stopped");
+    }
+    outbox.close().await;
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+}
+
 /// Runs the agent in `mode` until `shutdown` completes (→ [`Exit::Stopped`]) or a verified
 /// update is ready to install (→ [`Exit::Install`]); either way the actors are stopped and
 /// the store is closed first. Must run inside an `actix::System`.
@@ -375,20 +421,7 @@ pub async fn run_agent(
     let shadow_addr = shadow_ctx.address();
     let schedule_ctx = Context::<ScheduleActor>::new();
     let schedule_addr = schedule_ctx.address();
-    // Readings missing for three polls (or two samples) are stale: not sampled again.
-    let stale_after = config
-        .plc
-        .as_ref()
-        .map(|p| (p.poll_interval * 3).max(config.telemetry.interval * 2));
-    let telemetry = Telemetry::new(
-        TelemetryConfig {
-            interval: config.telemetry.interval,
-            stale_after,
-        },
-        outbox.clone(),
-        clock.clone(),
-    )
-    .start();
+    let telemetry = start_telemetry(&config, &outbox, &clock);
     let ControlWiring {
         overrides: control,
         settings: to_control,
@@ -422,11 +455,6 @@ pub async fn run_agent(
         (None, None) => uplink,
     }
     .start();
-    if matches!(mode, RunMode::Trial(_))
-        && let Some(update) = crate::ota::trial_update(&OtaPaths(config.ota_dir()), clock.now())
-    {
-        uplink.do_send(update);
-    }
     start_ota(
         &config,
         &mode,
@@ -472,14 +500,7 @@ pub async fn run_agent(
         schedule_addr.recipient(),
     ];
     stops.extend(ota_addr.map(Addr::recipient));
-    for actor in stops {
-        actor.do_send(Stop);
-    }
-    if uplink.send(Shutdown).await.is_err() {
-        tracing::warn!("uplink already stopped");
-    }
-    outbox.close().await;
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    stop_agent(stops, uplink, outbox, writer).await;
     tracing::info!(at = %clock.now(), "outbox flushed; stopped");
     Ok(exit)
 }

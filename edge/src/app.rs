@@ -21,18 +21,21 @@ use shiki_shared::clock::{Clock, SharedClock, SystemClock};
 
 use crate::config::{ConfigError, EdgeConfig};
 use crate::control::{Control, ControlConfigError};
-use crate::messages::{ControlReport, ScheduleSettings, SetOverrides, Stop};
+use crate::messages::{ControlReport, Readings, ScheduleSettings, SetOverrides, Stop};
+use crate::ota::health::{Health, StoreOpened};
+use crate::ota::{Install, Ota, OtaConfig, OtaPaths, OtaPeers, OtaRules, PublishJobUpdate};
 use crate::outbox::{
     NewRecord, OutboxError, OutboxHandle, OutboxOptions, RedbOutbox, RedbScheduleStore,
 };
 use crate::plc_link::PlcLink;
 use crate::schedule::{ScheduleActor, ScheduleConfig, SchedulePeers};
-use crate::shadow::{Shadow, ShadowPeers, load_persisted};
+use crate::shadow::{DesiredDoc, Shadow, ShadowPeers, load_persisted};
 use crate::telemetry::{Telemetry, TelemetryConfig};
 use crate::uplink::{
     SHUTDOWN_GRACE, Shutdown, Uplink, UplinkConfig, UplinkPeers, UplinkSetupError,
     initial_frontiers, mqtt_options,
 };
+use shiki_proto::ExpiredOverride;
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +128,7 @@ fn start_control(
     config: &EdgeConfig,
     telemetry: Addr<Telemetry>,
     reports: Recipient<ControlReport>,
+    health: Option<Recipient<Readings>>,
     clock: SharedClock,
 ) -> Result<ControlWiring, RunError> {
     Ok(match config.register_map()? {
@@ -132,10 +136,13 @@ fn start_control(
             // Control's address exists before PlcLink starts, so the first poll reaches it.
             let control_ctx = Context::<Control>::new();
             let control_addr = control_ctx.address();
-            let plc = PlcLink::new(map.clone(), telemetry.clone().recipient())
+            let mut plc = PlcLink::new(map.clone(), telemetry.clone().recipient())
                 .subscribe(telemetry.clone().recipient())
-                .subscribe(control_addr.clone().recipient())
-                .start();
+                .subscribe(control_addr.clone().recipient());
+            if let Some(health) = health {
+                plc = plc.subscribe(health);
+            }
+            let plc = plc.start();
             let control = Control::new(
                 map.clone(),
                 config.control.clone(),
@@ -209,6 +216,28 @@ fn open_outbox(
     )?)
 }
 
+/// How this process runs the agent (what OTA may do in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunMode {
+    /// Inside another program (`shiki_edge::run`): OTA jobs are rejected, since the binary
+    /// cannot be replaced and restarted.
+    InProcess,
+    /// The `shiki-edge` binary: OTA jobs are run; an install stops the agent and returns
+    /// [`Exit::Install`] to `main`.
+    Binary,
+    /// The binary on trial after an install: reports health on this socket (no OTA jobs).
+    Trial(std::path::PathBuf),
+}
+
+/// Why [`run_agent`] returned.
+#[derive(Debug)]
+pub enum Exit {
+    /// The shutdown future completed (or the trial supervisor said stop).
+    Stopped,
+    /// A verified update is to be installed: see `ota::trial::install_and_supervise`.
+    Install(Install),
+}
+
 /// Runs the agent until `shutdown` completes, then publishes `offline`, waits briefly for
 /// acknowledgements, flushes the outbox writer and returns. Must run inside an
 /// `actix::System` (e.g. `#[actix::main]` or `#[actix::test]`).
@@ -222,12 +251,82 @@ pub async fn run_with_clock(
     clock: SharedClock,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let boot_time = clock.now();
-    let version = env!("CARGO_PKG_VERSION");
-    let (outbox, writer) = open_outbox(&config)?;
-    let span = tracing::info_span!("edge", device_id = %config.device_id);
-    let _enter = span.enter();
+    run_agent(config, clock, shutdown, RunMode::InProcess)
+        .await
+        .map(|_| ())
+}
 
+/// The OTA side of the agent for `mode`: the Ota actor (started by the caller with
+/// `ota_ctx`) or, on trial, the health actor.
+struct OtaWiring {
+    ota: Option<Context<Ota>>,
+    health: Option<Addr<Health>>,
+    installs: tokio::sync::mpsc::UnboundedReceiver<Install>,
+    install_tx: tokio::sync::mpsc::UnboundedSender<Install>,
+    trial_stop: tokio::sync::oneshot::Receiver<()>,
+}
+
+fn ota_wiring(config: &EdgeConfig, mode: &RunMode) -> OtaWiring {
+    let (install_tx, installs) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, trial_stop) = tokio::sync::oneshot::channel();
+    let (ota, health) = match mode {
+        RunMode::Trial(socket) => (
+            None,
+            Some(Health::start(socket.clone(), config.plc.is_some(), stop_tx)),
+        ),
+        RunMode::InProcess | RunMode::Binary => (Some(Context::<Ota>::new()), None),
+    };
+    OtaWiring {
+        ota,
+        health,
+        installs,
+        install_tx,
+        trial_stop,
+    }
+}
+
+/// Starts the Ota actor in `ctx` (when this mode runs one); a run on trial reports the
+/// trial step of its job through `updates` instead.
+fn start_ota(
+    config: &EdgeConfig,
+    mode: &RunMode,
+    ctx: Option<Context<Ota>>,
+    updates: Recipient<PublishJobUpdate>,
+    install: tokio::sync::mpsc::UnboundedSender<Install>,
+    clock: SharedClock,
+) -> Option<Addr<Ota>> {
+    if matches!(mode, RunMode::Trial(_))
+        && let Some(update) = crate::ota::trial_update(&OtaPaths(config.ota_dir()), clock.now())
+    {
+        updates.do_send(update);
+    }
+    let ctx = ctx?;
+    let rules = OtaRules {
+        running_version: crate::VERSION.to_owned(),
+        // Validated at start-up (`EdgeConfig::validate`); an unvalidated bad key trusts none.
+        keys: config.trusted_keys().unwrap_or_default(),
+        installs: *mode == RunMode::Binary,
+    };
+    let cfg = OtaConfig {
+        paths: OtaPaths(config.ota_dir()),
+        rules,
+        health_window: config.ota.health_window,
+        retry: crate::ota::download::Retry::default(),
+    };
+    let addr = ctx.address();
+    ctx.run(Ota::new(cfg, OtaPeers { updates, install }, clock));
+    Some(addr)
+}
+
+/// Records the boot, installs `schedule.file`, and reads what the actors resume from: the
+/// uplink's frontiers and the shadow's persisted state.
+async fn recover_store(
+    config: &EdgeConfig,
+    outbox: &OutboxHandle,
+    clock: &SharedClock,
+    boot_time: chrono::DateTime<chrono::Utc>,
+) -> Result<((u64, u64), (DesiredDoc, Vec<ExpiredOverride>)), RunError> {
+    let version = crate::VERSION;
     outbox
         .append(NewRecord::Event {
             ts: boot_time,
@@ -237,9 +336,9 @@ pub async fn run_with_clock(
             data: serde_json::json!({ "software_version": version }),
         })
         .await?;
-    install_schedule_file(&config, &outbox, &clock).await?;
-    let frontiers = initial_frontiers(&outbox).await?;
-    let (desired, pending_expired) = load_persisted(&outbox).await?;
+    install_schedule_file(config, outbox, clock).await?;
+    let frontiers = initial_frontiers(outbox).await?;
+    let persisted = load_persisted(outbox).await?;
     let stats = outbox.stats().await?;
     tracing::info!(
         pending_telemetry = stats.pending_telemetry,
@@ -247,6 +346,70 @@ pub async fn run_with_clock(
         last_telemetry_seq = stats.last_telemetry_seq,
         "outbox opened"
     );
+    Ok((frontiers, persisted))
+}
+
+/// The Telemetry actor for `[telemetry]` (and the PLC's poll interval).
+fn start_telemetry(
+    config: &EdgeConfig,
+    outbox: &OutboxHandle,
+    clock: &SharedClock,
+) -> Addr<Telemetry> {
+    // Readings missing for three polls (or two samples) are stale: not sampled again.
+    let stale_after = config
+        .plc
+        .as_ref()
+        .map(|p| (p.poll_interval * 3).max(config.telemetry.interval * 2));
+    Telemetry::new(
+        TelemetryConfig {
+            interval: config.telemetry.interval,
+            stale_after,
+        },
+        outbox.clone(),
+        clock.clone(),
+    )
+    .start()
+}
+
+/// Stops the actors, lets the uplink say `offline` and drain its acknowledgements, then
+/// closes the outbox and waits for its writer thread (the store is free afterwards).
+async fn stop_agent(
+    stops: Vec<Recipient<Stop>>,
+    uplink: Addr<Uplink>,
+    outbox: OutboxHandle,
+    writer: std::thread::JoinHandle<()>,
+) {
+    for actor in stops {
+        actor.do_send(Stop);
+    }
+    if uplink.send(Shutdown).await.is_err() {
+        tracing::warn!("uplink already stopped");
+    }
+    outbox.close().await;
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+}
+
+/// Runs the agent in `mode` until `shutdown` completes (→ [`Exit::Stopped`]) or a verified
+/// update is ready to install (→ [`Exit::Install`]); either way the actors are stopped and
+/// the store is closed first. Must run inside an `actix::System`.
+pub async fn run_agent(
+    config: EdgeConfig,
+    clock: SharedClock,
+    shutdown: impl Future<Output = ()>,
+    mode: RunMode,
+) -> Result<Exit, RunError> {
+    let boot_time = clock.now();
+    let version = crate::VERSION;
+    let (outbox, writer) = open_outbox(&config)?;
+    let ota = ota_wiring(&config, &mode);
+    if let Some(h) = &ota.health {
+        h.do_send(StoreOpened);
+    }
+    let span = tracing::info_span!("edge", device_id = %config.device_id);
+    let _enter = span.enter();
+
+    let (frontiers, (desired, pending_expired)) =
+        recover_store(&config, &outbox, &clock, boot_time).await?;
 
     let topics = config.topics();
     let will = encode(&Status::last_will(version, boot_time)).unwrap_or_default();
@@ -258,20 +421,7 @@ pub async fn run_with_clock(
     let shadow_addr = shadow_ctx.address();
     let schedule_ctx = Context::<ScheduleActor>::new();
     let schedule_addr = schedule_ctx.address();
-    // Readings missing for three polls (or two samples) are stale: not sampled again.
-    let stale_after = config
-        .plc
-        .as_ref()
-        .map(|p| (p.poll_interval * 3).max(config.telemetry.interval * 2));
-    let telemetry = Telemetry::new(
-        TelemetryConfig {
-            interval: config.telemetry.interval,
-            stale_after,
-        },
-        outbox.clone(),
-        clock.clone(),
-    )
-    .start();
+    let telemetry = start_telemetry(&config, &outbox, &clock);
     let ControlWiring {
         overrides: control,
         settings: to_control,
@@ -280,8 +430,10 @@ pub async fn run_with_clock(
         &config,
         telemetry.clone(),
         shadow_addr.clone().recipient(),
+        ota.health.clone().map(Addr::recipient),
         clock.clone(),
     )?;
+    let ota_addr = ota.ota.as_ref().map(Context::address);
     let schedule_catalog = (!catalog.points.is_empty()).then(|| catalog.points.clone());
 
     let uplink = Uplink::new(
@@ -296,8 +448,21 @@ pub async fn run_with_clock(
         catalog,
         frontiers,
     )
-    .schedule_to(schedule_addr.clone().recipient())
+    .schedule_to(schedule_addr.clone().recipient());
+    let uplink = match (&ota_addr, &ota.health) {
+        (Some(o), _) => uplink.jobs_to(o.clone().recipient()),
+        (None, Some(h)) => uplink.health_to(h.clone().recipient()),
+        (None, None) => uplink,
+    }
     .start();
+    start_ota(
+        &config,
+        &mode,
+        ota.ota,
+        uplink.clone().recipient(),
+        ota.install_tx,
+        clock.clone(),
+    );
     schedule_ctx.run(ScheduleActor::new(
         ScheduleConfig {
             max_sleep: config.schedule.max_sleep,
@@ -322,16 +487,20 @@ pub async fn run_with_clock(
     ));
     tracing::info!(version, mqtt = %config.mqtt.url, interval = ?config.telemetry.interval, "shiki-edge running");
 
-    shutdown.await;
-    tracing::info!("shutting down");
-    telemetry.do_send(Stop);
-    shadow_addr.do_send(Stop);
-    schedule_addr.do_send(Stop);
-    if uplink.send(Shutdown).await.is_err() {
-        tracing::warn!("uplink already stopped");
-    }
-    outbox.close().await;
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    let (mut installs, trial_stop) = (ota.installs, ota.trial_stop);
+    let exit = tokio::select! {
+        () = shutdown => Exit::Stopped,
+        Ok(()) = trial_stop => Exit::Stopped,
+        Some(install) = installs.recv() => Exit::Install(install),
+    };
+    tracing::info!(install = matches!(exit, Exit::Install(_)), "shutting down");
+    let mut stops = vec![
+        telemetry.recipient::<Stop>(),
+        shadow_addr.recipient(),
+        schedule_addr.recipient(),
+    ];
+    stops.extend(ota_addr.map(Addr::recipient));
+    stop_agent(stops, uplink, outbox, writer).await;
     tracing::info!(at = %clock.now(), "outbox flushed; stopped");
-    Ok(())
+    Ok(exit)
 }

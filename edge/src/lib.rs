@@ -12,8 +12,8 @@
 //! ```
 //!
 //! # Layout
-//! - `app`: the composition root ([`run`], [`run_with_clock`]); the only place actors are
-//!   built and wired.
+//! - `app`: the composition root ([`run`], [`run_with_clock`], [`run_agent`] with a
+//!   [`RunMode`]); the only place actors are built and wired.
 //! - `backoff`: the capped exponential reconnect backoff of the PLC link and the uplink.
 //! - `config`: [`EdgeConfig`] (TOML via `shiki_shared::config`, `SHIKI_*` and flag
 //!   overrides, validation naming the key).
@@ -30,6 +30,10 @@
 //! - `uplink`: the MQTT uplink (rumqttc): its send window (mode, reads, PUBACK tracking)
 //!   as plain code, batches spliced from the outbox's stored JSON.
 //! - `shadow`: desired document → overrides, Control reports → `shadow/reported`.
+//! - `ota`: signed over-the-air updates: the `Ota` actor over its plain `OtaState`, the
+//!   resumable download and artifact checks, the install with a trial run and rollback
+//!   (`ota::trial`, run by the binary after [`run_agent`] returned [`Exit::Install`]), and
+//!   the `Health` actor of a run on trial.
 //!
 //! `shiki-edge bench` (outbox and uplink figures on a gateway) is part of the binary
 //! (`src/main/bench.rs`), not of this library.
@@ -39,6 +43,7 @@ mod backoff;
 pub mod config;
 pub mod control;
 pub mod messages;
+pub mod ota;
 pub mod outbox;
 pub mod plc_link;
 pub mod plc_sim;
@@ -50,5 +55,9 @@ pub mod telemetry;
 mod test_support;
 pub mod uplink;
 
-pub use app::{RunError, run, run_with_clock};
+pub use app::{Exit, RunError, RunMode, run, run_agent, run_with_clock};
+
+/// This build's version: `SHIKI_BUILD_VERSION` at build time, else the package version
+/// (`edge/build.rs`). `--version`, the boot event and `status.software_version` report it.
+pub const VERSION: &str = env!("SHIKI_EDGE_VERSION");
 pub use config::{ConfigError, EdgeConfig, Overrides};

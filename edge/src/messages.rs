@@ -14,7 +14,8 @@
 //! ```
 //!
 //! The schedule's own messages (`ScheduleSetReceived`, `PublishScheduleAck`) are in
-//! `crate::schedule`.
+//! `crate::schedule`; OTA's (`JobsReceived`: Uplink → Ota, `PublishJobUpdate`: Ota →
+//! Uplink, `StoreOpened` for the trial's `Health` actor) in `crate::ota`.
 
 use std::collections::BTreeMap;
 

@@ -148,3 +148,14 @@ fn help_lists_the_commands_and_run_flags() {
         assert!(out.contains(flag), "{flag}: {out}");
     }
 }
+
+#[test]
+fn version_prints_the_package_version_in_a_normal_build() {
+    let o = edge(&["--version"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.trim(),
+        format!("shiki-edge {}", env!("CARGO_PKG_VERSION"))
+    );
+}

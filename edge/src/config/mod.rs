@@ -61,6 +61,9 @@ pub struct EdgeConfig {
     /// The yearly schedule (see the `[schedule]` section of the example).
     #[serde(default)]
     pub schedule: ScheduleSection,
+    /// Over-the-air updates of this binary (see the `[ota]` section of the example).
+    #[serde(default)]
+    pub ota: OtaSection,
     /// The file this configuration came from (for error messages).
     #[serde(skip)]
     pub source_file: Option<PathBuf>,
@@ -190,6 +193,28 @@ impl Default for ScheduleSection {
     }
 }
 
+/// `[ota]`: signed updates of `shiki-edge` (downloads go to `<data_dir>/ota/`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtaSection {
+    /// Base64 ed25519 public keys of the release keys (`ota.pub`); several for rotation.
+    /// Empty: every OTA job is rejected.
+    pub public_keys: Vec<String>,
+    /// How long a new build has, from its start on trial, to prove healthy (store opened,
+    /// broker reached, PLC read) before the previous binary runs again.
+    #[serde(with = "humantime_serde")]
+    pub health_window: Duration,
+}
+
+impl Default for OtaSection {
+    fn default() -> Self {
+        Self {
+            public_keys: Vec::new(),
+            health_window: Duration::from_secs(120),
+        }
+    }
+}
+
 /// Scheme, host and port of the broker URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerAddr {
@@ -238,6 +263,7 @@ pub const ENV_SECTIONS: &[&str] = &[
     "plc",
     "control",
     "schedule",
+    "ota",
 ];
 
 /// Variables of the command-line flags (`--config`, `--device-id`, `--mqtt-url`, `--plc`,
@@ -439,6 +465,10 @@ impl EdgeConfig {
             return Err(self.invalid("schedule.max_sleep", "must be 1s to 1h"));
         }
         self.schedule_from_file(chrono::Utc::now())?;
+        self.trusted_keys()?;
+        if !(Duration::from_secs(5)..=Duration::from_secs(3600)).contains(&self.ota.health_window) {
+            return Err(self.invalid("ota.health_window", "must be 5s to 1h"));
+        }
         Ok(())
     }
 
@@ -469,6 +499,17 @@ impl EdgeConfig {
 
     pub fn topics(&self) -> Topics {
         Topics::new(&self.mqtt.topic_prefix).unwrap_or_default()
+    }
+
+    /// The release keys of `[ota] public_keys`; the error names the bad key by position.
+    pub fn trusted_keys(&self) -> Result<shiki_shared::ota::TrustedKeys, ConfigError> {
+        shiki_shared::ota::TrustedKeys::parse(&self.ota.public_keys)
+            .map_err(|e| self.invalid("ota.public_keys", e.to_string()))
+    }
+
+    /// Where OTA downloads, the previous binary and the trial record live.
+    pub fn ota_dir(&self) -> PathBuf {
+        self.data_dir.join("ota")
     }
 
     /// The redb file inside `data_dir`.

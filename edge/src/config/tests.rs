@@ -156,3 +156,25 @@ fn a_bad_point_or_control_default_is_named() {
         .to_string();
     assert!(msg.contains("i17") && msg.contains("bad.toml"), "{msg}");
 }
+
+#[test]
+fn ota_keys_are_checked_and_a_bad_one_is_named_by_position() {
+    let cfg = EdgeConfig::parse(MINIMAL, "t.toml").expect("parses");
+    assert_eq!(cfg.ota.health_window, Duration::from_secs(120));
+    assert!(cfg.trusted_keys().expect("no keys").is_empty());
+    assert_eq!(cfg.ota_dir(), cfg.data_dir.join("ota"));
+
+    let key = shiki_shared::ota::ReleaseKey::generate().public_base64();
+    let text = format!("{MINIMAL}[ota]\npublic_keys = [\"{key}\", \"bm90IGEga2V5\"]\n");
+    let cfg = EdgeConfig::parse(&text, "k.toml").expect("parses");
+    let msg = cfg.validate().expect_err("second key is bad").to_string();
+    assert!(
+        msg.contains("ota.public_keys") && msg.contains("public key 1"),
+        "{msg}"
+    );
+
+    let text = format!("{MINIMAL}[ota]\npublic_keys = [\"{key}\"]\nhealth_window = \"1s\"\n");
+    let cfg = EdgeConfig::parse(&text, "w.toml").expect("parses");
+    let msg = cfg.validate().expect_err("window too short").to_string();
+    assert!(msg.contains("ota.health_window"), "{msg}");
+}

@@ -13,7 +13,7 @@ use shiki_edge::{EdgeConfig, Overrides};
 /// Shiki gateway agent: polls the PLC, keeps the plant on schedule, buffers every sample
 /// on disk and forwards it to the cloud over MQTT.
 #[derive(Debug, Parser)]
-#[command(name = "shiki-edge", version, propagate_version = true)]
+#[command(name = "shiki-edge", version = shiki_edge::VERSION, propagate_version = true)]
 struct Cli {
     /// Log filter, e.g. `info`, `debug`, `shiki_edge=debug,rumqttc=warn` (the environment
     /// variables SHIKI_LOG, then RUST_LOG, win when set).
@@ -125,15 +125,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let result = actix::System::new().block_on(async move {
-                // Register the handlers before anything else so an early SIGTERM is not lost.
-                let shutdown = shutdown_signal();
-                shiki_edge::run(cfg, shutdown).await
-            });
-            match result {
+            match run_binary(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {e:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -155,6 +150,29 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// `run`: settles a previous trial (may `exec` the previous binary), runs the agent, and
+/// when it stopped for an update, installs it and supervises its trial (`exec`s the new or
+/// the previous binary: returns only on error).
+fn run_binary(cfg: EdgeConfig) -> anyhow::Result<()> {
+    use shiki_edge::ota::trial::{self, BeforeStart, OtaPaths, TRIAL_ENV};
+    let paths = OtaPaths(cfg.ota_dir());
+    let trial_socket = std::env::var_os(TRIAL_ENV).map(PathBuf::from);
+    let mode = match trial::before_start(&paths, shiki_edge::VERSION, trial_socket)? {
+        BeforeStart::Run => shiki_edge::RunMode::Binary,
+        BeforeStart::Trial(socket) => shiki_edge::RunMode::Trial(socket),
+    };
+    let exit = actix::System::new().block_on(async move {
+        // Register the handlers before anything else so an early SIGTERM is not lost.
+        let shutdown = shutdown_signal();
+        let clock = shiki_shared::clock::SystemClock::shared();
+        shiki_edge::run_agent(cfg, clock, shutdown, mode).await
+    })?;
+    match exit {
+        shiki_edge::Exit::Stopped => Ok(()),
+        shiki_edge::Exit::Install(install) => Err(trial::install_and_supervise(&install).into()),
     }
 }
 

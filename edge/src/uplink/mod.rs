@@ -18,6 +18,7 @@ mod batch;
 mod batch_tests;
 mod connection;
 mod inflight;
+mod jobs;
 mod schedule;
 pub mod state;
 mod window;
@@ -40,6 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use batch::{Batch, build as build_batch};
 pub use connection::{MqttNotice, SHUTDOWN_GRACE, UplinkSetupError, mqtt_options, tls_config};
 pub use inflight::{Acked, InFlight, Tag};
+pub use jobs::{MAX_PENDING_JOB_UPDATES, PendingJobUpdates};
 pub use schedule::{MalformedSchedules, PendingAcks};
 pub use window::{Peek, Skipped, Step, Window, WindowConfig};
 
@@ -113,6 +115,12 @@ pub struct Uplink {
     schedule_acks: PendingAcks,
     /// `schedule/set` messages dropped as malformed.
     malformed_schedules: u64,
+    /// Where `jobs/notify` goes (the Ota actor); without it such messages are dropped.
+    jobs: Option<Recipient<crate::ota::JobsReceived>>,
+    /// Job updates made while the link was down.
+    job_updates: PendingJobUpdates,
+    /// Also told about every connect (the health actor of a trial run).
+    health: Option<Recipient<LinkUp>>,
 }
 
 impl Uplink {
@@ -151,6 +159,9 @@ impl Uplink {
             schedule: None,
             schedule_acks: PendingAcks::default(),
             malformed_schedules: 0,
+            jobs: None,
+            job_updates: PendingJobUpdates::default(),
+            health: None,
         }
     }
 
@@ -160,6 +171,18 @@ impl Uplink {
         recipient: Recipient<crate::schedule::ScheduleSetReceived>,
     ) -> Self {
         self.schedule = Some(recipient);
+        self
+    }
+
+    /// Sends every decoded `jobs/notify` to `recipient` (the Ota actor).
+    pub fn jobs_to(mut self, recipient: Recipient<crate::ota::JobsReceived>) -> Self {
+        self.jobs = Some(recipient);
+        self
+    }
+
+    /// Also sends [`LinkUp`] to `recipient` after every connect (trial health).
+    pub fn health_to(mut self, recipient: Recipient<LinkUp>) -> Self {
+        self.health = Some(recipient);
         self
     }
 
@@ -215,7 +238,11 @@ impl Uplink {
             self.publish_control(Channel::ShadowGet, p);
         }
         self.peers.link_up.do_send(LinkUp);
+        if let Some(health) = &self.health {
+            health.do_send(LinkUp);
+        }
         self.publish_pending_schedule_acks();
+        self.publish_pending_job_updates();
         self.pump(ctx);
     }
 
@@ -428,6 +455,7 @@ impl Handler<MqttNotice> for Uplink {
                         })
                     }
                     Channel::ScheduleSet => self.on_schedule_set(&topic, &payload),
+                    Channel::JobsNotify => self.on_jobs_notify(&topic, &payload),
                     other => {
                         tracing::info!(%topic, ?other, "message on a channel this build does not handle; dropped")
                     }

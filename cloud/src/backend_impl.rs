@@ -149,6 +149,7 @@ fn verification(v: &store::VerificationRecord) -> api::Verification {
 fn view(v: DeviceView) -> api::DeviceView {
     api::DeviceView {
         id: v.id,
+        software_version: v.status.as_ref().and_then(|s| s.software_version.clone()),
         status: v.status,
         online: v.online,
         last_seen: v.last_seen,

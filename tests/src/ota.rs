@@ -23,19 +23,41 @@ pub fn copy_binary(binary: &Path, dir: &Path, name: &str) -> anyhow::Result<Path
     Ok(to)
 }
 
-/// `shiki-edge` built with `SHIKI_BUILD_VERSION=version`, in its own target directory
-/// (`<target>/ota-stamped`) so the test's own binaries stay as they are. The first build
-/// takes a few minutes; later ones reuse it.
+/// `shiki-edge` built with `SHIKI_BUILD_VERSION=version` into `<target>/ota-stamped`,
+/// so the test's own binaries stay as they are. The directory is seeded with hard links of
+/// this build's third-party dependencies (never the workspace's own artifacts, so the
+/// stamped build cannot write through to them): only the workspace crates compile. The
+/// edge's own OTA test builds the same way into the same place; use the same version
+/// (`99.1.0`) to share the build.
 pub fn stamped_edge(version: &str) -> anyhow::Result<PathBuf> {
     let plain = bin_path("shiki-edge")?;
-    // target/<profile>/shiki-edge → target/
-    let target = plain
+    let profile_dir = plain
         .parent()
-        .and_then(Path::parent)
+        .context("the edge binary has no profile directory")?;
+    let target = profile_dir
+        .parent()
         .context("the edge binary has no target directory")?;
-    let stamped_dir = target.join("ota-stamped");
+    let stamped = target.join("ota-stamped");
+    let stamped_profile = stamped.join("debug");
+    if !stamped_profile.exists() {
+        std::fs::create_dir_all(&stamped_profile)?;
+        for sub in ["deps", "build", ".fingerprint"] {
+            let status = Command::new("cp")
+                .arg("-al")
+                .arg(profile_dir.join(sub))
+                .arg(&stamped_profile)
+                .status()?;
+            anyhow::ensure!(status.success(), "seeding {sub} failed");
+            for entry in std::fs::read_dir(stamped_profile.join(sub))? {
+                let path = entry?.path();
+                if path.to_string_lossy().contains("shiki") {
+                    let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+                }
+            }
+        }
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
+    let out = Command::new(cargo)
         .args([
             "build",
             "-p",
@@ -44,12 +66,17 @@ pub fn stamped_edge(version: &str) -> anyhow::Result<PathBuf> {
             "shiki-edge",
             "--target-dir",
         ])
-        .arg(&stamped_dir)
+        .arg(&stamped)
         .env("SHIKI_BUILD_VERSION", version)
-        .status()
+        .env("CARGO_INCREMENTAL", "0")
+        .output()
         .context("running cargo build for a stamped shiki-edge")?;
-    anyhow::ensure!(status.success(), "cargo build of the stamped edge failed");
-    let built = stamped_dir.join("debug").join("shiki-edge");
+    anyhow::ensure!(
+        out.status.success(),
+        "cargo build of the stamped edge failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built = stamped_profile.join("shiki-edge");
     let out = Command::new(&built).arg("--version").output()?;
     let printed = String::from_utf8_lossy(&out.stdout);
     anyhow::ensure!(

@@ -44,6 +44,9 @@ pub struct DeviceView {
     pub id: DeviceId,
     /// The last `status` message (software version, boot time), if any arrived.
     pub status: Option<Status>,
+    /// The edge software the device runs, as its last `status` said (after an OTA update:
+    /// the version it reported after its restart).
+    pub software_version: Option<String>,
     /// Same meaning as [`DeviceSummary::online`].
     pub online: bool,
     /// Same meaning as [`DeviceSummary::last_seen`].

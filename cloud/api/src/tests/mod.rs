@@ -427,6 +427,7 @@ fn view(id: &str, online: bool, with_catalog: bool) -> DeviceView {
     DeviceView {
         id: dev(id),
         status: None,
+        software_version: None,
         online,
         last_seen: Some(now() - Duration::minutes(1)),
         desired: Default::default(),

@@ -1,0 +1,258 @@
+//! OTA end to end: a cloud with its embedded broker, an edge run from a copy of its binary,
+//! release keys made and used through `shiki-cloud ota keygen|sign`, artifacts uploaded and
+//! jobs created through the admin API. The edge verifies what it downloads itself, runs the
+//! new build on trial and rolls back by itself when it does not prove healthy.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use shiki_e2e::ota::{ReleaseKeys, copy_binary, stamped_edge};
+use shiki_e2e::{Cloud, Edge, EdgeOptions, bin_path, temp_dir, wait_for};
+
+const DEVICE: &str = "plant-ota";
+const BASE_VERSION: &str = env!("CARGO_PKG_VERSION");
+const JOB_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// A cloud trusting `cloud_key`, and an edge (run from a copy of the workspace binary in
+/// `dir/bin`) trusting `edge_key`, online.
+struct Stack {
+    cloud: Cloud,
+    edge: Edge,
+    binary: PathBuf,
+}
+
+async fn start(
+    dir: &Path,
+    cloud_key: &ReleaseKeys,
+    edge_key: &ReleaseKeys,
+) -> anyhow::Result<Stack> {
+    let config = dir.join("cloud.toml");
+    std::fs::write(
+        &config,
+        format!("[ota]\npublic_keys = [{:?}]\n", cloud_key.public),
+    )?;
+    let cloud = Cloud::start(
+        "cloud",
+        &dir.join("cloud"),
+        dir,
+        Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        Some(&config),
+    )
+    .await?;
+    let binary = copy_binary(&bin_path("shiki-edge")?, &dir.join("bin"), "shiki-edge")?;
+    let mut opts = EdgeOptions::new(DEVICE, cloud.mqtt_url()?, None);
+    opts.binary = Some(binary.clone());
+    opts.extra_toml.push_str(&format!(
+        "[ota]\npublic_keys = [{:?}]\nhealth_window = \"20s\"\n",
+        edge_key.public
+    ));
+    let edge = Edge::start("edge", dir, &opts).await?;
+    wait_for(
+        "the edge to report its version",
+        Duration::from_secs(30),
+        || async {
+            (cloud.api.software_version(DEVICE).await.as_deref() == Some(BASE_VERSION))
+                .then_some(())
+        },
+    )
+    .await?;
+    Ok(Stack {
+        cloud,
+        edge,
+        binary,
+    })
+}
+
+/// Signs `file` as `version`, uploads it and creates a job for the device; the job id.
+async fn release(
+    stack: &Stack,
+    key: &ReleaseKeys,
+    file: &Path,
+    version: &str,
+) -> anyhow::Result<String> {
+    let signature = key.sign(file, version)?;
+    let (status, body) = stack
+        .cloud
+        .api
+        .put_artifact(version, std::fs::read(file)?, &signature)
+        .await?;
+    anyhow::ensure!(status == 201, "upload answered {status}: {body}");
+    stack.cloud.api.create_job(version, &[DEVICE]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_update_is_installed_proves_healthy_and_is_reported() -> anyhow::Result<()> {
+    let dir = temp_dir("ota-ok")?;
+    let key = ReleaseKeys::generate(&dir.path().join("keys"))?;
+    let new_version = "99.1.0";
+    let new_build = stamped_edge(new_version)?;
+    let mut stack = start(dir.path(), &key, &key).await?;
+    let pid = stack.edge.child.pid();
+
+    let started = Instant::now();
+    let job = release(&stack, &key, &new_build, new_version).await?;
+    let entry = stack
+        .cloud
+        .api
+        .wait_job_done(&job, DEVICE, JOB_TIMEOUT)
+        .await?;
+    assert_eq!(
+        entry["status"],
+        "succeeded",
+        "{entry}\n{}",
+        stack.edge.child.output()
+    );
+    eprintln!("job created → succeeded in {:?}", started.elapsed());
+    assert_eq!(
+        stack.cloud.api.software_version(DEVICE).await.as_deref(),
+        Some(new_version)
+    );
+    assert_eq!(std::fs::read(&stack.binary)?, std::fs::read(&new_build)?);
+    assert!(
+        stack.edge.child.is_running(),
+        "the agent runs on (same process, new binary)"
+    );
+    assert_eq!(stack.edge.child.pid(), pid);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_that_exits_at_once_is_rolled_back_and_the_old_version_runs_on()
+-> anyhow::Result<()> {
+    let dir = temp_dir("ota-crash")?;
+    let key = ReleaseKeys::generate(&dir.path().join("keys"))?;
+    let broken = copy_binary(
+        Path::new("/bin/false"),
+        &dir.path().join("release"),
+        "shiki-edge",
+    )?;
+    let mut stack = start(dir.path(), &key, &key).await?;
+    let before = std::fs::read(&stack.binary)?;
+
+    let started = Instant::now();
+    let job = release(&stack, &key, &broken, "9.0.0").await?;
+    let entry = stack
+        .cloud
+        .api
+        .wait_job_done(&job, DEVICE, JOB_TIMEOUT)
+        .await?;
+    assert_eq!(
+        entry["status"],
+        "rolled_back",
+        "{entry}\n{}",
+        stack.edge.child.output()
+    );
+    eprintln!("job created → rolled back in {:?}", started.elapsed());
+    assert!(
+        entry["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{entry}"
+    );
+    assert_eq!(
+        std::fs::read(&stack.binary)?,
+        before,
+        "the old binary is back"
+    );
+    assert!(stack.edge.child.is_running());
+    wait_for(
+        "the device online on the old version",
+        Duration::from_secs(60),
+        || async {
+            (stack.cloud.api.software_version(DEVICE).await.as_deref() == Some(BASE_VERSION))
+                .then_some(())
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_refuses_a_build_signed_by_a_key_it_does_not_trust() -> anyhow::Result<()> {
+    let dir = temp_dir("ota-untrusted")?;
+    let cloud_key = ReleaseKeys::generate(&dir.path().join("cloud-keys"))?;
+    let edge_key = ReleaseKeys::generate(&dir.path().join("edge-keys"))?;
+    let build = copy_binary(
+        &bin_path("shiki-edge")?,
+        &dir.path().join("release"),
+        "shiki-edge",
+    )?;
+    let mut stack = start(dir.path(), &cloud_key, &edge_key).await?;
+    let before = std::fs::read(&stack.binary)?;
+
+    let job = release(&stack, &cloud_key, &build, "9.0.1").await?;
+    let entry = stack
+        .cloud
+        .api
+        .wait_job_done(&job, DEVICE, JOB_TIMEOUT)
+        .await?;
+    assert_eq!(
+        entry["status"],
+        "failed",
+        "{entry}\n{}",
+        stack.edge.child.output()
+    );
+    assert!(
+        entry["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("signature")),
+        "{entry}"
+    );
+    assert_eq!(std::fs::read(&stack.binary)?, before);
+    assert!(stack.edge.child.is_running());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_changed_after_signing_is_refused_and_the_binary_is_untouched()
+-> anyhow::Result<()> {
+    let dir = temp_dir("ota-tampered")?;
+    let key = ReleaseKeys::generate(&dir.path().join("keys"))?;
+    let build = copy_binary(
+        &bin_path("shiki-edge")?,
+        &dir.path().join("release"),
+        "shiki-edge",
+    )?;
+    let mut stack = start(dir.path(), &key, &key).await?;
+    let before = std::fs::read(&stack.binary)?;
+
+    // The upload is checked by the cloud; the bytes it then serves are changed on its disk.
+    let signature = key.sign(&build, "9.0.2")?;
+    let (status, body) = stack
+        .cloud
+        .api
+        .put_artifact("9.0.2", std::fs::read(&build)?, &signature)
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let sha = body["sha256"].as_str().expect("sha256").to_owned();
+    let stored = dir
+        .path()
+        .join("cloud")
+        .join("artifacts")
+        .join("sha256")
+        .join(&sha);
+    let mut bytes = std::fs::read(&stored)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    std::fs::write(&stored, bytes)?;
+
+    let job = stack.cloud.api.create_job("9.0.2", &[DEVICE]).await?;
+    let entry = stack
+        .cloud
+        .api
+        .wait_job_done(&job, DEVICE, JOB_TIMEOUT)
+        .await?;
+    assert_eq!(
+        entry["status"],
+        "failed",
+        "{entry}\n{}",
+        stack.edge.child.output()
+    );
+    assert!(
+        entry["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("sha256") || r.contains("SHA-256")),
+        "{entry}"
+    );
+    assert_eq!(std::fs::read(&stack.binary)?, before);
+    assert!(stack.edge.child.is_running());
+    Ok(())
+}

@@ -2,6 +2,12 @@
 //! release keys made and used through `shiki-cloud ota keygen|sign`, artifacts uploaded and
 //! jobs created through the admin API. The edge verifies what it downloads itself, runs the
 //! new build on trial and rolls back by itself when it does not prove healthy.
+//!
+//! The success and rollback tests print how long the job took (`--no-capture` shows it).
+#![allow(
+    clippy::print_stderr,
+    reason = "the durations are figures for the OTA notes, printed on purpose"
+)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -151,6 +151,9 @@ impl Api {
             .bearer_auth(ADMIN_TOKEN)
             .header("Content-Type", "application/octet-stream")
             .header("Shiki-Signature", signature)
+            // A debug edge build is ~180 MB: more than the client's default 10 s on a busy
+            // machine.
+            .timeout(Duration::from_secs(300))
             .body(bytes)
             .send()
             .await?;
@@ -206,6 +209,18 @@ impl Api {
                 .then_some(entry)
         })
         .await
+    }
+
+    /// POST without a body (e.g. `/jobs/{id}/cancel`); status and body.
+    pub async fn post_empty(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let r = self
+            .http()
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
     /// The device's `software_version` as the cloud shows it.

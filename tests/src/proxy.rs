@@ -1,9 +1,12 @@
 //! A TCP proxy the test controls: `cut()` closes every connection and refuses new ones
 //! (as a dropped cellular link looks to the edge), `restore()` lets traffic through again,
 //! `set_delay()` makes the link slow (each chunk is held back before it is forwarded).
+//! It counts the bytes it forwards towards the client (`downstream_bytes()`), and its
+//! upstream can be set after it started (a server that must be told the proxy's address).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,6 +18,7 @@ use tokio::sync::watch;
 struct Link {
     up: bool,
     delay: Duration,
+    upstream: SocketAddr,
 }
 
 /// A proxy from a local port (bound to port 0) to `upstream`.
@@ -22,6 +26,7 @@ struct Link {
 pub struct TcpProxy {
     addr: SocketAddr,
     link: Arc<watch::Sender<Link>>,
+    downstream: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -33,10 +38,27 @@ impl TcpProxy {
         let (tx, rx) = watch::channel(Link {
             up: true,
             delay: Duration::ZERO,
+            upstream,
         });
         let link = Arc::new(tx);
-        let task = tokio::spawn(accept_loop(listener, upstream, rx));
-        Ok(Self { addr, link, task })
+        let downstream = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(accept_loop(listener, rx, downstream.clone()));
+        Ok(Self {
+            addr,
+            link,
+            downstream,
+            task,
+        })
+    }
+
+    /// Forwards new connections to `upstream` from now on.
+    pub fn set_upstream(&self, upstream: SocketAddr) {
+        self.link.send_modify(|l| l.upstream = upstream);
+    }
+
+    /// Bytes forwarded from the upstream to clients so far.
+    pub fn downstream_bytes(&self) -> u64 {
+        self.downstream.load(Ordering::Relaxed)
     }
 
     /// The address clients connect to.
@@ -66,7 +88,11 @@ impl Drop for TcpProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, upstream: SocketAddr, link: watch::Receiver<Link>) {
+async fn accept_loop(
+    listener: TcpListener,
+    link: watch::Receiver<Link>,
+    downstream: Arc<AtomicU64>,
+) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
@@ -76,19 +102,26 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr, link: watch::R
             continue;
         }
         let link = link.clone();
+        let upstream = link.borrow().upstream;
+        let downstream = downstream.clone();
         tokio::spawn(async move {
             if let Ok(server) = TcpStream::connect(upstream).await {
-                pipe(client, server, link).await;
+                pipe(client, server, link, downstream).await;
             }
         });
     }
 }
 
-async fn pipe(client: TcpStream, server: TcpStream, mut link: watch::Receiver<Link>) {
+async fn pipe(
+    client: TcpStream,
+    server: TcpStream,
+    mut link: watch::Receiver<Link>,
+    downstream: Arc<AtomicU64>,
+) {
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let up = forward(cr, sw, link.clone());
-    let down = forward(sr, cw, link.clone());
+    let up = forward(cr, sw, link.clone(), Arc::new(AtomicU64::new(0)));
+    let down = forward(sr, cw, link.clone(), downstream);
     tokio::select! {
         _ = up => {}
         _ = down => {}
@@ -100,6 +133,7 @@ async fn forward(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     link: watch::Receiver<Link>,
+    counted: Arc<AtomicU64>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -115,5 +149,6 @@ async fn forward(
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
+        counted.fetch_add(n as u64, Ordering::Relaxed);
     }
 }

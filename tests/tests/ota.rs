@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use shiki_e2e::ota::{ReleaseKeys, copy_binary, stamped_edge};
-use shiki_e2e::{Cloud, Edge, EdgeOptions, bin_path, temp_dir, wait_for};
+use shiki_e2e::{Cloud, Edge, EdgeOptions, TcpProxy, bin_path, temp_dir, wait_for};
 
 const DEVICE: &str = "plant-ota";
 const BASE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -25,6 +25,9 @@ struct Stack {
     cloud: Cloud,
     edge: Edge,
     binary: PathBuf,
+    opts: EdgeOptions,
+    /// Between the edge and the cloud's download URLs (`api.public_url`).
+    downloads: TcpProxy,
 }
 
 async fn start(
@@ -32,10 +35,16 @@ async fn start(
     cloud_key: &ReleaseKeys,
     edge_key: &ReleaseKeys,
 ) -> anyhow::Result<Stack> {
+    // Downloads go through a proxy the test can cut: the cloud hands out URLs under it.
+    let downloads = TcpProxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], 9))).await?;
     let config = dir.join("cloud.toml");
     std::fs::write(
         &config,
-        format!("[ota]\npublic_keys = [{:?}]\n", cloud_key.public),
+        format!(
+            "[api]\npublic_url = \"http://{}\"\n[ota]\npublic_keys = [{:?}]\n",
+            downloads.addr(),
+            cloud_key.public
+        ),
     )?;
     let cloud = Cloud::start(
         "cloud",
@@ -45,6 +54,7 @@ async fn start(
         Some(&config),
     )
     .await?;
+    downloads.set_upstream(cloud.api.addr);
     let binary = copy_binary(&bin_path("shiki-edge")?, &dir.join("bin"), "shiki-edge")?;
     let mut opts = EdgeOptions::new(DEVICE, cloud.mqtt_url()?, None);
     opts.binary = Some(binary.clone());
@@ -66,7 +76,28 @@ async fn start(
         cloud,
         edge,
         binary,
+        opts,
+        downloads,
     })
+}
+
+impl Stack {
+    /// Stops the edge (SIGTERM) and waits until the cloud sees it offline.
+    async fn stop_edge(&mut self) -> anyhow::Result<()> {
+        self.edge.child.terminate()?;
+        let api = &self.cloud.api;
+        wait_for("the device offline", Duration::from_secs(30), || async {
+            let (_, view) = api.get(&format!("/devices/{DEVICE}")).await.ok()?;
+            (view["online"] == false).then_some(())
+        })
+        .await
+    }
+
+    /// Starts the edge again from the same binary file and data.
+    async fn restart_edge(&mut self, dir: &Path, name: &str) -> anyhow::Result<()> {
+        self.edge = Edge::start(name, dir, &self.opts).await?;
+        Ok(())
+    }
 }
 
 /// Signs `file` as `version`, uploads it and creates a job for the device; the job id.
@@ -176,8 +207,9 @@ async fn the_edge_refuses_a_build_signed_by_a_key_it_does_not_trust() -> anyhow:
     let dir = temp_dir("ota-untrusted")?;
     let cloud_key = ReleaseKeys::generate(&dir.path().join("cloud-keys"))?;
     let edge_key = ReleaseKeys::generate(&dir.path().join("edge-keys"))?;
+    // A small executable for this machine: refused before it could ever run.
     let build = copy_binary(
-        &bin_path("shiki-edge")?,
+        Path::new("/bin/false"),
         &dir.path().join("release"),
         "shiki-edge",
     )?;
@@ -212,8 +244,9 @@ async fn a_download_changed_after_signing_is_refused_and_the_binary_is_untouched
 -> anyhow::Result<()> {
     let dir = temp_dir("ota-tampered")?;
     let key = ReleaseKeys::generate(&dir.path().join("keys"))?;
+    // A small executable for this machine: refused before it could ever run.
     let build = copy_binary(
-        &bin_path("shiki-edge")?,
+        Path::new("/bin/false"),
         &dir.path().join("release"),
         "shiki-edge",
     )?;
@@ -260,5 +293,141 @@ async fn a_download_changed_after_signing_is_refused_and_the_binary_is_untouched
     );
     assert_eq!(std::fs::read(&stack.binary)?, before);
     assert!(stack.edge.child.is_running());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cut_three_times_resumes_and_fetches_little_twice() -> anyhow::Result<()> {
+    let dir = temp_dir("ota-cut")?;
+    let key = ReleaseKeys::generate(&dir.path().join("keys"))?;
+    let new_version = "99.1.0";
+    let new_build = stamped_edge(new_version)?;
+    let size = std::fs::metadata(&new_build)?.len();
+    let stack = start(dir.path(), &key, &key).await?;
+    // A slower link, so the cuts land inside the download.
+    stack.downloads.set_delay(Duration::from_millis(2));
+
+    let job = release(&stack, &key, &new_build, new_version).await?;
+    for share in [20, 45, 70] {
+        let at = size * share / 100;
+        let proxy = &stack.downloads;
+        wait_for(
+            &format!("{share} % downloaded"),
+            JOB_TIMEOUT,
+            || async move { (proxy.downstream_bytes() >= at).then_some(()) },
+        )
+        .await?;
+        proxy.cut();
+        proxy.restore();
+    }
+    let entry = stack
+        .cloud
+        .api
+        .wait_job_done(&job, DEVICE, JOB_TIMEOUT)
+        .await?;
+    assert_eq!(
+        entry["status"],
+        "succeeded",
+        "{entry}\n{}",
+        stack.edge.child.output()
+    );
+    let fetched = stack.downloads.downstream_bytes();
+    let extra = fetched.saturating_sub(size);
+    eprintln!(
+        "artifact {size} bytes, fetched {fetched} bytes over 3 cuts: {:.2} % again",
+        extra as f64 * 100.0 / size as f64
+    );
+    assert!(
+        extra * 100 <= size * 5,
+        "fetched {fetched} bytes for a {size}-byte artifact: more than 5 % again"
+    );
+    assert_eq!(
+        stack.cloud.api.software_version(DEVICE).await.as_deref(),
+        Some(new_version)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_for_an_offline_device_waits_and_runs_when_it_returns() -> anyhow::Result<()> {
+    let dir = temp_dir("ota-offline")?;
+    let key = ReleaseKeys::generate(&dir.path().join("keys"))?;
+    let broken = copy_binary(
+        Path::new("/bin/false"),
+        &dir.path().join("release"),
+        "shiki-edge",
+    )?;
+    let mut stack = start(dir.path(), &key, &key).await?;
+    stack.stop_edge().await?;
+
+    let job = release(&stack, &key, &broken, "9.0.3").await?;
+    let (_, view) = stack.cloud.api.get(&format!("/jobs/{job}")).await?;
+    assert_eq!(view["devices"][0]["status"], "queued", "{view}");
+
+    stack.restart_edge(dir.path(), "edge-back").await?;
+    let entry = stack
+        .cloud
+        .api
+        .wait_job_done(&job, DEVICE, JOB_TIMEOUT)
+        .await?;
+    assert_eq!(
+        entry["status"],
+        "rolled_back",
+        "{entry}\n{}",
+        stack.edge.child.output()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canceled_job_never_reaches_the_device() -> anyhow::Result<()> {
+    let dir = temp_dir("ota-cancel")?;
+    let key = ReleaseKeys::generate(&dir.path().join("keys"))?;
+    let broken = copy_binary(
+        Path::new("/bin/false"),
+        &dir.path().join("release"),
+        "shiki-edge",
+    )?;
+    let mut stack = start(dir.path(), &key, &key).await?;
+    let before = std::fs::read(&stack.binary)?;
+    stack.stop_edge().await?;
+
+    let job = release(&stack, &key, &broken, "9.0.4").await?;
+    let r = stack
+        .cloud
+        .api
+        .post_empty(&format!("/jobs/{job}/cancel"))
+        .await?;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let entry = stack
+        .cloud
+        .api
+        .wait_job_done(&job, DEVICE, Duration::from_secs(10))
+        .await?;
+    assert_eq!(entry["status"], "canceled", "{entry}");
+
+    stack.restart_edge(dir.path(), "edge-back").await?;
+    wait_for(
+        "the device online again",
+        Duration::from_secs(30),
+        || async {
+            let (_, view) = stack
+                .cloud
+                .api
+                .get(&format!("/devices/{DEVICE}"))
+                .await
+                .ok()?;
+            (view["online"] == true).then_some(())
+        },
+    )
+    .await?;
+    let (_, view) = stack.cloud.api.get(&format!("/jobs/{job}")).await?;
+    assert_eq!(view["devices"][0]["status"], "canceled", "{view}");
+    assert_eq!(std::fs::read(&stack.binary)?, before);
+    assert!(
+        !stack.edge.child.output().contains("9.0.4"),
+        "the edge heard of the canceled job:\n{}",
+        stack.edge.child.output()
+    );
     Ok(())
 }

@@ -28,6 +28,8 @@ struct Stack {
     opts: EdgeOptions,
     /// Between the edge and the cloud's download URLs (`api.public_url`).
     downloads: TcpProxy,
+    /// Between the edge and the broker.
+    mqtt: TcpProxy,
 }
 
 async fn start(
@@ -56,7 +58,11 @@ async fn start(
     .await?;
     downloads.set_upstream(cloud.api.addr);
     let binary = copy_binary(&bin_path("shiki-edge")?, &dir.join("bin"), "shiki-edge")?;
-    let mut opts = EdgeOptions::new(DEVICE, cloud.mqtt_url()?, None);
+    let broker = cloud
+        .mqtt
+        .ok_or_else(|| anyhow::anyhow!("no embedded broker"))?;
+    let mqtt = TcpProxy::start(broker).await?;
+    let mut opts = EdgeOptions::new(DEVICE, format!("mqtt://{}", mqtt.addr()), None);
     opts.binary = Some(binary.clone());
     opts.extra_toml.push_str(&format!(
         "[ota]\npublic_keys = [{:?}]\nhealth_window = \"20s\"\n",
@@ -78,6 +84,7 @@ async fn start(
         binary,
         opts,
         downloads,
+        mqtt,
     })
 }
 
@@ -429,5 +436,71 @@ async fn a_canceled_job_never_reaches_the_device() -> anyhow::Result<()> {
         "the edge heard of the canceled job:\n{}",
         stack.edge.child.output()
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_that_cannot_prove_healthy_is_killed_and_rolled_back() -> anyhow::Result<()> {
+    let dir = temp_dir("ota-unhealthy")?;
+    let key = ReleaseKeys::generate(&dir.path().join("keys"))?;
+    let new_build = stamped_edge("99.1.0")?;
+    let size = std::fs::metadata(&new_build)?.len();
+    let mut stack = start(dir.path(), &key, &key).await?;
+    let before = std::fs::read(&stack.binary)?;
+
+    let job = release(&stack, &key, &new_build, "99.1.0").await?;
+    // Once the whole artifact is through, the broker becomes unreachable: the new version
+    // runs but never reaches it, so it is not healthy within the window (20 s).
+    let proxy = &stack.downloads;
+    wait_for("the artifact downloaded", JOB_TIMEOUT, || async move {
+        (proxy.downstream_bytes() >= size).then_some(())
+    })
+    .await?;
+    stack.mqtt.cut();
+    let started = Instant::now();
+    // The two builds differ in size: the file's size says which one is in place.
+    let installed_size = || std::fs::metadata(&stack.binary).map(|m| m.len()).ok();
+    anyhow::ensure!(
+        size != before.len() as u64,
+        "the builds must differ in size"
+    );
+    wait_for("the new binary installed", JOB_TIMEOUT, || async {
+        (installed_size() == Some(size)).then_some(())
+    })
+    .await?;
+    wait_for("the previous binary back", JOB_TIMEOUT, || async {
+        (installed_size() == Some(before.len() as u64)).then_some(())
+    })
+    .await?;
+    assert_eq!(std::fs::read(&stack.binary)?, before);
+    eprintln!("installed → rolled back in {:?}", started.elapsed());
+    stack.mqtt.restore();
+    let entry = stack
+        .cloud
+        .api
+        .wait_job_done(&job, DEVICE, JOB_TIMEOUT)
+        .await?;
+    assert_eq!(
+        entry["status"],
+        "rolled_back",
+        "{entry}\n{}",
+        stack.edge.child.output()
+    );
+    assert!(
+        entry["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("healthy")),
+        "{entry}"
+    );
+    assert!(stack.edge.child.is_running());
+    wait_for(
+        "the device online on the old version",
+        Duration::from_secs(60),
+        || async {
+            (stack.cloud.api.software_version(DEVICE).await.as_deref() == Some(BASE_VERSION))
+                .then_some(())
+        },
+    )
+    .await?;
     Ok(())
 }

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use shiki_e2e::ota::{ReleaseKeys, copy_binary, stamped_edge};
-use shiki_e2e::{Cloud, Edge, EdgeOptions, TcpProxy, bin_path, temp_dir, wait_for};
+use shiki_e2e::{
+    Api, Cloud, Edge, EdgeOptions, TcpProxy, assert_contiguous, bin_path, temp_dir, wait_for,
+};
 
 const DEVICE: &str = "plant-ota";
 const BASE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -107,6 +109,43 @@ impl Stack {
     }
 }
 
+/// Nothing buffered was lost or duplicated across an update or a rollback: once samples
+/// taken after `since` arrived, telemetry and events are each contiguous from seq 1.
+async fn assert_streams_intact(
+    api: &Api,
+    since: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let seqs = wait_for(
+        "samples taken after the switch",
+        Duration::from_secs(60),
+        || async {
+            let samples = api.telemetry(DEVICE).await;
+            let later = samples.iter().any(|s| {
+                s["ts"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| t > since)
+            });
+            let last = samples.last()?["seq"].as_u64()?;
+            (later && samples.len() as u64 == last).then(|| {
+                samples
+                    .iter()
+                    .filter_map(|s| s["seq"].as_u64())
+                    .collect::<Vec<_>>()
+            })
+        },
+    )
+    .await?;
+    assert_contiguous(&seqs)?;
+    let events: Vec<u64> = api
+        .events(DEVICE)
+        .await
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    assert_contiguous(&events)
+}
+
 /// Signs `file` as `version`, uploads it and creates a job for the device; the job id.
 async fn release(
     stack: &Stack,
@@ -157,6 +196,7 @@ async fn a_signed_update_is_installed_proves_healthy_and_is_reported() -> anyhow
         "the agent runs on (same process, new binary)"
     );
     assert_eq!(stack.edge.child.pid(), pid);
+    assert_streams_intact(&stack.cloud.api, chrono::Utc::now()).await?;
     Ok(())
 }
 
@@ -206,6 +246,7 @@ async fn an_update_that_exits_at_once_is_rolled_back_and_the_old_version_runs_on
         },
     )
     .await?;
+    assert_streams_intact(&stack.cloud.api, chrono::Utc::now()).await?;
     Ok(())
 }
 
@@ -502,5 +543,6 @@ async fn a_new_version_that_cannot_prove_healthy_is_killed_and_rolled_back() -> 
         },
     )
     .await?;
+    assert_streams_intact(&stack.cloud.api, chrono::Utc::now()).await?;
     Ok(())
 }

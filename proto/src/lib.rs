@@ -16,6 +16,7 @@
 //! - `topic`: [`Topics`] builds and parses every topic (also the cloud's own nudge topic);
 //!   [`Channel`] and its [`ChannelKind`] list every channel.
 //! - `id`: [`DeviceId`] and [`JobId`], validated once (`validated_id!`).
+//! - `jobs`: the OTA job messages (`JobNotify`, `JobUpdate`, `JobStep`).
 //! - `messages`: one type per topic, tolerant decoding (`Unknown` enum fallbacks).
 //! - `codec`: [`encode`], [`encode_compressed`] and [`decode`] with the 128 KiB limit.
 //!
@@ -24,6 +25,7 @@
 
 mod codec;
 mod id;
+mod jobs;
 mod messages;
 mod sample_check;
 mod topic;
@@ -33,12 +35,12 @@ pub use codec::{
     encode, encode_compressed, json_text,
 };
 pub use id::{DeviceId, JobId, MAX_ID_LEN};
+pub use jobs::{JobDocument, JobNotify, JobOperation, JobStatus, JobStep, JobUpdate};
 pub use messages::{
     AckResult, ActiveSchedule, Catalog, Connectivity, Event, EventBatch, EventKind,
-    ExpiredOverride, JobDocument, JobNotify, JobOperation, JobStatus, JobStep, JobUpdate, JsonMap,
-    KeyMetadata, PROTOCOL_VERSION, PointInfo, PointRole, PointValue, ReportedState, ReportedUpdate,
-    Sample, ScheduleAck, ScheduleSet, ScheduleSlot, SettingSource, SettingStatus, Severity,
-    ShadowDelta, ShadowDocument, ShadowGet, ShadowMetadata, ShadowState, Status, TelemetryBatch,
-    ValueKind,
+    ExpiredOverride, JsonMap, KeyMetadata, PROTOCOL_VERSION, PointInfo, PointRole, PointValue,
+    ReportedState, ReportedUpdate, Sample, ScheduleAck, ScheduleSet, ScheduleSlot, SettingSource,
+    SettingStatus, Severity, ShadowDelta, ShadowDocument, ShadowGet, ShadowMetadata, ShadowState,
+    Status, TelemetryBatch, ValueKind,
 };
 pub use topic::{Channel, ChannelKind, DEFAULT_PREFIX, Direction, TopicError, Topics};

@@ -26,7 +26,7 @@ fn job_error(e: JobError) -> BackendError {
         JobError::NoSlots => "max_in_progress",
         JobError::Ratio(_) => "abort_failure_ratio",
     };
-    BackendError::Invalid {
+    BackendError::InvalidJob {
         key: key.to_owned(),
         reason: e.to_string(),
     }

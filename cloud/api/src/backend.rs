@@ -54,6 +54,10 @@ pub enum BackendError {
     /// type or outside the catalog's limits, no catalog yet. \[422, names the key\]
     #[error("setting {key:?} refused: {reason}")]
     Invalid { key: String, reason: String },
+    /// An OTA job cannot be created: unknown artifact version or device, bad rollout
+    /// setting. \[422, names the field\]
+    #[error("job refused: {key}: {reason}")]
+    InvalidJob { key: String, reason: String },
     /// The body is not a schedule document (wrong shape). \[400\]
     #[error("not a schedule document: {0}")]
     MalformedSchedule(String),

@@ -65,6 +65,9 @@ pub enum ApiError {
     /// 422: a desired setting was refused.
     #[error("setting {key:?} refused: {reason}")]
     Unprocessable { key: String, reason: String },
+    /// 422: an OTA job was refused; `key` names the field of the request.
+    #[error("job refused: {key}: {reason}")]
+    InvalidJob { key: String, reason: String },
     /// 422: a schedule document has errors; every problem with its location.
     #[error("schedule is invalid: {} problem(s){}", problems.len(),
         problems.first().map(|p| format!(", first: {p}")).unwrap_or_default())]
@@ -101,6 +104,7 @@ impl ApiError {
             ApiError::UrlRefused(UrlRefused::Expired { .. }) => "url_expired",
             ApiError::UrlRefused(UrlRefused::BadSignature) => "bad_url_signature",
             ApiError::Unprocessable { .. } => "unprocessable_setting",
+            ApiError::InvalidJob { .. } => "invalid_job",
             ApiError::InvalidSchedule { .. } => "invalid_schedule",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal => "internal",
@@ -118,6 +122,7 @@ impl ApiError {
                 ApiError::Conflict(format!("{what} already exists"))
             }
             BackendError::Invalid { key, reason } => ApiError::Unprocessable { key, reason },
+            BackendError::InvalidJob { key, reason } => ApiError::InvalidJob { key, reason },
             BackendError::MalformedSchedule(reason) => {
                 ApiError::InvalidBody(format!("not a schedule document: {reason}"))
             }
@@ -146,7 +151,7 @@ impl ApiError {
                 error.insert("expected_version".into(), json!(expected));
                 error.insert("current_version".into(), json!(current));
             }
-            ApiError::Unprocessable { key, .. } => {
+            ApiError::Unprocessable { key, .. } | ApiError::InvalidJob { key, .. } => {
                 error.insert("key".into(), json!(key));
             }
             ApiError::InvalidSchedule { problems } => {
@@ -178,6 +183,7 @@ impl ResponseError for ApiError {
             ApiError::VersionConflict { .. } | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. }
+            | ApiError::InvalidJob { .. }
             | ApiError::InvalidSchedule { .. }
             | ApiError::SignatureRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -33,7 +33,7 @@ fn job_id(id: &str) -> Result<JobId, ApiError> {
 }
 
 fn unprocessable(key: &str, reason: impl Into<String>) -> ApiError {
-    ApiError::Unprocessable {
+    ApiError::InvalidJob {
         key: key.to_owned(),
         reason: reason.into(),
     }

@@ -39,13 +39,13 @@ pub(super) fn fake_create(
     author: Author,
 ) -> Result<JobCreated, BackendError> {
     if !d.artifact_versions.contains(&job.artifact_version) {
-        return Err(BackendError::Invalid {
+        return Err(BackendError::InvalidJob {
             key: "artifact_version".into(),
             reason: format!("no artifact with version {:?}", job.artifact_version),
         });
     }
     if let Some(unknown) = job.devices.iter().find(|id| !d.devices.contains_key(*id)) {
-        return Err(BackendError::Invalid {
+        return Err(BackendError::InvalidJob {
             key: "devices".into(),
             reason: format!("device {:?} is unknown to the cloud", unknown.as_str()),
         });
@@ -162,6 +162,7 @@ async fn a_job_needs_a_known_version_and_known_devices_and_says_which_is_wrong()
     ] {
         let res = send!(app, create(body.clone()));
         assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(res.error_code(), "invalid_job", "{body}");
         assert_eq!(res.json["error"]["key"], key, "{body}");
         let message = res.json["error"]["message"].as_str().expect("message");
         assert!(message.contains(says), "{body}: {message}");

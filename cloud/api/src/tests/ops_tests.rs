@@ -384,6 +384,10 @@ fn openapi_lists_every_error_code_and_status() {
             key: String::new(),
             reason: String::new(),
         },
+        ApiError::InvalidJob {
+            key: String::new(),
+            reason: String::new(),
+        },
         ApiError::InvalidSchedule {
             problems: Vec::new(),
         },

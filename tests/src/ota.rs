@@ -180,14 +180,15 @@ impl Api {
     }
 
     /// Waits until `device`'s execution of job `id` is in a terminal state; its entry
-    /// (`{"device", "status", "progress", "reason"}`).
+    /// (`{"device", "status", "progress", "reason"}`). On a timeout the error carries the
+    /// job as the cloud last showed it.
     pub async fn wait_job_done(
         &self,
         id: &str,
         device: &str,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
-        wait_for(&format!("job {id} to end on {device}"), timeout, || async {
+        let done = wait_for(&format!("job {id} to end on {device}"), timeout, || async {
             let (status, job) = self.get(&format!("/jobs/{id}")).await.ok()?;
             if status != 200 {
                 return None;
@@ -208,7 +209,18 @@ impl Api {
                 .contains(&entry["status"].as_str()?)
                 .then_some(entry)
         })
-        .await
+        .await;
+        match done {
+            Ok(entry) => Ok(entry),
+            Err(e) => {
+                let last = self.get(&format!("/jobs/{id}")).await.ok();
+                let device_view = self.get(&format!("/devices/{device}")).await.ok();
+                Err(e.context(format!(
+                    "job as last seen: {last:?}; device: {:?}",
+                    device_view.map(|(_, v)| (v["online"].clone(), v["status"].clone()))
+                )))
+            }
+        }
     }
 
     /// POST without a body (e.g. `/jobs/{id}/cancel`); status and body.

@@ -215,12 +215,9 @@ impl Uplink {
         self.backoff.reset();
         let backlog = self.window.connected();
         tracing::info!(backlog, device_id = %self.cfg.device_id, "connected to broker");
-        if let Ok(p) = encode(&self.status(Connectivity::Online)) {
-            self.publish_control(Channel::Status, p);
-        }
-        if let Ok(p) = encode(&self.catalog) {
-            self.publish_control(Channel::Catalog, p);
-        }
+        // Subscribe before saying `online`: the broker handles a client's packets in order,
+        // so whatever the cloud sends in answer to the status (a job, a schedule push) finds
+        // the subscription in place.
         let subs = self
             .cfg
             .topics
@@ -229,6 +226,12 @@ impl Uplink {
             .map(|t| rumqttc::SubscribeFilter::new(t, QoS::AtLeastOnce));
         if let Err(e) = self.client.try_subscribe_many(subs) {
             tracing::warn!(error = %e, "subscribe request refused");
+        }
+        if let Ok(p) = encode(&self.status(Connectivity::Online)) {
+            self.publish_control(Channel::Status, p);
+        }
+        if let Ok(p) = encode(&self.catalog) {
+            self.publish_control(Channel::Catalog, p);
         }
         let get = ShadowGet {
             v: PROTOCOL_VERSION,

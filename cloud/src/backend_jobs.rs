@@ -19,6 +19,7 @@ fn gone(e: impl std::fmt::Display) -> BackendError {
 fn job_error(e: JobError) -> BackendError {
     let key = match &e {
         JobError::NotFound(_) => return BackendError::NotFound,
+        JobError::ArtifactLookup(_) => return BackendError::Internal(e.to_string()),
         JobError::UnknownVersion(_) => "artifact_version",
         JobError::UnknownDevice(_) | JobError::NoDevices | JobError::DuplicateDevice(_) => {
             "devices"

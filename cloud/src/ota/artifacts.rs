@@ -21,8 +21,9 @@ pub struct ArtifactInfo {
 
 /// The artifact store as the jobs see it.
 pub trait Artifacts: Send + Sync {
-    /// The artifact uploaded as `version`, if any.
-    fn lookup(&self, version: &str) -> Option<ArtifactInfo>;
+    /// The artifact uploaded as `version`, if any; `Err` says why the store could not
+    /// be read (never reported as an unknown version).
+    fn lookup(&self, version: &str) -> Result<Option<ArtifactInfo>, String>;
     /// A download URL for the artifact with this SHA-256, signed at `now`, and when it
     /// expires.
     fn signed_url(&self, sha256: &str, now: DateTime<Utc>) -> (String, DateTime<Utc>);
@@ -43,19 +44,14 @@ impl StoredArtifacts {
 }
 
 impl Artifacts for StoredArtifacts {
-    fn lookup(&self, version: &str) -> Option<ArtifactInfo> {
-        match self.store.artifact(version) {
-            Ok(found) => found.map(|a| ArtifactInfo {
-                version: a.version,
-                sha256: a.sha256,
-                size: a.size,
-                signature: a.signature,
-            }),
-            Err(e) => {
-                tracing::error!(version, error = %e, "artifact lookup failed");
-                None
-            }
-        }
+    fn lookup(&self, version: &str) -> Result<Option<ArtifactInfo>, String> {
+        let found = self.store.artifact(version).map_err(|e| e.to_string())?;
+        Ok(found.map(|a| ArtifactInfo {
+            version: a.version,
+            sha256: a.sha256,
+            size: a.size,
+            signature: a.signature,
+        }))
     }
 
     fn signed_url(&self, sha256: &str, now: DateTime<Utc>) -> (String, DateTime<Utc>) {

@@ -114,6 +114,9 @@ pub enum JobError {
     Ratio(f64),
     #[error("job {0:?} not found")]
     NotFound(String),
+    /// The artifact store could not be read (not the caller's fault).
+    #[error("artifact lookup failed: {0}")]
+    ArtifactLookup(String),
 }
 
 /// One execution changing state, for the device's history.
@@ -206,6 +209,7 @@ impl Jobs {
         let artifact = self
             .artifacts
             .lookup(&new.artifact_version)
+            .map_err(JobError::ArtifactLookup)?
             .ok_or_else(|| JobError::UnknownVersion(new.artifact_version.clone()))?;
         for (device, p) in presence {
             self.presence.insert(device, p);

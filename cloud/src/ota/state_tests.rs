@@ -37,8 +37,8 @@ impl MemoryArtifacts {
 }
 
 impl Artifacts for MemoryArtifacts {
-    fn lookup(&self, version: &str) -> Option<ArtifactInfo> {
-        self.0.lock().expect("lock").get(version).cloned()
+    fn lookup(&self, version: &str) -> Result<Option<ArtifactInfo>, String> {
+        Ok(self.0.lock().expect("lock").get(version).cloned())
     }
 
     fn signed_url(&self, sha256: &str, now: DateTime<Utc>) -> (String, DateTime<Utc>) {

@@ -90,7 +90,25 @@ async fn start(
     })
 }
 
+/// A small executable for this machine that exits at once (`/bin/false`), in `dir/release`.
+fn small_build(dir: &Path) -> anyhow::Result<PathBuf> {
+    copy_binary(Path::new("/bin/false"), &dir.join("release"), "shiki-edge")
+}
+
 impl Stack {
+    /// Waits until the device's execution of `job` ends; on a timeout the error carries
+    /// the edge's and the cloud's logs.
+    async fn job_done(&self, job: &str) -> anyhow::Result<serde_json::Value> {
+        match self.cloud.api.wait_job_done(job, DEVICE, JOB_TIMEOUT).await {
+            Ok(entry) => Ok(entry),
+            Err(e) => anyhow::bail!(
+                "{e:#}\n--- edge ---\n{}\n--- cloud ---\n{}",
+                self.edge.child.output(),
+                self.cloud.child.output()
+            ),
+        }
+    }
+
     /// Stops the edge (SIGTERM) and waits until the cloud sees it offline.
     async fn stop_edge(&mut self) -> anyhow::Result<()> {
         self.edge.child.terminate()?;
@@ -174,11 +192,7 @@ async fn a_signed_update_is_installed_proves_healthy_and_is_reported() -> anyhow
 
     let started = Instant::now();
     let job = release(&stack, &key, &new_build, new_version).await?;
-    let entry = stack
-        .cloud
-        .api
-        .wait_job_done(&job, DEVICE, JOB_TIMEOUT)
-        .await?;
+    let entry = stack.job_done(&job).await?;
     assert_eq!(
         entry["status"],
         "succeeded",
@@ -205,21 +219,13 @@ async fn an_update_that_exits_at_once_is_rolled_back_and_the_old_version_runs_on
 -> anyhow::Result<()> {
     let dir = temp_dir("ota-crash")?;
     let key = ReleaseKeys::generate(&dir.path().join("keys"))?;
-    let broken = copy_binary(
-        Path::new("/bin/false"),
-        &dir.path().join("release"),
-        "shiki-edge",
-    )?;
+    let broken = small_build(dir.path())?;
     let mut stack = start(dir.path(), &key, &key).await?;
     let before = std::fs::read(&stack.binary)?;
 
     let started = Instant::now();
     let job = release(&stack, &key, &broken, "9.0.0").await?;
-    let entry = stack
-        .cloud
-        .api
-        .wait_job_done(&job, DEVICE, JOB_TIMEOUT)
-        .await?;
+    let entry = stack.job_done(&job).await?;
     assert_eq!(
         entry["status"],
         "rolled_back",
@@ -255,21 +261,12 @@ async fn the_edge_refuses_a_build_signed_by_a_key_it_does_not_trust() -> anyhow:
     let dir = temp_dir("ota-untrusted")?;
     let cloud_key = ReleaseKeys::generate(&dir.path().join("cloud-keys"))?;
     let edge_key = ReleaseKeys::generate(&dir.path().join("edge-keys"))?;
-    // A small executable for this machine: refused before it could ever run.
-    let build = copy_binary(
-        Path::new("/bin/false"),
-        &dir.path().join("release"),
-        "shiki-edge",
-    )?;
+    let build = small_build(dir.path())?;
     let mut stack = start(dir.path(), &cloud_key, &edge_key).await?;
     let before = std::fs::read(&stack.binary)?;
 
     let job = release(&stack, &cloud_key, &build, "9.0.1").await?;
-    let entry = stack
-        .cloud
-        .api
-        .wait_job_done(&job, DEVICE, JOB_TIMEOUT)
-        .await?;
+    let entry = stack.job_done(&job).await?;
     assert_eq!(
         entry["status"],
         "failed",
@@ -292,12 +289,7 @@ async fn a_download_changed_after_signing_is_refused_and_the_binary_is_untouched
 -> anyhow::Result<()> {
     let dir = temp_dir("ota-tampered")?;
     let key = ReleaseKeys::generate(&dir.path().join("keys"))?;
-    // A small executable for this machine: refused before it could ever run.
-    let build = copy_binary(
-        Path::new("/bin/false"),
-        &dir.path().join("release"),
-        "shiki-edge",
-    )?;
+    let build = small_build(dir.path())?;
     let mut stack = start(dir.path(), &key, &key).await?;
     let before = std::fs::read(&stack.binary)?;
 
@@ -322,11 +314,7 @@ async fn a_download_changed_after_signing_is_refused_and_the_binary_is_untouched
     std::fs::write(&stored, bytes)?;
 
     let job = stack.cloud.api.create_job("9.0.2", &[DEVICE]).await?;
-    let entry = stack
-        .cloud
-        .api
-        .wait_job_done(&job, DEVICE, JOB_TIMEOUT)
-        .await?;
+    let entry = stack.job_done(&job).await?;
     assert_eq!(
         entry["status"],
         "failed",
@@ -368,11 +356,7 @@ async fn a_download_cut_three_times_resumes_and_fetches_little_twice() -> anyhow
         proxy.cut();
         proxy.restore();
     }
-    let entry = stack
-        .cloud
-        .api
-        .wait_job_done(&job, DEVICE, JOB_TIMEOUT)
-        .await?;
+    let entry = stack.job_done(&job).await?;
     assert_eq!(
         entry["status"],
         "succeeded",
@@ -400,11 +384,7 @@ async fn a_download_cut_three_times_resumes_and_fetches_little_twice() -> anyhow
 async fn a_job_for_an_offline_device_waits_and_runs_when_it_returns() -> anyhow::Result<()> {
     let dir = temp_dir("ota-offline")?;
     let key = ReleaseKeys::generate(&dir.path().join("keys"))?;
-    let broken = copy_binary(
-        Path::new("/bin/false"),
-        &dir.path().join("release"),
-        "shiki-edge",
-    )?;
+    let broken = small_build(dir.path())?;
     let mut stack = start(dir.path(), &key, &key).await?;
     stack.stop_edge().await?;
 
@@ -413,11 +393,7 @@ async fn a_job_for_an_offline_device_waits_and_runs_when_it_returns() -> anyhow:
     assert_eq!(view["devices"][0]["status"], "queued", "{view}");
 
     stack.restart_edge(dir.path(), "edge-back").await?;
-    let entry = stack
-        .cloud
-        .api
-        .wait_job_done(&job, DEVICE, JOB_TIMEOUT)
-        .await?;
+    let entry = stack.job_done(&job).await?;
     assert_eq!(
         entry["status"],
         "rolled_back",
@@ -431,11 +407,7 @@ async fn a_job_for_an_offline_device_waits_and_runs_when_it_returns() -> anyhow:
 async fn a_canceled_job_never_reaches_the_device() -> anyhow::Result<()> {
     let dir = temp_dir("ota-cancel")?;
     let key = ReleaseKeys::generate(&dir.path().join("keys"))?;
-    let broken = copy_binary(
-        Path::new("/bin/false"),
-        &dir.path().join("release"),
-        "shiki-edge",
-    )?;
+    let broken = small_build(dir.path())?;
     let mut stack = start(dir.path(), &key, &key).await?;
     let before = std::fs::read(&stack.binary)?;
     stack.stop_edge().await?;
@@ -516,11 +488,7 @@ async fn a_new_version_that_cannot_prove_healthy_is_killed_and_rolled_back() -> 
     assert_eq!(std::fs::read(&stack.binary)?, before);
     eprintln!("installed → rolled back in {:?}", started.elapsed());
     stack.mqtt.restore();
-    let entry = stack
-        .cloud
-        .api
-        .wait_job_done(&job, DEVICE, JOB_TIMEOUT)
-        .await?;
+    let entry = stack.job_done(&job).await?;
     assert_eq!(
         entry["status"],
         "rolled_back",

@@ -1,6 +1,6 @@
 //! The cloud's store: the [`Store`] trait the actors and the admin API use, its record
-//! types (the persistence schema), and the redb backend ([`RedbStore`]), the embedded
-//! default. Other backends (PostgreSQL is planned) implement the same trait.
+//! types (the persistence schema), and its two backends: [`RedbStore`], the embedded
+//! default, and [`PgStore`] (PostgreSQL, which Grafana reads too).
 //!
 //! Writes are queued ([`Store::submit`]) and committed in groups by one writer; the returned
 //! [`Commit`] resolves after the group's transaction is durable. Reads are direct.
@@ -23,12 +23,16 @@
 //! - `legacy`: stored formats of older versions, read into today's records;
 //! - `redb_store`: [`RedbStore`], its tables, writer thread, reads, and telemetry chunks
 //!   and staging;
+//! - `pg_store`: [`PgStore`], its migrations and partitions, writer task and reads;
+//! - `counters`: what both writers count;
 //! - `testing` (feature `test-support`): helpers for tests of the store's users.
 
+mod counters;
 mod jobs;
 mod legacy;
 #[cfg(test)]
 mod legacy_tests;
+mod pg_store;
 mod redb_store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
@@ -41,6 +45,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub use jobs::{ExecutionRecord, ExecutionStatus, JobArtifact, JobRecord, Rollout};
+pub use pg_store::{PgOptions, PgStore, SCHEMA_VERSION, redacted as redacted_url};
 pub use redb_store::{RedbStore, StoreOptions};
 pub use shiki_cloud_model::Author;
 pub use types::{

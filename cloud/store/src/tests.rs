@@ -30,14 +30,104 @@ fn open(dir: &tempfile::TempDir) -> RedbStore {
     RedbStore::open(&dir.path().join("cloud.redb"), 1024).expect("store opens")
 }
 
-fn write(store: &RedbStore, writes: Vec<Write>) {
+fn write(store: &dyn Store, writes: Vec<Write>) {
     store.submit(writes).wait_blocking().expect("commit");
 }
 
-#[test]
-fn replayed_telemetry_is_stored_once_in_seq_order() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir);
+/// Where a test's store keeps its data, so that it can be opened again: a redb file or a
+/// fresh PostgreSQL database.
+enum Harness {
+    Redb(tempfile::TempDir),
+    Postgres(crate::testing::PgTestDb),
+}
+
+impl Harness {
+    fn redb() -> Self {
+        Harness::Redb(tempfile::tempdir().expect("tempdir"))
+    }
+
+    fn postgres() -> Self {
+        Harness::Postgres(crate::testing::PgTestDb::create())
+    }
+
+    fn open(&self) -> AnyStore {
+        match self {
+            Harness::Redb(dir) => AnyStore::Redb(open(dir)),
+            Harness::Postgres(db) => AnyStore::Postgres(
+                PgStore::open(
+                    &db.url,
+                    &PgOptions {
+                        max_batch: 1024,
+                        pool_size: 2,
+                        retention: None,
+                    },
+                )
+                .expect("store opens"),
+            ),
+        }
+    }
+}
+
+/// Either backend, as a [`Store`] that can be closed.
+enum AnyStore {
+    Redb(RedbStore),
+    Postgres(PgStore),
+}
+
+impl AnyStore {
+    fn close(&self) {
+        match self {
+            AnyStore::Redb(s) => s.close(),
+            AnyStore::Postgres(s) => s.close(),
+        }
+    }
+}
+
+impl std::ops::Deref for AnyStore {
+    type Target = dyn Store;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            AnyStore::Redb(s) => s,
+            AnyStore::Postgres(s) => s,
+        }
+    }
+}
+
+/// Runs each named test (a `fn(&Harness)`) on a redb store and on a PostgreSQL store.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod redb {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Harness::redb());
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Harness::postgres());
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    replayed_telemetry_is_stored_once_in_seq_order,
+    telemetry_queries_by_time_range_and_limit_oldest_first,
+    gaps_in_seq_are_reported,
+    late_and_replayed_samples_are_found_in_or_merged_into_their_chunk,
+    a_backlog_longer_than_a_chunk_is_split_and_reads_back_in_order,
+    events_are_deduplicated_on_their_seq,
+    history_is_newest_first_with_verification_outcomes,
+    everything_survives_a_reopen_and_ids_keep_increasing,
+    schedules_and_the_fleet_last_run_survive_a_reopen,
+    artifact_records_are_found_by_version_listed_newest_first_and_survive_a_reopen,
+    jobs_survive_a_reopen_with_every_execution_and_author,
+);
+
+fn replayed_telemetry_is_stored_once_in_seq_order(h: &Harness) {
+    let store = h.open();
     let d = dev("gw-1");
     let batch = |seqs: &[u64]| Write::Telemetry {
         device: d.clone(),
@@ -46,8 +136,8 @@ fn replayed_telemetry_is_stored_once_in_seq_order() {
             .map(|s| SampleRow::encode(&sample(*s)))
             .collect(),
     };
-    write(&store, vec![batch(&[3, 1, 2]), batch(&[2, 3])]);
-    write(&store, vec![batch(&[1, 2, 3, 4])]);
+    write(&*store, vec![batch(&[3, 1, 2]), batch(&[2, 3])]);
+    write(&*store, vec![batch(&[1, 2, 3, 4])]);
     let got = store.telemetry(&d, &TimeQuery::default()).expect("query");
     assert_eq!(
         got.iter().map(|s| s.seq).collect::<Vec<_>>(),
@@ -66,30 +156,26 @@ fn replayed_telemetry_is_stored_once_in_seq_order() {
     );
 }
 
-#[test]
-fn telemetry_queries_by_time_range_and_limit_oldest_first() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir);
+fn telemetry_queries_by_time_range_and_limit_oldest_first(h: &Harness) {
+    let store = h.open();
     let d = dev("gw-1");
-    write(&store, vec![telemetry(&d, 1..=10)]);
+    write(&*store, vec![telemetry(&d, 1..=10)]);
     let q = TimeQuery {
         from: Some(t(3)),
         to: Some(t(8)),
         limit: Some(4),
     };
-    assert_eq!(stored_seqs_in(&store, &d, &q), vec![3, 4, 5, 6]);
+    assert_eq!(stored_seqs_in(&*store, &d, &q), vec![3, 4, 5, 6]);
     assert_eq!(
         store.last_sample(&d).expect("last").map(|s| s.seq),
         Some(10)
     );
 }
 
-#[test]
-fn gaps_in_seq_are_reported() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir);
+fn gaps_in_seq_are_reported(h: &Harness) {
+    let store = h.open();
     let d = dev("gw-1");
-    write(&store, vec![telemetry(&d, [2, 3, 6, 7, 10])]);
+    write(&*store, vec![telemetry(&d, [2, 3, 6, 7, 10])]);
     assert_eq!(
         store.telemetry_gaps(&d, 10).expect("gaps"),
         vec![
@@ -107,14 +193,12 @@ fn telemetry(d: &DeviceId, seqs: impl IntoIterator<Item = u64>) -> Write {
 
 /// Samples are kept in chunks (one row per device and commit); a replay or a late sample at
 /// or below the newest stored seq is found in, or merged into, the chunk that covers it.
-#[test]
-fn late_and_replayed_samples_are_found_in_or_merged_into_their_chunk() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir);
+fn late_and_replayed_samples_are_found_in_or_merged_into_their_chunk(h: &Harness) {
+    let store = h.open();
     let d = dev("gw-1");
     // One chunk covering 1..=10 with 4 and 7 missing, one covering 20..=22.
-    write(&store, vec![telemetry(&d, [1, 2, 3, 5, 6, 8, 9, 10])]);
-    write(&store, vec![telemetry(&d, [20, 21, 22])]);
+    write(&*store, vec![telemetry(&d, [1, 2, 3, 5, 6, 8, 9, 10])]);
+    write(&*store, vec![telemetry(&d, [20, 21, 22])]);
     assert_eq!(
         store.telemetry_gaps(&d, 10).expect("gaps"),
         vec![
@@ -125,15 +209,15 @@ fn late_and_replayed_samples_are_found_in_or_merged_into_their_chunk() {
     );
     // Replays of stored samples, two late ones inside the first chunk, one between the
     // chunks, one before everything, and new ones.
-    write(&store, vec![telemetry(&d, [9, 4, 21, 15, 7, 1, 23, 24])]);
+    write(&*store, vec![telemetry(&d, [9, 4, 21, 15, 7, 1, 23, 24])]);
     let s = store.stats();
     assert_eq!((s.samples_stored, s.duplicates_dropped), (11 + 5, 3));
     assert_eq!(
-        stored_seqs(&store, &d),
+        stored_seqs(&*store, &d),
         vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 21, 22, 23, 24]
     );
     // The merged and the lone samples are found again.
-    write(&store, vec![telemetry(&d, [4, 7, 15, 24])]);
+    write(&*store, vec![telemetry(&d, [4, 7, 15, 24])]);
     assert_eq!(store.stats().duplicates_dropped, 3 + 4);
     assert_eq!(
         store.telemetry(&d, &TimeQuery::default()).expect("q")[3],
@@ -146,18 +230,16 @@ fn late_and_replayed_samples_are_found_in_or_merged_into_their_chunk() {
     assert_eq!(store.last_sample(&d).expect("last"), Some(sample(24)));
 }
 
-#[test]
-fn a_backlog_longer_than_a_chunk_is_split_and_reads_back_in_order() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir);
+fn a_backlog_longer_than_a_chunk_is_split_and_reads_back_in_order(h: &Harness) {
+    let store = h.open();
     let d = dev("gw-1");
     let n = 3 * redb_store::chunks::MAX_CHUNK_SAMPLES as u64 + 7;
     // Newest first, as a replay might send it, with every sample twice.
     write(
-        &store,
+        &*store,
         vec![telemetry(&d, (1..=n).rev()), telemetry(&d, 1..=n)],
     );
-    assert_eq!(stored_seqs(&store, &d), (1..=n).collect::<Vec<_>>());
+    assert_eq!(stored_seqs(&*store, &d), (1..=n).collect::<Vec<_>>());
     assert_eq!(store.stats().duplicates_dropped, n);
     assert!(store.telemetry_gaps(&d, 10).expect("gaps").is_empty());
     let q = TimeQuery {
@@ -165,10 +247,10 @@ fn a_backlog_longer_than_a_chunk_is_split_and_reads_back_in_order() {
         to: None,
         limit: Some(3),
     };
-    assert_eq!(stored_seqs_in(&store, &d, &q), vec![600, 601, 602]);
+    assert_eq!(stored_seqs_in(&*store, &d, &q), vec![600, 601, 602]);
     drop(store);
-    let store = open(&dir);
-    write(&store, vec![telemetry(&d, [n - 1, n, n + 1])]);
+    let store = h.open();
+    write(&*store, vec![telemetry(&d, [n - 1, n, n + 1])]);
     assert_eq!(store.stats().duplicates_dropped, 2);
     assert_eq!(store.last_sample(&d).expect("last"), Some(sample(n + 1)));
 }
@@ -225,10 +307,8 @@ fn staged_telemetry_reads_back_moves_into_chunks_and_survives_a_restart() {
     assert_eq!(stored_seqs_in(&store, &a, &q), vec![4, 5, 6, 7, 8]);
 }
 
-#[test]
-fn events_are_deduplicated_on_their_seq() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir);
+fn events_are_deduplicated_on_their_seq(h: &Harness) {
+    let store = h.open();
     let d = dev("gw-1");
     let ev = |seq| Event {
         seq,
@@ -242,13 +322,13 @@ fn events_are_deduplicated_on_their_seq() {
         device: d.clone(),
         events: vec![ev(1), ev(2)],
     };
-    write(&store, vec![w(), w()]);
+    write(&*store, vec![w(), w()]);
     let got = store.events(&d, &TimeQuery::default()).expect("events");
     assert_eq!(got.len(), 2);
     assert_eq!(store.stats().events_stored, 2);
 }
 
-fn history(store: &RedbStore, d: &DeviceId, ts: i64, key: &str, vid: Option<u64>) -> HistoryEntry {
+fn history(store: &dyn Store, d: &DeviceId, ts: i64, key: &str, vid: Option<u64>) -> HistoryEntry {
     HistoryEntry {
         id: store.next_id(),
         device: d.clone(),
@@ -264,10 +344,8 @@ fn history(store: &RedbStore, d: &DeviceId, ts: i64, key: &str, vid: Option<u64>
     }
 }
 
-#[test]
-fn history_is_newest_first_with_verification_outcomes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir);
+fn history_is_newest_first_with_verification_outcomes(h: &Harness) {
+    let store = h.open();
     let d = dev("gw-1");
     let vid = store.next_id();
     let mut v = VerificationRecord {
@@ -281,10 +359,10 @@ fn history_is_newest_first_with_verification_outcomes() {
         next_check: Some(t(3)),
         outcome: VerificationOutcome::Pending,
     };
-    let h1 = history(&store, &d, 1, "sp", Some(vid));
-    let h2 = history(&store, &d, 2, "mode", None);
+    let h1 = history(&*store, &d, 1, "sp", Some(vid));
+    let h2 = history(&*store, &d, 2, "mode", None);
     write(
-        &store,
+        &*store,
         vec![
             Write::Verification(Box::new(v.clone())),
             Write::History(Box::new(h1.clone())),
@@ -293,7 +371,7 @@ fn history_is_newest_first_with_verification_outcomes() {
     );
     v.outcome = VerificationOutcome::Verified { at: t(2) };
     v.next_check = None;
-    write(&store, vec![Write::Verification(Box::new(v.clone()))]);
+    write(&*store, vec![Write::Verification(Box::new(v.clone()))]);
     let items = store.history(&d, &TimeQuery::default()).expect("history");
     assert_eq!(items.len(), 2);
     assert_eq!(items[0].entry, h2);
@@ -311,21 +389,19 @@ fn history_is_newest_first_with_verification_outcomes() {
     assert_eq!(only_first.len(), 1);
 }
 
-#[test]
-fn everything_survives_a_reopen_and_ids_keep_increasing() {
-    let dir = tempfile::tempdir().expect("tempdir");
+fn everything_survives_a_reopen_and_ids_keep_increasing(h: &Harness) {
     let d = dev("gw-1");
     let last_id;
     {
-        let store = open(&dir);
-        let h = history(&store, &d, 1, "sp", None);
+        let store = h.open();
+        let h = history(&*store, &d, 1, "sp", None);
         last_id = h.id;
         let snap = DeviceSnapshot {
             last_event_seq: 4,
             ..DeviceSnapshot::default()
         };
         write(
-            &store,
+            &*store,
             vec![
                 Write::Telemetry {
                     device: d.clone(),
@@ -356,7 +432,7 @@ fn everything_survives_a_reopen_and_ids_keep_increasing() {
             Err(StoreError::Closed)
         ));
     }
-    let store = open(&dir);
+    let store = h.open();
     assert_eq!(
         store.telemetry(&d, &TimeQuery::default()).expect("q").len(),
         2
@@ -375,7 +451,7 @@ fn everything_survives_a_reopen_and_ids_keep_increasing() {
         Some("ops".into())
     );
     assert!(store.next_id() > last_id);
-    write(&store, vec![Write::RevokeToken { hash: "ab".into() }]);
+    write(&*store, vec![Write::RevokeToken { hash: "ab".into() }]);
     assert!(store.tokens().expect("tokens").is_empty());
 }
 
@@ -387,10 +463,8 @@ fn a_second_open_of_the_same_file_fails_with_a_clear_error() {
     assert!(err.to_string().contains("cloud.redb"), "{err}");
 }
 
-#[test]
-fn schedules_and_the_fleet_last_run_survive_a_reopen() {
+fn schedules_and_the_fleet_last_run_survive_a_reopen(h: &Harness) {
     use shiki_cloud_model::schedule::{DeviceSchedules, SlotSync, StoredSchedule, SyncStatus};
-    let dir = tempfile::tempdir().expect("tempdir");
     let d = dev("gw-1");
     let schedules = DeviceSchedules {
         current: Some(SlotSync {
@@ -414,11 +488,11 @@ fn schedules_and_the_fleet_last_run_survive_a_reopen() {
         next: None,
     };
     {
-        let store = open(&dir);
+        let store = h.open();
         assert_eq!(store.schedules(&d).expect("read"), None);
         assert_eq!(store.fleet_last_run().expect("read"), None);
         write(
-            &store,
+            &*store,
             vec![
                 Write::Schedules {
                     device: d.clone(),
@@ -428,7 +502,7 @@ fn schedules_and_the_fleet_last_run_survive_a_reopen() {
             ],
         );
     }
-    let store = open(&dir);
+    let store = h.open();
     assert_eq!(store.schedules(&d).expect("read"), Some(schedules));
     assert_eq!(store.fleet_last_run().expect("read"), Some(t(5)));
 }
@@ -471,9 +545,7 @@ fn a_damaged_staged_row_is_quarantined_and_the_commit_that_met_it_goes_through()
     assert_eq!(store.last_sample(&a).expect("last"), Some(sample(5)));
 }
 
-#[test]
-fn artifact_records_are_found_by_version_listed_newest_first_and_survive_a_reopen() {
-    let dir = tempfile::tempdir().expect("tempdir");
+fn artifact_records_are_found_by_version_listed_newest_first_and_survive_a_reopen(h: &Harness) {
     let record = |version: &str, at: i64| ArtifactRecord {
         version: version.into(),
         sha256: format!("{at:064x}"),
@@ -483,11 +555,11 @@ fn artifact_records_are_found_by_version_listed_newest_first_and_survive_a_reope
         uploaded_by: "release-bot".into(),
     };
     {
-        let store = open(&dir);
+        let store = h.open();
         assert_eq!(store.artifact("0.2.0").expect("read"), None);
         assert!(store.artifacts().expect("read").is_empty());
         write(
-            &store,
+            &*store,
             ["0.2.0", "0.3.0", "0.2.1"]
                 .iter()
                 .zip([10, 30, 20])
@@ -495,7 +567,7 @@ fn artifact_records_are_found_by_version_listed_newest_first_and_survive_a_reope
                 .collect(),
         );
     }
-    let store = open(&dir);
+    let store = h.open();
     assert_eq!(
         store.artifact("0.2.1").expect("read"),
         Some(record("0.2.1", 20))
@@ -510,9 +582,7 @@ fn artifact_records_are_found_by_version_listed_newest_first_and_survive_a_reope
     assert_eq!(versions, ["0.3.0", "0.2.1", "0.2.0"]);
 }
 
-#[test]
-fn jobs_survive_a_reopen_with_every_execution_and_author() {
-    let dir = tempfile::tempdir().expect("tempdir");
+fn jobs_survive_a_reopen_with_every_execution_and_author(h: &Harness) {
     let mut executing = ExecutionRecord::queued(dev("plant-01"));
     executing.status = ExecutionStatus::InProgress;
     executing.progress = 40;
@@ -541,16 +611,16 @@ fn jobs_survive_a_reopen_with_every_execution_and_author() {
     let mut second = job("ota-2", 2);
     second.canceled_by = Some(Author::Operator("alice".into()));
     {
-        let store = open(&dir);
-        write(&store, vec![Write::Job(Box::new(first.clone()))]);
-        write(&store, vec![Write::Job(Box::new(second.clone()))]);
+        let store = h.open();
+        write(&*store, vec![Write::Job(Box::new(first.clone()))]);
+        write(&*store, vec![Write::Job(Box::new(second.clone()))]);
         // Replaced whole, by id.
         let mut again = first.clone();
         again.executions[0].progress = 60;
-        write(&store, vec![Write::Job(Box::new(again))]);
+        write(&*store, vec![Write::Job(Box::new(again))]);
         store.close();
     }
-    let store = open(&dir);
+    let store = h.open();
     let jobs = store.jobs().expect("jobs read");
     let mut expected = first;
     expected.executions[0].progress = 60;

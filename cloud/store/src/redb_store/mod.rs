@@ -23,7 +23,8 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase};
 
 use crate::StoreError;
-use writer::{Counters, Job};
+use crate::counters::Counters;
+use writer::Job;
 
 /// The redb-backed [`Store`](crate::Store). Dropping it commits what is queued and stops
 /// the writer.

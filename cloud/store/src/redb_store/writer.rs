@@ -3,7 +3,7 @@
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,8 @@ use super::tables::{
     ARTIFACTS, DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, JOBS, META, QUARANTINE, SCHEDULES,
     STAGING, TELEMETRY, TOKENS, VERIFICATIONS, commit_err, to_json,
 };
-use crate::{StoreError, StoreStats, Write};
+use crate::counters::{Counters, Tally};
+use crate::{StoreError, Write};
 
 /// Writes in the last commit from which the writer lingers before the next one (the number
 /// [`super::StoreOptions::linger`] names).
@@ -26,57 +27,6 @@ const LINGER_AFTER: usize = 64;
 pub(super) struct Job {
     pub writes: Vec<Write>,
     pub ack: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-}
-
-/// What the writer counts, read by [`Counters::stats`].
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    commits: AtomicU64,
-    samples_stored: AtomicU64,
-    duplicates_dropped: AtomicU64,
-    events_stored: AtomicU64,
-    last_commit_micros: AtomicU64,
-    total_commit_micros: AtomicU64,
-    last_batch_writes: AtomicU64,
-    failed_commits: AtomicU64,
-    quarantined_rows: AtomicU64,
-    max_commit_micros: AtomicU64,
-}
-
-impl Counters {
-    pub fn stats(&self) -> StoreStats {
-        StoreStats {
-            commits: self.commits.load(Ordering::Relaxed),
-            samples_stored: self.samples_stored.load(Ordering::Relaxed),
-            duplicates_dropped: self.duplicates_dropped.load(Ordering::Relaxed),
-            events_stored: self.events_stored.load(Ordering::Relaxed),
-            last_commit_micros: self.last_commit_micros.load(Ordering::Relaxed),
-            total_commit_micros: self.total_commit_micros.load(Ordering::Relaxed),
-            last_batch_writes: self.last_batch_writes.load(Ordering::Relaxed),
-            failed_commits: self.failed_commits.load(Ordering::Relaxed),
-            quarantined_rows: self.quarantined_rows.load(Ordering::Relaxed),
-            max_commit_micros: self.max_commit_micros.load(Ordering::Relaxed),
-        }
-    }
-
-    /// One group commit of `writes` writes that took `took` (failed or not).
-    fn commit_done(&self, took: Duration, writes: usize) {
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        self.last_commit_micros.store(micros, Ordering::Relaxed);
-        self.total_commit_micros
-            .fetch_add(micros, Ordering::Relaxed);
-        self.max_commit_micros.fetch_max(micros, Ordering::Relaxed);
-        self.last_batch_writes
-            .store(writes as u64, Ordering::Relaxed);
-    }
-
-    fn stored(&self, t: &Tally) {
-        self.samples_stored.fetch_add(t.samples, Ordering::Relaxed);
-        self.duplicates_dropped
-            .fetch_add(t.duplicates, Ordering::Relaxed);
-        self.events_stored.fetch_add(t.events, Ordering::Relaxed);
-    }
 }
 
 /// Runs until every sender of `rx` is gone, then returns (nothing is left queued).
@@ -198,14 +148,6 @@ pub(super) fn quarantine_damaged_staging(db: &Database, c: &Counters) -> Result<
     let n = damaged.len() as u64;
     c.quarantined_rows.fetch_add(n, Ordering::Relaxed);
     Ok(n)
-}
-
-/// What one group commit stored.
-#[derive(Debug, Default)]
-struct Tally {
-    samples: u64,
-    duplicates: u64,
-    events: u64,
 }
 
 /// Commits the writes of `jobs` in one transaction: telemetry through the stager, each

@@ -33,6 +33,8 @@ mod legacy;
 #[cfg(test)]
 mod legacy_tests;
 mod pg_store;
+#[cfg(test)]
+mod pg_tests;
 mod redb_store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

@@ -47,7 +47,7 @@ impl PgTestDb {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        admin(&admin_url, format!("CREATE DATABASE {name}"))
+        simple_query(&admin_url, format!("CREATE DATABASE {name}"))
             .unwrap_or_else(|e| panic!("cannot create test database {name} on {admin_url}: {e} (is PostgreSQL running? .ci/run starts it)"));
         let url = match admin_url.rsplit_once('/') {
             Some((server, _)) => format!("{server}/{name}"),
@@ -64,20 +64,32 @@ impl PgTestDb {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Runs `sql` (one or more statements) on the database as the admin user; returns the
+    /// first column of every row, as text (`NULL` as an empty string).
+    pub fn query(&self, sql: &str) -> Result<Vec<String>, String> {
+        simple_query(&self.url, sql.to_owned())
+    }
+
+    /// As [`PgTestDb::query`], connected as `user`.
+    pub fn query_as(&self, user: &str, sql: &str) -> Result<Vec<String>, String> {
+        let url = self.url.replacen("://postgres@", &format!("://{user}@"), 1);
+        simple_query(&url, sql.to_owned())
+    }
 }
 
 impl Drop for PgTestDb {
     fn drop(&mut self) {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        if let Err(e) = admin(&self.admin_url, sql) {
+        if let Err(e) = simple_query(&self.admin_url, sql) {
             tracing::warn!(database = %self.name, error = %e, "cannot drop test database");
         }
     }
 }
 
-/// Runs one statement on the admin connection, on a thread of its own (so that it works
-/// inside and outside a runtime).
-fn admin(url: &str, sql: String) -> Result<(), String> {
+/// Runs `sql` on a connection to `url`, on a thread of its own (so that it works inside and
+/// outside a runtime); returns the first column of every row, as text.
+fn simple_query(url: &str, sql: String) -> Result<Vec<String>, String> {
     let url = url.to_owned();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -89,12 +101,26 @@ fn admin(url: &str, sql: String) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             let conn = tokio::spawn(conn);
-            let r = client.batch_execute(&sql).await.map_err(|e| e.to_string());
+            let r = client
+                .simple_query(&sql)
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(db) => db.message().to_owned(),
+                    None => e.to_string(),
+                });
             drop(client);
             let _ = conn.await;
-            r
+            Ok(r?
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => {
+                        Some(row.get(0).unwrap_or("").to_owned())
+                    }
+                    _ => None,
+                })
+                .collect())
         })
     })
     .join()
-    .map_err(|_| "admin thread panicked".to_owned())?
+    .map_err(|_| "query thread panicked".to_owned())?
 }

@@ -65,6 +65,8 @@ pub struct PgStore {
     maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
     next_id: AtomicU64,
     counters: Arc<Counters>,
+    partitions: Arc<schema::Partitions>,
+    retention: Option<Duration>,
 }
 
 impl PgStore {
@@ -93,7 +95,9 @@ impl PgStore {
             config,
             tokio_postgres::NoTls,
             ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
+                // A checked-out connection answers a round-trip first: after a server restart or a
+                // dropped connection, reads and commits get a working one.
+                recycling_method: RecyclingMethod::Verified,
             },
         );
         let pool = Pool::builder(manager)
@@ -134,7 +138,7 @@ impl PgStore {
         ));
         let maintenance = handle.spawn(schema::maintenance_loop(
             pool.clone(),
-            partitions,
+            partitions.clone(),
             options.retention,
         ));
         tracing::info!(url = %shown, schema_version = SCHEMA_VERSION, "PostgreSQL store open");
@@ -147,6 +151,8 @@ impl PgStore {
             maintenance: Mutex::new(Some(maintenance)),
             next_id: AtomicU64::new(next_id + 1),
             counters,
+            partitions,
+            retention: options.retention,
         })
     }
 
@@ -178,6 +184,51 @@ impl PgStore {
             // Not `drop`: dropping a runtime from inside another one panics.
             rt.shutdown_background();
         }
+    }
+
+    /// Lets the existing role `role` read the views of schema `grafana`, and nothing else
+    /// (views run with their owner's rights, so it needs nothing on schema `shiki`).
+    pub fn grant_grafana(&self, role: &str) -> Result<(), StoreError> {
+        let quoted = format!("\"{}\"", role.replace('"', "\"\""));
+        let role = role.to_owned();
+        let exists = self.query("grant grafana", {
+            let role = role.clone();
+            move |c| async move {
+                c.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+                    .await
+            }
+        })?;
+        if exists.is_none() {
+            return Err(StoreError::backend(
+                "grant grafana",
+                format!(
+                    "there is no role {role}: create it first, e.g. \
+                     CREATE ROLE {quoted} LOGIN PASSWORD '...'"
+                ),
+            ));
+        }
+        self.query("grant grafana", move |c| async move {
+            c.batch_execute(&format!(
+                "GRANT USAGE ON SCHEMA grafana TO {quoted}; \
+                 GRANT SELECT ON ALL TABLES IN SCHEMA grafana TO {quoted}; \
+                 ALTER DEFAULT PRIVILEGES IN SCHEMA grafana GRANT SELECT ON TABLES TO {quoted}"
+            ))
+            .await
+        })
+    }
+
+    /// Applies partition maintenance and retention as of `now` (the store does it at open
+    /// and every hour).
+    pub fn maintain(&self, now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+        let (pool, partitions, retention) =
+            (self.pool.clone(), self.partitions.clone(), self.retention);
+        block_on(&self.handle, async move {
+            let client = pool
+                .get()
+                .await
+                .map_err(|e| StoreError::backend("partition maintenance", e))?;
+            schema::maintain(&client, &partitions, now, retention).await
+        })
     }
 
     /// Runs `f` with a pooled connection on the store's runtime and waits for it.

@@ -321,7 +321,7 @@ async fn commit(
         &tx,
         "INSERT INTO shiki.devices (device, snapshot) SELECT * FROM unnest($1::text[], $2::jsonb[]) \
          ON CONFLICT (device) DO UPDATE SET snapshot = EXCLUDED.snapshot",
-        b.devices.iter().map(|(k, v)| (k, v)),
+        b.devices.iter(),
     )
     .await?;
     upsert_by_key(
@@ -345,14 +345,14 @@ async fn commit(
         &tx,
         "INSERT INTO shiki.schedules (device, body) SELECT * FROM unnest($1::text[], $2::jsonb[]) \
          ON CONFLICT (device) DO UPDATE SET body = EXCLUDED.body",
-        b.schedules.iter().map(|(k, v)| (k, v)),
+        b.schedules.iter(),
     )
     .await?;
     upsert_by_key(
         &tx,
         "INSERT INTO shiki.meta (key, value) SELECT * FROM unnest($1::text[], $2::jsonb[]) \
          ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-        b.meta.iter().map(|(k, v)| (k, v)),
+        b.meta.iter(),
     )
     .await?;
     upsert_by_key(
@@ -360,14 +360,14 @@ async fn commit(
         "INSERT INTO shiki.artifacts (version, uploaded_at, body) \
          SELECT k, (b ->> 'uploaded_at')::timestamptz, b FROM unnest($1::text[], $2::jsonb[]) AS u(k, b) \
          ON CONFLICT (version) DO UPDATE SET uploaded_at = EXCLUDED.uploaded_at, body = EXCLUDED.body",
-        b.artifacts.iter().map(|(k, v)| (k, v)),
+        b.artifacts.iter(),
     )
     .await?;
     upsert_by_key(
         &tx,
         "INSERT INTO shiki.jobs (id, body) SELECT * FROM unnest($1::text[], $2::jsonb[]) \
          ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body",
-        b.jobs.iter().map(|(k, v)| (k, v)),
+        b.jobs.iter(),
     )
     .await?;
     tx.commit().await?;

@@ -27,7 +27,7 @@ use crate::notifier::{Notifier, NotifierStats};
 use crate::ota::{Jobs, JobsActor, StoredArtifacts};
 use crate::publisher::MqttPublisher;
 use crate::schedule::{FleetScheduleActor, FleetScheduler};
-use crate::store::{RedbStore, Store, StoreError, StoreOptions};
+use crate::store::{PgOptions, PgStore, RedbStore, Store, StoreError, StoreOptions};
 
 /// Why the cloud could not start.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,7 @@ pub struct App {
     pub url_signer: UrlSigner,
     /// The OTA jobs.
     pub jobs: Addr<JobsActor>,
-    store: Arc<RedbStore>,
+    store: Arc<dyn Store>,
     ingest: Ingest,
     api: actix_web::dev::ServerHandle,
     _broker: Option<EmbeddedBroker>,
@@ -101,7 +101,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     let target = config.broker()?;
     let ack_after_commit = config.mqtt.acks_after_commit(&target);
     let store = open_store(&config, ack_after_commit)?;
-    let dyn_store: Arc<dyn Store> = store.clone();
+    let dyn_store = store.clone();
     let (api_listener, api_addr) = bind_api(&config)?;
     let artifacts = open_artifacts(&config, api_addr)?;
     let url_signer = artifacts.urls().clone();
@@ -194,10 +194,20 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     })
 }
 
-/// Opens the redb store in the data dir. Acknowledging on receipt, nothing waits for a
-/// telemetry commit, so under load the writer lets a few milliseconds of writes gather
-/// into each commit.
-fn open_store(config: &CloudConfig, ack_after_commit: bool) -> Result<Arc<RedbStore>, AppError> {
+/// Opens the PostgreSQL store of `store.url`, or else the redb store in the data dir.
+/// Acknowledging on receipt, nothing waits for a telemetry commit, so under load the redb
+/// writer lets a few milliseconds of writes gather into each commit.
+fn open_store(config: &CloudConfig, ack_after_commit: bool) -> Result<Arc<dyn Store>, AppError> {
+    if let Some(url) = &config.store.url {
+        return Ok(Arc::new(PgStore::open(
+            url,
+            &PgOptions {
+                max_batch: config.store.max_batch,
+                pool_size: config.store.pool_size,
+                retention: config.store.retention,
+            },
+        )?));
+    }
     let options = StoreOptions {
         max_batch: config.store.max_batch,
         cache_bytes: config.store.cache_mb.saturating_mul(1024 * 1024),

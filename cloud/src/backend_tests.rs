@@ -26,7 +26,8 @@ use crate::ingest::IngestStats;
 use crate::notifier::Alert;
 use crate::ota::{JobTimeouts, Jobs, JobsActor, MemoryArtifacts};
 use crate::schedule::SyncConfig;
-use crate::store::{RedbStore, Store};
+use crate::store::testing::PgTestDb;
+use crate::store::{PgOptions, PgStore, RedbStore, Store};
 use crate::test_support::collector;
 use chrono::{DateTime, TimeZone, Utc};
 use shiki_cloud_api::testing::{Resp, call, req};
@@ -45,17 +46,76 @@ const AUDITOR: &str = "shiki_auditor00000000000000000000000000000000000000000000
 /// (operator) and `auditor` (viewer).
 struct Cloud {
     registry: Addr<Registry>,
-    store: Arc<RedbStore>,
+    store: Arc<dyn Store>,
     state: ApiState,
     published: mpsc::UnboundedReceiver<Publish>,
     device: DeviceId,
-    _dir: tempfile::TempDir,
+    _data: Data,
 }
 
+/// Which backend a test's store uses, and where its data lives.
+#[derive(Debug, Clone, Copy)]
+enum StoreKind {
+    Redb,
+    Postgres,
+}
+
+/// Kept as long as the store: a temporary dir, or a fresh PostgreSQL database.
+#[allow(dead_code)]
+enum Data {
+    Dir(tempfile::TempDir),
+    Db(PgTestDb),
+}
+
+impl StoreKind {
+    fn open(self) -> (Arc<dyn Store>, Data) {
+        match self {
+            StoreKind::Redb => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let store = RedbStore::open(&dir.path().join("c.redb"), 64).expect("store");
+                (Arc::new(store), Data::Dir(dir))
+            }
+            StoreKind::Postgres => {
+                let db = PgTestDb::create();
+                let options = PgOptions {
+                    max_batch: 64,
+                    pool_size: 2,
+                    retention: None,
+                };
+                let store = PgStore::open(&db.url, &options).expect("store");
+                (Arc::new(store), Data::Db(db))
+            }
+        }
+    }
+}
+
+/// Runs each named test (an `async fn(StoreKind)`) over a redb and a PostgreSQL store.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod redb {
+            $(#[actix_web::test]
+            async fn $name() {
+                super::$name(super::StoreKind::Redb).await;
+            })*
+        }
+        mod postgres {
+            $(#[actix_web::test]
+            async fn $name() {
+                super::$name(super::StoreKind::Postgres).await;
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    history_names_the_token_with_its_role_and_the_reporting_device_by_id,
+    schedule_history_names_the_putting_token_with_its_role_and_the_acking_device,
+    a_job_reaches_the_device_and_its_failure_shows_in_the_job_and_the_history,
+);
+
 impl Cloud {
-    async fn start() -> Cloud {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(RedbStore::open(&dir.path().join("c.redb"), 64).expect("store"));
+    async fn start(backend: StoreKind) -> Cloud {
+        let (store, data) = backend.open();
         let (publisher, published) = collector::<Publish>();
         let (alerts, _alerted) = collector::<Alert>();
         let clock = TestClock::at(now());
@@ -117,7 +177,7 @@ impl Cloud {
             state,
             published,
             device: DeviceId::new("plant-01").expect("id"),
-            _dir: dir,
+            _data: data,
         };
         let catalog: Catalog = serde_json::from_value(json!({"points": [
             {"name": "chw_setpoint", "role": "setting", "kind": "number", "writable": true,
@@ -183,9 +243,8 @@ fn entry<'a>(history: &'a Value, side: &str, key: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {side} entry for {key} in {history}"))
 }
 
-#[actix_web::test]
-async fn history_names_the_token_with_its_role_and_the_reporting_device_by_id() {
-    let cloud = Cloud::start().await;
+async fn history_names_the_token_with_its_role_and_the_reporting_device_by_id(backend: StoreKind) {
+    let cloud = Cloud::start(backend).await;
     let app = actix_web::test::init_service(crate::api::app(cloud.state.clone())).await;
     let res = call(
         &app,
@@ -255,9 +314,10 @@ async fn history_names_the_token_with_its_role_and_the_reporting_device_by_id() 
     );
 }
 
-#[actix_web::test]
-async fn schedule_history_names_the_putting_token_with_its_role_and_the_acking_device() {
-    let mut cloud = Cloud::start().await;
+async fn schedule_history_names_the_putting_token_with_its_role_and_the_acking_device(
+    backend: StoreKind,
+) {
+    let mut cloud = Cloud::start(backend).await;
     let app = actix_web::test::init_service(crate::api::app(cloud.state.clone())).await;
     let document = json!({
         "id": "plant-01-2027", "timezone": "Asia/Tokyo",
@@ -321,9 +381,10 @@ async fn schedule_history_names_the_putting_token_with_its_role_and_the_acking_d
 /// A job over the real backend: the online device gets `jobs/notify` through its actor,
 /// its edge's failure shows in the job and in the device's history; unknown versions and
 /// devices are 422s naming them.
-#[actix_web::test]
-async fn a_job_reaches_the_device_and_its_failure_shows_in_the_job_and_the_history() {
-    let mut cloud = Cloud::start().await;
+async fn a_job_reaches_the_device_and_its_failure_shows_in_the_job_and_the_history(
+    backend: StoreKind,
+) {
+    let mut cloud = Cloud::start(backend).await;
     let app = actix_web::test::init_service(crate::api::app(cloud.state.clone())).await;
     for (body, says) in [
         (

@@ -192,6 +192,21 @@ pub struct StoreConfig {
     /// Page cache of the redb file, in MiB.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: usize,
+    /// A PostgreSQL database (`postgres://user[:password]@host[:port]/database`) instead of
+    /// the redb file in the data dir. The OTA artifacts' bytes stay in the data dir.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// PostgreSQL only: telemetry older than this is dropped, a whole month at a time
+    /// (e.g. `400d`). Unset: everything is kept.
+    #[serde(default, with = "humantime_serde")]
+    pub retention: Option<std::time::Duration>,
+    /// PostgreSQL only: connections in the pool.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+fn default_pool_size() -> usize {
+    8
 }
 
 fn default_cache_mb() -> usize {
@@ -207,6 +222,9 @@ impl Default for StoreConfig {
         Self {
             max_batch: default_max_batch(),
             cache_mb: default_cache_mb(),
+            url: None,
+            retention: None,
+            pool_size: default_pool_size(),
         }
     }
 }
@@ -501,6 +519,44 @@ impl CloudConfig {
                     reason: "must be at least 1".into(),
                 });
             }
+        }
+        match &self.store.url {
+            Some(url) if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) => {
+                return Err(ConfigError::Invalid {
+                    key: "store.url",
+                    reason: format!(
+                        "{} is not a PostgreSQL URL: write postgres://user@host:port/database \
+                         (or leave store.url out for the redb store in the data dir)",
+                        crate::store::redacted_url(url)
+                    ),
+                });
+            }
+            None if self.store.retention.is_some() => {
+                return Err(ConfigError::Invalid {
+                    key: "store.retention",
+                    reason: "applies only to the PostgreSQL store: set store.url too, or \
+                             remove store.retention"
+                        .into(),
+                });
+            }
+            _ => {}
+        }
+        if self.store.url.is_some() && self.store.pool_size < 2 {
+            return Err(ConfigError::Invalid {
+                key: "store.pool_size",
+                reason: "must be at least 2 (the writer holds one connection)".into(),
+            });
+        }
+        if self
+            .store
+            .retention
+            .is_some_and(|r| r < std::time::Duration::from_secs(31 * 86_400))
+        {
+            return Err(ConfigError::Invalid {
+                key: "store.retention",
+                reason: "must be at least 31 days: telemetry is dropped a whole month at a time"
+                    .into(),
+            });
         }
         if self.store.max_batch == 0 {
             return Err(ConfigError::Invalid {

@@ -39,6 +39,10 @@ enum Command {
         /// Directory of the redb store (overrides `data_dir`).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Store in PostgreSQL instead of the redb file in the data dir:
+        /// postgres://user[:password]@host[:port]/database (overrides `store.url`).
+        #[arg(long, value_name = "URL", env = "SHIKI_STORE_URL")]
+        store: Option<String>,
         /// Address of the embedded MQTT broker (overrides `mqtt.listen`).
         #[arg(long, value_name = "HOST:PORT", conflicts_with = "mqtt_url")]
         mqtt_listen: Option<SocketAddr>,
@@ -55,6 +59,30 @@ enum Command {
     /// OTA release keys: make one (`keygen`), sign an edge build (`sign`). Offline: no
     /// config, no running cloud.
     Ota(ota::OtaArgs),
+    /// The PostgreSQL store: migrate it, or let Grafana's role read it.
+    Db(DbArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DbArgs {
+    /// The database: postgres://user[:password]@host[:port]/database.
+    #[arg(long, value_name = "URL", env = "SHIKI_STORE_URL", global = true)]
+    store: Option<String>,
+    #[command(subcommand)]
+    command: DbCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Apply the migrations this binary carries (serve does it at start too) and print the
+    /// schema version.
+    Migrate,
+    /// Let an existing role read the `grafana` schema's views, and nothing else
+    /// (docs/grafana.md). Create the role first: CREATE ROLE grafana_reader LOGIN PASSWORD '…'.
+    GrantGrafana {
+        /// The role Grafana's data source logs in as.
+        role: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve {
             config,
             data_dir,
+            store,
             mqtt_listen,
             mqtt_url,
             api_listen,
@@ -82,6 +111,9 @@ fn main() -> anyhow::Result<()> {
             };
             if let Some(d) = data_dir {
                 cfg.data_dir = d;
+            }
+            if let Some(url) = store {
+                cfg.store.url = Some(url);
             }
             if let Some(l) = mqtt_listen {
                 cfg.mqtt.listen = l;
@@ -105,12 +137,36 @@ fn main() -> anyhow::Result<()> {
                 .context("shiki-cloud failed")?;
         }
         Command::Ota(args) => ota::run(args)?,
+        Command::Db(args) => db(args)?,
         Command::Bench(args) => {
             actix::System::new()
                 .block_on(bench::run(args))
                 .context("benchmark failed")?;
         }
     }
+    Ok(())
+}
+
+/// `shiki-cloud db …`.
+fn db(args: DbArgs) -> anyhow::Result<()> {
+    use shiki_cloud::store::{PgOptions, PgStore};
+    let url = args.store.context(
+        "which database? give --store postgres://user@host:port/database (or SHIKI_STORE_URL)",
+    )?;
+    let store = PgStore::open(&url, &PgOptions::default())?;
+    match args.command {
+        DbCommand::Migrate => {
+            tracing::info!(
+                schema_version = shiki_cloud::store::SCHEMA_VERSION,
+                "store schema is up to date"
+            );
+        }
+        DbCommand::GrantGrafana { role } => {
+            store.grant_grafana(&role)?;
+            tracing::info!(%role, "role can read schema grafana (and nothing else)");
+        }
+    }
+    store.close();
     Ok(())
 }
 

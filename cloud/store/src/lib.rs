@@ -124,6 +124,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
     /// Counters for metrics.
     fn stats(&self) -> StoreStats;
+    /// Commits everything queued and stops the writer; later writes fail with
+    /// [`StoreError::Closed`]. Blocks until done.
+    fn close(&self) {}
 }
 
 /// Resolves when the writes it was returned for are committed (or failed).

@@ -304,4 +304,8 @@ impl Store for PgStore {
     fn stats(&self) -> StoreStats {
         self.counters.stats()
     }
+
+    fn close(&self) {
+        PgStore::close(self);
+    }
 }

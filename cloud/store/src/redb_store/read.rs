@@ -208,4 +208,8 @@ impl Store for RedbStore {
     fn stats(&self) -> StoreStats {
         self.counters.stats()
     }
+
+    fn close(&self) {
+        RedbStore::close(self);
+    }
 }

@@ -261,6 +261,11 @@ fn open_artifacts(config: &CloudConfig, api_addr: SocketAddr) -> Result<Artifact
     if config.api.public_url.is_none() && !api_addr.ip().is_loopback() {
         tracing::warn!(%api_addr, "api.public_url is not set: OTA download URLs name the listen address, which gateways may not reach");
     }
+    // With the PostgreSQL store nothing else has made the data dir yet.
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::ArtifactsDir {
+        dir: config.data_dir.clone(),
+        source,
+    })?;
     let urls = UrlSigner::load_or_create(
         &config.data_dir.join(URL_KEY_FILE),
         &config.api.public_url(api_addr),

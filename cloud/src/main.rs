@@ -92,7 +92,7 @@ fn main() -> anyhow::Result<()> {
     // Logs go to stderr (SHIKI_LOG / RUST_LOG filter); stdout carries only the one-time
     // admin token.
     shiki_shared::logging::init(
-        "info,rumqttd=warn,rumqttd::server::broker=off,rumqttc=warn",
+        "info,rumqttd=warn,rumqttd::server::broker=off,rumqttc=warn,tokio_postgres=warn,refinery_core=warn",
         false,
     )
     .context("cannot set up logging")?;

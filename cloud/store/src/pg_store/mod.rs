@@ -91,42 +91,53 @@ impl PgStore {
             .build()
             .map_err(|e| open_err(format!("cannot start the store's runtime: {e}")))?;
         let handle = rt.handle().clone();
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                // A checked-out connection answers a round-trip first: after a server restart or a
-                // dropped connection, reads and commits get a working one.
-                recycling_method: RecyclingMethod::Verified,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(2))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .create_timeout(Some(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| open_err(e.to_string()))?;
-        let counters = Arc::new(Counters::default());
-        let partitions = Arc::new(schema::Partitions::default());
-        let next_id = {
-            let pool = pool.clone();
-            let partitions = partitions.clone();
-            let retention = options.retention;
-            block_on(&handle, async move {
-                let mut client = pool.get().await.map_err(|e| StoreError::Open {
-                    path: String::new(),
-                    reason: format!("cannot connect: {e}"),
-                })?;
-                schema::migrate(&mut client).await?;
-                partitions.load(&client).await?;
-                schema::maintain(&client, &partitions, chrono::Utc::now(), retention).await?;
-                schema::max_id(&client).await
-            })
-            .map_err(|e| match e {
-                StoreError::Open { reason, .. } => open_err(reason),
-                other => open_err(other.to_string()),
-            })?
+        let prepared = (|| {
+            let manager = Manager::from_config(
+                config,
+                tokio_postgres::NoTls,
+                ManagerConfig {
+                    // A checked-out connection answers a round-trip first: after a server restart or a
+                    // dropped connection, reads and commits get a working one.
+                    recycling_method: RecyclingMethod::Verified,
+                },
+            );
+            let pool = Pool::builder(manager)
+                .max_size(options.pool_size.max(2))
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(Duration::from_secs(30)))
+                .create_timeout(Some(Duration::from_secs(10)))
+                .build()
+                .map_err(|e| open_err(e.to_string()))?;
+            let counters = Arc::new(Counters::default());
+            let partitions = Arc::new(schema::Partitions::default());
+            let next_id = {
+                let pool = pool.clone();
+                let partitions = partitions.clone();
+                let retention = options.retention;
+                block_on(&handle, async move {
+                    let mut client = pool.get().await.map_err(|e| StoreError::Open {
+                        path: String::new(),
+                        reason: format!("cannot connect: {}", schema::chain(&e)),
+                    })?;
+                    schema::migrate(&mut client).await?;
+                    partitions.load(&client).await?;
+                    schema::maintain(&client, &partitions, chrono::Utc::now(), retention).await?;
+                    schema::max_id(&client).await
+                })
+                .map_err(|e| match e {
+                    StoreError::Open { reason, .. } => open_err(reason),
+                    other => open_err(other.to_string()),
+                })?
+            };
+            Ok((pool, counters, partitions, next_id))
+        })();
+        let (pool, counters, partitions, next_id) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                // Not `drop`: dropping a runtime from inside another one panics.
+                rt.shutdown_background();
+                return Err(e);
+            }
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
         let writer = handle.spawn(writer::writer_loop(

@@ -107,7 +107,7 @@ async fn migrate_locked(client: &mut Client) -> Result<(), StoreError> {
 }
 
 /// `e` with every source it has, `: `-separated (refinery's errors say little on their own).
-fn chain(e: &dyn std::error::Error) -> String {
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -12,7 +12,7 @@ use rumqttc::QoS;
 use shiki_cloud::App;
 use shiki_cloud::device::Registry;
 use shiki_cloud::store::Store;
-use shiki_proto::{Channel, DeviceId, Sample, TelemetryBatch, Topics, encode};
+use shiki_proto::{Channel, DeviceId, PointValue, Sample, TelemetryBatch, Topics, encode};
 use tokio::sync::oneshot;
 
 use super::cpu::{ThreadCpu, add_cpu, cpu_by_thread, cpu_per_message};
@@ -31,10 +31,18 @@ pub(super) async fn run(
     rounds: usize,
     ack_after_commit: Option<bool>,
     mqtt_url: Option<&str>,
+    store_url: Option<&str>,
+    points: usize,
 ) -> anyhow::Result<()> {
     let dir = temp_dir()?;
     let mut cfg = bench_config(&dir);
     cfg.mqtt.ack_after_commit = ack_after_commit;
+    cfg.store.url = store_url.map(str::to_owned);
+    let store_name = if store_url.is_some() {
+        "PostgreSQL"
+    } else {
+        "redb"
+    };
     let run = rand::random::<u32>();
     if let Some(url) = mqtt_url {
         use_external_broker(&mut cfg, url, run);
@@ -67,6 +75,8 @@ pub(super) async fn run(
         bare_topics,
         received,
         n,
+        points,
+        store_name,
         bare_cpu: ThreadCpu::new(),
         cloud_cpu: ThreadCpu::new(),
     };
@@ -119,6 +129,10 @@ struct IngestBench<'a> {
     received: Arc<AtomicU64>,
     /// Messages per phase.
     n: usize,
+    /// Points per sample.
+    points: usize,
+    /// The store the figures name (`redb`, `PostgreSQL`).
+    store_name: &'static str,
     bare_cpu: ThreadCpu,
     cloud_cpu: ThreadCpu,
 }
@@ -158,7 +172,7 @@ impl IngestBench<'_> {
     /// The bare subscriber drains the stream; returns how long that took.
     async fn bare_phase(&mut self, round: usize, first_seq: u64) -> Duration {
         let n = self.n;
-        let msgs = stream(&self.bare_topics, n, first_seq);
+        let msgs = stream(&self.bare_topics, n, first_seq, self.points);
         let target = ((round + 1) * n) as u64;
         let cpu0 = cpu_by_thread();
         let t0 = Instant::now();
@@ -178,7 +192,7 @@ impl IngestBench<'_> {
     /// The same stream into the cloud; sets the cloud's figures in `r`.
     async fn cloud_phase(&mut self, round: usize, first_seq: u64, r: &mut Round) {
         let n = self.n;
-        let msgs = stream(&self.topics, n, first_seq);
+        let msgs = stream(&self.topics, n, first_seq, self.points);
         let store = &self.store;
         let base = store.stats().samples_stored;
         let (commits0, max0) = (store.stats().commits, store.stats().max_commit_micros);
@@ -214,14 +228,14 @@ impl IngestBench<'_> {
     /// Prints the rates and ratio over all rounds (`totals`), the store's commits, and the
     /// CPU per message of each phase.
     fn report(&self, totals: &Round, rounds: usize, ack_after_commit: bool) {
-        let (n, broker) = (self.n, &self.broker);
+        let (n, broker, points, store) = (self.n, &self.broker, self.points, self.store_name);
         let cloud_stored = totals.stored;
         let bare_rate = (n * rounds) as f64 / totals.bare.as_secs_f64();
         let ingest_rate = cloud_stored as f64 / totals.cloud.as_secs_f64();
         let s = self.store.stats();
         out(&format!(
-            "ingest (ack_after_commit = {ack_after_commit}): {rounds} × {n} telemetry messages via {broker}: bare subscriber {bare_rate:.0} msg/s; \
-             cloud ingest into redb {ingest_rate:.0} msg/s ({cloud_stored} stored); ratio {:.0}%; \
+            "ingest (ack_after_commit = {ack_after_commit}): {rounds} × {n} telemetry messages of {points} points via {broker}: bare subscriber {bare_rate:.0} msg/s; \
+             cloud ingest into {store} {ingest_rate:.0} msg/s ({cloud_stored} stored); ratio {:.0}%; \
              {} commits, mean {:.0} writes/commit, mean commit {:.2} ms",
             100.0 * ingest_rate / bare_rate,
             s.commits,
@@ -246,11 +260,36 @@ fn bench_devices() -> Vec<DeviceId> {
         .collect()
 }
 
-/// Payloads of `n` single-sample telemetry messages spread over 100 devices; the first
-/// sample of each device has seq `first_seq`.
-fn stream(topics: &Topics, n: usize, first_seq: u64) -> Vec<(String, Vec<u8>)> {
+/// The points of a sample of the simulated chiller (deploy/edge.example.toml), with a
+/// typical value each; a bench sample carries the first N.
+fn chiller_values() -> Vec<(&'static str, PointValue)> {
+    vec![
+        ("supply_c", 7.2.into()),
+        ("return_c", 12.1.into()),
+        ("outdoor_c", 27.4.into()),
+        ("chw_setpoint_c", 7.0.into()),
+        ("hw_setpoint_c", 55.0.into()),
+        ("demand_limit_pct", 100.0.into()),
+        ("gas_m3h", 18.6.into()),
+        ("run_hours_h", 12_034.0.into()),
+        ("alarm_code", 0.0.into()),
+        ("running", true.into()),
+        ("run", true.into()),
+        ("saving", false.into()),
+        ("mode", "cooling".into()),
+    ]
+}
+
+/// Payloads of `n` single-sample telemetry messages of `points` points spread over 100
+/// devices; the first sample of each device has seq `first_seq`.
+fn stream(topics: &Topics, n: usize, first_seq: u64, points: usize) -> Vec<(String, Vec<u8>)> {
     let devices = bench_devices();
     let ts = Utc::now();
+    let values: std::collections::BTreeMap<String, PointValue> = chiller_values()
+        .into_iter()
+        .take(points)
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
     (0..n)
         .map(|i| {
             let d = &devices[i % devices.len()];
@@ -260,11 +299,7 @@ fn stream(topics: &Topics, n: usize, first_seq: u64) -> Vec<(String, Vec<u8>)> {
                 samples: vec![Sample {
                     seq: first_seq + (i / devices.len()) as u64,
                     ts,
-                    values: [
-                        ("supply_temp".to_owned(), 7.0.into()),
-                        ("return_temp".to_owned(), 12.0.into()),
-                    ]
-                    .into(),
+                    values: values.clone(),
                 }],
             };
             (

@@ -7,8 +7,12 @@
 //!   external one, `--mqtt-url`), drained first by a bare subscriber, then ingested into the
 //!   redb store; both rates, their ratio and the CPU per message of every thread
 //!   ([`cpu`]).
+//!   With `--postgres`, the same stream goes into a PostgreSQL store too, printed after.
 //! - `verify` ([`verify`]): desired change → delta → simulated device reports → verified,
 //!   latency percentiles.
+//! - `query` ([`query`], needs `--postgres`): a year of 1-minute samples for 20 devices
+//!   loaded into PostgreSQL; latency of the queries Grafana and the API run, and bytes per
+//!   sample on disk.
 //!
 //! [`shared`] holds what they have in common: the cloud's configuration, temp dirs, MQTT
 //! clients standing in for devices, and printing.
@@ -16,6 +20,7 @@
 mod actors;
 mod cpu;
 mod ingest;
+mod query;
 mod shared;
 mod verify;
 
@@ -26,6 +31,7 @@ pub enum Which {
     Actors,
     Ingest,
     Verify,
+    Query,
 }
 
 /// Options of `shiki-cloud bench`: benchmark sizes and the broker to measure through.
@@ -60,6 +66,23 @@ pub struct BenchArgs {
     /// the machine hits both sides (an even number cancels a steady drift).
     #[arg(long, default_value_t = 8)]
     rounds: usize,
+    /// A PostgreSQL server where the bench may create (and then drop) a scratch database,
+    /// e.g. postgres://postgres@127.0.0.1:5432/postgres: the ingest bench runs into it
+    /// after redb, and the query bench runs.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// Points per telemetry sample in the ingest bench (the simulated chiller has 13).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=13))]
+    points: u16,
+    /// Devices of the query bench.
+    #[arg(long, default_value_t = 20)]
+    query_devices: u32,
+    /// Days of 1-minute samples per device in the query bench.
+    #[arg(long, default_value_t = 365)]
+    query_days: u32,
+    /// Times each query of the query bench runs.
+    #[arg(long, default_value_t = 50)]
+    query_runs: usize,
 }
 
 impl BenchArgs {
@@ -83,8 +106,46 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             rounds,
             args.ack_after_commit(),
             args.mqtt_url.as_deref(),
+            None,
+            usize::from(args.points),
         )
         .await?;
+        if let Some(server) = &args.postgres {
+            let db = shared::ScratchDb::create(server).await?;
+            let result = ingest::run(
+                args.messages,
+                rounds,
+                args.ack_after_commit(),
+                args.mqtt_url.as_deref(),
+                Some(&db.url),
+                usize::from(args.points),
+            )
+            .await;
+            db.drop_now().await;
+            result?;
+        }
+    }
+    if matches!(args.only, Which::All | Which::Query) {
+        match &args.postgres {
+            Some(server) => {
+                let db = shared::ScratchDb::create(server).await?;
+                let result = query::run(
+                    &db.url,
+                    args.query_devices,
+                    args.query_days,
+                    args.query_runs,
+                )
+                .await;
+                db.drop_now().await;
+                result?;
+            }
+            None if args.only == Which::Query => {
+                anyhow::bail!(
+                    "the query bench needs a PostgreSQL server: give --postgres postgres://user@host:port/database"
+                )
+            }
+            None => {}
+        }
     }
     if matches!(args.only, Which::All | Which::Verify) {
         verify::run(args.changes, args.mqtt_url.as_deref()).await?;

@@ -102,3 +102,54 @@ pub(super) fn subscriber(
     });
     (task, ready_rx)
 }
+
+/// A database of its own on a PostgreSQL server, for one bench run; dropped by
+/// [`ScratchDb::drop_now`].
+#[derive(Debug)]
+pub(super) struct ScratchDb {
+    server: String,
+    name: String,
+    /// The scratch database's URL.
+    pub url: String,
+}
+
+impl ScratchDb {
+    /// Creates `shiki_bench_<random>` on the server of `server_url`.
+    pub async fn create(server_url: &str) -> anyhow::Result<Self> {
+        let name = format!("shiki_bench_{}", rand::random::<u32>());
+        admin(server_url, &format!("CREATE DATABASE {name}")).await?;
+        let (base, _) = server_url
+            .rsplit_once('/')
+            .context("--postgres must be postgres://user@host:port/database")?;
+        Ok(Self {
+            server: server_url.to_owned(),
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+
+    /// Drops the database (and its connections).
+    pub async fn drop_now(self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if let Err(e) = admin(&self.server, &sql).await {
+            tracing::warn!(database = %self.name, error = %e, "cannot drop the scratch database");
+        }
+    }
+}
+
+/// Runs `sql` on a connection of its own to `url`.
+pub(super) async fn admin(url: &str, sql: &str) -> anyhow::Result<()> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to {}",
+                shiki_cloud::store::redacted_url(url)
+            )
+        })?;
+    let conn = tokio::spawn(conn);
+    let result = client.batch_execute(sql).await;
+    drop(client);
+    let _ = conn.await;
+    result.with_context(|| format!("{sql} failed"))
+}

@@ -11,7 +11,8 @@
 //! - `proxy`: [`TcpProxy`] (cut, restore, slow link).
 //! - [`stack`]: [`PlcSim`], [`Cloud`], [`Edge`] as processes; [`Api`]; Modbus reads.
 //! - [`pki`]: rcgen CA, server and client certificates.
-//! - [`mosquitto`]: a TLS Mosquitto with client certificates and an ACL file.
+//! - [`mosquitto`]: a Mosquitto of the test's own: TLS with client certificates and an ACL
+//!   file, or plain.
 //! - [`probe`]: an MQTT client recording what it receives.
 //! - [`ota`]: edge binaries to update (copies, stamped builds), release keys through
 //!   the cloud's CLI, artifacts and jobs through the API.

@@ -1,5 +1,5 @@
 //! A Mosquitto broker the test starts with its own config: TLS with client certificates,
-//! the certificate CN as user name, and an ACL file.
+//! the certificate CN as user name, and an ACL file; or plain and anonymous.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use crate::{Child, free_port, wait_for};
 pub struct Mosquitto {
     pub child: Child,
     pub port: u16,
+    tls: bool,
 }
 
 impl Mosquitto {
@@ -25,6 +26,31 @@ impl Mosquitto {
         server: &CertFiles,
         acl: &Path,
     ) -> anyhow::Result<Self> {
+        let settings = format!(
+            "allow_anonymous false\n\
+             acl_file {acl}\n\
+             cafile {ca}\n\
+             certfile {cert}\n\
+             keyfile {key}\n\
+             require_certificate true\n\
+             use_identity_as_username true\n",
+            acl = acl.display(),
+            ca = ca.display(),
+            cert = server.cert.display(),
+            key = server.key.display(),
+        );
+        Self::start(dir, &settings, true).await
+    }
+
+    /// Starts `mosquitto` on a free loopback port, plain MQTT, any client allowed (with
+    /// persistent sessions kept in memory, as the ingest's acknowledgement after commit
+    /// needs).
+    pub async fn start_plain(dir: &Path) -> anyhow::Result<Self> {
+        Self::start(dir, "allow_anonymous true\n", false).await
+    }
+
+    /// Starts `mosquitto` with `settings` for its one listener.
+    async fn start(dir: &Path, settings: &str, tls: bool) -> anyhow::Result<Self> {
         let mut last = String::new();
         for attempt in 0..5 {
             let port = free_port()?;
@@ -40,18 +66,8 @@ impl Mosquitto {
                      log_type all\n\
                      connection_messages true\n\
                      message_size_limit 131072\n\
-                     allow_anonymous false\n\
-                     acl_file {acl}\n\
                      listener {port} 127.0.0.1\n\
-                     cafile {ca}\n\
-                     certfile {cert}\n\
-                     keyfile {key}\n\
-                     require_certificate true\n\
-                     use_identity_as_username true\n",
-                    acl = acl.display(),
-                    ca = ca.display(),
-                    cert = server.cert.display(),
-                    key = server.key.display(),
+                     {settings}"
                 ),
             )?;
             let conf_s = conf.display().to_string();
@@ -77,7 +93,7 @@ impl Mosquitto {
             })
             .await?;
             match ready {
-                Ok(()) => return Ok(Self { child, port }),
+                Ok(()) => return Ok(Self { child, port, tls }),
                 Err(out) if out.contains("in use") => last = out,
                 Err(out) => anyhow::bail!("mosquitto exited:\n{out}"),
             }
@@ -85,8 +101,9 @@ impl Mosquitto {
         anyhow::bail!("mosquitto found no free port:\n{last}")
     }
 
-    /// `mqtts://127.0.0.1:PORT`.
+    /// `mqtts://127.0.0.1:PORT` (TLS) or `mqtt://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("mqtts://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 }

@@ -71,6 +71,12 @@ impl PgTestDb {
         simple_query(&self.url, sql.to_owned())
     }
 
+    /// As [`PgTestDb::query`], on the admin connection's database (for what a connection
+    /// to this database cannot do, e.g. when it refuses connections).
+    pub fn query_admin(&self, sql: &str) -> Result<Vec<String>, String> {
+        simple_query(&self.admin_url, sql.to_owned())
+    }
+
     /// As [`PgTestDb::query`], connected as `user`.
     pub fn query_as(&self, user: &str, sql: &str) -> Result<Vec<String>, String> {
         let url = self.url.replacen("://postgres@", &format!("://{user}@"), 1);

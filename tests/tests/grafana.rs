@@ -1,13 +1,15 @@
 //! The Grafana contract: the provisioned data source and dashboards (deploy/grafana) hang
 //! together, and every query they hold (panel targets, annotations, template variables),
-//! expanded as Grafana expands it, runs on the `grafana` views of a real PostgreSQL
-//! (127.0.0.1:5432, user postgres) for the last hour, day, week and year, and returns what
-//! Grafana needs: the right columns, rows where there must be data, at most twice the
-//! panel's width in rows per series, and only the raw or only the hourly view read.
+//! expanded as Grafana expands it, runs on the `grafana` views of a fresh database
+//! (`PgTestDb`: `SHIKI_TEST_POSTGRES`, default 127.0.0.1:5432) for the last hour, day,
+//! week and year, and returns what Grafana needs: the right columns, rows where there must
+//! be data, at most twice the panel's width in rows per series, and only the raw or only
+//! the hourly view read.
 //!
 //! Two data sets: one inserted here in the store's record shapes (fast, a year of data),
 //! and one written by a running cloud (`shiki-cloud serve` with `[store] url`) that an edge
-//! and the PLC simulator feed, after an operator's setpoint change and an alarm.
+//! and the PLC simulator feed, after an operator's setpoint change and an alarm code. The
+//! queries run as a role granted only schema `grafana`, which reads nothing of `shiki`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Value, json};
+use shiki_cloud_store::testing::PgTestDb;
 use shiki_e2e::grafana::{
     self, Cell, Column, Dashboard, DashboardQuery, Format, Interval, QueryContext, QueryKind,
     QueryResult, TimeRange, VarValue,
@@ -28,8 +31,6 @@ use yaml_rust2::{Yaml, YamlLoader};
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
 }
-
-const ADMIN_URL: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
 
 // ---------------------------------------------------------------------------------------
 // provisioning
@@ -140,57 +141,42 @@ fn the_provisioning_files_and_dashboards_hang_together() -> anyhow::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------
-// a database per test
+// a database per test (PgTestDb), and the role Grafana logs in as
 
-struct TestDb {
+/// A login role with no rights yet; dropped, with what was granted to it, when this is
+/// (before the test database: declare it after the database).
+struct Role<'a> {
+    db: &'a PgTestDb,
     name: String,
-    admin: Client,
 }
 
-async fn connect(config: &str) -> anyhow::Result<Client> {
-    let (client, connection) = tokio_postgres::connect(config, NoTls)
+impl<'a> Role<'a> {
+    fn create(db: &'a PgTestDb) -> anyhow::Result<Self> {
+        let name = format!("{}_grafana", db.name());
+        db.query(&format!("CREATE ROLE {name} LOGIN"))
+            .map_err(|e| anyhow::anyhow!("creating role {name}: {e}"))?;
+        Ok(Self { db, name })
+    }
+}
+
+impl Drop for Role<'_> {
+    fn drop(&mut self) {
+        // A leftover role only costs a name; the test's result stands either way.
+        let _ = self
+            .db
+            .query(&format!("DROP OWNED BY {0}; DROP ROLE {0}", self.name));
+    }
+}
+
+/// A session on the test database as `user`, in UTC.
+async fn connect(db: &PgTestDb, user: &str) -> anyhow::Result<Client> {
+    let url = db.url.replacen("://postgres@", &format!("://{user}@"), 1);
+    let (client, connection) = tokio_postgres::connect(&url, NoTls)
         .await
-        .with_context(|| format!("connecting to PostgreSQL ({config})"))?;
+        .with_context(|| format!("connecting to {url}"))?;
     tokio::spawn(connection);
+    client.batch_execute("SET TIME ZONE 'UTC'").await?;
     Ok(client)
-}
-
-impl TestDb {
-    async fn create(test: &str) -> anyhow::Result<Self> {
-        let admin = connect(ADMIN_URL).await?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .subsec_nanos();
-        let name = format!("shiki_grafana_{test}_{}_{nanos}", std::process::id());
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await?;
-        Ok(Self { name, admin })
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
-    }
-
-    async fn client(&self) -> anyhow::Result<Client> {
-        let client = connect(&format!(
-            "host=127.0.0.1 port=5432 user=postgres dbname={}",
-            self.name
-        ))
-        .await?;
-        client.batch_execute("SET TIME ZONE 'UTC'").await?;
-        Ok(client)
-    }
-
-    async fn drop(self) -> anyhow::Result<()> {
-        self.admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .await?;
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -500,6 +486,29 @@ async fn check_rollup(client: &Client) -> anyhow::Result<usize> {
     Ok(usize::try_from(hours)?)
 }
 
+/// Grafana's role reads the views and nothing of schema `shiki`.
+async fn check_reader_sees_only_the_views(reader: &Client) -> anyhow::Result<()> {
+    for view in [
+        "samples",
+        "samples_hourly",
+        "settings_history",
+        "events",
+        "devices",
+    ] {
+        reader
+            .query(&format!("SELECT * FROM grafana.{view} LIMIT 1"), &[])
+            .await
+            .with_context(|| format!("the reader role cannot read grafana.{view}"))?;
+    }
+    for table in ["telemetry", "history", "tokens", "devices"] {
+        let denied = reader
+            .query(&format!("SELECT 1 FROM shiki.{table} LIMIT 1"), &[])
+            .await;
+        ensure!(denied.is_err(), "the reader role can read shiki.{table}");
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // data in the store's shapes
 
@@ -613,14 +622,8 @@ INSERT INTO shiki.devices (device, tenant, snapshot) VALUES
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_runs_on_rows_shaped_like_the_stores() -> anyhow::Result<()> {
-    let db = TestDb::create("seeded").await?;
-    let result = seeded(&db).await;
-    db.drop().await?;
-    result
-}
-
-async fn seeded(db: &TestDb) -> anyhow::Result<()> {
-    let client = db.client().await?;
+    let db = PgTestDb::create();
+    let client = connect(&db, "postgres").await?;
     client
         .batch_execute(&std::fs::read_to_string(repo(
             "cloud/store/migrations/V1__initial.sql",
@@ -630,13 +633,24 @@ async fn seeded(db: &TestDb) -> anyhow::Result<()> {
     let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).context("now")?;
     let seed = SEED.replace("NOW", &format!("'{}'::timestamptz", now.to_rfc3339()));
     client.batch_execute(&seed).await.context("seeding")?;
+    // Grafana's role as docs/grafana.md grants it in SQL.
+    let role = Role::create(&db)?;
+    client
+        .batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA grafana TO {0}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA grafana TO {0};",
+            role.name
+        ))
+        .await?;
+    let reader = connect(&db, &role.name).await?;
+    check_reader_sees_only_the_views(&reader).await?;
     ensure!(
-        check_rollup(&client).await? > 9_000,
+        check_rollup(&reader).await? > 9_000,
         "a year of hourly rows"
     );
 
     let report = run_dashboards(
-        &client,
+        &reader,
         now,
         &Expect {
             device: "chiller-01",
@@ -656,16 +670,10 @@ const DEVICE: &str = "plant-grafana";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_runs_on_what_a_running_cloud_stores() -> anyhow::Result<()> {
-    let db = TestDb::create("cloud").await?;
-    let result = running_cloud(&db).await;
-    db.drop().await?;
-    result
-}
-
-async fn running_cloud(db: &TestDb) -> anyhow::Result<()> {
+    let db = PgTestDb::create();
     let dir = temp_dir("grafana")?;
     let config = dir.path().join("cloud.toml");
-    std::fs::write(&config, format!("[store]\nurl = \"{}\"\n", db.url()))?;
+    std::fs::write(&config, format!("[store]\nurl = \"{}\"\n", db.url))?;
     let sim = PlcSim::start(dir.path()).await?;
     let cloud = Cloud::start(
         "cloud",
@@ -698,7 +706,7 @@ async fn running_cloud(db: &TestDb) -> anyhow::Result<()> {
         plc.write_single_register(99, 17).await??;
     }
 
-    let client = db.client().await?;
+    let client = connect(&db, "postgres").await?;
     let stored = [
         (
             "the device online",
@@ -719,8 +727,9 @@ async fn running_cloud(db: &TestDb) -> anyhow::Result<()> {
              AND key = 'chw_setpoint_c' AND side = 'desired' AND verification = 'verified'",
         ),
         (
-            "the alarm event",
-            "SELECT count(*) FROM grafana.events WHERE device = $1 AND kind = 'alarm'",
+            "alarm code 17 in the samples",
+            "SELECT count(*) FROM grafana.samples WHERE device = $1 \
+             AND point = 'alarm_code' AND value = 17",
         ),
     ];
     for (what, sql) in stored {
@@ -737,19 +746,30 @@ async fn running_cloud(db: &TestDb) -> anyhow::Result<()> {
         )
         .await?;
     }
-    check_rollup(&client).await?;
+    // Grafana's role as `shiki-cloud db grant-grafana` grants it.
+    let role = Role::create(&db)?;
+    let out = std::process::Command::new(shiki_e2e::bin_path("shiki-cloud")?)
+        .args(["db", "--store", &db.url, "grant-grafana", &role.name])
+        .output()?;
+    ensure!(out.status.success(), "grant-grafana failed: {out:?}");
+    let reader = connect(&db, &role.name).await?;
+    check_reader_sees_only_the_views(&reader).await?;
+    check_rollup(&reader).await?;
 
     let now = Utc::now();
     let report = run_dashboards(
-        &client,
+        &reader,
         now,
         &Expect {
             device: DEVICE,
-            // No schedule is loaded and every change is verified.
+            // No schedule is loaded, every change is verified, and the edge raises no
+            // alarm events (only alarm_code in the samples).
             may_be_empty: &[
                 "Schedule transitions",
                 "Verification failures",
                 "Failed settings changes",
+                "Alarms",
+                "Alerts",
             ],
         },
     )
@@ -758,8 +778,8 @@ async fn running_cloud(db: &TestDb) -> anyhow::Result<()> {
         "Water and outdoor temperatures",
         "Chilled water setpoint: desired and reported",
         "Settings changes",
-        "Alarms",
-        "Alerts",
+        "Alarm code",
+        "Recent events",
         "Devices",
     ] {
         ensure!(

@@ -14,11 +14,14 @@
 //! - [`mosquitto`]: a Mosquitto of the test's own: TLS with client certificates and an ACL
 //!   file, or plain.
 //! - [`probe`]: an MQTT client recording what it receives.
+//! - [`grafana`]: the provisioned Grafana dashboards, their SQL expanded as Grafana's
+//!   PostgreSQL data source expands it, and the checks Grafana makes of the answers.
 //! - [`ota`]: edge binaries to update (copies, stamped builds), release keys through
 //!   the cloud's CLI, artifacts and jobs through the API.
 //!
 //! The tests themselves are in `tests/tests/`, one file (one process) per scenario.
 
+pub mod grafana;
 pub mod mosquitto;
 pub mod ota;
 pub mod pki;

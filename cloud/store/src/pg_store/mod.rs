@@ -11,10 +11,12 @@
 //! - [`schema`]: migrations at start, telemetry partitions (created ahead and on demand) and
 //!   retention;
 //! - [`writer`]: the writer task and its group commit (one transaction per group);
+//! - [`rollup`]: the hourly rollup of the samples a commit stored;
 //! - [`read`]: the [`Store`](crate::Store) trait on [`PgStore`];
 //! - [`sql`]: raw JSON parameters and results, without a detour through `serde_json::Value`.
 
 mod read;
+mod rollup;
 mod schema;
 mod sql;
 mod writer;

@@ -4,7 +4,7 @@
 //! restart) is retried for a few seconds before the group fails; a failed group stores
 //! nothing, and the ingest, which acknowledges only after the commit, gets it again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use deadpool_postgres::{Pool, Transaction};
 use serde::Serialize;
 use shiki_shared::throttle::Throttle;
 
+use super::rollup::Rollup;
 use super::schema::{Partitions, month_of};
 use super::sql::JsonText;
 use crate::counters::{Counters, Tally};
@@ -237,36 +238,23 @@ impl Batch {
     }
 }
 
-/// Samples, de-duplicated on (device, ts, seq), with each point's hourly rollup updated
-/// from the samples actually inserted; returns how many were.
+/// Samples, de-duplicated on (device, ts, seq); returns which were stored.
 const INSERT_TELEMETRY: &str = "
-WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::jsonb[])
-        AS i(device, seq, ts, body)
-), stored AS (
-    INSERT INTO shiki.telemetry (device, seq, ts, body)
-    SELECT device, seq, ts, body FROM input
-    ON CONFLICT DO NOTHING
-    RETURNING device, ts, body
-), rolled AS (
-    INSERT INTO shiki.telemetry_hourly AS h (device, point, hour, n, sum, min, max)
-    SELECT s.device, v.key, date_trunc('hour', s.ts, 'UTC'),
-           count(*), sum(x.value), min(x.value), max(x.value)
-    FROM stored s
-    CROSS JOIN LATERAL jsonb_each(s.body -> 'values') v
-    CROSS JOIN LATERAL (SELECT CASE jsonb_typeof(v.value)
-        WHEN 'number' THEN (v.value)::double precision
-        WHEN 'boolean' THEN CASE WHEN (v.value)::boolean THEN 1.0 ELSE 0.0 END
-    END AS value) x
-    WHERE x.value IS NOT NULL
-    GROUP BY 1, 2, 3
-    ON CONFLICT (device, point, hour) DO UPDATE SET
-        n = h.n + EXCLUDED.n,
-        sum = h.sum + EXCLUDED.sum,
-        min = least(h.min, EXCLUDED.min),
-        max = greatest(h.max, EXCLUDED.max)
-)
-SELECT count(*) FROM stored";
+INSERT INTO shiki.telemetry (device, seq, ts, body)
+SELECT * FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::jsonb[])
+ON CONFLICT DO NOTHING
+RETURNING device, seq";
+
+/// Adds a commit's [`Rollup`] to the hourly rows.
+const MERGE_ROLLUP: &str = "
+INSERT INTO shiki.telemetry_hourly AS h (device, point, hour, n, sum, min, max)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int8[],
+                     $5::float8[], $6::float8[], $7::float8[])
+ON CONFLICT (device, point, hour) DO UPDATE SET
+    n = h.n + EXCLUDED.n,
+    sum = h.sum + EXCLUDED.sum,
+    min = least(h.min, EXCLUDED.min),
+    max = greatest(h.max, EXCLUDED.max)";
 
 const INSERT_EVENTS: &str = "
 INSERT INTO shiki.events (device, seq, ts, body)
@@ -285,12 +273,30 @@ async fn commit(
     if b.telemetry.len() > 0 {
         let t = &b.telemetry;
         let json: Vec<JsonText<'_>> = t.json.iter().map(|j| JsonText(j)).collect();
-        let row = tx
-            .query_one(INSERT_TELEMETRY, &[&t.device, &t.seq, &t.ts, &json])
+        let rows = tx
+            .query(INSERT_TELEMETRY, &[&t.device, &t.seq, &t.ts, &json])
             .await?;
-        let stored = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-        tally.samples += stored;
-        tally.duplicates += t.len() as u64 - stored;
+        let stored = rows.len();
+        tally.samples += stored as u64;
+        tally.duplicates += (t.len() - stored) as u64;
+        // Only what was stored counts: a replayed sample is in the rollup already.
+        let mut rollup = Rollup::default();
+        if stored == t.len() {
+            for i in 0..t.len() {
+                rollup.add(&t.device[i], t.ts[i], &t.json[i]);
+            }
+        } else {
+            let mut fresh: HashSet<(&str, i64)> = rows
+                .iter()
+                .map(|r| (r.get::<_, &str>(0), r.get::<_, i64>(1)))
+                .collect();
+            for i in 0..t.len() {
+                if fresh.remove(&(t.device[i].as_str(), t.seq[i])) {
+                    rollup.add(&t.device[i], t.ts[i], &t.json[i]);
+                }
+            }
+        }
+        merge_rollup(&tx, &rollup).await?;
     }
     if b.events.len() > 0 {
         let e = &b.events;
@@ -372,6 +378,40 @@ async fn commit(
     .await?;
     tx.commit().await?;
     Ok(tally)
+}
+
+/// Merges `rollup` into `shiki.telemetry_hourly`.
+async fn merge_rollup(tx: &Transaction<'_>, rollup: &Rollup) -> Result<(), tokio_postgres::Error> {
+    if rollup.rows.is_empty() {
+        return Ok(());
+    }
+    let n = rollup.rows.len();
+    let (mut device, mut point, mut hour) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut count, mut sum, mut min, mut max) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for ((d, p, h), s) in &rollup.rows {
+        device.push(d.as_str());
+        point.push(p.as_str());
+        hour.push(*h);
+        count.push(s.n);
+        sum.push(s.sum);
+        min.push(s.min);
+        max.push(s.max);
+    }
+    tx.execute(
+        MERGE_ROLLUP,
+        &[&device, &point, &hour, &count, &sum, &min, &max],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Runs `sql` with ($1 keys, $2 JSON) when there is anything to write.

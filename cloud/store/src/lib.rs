@@ -51,8 +51,9 @@ pub use pg_store::{PgOptions, PgStore, SCHEMA_VERSION, redacted as redacted_url}
 pub use redb_store::{RedbStore, StoreOptions};
 pub use shiki_cloud_model::Author;
 pub use types::{
-    ArtifactRecord, DeviceSnapshot, FailureReason, HistoryEntry, HistoryItem, SampleRow, SeqGap,
-    Side, StoreStats, TimeQuery, TokenRecord, VerificationOutcome, VerificationRecord, Write,
+    ArtifactRecord, DeviceSnapshot, FailureReason, HistoryEntry, HistoryItem, RegistryRecord,
+    SampleRow, SeqGap, Side, StoreStats, TimeQuery, TokenRecord, VerificationOutcome,
+    VerificationRecord, Write,
 };
 
 use chrono::{DateTime, Utc};
@@ -122,6 +123,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn artifacts(&self) -> Result<Vec<ArtifactRecord>, StoreError>;
     /// Every OTA job, in job id order.
     fn jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
+    /// A device's registration (`None`: never registered).
+    fn registered(&self, device: &DeviceId) -> Result<Option<RegistryRecord>, StoreError>;
+    /// Every registration (retired ones too), by device id.
+    fn registry(&self) -> Result<Vec<RegistryRecord>, StoreError>;
     /// Counters for metrics.
     fn stats(&self) -> StoreStats;
     /// Commits everything queued and stops the writer; later writes fail with

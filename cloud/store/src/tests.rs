@@ -124,6 +124,7 @@ on_both_backends!(
     schedules_and_the_fleet_last_run_survive_a_reopen,
     artifact_records_are_found_by_version_listed_newest_first_and_survive_a_reopen,
     jobs_survive_a_reopen_with_every_execution_and_author,
+    registrations_are_found_by_device_replaced_whole_and_survive_a_reopen,
 );
 
 fn replayed_telemetry_is_stored_once_in_seq_order(h: &Harness) {
@@ -625,4 +626,44 @@ fn jobs_survive_a_reopen_with_every_execution_and_author(h: &Harness) {
     let mut expected = first;
     expected.executions[0].progress = 60;
     assert_eq!(jobs, vec![expected, second]);
+}
+
+fn registrations_are_found_by_device_replaced_whole_and_survive_a_reopen(h: &Harness) {
+    let record = |id: &str, tenant: Option<&str>| RegistryRecord {
+        id: dev(id),
+        tenant: tenant.map(str::to_owned),
+        password_hash: Some(format!("$argon2id$v=19$m=19456,t=2,p=1${id}")),
+        created_at: t(1),
+        created_by: "admin".into(),
+        credentials_at: t(1),
+        retired_at: None,
+    };
+    {
+        let store = h.open();
+        assert_eq!(store.registered(&dev("plant-01")).expect("read"), None);
+        write(
+            &*store,
+            vec![
+                Write::PutRegistry(Box::new(record("plant-02", None))),
+                Write::PutRegistry(Box::new(record("plant-01", Some("acme")))),
+            ],
+        );
+        let mut retired = record("plant-02", None);
+        retired.password_hash = None;
+        retired.retired_at = Some(t(9));
+        write(&*store, vec![Write::PutRegistry(Box::new(retired))]);
+        store.close();
+    }
+    let store = h.open();
+    assert_eq!(
+        store.registered(&dev("plant-01")).expect("read"),
+        Some(record("plant-01", Some("acme")))
+    );
+    let all = store.registry().expect("list");
+    assert_eq!(
+        all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["plant-01", "plant-02"]
+    );
+    assert_eq!(all[1].retired_at, Some(t(9)));
+    assert_eq!(all[1].password_hash, None);
 }

@@ -184,6 +184,27 @@ pub struct ArtifactRecord {
     pub uploaded_by: String,
 }
 
+/// A device registered to use the embedded broker: its MQTT password (hashed), its
+/// customer, and whether it was retired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryRecord {
+    pub id: DeviceId,
+    /// The customer the device belongs to (`None`: staff only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// PHC string of the Argon2id hash of its MQTT password; `None` once retired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Who registered it (an API token's name, or `first-contact`).
+    pub created_by: String,
+    /// When its password was last set.
+    pub credentials_at: DateTime<Utc>,
+    /// When it was retired (it may not connect; its data is kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
 /// One queued write.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -220,6 +241,8 @@ pub enum Write {
     PutArtifact(Box<ArtifactRecord>),
     /// Inserts or replaces an OTA job with its executions (by job id).
     Job(Box<super::JobRecord>),
+    /// Inserts or replaces a device's registration (by device id).
+    PutRegistry(Box<RegistryRecord>),
 }
 
 impl Write {

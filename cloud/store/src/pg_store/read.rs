@@ -13,8 +13,8 @@ use super::PgStore;
 use super::sql::JsonBuf;
 use super::writer::Job;
 use crate::{
-    ArtifactRecord, Commit, DeviceSnapshot, HistoryEntry, HistoryItem, JobRecord, SeqGap, Store,
-    StoreError, StoreStats, TimeQuery, TokenRecord, VerificationRecord, Write,
+    ArtifactRecord, Commit, DeviceSnapshot, HistoryEntry, HistoryItem, JobRecord, RegistryRecord,
+    SeqGap, Store, StoreError, StoreStats, TimeQuery, TokenRecord, VerificationRecord, Write,
 };
 
 /// Key in `shiki.meta` of the instant the fleet's yearly jobs last ran.
@@ -299,6 +299,26 @@ impl Store for PgStore {
                 .await
         })?;
         decode_all("jobs", &rows)
+    }
+
+    fn registered(&self, device: &DeviceId) -> Result<Option<RegistryRecord>, StoreError> {
+        let device = device.to_string();
+        let row = self.query("registry lookup", move |c| async move {
+            c.query_opt(
+                "SELECT body FROM shiki.registry WHERE device = $1",
+                &[&device],
+            )
+            .await
+        })?;
+        row.map(|r| decode("registry", &r, 0)).transpose()
+    }
+
+    fn registry(&self) -> Result<Vec<RegistryRecord>, StoreError> {
+        let rows = self.query("registry list", move |c| async move {
+            c.query("SELECT body FROM shiki.registry ORDER BY device", &[])
+                .await
+        })?;
+        decode_all("registry", &rows)
     }
 
     fn stats(&self) -> StoreStats {

@@ -141,6 +141,7 @@ struct Batch {
     meta: BTreeMap<String, Vec<u8>>,
     artifacts: BTreeMap<String, Vec<u8>>,
     jobs: BTreeMap<String, Vec<u8>>,
+    registry: BTreeMap<String, Vec<u8>>,
 }
 
 /// (device, seq, ts, JSON) rows.
@@ -231,6 +232,9 @@ impl Batch {
                 }
                 Write::Job(j) => {
                     b.jobs.insert(j.id.to_string(), json(j));
+                }
+                Write::PutRegistry(r) => {
+                    b.registry.insert(r.id.to_string(), json(r));
                 }
             }
         }
@@ -374,6 +378,13 @@ async fn commit(
         "INSERT INTO shiki.jobs (id, body) SELECT * FROM unnest($1::text[], $2::jsonb[]) \
          ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body",
         b.jobs.iter(),
+    )
+    .await?;
+    upsert_by_key(
+        &tx,
+        "INSERT INTO shiki.registry (device, body) SELECT * FROM unnest($1::text[], $2::jsonb[]) \
+         ON CONFLICT (device) DO UPDATE SET body = EXCLUDED.body",
+        b.registry.iter(),
     )
     .await?;
     tx.commit().await?;

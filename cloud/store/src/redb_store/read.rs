@@ -10,13 +10,13 @@ use shiki_proto::{DeviceId, Event, Sample};
 use super::RedbStore;
 use super::staging;
 use super::tables::{
-    ARTIFACTS, DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, JOBS, META, Order, SCHEDULES, STAGING,
-    TELEMETRY, TOKENS, VERIFICATIONS, for_each_row, from_json, open,
+    ARTIFACTS, DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, JOBS, META, Order, REGISTRY, SCHEDULES,
+    STAGING, TELEMETRY, TOKENS, VERIFICATIONS, for_each_row, from_json, open,
 };
 use super::writer::Job;
 use crate::{
-    ArtifactRecord, Commit, DeviceSnapshot, HistoryEntry, HistoryItem, JobRecord, SeqGap, Store,
-    StoreError, StoreStats, TimeQuery, TokenRecord, VerificationRecord, Write,
+    ArtifactRecord, Commit, DeviceSnapshot, HistoryEntry, HistoryItem, JobRecord, RegistryRecord,
+    SeqGap, Store, StoreError, StoreStats, TimeQuery, TokenRecord, VerificationRecord, Write,
 };
 
 impl RedbStore {
@@ -203,6 +203,16 @@ impl Store for RedbStore {
     fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
         let op = "job list";
         self.read(op, |rtx| JOBS.all(rtx, op))
+    }
+
+    fn registered(&self, device: &DeviceId) -> Result<Option<RegistryRecord>, StoreError> {
+        let op = "registry lookup";
+        self.read(op, |rtx| REGISTRY.get(rtx, device.as_str(), op))
+    }
+
+    fn registry(&self) -> Result<Vec<RegistryRecord>, StoreError> {
+        let op = "registry list";
+        self.read(op, |rtx| REGISTRY.all(rtx, op))
     }
 
     fn stats(&self) -> StoreStats {

@@ -38,6 +38,8 @@ pub(super) const META: JsonTable<&str> = JsonTable::new("meta");
 pub(super) const FLEET_LAST_RUN: &str = "fleet.last_run";
 /// Job id → its `JobRecord` (with every device's execution).
 pub(super) const JOBS: JsonTable<&str> = JsonTable::new("jobs");
+/// Device registrations (`RegistryRecord`) by device id.
+pub(super) const REGISTRY: JsonTable<&str> = JsonTable::new("registry");
 
 /// Creates the tables that do not exist yet, so reads never meet a missing table.
 pub(super) fn create_all(db: &Database) -> Result<(), redb::Error> {
@@ -45,7 +47,7 @@ pub(super) fn create_all(db: &Database) -> Result<(), redb::Error> {
     for def in [TELEMETRY, EVENTS.def, HISTORY.def, VERIFICATIONS.def] {
         wtx.open_table(def)?;
     }
-    for table in [DEVICES, TOKENS, SCHEDULES, META, ARTIFACTS, JOBS] {
+    for table in [DEVICES, TOKENS, SCHEDULES, META, ARTIFACTS, JOBS, REGISTRY] {
         wtx.open_table(table.def)?;
     }
     for def in [STAGING, QUARANTINE] {

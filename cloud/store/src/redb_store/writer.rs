@@ -13,8 +13,8 @@ use shiki_shared::throttle::Throttle;
 
 use super::staging::Stager;
 use super::tables::{
-    ARTIFACTS, DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, JOBS, META, QUARANTINE, SCHEDULES,
-    STAGING, TELEMETRY, TOKENS, VERIFICATIONS, commit_err, to_json,
+    ARTIFACTS, DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, JOBS, META, QUARANTINE, REGISTRY,
+    SCHEDULES, STAGING, TELEMETRY, TOKENS, VERIFICATIONS, commit_err, to_json,
 };
 use crate::counters::{Counters, Tally};
 use crate::{StoreError, Write};
@@ -203,6 +203,7 @@ struct Records<'txn> {
     meta: KeyedByName<'txn>,
     artifacts: KeyedByName<'txn>,
     jobs: KeyedByName<'txn>,
+    registry: KeyedByName<'txn>,
 }
 
 impl<'txn> Records<'txn> {
@@ -217,6 +218,7 @@ impl<'txn> Records<'txn> {
             meta: wtx.open_table(META.def).map_err(commit_err)?,
             artifacts: wtx.open_table(ARTIFACTS.def).map_err(commit_err)?,
             jobs: wtx.open_table(JOBS.def).map_err(commit_err)?,
+            registry: wtx.open_table(REGISTRY.def).map_err(commit_err)?,
         })
     }
 
@@ -252,6 +254,7 @@ impl<'txn> Records<'txn> {
             Write::FleetLastRun(at) => put(&mut self.meta, FLEET_LAST_RUN, at)?,
             Write::PutArtifact(a) => put(&mut self.artifacts, a.version.as_str(), a)?,
             Write::Job(job) => put(&mut self.jobs, job.id.as_str(), job.as_ref())?,
+            Write::PutRegistry(r) => put(&mut self.registry, r.id.as_str(), r.as_ref())?,
         }
         Ok(())
     }

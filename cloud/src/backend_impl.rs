@@ -37,6 +37,8 @@ pub struct CloudBackend {
     rate: Mutex<(Instant, u64, f64)>,
     /// Serialises artifact puts, so the check of a version and its record are one step.
     artifact_puts: tokio::sync::Mutex<()>,
+    /// Live device connections through the embedded broker's front.
+    sessions: Arc<crate::broker::DeviceSessions>,
 }
 
 impl std::fmt::Debug for CloudBackend {
@@ -79,7 +81,23 @@ impl CloudBackend {
             devices,
             rate: Mutex::new((Instant::now(), 0, 0.0)),
             artifact_puts: tokio::sync::Mutex::new(()),
+            sessions: Arc::default(),
         })
+    }
+
+    /// Closes the live connections of a device whose password changes through `sessions`
+    /// (the embedded broker's front).
+    pub fn with_sessions(mut self, sessions: Arc<crate::broker::DeviceSessions>) -> Self {
+        self.sessions = sessions;
+        self
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn sessions(&self) -> &crate::broker::DeviceSessions {
+        &self.sessions
     }
 
     pub(crate) fn registry(&self) -> &Addr<Registry> {
@@ -501,6 +519,31 @@ impl Backend for CloudBackend {
         author: store::Author,
     ) -> BackendFuture<'_, api::JobView> {
         self.cancel_job_now(id, author).boxed_local()
+    }
+
+    fn register_device(
+        &self,
+        registration: api::NewRegistration,
+    ) -> BackendFuture<'_, api::Registration> {
+        self.register_device_now(registration).boxed_local()
+    }
+
+    fn set_device_password(
+        &self,
+        id: DeviceId,
+        password_hash: String,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> BackendFuture<'_, api::Registration> {
+        self.set_device_password_now(id, password_hash, at)
+            .boxed_local()
+    }
+
+    fn retire_device(
+        &self,
+        id: DeviceId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> BackendFuture<'_, api::Registration> {
+        self.retire_device_now(id, at).boxed_local()
     }
 
     fn metrics(&self) -> BackendFuture<'_, MetricsSnapshot> {

@@ -34,6 +34,7 @@
 mod app;
 mod backend_impl;
 mod backend_jobs;
+mod backend_registry;
 #[cfg(test)]
 mod backend_tests;
 pub mod broker;

@@ -58,6 +58,16 @@ fn a_small_bench_prints_the_figures_of_every_benchmark() {
     let out = Command::new(BIN)
         .args(["bench", "--devices", "10", "--changes", "2"])
         .args(["--messages", "200", "--rounds", "1"])
+        // The PostgreSQL figures too, on a scratch database (made and dropped by the bench).
+        .args(["--postgres", &postgres_server()])
+        .args([
+            "--query-devices",
+            "2",
+            "--query-days",
+            "2",
+            "--query-runs",
+            "2",
+        ])
         .env("RUST_LOG", "warn")
         .output()
         .expect("runs");
@@ -70,8 +80,15 @@ fn a_small_bench_prints_the_figures_of_every_benchmark() {
     );
     for figures in [
         "ingest round 1: bare subscriber",
-        "ingest (ack_after_commit = false): 1 × 200 telemetry messages via the embedded broker",
+        "ingest (ack_after_commit = false): 1 × 200 telemetry messages of 2 points via the embedded broker",
+        "cloud ingest into redb",
+        "cloud ingest into PostgreSQL",
         "(200 stored)",
+        "query bench: loaded 5760 samples (2 devices × 2 days at 1 min, 13 points each)",
+        "query bench: last 24 h, 1-minute points, 2 series (raw samples): p50",
+        "query bench: whole range, ~1,000 points, 2 series (hourly rollup): p50",
+        "query bench: API read: last 24 h of samples, decoded (Store::telemetry): p50",
+        "B per sample",
         "ingest CPU, cloud phase:",
         "verify (embedded broker, 0 ms idle between changes): 2 desired changes",
         "verify (embedded broker, 100 ms idle between changes): 2 desired changes",
@@ -79,6 +96,12 @@ fn a_small_bench_prints_the_figures_of_every_benchmark() {
     ] {
         assert!(text.contains(figures), "{figures:?} missing from:\n{text}");
     }
+}
+
+/// The PostgreSQL server the tests may make scratch databases on.
+fn postgres_server() -> String {
+    std::env::var("SHIKI_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 fn free_port() -> u16 {

@@ -23,8 +23,8 @@ use shiki_proto::DeviceId;
 use shiki_shared::schedule::Problem;
 
 use super::types::{
-    DeviceSummary, DeviceView, EventRow, HistoryEntry, MetricsSnapshot, NewToken, PatchOutcome,
-    TelemetryRow, TimeRange, TokenInfo, TokenRecord,
+    DeviceSummary, DeviceView, EventRow, HistoryEntry, MetricsSnapshot, NewRegistration, NewToken,
+    PatchOutcome, Registration, TelemetryRow, TimeRange, TokenInfo, TokenRecord,
 };
 use crate::{
     Artifact, ArtifactPut, DesiredChange, JobCreated, JobView, NewJob, PutScheduleResponse,
@@ -168,4 +168,25 @@ pub trait Backend: Send + Sync + 'static {
     /// Cancels every execution of the job that has not finished (`author` is recorded);
     /// answers the job as it is then. `NotFound` if there is no such job.
     fn cancel_job(&self, id: JobId, author: Author) -> BackendFuture<'_, JobView>;
+
+    /// Registers a device for the embedded broker, or registers a retired one again.
+    /// [`BackendError::AlreadyExists`] when it is registered and not retired.
+    fn register_device(&self, registration: NewRegistration) -> BackendFuture<'_, Registration>;
+
+    /// Replaces a registered device's password hash (its live connections are closed).
+    /// [`BackendError::NotFound`] when it is not registered or retired.
+    fn set_device_password(
+        &self,
+        id: DeviceId,
+        password_hash: String,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> BackendFuture<'_, Registration>;
+
+    /// Retires a device: it may no longer connect (its live connections are closed); its
+    /// data is kept. [`BackendError::NotFound`] when it is not registered or retired.
+    fn retire_device(
+        &self,
+        id: DeviceId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> BackendFuture<'_, Registration>;
 }

@@ -1,20 +1,23 @@
-//! Device routes: list, view, desired change, history (JSON/CSV), telemetry, events.
+//! Device routes: list, view, desired change, history (JSON/CSV), telemetry, events; and
+//! the registry (admin): register with a new MQTT password, rotate it, retire.
 
 use actix_web::{
     HttpResponse,
     http::header::{self, ContentDisposition, DispositionParam, DispositionType},
     web,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shiki_proto::DeviceId;
 
 use super::params::{DEFAULT_LIMIT, Format, MAX_EXPORT_ROWS, MAX_LIMIT, RangeQuery, device_id};
 use super::{
-    ApiError, ApiState, Backend, BackendFuture, DesiredChange, EventRow, TelemetryRow, TimeRange,
-    csv, ops::method_not_allowed,
+    ApiError, ApiState, Backend, BackendFuture, DesiredChange, EventRow, NewRegistration,
+    Registration, TelemetryRow, TimeRange, csv, ops::method_not_allowed,
 };
-use crate::auth::{CanOperate, CanRead};
+use crate::auth::{
+    CanAdminister, CanOperate, CanRead, generate_device_password, hash_device_password,
+};
 
 /// Most keys one desired change may set.
 pub const MAX_PATCH_KEYS: usize = 256;
@@ -23,12 +26,21 @@ pub const MAX_COMMENT_CHARS: usize = 1000;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
-    cfg.service(resource("/devices").route(web::get().to(list_devices)))
-        .service(resource("/devices/{id}").route(web::get().to(get_device)))
-        .service(resource("/devices/{id}/desired").route(web::patch().to(patch_desired)))
-        .service(resource("/devices/{id}/history").route(web::get().to(history)))
-        .service(resource("/devices/{id}/telemetry").route(web::get().to(telemetry)))
-        .service(resource("/devices/{id}/events").route(web::get().to(events)));
+    cfg.service(
+        resource("/devices")
+            .route(web::get().to(list_devices))
+            .route(web::post().to(register_device)),
+    )
+    .service(
+        resource("/devices/{id}")
+            .route(web::get().to(get_device))
+            .route(web::delete().to(retire_device)),
+    )
+    .service(resource("/devices/{id}/credentials").route(web::post().to(rotate_credentials)))
+    .service(resource("/devices/{id}/desired").route(web::patch().to(patch_desired)))
+    .service(resource("/devices/{id}/history").route(web::get().to(history)))
+    .service(resource("/devices/{id}/telemetry").route(web::get().to(telemetry)))
+    .service(resource("/devices/{id}/events").route(web::get().to(events)));
 }
 
 fn device_error(id: &DeviceId) -> impl FnOnce(super::BackendError) -> ApiError + '_ {
@@ -46,6 +58,118 @@ async fn list_devices(
         .map_err(|e| ApiError::from_backend(e, || "devices".into()))?;
     devices.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(HttpResponse::Ok().json(json!({ "devices": devices })))
+}
+
+/// Body of `POST /api/v1/devices`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterDevice {
+    id: String,
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+/// A tenant name: 1 to 64 characters of `A-Z a-z 0-9 _ . @ -`.
+fn valid_tenant(t: &str) -> bool {
+    (1..=64).contains(&t.len())
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
+}
+
+/// The answer that carries a new password (shown once, never cached).
+fn with_password(
+    status: actix_web::http::StatusCode,
+    r: &Registration,
+    password: &str,
+) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(json!({
+            "id": r.id,
+            "tenant": r.tenant,
+            "mqtt_password": password,
+            "created_at": r.created_at,
+            "credentials_at": r.credentials_at,
+        }))
+}
+
+async fn register_device(
+    auth: CanAdminister,
+    state: web::Data<ApiState>,
+    body: web::Json<RegisterDevice>,
+) -> Result<HttpResponse, ApiError> {
+    let RegisterDevice { id, tenant } = body.into_inner();
+    let id = DeviceId::new(&id).map_err(|e| ApiError::InvalidBody(format!("id: {e}")))?;
+    if let Some(t) = tenant.as_deref().filter(|t| !valid_tenant(t)) {
+        return Err(ApiError::InvalidBody(format!(
+            "tenant {t:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '@' or '-'"
+        )));
+    }
+    let password = generate_device_password();
+    let password_hash = hash_in_pool(password.clone()).await?;
+    let registration = state
+        .backend
+        .register_device(NewRegistration {
+            id: id.clone(),
+            tenant,
+            password_hash,
+            at: state.now(),
+            by: auth.caller.name.clone(),
+        })
+        .await
+        .map_err(device_error(&id))?;
+    tracing::info!(device = %id, tenant = ?registration.tenant, by = %auth.caller.name, "device registered");
+    Ok(with_password(
+        actix_web::http::StatusCode::CREATED,
+        &registration,
+        &password,
+    ))
+}
+
+async fn rotate_credentials(
+    auth: CanAdminister,
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = device_id(&id)?;
+    let password = generate_device_password();
+    let hash = hash_in_pool(password.clone()).await?;
+    let registration = state
+        .backend
+        .set_device_password(id.clone(), hash, state.now())
+        .await
+        .map_err(device_error(&id))?;
+    tracing::info!(device = %id, by = %auth.caller.name, "device password rotated");
+    Ok(with_password(
+        actix_web::http::StatusCode::OK,
+        &registration,
+        &password,
+    ))
+}
+
+async fn retire_device(
+    auth: CanAdminister,
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = device_id(&id)?;
+    state
+        .backend
+        .retire_device(id.clone(), state.now())
+        .await
+        .map_err(device_error(&id))?;
+    tracing::info!(device = %id, by = %auth.caller.name, "device retired");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Argon2 takes tens of milliseconds: off the server's thread.
+async fn hash_in_pool(password: String) -> Result<String, ApiError> {
+    web::block(move || hash_device_password(&password))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "password hashing failed");
+            ApiError::Internal
+        })
 }
 
 async fn get_device(

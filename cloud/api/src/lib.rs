@@ -85,9 +85,9 @@ pub use shiki_cloud_model::schedule::SlotChoice;
 pub use shiki_cloud_model::shadow::DesiredChange;
 pub use types::{
     AuthorKind, AuthorView, DeviceSummary, DeviceView, EventRow, HistoryEntry, KeyVerification,
-    LatencySummary, MetricsSnapshot, NewToken, PatchOutcome, PutScheduleResponse, ScheduleView,
-    ShadowSide, SlotView, TelemetryRow, TimeRange, TokenInfo, TokenRecord, Verification,
-    VerificationOutcome,
+    LatencySummary, MetricsSnapshot, NewRegistration, NewToken, PatchOutcome, PutScheduleResponse,
+    Registration, ScheduleView, ShadowSide, SlotView, TelemetryRow, TimeRange, TokenInfo,
+    TokenRecord, Verification, VerificationOutcome,
 };
 
 use auth::{AuthConfig, AuthConfigError, Authenticator, require_token};

@@ -246,6 +246,33 @@ pub struct NewToken {
     pub created_by: String,
 }
 
+/// A device to register (`POST /api/v1/devices`), with the hash of the password the API
+/// made for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRegistration {
+    pub id: DeviceId,
+    pub tenant: Option<String>,
+    /// Argon2id PHC string (see [`crate::auth::hash_device_password`]).
+    pub password_hash: String,
+    pub at: DateTime<Utc>,
+    /// Name of the token that registered it.
+    pub by: String,
+}
+
+/// A device's registration as the API shows it: never the password or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub id: DeviceId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    /// When its password was last set.
+    pub credentials_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
 /// What `GET /api/v1/tokens` lists: never the hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenInfo {

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 
+mod sessions;
+pub use sessions::{DeviceSessions, Session};
+
 use crate::config::{BrokerTarget, MqttConfig};
 
 /// Why a broker could not be started or reached.

@@ -125,6 +125,12 @@ impl Store for TestStore {
     fn jobs(&self) -> Result<Vec<crate::store::JobRecord>, StoreError> {
         down()
     }
+    fn registered(&self, _: &DeviceId) -> Result<Option<crate::store::RegistryRecord>, StoreError> {
+        down()
+    }
+    fn registry(&self) -> Result<Vec<crate::store::RegistryRecord>, StoreError> {
+        down()
+    }
     fn stats(&self) -> StoreStats {
         match self {
             TestStore::Gated { inner, .. } | TestStore::FailingFirst { inner, .. } => inner.stats(),

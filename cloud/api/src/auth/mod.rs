@@ -13,6 +13,7 @@
 
 mod authenticator;
 mod bootstrap;
+mod device_password;
 mod middleware;
 mod token;
 
@@ -20,6 +21,7 @@ pub use authenticator::{
     ADMIN_TOKEN_IDENTITY, AuthConfig, AuthConfigError, Authenticator, Caller, MIN_ADMIN_TOKEN_LEN,
 };
 pub use bootstrap::{BOOTSTRAP_TOKEN_NAME, bootstrap_admin};
+pub use device_password::{generate_device_password, hash_device_password, verify_device_password};
 pub use middleware::{
     AdminAccess, Authorized, CanAdminister, CanOperate, CanRead, OperatorAccess, RequiredRole,
     ViewerAccess, require_token,

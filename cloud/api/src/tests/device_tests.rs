@@ -393,7 +393,7 @@ async fn bad_query_parameters_are_400_naming_the_parameter() {
 #[actix_web::test]
 async fn wrong_method_is_json_405() {
     let app = app!(state(seeded()));
-    let res = send!(app, req("POST", "/api/v1/devices", Some(ADMIN)));
+    let res = send!(app, req("PUT", "/api/v1/devices", Some(ADMIN)));
     assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.error_code(), "method_not_allowed");
     let res = send!(

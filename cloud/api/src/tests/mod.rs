@@ -6,6 +6,7 @@ mod auth_tests;
 mod device_tests;
 mod job_tests;
 mod ops_tests;
+mod registry_tests;
 mod schedule_tests;
 mod token_tests;
 
@@ -65,6 +66,8 @@ pub(super) struct Data {
     pub artifact_versions: Vec<String>,
     /// Jobs by id.
     pub jobs: BTreeMap<String, JobView>,
+    /// Device registrations with their password hashes.
+    pub registry: BTreeMap<DeviceId, (Option<String>, crate::Registration)>,
 }
 
 pub(super) struct FakeBackend {
@@ -361,6 +364,65 @@ impl Backend for FakeBackend {
         self.answer(move |d| job_tests::fake_cancel(d, id.as_str(), &author))
     }
 
+    fn register_device(
+        &self,
+        new: crate::NewRegistration,
+    ) -> BackendFuture<'_, crate::Registration> {
+        self.answer(move |d| {
+            if d.registry
+                .get(&new.id)
+                .is_some_and(|(_, r)| r.retired_at.is_none())
+            {
+                return Err(BackendError::AlreadyExists(format!(
+                    "device {:?}",
+                    new.id.as_str()
+                )));
+            }
+            let r = crate::Registration {
+                id: new.id.clone(),
+                tenant: new.tenant,
+                created_at: new.at,
+                created_by: new.by,
+                credentials_at: new.at,
+                retired_at: None,
+            };
+            d.registry
+                .insert(new.id, (Some(new.password_hash), r.clone()));
+            Ok(r)
+        })
+    }
+
+    fn set_device_password(
+        &self,
+        id: DeviceId,
+        hash: String,
+        at: DateTime<Utc>,
+    ) -> BackendFuture<'_, crate::Registration> {
+        self.answer(move |d| match d.registry.get_mut(&id) {
+            Some((h, r)) if r.retired_at.is_none() => {
+                *h = Some(hash);
+                r.credentials_at = at;
+                Ok(r.clone())
+            }
+            _ => Err(BackendError::NotFound),
+        })
+    }
+
+    fn retire_device(
+        &self,
+        id: DeviceId,
+        at: DateTime<Utc>,
+    ) -> BackendFuture<'_, crate::Registration> {
+        self.answer(move |d| match d.registry.get_mut(&id) {
+            Some((h, r)) if r.retired_at.is_none() => {
+                *h = None;
+                r.retired_at = Some(at);
+                Ok(r.clone())
+            }
+            _ => Err(BackendError::NotFound),
+        })
+    }
+
     fn schedule(&self, id: DeviceId) -> BackendFuture<'_, crate::ScheduleView> {
         self.answer(move |d| {
             known(d, &id)?;
@@ -474,6 +536,20 @@ pub(super) fn seeded() -> Arc<FakeBackend> {
             d.devices.insert(v.id.clone(), v);
         }
         let p1 = dev("plant-01");
+        d.registry.insert(
+            p1.clone(),
+            (
+                Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+                crate::Registration {
+                    id: p1.clone(),
+                    tenant: None,
+                    created_at: now(),
+                    created_by: "admin".into(),
+                    credentials_at: now(),
+                    retired_at: None,
+                },
+            ),
+        );
         for (i, key) in ["chw_setpoint", "mode", "chw_setpoint"].iter().enumerate() {
             d.history
                 .push((p1.clone(), history_entry(i as i64 * 10, key, None)));
@@ -565,6 +641,9 @@ pub(super) struct RouteCase {
 pub(super) const ROUTES: &[RouteCase] = &[
     RouteCase { method: "GET", path: "/api/v1/devices", template: "/api/v1/devices", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01", template: "/api/v1/devices/{id}", body: None, role: Role::Viewer, ok: 200 },
+    RouteCase { method: "POST", path: "/api/v1/devices", template: "/api/v1/devices", body: Some(|r| r.set_json(json!({"id": "plant-09"}))), role: Role::Admin, ok: 201 },
+    RouteCase { method: "POST", path: "/api/v1/devices/plant-01/credentials", template: "/api/v1/devices/{id}/credentials", body: None, role: Role::Admin, ok: 200 },
+    RouteCase { method: "DELETE", path: "/api/v1/devices/plant-01", template: "/api/v1/devices/{id}", body: None, role: Role::Admin, ok: 204 },
     RouteCase { method: "PATCH", path: "/api/v1/devices/plant-01/desired", template: "/api/v1/devices/{id}/desired", body: Some(|r| r.set_json(json!({"settings": {"chw_setpoint": 8.0}}))), role: Role::Operator, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/history", template: "/api/v1/devices/{id}/history", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/telemetry", template: "/api/v1/devices/{id}/telemetry", body: None, role: Role::Viewer, ok: 200 },

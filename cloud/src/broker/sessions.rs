@@ -8,10 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use shiki_proto::DeviceId;
 use tokio::sync::oneshot;
 
+/// A connection's id and what closes it.
+type Closer = (u64, oneshot::Sender<()>);
+
 /// Live connections by device.
 #[derive(Debug, Default)]
 pub struct DeviceSessions {
-    live: Mutex<HashMap<DeviceId, Vec<(u64, oneshot::Sender<()>)>>>,
+    live: Mutex<HashMap<DeviceId, Vec<Closer>>>,
     next: AtomicU64,
 }
 

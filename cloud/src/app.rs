@@ -77,10 +77,22 @@ pub struct App {
     pub url_signer: UrlSigner,
     /// The OTA jobs.
     pub jobs: Addr<JobsActor>,
+    /// The embedded broker behind the devices' front and its secret (benches publish there
+    /// for many devices from one client).
+    pub internal_mqtt: Option<(SocketAddr, String)>,
     store: Arc<dyn Store>,
     ingest: Ingest,
     api: actix_web::dev::ServerHandle,
-    _broker: Option<EmbeddedBroker>,
+    _broker: Option<Embedded>,
+}
+
+/// The embedded broker: rumqttd on loopback, behind the front devices connect to.
+#[derive(Debug)]
+struct Embedded {
+    broker: EmbeddedBroker,
+    front: broker::DeviceFront,
+    /// What rumqttd accepts as a password: the front's and the cloud's own.
+    password: String,
 }
 
 /// How long the store's writer lets writes gather under load when nothing waits for the
@@ -105,8 +117,17 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     let (api_listener, api_addr) = bind_api(&config)?;
     let artifacts = open_artifacts(&config, api_addr)?;
     let url_signer = artifacts.urls().clone();
-    let (embedded, target) = start_broker(&config, target)?;
-    let options = broker::client_options(&config.mqtt, &target)?;
+    let sessions = Arc::new(broker::DeviceSessions::default());
+    let embedded = start_broker(&config, &target, &topics, dyn_store.clone(), &sessions)?;
+    let target = match &embedded {
+        Some(e) => BrokerTarget::Embedded(e.broker.addr()),
+        None => target,
+    };
+    let options = broker::client_options(
+        &config.mqtt,
+        &target,
+        embedded.as_ref().map(|e| e.password.as_str()),
+    )?;
     let (client, eventloop) = Ingest::client_for(options);
 
     let notifier_stats = Arc::new(NotifierStats::default());
@@ -167,17 +188,26 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         embedded.is_some(),
     );
 
-    let backend: SharedBackend = Arc::new(CloudBackend::new(
+    let mut backend = CloudBackend::new(
         registry.clone(),
         jobs.clone(),
         dyn_store,
         ingest_stats.clone(),
         device_metrics.clone(),
-    )?);
+    )?
+    .with_sessions(sessions);
+    if let Some(e) = &embedded {
+        backend = backend.with_front_stats(e.front.stats.clone());
+    }
+    let backend: SharedBackend = Arc::new(backend);
     let (api, admin_token) = serve_api((api_listener, api_addr), backend, artifacts).await?;
-    tracing::info!(%api_addr, mqtt = ?embedded.as_ref().map(EmbeddedBroker::addr), "shiki-cloud started");
+    let mqtt_addr = embedded.as_ref().map(|e| e.front.addr());
+    tracing::info!(%api_addr, mqtt = ?mqtt_addr, "shiki-cloud started");
     Ok(App {
-        mqtt_addr: embedded.as_ref().map(EmbeddedBroker::addr),
+        mqtt_addr,
+        internal_mqtt: embedded
+            .as_ref()
+            .map(|e| (e.broker.addr(), e.password.clone())),
         api_addr,
         admin_token,
         registry,
@@ -224,24 +254,39 @@ fn open_store(config: &CloudConfig, ack_after_commit: bool) -> Result<Arc<dyn St
     )?))
 }
 
-/// Starts the embedded broker when the config asks for one (port 0: any free port) and
-/// returns the target the cloud's MQTT client connects to.
+/// With the embedded broker: rumqttd on a free loopback port, accepting only an internal
+/// secret, and the devices' front on `mqtt.listen` (port 0: any free port), which checks
+/// each device against the registry and keeps it to its own topics.
 fn start_broker(
     config: &CloudConfig,
-    target: BrokerTarget,
-) -> Result<(Option<EmbeddedBroker>, BrokerTarget), AppError> {
-    Ok(match target {
-        BrokerTarget::Embedded(addr) => {
-            let b = if addr.port() == 0 {
-                EmbeddedBroker::start_on_free_port(config.mqtt.max_inflight)?
-            } else {
-                EmbeddedBroker::start(addr, config.mqtt.max_inflight)?
-            };
-            let t = BrokerTarget::Embedded(b.addr());
-            (Some(b), t)
-        }
-        external => (None, external),
-    })
+    target: &BrokerTarget,
+    topics: &Topics,
+    store: Arc<dyn Store>,
+    sessions: &Arc<broker::DeviceSessions>,
+) -> Result<Option<Embedded>, AppError> {
+    let BrokerTarget::Embedded(listen) = target else {
+        return Ok(None);
+    };
+    let password = broker::internal_password();
+    let broker = EmbeddedBroker::start_on_free_port(config.mqtt.max_inflight, Some(&password))?;
+    let front = broker::DeviceFront::start(
+        *listen,
+        broker::FrontConfig {
+            upstream: broker.addr(),
+            internal_password: password.clone(),
+            topics: topics.clone(),
+            allow_unregistered: config.mqtt.allow_unregistered,
+            max_packet: shiki_proto::MAX_MESSAGE_BYTES + 4096,
+        },
+        store,
+        sessions.clone(),
+    )?;
+    tracing::info!(addr = %front.addr(), allow_unregistered = config.mqtt.allow_unregistered, "embedded MQTT broker listening");
+    Ok(Some(Embedded {
+        broker,
+        front,
+        password,
+    }))
 }
 
 /// Binds the admin API's listener (port 0: any free port) and returns it with its address.

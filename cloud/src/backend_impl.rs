@@ -39,6 +39,8 @@ pub struct CloudBackend {
     artifact_puts: tokio::sync::Mutex<()>,
     /// Live device connections through the embedded broker's front.
     sessions: Arc<crate::broker::DeviceSessions>,
+    /// What the front refused (embedded broker only).
+    front: Option<Arc<crate::broker::FrontStats>>,
 }
 
 impl std::fmt::Debug for CloudBackend {
@@ -82,7 +84,14 @@ impl CloudBackend {
             rate: Mutex::new((Instant::now(), 0, 0.0)),
             artifact_puts: tokio::sync::Mutex::new(()),
             sessions: Arc::default(),
+            front: None,
         })
+    }
+
+    /// Counts of the devices' front, for `/metrics`.
+    pub fn with_front_stats(mut self, stats: Arc<crate::broker::FrontStats>) -> Self {
+        self.front = Some(stats);
+        self
     }
 
     /// Closes the live connections of a device whose password changes through `sessions`
@@ -600,6 +609,29 @@ impl Backend for CloudBackend {
                 store_commit_failures_total: s.failed_commits,
                 ingest_unstored_total: self.ingest.unstored_total(),
                 store_quarantined_rows_total: s.quarantined_rows,
+                mqtt_connections_refused_total: self
+                    .front
+                    .as_ref()
+                    .map(|f| {
+                        f.refused_by_reason()
+                            .into_iter()
+                            .map(|(k, v)| (k.to_owned(), v))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                mqtt_connections_accepted_total: self
+                    .front
+                    .as_ref()
+                    .map_or(0, |f| f.accepted.load(Ordering::Relaxed)),
+                mqtt_publishes_refused_total: self
+                    .front
+                    .as_ref()
+                    .map_or(0, |f| f.publishes_refused.load(Ordering::Relaxed)),
+                mqtt_subscriptions_refused_total: self
+                    .front
+                    .as_ref()
+                    .map_or(0, |f| f.subscriptions_refused.load(Ordering::Relaxed)),
+                mqtt_devices_connected: self.sessions.connected() as u64,
             })
         }
         .boxed_local()

@@ -93,6 +93,11 @@ pub struct MqttConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
+    /// Embedded broker: let an unknown client id connect and register it as a device with
+    /// the password it brings (first contact; for a lab). Default: only devices registered
+    /// through `POST /api/v1/devices` connect.
+    #[serde(default)]
+    pub allow_unregistered: bool,
     /// Most unacknowledged QoS 1 messages in flight per connection on the embedded broker.
     #[serde(default = "default_inflight")]
     pub max_inflight: u16,
@@ -142,6 +147,7 @@ impl Default for MqttConfig {
             key_file: None,
             username: None,
             password: None,
+            allow_unregistered: false,
             max_inflight: default_inflight(),
             ack_after_commit: None,
         }

@@ -19,6 +19,8 @@ async fn desired_changes_through_the_http_api_reach_the_device_and_are_verified(
         ..CloudConfig::default()
     };
     cfg.mqtt.listen = "127.0.0.1:0".parse().expect("addr");
+    // The fake device registers on first contact.
+    cfg.mqtt.allow_unregistered = true;
     cfg.api.listen = "127.0.0.1:0".parse().expect("addr");
     let app = shiki_cloud::start(cfg).await.expect("cloud starts");
     let token = app

@@ -26,6 +26,8 @@ fn config(dir: &tempfile::TempDir) -> CloudConfig {
     c.api.listen = "127.0.0.1:0".parse().expect("addr");
     c.mqtt.client_id = format!("shiki-cloud-test-{}", rand::random::<u32>());
     c.verification.first_delay = Duration::from_millis(300);
+    // Fake devices register on first contact.
+    c.mqtt.allow_unregistered = true;
     c
 }
 
@@ -94,15 +96,21 @@ async fn scenario(app: &App, topics: &Topics, host: &str, port: u16) {
         .await;
     dev.send_raw(Channel::ShadowReported, b"[1,2,3]".to_vec())
         .await;
-    dev.client
-        .publish(
-            format!("{}/bad.id/telemetry", topics.prefix()),
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            b"{}".to_vec(),
-        )
-        .await
-        .expect("publish");
+    // On the embedded broker the devices' front stops a publish outside the device's own
+    // topics before it reaches the ingest (tests/tests/broker_isolation.rs); through
+    // Mosquitto (no ACL on 1883) the ingest drops it.
+    let external = port == 1883;
+    if external {
+        dev.client
+            .publish(
+                format!("{}/bad.id/telemetry", topics.prefix()),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                b"{}".to_vec(),
+            )
+            .await
+            .expect("publish");
+    }
     other.send(Channel::Telemetry, &batch(&[1])).await;
     dev.send(Channel::Telemetry, &batch(&[6])).await;
 
@@ -114,7 +122,7 @@ async fn scenario(app: &App, topics: &Topics, host: &str, port: u16) {
         let s = stats.clone();
         async move {
             (s.dropped_count(DropReason::Malformed) >= 2
-                && s.dropped_count(DropReason::InvalidDeviceId) >= 1)
+                && (!external || s.dropped_count(DropReason::InvalidDeviceId) >= 1))
                 .then_some(())
         }
     })

@@ -120,6 +120,8 @@ async fn a_put_schedule_reaches_the_device_its_acks_show_in_the_api_and_survive_
     let dir = tempfile::tempdir().expect("tempdir");
     let (hook, mut alerts) = webhook(0).await;
     let mut cfg = config(&dir);
+    // The fake device registers on first contact.
+    cfg.mqtt.allow_unregistered = true;
     cfg.notifier.webhook_url = Some(hook);
     let app = shiki_cloud::start(cfg.clone()).await.expect("cloud starts");
     let api = Api {

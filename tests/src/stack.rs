@@ -181,6 +181,8 @@ pub struct EdgeOptions {
     pub extra_toml: String,
     /// The binary to run (default: the workspace's `shiki-edge`); OTA tests run a copy.
     pub binary: Option<PathBuf>,
+    /// The device's MQTT password (`mqtt.password`; see [`Api::register_device`]).
+    pub password: Option<String>,
 }
 
 impl EdgeOptions {
@@ -192,7 +194,14 @@ impl EdgeOptions {
             telemetry_interval: "1s",
             extra_toml: "[mqtt]\nreconnect_min = \"200ms\"\nreconnect_max = \"1s\"\n".into(),
             binary: None,
+            password: None,
         }
+    }
+
+    /// With the MQTT password the cloud gave the device.
+    pub fn with_password(mut self, password: String) -> Self {
+        self.password = Some(password);
+        self
     }
 }
 
@@ -213,9 +222,17 @@ impl Edge {
         };
         let config = dir.join(format!("{}.toml", opts.device_id));
         let data_dir = dir.join(format!("{}-data", opts.device_id));
+        let mut toml = opts.extra_toml.clone();
+        if let Some(p) = &opts.password {
+            let line = format!("password = {p:?}\n");
+            toml = match toml.find("[mqtt]\n") {
+                Some(at) => format!("{}{line}{}", &toml[..at + 7], &toml[at + 7..]),
+                None => format!("{toml}\n[mqtt]\n{line}"),
+            };
+        }
         std::fs::write(
             &config,
-            format!("device_id = {:?}\n{}", opts.device_id, opts.extra_toml),
+            format!("device_id = {:?}\n{}", opts.device_id, toml),
         )?;
         let config_s = config.display().to_string();
         let data_s = data_dir.display().to_string();
@@ -372,6 +389,27 @@ impl Api {
             Ok((200, v)) => Some(v),
             _ => None,
         }
+    }
+
+    /// Registers `device` for the embedded broker; returns its MQTT password.
+    pub async fn register_device(&self, device: &str) -> anyhow::Result<String> {
+        let res = self
+            .http
+            .post(format!("http://{}/api/v1/devices", self.addr))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "id": device }))
+            .send()
+            .await?;
+        let status = res.status();
+        let body: Value = res.json().await?;
+        anyhow::ensure!(
+            status.as_u16() == 201,
+            "registering {device}: {status} {body}"
+        );
+        body["mqtt_password"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no mqtt_password in {body}"))
     }
 
     /// Every stored telemetry `seq` of the device, oldest first (empty while unknown).

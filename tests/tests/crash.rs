@@ -19,7 +19,8 @@ async fn an_edge_killed_while_draining_its_backlog_still_delivers_every_sample_e
     let sim = PlcSim::start(dir.path()).await?;
     let cloud = Cloud::start_embedded("cloud", &dir.path().join("cloud"), dir.path()).await?;
     let proxy = TcpProxy::start(cloud.mqtt.expect("embedded broker")).await?;
-    let mut opts = EdgeOptions::new(DEVICE, format!("mqtt://{}", proxy.addr()), Some(sim.addr));
+    let mut opts = EdgeOptions::new(DEVICE, format!("mqtt://{}", proxy.addr()), Some(sim.addr))
+        .with_password(cloud.api.register_device(DEVICE).await?);
     opts.telemetry_interval = "100ms";
     // Small backlog batches, one at a time: the drain takes several round trips.
     opts.extra_toml = "[mqtt]\nreconnect_min = \"200ms\"\nreconnect_max = \"1s\"\n\

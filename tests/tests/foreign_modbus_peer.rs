@@ -91,7 +91,8 @@ async fn an_edge_decodes_a_foreign_modbus_server_and_writes_the_right_registers(
     let _edge = Edge::start(
         "edge",
         dir.path(),
-        &EdgeOptions::new(DEVICE, cloud.mqtt_url()?, Some(plc)),
+        &EdgeOptions::new(DEVICE, cloud.mqtt_url()?, Some(plc))
+            .with_password(cloud.api.register_device(DEVICE).await?),
     )
     .await?;
     let api = &cloud.api;

@@ -686,7 +686,8 @@ async fn every_dashboard_query_runs_on_what_a_running_cloud_stores() -> anyhow::
     let _edge = Edge::start(
         "edge",
         dir.path(),
-        &EdgeOptions::new(DEVICE, cloud.mqtt_url()?, Some(sim.addr)),
+        &EdgeOptions::new(DEVICE, cloud.mqtt_url()?, Some(sim.addr))
+            .with_password(cloud.api.register_device(DEVICE).await?),
     )
     .await?;
     let api = &cloud.api;

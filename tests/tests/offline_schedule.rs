@@ -49,7 +49,8 @@ async fn a_schedule_transition_reaches_the_plc_while_offline_and_its_event_arriv
     let _edge = Edge::start(
         "edge",
         dir.path(),
-        &EdgeOptions::new(DEVICE, format!("mqtt://{}", proxy.addr()), Some(sim.addr)),
+        &EdgeOptions::new(DEVICE, format!("mqtt://{}", proxy.addr()), Some(sim.addr))
+            .with_password(cloud.api.register_device(DEVICE).await?),
     )
     .await?;
     let api = &cloud.api;

@@ -64,7 +64,8 @@ async fn start(
         .mqtt
         .ok_or_else(|| anyhow::anyhow!("no embedded broker"))?;
     let mqtt = TcpProxy::start(broker).await?;
-    let mut opts = EdgeOptions::new(DEVICE, format!("mqtt://{}", mqtt.addr()), None);
+    let mut opts = EdgeOptions::new(DEVICE, format!("mqtt://{}", mqtt.addr()), None)
+        .with_password(cloud.api.register_device(DEVICE).await?);
     opts.binary = Some(binary.clone());
     opts.extra_toml.push_str(&format!(
         "[ota]\npublic_keys = [{:?}]\nhealth_window = \"20s\"\n",

@@ -25,7 +25,8 @@ async fn samples_taken_during_an_outage_and_a_cloud_restart_arrive_exactly_once_
     let _edge = Edge::start(
         "edge",
         dir.path(),
-        &EdgeOptions::new(DEVICE, format!("mqtt://{}", proxy.addr()), Some(sim.addr)),
+        &EdgeOptions::new(DEVICE, format!("mqtt://{}", proxy.addr()), Some(sim.addr))
+            .with_password(cloud.api.register_device(DEVICE).await?),
     )
     .await?;
     cloud

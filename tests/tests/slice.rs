@@ -19,7 +19,8 @@ async fn an_operator_setpoint_change_reaches_the_plc_and_is_verified() -> anyhow
     let _edge = Edge::start(
         "edge",
         dir.path(),
-        &EdgeOptions::new(DEVICE, cloud.mqtt_url()?, Some(sim.addr)),
+        &EdgeOptions::new(DEVICE, cloud.mqtt_url()?, Some(sim.addr))
+            .with_password(cloud.api.register_device(DEVICE).await?),
     )
     .await?;
     let api = &cloud.api;

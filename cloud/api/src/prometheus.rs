@@ -125,6 +125,42 @@ fn verifications_and_store(out: &mut Out, m: &MetricsSnapshot) {
          (their samples are not readable).",
         m.store_quarantined_rows_total as f64,
     );
+    out.family(
+        "shiki_mqtt_connections_refused_total",
+        "counter",
+        "Device connections the embedded broker refused (CONNACK 5), by reason.",
+    );
+    for (reason, n) in &m.mqtt_connections_refused_total {
+        out.sample(
+            "shiki_mqtt_connections_refused_total",
+            &[("reason", reason)],
+            *n as f64,
+        );
+    }
+    out.single(
+        "shiki_mqtt_connections_accepted_total",
+        "counter",
+        "Device connections the embedded broker accepted.",
+        m.mqtt_connections_accepted_total as f64,
+    );
+    out.single(
+        "shiki_mqtt_publishes_refused_total",
+        "counter",
+        "Device connections closed for publishing outside the device's own topics.",
+        m.mqtt_publishes_refused_total as f64,
+    );
+    out.single(
+        "shiki_mqtt_subscriptions_refused_total",
+        "counter",
+        "Subscription filters refused: outside the subscribing device's own topics.",
+        m.mqtt_subscriptions_refused_total as f64,
+    );
+    out.single(
+        "shiki_mqtt_devices_connected",
+        "gauge",
+        "Devices connected to the embedded broker now.",
+        m.mqtt_devices_connected as f64,
+    );
     out.single(
         "shiki_ingest_unstored_total",
         "counter",

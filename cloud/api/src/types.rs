@@ -324,6 +324,22 @@ pub struct MetricsSnapshot {
     /// Counter: ingested messages whose store commit failed.
     #[serde(default)]
     pub ingest_unstored_total: u64,
+    /// Counter: device connections the embedded broker's front refused, by reason
+    /// (`unknown_device`, `wrong_password`, `no_password`, `retired`, …).
+    #[serde(default)]
+    pub mqtt_connections_refused_total: BTreeMap<String, u64>,
+    /// Counter: device connections the front let through.
+    #[serde(default)]
+    pub mqtt_connections_accepted_total: u64,
+    /// Counter: device connections closed for publishing outside their own topics.
+    #[serde(default)]
+    pub mqtt_publishes_refused_total: u64,
+    /// Counter: subscription filters refused (outside the device's own topics).
+    #[serde(default)]
+    pub mqtt_subscriptions_refused_total: u64,
+    /// Gauge: devices connected through the front now.
+    #[serde(default)]
+    pub mqtt_devices_connected: u64,
     /// Counter: staged telemetry rows that did not decode and were moved aside.
     #[serde(default)]
     pub store_quarantined_rows_total: u64,

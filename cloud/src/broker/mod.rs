@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 
+mod front;
 mod sessions;
+pub use front::{DeviceFront, FrontConfig, FrontStats, internal_password};
 pub use sessions::{DeviceSessions, Session};
 
 use crate::config::{BrokerTarget, MqttConfig};
@@ -42,11 +44,27 @@ pub struct EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Starts rumqttd on `addr` (a concrete port; port 0 is not supported by rumqttd) and
-    /// waits until it accepts connections.
-    pub fn start(addr: SocketAddr, max_inflight: u16) -> Result<Self, BrokerError> {
+    /// waits until it accepts connections. With `password`, it accepts only connections
+    /// that give it (the devices' front and the cloud's own client).
+    pub fn start(
+        addr: SocketAddr,
+        max_inflight: u16,
+        password: Option<&str>,
+    ) -> Result<Self, BrokerError> {
         // rumqttd reports a failed bind only in its log: check the address first.
         TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, source })?;
-        let config = rumqttd_config(addr, max_inflight);
+        let mut config = rumqttd_config(addr, max_inflight);
+        if let Some(secret) = password {
+            let secret = secret.to_owned();
+            if let Some(server) = config.v4.as_mut().and_then(|m| m.get_mut("1")) {
+                server
+                    .connections
+                    .set_auth_handler(move |_client_id, _user, password: String| {
+                        let ok = password == secret;
+                        async move { ok }
+                    });
+            }
+        }
         let thread = std::thread::Builder::new()
             .name("rumqttd".into())
             .spawn(move || {
@@ -79,7 +97,11 @@ impl EmbeddedBroker {
             // Readiness poll: rumqttd offers no "listening" signal.
             std::thread::sleep(Duration::from_millis(5));
         }
-        tracing::info!(%addr, "embedded MQTT broker listening");
+        if password.is_some() {
+            tracing::info!(%addr, "rumqttd listening behind the devices' front");
+        } else {
+            tracing::info!(%addr, "embedded MQTT broker listening");
+        }
         Ok(Self {
             addr,
             _thread: thread,
@@ -88,7 +110,10 @@ impl EmbeddedBroker {
 
     /// Starts rumqttd on a free loopback port (tests, benches): picks a port the OS says is
     /// free and retries on a clash.
-    pub fn start_on_free_port(max_inflight: u16) -> Result<Self, BrokerError> {
+    pub fn start_on_free_port(
+        max_inflight: u16,
+        password: Option<&str>,
+    ) -> Result<Self, BrokerError> {
         let mut last = None;
         for _ in 0..10 {
             let addr = TcpListener::bind("127.0.0.1:0")
@@ -97,7 +122,7 @@ impl EmbeddedBroker {
                     addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                     source,
                 })?;
-            match Self::start(addr, max_inflight) {
+            match Self::start(addr, max_inflight, password) {
                 Ok(b) => return Ok(b),
                 Err(e) => last = Some(e),
             }
@@ -149,7 +174,13 @@ fn rumqttd_config(addr: SocketAddr, max_inflight: u16) -> rumqttd::Config {
 /// MQTT options of the cloud's own session: QoS 1 with manual acks (a message is
 /// acknowledged after its store commit) when [`MqttConfig::acks_after_commit`], persistent
 /// session, TLS for `mqtts://`.
-pub fn client_options(cfg: &MqttConfig, target: &BrokerTarget) -> Result<MqttOptions, BrokerError> {
+/// `internal_password`: the secret of the embedded broker behind the devices' front (the
+/// cloud's own client gives it as its password).
+pub fn client_options(
+    cfg: &MqttConfig,
+    target: &BrokerTarget,
+    internal_password: Option<&str>,
+) -> Result<MqttOptions, BrokerError> {
     let (host, port, tls) = match target {
         BrokerTarget::Embedded(addr) => (addr.ip().to_string(), addr.port(), false),
         BrokerTarget::External { host, port, tls } => (host.clone(), *port, *tls),
@@ -164,8 +195,14 @@ pub fn client_options(cfg: &MqttConfig, target: &BrokerTarget) -> Result<MqttOpt
             shiki_proto::MAX_MESSAGE_BYTES + 4096,
             shiki_proto::MAX_MESSAGE_BYTES + 4096,
         );
-    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
-        o.set_credentials(u.clone(), p.clone());
+    match (internal_password, &cfg.username, &cfg.password) {
+        (Some(secret), _, _) => {
+            o.set_credentials(cfg.client_id.clone(), secret.to_owned());
+        }
+        (None, Some(u), Some(p)) => {
+            o.set_credentials(u.clone(), p.clone());
+        }
+        _ => {}
     }
     if tls {
         let ca = cfg.ca_file.as_deref().ok_or(BrokerError::MissingCa)?;

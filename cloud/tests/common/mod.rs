@@ -18,9 +18,22 @@ pub struct FakeDevice {
     pub inbox: mpsc::UnboundedReceiver<(Channel, Vec<u8>)>,
 }
 
+/// The password fake devices bring: the embedded broker registers them with it on first
+/// contact (the tests' configs set `mqtt.allow_unregistered`).
+pub const TEST_DEVICE_PASSWORD: &str = "test-device-password";
+
 impl FakeDevice {
+    /// Connects as device `id` (client id = user name = `id` on the embedded broker; on the
+    /// shared Mosquitto at 1883 the client id gets a random suffix, so that tests running
+    /// at once do not take each other's sessions).
     pub async fn connect(id: &str, topics: &Topics, host: &str, port: u16) -> Self {
-        let o = MqttOptions::new(format!("{id}-{}", rand::random::<u32>()), host, port);
+        let client_id = if port == 1883 {
+            format!("{id}-{}", rand::random::<u32>())
+        } else {
+            id.to_owned()
+        };
+        let mut o = MqttOptions::new(client_id, host, port);
+        o.set_credentials(id, TEST_DEVICE_PASSWORD);
         Self::connect_with(id, topics, o).await
     }
 

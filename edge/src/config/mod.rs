@@ -82,8 +82,13 @@ pub struct MqttConfig {
     pub topic_prefix: String,
     /// MQTT client id; defaults to the device id.
     pub client_id: Option<String>,
+    /// MQTT user name; defaults to the device id when a password is set.
     pub username: Option<String>,
+    /// MQTT password (the cloud's `POST /api/v1/devices` gives it once).
     pub password: Option<String>,
+    /// A file holding the MQTT password (its first line), read at each connection, so a
+    /// rotated password is picked up without a restart. Not with `mqtt.password`.
+    pub password_file: Option<PathBuf>,
     /// PEM file of the CA(s) that signed the broker certificate (mqtts only).
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate chain and private key (mqtts only; both or neither).
@@ -113,6 +118,7 @@ impl Default for MqttConfig {
             client_id: None,
             username: None,
             password: None,
+            password_file: None,
             ca_file: None,
             cert_file: None,
             key_file: None,
@@ -404,6 +410,32 @@ impl EdgeConfig {
                 "TLS files are set but mqtt.url is plain mqtt://; use mqtts://",
             ));
         }
+        if self.mqtt.password.is_some() && self.mqtt.password_file.is_some() {
+            return Err(self.invalid(
+                "mqtt.password_file",
+                "give mqtt.password or mqtt.password_file, not both",
+            ));
+        }
+        if let Some(p) = &self.mqtt.password_file {
+            match std::fs::read_to_string(p) {
+                Ok(text) if first_line(&text).is_empty() => {
+                    return Err(self.invalid(
+                        "mqtt.password_file",
+                        format!(
+                            "{} is empty: write the device's MQTT password in it",
+                            p.display()
+                        ),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(self.invalid(
+                        "mqtt.password_file",
+                        format!("cannot read {}: {e}", p.display()),
+                    ));
+                }
+            }
+        }
         for (key, path) in [
             ("mqtt.ca_file", &self.mqtt.ca_file),
             ("mqtt.cert_file", &self.mqtt.cert_file),
@@ -520,3 +552,8 @@ impl EdgeConfig {
 
 #[cfg(test)]
 mod tests;
+
+/// The first line of a password file, without its line ending or surrounding blanks.
+pub fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("").trim()
+}

@@ -64,8 +64,24 @@ pub fn mqtt_options(
         .set_max_packet_size(MAX_PACKET, MAX_PACKET)
         .set_inflight(inflight)
         .set_last_will(LastWill::new(will_topic, will, QoS::AtLeastOnce, true));
-    if let (Some(u), Some(p)) = (&cfg.mqtt.username, &cfg.mqtt.password) {
-        opts.set_credentials(u.clone(), p.clone());
+    let password = match (&cfg.mqtt.password, &cfg.mqtt.password_file) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(file)) => match std::fs::read_to_string(file) {
+            Ok(text) => Some(crate::config::first_line(&text).to_owned()),
+            Err(e) => {
+                tracing::error!(file = %file.display(), error = %e, "cannot read mqtt.password_file; connecting without a password");
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    if let Some(p) = password {
+        let user = cfg
+            .mqtt
+            .username
+            .clone()
+            .unwrap_or_else(|| cfg.device_id.to_string());
+        opts.set_credentials(user, p);
     }
     if addr.tls {
         let tls = tls_config(cfg)?;

@@ -205,7 +205,8 @@ async fn run(
 
     let mut edges = Vec::new();
     for (i, plc) in sims.iter().enumerate() {
-        let cfg = edge_config(i + 1, mqtt, *plc, data_dir, args.telemetry_interval)?;
+        let mut cfg = edge_config(i + 1, mqtt, *plc, data_dir, args.telemetry_interval)?;
+        cfg.mqtt.password = Some(register(&app, &cfg.device_id).await?);
         let stop = stopped(stop_rx.clone());
         let id = cfg.device_id.clone();
         edges.push((
@@ -339,6 +340,32 @@ async fn load_schedules(api: SocketAddr, token: &str, devices: &[DeviceId]) {
             }
         }
     }
+}
+
+/// Registers a demo device for the embedded broker (again on each run, with a fresh
+/// password) and returns the password.
+async fn register(app: &shiki_cloud::App, id: &DeviceId) -> anyhow::Result<String> {
+    use shiki_cloud::store::{RegistryRecord, Write};
+    let password = shiki_cloud::auth::generate_device_password();
+    let hash = {
+        let p = password.clone();
+        tokio::task::spawn_blocking(move || shiki_cloud::auth::hash_device_password(&p)).await?
+    };
+    let now = chrono::Utc::now();
+    let record = RegistryRecord {
+        id: id.clone(),
+        tenant: None,
+        password_hash: Some(hash),
+        created_at: now,
+        created_by: "shiki-demo".into(),
+        credentials_at: now,
+        retired_at: None,
+    };
+    app.store()
+        .submit(vec![Write::PutRegistry(Box::new(record))])
+        .await
+        .with_context(|| format!("registering {id}"))?;
+    Ok(password)
 }
 
 /// The admin token to show: `SHIKI_ADMIN_TOKEN`, the one this start created (kept in the

@@ -119,6 +119,14 @@ async fn metrics_are_prometheus_text() {
             store_commit_failures_total: 3,
             ingest_unstored_total: 12,
             store_quarantined_rows_total: 1,
+            mqtt_connections_refused_total: BTreeMap::from([
+                ("unknown_device".into(), 4),
+                ("wrong_password".into(), 2),
+            ]),
+            mqtt_connections_accepted_total: 9,
+            mqtt_publishes_refused_total: 1,
+            mqtt_subscriptions_refused_total: 3,
+            mqtt_devices_connected: 2,
         };
     }
     let app = app!(state(backend));
@@ -145,6 +153,11 @@ async fn metrics_are_prometheus_text() {
         "shiki_ingest_unstored_total",
         "shiki_store_quarantined_rows_total",
         "shiki_api_auth_failures_total",
+        "shiki_mqtt_connections_refused_total",
+        "shiki_mqtt_connections_accepted_total",
+        "shiki_mqtt_publishes_refused_total",
+        "shiki_mqtt_subscriptions_refused_total",
+        "shiki_mqtt_devices_connected",
     ] {
         assert!(names.contains(name), "{name} missing:\n{text}");
     }
@@ -161,6 +174,14 @@ async fn metrics_are_prometheus_text() {
         "{text}"
     );
     assert!(text.contains("shiki_ingest_unstored_total 12\n"), "{text}");
+    assert!(
+        text.contains("shiki_mqtt_connections_refused_total{reason=\"wrong_password\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shiki_mqtt_subscriptions_refused_total 3\n"),
+        "{text}"
+    );
     assert!(
         text.contains("shiki_store_quarantined_rows_total 1\n"),
         "{text}"

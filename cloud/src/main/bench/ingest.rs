@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use super::cpu::{ThreadCpu, add_cpu, cpu_by_thread, cpu_per_message};
 use super::shared::{
-    bench_config, broker_port, device_client, out, subscriber, temp_dir, topics_of,
+    Access, bench_config, broker_port, device_client, out, subscriber, temp_dir, topics_of,
     use_external_broker,
 };
 
@@ -51,14 +51,14 @@ pub(super) async fn run(
     let ack_after_commit = cfg.mqtt.acks_after_commit(&target);
     let topics = topics_of(&cfg)?;
     let app = shiki_cloud::start(cfg).await?;
-    let (port, broker) = broker_port(&app, &target);
+    let (access, broker) = broker_port(&app, &target);
 
     // The bare subscriber (prefix the cloud does not subscribe to) counts what it receives.
     let bare_topics = Topics::new(&format!("bench-bare{run}/shiki/v1")).expect("valid prefix");
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
     let (sub_task, ready) = subscriber(
-        device_client("bench-sub", port),
+        device_client("bench-sub", &access),
         bare_topics.all_devices(&Channel::Telemetry),
         move |_, _| {
             counter.fetch_add(1, Ordering::Relaxed);
@@ -69,7 +69,7 @@ pub(super) async fn run(
     let mut bench = IngestBench {
         app: &app,
         store: app.store(),
-        port,
+        access,
         broker,
         topics,
         bare_topics,
@@ -119,8 +119,8 @@ struct Round {
 struct IngestBench<'a> {
     app: &'a App,
     store: Arc<dyn Store>,
-    /// The broker's port and how the figures name it.
-    port: u16,
+    /// Where the bench connects and how the figures name the broker.
+    access: Access,
     broker: String,
     /// The cloud's topics, and the bare subscriber's.
     topics: Topics,
@@ -176,7 +176,7 @@ impl IngestBench<'_> {
         let target = ((round + 1) * n) as u64;
         let cpu0 = cpu_by_thread();
         let t0 = Instant::now();
-        let publisher = spawn_publisher(self.port, msgs);
+        let publisher = spawn_publisher(self.access.clone(), msgs);
         let received = &self.received;
         let got = until_done_or_stalled(|| received.load(Ordering::Relaxed), target).await;
         if got < target {
@@ -198,7 +198,7 @@ impl IngestBench<'_> {
         let (commits0, max0) = (store.stats().commits, store.stats().max_commit_micros);
         let cpu0 = cpu_by_thread();
         let t0 = Instant::now();
-        let publisher = spawn_publisher(self.port, msgs);
+        let publisher = spawn_publisher(self.access.clone(), msgs);
         let got = until_done_or_stalled(|| store.stats().samples_stored - base, n as u64).await;
         if got < n as u64 {
             out(&stalled(&self.broker, "cloud", got, n));
@@ -312,7 +312,7 @@ fn stream(topics: &Topics, n: usize, first_seq: u64, points: usize) -> Vec<(Stri
 
 /// Publishes `msgs` from one client on its own thread and runtime (the devices are not part
 /// of the cloud process); runs until the returned sender is dropped or fired.
-fn spawn_publisher(port: u16, msgs: Vec<(String, Vec<u8>)>) -> oneshot::Sender<()> {
+fn spawn_publisher(access: Access, msgs: Vec<(String, Vec<u8>)>) -> oneshot::Sender<()> {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let spawned = std::thread::Builder::new()
         .name("bench-publisher".into())
@@ -324,7 +324,7 @@ fn spawn_publisher(port: u16, msgs: Vec<(String, Vec<u8>)>) -> oneshot::Sender<(
                 return;
             };
             rt.block_on(async move {
-                let (client, mut el) = device_client("bench-pub", port);
+                let (client, mut el) = device_client("bench-pub", &access);
                 tokio::spawn(async move {
                     loop {
                         if el.poll().await.is_err() {

@@ -52,19 +52,50 @@ pub(super) fn temp_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// The port devices connect to (the embedded broker's, or the external one's) and how the
-/// figures name that broker.
-pub(super) fn broker_port(app: &App, target: &BrokerTarget) -> (u16, String) {
-    match (app.mqtt_addr, target) {
-        (Some(a), _) => (a.port(), "the embedded broker".to_owned()),
-        (None, BrokerTarget::External { port, host, .. }) => (*port, format!("{host}:{port}")),
-        (None, _) => (1883, "127.0.0.1:1883".to_owned()),
+/// figures name that broker. With the embedded broker the bench's clients connect to
+/// rumqttd behind the devices' front, with its secret: one bench client publishes for many
+/// devices, which the front allows no device to do.
+pub(super) fn broker_port(app: &App, target: &BrokerTarget) -> (Access, String) {
+    match (&app.internal_mqtt, target) {
+        (Some((a, secret)), _) => (
+            Access {
+                port: a.port(),
+                password: Some(secret.clone()),
+            },
+            "the embedded broker".to_owned(),
+        ),
+        (None, BrokerTarget::External { port, host, .. }) => (
+            Access {
+                port: *port,
+                password: None,
+            },
+            format!("{host}:{port}"),
+        ),
+        (None, _) => (
+            Access {
+                port: 1883,
+                password: None,
+            },
+            "127.0.0.1:1883".to_owned(),
+        ),
     }
 }
 
-/// An MQTT client on loopback `port` standing in for a device (or a bare subscriber); the
-/// caller polls the event loop.
-pub(super) fn device_client(id: &str, port: u16) -> (AsyncClient, EventLoop) {
-    let mut o = MqttOptions::new(format!("{id}-{}", rand::random::<u32>()), "127.0.0.1", port);
+/// Where the bench's MQTT clients connect: a loopback port, and the password it wants.
+#[derive(Debug, Clone)]
+pub(super) struct Access {
+    pub port: u16,
+    pub password: Option<String>,
+}
+
+/// An MQTT client on loopback standing in for a device (or a bare subscriber); the caller
+/// polls the event loop.
+pub(super) fn device_client(id: &str, access: &Access) -> (AsyncClient, EventLoop) {
+    let client_id = format!("{id}-{}", rand::random::<u32>());
+    let mut o = MqttOptions::new(client_id.clone(), "127.0.0.1", access.port);
+    if let Some(p) = &access.password {
+        o.set_credentials(client_id, p.clone());
+    }
     o.set_keep_alive(Duration::from_secs(30))
         .set_inflight(1000)
         .set_max_packet_size(256 * 1024, 256 * 1024);

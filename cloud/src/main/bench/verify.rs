@@ -19,7 +19,7 @@ use shiki_proto::{
 use tokio::task::JoinHandle;
 
 use super::shared::{
-    bench_config, broker_port, device_client, out, subscriber, temp_dir, topics_of,
+    Access, bench_config, broker_port, device_client, out, subscriber, temp_dir, topics_of,
     use_external_broker,
 };
 
@@ -41,10 +41,10 @@ pub(super) async fn run(changes: usize, mqtt_url: Option<&str>) -> anyhow::Resul
     let topics = topics_of(&cfg)?;
     let target = cfg.broker()?;
     let app = shiki_cloud::start(cfg).await?;
-    let (port, _) = broker_port(&app, &target);
+    let (access, _) = broker_port(&app, &target);
     let id = DeviceId::new("bench-verify").expect("valid");
     let delta_seen = DeltaSeen::default();
-    let device = simulated_device(port, &topics, &id, delta_seen.clone()).await;
+    let device = simulated_device(&access, &topics, &id, delta_seen.clone()).await;
     introduce(&app, &id);
     for gap in [Duration::ZERO, Duration::from_millis(100)] {
         let (lat, to_delta) = measure_changes(&app, &id, changes, gap, &delta_seen).await;
@@ -59,14 +59,14 @@ pub(super) async fn run(changes: usize, mqtt_url: Option<&str>) -> anyhow::Resul
 /// A device on the broker that applies every delta at once and reports it, noting in
 /// `delta_seen` when each delta arrived; returns once it is subscribed.
 async fn simulated_device(
-    port: u16,
+    access: &Access,
     topics: &Topics,
     id: &DeviceId,
     delta_seen: DeltaSeen,
 ) -> JoinHandle<()> {
     let reported_topic = topics.topic_for(id, &Channel::ShadowReported);
     let (device, ready) = subscriber(
-        device_client("bench-verify", port),
+        device_client("bench-verify", access),
         topics.topic_for(id, &Channel::ShadowDelta),
         move |client, p| {
             let Ok(d) = decode::<ShadowDelta>(&p.payload) else {

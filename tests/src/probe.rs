@@ -21,6 +21,9 @@ struct Seen {
     subacks: usize,
     pubacks: usize,
     messages: Vec<(String, Vec<u8>)>,
+    suback_codes: Vec<rumqttc::SubscribeReasonCode>,
+    disconnects: usize,
+    connects: usize,
 }
 
 /// How a probe identifies itself to a TLS listener.
@@ -70,7 +73,30 @@ pub async fn connect_answer(
     ca: &Path,
     creds: Credentials<'_>,
 ) -> anyhow::Result<ConnectReturnCode> {
-    let (_client, mut eventloop) = AsyncClient::new(tls_options(client_id, port, ca, creds)?, 10);
+    answer(client_id, tls_options(client_id, port, ca, creds)?).await
+}
+
+/// MQTT options for plain `127.0.0.1:port` with `creds` (a certificate is not possible).
+fn plain_options(client_id: &str, port: u16, creds: Credentials<'_>) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(30));
+    if let Credentials::Password { user, password } = creds {
+        o.set_credentials(user, password);
+    }
+    o
+}
+
+/// As [`connect_answer`], over plain MQTT (the cloud's embedded broker).
+pub async fn connect_answer_plain(
+    client_id: &str,
+    port: u16,
+    creds: Credentials<'_>,
+) -> anyhow::Result<ConnectReturnCode> {
+    answer(client_id, plain_options(client_id, port, creds)).await
+}
+
+async fn answer(client_id: &str, o: MqttOptions) -> anyhow::Result<ConnectReturnCode> {
+    let (_client, mut eventloop) = AsyncClient::new(o, 10);
     let answer = async {
         loop {
             match eventloop.poll().await {
@@ -114,7 +140,20 @@ impl MqttProbe {
         ca: &Path,
         creds: Credentials<'_>,
     ) -> anyhow::Result<Self> {
-        let o = tls_options(client_id, port, ca, creds)?;
+        Self::connect_with(client_id, tls_options(client_id, port, ca, creds)?).await
+    }
+
+    /// Connects to `127.0.0.1:port` over plain MQTT with `creds` (the cloud's embedded
+    /// broker), and waits for a successful CONNACK.
+    pub async fn connect_plain(
+        client_id: &str,
+        port: u16,
+        creds: Credentials<'_>,
+    ) -> anyhow::Result<Self> {
+        Self::connect_with(client_id, plain_options(client_id, port, creds)).await
+    }
+
+    async fn connect_with(client_id: &str, o: MqttOptions) -> anyhow::Result<Self> {
         let (client, mut eventloop) = AsyncClient::new(o, 100);
         let seen = Arc::new(Mutex::new(Seen::default()));
         let s = seen.clone();
@@ -124,8 +163,14 @@ impl MqttProbe {
                     Ok(Event::Incoming(p)) => {
                         let Ok(mut s) = s.lock() else { return };
                         match p {
-                            Packet::ConnAck(_) => s.connected = true,
-                            Packet::SubAck(_) => s.subacks += 1,
+                            Packet::ConnAck(_) => {
+                                s.connected = true;
+                                s.connects += 1;
+                            }
+                            Packet::SubAck(ack) => {
+                                s.subacks += 1;
+                                s.suback_codes.extend(ack.return_codes);
+                            }
                             Packet::PubAck(_) => s.pubacks += 1,
                             Packet::Publish(p) => {
                                 s.messages.push((p.topic.clone(), p.payload.to_vec()));
@@ -135,7 +180,12 @@ impl MqttProbe {
                     }
                     Ok(_) => {}
                     // Back off before the event loop reconnects (rumqttc retries on poll).
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    Err(_) => {
+                        if let Ok(mut s) = s.lock() {
+                            s.disconnects += 1;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
                 }
             }
         });
@@ -178,6 +228,26 @@ impl MqttProbe {
     /// Every message received so far: (topic, payload).
     pub fn messages(&self) -> Vec<(String, Vec<u8>)> {
         self.lock().messages.clone()
+    }
+
+    /// Subscribes at QoS 1, waits for the SUBACK and returns its return codes.
+    pub async fn subscribe_answer(
+        &self,
+        filter: &str,
+    ) -> anyhow::Result<Vec<rumqttc::SubscribeReasonCode>> {
+        let before = self.lock().suback_codes.len();
+        self.subscribe(filter).await?;
+        Ok(self.lock().suback_codes[before..].to_vec())
+    }
+
+    /// How often the connection broke (the broker closed it, or the network did).
+    pub fn disconnects(&self) -> usize {
+        self.lock().disconnects
+    }
+
+    /// How many CONNACKs it got (one per successful connection).
+    pub fn connects(&self) -> usize {
+        self.lock().connects
     }
 }
 

@@ -391,6 +391,18 @@ impl Api {
         }
     }
 
+    /// `DELETE /api/v1{path}`: the status and the body (`null` when empty).
+    pub async fn delete(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let r = self
+            .http
+            .delete(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
     /// Registers `device` for the embedded broker; returns its MQTT password.
     pub async fn register_device(&self, device: &str) -> anyhow::Result<String> {
         let res = self

@@ -181,7 +181,8 @@ pub struct EdgeOptions {
     pub extra_toml: String,
     /// The binary to run (default: the workspace's `shiki-edge`); OTA tests run a copy.
     pub binary: Option<PathBuf>,
-    /// The device's MQTT password (`mqtt.password`; see [`Api::register_device`]).
+    /// The device's MQTT password, written to a file the edge reads
+    /// (`mqtt.password_file`; see [`Api::register_device`]).
     pub password: Option<String>,
 }
 
@@ -224,7 +225,10 @@ impl Edge {
         let data_dir = dir.join(format!("{}-data", opts.device_id));
         let mut toml = opts.extra_toml.clone();
         if let Some(p) = &opts.password {
-            let line = format!("password = {p:?}\n");
+            // As a gateway keeps it: in a file of its own (`mqtt.password_file`).
+            let file = dir.join(format!("{}.mqtt-password", opts.device_id));
+            std::fs::write(&file, format!("{p}\n"))?;
+            let line = format!("password_file = {:?}\n", file.display().to_string());
             toml = match toml.find("[mqtt]\n") {
                 Some(at) => format!("{}{line}{}", &toml[..at + 7], &toml[at + 7..]),
                 None => format!("{toml}\n[mqtt]\n{line}"),

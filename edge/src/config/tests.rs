@@ -178,3 +178,36 @@ fn ota_keys_are_checked_and_a_bad_one_is_named_by_position() {
     let msg = cfg.validate().expect_err("window too short").to_string();
     assert!(msg.contains("ota.health_window"), "{msg}");
 }
+
+#[test]
+fn a_password_file_must_be_readable_and_not_empty_and_not_beside_a_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("mqtt-password");
+    let cfg_with = |extra: &str| {
+        EdgeConfig::parse(&format!("{MINIMAL}[mqtt]\n{extra}"), "p.toml").expect("parses")
+    };
+    let with_file = format!("password_file = {:?}\n", file.display().to_string());
+    let msg = cfg_with(&with_file)
+        .validate()
+        .expect_err("missing")
+        .to_string();
+    assert!(
+        msg.contains("mqtt.password_file") && msg.contains("cannot read"),
+        "{msg}"
+    );
+    std::fs::write(&file, "\n").expect("write");
+    let msg = cfg_with(&with_file)
+        .validate()
+        .expect_err("empty")
+        .to_string();
+    assert!(msg.contains("is empty"), "{msg}");
+    std::fs::write(&file, "s3cret-from-the-cloud\n# a note\n").expect("write");
+    cfg_with(&with_file).validate().expect("valid");
+    assert_eq!(
+        first_line(&std::fs::read_to_string(&file).expect("read")),
+        "s3cret-from-the-cloud"
+    );
+    let both = format!("{with_file}password = \"x\"\n");
+    let msg = cfg_with(&both).validate().expect_err("both").to_string();
+    assert!(msg.contains("not both"), "{msg}");
+}

@@ -134,6 +134,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn close(&self) {}
 }
 
+/// One submission to a backend's writer: its writes and whom to tell when they are
+/// committed.
+pub(crate) struct Job {
+    pub writes: Vec<Write>,
+    pub ack: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Hands `writes` to a writer through `send` (false: the writer is gone) and returns the
+/// commit to wait on.
+pub(crate) fn submit_with(writes: Vec<Write>, send: impl FnOnce(Job) -> bool) -> Commit {
+    let (ack, rx) = tokio::sync::oneshot::channel();
+    if send(Job { writes, ack }) {
+        Commit::waiting(rx)
+    } else {
+        Commit::ready(Err(StoreError::Closed))
+    }
+}
+
 /// Resolves when the writes it was returned for are committed (or failed).
 #[derive(Debug)]
 pub struct Commit(CommitInner);

@@ -28,10 +28,10 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
+use crate::Job;
 use crate::StoreError;
 use crate::counters::Counters;
 pub use schema::SCHEMA_VERSION;
-use writer::Job;
 
 /// How the PostgreSQL store connects and commits.
 #[derive(Debug, Clone)]

@@ -11,7 +11,6 @@ use tokio_postgres::Row;
 
 use super::PgStore;
 use super::sql::JsonBuf;
-use super::writer::Job;
 use crate::{
     ArtifactRecord, Commit, DeviceSnapshot, HistoryEntry, HistoryItem, JobRecord, RegistryRecord,
     SeqGap, Store, StoreError, StoreStats, TimeQuery, TokenRecord, VerificationRecord, Write,
@@ -68,19 +67,10 @@ fn window(ts: &str) -> String {
 
 impl Store for PgStore {
     fn submit(&self, writes: Vec<Write>) -> Commit {
-        let (ack, rx) = tokio::sync::oneshot::channel();
-        let sent = match self.tx.lock() {
-            Ok(g) => g
-                .as_ref()
-                .map(|tx| tx.send(Job { writes, ack }).is_ok())
-                .unwrap_or(false),
+        crate::submit_with(writes, |job| match self.tx.lock() {
+            Ok(g) => g.as_ref().is_some_and(|tx| tx.send(job).is_ok()),
             Err(_) => false,
-        };
-        if sent {
-            Commit::waiting(rx)
-        } else {
-            Commit::ready(Err(StoreError::Closed))
-        }
+        })
     }
 
     fn next_id(&self) -> u64 {

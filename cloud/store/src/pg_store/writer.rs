@@ -18,13 +18,7 @@ use super::rollup::Rollup;
 use super::schema::{Partitions, month_of};
 use super::sql::JsonText;
 use crate::counters::{Counters, Tally};
-use crate::{StoreError, Write};
-
-/// One submission: its writes and whom to tell when they are committed.
-pub(super) struct Job {
-    pub writes: Vec<Write>,
-    pub ack: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-}
+use crate::{Job, StoreError, Write};
 
 /// Pauses between attempts at a group whose connection failed (then the group fails).
 const RETRY_AFTER: [Duration; 4] = [

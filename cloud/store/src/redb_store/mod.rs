@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use redb::{Database, ReadableDatabase};
 
+use crate::Job;
 use crate::StoreError;
 use crate::counters::Counters;
-use writer::Job;
 
 /// The redb-backed [`Store`](crate::Store). Dropping it commits what is queued and stops
 /// the writer.

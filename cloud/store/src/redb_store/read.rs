@@ -13,7 +13,6 @@ use super::tables::{
     ARTIFACTS, DEVICES, EVENTS, FLEET_LAST_RUN, HISTORY, JOBS, META, Order, REGISTRY, SCHEDULES,
     STAGING, TELEMETRY, TOKENS, VERIFICATIONS, for_each_row, from_json, open,
 };
-use super::writer::Job;
 use crate::{
     ArtifactRecord, Commit, DeviceSnapshot, HistoryEntry, HistoryItem, JobRecord, RegistryRecord,
     SeqGap, Store, StoreError, StoreStats, TimeQuery, TokenRecord, VerificationRecord, Write,
@@ -38,19 +37,10 @@ impl RedbStore {
 
 impl Store for RedbStore {
     fn submit(&self, writes: Vec<Write>) -> Commit {
-        let (ack, rx) = tokio::sync::oneshot::channel();
-        let sent = match self.tx.lock() {
-            Ok(g) => g
-                .as_ref()
-                .map(|tx| tx.send(Job { writes, ack }).is_ok())
-                .unwrap_or(false),
+        crate::submit_with(writes, |job| match self.tx.lock() {
+            Ok(g) => g.as_ref().is_some_and(|tx| tx.send(job).is_ok()),
             Err(_) => false,
-        };
-        if sent {
-            Commit::waiting(rx)
-        } else {
-            Commit::ready(Err(StoreError::Closed))
-        }
+        })
     }
 
     fn next_id(&self) -> u64 {

@@ -17,17 +17,11 @@ use super::tables::{
     SCHEDULES, STAGING, TELEMETRY, TOKENS, VERIFICATIONS, commit_err, to_json,
 };
 use crate::counters::{Counters, Tally};
-use crate::{StoreError, Write};
+use crate::{Job, StoreError, Write};
 
 /// Writes in the last commit from which the writer lingers before the next one (the number
 /// [`super::StoreOptions::linger`] names).
 const LINGER_AFTER: usize = 64;
-
-/// One submission: its writes and whom to tell when they are committed.
-pub(super) struct Job {
-    pub writes: Vec<Write>,
-    pub ack: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-}
 
 /// Runs until every sender of `rx` is gone, then returns (nothing is left queued).
 pub(super) fn writer_loop(

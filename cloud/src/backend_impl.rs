@@ -547,6 +547,14 @@ impl Backend for CloudBackend {
             .boxed_local()
     }
 
+    fn set_device_tenant(
+        &self,
+        id: DeviceId,
+        tenant: Option<String>,
+    ) -> BackendFuture<'_, api::Registration> {
+        self.set_device_tenant_now(id, tenant).boxed_local()
+    }
+
     fn retire_device(
         &self,
         id: DeviceId,

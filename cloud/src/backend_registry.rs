@@ -79,6 +79,16 @@ impl CloudBackend {
         Ok(view)
     }
 
+    pub(crate) async fn set_device_tenant_now(
+        &self,
+        id: DeviceId,
+        tenant: Option<String>,
+    ) -> Result<Registration, BackendError> {
+        let mut record = self.active(&id)?;
+        record.tenant = tenant;
+        self.put(record).await
+    }
+
     pub(crate) async fn retire_device_now(
         &self,
         id: DeviceId,

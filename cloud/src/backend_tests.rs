@@ -41,6 +41,7 @@ fn now() -> DateTime<Utc> {
 
 const OPS: &str = "shiki_opsteam00000000000000000000000000000000000000000000000000000";
 const AUDITOR: &str = "shiki_auditor0000000000000000000000000000000000000000000000000000";
+const ROOT: &str = "shiki_root00000000000000000000000000000000000000000000000000000000";
 
 /// The real backend with one known, online device `plant-01` and two tokens: `ops-team`
 /// (operator) and `auditor` (viewer).
@@ -111,6 +112,7 @@ on_both_backends!(
     history_names_the_token_with_its_role_and_the_reporting_device_by_id,
     schedule_history_names_the_putting_token_with_its_role_and_the_acking_device,
     a_job_reaches_the_device_and_its_failure_shows_in_the_job_and_the_history,
+    a_device_is_registered_with_a_hash_given_a_tenant_retired_and_registered_again,
 );
 
 impl Cloud {
@@ -156,6 +158,7 @@ impl Cloud {
         for (name, role, secret) in [
             ("ops-team", Role::Operator, OPS),
             ("auditor", Role::Viewer, AUDITOR),
+            ("root", Role::Admin, ROOT),
         ] {
             backend
                 .create_token(NewToken {
@@ -465,4 +468,63 @@ async fn a_job_reaches_the_device_and_its_failure_shows_in_the_job_and_the_histo
         failed["actor"],
         json!({"kind": "device", "name": "plant-01"})
     );
+}
+
+async fn a_device_is_registered_with_a_hash_given_a_tenant_retired_and_registered_again(
+    backend: StoreKind,
+) {
+    let cloud = Cloud::start(backend).await;
+    let app = actix_web::test::init_service(crate::api::app(cloud.state.clone())).await;
+    let id = DeviceId::new("plant-07").expect("id");
+    let register = || {
+        req("POST", "/api/v1/devices", Some(ROOT))
+            .set_json(json!({"id": "plant-07", "tenant": "acme"}))
+    };
+    let res = call(&app, register()).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    let password = res.json["mqtt_password"]
+        .as_str()
+        .expect("password")
+        .to_owned();
+    let stored = cloud
+        .store
+        .registered(&id)
+        .expect("reads")
+        .expect("registered");
+    assert_eq!(stored.tenant.as_deref(), Some("acme"));
+    assert_eq!(stored.created_by, "root");
+    let hash = stored.password_hash.expect("hash");
+    assert!(crate::auth::verify_device_password(&hash, &password));
+    assert_eq!(call(&app, register()).await.status, StatusCode::CONFLICT);
+
+    let res = call(
+        &app,
+        req("PATCH", "/api/v1/devices/plant-07", Some(ROOT)).set_json(json!({"tenant": "north"})),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    let stored = cloud
+        .store
+        .registered(&id)
+        .expect("reads")
+        .expect("registered");
+    assert_eq!(stored.tenant.as_deref(), Some("north"));
+
+    let res = call(&app, req("DELETE", "/api/v1/devices/plant-07", Some(ROOT))).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    let stored = cloud.store.registered(&id).expect("reads").expect("kept");
+    assert!(stored.retired_at.is_some() && stored.password_hash.is_none());
+    let res = call(
+        &app,
+        req("POST", "/api/v1/devices/plant-07/credentials", Some(ROOT)),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    assert_eq!(call(&app, register()).await.status, StatusCode::CREATED);
+    let again = cloud
+        .store
+        .registered(&id)
+        .expect("reads")
+        .expect("registered");
+    assert!(again.retired_at.is_none() && again.password_hash.is_some());
 }

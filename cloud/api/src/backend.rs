@@ -182,6 +182,14 @@ pub trait Backend: Send + Sync + 'static {
         at: chrono::DateTime<chrono::Utc>,
     ) -> BackendFuture<'_, Registration>;
 
+    /// Sets (or, with `None`, clears) the tenant of a registered, unretired device.
+    /// [`BackendError::NotFound`] when it is not registered or retired.
+    fn set_device_tenant(
+        &self,
+        id: DeviceId,
+        tenant: Option<String>,
+    ) -> BackendFuture<'_, Registration>;
+
     /// Retires a device: it may no longer connect (its live connections are closed); its
     /// data is kept. [`BackendError::NotFound`] when it is not registered or retired.
     fn retire_device(

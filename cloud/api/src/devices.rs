@@ -34,6 +34,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         resource("/devices/{id}")
             .route(web::get().to(get_device))
+            .route(web::patch().to(patch_device))
             .route(web::delete().to(retire_device)),
     )
     .service(resource("/devices/{id}/credentials").route(web::post().to(rotate_credentials)))
@@ -145,6 +146,37 @@ async fn rotate_credentials(
         &registration,
         &password,
     ))
+}
+
+/// Body of `PATCH /api/v1/devices/{id}`: `tenant` set to a name, or `null` to clear it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchDevice {
+    /// Required; `null` clears it (a plain `Option` field would default to `None`).
+    #[serde(deserialize_with = "Option::deserialize")]
+    tenant: Option<String>,
+}
+
+async fn patch_device(
+    auth: CanAdminister,
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+    body: web::Json<PatchDevice>,
+) -> Result<HttpResponse, ApiError> {
+    let id = device_id(&id)?;
+    let PatchDevice { tenant } = body.into_inner();
+    if let Some(t) = tenant.as_deref().filter(|t| !valid_tenant(t)) {
+        return Err(ApiError::InvalidBody(format!(
+            "tenant {t:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '@' or '-'"
+        )));
+    }
+    let registration = state
+        .backend
+        .set_device_tenant(id.clone(), tenant)
+        .await
+        .map_err(device_error(&id))?;
+    tracing::info!(device = %id, tenant = ?registration.tenant, by = %auth.caller.name, "device tenant set");
+    Ok(HttpResponse::Ok().json(&registration))
 }
 
 async fn retire_device(

@@ -408,6 +408,20 @@ impl Backend for FakeBackend {
         })
     }
 
+    fn set_device_tenant(
+        &self,
+        id: DeviceId,
+        tenant: Option<String>,
+    ) -> BackendFuture<'_, crate::Registration> {
+        self.answer(move |d| match d.registry.get_mut(&id) {
+            Some((_, r)) if r.retired_at.is_none() => {
+                r.tenant = tenant;
+                Ok(r.clone())
+            }
+            _ => Err(BackendError::NotFound),
+        })
+    }
+
     fn retire_device(
         &self,
         id: DeviceId,
@@ -643,6 +657,7 @@ pub(super) const ROUTES: &[RouteCase] = &[
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01", template: "/api/v1/devices/{id}", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "POST", path: "/api/v1/devices", template: "/api/v1/devices", body: Some(|r| r.set_json(json!({"id": "plant-09"}))), role: Role::Admin, ok: 201 },
     RouteCase { method: "POST", path: "/api/v1/devices/plant-01/credentials", template: "/api/v1/devices/{id}/credentials", body: None, role: Role::Admin, ok: 200 },
+    RouteCase { method: "PATCH", path: "/api/v1/devices/plant-01", template: "/api/v1/devices/{id}", body: Some(|r| r.set_json(json!({"tenant": "acme"}))), role: Role::Admin, ok: 200 },
     RouteCase { method: "DELETE", path: "/api/v1/devices/plant-01", template: "/api/v1/devices/{id}", body: None, role: Role::Admin, ok: 204 },
     RouteCase { method: "PATCH", path: "/api/v1/devices/plant-01/desired", template: "/api/v1/devices/{id}/desired", body: Some(|r| r.set_json(json!({"settings": {"chw_setpoint": 8.0}}))), role: Role::Operator, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/history", template: "/api/v1/devices/{id}/history", body: None, role: Role::Viewer, ok: 200 },

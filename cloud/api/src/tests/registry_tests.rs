@@ -121,3 +121,42 @@ async fn only_an_admin_registers_and_bad_bodies_say_what_to_fix() {
     }
     assert!(!backend.data().registry.contains_key(&dev("plant-09")));
 }
+
+#[actix_web::test]
+async fn an_admin_sets_and_clears_a_registered_devices_tenant() {
+    let backend = seeded();
+    let app = app!(state(backend.clone()));
+    let patch = |body: Value, token: &str| {
+        req("PATCH", "/api/v1/devices/plant-01", Some(token)).set_json(body)
+    };
+    let res = send!(app, patch(json!({"tenant": "acme"}), ADMIN));
+    assert_eq!(res.status, StatusCode::OK, "{}", res.json);
+    assert_eq!(res.json["tenant"], "acme");
+    assert_eq!(
+        backend.data().registry[&dev("plant-01")]
+            .1
+            .tenant
+            .as_deref(),
+        Some("acme")
+    );
+    let res = send!(app, patch(json!({"tenant": null}), ADMIN));
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.json.get("tenant").is_none(), "{}", res.json);
+    assert_eq!(
+        send!(app, patch(json!({"tenant": "acme"}), OPERATOR)).status,
+        StatusCode::FORBIDDEN
+    );
+    let res = send!(app, patch(json!({"tenant": "a b"}), ADMIN));
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    let res = send!(app, patch(json!({}), ADMIN));
+    assert_eq!(
+        res.status,
+        StatusCode::BAD_REQUEST,
+        "tenant is required (null clears)"
+    );
+    let res = send!(
+        app,
+        req("PATCH", "/api/v1/devices/plant-77", Some(ADMIN)).set_json(json!({"tenant": "x"}))
+    );
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+}

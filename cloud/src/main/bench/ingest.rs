@@ -33,6 +33,7 @@ pub(super) async fn run(
     mqtt_url: Option<&str>,
     store_url: Option<&str>,
     points: usize,
+    through_front: bool,
 ) -> anyhow::Result<()> {
     let dir = temp_dir()?;
     let mut cfg = bench_config(&dir);
@@ -52,6 +53,16 @@ pub(super) async fn run(
     let topics = topics_of(&cfg)?;
     let app = shiki_cloud::start(cfg).await?;
     let (access, broker) = broker_port(&app, &target);
+    // Through the front, each bench device publishes from a connection of its own, with
+    // its own registered password (the front lets no client publish for another).
+    let front = match (through_front, app.mqtt_addr) {
+        (true, Some(addr)) => {
+            register_bench_devices(&app).await?;
+            Some(addr.port())
+        }
+        (true, None) => anyhow::bail!("--through-front needs the embedded broker"),
+        (false, _) => None,
+    };
 
     // The bare subscriber (prefix the cloud does not subscribe to) counts what it receives.
     let bare_topics = Topics::new(&format!("bench-bare{run}/shiki/v1")).expect("valid prefix");
@@ -77,6 +88,7 @@ pub(super) async fn run(
         n,
         points,
         store_name,
+        front,
         bare_cpu: ThreadCpu::new(),
         cloud_cpu: ThreadCpu::new(),
     };
@@ -133,6 +145,8 @@ struct IngestBench<'a> {
     points: usize,
     /// The store the figures name (`redb`, `PostgreSQL`).
     store_name: &'static str,
+    /// The devices' front's port, when the cloud phase publishes through it.
+    front: Option<u16>,
     bare_cpu: ThreadCpu,
     cloud_cpu: ThreadCpu,
 }
@@ -198,7 +212,10 @@ impl IngestBench<'_> {
         let (commits0, max0) = (store.stats().commits, store.stats().max_commit_micros);
         let cpu0 = cpu_by_thread();
         let t0 = Instant::now();
-        let publisher = spawn_publisher(self.access.clone(), msgs);
+        let publisher = match self.front {
+            Some(port) => spawn_device_publishers(port, msgs),
+            None => spawn_publisher(self.access.clone(), msgs),
+        };
         let got = until_done_or_stalled(|| store.stats().samples_stored - base, n as u64).await;
         if got < n as u64 {
             out(&stalled(&self.broker, "cloud", got, n));
@@ -228,7 +245,15 @@ impl IngestBench<'_> {
     /// Prints the rates and ratio over all rounds (`totals`), the store's commits, and the
     /// CPU per message of each phase.
     fn report(&self, totals: &Round, rounds: usize, ack_after_commit: bool) {
-        let (n, broker, points, store) = (self.n, &self.broker, self.points, self.store_name);
+        let (n, points, store) = (self.n, self.points, self.store_name);
+        let broker = if self.front.is_some() {
+            format!(
+                "{} (the cloud phase through the devices' front, a connection per device)",
+                self.broker
+            )
+        } else {
+            self.broker.clone()
+        };
         let cloud_stored = totals.stored;
         let bare_rate = (n * rounds) as f64 / totals.bare.as_secs_f64();
         let ingest_rate = cloud_stored as f64 / totals.cloud.as_secs_f64();
@@ -308,6 +333,89 @@ fn stream(topics: &Topics, n: usize, first_seq: u64, points: usize) -> Vec<(Stri
             )
         })
         .collect()
+}
+
+/// The password of every bench device registered for `--through-front`.
+const BENCH_DEVICE_PASSWORD: &str = "bench-device-password-0123456789";
+
+/// Registers the bench devices with [`BENCH_DEVICE_PASSWORD`].
+async fn register_bench_devices(app: &App) -> anyhow::Result<()> {
+    use shiki_cloud::store::{RegistryRecord, Write};
+    let hash = tokio::task::spawn_blocking(|| {
+        shiki_cloud::auth::hash_device_password(BENCH_DEVICE_PASSWORD)
+    })
+    .await?;
+    let now = Utc::now();
+    let writes = bench_devices()
+        .into_iter()
+        .map(|id| {
+            Write::PutRegistry(Box::new(RegistryRecord {
+                id,
+                tenant: None,
+                password_hash: Some(hash.clone()),
+                created_at: now,
+                created_by: "bench".into(),
+                credentials_at: now,
+                retired_at: None,
+            }))
+        })
+        .collect();
+    app.store().submit(writes).await?;
+    Ok(())
+}
+
+/// Publishes `msgs` through the devices' front on `port`, each device's messages from a
+/// connection of its own (on one thread and runtime, as [`spawn_publisher`]).
+fn spawn_device_publishers(port: u16, msgs: Vec<(String, Vec<u8>)>) -> oneshot::Sender<()> {
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("bench-publisher".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let mut clients = std::collections::HashMap::new();
+                for id in bench_devices() {
+                    let mut o = rumqttc::MqttOptions::new(id.as_str(), "127.0.0.1", port);
+                    o.set_credentials(id.as_str(), BENCH_DEVICE_PASSWORD)
+                        .set_keep_alive(Duration::from_secs(30))
+                        .set_inflight(100)
+                        .set_max_packet_size(256 * 1024, 256 * 1024);
+                    let (c, mut el) = rumqttc::AsyncClient::new(o, 10_000);
+                    el.set_network_options(shiki_cloud::ingest::nodelay());
+                    tokio::spawn(async move {
+                        loop {
+                            if el.poll().await.is_err() {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                    });
+                    clients.insert(id.to_string(), c);
+                }
+                for (topic, payload) in msgs {
+                    let device = topic.split('/').nth(2).unwrap_or_default();
+                    let Some(client) = clients.get(device) else {
+                        continue;
+                    };
+                    if client
+                        .publish(topic, QoS::AtLeastOnce, false, payload)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                let _ = stop_rx.await;
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the bench publishers");
+    }
+    stop_tx
 }
 
 /// Publishes `msgs` from one client on its own thread and runtime (the devices are not part

@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// after redb, and the query bench runs.
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
+    /// Ingest bench: the cloud phase publishes through the embedded broker's devices' front,
+    /// one registered connection per device (the bare phase still goes to rumqttd).
+    #[arg(long)]
+    through_front: bool,
     /// Points per telemetry sample in the ingest bench (the simulated chiller has 13).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=13))]
     points: u16,
@@ -108,6 +112,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             args.mqtt_url.as_deref(),
             None,
             usize::from(args.points),
+            args.through_front,
         )
         .await?;
         if let Some(server) = &args.postgres {
@@ -119,6 +124,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 args.mqtt_url.as_deref(),
                 Some(&db.url),
                 usize::from(args.points),
+                args.through_front,
             )
             .await;
             db.drop_now().await;

@@ -468,14 +468,33 @@ async fn uplink(
     peer: SocketAddr,
 ) -> std::io::Result<()> {
     let max = ctx.config.max_packet;
+    // Packets checked and passed on are written to rumqttd in one write per read from the
+    // client (a write per packet cost more than all the checking).
+    let mut out = BytesMut::with_capacity(64 * 1024);
     loop {
-        let Some(packet) = read_packet(&mut client, &mut buf, max).await? else {
-            return Ok(());
+        let packet = match Packet::read(&mut buf, max) {
+            Ok(p) => p,
+            Err(CodecError::InsufficientBytes(_)) => {
+                flush(&mut upstream, &mut out).await?;
+                if client.read_buf(&mut buf).await? == 0 {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(e) => {
+                flush(&mut upstream, &mut out).await?;
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("malformed MQTT packet: {e:?}"),
+                ));
+            }
         };
         match packet {
             Packet::Publish(p) if !ctx.may_publish(device, &p.topic) => {
                 ctx.stats.publishes_refused.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%peer, %device, topic = %p.topic, "MQTT publish refused: not one of the device's own topics; connection closed");
+                // What came before it on this connection still goes through.
+                flush(&mut upstream, &mut out).await?;
                 return Ok(());
             }
             Packet::Connect(_) => {
@@ -516,17 +535,38 @@ async fn uplink(
                     let mut keep = allowed.iter();
                     s.filters.retain(|_| *keep.next().unwrap_or(&false));
                 }
-                write_packet(&mut upstream, &Packet::Subscribe(s), max).await?;
+                encode(&Packet::Subscribe(s), &mut out, max)?;
             }
             other => {
                 let last = matches!(other, Packet::Disconnect);
-                write_packet(&mut upstream, &other, max).await?;
+                encode(&other, &mut out, max)?;
                 if last {
+                    flush(&mut upstream, &mut out).await?;
                     return Ok(());
                 }
             }
         }
     }
+}
+
+/// Appends `packet`, encoded, to `out`.
+fn encode(packet: &Packet, out: &mut BytesMut, max: usize) -> std::io::Result<()> {
+    packet
+        .write(out, max)
+        .map(|_| ())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e:?}")))
+}
+
+/// Writes what `out` holds and empties it.
+async fn flush(
+    stream: &mut (impl AsyncWriteExt + Unpin),
+    out: &mut BytesMut,
+) -> std::io::Result<()> {
+    if !out.is_empty() {
+        stream.write_all(out).await?;
+        out.clear();
+    }
+    Ok(())
 }
 
 /// Broker → client: passed on, with the SUBACKs of partly refused subscriptions completed

@@ -240,6 +240,29 @@ impl MqttProbe {
         Ok(self.lock().suback_codes[before..].to_vec())
     }
 
+    /// Subscribes to several filters in one SUBSCRIBE and returns the SUBACK's codes.
+    pub async fn subscribe_many_answer(
+        &self,
+        filters: &[&str],
+    ) -> anyhow::Result<Vec<rumqttc::SubscribeReasonCode>> {
+        let (before, acks) = {
+            let s = self.lock();
+            (s.suback_codes.len(), s.subacks)
+        };
+        self.client
+            .subscribe_many(
+                filters
+                    .iter()
+                    .map(|f| rumqttc::SubscribeFilter::new((*f).to_owned(), QoS::AtLeastOnce)),
+            )
+            .await?;
+        wait_for("SUBACK", Duration::from_secs(10), || async {
+            (self.lock().subacks > acks).then_some(())
+        })
+        .await?;
+        Ok(self.lock().suback_codes[before..].to_vec())
+    }
+
     /// How often the connection broke (the broker closed it, or the network did).
     pub fn disconnects(&self) -> usize {
         self.lock().disconnects

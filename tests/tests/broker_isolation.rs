@@ -131,6 +131,20 @@ async fn only_registered_devices_connect_and_none_speaks_for_or_listens_to_anoth
         matches!(codes.as_slice(), [SubscribeReasonCode::Success(_)]),
         "{codes:?}"
     );
+    // One SUBSCRIBE with an allowed and a refused filter: each gets its own answer.
+    let codes = a
+        .subscribe_many_answer(&[&topic(A, "shadow/delta"), &topic(B, "schedule/set")])
+        .await?;
+    assert!(
+        matches!(
+            codes.as_slice(),
+            [
+                SubscribeReasonCode::Success(_),
+                SubscribeReasonCode::Failure
+            ]
+        ),
+        "{codes:?}"
+    );
     // The cloud sends B a delta: B receives it (the path works), A does not.
     let (status, body) = api
         .patch_desired(B, json!({ "chw_setpoint_c": 8.5 }), "isolation test")

@@ -579,43 +579,68 @@ async fn downlink(
     max: usize,
 ) {
     let mut buf = BytesMut::with_capacity(4096);
+    let mut out = BytesMut::with_capacity(4096);
     loop {
-        let packet = tokio::select! {
-            p = read_packet(&mut upstream, &mut buf, max) => match p {
-                Ok(Some(p)) => p,
-                _ => return,
-            },
-            Some(p) = injected.recv() => p,
-        };
-        let packet = match packet {
-            Packet::SubAck(ack) => {
-                let flags = pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&ack.pkid);
-                match flags {
-                    Some(flags) => {
-                        let mut granted = ack.return_codes.into_iter();
-                        let codes = flags
-                            .iter()
-                            .map(|ok| {
-                                if *ok {
-                                    granted.next().unwrap_or(SubscribeReasonCode::Failure)
-                                } else {
-                                    SubscribeReasonCode::Failure
-                                }
-                            })
-                            .collect();
-                        Packet::SubAck(SubAck::new(ack.pkid, codes))
+        // Everything that has arrived goes to the device in one write.
+        loop {
+            match Packet::read(&mut buf, max) {
+                Ok(p) => {
+                    if encode(&complete_suback(p, &pending), &mut out, max).is_err() {
+                        return;
                     }
-                    None => Packet::SubAck(ack),
                 }
+                Err(CodecError::InsufficientBytes(_)) => break,
+                Err(_) => return,
             }
-            other => other,
-        };
-        if write_packet(&mut client, &packet, max).await.is_err() {
+        }
+        while let Ok(p) = injected.try_recv() {
+            if encode(&p, &mut out, max).is_err() {
+                return;
+            }
+        }
+        if flush(&mut client, &mut out).await.is_err() {
             return;
         }
+        tokio::select! {
+            n = upstream.read_buf(&mut buf) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            Some(p) = injected.recv() => {
+                if encode(&p, &mut out, max).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A SUBACK of a subscription the front passed on only in part gets the failure code for
+/// the filters it held back; other packets pass as they are.
+fn complete_suback(packet: Packet, pending: &Mutex<HashMap<u16, Vec<bool>>>) -> Packet {
+    let Packet::SubAck(ack) = packet else {
+        return packet;
+    };
+    let flags = pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&ack.pkid);
+    match flags {
+        Some(flags) => {
+            let mut granted = ack.return_codes.into_iter();
+            let codes = flags
+                .iter()
+                .map(|ok| {
+                    if *ok {
+                        granted.next().unwrap_or(SubscribeReasonCode::Failure)
+                    } else {
+                        SubscribeReasonCode::Failure
+                    }
+                })
+                .collect();
+            Packet::SubAck(SubAck::new(ack.pkid, codes))
+        }
+        None => Packet::SubAck(ack),
     }
 }
 

@@ -385,7 +385,7 @@ async fn serve(mut client: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
         Ok(d) => d,
         Err(reason) => {
             ctx.stats.refuse(reason.name());
-            tracing::warn!(%peer, client_id = %connect.client_id, reason = reason.name(), "MQTT connection refused: not authorized");
+            tracing::warn!(%peer, client_id = ?connect.client_id, reason = reason.name(), "MQTT connection refused: not authorized");
             let ack = Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false));
             let _ = write_packet(&mut client, &ack, max).await;
             let _ = client.shutdown().await;
@@ -492,7 +492,7 @@ async fn uplink(
         match packet {
             Packet::Publish(p) if !ctx.may_publish(device, &p.topic) => {
                 ctx.stats.publishes_refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%peer, %device, topic = %p.topic, "MQTT publish refused: not one of the device's own topics; connection closed");
+                tracing::warn!(%peer, %device, topic = ?p.topic, "MQTT publish refused: not one of the device's own topics; connection closed");
                 // What came before it on this connection still goes through.
                 flush(&mut upstream, &mut out).await?;
                 return Ok(());
@@ -516,7 +516,7 @@ async fn uplink(
                         .iter()
                         .filter(|f| !ctx.may_subscribe(device, &f.path))
                     {
-                        tracing::warn!(%peer, %device, filter = %f.path, "MQTT subscription refused: outside the device's own topics");
+                        tracing::warn!(%peer, %device, filter = ?f.path, "MQTT subscription refused: outside the device's own topics");
                     }
                 }
                 if refused == allowed.len() {

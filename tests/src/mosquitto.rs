@@ -193,6 +193,24 @@ impl TwoDevices<'_> {
         format!("shiki/v1/{device}/{channel}")
     }
 
+    /// The whole check against `broker`: both known, A's forgeries stored nothing for B and
+    /// Mosquitto logged each refused publish, and none of B's commands reached A.
+    pub async fn check_isolation(&self, broker: &Mosquitto) -> anyhow::Result<()> {
+        self.register().await?;
+        let forged = self.a_cannot_publish_for_b().await?;
+        let denied = broker.denied_publishes();
+        for topic in &forged {
+            anyhow::ensure!(
+                denied
+                    .iter()
+                    .any(|l| l.contains(&format!("from {} ", self.a_id)) && l.contains(topic)),
+                "mosquitto logs the refused publish on {topic}:\n{}",
+                broker.child.output()
+            );
+        }
+        self.a_cannot_read_b_commands().await
+    }
+
     /// A makes itself known to the cloud with its own catalog (so that a desired change
     /// can be made for A later), and B's edge is up: known, with a catalog and telemetry.
     pub async fn register(&self) -> anyhow::Result<()> {

@@ -367,6 +367,7 @@ impl Backend for CloudBackend {
                 role: token.role,
                 created: token.created_at,
                 created_by: token.created_by.clone(),
+                tenant: token.tenant.clone(),
             };
             self.store
                 .submit(vec![Write::PutToken(Box::new(rec.clone()))])
@@ -380,6 +381,7 @@ impl Backend for CloudBackend {
                 role: token.role,
                 created_at: token.created_at,
                 created_by: token.created_by,
+                tenant: token.tenant,
             })
         }
         .boxed_local()
@@ -397,6 +399,7 @@ impl Backend for CloudBackend {
                     role: t.role,
                     created_at: t.created,
                     created_by: t.created_by.clone(),
+                    tenant: t.tenant.clone(),
                 })
                 .collect();
             list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -432,6 +435,7 @@ impl Backend for CloudBackend {
             t.get(&hash).map(|r| api::TokenRecord {
                 name: r.name.clone(),
                 role: r.role,
+                tenant: r.tenant.clone(),
             })
         });
         async move { Ok(found) }.boxed_local()
@@ -545,6 +549,15 @@ impl Backend for CloudBackend {
     ) -> BackendFuture<'_, api::Registration> {
         self.set_device_password_now(id, password_hash, at)
             .boxed_local()
+    }
+
+    fn device_tenant(&self, id: DeviceId) -> BackendFuture<'_, Option<String>> {
+        let found = self
+            .store
+            .registered(&id)
+            .map(|r| r.and_then(|r| r.tenant))
+            .map_err(internal);
+        async move { found }.boxed_local()
     }
 
     fn set_device_tenant(

@@ -113,6 +113,7 @@ on_both_backends!(
     schedule_history_names_the_putting_token_with_its_role_and_the_acking_device,
     a_job_reaches_the_device_and_its_failure_shows_in_the_job_and_the_history,
     a_device_is_registered_with_a_hash_given_a_tenant_retired_and_registered_again,
+    a_tenants_token_sees_its_tenants_device_and_no_other,
 );
 
 impl Cloud {
@@ -162,6 +163,7 @@ impl Cloud {
         ] {
             backend
                 .create_token(NewToken {
+                    tenant: None,
                     name: name.into(),
                     role,
                     hash: hash_token(secret),
@@ -527,4 +529,46 @@ async fn a_device_is_registered_with_a_hash_given_a_tenant_retired_and_registere
         .expect("reads")
         .expect("registered");
     assert!(again.retired_at.is_none() && again.password_hash.is_some());
+}
+
+async fn a_tenants_token_sees_its_tenants_device_and_no_other(backend: StoreKind) {
+    let cloud = Cloud::start(backend).await;
+    let app = actix_web::test::init_service(crate::api::app(cloud.state.clone())).await;
+    let res = call(
+        &app,
+        req("POST", "/api/v1/devices", Some(ROOT))
+            .set_json(json!({"id": "plant-01", "tenant": "acme"})),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    let mut secrets = Vec::new();
+    for tenant in ["acme", "globex"] {
+        let res = call(
+            &app,
+            req("POST", "/api/v1/tokens", Some(ROOT)).set_json(
+                json!({"name": format!("{tenant}-viewer"), "role": "viewer", "tenant": tenant}),
+            ),
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+        secrets.push(res.json["token"].as_str().expect("secret").to_owned());
+    }
+    let get = |token: &str| req("GET", "/api/v1/devices/plant-01/history", Some(token));
+    assert_eq!(call(&app, get(&secrets[0])).await.status, StatusCode::OK);
+    assert_eq!(
+        call(&app, get(&secrets[1])).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&app, get(AUDITOR)).await.status,
+        StatusCode::OK,
+        "staff see all"
+    );
+    // The tenant survives in the stored token.
+    let stored = cloud.store.tokens().expect("tokens");
+    assert!(
+        stored
+            .iter()
+            .any(|t| t.name == "acme-viewer" && t.tenant.as_deref() == Some("acme"))
+    );
 }

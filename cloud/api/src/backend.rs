@@ -182,6 +182,9 @@ pub trait Backend: Send + Sync + 'static {
         at: chrono::DateTime<chrono::Utc>,
     ) -> BackendFuture<'_, Registration>;
 
+    /// The tenant a device belongs to (`None`: none, or not registered).
+    fn device_tenant(&self, id: DeviceId) -> BackendFuture<'_, Option<String>>;
+
     /// Sets (or, with `None`, clears) the tenant of a registered, unretired device.
     /// [`BackendError::NotFound`] when it is not registered or retired.
     fn set_device_tenant(

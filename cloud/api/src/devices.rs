@@ -44,19 +44,49 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/devices/{id}/events").route(web::get().to(events)));
 }
 
+/// A device outside the caller's tenant is, to the caller, a device that does not exist.
+pub(crate) async fn ensure_visible(
+    state: &ApiState,
+    caller: &crate::auth::Caller,
+    id: &DeviceId,
+) -> Result<(), ApiError> {
+    let Some(tenant) = &caller.tenant else {
+        return Ok(());
+    };
+    let owner = state
+        .backend
+        .device_tenant(id.clone())
+        .await
+        .map_err(device_error(id))?;
+    if owner.as_ref() == Some(tenant) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "device {:?} not found",
+            id.as_str()
+        )))
+    }
+}
+
 fn device_error(id: &DeviceId) -> impl FnOnce(super::BackendError) -> ApiError + '_ {
     move |e| ApiError::from_backend(e, || format!("device {:?}", id.as_str()))
 }
 
-async fn list_devices(
-    _auth: CanRead,
-    state: web::Data<ApiState>,
-) -> Result<HttpResponse, ApiError> {
+async fn list_devices(auth: CanRead, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let mut devices = state
         .backend
         .list_devices()
         .await
         .map_err(|e| ApiError::from_backend(e, || "devices".into()))?;
+    if auth.caller.tenant.is_some() {
+        let mut mine = Vec::with_capacity(devices.len());
+        for d in devices {
+            if ensure_visible(&state, &auth.caller, &d.id).await.is_ok() {
+                mine.push(d);
+            }
+        }
+        devices = mine;
+    }
     devices.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(HttpResponse::Ok().json(json!({ "devices": devices })))
 }
@@ -71,7 +101,7 @@ struct RegisterDevice {
 }
 
 /// A tenant name: 1 to 64 characters of `A-Z a-z 0-9 _ . @ -`.
-fn valid_tenant(t: &str) -> bool {
+pub(crate) fn valid_tenant(t: &str) -> bool {
     (1..=64).contains(&t.len())
         && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
@@ -99,7 +129,18 @@ async fn register_device(
     state: web::Data<ApiState>,
     body: web::Json<RegisterDevice>,
 ) -> Result<HttpResponse, ApiError> {
-    let RegisterDevice { id, tenant } = body.into_inner();
+    let RegisterDevice { id, mut tenant } = body.into_inner();
+    if let Some(own) = &auth.caller.tenant {
+        match &tenant {
+            None => tenant = Some(own.clone()),
+            Some(t) if t == own => {}
+            Some(_) => {
+                return Err(ApiError::InvalidBody(format!(
+                    "tenant: this token may register devices of tenant {own:?} only"
+                )));
+            }
+        }
+    }
     let id = DeviceId::new(&id).map_err(|e| ApiError::InvalidBody(format!("id: {e}")))?;
     if let Some(t) = tenant.as_deref().filter(|t| !valid_tenant(t)) {
         return Err(ApiError::InvalidBody(format!(
@@ -133,6 +174,7 @@ async fn rotate_credentials(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(&id)?;
+    ensure_visible(&state, &auth.caller, &id).await?;
     let password = generate_device_password();
     let hash = hash_in_pool(password.clone()).await?;
     let registration = state
@@ -164,7 +206,13 @@ async fn patch_device(
     body: web::Json<PatchDevice>,
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(&id)?;
+    ensure_visible(&state, &auth.caller, &id).await?;
     let PatchDevice { tenant } = body.into_inner();
+    if auth.caller.tenant.is_some() && tenant != auth.caller.tenant {
+        return Err(ApiError::InvalidBody(
+            "tenant: a tenant's token cannot move a device to another tenant".into(),
+        ));
+    }
     if let Some(t) = tenant.as_deref().filter(|t| !valid_tenant(t)) {
         return Err(ApiError::InvalidBody(format!(
             "tenant {t:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '@' or '-'"
@@ -185,6 +233,7 @@ async fn retire_device(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(&id)?;
+    ensure_visible(&state, &auth.caller, &id).await?;
     state
         .backend
         .retire_device(id.clone(), state.now())
@@ -205,11 +254,12 @@ async fn hash_in_pool(password: String) -> Result<String, ApiError> {
 }
 
 async fn get_device(
-    _auth: CanRead,
+    auth: CanRead,
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(&id)?;
+    ensure_visible(&state, &auth.caller, &id).await?;
     match state
         .backend
         .device(id.clone())
@@ -231,6 +281,7 @@ async fn patch_desired(
     body: web::Json<DesiredChange>,
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(&id)?;
+    ensure_visible(&state, &auth.caller, &id).await?;
     let patch = body.into_inner();
     check_patch(&patch, &state)?;
     let keys: Vec<String> = patch.settings.keys().cloned().collect();
@@ -283,12 +334,13 @@ fn check_patch(patch: &DesiredChange, state: &ApiState) -> Result<(), ApiError> 
 }
 
 async fn history(
-    _auth: CanRead,
+    auth: CanRead,
     state: web::Data<ApiState>,
     id: web::Path<String>,
     query: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(&id)?;
+    ensure_visible(&state, &auth.caller, &id).await?;
     let range = query.range()?;
     let format = query.format()?;
     let limit = match format {
@@ -321,11 +373,12 @@ async fn history(
 }
 
 async fn telemetry(
-    _auth: CanRead,
+    auth: CanRead,
     state: web::Data<ApiState>,
     id: web::Path<String>,
     query: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    ensure_visible(&state, &auth.caller, &device_id(&id)?).await?;
     in_seq_order(&state, &id, &query, "samples", |b, id, range, limit| {
         b.telemetry(id, range, limit)
     })
@@ -333,11 +386,12 @@ async fn telemetry(
 }
 
 async fn events(
-    _auth: CanRead,
+    auth: CanRead,
     state: web::Data<ApiState>,
     id: web::Path<String>,
     query: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    ensure_visible(&state, &auth.caller, &device_id(&id)?).await?;
     in_seq_order(&state, &id, &query, "events", |b, id, range, limit| {
         b.events(id, range, limit)
     })

@@ -5,6 +5,8 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 use shiki_proto::{DeviceId, JobId};
 
+use super::devices::ensure_visible;
+use super::job_types::JobView;
 use super::job_types::{NewJob, NewJobRequest};
 use super::{ApiError, ApiState, BackendError, ops::method_not_allowed};
 use crate::auth::{CanOperate, CanRead};
@@ -95,6 +97,9 @@ async fn create_job(
     body: web::Json<NewJobRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let job = check(body.into_inner())?;
+    for device in &job.devices {
+        ensure_visible(&state, &auth.caller, device).await?;
+    }
     let (version, devices) = (job.artifact_version.clone(), job.devices.len());
     let created = state
         .backend
@@ -112,18 +117,42 @@ async fn create_job(
     Ok(HttpResponse::Created().json(created))
 }
 
-async fn list_jobs(_auth: CanRead, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let mut jobs = state
+/// Whether every device of `job` is visible to `caller` (a tenant sees only jobs of its
+/// own devices).
+async fn job_visible(state: &ApiState, caller: &crate::auth::Caller, job: &JobView) -> bool {
+    if caller.tenant.is_none() {
+        return true;
+    }
+    for d in &job.devices {
+        let visible = match DeviceId::new(&d.device) {
+            Ok(id) => ensure_visible(state, caller, &id).await.is_ok(),
+            Err(_) => false,
+        };
+        if !visible {
+            return false;
+        }
+    }
+    true
+}
+
+async fn list_jobs(auth: CanRead, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let all = state
         .backend
         .list_jobs()
         .await
         .map_err(|e| ApiError::from_backend(e, || "jobs".into()))?;
+    let mut jobs = Vec::with_capacity(all.len());
+    for job in all {
+        if job_visible(&state, &auth.caller, &job).await {
+            jobs.push(job);
+        }
+    }
     jobs.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
     Ok(HttpResponse::Ok().json(json!({ "jobs": jobs })))
 }
 
 async fn get_job(
-    _auth: CanRead,
+    auth: CanRead,
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -133,6 +162,9 @@ async fn get_job(
         .job(id.clone())
         .await
         .map_err(job_error(id.as_str()))?;
+    if !job_visible(&state, &auth.caller, &job).await {
+        return Err(job_error(id.as_str())(BackendError::NotFound));
+    }
     Ok(HttpResponse::Ok().json(job))
 }
 
@@ -142,6 +174,16 @@ async fn cancel_job(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = job_id(&id)?;
+    if auth.caller.tenant.is_some() {
+        let job = state
+            .backend
+            .job(id.clone())
+            .await
+            .map_err(job_error(id.as_str()))?;
+        if !job_visible(&state, &auth.caller, &job).await {
+            return Err(job_error(id.as_str())(BackendError::NotFound));
+        }
+    }
     let job = state
         .backend
         .cancel_job(id.clone(), auth.caller.author())

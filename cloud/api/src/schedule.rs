@@ -4,6 +4,7 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
+use super::devices::ensure_visible;
 use super::params::device_id;
 use super::{ApiError, ApiState, ops::method_not_allowed};
 use crate::SlotChoice;
@@ -42,6 +43,7 @@ async fn put_schedule(
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(&id)?;
+    ensure_visible(&state, &auth.caller, &id).await?;
     let slot = match query.slot {
         None => SlotChoice::Auto,
         Some(SlotParam::Current) => SlotChoice::Current,
@@ -63,11 +65,12 @@ async fn put_schedule(
 }
 
 async fn get_schedule(
-    _auth: CanRead,
+    auth: CanRead,
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(&id)?;
+    ensure_visible(&state, &auth.caller, &id).await?;
     let view = state
         .backend
         .schedule(id.clone())

@@ -23,6 +23,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 struct CreateToken {
     name: String,
     role: Role,
+    /// The customer whose devices alone the token sees (none: staff).
+    #[serde(default)]
+    tenant: Option<String>,
 }
 
 async fn create_token(
@@ -30,7 +33,22 @@ async fn create_token(
     state: web::Data<ApiState>,
     body: web::Json<CreateToken>,
 ) -> Result<HttpResponse, ApiError> {
-    let CreateToken { name, role } = body.into_inner();
+    let CreateToken { name, role, tenant } = body.into_inner();
+    if let Some(t) = tenant
+        .as_deref()
+        .filter(|t| !crate::devices::valid_tenant(t))
+    {
+        return Err(ApiError::InvalidBody(format!(
+            "tenant {t:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '@' or '-'"
+        )));
+    }
+    // A tenant's admin makes tokens of its own tenant only.
+    if auth.caller.tenant.is_some() && tenant != auth.caller.tenant {
+        return Err(ApiError::InvalidBody(format!(
+            "tenant: this token may create tokens of tenant {:?} only",
+            auth.caller.tenant.as_deref().unwrap_or_default()
+        )));
+    }
     if !valid_token_name(&name) {
         return Err(ApiError::InvalidBody(format!(
             "token name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '@' or '-'"
@@ -45,6 +63,7 @@ async fn create_token(
             hash: hash_token(&secret),
             created_at: state.now(),
             created_by: auth.caller.name.clone(),
+            tenant: tenant.clone(),
         })
         .await
         .map_err(|e| ApiError::from_backend(e, || format!("token {name:?}")))?;
@@ -54,6 +73,7 @@ async fn create_token(
         .json(json!({
             "name": info.name,
             "role": info.role,
+            "tenant": info.tenant,
             "created_at": info.created_at,
             "created_by": info.created_by,
             "token": secret,
@@ -61,7 +81,7 @@ async fn create_token(
 }
 
 async fn list_tokens(
-    _auth: CanAdminister,
+    auth: CanAdminister,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let mut tokens = state
@@ -69,6 +89,10 @@ async fn list_tokens(
         .list_tokens()
         .await
         .map_err(|e| ApiError::from_backend(e, || "tokens".into()))?;
+    // A tenant's admin sees its tenant's tokens only.
+    if let Some(own) = &auth.caller.tenant {
+        tokens.retain(|t| t.tenant.as_ref() == Some(own));
+    }
     tokens.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(HttpResponse::Ok().json(json!({ "tokens": tokens })))
 }
@@ -91,9 +115,18 @@ async fn revoke_token(
     let target = tokens
         .iter()
         .find(|t| t.name == name)
+        .filter(|t| auth.caller.tenant.is_none() || t.tenant == auth.caller.tenant)
         .ok_or_else(not_found)?;
-    let admins = tokens.iter().filter(|t| t.role == Role::Admin).count();
-    if target.role == Role::Admin && admins == 1 && !state.auth.has_admin_token() {
+    // The last staff admin token stays (tenants' admins cannot run the fleet).
+    let staff_admins = tokens
+        .iter()
+        .filter(|t| t.role == Role::Admin && t.tenant.is_none())
+        .count();
+    if target.role == Role::Admin
+        && target.tenant.is_none()
+        && staff_admins == 1
+        && !state.auth.has_admin_token()
+    {
         return Err(ApiError::Conflict(format!(
             "token {name:?} is the last admin token; create another admin token (or set SHIKI_ADMIN_TOKEN) first"
         )));

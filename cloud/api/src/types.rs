@@ -244,6 +244,8 @@ pub struct NewToken {
     pub created_at: DateTime<Utc>,
     /// Name of the token that created it (`bootstrap` for the first admin token).
     pub created_by: String,
+    /// The customer whose devices alone it sees (`None`: staff).
+    pub tenant: Option<String>,
 }
 
 /// A device to register (`POST /api/v1/devices`), with the hash of the password the API
@@ -280,6 +282,8 @@ pub struct TokenInfo {
     pub role: Role,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// What authentication needs to know about a presented token.
@@ -287,6 +291,8 @@ pub struct TokenInfo {
 pub struct TokenRecord {
     pub name: String,
     pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------

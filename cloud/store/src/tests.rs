@@ -419,6 +419,7 @@ fn everything_survives_a_reopen_and_ids_keep_increasing(h: &Harness) {
                     role: shiki_cloud_model::Role::Operator,
                     created: t(0),
                     created_by: "bootstrap".into(),
+                    tenant: None,
                 })),
             ],
         );

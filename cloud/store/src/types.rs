@@ -165,6 +165,9 @@ pub struct TokenRecord {
     /// Name of the token that created it (`bootstrap` for the first admin token).
     #[serde(default)]
     pub created_by: String,
+    /// The customer whose devices alone it sees (`None`: staff, every device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// An OTA artifact (an edge build) the cloud keeps: its metadata. The bytes live in the

@@ -54,6 +54,8 @@ pub struct Caller {
     /// Token name, or [`ADMIN_TOKEN_IDENTITY`].
     pub name: String,
     pub role: Role,
+    /// The customer whose devices alone it sees; `None`: staff, every device.
+    pub tenant: Option<String>,
 }
 
 impl Caller {
@@ -111,6 +113,7 @@ impl Authenticator {
             return Ok(Caller {
                 name: ADMIN_TOKEN_IDENTITY.to_owned(),
                 role: Role::Admin,
+                tenant: None,
             });
         }
         if !token.starts_with(TOKEN_PREFIX) {
@@ -120,6 +123,7 @@ impl Authenticator {
             Ok(Some(record)) => Ok(Caller {
                 name: record.name,
                 role: record.role,
+                tenant: record.tenant,
             }),
             Ok(None) => Err(ApiError::InvalidToken),
             Err(e) => Err(ApiError::from_backend(e, || "token".to_owned())),

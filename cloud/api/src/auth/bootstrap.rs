@@ -23,6 +23,7 @@ pub async fn bootstrap_admin(
     let token = generate_token();
     backend
         .create_token(NewToken {
+            tenant: None,
             name: BOOTSTRAP_TOKEN_NAME.to_owned(),
             role: Role::Admin,
             hash: hash_token(&token),

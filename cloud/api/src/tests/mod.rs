@@ -8,6 +8,7 @@ mod job_tests;
 mod ops_tests;
 mod registry_tests;
 mod schedule_tests;
+mod tenant_tests;
 mod token_tests;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,11 @@ pub(super) const VIEWER: &str =
 pub(super) const OPERATOR: &str =
     "shiki_operator0000000000000000000000000000000000000000000000000000";
 pub(super) const ADMIN: &str = "shiki_admin0000000000000000000000000000000000000000000000000000000";
+/// Admin tokens of tenant `acme` (which owns `plant-01`) and of tenant `globex`.
+pub(super) const ACME_ADMIN: &str =
+    "shiki_acmeadmin00000000000000000000000000000000000000000000000000";
+pub(super) const GLOBEX_ADMIN: &str =
+    "shiki_globexadmin000000000000000000000000000000000000000000000000";
 /// `SHIKI_ADMIN_TOKEN` in tests that configure it.
 pub(super) const ENV_ADMIN: &str = "env-admin-token-0123456789";
 
@@ -288,6 +294,7 @@ impl Backend for FakeBackend {
                 role: token.role,
                 created_at: token.created_at,
                 created_by: token.created_by,
+                tenant: token.tenant,
             };
             d.tokens.insert(token.name, (token.hash, info.clone()));
             Ok(info)
@@ -315,6 +322,7 @@ impl Backend for FakeBackend {
                 .map(|(_, i)| TokenRecord {
                     name: i.name.clone(),
                     role: i.role,
+                    tenant: i.tenant.clone(),
                 }))
         })
     }
@@ -406,6 +414,10 @@ impl Backend for FakeBackend {
             }
             _ => Err(BackendError::NotFound),
         })
+    }
+
+    fn device_tenant(&self, id: DeviceId) -> BackendFuture<'_, Option<String>> {
+        self.answer(move |d| Ok(d.registry.get(&id).and_then(|(_, r)| r.tenant.clone())))
     }
 
     fn set_device_tenant(
@@ -556,7 +568,7 @@ pub(super) fn seeded() -> Arc<FakeBackend> {
                 Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
                 crate::Registration {
                     id: p1.clone(),
-                    tenant: None,
+                    tenant: Some("acme".into()),
                     created_at: now(),
                     created_by: "admin".into(),
                     credentials_at: now(),
@@ -585,16 +597,19 @@ pub(super) fn seeded() -> Arc<FakeBackend> {
                 },
             ));
         }
-        for (name, secret, role) in [
-            ("viewer", VIEWER, Role::Viewer),
-            ("operator", OPERATOR, Role::Operator),
-            ("admin", ADMIN, Role::Admin),
+        for (name, secret, role, tenant) in [
+            ("viewer", VIEWER, Role::Viewer, None),
+            ("operator", OPERATOR, Role::Operator, None),
+            ("admin", ADMIN, Role::Admin, None),
+            ("acme-admin", ACME_ADMIN, Role::Admin, Some("acme")),
+            ("globex-admin", GLOBEX_ADMIN, Role::Admin, Some("globex")),
         ] {
             let info = TokenInfo {
                 name: name.into(),
                 role,
                 created_at: now(),
                 created_by: "test".into(),
+                tenant: tenant.map(str::to_owned),
             };
             d.tokens.insert(name.into(), (hash_token(secret), info));
         }

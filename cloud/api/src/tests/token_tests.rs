@@ -76,8 +76,13 @@ async fn lists_names_and_roles_but_never_hashes() {
         .iter()
         .map(|t| t["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["admin", "operator", "viewer"]);
-    assert_eq!(tokens[1]["role"], "operator");
+    assert_eq!(
+        names,
+        ["acme-admin", "admin", "globex-admin", "operator", "viewer"]
+    );
+    assert_eq!(tokens[3]["role"], "operator");
+    assert_eq!(tokens[0]["tenant"], "acme");
+    assert!(tokens[1].get("tenant").is_none(), "staff tokens have none");
     assert!(!res.text().contains(&hash_token(VIEWER)));
     assert!(!res.text().contains("hash"));
 }

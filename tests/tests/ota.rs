@@ -166,6 +166,22 @@ async fn assert_streams_intact(
 }
 
 /// Signs `file` as `version`, uploads it and creates a job for the device; the job id.
+/// After a rollback: the edge runs on, reports the old version again, and its telemetry
+/// and events are intact.
+async fn back_on_the_old_version(stack: &mut Stack) -> anyhow::Result<()> {
+    assert!(stack.edge.child.is_running());
+    wait_for(
+        "the device online on the old version",
+        Duration::from_secs(60),
+        || async {
+            (stack.cloud.api.software_version(DEVICE).await.as_deref() == Some(BASE_VERSION))
+                .then_some(())
+        },
+    )
+    .await?;
+    assert_streams_intact(&stack.cloud.api, chrono::Utc::now()).await
+}
+
 async fn release(
     stack: &Stack,
     key: &ReleaseKeys,
@@ -243,18 +259,7 @@ async fn an_update_that_exits_at_once_is_rolled_back_and_the_old_version_runs_on
         before,
         "the old binary is back"
     );
-    assert!(stack.edge.child.is_running());
-    wait_for(
-        "the device online on the old version",
-        Duration::from_secs(60),
-        || async {
-            (stack.cloud.api.software_version(DEVICE).await.as_deref() == Some(BASE_VERSION))
-                .then_some(())
-        },
-    )
-    .await?;
-    assert_streams_intact(&stack.cloud.api, chrono::Utc::now()).await?;
-    Ok(())
+    back_on_the_old_version(&mut stack).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -502,16 +507,5 @@ async fn a_new_version_that_cannot_prove_healthy_is_killed_and_rolled_back() -> 
             .is_some_and(|r| r.contains("healthy")),
         "{entry}"
     );
-    assert!(stack.edge.child.is_running());
-    wait_for(
-        "the device online on the old version",
-        Duration::from_secs(60),
-        || async {
-            (stack.cloud.api.software_version(DEVICE).await.as_deref() == Some(BASE_VERSION))
-                .then_some(())
-        },
-    )
-    .await?;
-    assert_streams_intact(&stack.cloud.api, chrono::Utc::now()).await?;
-    Ok(())
+    back_on_the_old_version(&mut stack).await
 }

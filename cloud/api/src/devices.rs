@@ -101,10 +101,20 @@ struct RegisterDevice {
 }
 
 /// A tenant name: 1 to 64 characters of `A-Z a-z 0-9 _ . @ -`.
-pub(crate) fn valid_tenant(t: &str) -> bool {
+fn valid_tenant(t: &str) -> bool {
     (1..=64).contains(&t.len())
         && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
+}
+
+/// A 400 naming the rule when a given tenant name breaks it.
+pub(crate) fn check_tenant(tenant: Option<&str>) -> Result<(), ApiError> {
+    match tenant.filter(|t| !valid_tenant(t)) {
+        Some(t) => Err(ApiError::InvalidBody(format!(
+            "tenant {t:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '@' or '-'"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The answer that carries a new password (shown once, never cached).
@@ -142,11 +152,7 @@ async fn register_device(
         }
     }
     let id = DeviceId::new(&id).map_err(|e| ApiError::InvalidBody(format!("id: {e}")))?;
-    if let Some(t) = tenant.as_deref().filter(|t| !valid_tenant(t)) {
-        return Err(ApiError::InvalidBody(format!(
-            "tenant {t:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '@' or '-'"
-        )));
-    }
+    check_tenant(tenant.as_deref())?;
     let password = generate_device_password();
     let password_hash = hash_in_pool(password.clone()).await?;
     let registration = state
@@ -213,11 +219,7 @@ async fn patch_device(
             "tenant: a tenant's token cannot move a device to another tenant".into(),
         ));
     }
-    if let Some(t) = tenant.as_deref().filter(|t| !valid_tenant(t)) {
-        return Err(ApiError::InvalidBody(format!(
-            "tenant {t:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '@' or '-'"
-        )));
-    }
+    check_tenant(tenant.as_deref())?;
     let registration = state
         .backend
         .set_device_tenant(id.clone(), tenant)

@@ -135,6 +135,24 @@ async fn job_visible(state: &ApiState, caller: &crate::auth::Caller, job: &JobVi
     true
 }
 
+/// The job `id`, or the 404 of an unknown job when it touches a device the caller may not see.
+async fn visible_job(
+    state: &ApiState,
+    caller: &crate::auth::Caller,
+    id: &JobId,
+) -> Result<JobView, ApiError> {
+    let job = state
+        .backend
+        .job(id.clone())
+        .await
+        .map_err(job_error(id.as_str()))?;
+    if job_visible(state, caller, &job).await {
+        Ok(job)
+    } else {
+        Err(job_error(id.as_str())(BackendError::NotFound))
+    }
+}
+
 async fn list_jobs(auth: CanRead, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let all = state
         .backend
@@ -157,15 +175,7 @@ async fn get_job(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = job_id(&id)?;
-    let job = state
-        .backend
-        .job(id.clone())
-        .await
-        .map_err(job_error(id.as_str()))?;
-    if !job_visible(&state, &auth.caller, &job).await {
-        return Err(job_error(id.as_str())(BackendError::NotFound));
-    }
-    Ok(HttpResponse::Ok().json(job))
+    Ok(HttpResponse::Ok().json(visible_job(&state, &auth.caller, &id).await?))
 }
 
 async fn cancel_job(
@@ -175,14 +185,7 @@ async fn cancel_job(
 ) -> Result<HttpResponse, ApiError> {
     let id = job_id(&id)?;
     if auth.caller.tenant.is_some() {
-        let job = state
-            .backend
-            .job(id.clone())
-            .await
-            .map_err(job_error(id.as_str()))?;
-        if !job_visible(&state, &auth.caller, &job).await {
-            return Err(job_error(id.as_str())(BackendError::NotFound));
-        }
+        visible_job(&state, &auth.caller, &id).await?;
     }
     let job = state
         .backend

@@ -34,14 +34,7 @@ async fn create_token(
     body: web::Json<CreateToken>,
 ) -> Result<HttpResponse, ApiError> {
     let CreateToken { name, role, tenant } = body.into_inner();
-    if let Some(t) = tenant
-        .as_deref()
-        .filter(|t| !crate::devices::valid_tenant(t))
-    {
-        return Err(ApiError::InvalidBody(format!(
-            "tenant {t:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '@' or '-'"
-        )));
-    }
+    crate::devices::check_tenant(tenant.as_deref())?;
     // A tenant's admin makes tokens of its own tenant only.
     if auth.caller.tenant.is_some() && tenant != auth.caller.tenant {
         return Err(ApiError::InvalidBody(format!(

@@ -367,60 +367,73 @@ async fn register_bench_devices(app: &App) -> anyhow::Result<()> {
 /// Publishes `msgs` through the devices' front on `port`, each device's messages from a
 /// connection of its own (on one thread and runtime, as [`spawn_publisher`]).
 fn spawn_device_publishers(port: u16, msgs: Vec<(String, Vec<u8>)>) -> oneshot::Sender<()> {
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let spawned = std::thread::Builder::new()
-        .name("bench-publisher".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let mut clients = std::collections::HashMap::new();
-                for id in bench_devices() {
-                    let mut o = rumqttc::MqttOptions::new(id.as_str(), "127.0.0.1", port);
-                    o.set_credentials(id.as_str(), BENCH_DEVICE_PASSWORD)
-                        .set_keep_alive(Duration::from_secs(30))
-                        .set_inflight(100)
-                        .set_max_packet_size(256 * 1024, 256 * 1024);
-                    let (c, mut el) = rumqttc::AsyncClient::new(o, 10_000);
-                    el.set_network_options(shiki_cloud::ingest::nodelay());
-                    tokio::spawn(async move {
-                        loop {
-                            if el.poll().await.is_err() {
-                                tokio::time::sleep(Duration::from_millis(10)).await;
-                            }
-                        }
-                    });
-                    clients.insert(id.to_string(), c);
-                }
-                for (topic, payload) in msgs {
-                    let device = topic.split('/').nth(2).unwrap_or_default();
-                    let Some(client) = clients.get(device) else {
-                        continue;
-                    };
-                    if client
-                        .publish(topic, QoS::AtLeastOnce, false, payload)
-                        .await
-                        .is_err()
-                    {
-                        break;
+    on_publisher_thread(move || async move {
+        let mut clients = std::collections::HashMap::new();
+        for id in bench_devices() {
+            let mut o = rumqttc::MqttOptions::new(id.as_str(), "127.0.0.1", port);
+            o.set_credentials(id.as_str(), BENCH_DEVICE_PASSWORD)
+                .set_keep_alive(Duration::from_secs(30))
+                .set_inflight(100)
+                .set_max_packet_size(256 * 1024, 256 * 1024);
+            let (c, mut el) = rumqttc::AsyncClient::new(o, 10_000);
+            el.set_network_options(shiki_cloud::ingest::nodelay());
+            tokio::spawn(async move {
+                loop {
+                    if el.poll().await.is_err() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
-                let _ = stop_rx.await;
             });
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the bench publishers");
-    }
-    stop_tx
+            clients.insert(id.to_string(), c);
+        }
+        for (topic, payload) in msgs {
+            let device = topic.split('/').nth(2).unwrap_or_default();
+            let Some(client) = clients.get(device) else {
+                continue;
+            };
+            if client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    })
 }
 
 /// Publishes `msgs` from one client on its own thread and runtime (the devices are not part
 /// of the cloud process); runs until the returned sender is dropped or fired.
 fn spawn_publisher(access: Access, msgs: Vec<(String, Vec<u8>)>) -> oneshot::Sender<()> {
+    on_publisher_thread(move || async move {
+        let (client, mut el) = device_client("bench-pub", &access);
+        tokio::spawn(async move {
+            loop {
+                if el.poll().await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        });
+        for (topic, payload) in msgs {
+            if client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    })
+}
+
+/// Runs `publish` on a thread and runtime of its own (the devices are not part of the
+/// cloud process), then keeps its connections until the returned sender is dropped or
+/// fired.
+fn on_publisher_thread<F, Fut>(publish: F) -> oneshot::Sender<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let spawned = std::thread::Builder::new()
         .name("bench-publisher".into())
@@ -432,23 +445,7 @@ fn spawn_publisher(access: Access, msgs: Vec<(String, Vec<u8>)>) -> oneshot::Sen
                 return;
             };
             rt.block_on(async move {
-                let (client, mut el) = device_client("bench-pub", &access);
-                tokio::spawn(async move {
-                    loop {
-                        if el.poll().await.is_err() {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                    }
-                });
-                for (topic, payload) in msgs {
-                    if client
-                        .publish(topic, QoS::AtLeastOnce, false, payload)
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
+                publish().await;
                 let _ = stop_rx.await;
             });
         });

@@ -200,7 +200,15 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         backend = backend.with_front_stats(e.front.stats.clone());
     }
     let backend: SharedBackend = Arc::new(backend);
-    let (api, admin_token) = serve_api((api_listener, api_addr), backend, artifacts).await?;
+    let oidc = config
+        .auth
+        .oidc
+        .clone()
+        .map(|oidc| crate::auth::oidc::OidcSettings {
+            config: oidc,
+            public_url: config.api.public_url(api_addr),
+        });
+    let (api, admin_token) = serve_api((api_listener, api_addr), backend, artifacts, oidc).await?;
     let mqtt_addr = embedded.as_ref().map(|e| e.front.addr());
     tracing::info!(%api_addr, mqtt = ?mqtt_addr, "shiki-cloud started");
     Ok(App {
@@ -332,11 +340,16 @@ async fn serve_api(
     (listener, addr): (std::net::TcpListener, SocketAddr),
     backend: SharedBackend,
     artifacts: Artifacts,
+    oidc: Option<crate::auth::oidc::OidcSettings>,
 ) -> Result<(actix_web::dev::ServerHandle, Option<String>), AppError> {
+    if let Some(o) = &oidc {
+        tracing::info!(issuer = %o.config.issuer, audience = %o.config.audience, web_sign_in = o.config.client_id.is_some(), "OIDC sign-in configured");
+    }
     let auth = AuthConfig {
         admin_token: std::env::var("SHIKI_ADMIN_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
+        oidc,
     };
     let state = ApiState::new(
         backend.clone(),

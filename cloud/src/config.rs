@@ -54,6 +54,17 @@ pub struct CloudConfig {
     pub schedule: ScheduleConfig,
     #[serde(default)]
     pub ota: OtaConfig,
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+/// `[auth]`: how people sign in (API tokens need no config).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// `[auth.oidc]`: the identity provider (OpenID Connect); unset: API tokens only.
+    #[serde(default)]
+    pub oidc: Option<shiki_cloud_api::auth::oidc::OidcConfig>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -470,6 +481,7 @@ impl Default for CloudConfig {
             notifier: NotifierConfig::default(),
             schedule: ScheduleConfig::default(),
             ota: OtaConfig::default(),
+            auth: AuthSection::default(),
         }
     }
 }
@@ -509,6 +521,23 @@ impl CloudConfig {
             reason: e.to_string(),
         })?;
         self.broker()?;
+        if let Some(oidc) = &self.auth.oidc {
+            oidc.validate().map_err(|e| ConfigError::Invalid {
+                key: match e.key {
+                    "issuer" => "auth.oidc.issuer",
+                    "audience" => "auth.oidc.audience",
+                    "roles_claim" => "auth.oidc.roles_claim",
+                    "role_map" => "auth.oidc.role_map",
+                    "tenant_claim" => "auth.oidc.tenant_claim",
+                    "scopes" => "auth.oidc.scopes",
+                    "redirect_url" => "auth.oidc.redirect_url",
+                    "post_logout_redirect_url" => "auth.oidc.post_logout_redirect_url",
+                    "session_ttl" => "auth.oidc.session_ttl",
+                    _ => "auth.oidc",
+                },
+                reason: e.reason,
+            })?;
+        }
         if self.verification.attempts == 0 {
             return Err(ConfigError::Invalid {
                 key: "verification.attempts",

@@ -22,6 +22,7 @@
 //! The tests themselves are in `tests/tests/`, one file (one process) per scenario.
 
 pub mod grafana;
+pub mod idp;
 pub mod mosquitto;
 pub mod ota;
 pub mod pki;

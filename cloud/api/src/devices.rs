@@ -101,7 +101,7 @@ struct RegisterDevice {
 }
 
 /// A tenant name: 1 to 64 characters of `A-Z a-z 0-9 _ . @ -`.
-fn valid_tenant(t: &str) -> bool {
+pub(crate) fn valid_tenant(t: &str) -> bool {
     (1..=64).contains(&t.len())
         && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))

@@ -18,6 +18,7 @@ use shiki_shared::schedule::Problem;
 use super::backend::BackendError;
 use crate::artifacts::url::UrlRefused;
 use crate::auth::Role;
+use crate::auth::oidc::{IdentityError, Refusal};
 
 /// Largest JSON request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -40,6 +41,20 @@ pub enum ApiError {
     /// 401: the token is unknown or revoked.
     #[error("invalid or revoked token")]
     InvalidToken,
+    /// 401: a bearer JWT was refused; `reason` says why ([`Refusal::reason`]).
+    #[error("token refused: {0}")]
+    TokenRefused(Refusal),
+    /// 401: the web session cookie names no live session.
+    #[error("your sign-in has ended; sign in again")]
+    SessionEnded,
+    /// 403: a verified identity that maps to no role or carries a bad tenant.
+    #[error("{0}")]
+    Identity(IdentityError),
+    /// 403: a cookie-authenticated request that changes something lacks the CSRF header.
+    #[error(
+        "requests signed in by cookie must send the header 'X-Shiki-Csrf: 1' to change anything"
+    )]
+    CsrfHeaderMissing,
     /// 403: the token's role is not enough.
     #[error("this needs the {required} role; token {name:?} has {actual}")]
     Forbidden {
@@ -93,7 +108,11 @@ impl ApiError {
             ApiError::InvalidBody(_) => "invalid_body",
             ApiError::InvalidParameter { .. } => "invalid_parameter",
             ApiError::MissingToken => "missing_token",
-            ApiError::InvalidToken => "invalid_token",
+            ApiError::InvalidToken | ApiError::TokenRefused(_) => "invalid_token",
+            ApiError::SessionEnded => "session_ended",
+            ApiError::Identity(IdentityError::NoRole { .. }) => "no_role",
+            ApiError::Identity(IdentityError::BadTenant { .. }) => "bad_tenant_claim",
+            ApiError::CsrfHeaderMissing => "csrf_header_missing",
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -157,6 +176,9 @@ impl ApiError {
             ApiError::InvalidSchedule { problems } => {
                 error.insert("problems".into(), json!(problems));
             }
+            ApiError::TokenRefused(refusal) => {
+                error.insert("reason".into(), json!(refusal.reason()));
+            }
             ApiError::Forbidden { required, .. } => {
                 error.insert("required_role".into(), json!(required));
             }
@@ -172,12 +194,24 @@ impl ApiError {
     }
 }
 
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        ApiError::Identity(e)
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::InvalidBody(_) | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
-            ApiError::MissingToken | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } | ApiError::UrlRefused(_) => StatusCode::FORBIDDEN,
+            ApiError::MissingToken
+            | ApiError::InvalidToken
+            | ApiError::TokenRefused(_)
+            | ApiError::SessionEnded => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. }
+            | ApiError::UrlRefused(_)
+            | ApiError::Identity(_)
+            | ApiError::CsrfHeaderMissing => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::VersionConflict { .. } | ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -197,10 +231,19 @@ impl ResponseError for ApiError {
             ApiError::MissingToken => {
                 res.insert_header((header::WWW_AUTHENTICATE, r#"Bearer realm="shiki""#));
             }
-            ApiError::InvalidToken => {
+            ApiError::InvalidToken | ApiError::SessionEnded => {
                 res.insert_header((
                     header::WWW_AUTHENTICATE,
                     r#"Bearer realm="shiki", error="invalid_token""#,
+                ));
+            }
+            ApiError::TokenRefused(refusal) => {
+                res.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!(
+                        r#"Bearer realm="shiki", error="invalid_token", error_description="{}""#,
+                        refusal.reason()
+                    ),
                 ));
             }
             _ => {}

@@ -185,6 +185,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
         .app_data(error::path_config())
         .configure(ops::configure_public)
         .configure(artifacts::configure_public)
+        .configure(auth::oidc::web::configure)
         .service(
             web::scope("/api")
                 .wrap(from_fn(require_token))

@@ -105,6 +105,7 @@ impl From<&Author> for AuthorView {
     fn from(author: &Author) -> Self {
         let (kind, name, role) = match author {
             Author::Operator(n) => (AuthorKind::Operator, n.clone(), None),
+            Author::User { name, role } => (AuthorKind::User, name.clone(), *role),
             Author::ApiKey { name, role } => (AuthorKind::ApiKey, name.clone(), *role),
             Author::Schedule => (AuthorKind::Schedule, "schedule".to_owned(), None),
             Author::Device(id) => (AuthorKind::Device, id.to_string(), None),
@@ -117,8 +118,10 @@ impl From<&Author> for AuthorView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthorKind {
-    /// A person signed in through single sign-on (OIDC; later).
+    /// A person named by a tool.
     Operator,
+    /// Someone signed in at the identity provider (OIDC bearer token or the web page).
+    User,
     /// A caller holding an API bearer token (including `SHIKI_ADMIN_TOKEN`).
     ApiKey,
     /// The yearly schedule (e.g. an override ended at the next transition).

@@ -13,8 +13,11 @@ use crate::Role;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(into = "AuthorRecord")]
 pub enum Author {
-    /// A person (OIDC subject or user name).
+    /// A person by name (written by tools; the API records [`Author::User`] or
+    /// [`Author::ApiKey`]).
     Operator(String),
+    /// Someone signed in at the identity provider (OIDC), with the role it held.
+    User { name: String, role: Option<Role> },
     /// An API token: its name and the role it held when it acted (`None` only in entries
     /// recorded before roles were kept).
     ApiKey { name: String, role: Option<Role> },
@@ -25,6 +28,14 @@ pub enum Author {
 }
 
 impl Author {
+    /// Someone signed in at the identity provider, acting with `role`.
+    pub fn user(name: impl Into<String>, role: Role) -> Self {
+        Author::User {
+            name: name.into(),
+            role: Some(role),
+        }
+    }
+
     /// An API token acting with `role`.
     pub fn api_key(name: impl Into<String>, role: Role) -> Self {
         Author::ApiKey {
@@ -39,6 +50,7 @@ impl fmt::Display for Author {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Author::Operator(n) => write!(f, "operator:{n}"),
+            Author::User { name, .. } => write!(f, "user:{name}"),
             Author::ApiKey { name, .. } => write!(f, "api-key:{name}"),
             Author::Schedule => f.write_str("schedule"),
             Author::Device(id) => write!(f, "device:{id}"),
@@ -61,6 +73,7 @@ pub struct AuthorRecord {
 #[serde(rename_all = "snake_case")]
 enum AuthorKind {
     Operator,
+    User,
     ApiKey,
     Schedule,
     Device,
@@ -70,6 +83,7 @@ impl From<Author> for AuthorRecord {
     fn from(actor: Author) -> Self {
         let (kind, name, role) = match actor {
             Author::Operator(name) => (AuthorKind::Operator, Some(name), None),
+            Author::User { name, role } => (AuthorKind::User, Some(name), role),
             Author::ApiKey { name, role } => (AuthorKind::ApiKey, Some(name), role),
             Author::Schedule => (AuthorKind::Schedule, None, None),
             Author::Device(id) => (AuthorKind::Device, Some(id.to_string()), None),
@@ -84,6 +98,10 @@ impl AuthorRecord {
     pub fn into_author(self, device: &DeviceId) -> Author {
         match self.kind {
             AuthorKind::Operator => Author::Operator(self.name.unwrap_or_default()),
+            AuthorKind::User => Author::User {
+                name: self.name.unwrap_or_default(),
+                role: self.role,
+            },
             AuthorKind::ApiKey => Author::ApiKey {
                 name: self.name.unwrap_or_default(),
                 role: self.role,

@@ -24,7 +24,7 @@ use crate::schedule::{
 use crate::store::{Author, HistoryEntry, Side, Write};
 
 /// Who a schedule history record names: `device` (an ack: this device), `schedule` (a
-/// switch, the yearly job), `api-key:NAME` / `operator:NAME`, anything else an operator.
+/// switch, the yearly job), `api-key:NAME` / `user:NAME` / `operator:NAME`, anything else an operator.
 /// A put records the [`PutSchedule`]'s own actor instead (with the API key's role).
 fn history_actor(actor: &str, device: &DeviceId) -> Author {
     match actor {
@@ -36,6 +36,10 @@ fn history_actor(actor: &str, device: &DeviceId) -> Author {
                 role: None,
             },
             Some(("operator", name)) => Author::Operator(name.to_owned()),
+            Some(("user", name)) => Author::User {
+                name: name.to_owned(),
+                role: None,
+            },
             _ => Author::Operator(other.to_owned()),
         },
     }

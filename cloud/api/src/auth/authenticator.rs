@@ -1,8 +1,11 @@
 //! Turning an `Authorization` header into a [`Caller`].
 
+use std::sync::Arc;
+
 use actix_web::http::header::HeaderValue;
 
 use super::Role;
+use super::oidc::{Oidc, OidcConfigError, OidcSettings, verify::looks_like_jwt};
 use super::token::{TOKEN_PREFIX, digest, digest_eq, hash_token};
 use shiki_cloud_model::Author;
 
@@ -15,8 +18,9 @@ pub const ADMIN_TOKEN_IDENTITY: &str = "$SHIKI_ADMIN_TOKEN";
 /// Shortest `SHIKI_ADMIN_TOKEN` accepted.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
-/// Longest `Authorization` header value considered.
-const MAX_HEADER_LEN: usize = 512;
+/// Longest `Authorization` header value considered (a JWT with many groups runs to a few
+/// kilobytes).
+const MAX_HEADER_LEN: usize = 16 * 1024;
 
 /// Authentication settings, filled in by the composition root from config/environment.
 #[derive(Clone, Default)]
@@ -24,6 +28,8 @@ pub struct AuthConfig {
     /// `SHIKI_ADMIN_TOKEN`: always accepted as an admin token when set. An empty string
     /// counts as unset.
     pub admin_token: Option<String>,
+    /// `[auth.oidc]`: bearer JWTs from the identity provider, and the web sign-in.
+    pub oidc: Option<OidcSettings>,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -33,6 +39,7 @@ impl std::fmt::Debug for AuthConfig {
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("oidc", &self.oidc)
             .finish()
     }
 }
@@ -46,6 +53,21 @@ pub enum AuthConfigError {
     AdminTokenTooShort { len: usize },
     #[error("SHIKI_ADMIN_TOKEN must be printable ASCII without spaces")]
     AdminTokenCharacters,
+    #[error(transparent)]
+    Oidc(#[from] OidcConfigError),
+}
+
+/// How a [`Caller`] authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A stored API token.
+    ApiToken,
+    /// `SHIKI_ADMIN_TOKEN`.
+    AdminToken,
+    /// A bearer JWT from the identity provider.
+    Oidc,
+    /// The web page's session cookie (signed in at the identity provider).
+    Session,
 }
 
 /// Who is calling, as established by [`Authenticator::authenticate`].
@@ -56,25 +78,33 @@ pub struct Caller {
     pub role: Role,
     /// The customer whose devices alone it sees; `None`: staff, every device.
     pub tenant: Option<String>,
+    pub via: Via,
 }
 
 impl Caller {
-    /// Who history names for this caller's changes: its token, with the role it held.
+    /// Who history names for this caller's changes: its token, or the person signed in at
+    /// the identity provider, with the role it held.
     pub fn author(&self) -> Author {
-        Author::api_key(self.name.clone(), self.role)
+        match self.via {
+            Via::ApiToken | Via::AdminToken => Author::api_key(self.name.clone(), self.role),
+            Via::Oidc | Via::Session => Author::user(self.name.clone(), self.role),
+        }
     }
 }
 
-/// Checks bearer tokens: against `SHIKI_ADMIN_TOKEN` first, then the stored tokens.
+/// Checks bearer tokens: against `SHIKI_ADMIN_TOKEN` first, then the stored tokens, then
+/// (JWTs) the identity provider; without a bearer token, the web session cookie.
 #[derive(Clone, Default)]
 pub struct Authenticator {
     admin_digest: Option<[u8; 32]>,
+    oidc: Option<Arc<Oidc>>,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("admin_token_set", &self.admin_digest.is_some())
+            .field("oidc", &self.oidc.as_ref().map(|o| &o.config.issuer))
             .finish()
     }
 }
@@ -92,7 +122,13 @@ impl Authenticator {
             }
             Some(t) => Some(digest(t)),
         };
-        Ok(Authenticator { admin_digest })
+        let oidc = config.oidc.clone().map(Oidc::new).transpose()?;
+        Ok(Authenticator { admin_digest, oidc })
+    }
+
+    /// The OIDC verifier and web sign-in, when `[auth.oidc]` is configured.
+    pub fn oidc(&self) -> Option<&Oidc> {
+        self.oidc.as_deref()
     }
 
     /// True when `SHIKI_ADMIN_TOKEN` is configured.
@@ -114,16 +150,21 @@ impl Authenticator {
                 name: ADMIN_TOKEN_IDENTITY.to_owned(),
                 role: Role::Admin,
                 tenant: None,
+                via: Via::AdminToken,
             });
         }
         if !token.starts_with(TOKEN_PREFIX) {
-            return Err(ApiError::InvalidToken);
+            return match &self.oidc {
+                Some(oidc) if looks_like_jwt(token) => oidc.bearer(token).await,
+                _ => Err(ApiError::InvalidToken),
+            };
         }
         match backend.token_by_hash(hash_token(token)).await {
             Ok(Some(record)) => Ok(Caller {
                 name: record.name,
                 role: record.role,
                 tenant: record.tenant,
+                via: Via::ApiToken,
             }),
             Ok(None) => Err(ApiError::InvalidToken),
             Err(e) => Err(ApiError::from_backend(e, || "token".to_owned())),
@@ -181,6 +222,7 @@ mod tests {
     fn admin_token_config_is_validated() {
         let cfg = |t: &str| AuthConfig {
             admin_token: Some(t.to_owned()),
+            oidc: None,
         };
         assert!(
             !Authenticator::new(&cfg(""))
@@ -206,6 +248,7 @@ mod tests {
     fn debug_output_never_shows_the_admin_token() {
         let cfg = AuthConfig {
             admin_token: Some("super-secret-token-123".into()),
+            oidc: None,
         };
         assert!(!format!("{cfg:?}").contains("super-secret"));
         let auth = Authenticator::new(&cfg).expect("valid");

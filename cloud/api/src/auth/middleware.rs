@@ -6,12 +6,14 @@ use actix_web::{
     FromRequest, HttpMessage, HttpRequest, ResponseError,
     body::{EitherBody, MessageBody},
     dev::{Payload, ServiceRequest, ServiceResponse},
-    http::header::AUTHORIZATION,
+    http::{Method, header::AUTHORIZATION},
     middleware::Next,
     web,
 };
 use futures::future::{Ready, ready};
 
+use super::oidc::Oidc;
+use super::oidc::web::{CSRF_HEADER, SESSION_COOKIE};
 use super::{Caller, Role};
 use crate::{ApiError, ApiState};
 
@@ -28,22 +30,48 @@ pub async fn require_token(
         return Ok(req.into_response(res).map_into_right_body());
     };
     let header = req.headers().get(AUTHORIZATION).cloned();
-    match state
-        .auth
-        .authenticate(state.backend.as_ref(), header.as_ref())
-        .await
-    {
+    let session = match (&header, state.auth.oidc()) {
+        (None, Some(oidc)) => req
+            .cookie(SESSION_COOKIE)
+            .map(|c| session_caller(oidc, c.value(), &req)),
+        _ => None,
+    };
+    let outcome = match session {
+        Some(outcome) => outcome,
+        None => {
+            state
+                .auth
+                .authenticate(state.backend.as_ref(), header.as_ref())
+                .await
+        }
+    };
+    match outcome {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             Ok(next.call(req).await?.map_into_left_body())
         }
         Err(err) => {
             state.stats.auth_failure();
-            tracing::info!(path = %req.path(), code = err.code(), "request refused: not authenticated");
+            let reason = match &err {
+                ApiError::TokenRefused(r) => r.reason(),
+                _ => "",
+            };
+            tracing::info!(path = %req.path(), code = err.code(), reason, peer = ?req.peer_addr(), "request refused: not authenticated");
             let res = err.error_response();
             Ok(req.into_response(res).map_into_right_body())
         }
     }
+}
+
+/// The caller of a web session cookie; a request that changes something must also carry
+/// [`CSRF_HEADER`].
+fn session_caller(oidc: &Oidc, id: &str, req: &ServiceRequest) -> Result<Caller, ApiError> {
+    let caller = oidc.session(id).ok_or(ApiError::SessionEnded)?;
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe && req.headers().get(CSRF_HEADER).is_none_or(|v| v != "1") {
+        return Err(ApiError::CsrfHeaderMissing);
+    }
+    Ok(caller)
 }
 
 /// A role a handler demands; see [`Authorized`].

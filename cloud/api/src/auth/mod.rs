@@ -10,15 +10,19 @@
 //! - [`Authorized<R>`] is the extractor each handler names to demand a role: [`CanRead`]
 //!   (viewer), [`CanOperate`] (operator), [`CanAdminister`] (admin); too weak → 403.
 //! - [`bootstrap_admin`] creates the first admin token on an empty store.
+//! - [`oidc`]: bearer JWTs from the company's identity provider, and the web page's
+//!   sign-in (Authorization Code + PKCE, server-side sessions behind an HttpOnly cookie).
 
 mod authenticator;
 mod bootstrap;
 mod device_password;
 mod middleware;
+pub mod oidc;
 mod token;
 
 pub use authenticator::{
     ADMIN_TOKEN_IDENTITY, AuthConfig, AuthConfigError, Authenticator, Caller, MIN_ADMIN_TOKEN_LEN,
+    Via,
 };
 pub use bootstrap::{BOOTSTRAP_TOKEN_NAME, bootstrap_admin};
 pub use device_password::{generate_device_password, hash_device_password, verify_device_password};

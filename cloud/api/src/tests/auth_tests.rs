@@ -120,6 +120,7 @@ async fn admin_token_from_configuration_always_works_as_admin() {
     let config = ApiConfig {
         auth: AuthConfig {
             admin_token: Some(ENV_ADMIN.into()),
+            oidc: None,
         },
         ..ApiConfig::default()
     };
@@ -226,6 +227,7 @@ async fn bootstrap_is_skipped_when_an_admin_token_is_configured() {
     let backend = Arc::new(FakeBackend::default());
     let auth = Authenticator::new(&AuthConfig {
         admin_token: Some(ENV_ADMIN.into()),
+        oidc: None,
     })
     .expect("valid");
     assert_eq!(

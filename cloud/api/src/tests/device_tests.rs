@@ -411,6 +411,7 @@ async fn backend_outage_is_503_json() {
         ApiConfig {
             auth: crate::auth::AuthConfig {
                 admin_token: Some(ENV_ADMIN.into()),
+                oidc: None,
             },
             ..ApiConfig::default()
         }

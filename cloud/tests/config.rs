@@ -67,3 +67,59 @@ fn the_commented_keys_parse_when_uncommented() {
         "https://shiki.example.com"
     );
 }
+
+#[test]
+fn the_oidc_example_parses_with_its_commented_keys_and_bad_values_name_their_key() {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/cloud.oidc.example.toml"
+    ));
+    let text = std::fs::read_to_string(path).expect("oidc example exists");
+    let c = CloudConfig::parse(&text, path).expect("oidc example parses");
+    let oidc = c.auth.oidc.expect("[auth.oidc]");
+    assert_eq!(oidc.role_map.len(), 3);
+    assert_eq!(oidc.client_id.as_deref(), Some("shiki-web"));
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest.to_owned(),
+            _ => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = CloudConfig::parse(&uncommented, path).expect("uncommented oidc example parses");
+    let oidc = c.auth.oidc.expect("[auth.oidc]");
+    assert!(oidc.client_secret.is_some() && oidc.redirect_url.is_some());
+
+    for (from, to, key) in [
+        (
+            "issuer = \"https://login.example.com/realms/shiki\"",
+            "issuer = \"http://login.example.com/realms/shiki\"",
+            "auth.oidc.issuer",
+        ),
+        (
+            "audience = \"shiki-api\"",
+            "audience = \"\"",
+            "auth.oidc.audience",
+        ),
+        (
+            "scopes = [\"openid\", \"profile\", \"email\", \"groups\"]",
+            "scopes = [\"profile\"]",
+            "auth.oidc.scopes",
+        ),
+    ] {
+        assert!(text.contains(from), "{from}");
+        let err = CloudConfig::parse(&text.replace(from, to), path).expect_err(key);
+        assert!(err.to_string().contains(key), "{err}");
+    }
+    let no_roles: String = text
+        .split("[auth.oidc.role_map]")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let err = CloudConfig::parse(&no_roles, path).expect_err("empty role_map");
+    assert!(err.to_string().contains("auth.oidc.role_map"), "{err}");
+    let unknown = text.replace("leeway = \"60s\"", "leway = \"60s\"");
+    let err = CloudConfig::parse(&unknown, path).expect_err("unknown key");
+    assert!(err.to_string().contains("leway"), "{err}");
+}

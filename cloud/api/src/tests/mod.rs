@@ -702,4 +702,10 @@ pub(super) const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/"),
     ("GET", "/app.js"),
     ("GET", "/style.css"),
+    ("GET", "/auth/session"),
+    ("POST", "/auth/logout"),
 ];
+
+/// The web sign-in's routes: 404 unless `[auth.oidc]` has a `client_id` (tests/tests/oidc.rs
+/// walks them against a real provider).
+pub(super) const SSO_ROUTES: &[(&str, &str)] = &[("GET", "/auth/login"), ("GET", "/auth/callback")];

@@ -21,6 +21,18 @@ async fn public_routes_answer_without_a_token() {
         let res = send!(app, req(method, path, None));
         assert_eq!(res.status, StatusCode::OK, "{method} {path}");
     }
+    // Without [auth.oidc]: no single sign-on offered, its routes say how to set it up.
+    let res = send!(app, req("GET", "/auth/session", None));
+    assert_eq!(res.json["sso"], false);
+    for (method, path) in SSO_ROUTES {
+        let res = send!(app, req(method, path, None));
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "{method} {path}");
+        assert!(
+            res.json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("auth.oidc.client_id"))
+        );
+    }
 }
 
 /// A small checker of the Prometheus text format (0.0.4): every sample belongs to a family
@@ -261,6 +273,7 @@ async fn openapi_document_parses_and_describes_every_route() {
             PUBLIC_ROUTES
                 .iter()
                 .chain(SIGNED_ROUTES)
+                .chain(SSO_ROUTES)
                 .map(|(m, p)| ((*p).to_owned(), m.to_lowercase())),
         )
         .collect();
@@ -309,6 +322,12 @@ async fn web_page_is_served_and_uses_the_api() {
         "\"PATCH\"",
         "Authorization",
         "Bearer ",
+        "\"/auth/session\"",
+        "\"/auth/login\"",
+        "\"/auth/logout\"",
+        "X-Shiki-Csrf",
+        "end_session_url",
+        "login_error",
     ] {
         assert!(js.contains(path), "app.js does not use {path}");
     }
@@ -316,6 +335,10 @@ async fn web_page_is_served_and_uses_the_api() {
         !js.contains("innerHTML"),
         "device data must be inserted as text"
     );
+    // Tokens live in the page's memory (or, signed in through the provider, on the server).
+    for storage in ["localStorage", "sessionStorage", "document.cookie"] {
+        assert!(!js.contains(storage), "app.js must not use {storage}");
+    }
 }
 
 #[actix_web::test]
@@ -414,8 +437,59 @@ fn openapi_lists_every_error_code_and_status() {
         },
         ApiError::Unavailable(String::new()),
         ApiError::Internal,
+        ApiError::SessionEnded,
+        ApiError::Identity(crate::auth::oidc::IdentityError::NoRole {
+            name: String::new(),
+            claim: String::new(),
+            groups: Vec::new(),
+        }),
+        ApiError::Identity(crate::auth::oidc::IdentityError::BadTenant {
+            claim: String::new(),
+            reason: String::new(),
+        }),
+        ApiError::CsrfHeaderMissing,
     ];
+    // invalid_token also stands for a refused JWT (with a reason).
     assert_eq!(codes.len(), all.len(), "every code documented once");
+    let reasons: Vec<&str> =
+        doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["reason"]["enum"]
+            .as_array()
+            .expect("reason enum")
+            .iter()
+            .map(|c| c.as_str().expect("reason"))
+            .collect();
+    use crate::auth::oidc::Refusal;
+    for refusal in [
+        Refusal::Malformed(String::new()),
+        Refusal::AlgNone,
+        Refusal::Hmac(String::new()),
+        Refusal::UnsupportedAlg(String::new()),
+        Refusal::NoKid,
+        Refusal::UnknownKid(String::new()),
+        Refusal::WrongKeyType {
+            alg: String::new(),
+            kid: String::new(),
+        },
+        Refusal::BadSignature,
+        Refusal::Expired,
+        Refusal::NotYetValid,
+        Refusal::WrongIssuer {
+            got: String::new(),
+            want: String::new(),
+        },
+        Refusal::WrongAudience {
+            got: String::new(),
+            want: String::new(),
+        },
+        Refusal::MissingClaim(String::new()),
+    ] {
+        let reason = refusal.reason();
+        assert!(reasons.contains(&reason), "{reason} not in openapi");
+        let e = ApiError::TokenRefused(refusal);
+        assert_eq!(e.body()["error"]["reason"], reason);
+        assert_eq!(e.code(), "invalid_token");
+    }
+    assert_eq!(reasons.len(), 13, "every reason documented once");
     for e in &all {
         assert!(codes.contains(&e.code()), "{} not in openapi", e.code());
         let body = e.body();

@@ -1,12 +1,20 @@
-// Shiki operator page: plain JS, no build step. Talks to the admin API with the bearer
-// token the operator enters (kept in sessionStorage for this tab only). Every value from
-// the API is inserted as text (never as HTML).
+// Shiki operator page: plain JS, no build step. Signs in either through the company's
+// identity provider (single sign-on: the server holds the tokens, the browser an HttpOnly
+// session cookie) or with an API token the operator enters (kept in this page's memory
+// only, never in storage). Every value from the API is inserted as text (never as HTML).
 "use strict";
 
 const API = "/api/v1";
 const $ = (id) => document.getElementById(id);
-let token = sessionStorage.getItem("shiki-token") || "";
-let current = null; // the device view shown
+let token = "";      // an API token typed in; empty when signed in through the provider
+let viaSso = false;  // signed in through the identity provider (cookie session)
+let current = null;  // the device view shown
+
+// Every API call: the bearer token, or the session cookie plus the header that proves
+// the request comes from this page (the server refuses cookie changes without it).
+function authHeaders() {
+  return viaSso ? { "X-Shiki-Csrf": "1" } : { "Authorization": "Bearer " + token };
+}
 
 class ApiError extends Error {
   constructor(status, body) {
@@ -19,14 +27,14 @@ class ApiError extends Error {
 }
 
 async function api(method, path, body) {
-  const headers = { "Authorization": "Bearer " + token, "Accept": "application/json" };
-  const init = { method, headers };
+  const headers = { ...authHeaders(), "Accept": "application/json" };
+  const init = { method, headers, credentials: "same-origin" };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
   const res = await fetch(API + path, init);
-  if (res.status === 401) signOut("Token refused; sign in again.");
+  if (res.status === 401) endSignIn(viaSso ? "Your sign-in has ended; sign in again." : "Token refused; sign in again.");
   const type = res.headers.get("Content-Type") || "";
   const data = type.includes("application/json") ? await res.json() : await res.text();
   if (!res.ok) throw new ApiError(res.status, data);
@@ -62,26 +70,72 @@ function when(ts) {
   return ts ? new Date(ts).toLocaleString() : "never";
 }
 
-function signOut(text) {
+// Back to the sign-in form (nothing sent to the server).
+function endSignIn(text) {
   token = "";
-  sessionStorage.removeItem("shiki-token");
+  viaSso = false;
   $("main").hidden = true;
   $("login").hidden = false;
   $("whoami").hidden = true;
   say(text || "", Boolean(text));
 }
 
-async function signIn(t) {
-  token = t.trim();
+// Sign out: a provider session ends on the server too, then at the provider.
+async function signOut() {
+  if (viaSso) {
+    try {
+      const res = await fetch("/auth/logout", { method: "POST", headers: { "X-Shiki-Csrf": "1" }, credentials: "same-origin" });
+      const out = await res.json();
+      if (out.end_session_url) {
+        window.location.assign(out.end_session_url);
+        return;
+      }
+    } catch (e) {
+      say("Sign-out failed: " + e.message, true);
+      return;
+    }
+  }
+  endSignIn("");
+}
+
+async function showSignedIn(who) {
   try {
     await loadDevices();
-    sessionStorage.setItem("shiki-token", token);
     $("login").hidden = true;
     $("whoami").hidden = false;
+    $("signed-in").textContent = who;
     $("main").hidden = false;
     say("");
   } catch (e) {
     if (e.status !== 401) say(e.message, true);
+  }
+}
+
+async function signIn(t) {
+  token = t.trim();
+  viaSso = false;
+  await showSignedIn("Signed in with an API token");
+}
+
+// On load: a provider sign-in that failed comes back with ?login_error=…; a live
+// session signs straight in; otherwise the form, with the provider's button if offered.
+async function start() {
+  const params = new URLSearchParams(window.location.search);
+  const failed = params.get("login_error");
+  if (failed !== null) window.history.replaceState(null, "", "/");
+  let session = {};
+  try {
+    session = await (await fetch("/auth/session", { credentials: "same-origin" })).json();
+  } catch (e) {
+    session = {};
+  }
+  $("sso").hidden = !session.sso;
+  if (session.signed_in) {
+    viaSso = true;
+    const tenant = session.tenant ? ", " + session.tenant : "";
+    await showSignedIn("Signed in as " + session.name + " (" + session.role + tenant + ")");
+  } else if (failed !== null) {
+    say("Sign-in failed: " + failed, true);
   }
 }
 
@@ -215,7 +269,7 @@ async function sendChange(value) {
     if (e.code === "version_conflict") {
       say("Someone changed this device meanwhile (now version " + e.details.current_version + "). Reloaded; check and try again.", true);
     } else if (e.code === "forbidden") {
-      say("Your token may only read; changing settings needs the operator role.", true);
+      say("You may only read; changing settings needs the operator role.", true);
     } else {
       say(e.message, true);
     }
@@ -226,7 +280,8 @@ async function sendChange(value) {
 async function exportCsv() {
   if (!current) return;
   const res = await fetch(API + "/devices/" + encodeURIComponent(current.id) + "/history?format=csv", {
-    headers: { "Authorization": "Bearer " + token },
+    headers: authHeaders(),
+    credentials: "same-origin",
   });
   if (!res.ok) {
     say("Export failed: HTTP " + res.status, true);
@@ -248,6 +303,9 @@ $("login").addEventListener("submit", (ev) => {
   $("token").value = "";
 });
 $("logout").addEventListener("click", () => signOut());
+$("sso").addEventListener("click", () => {
+  window.location.assign("/auth/login");
+});
 $("refresh").addEventListener("click", () => loadDevices().catch((e) => say(e.message, true)));
 $("change-key").addEventListener("change", updateHint);
 $("change").addEventListener("submit", (ev) => {
@@ -264,4 +322,4 @@ $("change").addEventListener("submit", (ev) => {
 $("change-clear").addEventListener("click", () => sendChange(null));
 $("csv").addEventListener("click", () => exportCsv().catch((e) => say(e.message, true)));
 
-if (token) signIn(token);
+start();

@@ -4,7 +4,8 @@
 //!   one (so a moved `jwks_uri` is followed); its `issuer` must equal the configured one.
 //! - A token naming an unknown `kid` makes one refetch, at most once per
 //!   `jwks_min_refetch` (unknown kids cannot make the cloud hammer the provider); a key set
-//!   older than `jwks_max_age` is refetched on the next use.
+//!   older than `jwks_max_age` is refetched on the next use (also at most once per
+//!   `jwks_min_refetch`, so a provider that is down does not slow every request).
 //! - When a refetch fails, the keys already held stay in use (logged); with none held, the
 //!   request gets 503, not 401: the token may be fine.
 
@@ -80,6 +81,7 @@ struct Cache {
     unnamed: Vec<Arc<Key>>,
     fetched_at: Option<Instant>,
     last_attempt: Option<Instant>,
+    last_error: Option<String>,
 }
 
 /// The provider's discovery document and key set, cached.
@@ -141,7 +143,7 @@ impl ProviderKeys {
         if let Some(d) = self.cache().discovery.clone() {
             return Ok(d);
         }
-        self.refresh(true).await?;
+        self.refresh().await?;
         self.cache()
             .discovery
             .clone()
@@ -160,23 +162,26 @@ impl ProviderKeys {
             Err(KeyError::NoKid) if !stale => return Err(KeyError::NoKid),
             _ => {}
         }
-        // Unknown kid or stale set: refetch, unless one was attempted too recently (a stale
-        // set is always refetched).
-        match self.refresh(stale).await {
-            Ok(()) => lookup(&self.cache(), kid),
-            Err(err) => {
-                let c = self.cache();
-                if c.fetched_at.is_none() {
-                    return Err(err);
-                }
-                lookup(&c, kid)
-            }
+        // Unknown kid or stale set: refetch, unless one was attempted less than
+        // `min_refetch` ago. A failed refetch keeps the keys held.
+        let refreshed = self.refresh().await;
+        let c = self.cache();
+        if c.fetched_at.is_none() {
+            return Err(refreshed.err().unwrap_or_else(|| {
+                KeyError::Unavailable(
+                    c.last_error
+                        .clone()
+                        .unwrap_or_else(|| "no keys fetched yet".into()),
+                )
+            }));
         }
+        lookup(&c, kid)
     }
 
-    /// Fetches discovery and keys, unless `force` is false and the last attempt is more
-    /// recent than `min_refetch`.
-    async fn refresh(&self, force: bool) -> Result<(), KeyError> {
+    /// Fetches discovery and keys, unless the last attempt is more recent than
+    /// `min_refetch` (so neither unknown kids nor a provider that is down make every
+    /// request wait for a fetch).
+    async fn refresh(&self) -> Result<(), KeyError> {
         let started = Instant::now();
         let _one = self.fetching.lock().await;
         {
@@ -185,9 +190,8 @@ impl ProviderKeys {
             if c.last_attempt.is_some_and(|t| t >= started) {
                 return Ok(());
             }
-            if !force
-                && c.last_attempt
-                    .is_some_and(|t| t.elapsed() < self.min_refetch)
+            if c.last_attempt
+                .is_some_and(|t| t.elapsed() < self.min_refetch)
             {
                 tracing::debug!(issuer = %self.issuer, "key set refetch skipped: fetched moments ago");
                 return Ok(());
@@ -204,10 +208,12 @@ impl ProviderKeys {
                 c.keys = keys;
                 c.unnamed = unnamed;
                 c.fetched_at = Some(Instant::now());
+                c.last_error = None;
                 Ok(())
             }
             Err(reason) => {
                 tracing::warn!(issuer = %self.issuer, %reason, "cannot fetch the identity provider's keys; keeping the ones held");
+                self.cache().last_error = Some(reason.clone());
                 Err(KeyError::Unavailable(reason))
             }
         }
@@ -324,3 +330,7 @@ fn lookup(c: &Cache, kid: Option<&str>) -> Result<Arc<Key>, KeyError> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "keys_tests.rs"]
+mod tests;

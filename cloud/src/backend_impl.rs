@@ -269,6 +269,9 @@ impl Backend for CloudBackend {
                     shadow_version: v.version,
                     pending_verifications: u32::try_from(v.pending_verifications.len())
                         .unwrap_or(u32::MAX),
+                    software_version: v.status.as_ref().and_then(|s| s.software_version.clone()),
+                    last_sample_at: v.last_telemetry.as_ref().map(|s| s.ts),
+                    tenant: None,
                 })
                 .collect())
         }

@@ -41,6 +41,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/devices/{id}/desired").route(web::patch().to(patch_desired)))
     .service(resource("/devices/{id}/history").route(web::get().to(history)))
     .service(resource("/devices/{id}/telemetry").route(web::get().to(telemetry)))
+    .service(resource("/devices/{id}/telemetry/series").route(web::get().to(crate::series::series)))
     .service(resource("/devices/{id}/events").route(web::get().to(events)));
 }
 
@@ -72,23 +73,126 @@ fn device_error(id: &DeviceId) -> impl FnOnce(super::BackendError) -> ApiError +
     move |e| ApiError::from_backend(e, || format!("device {:?}", id.as_str()))
 }
 
-async fn list_devices(auth: CanRead, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+/// `GET /api/v1/devices` query: filter, order and page (all optional; without `limit`
+/// every matching device is listed).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// Text the device id or tenant contains (case-insensitive).
+    q: Option<String>,
+    /// `online` or `offline`.
+    state: Option<String>,
+    /// `id` (default), `last_seen` (newest first) or `pending` (most pending first).
+    sort: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// Most devices one page lists.
+pub const MAX_PAGE: usize = 1000;
+
+async fn list_devices(
+    auth: CanRead,
+    state: web::Data<ApiState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let online = match query.state.as_deref() {
+        None | Some("") => None,
+        Some("online") => Some(true),
+        Some("offline") => Some(false),
+        Some(other) => {
+            return Err(ApiError::InvalidParameter {
+                parameter: "state",
+                reason: format!("{other:?}: use online or offline"),
+            });
+        }
+    };
+    if query.limit.is_some_and(|l| l == 0 || l > MAX_PAGE) {
+        return Err(ApiError::InvalidParameter {
+            parameter: "limit",
+            reason: format!("must be 1 to {MAX_PAGE}"),
+        });
+    }
     let mut devices = state
         .backend
         .list_devices()
         .await
         .map_err(|e| ApiError::from_backend(e, || "devices".into()))?;
-    if auth.caller.tenant.is_some() {
-        let mut mine = Vec::with_capacity(devices.len());
-        for d in devices {
-            if ensure_visible(&state, &auth.caller, &d.id).await.is_ok() {
-                mine.push(d);
-            }
-        }
-        devices = mine;
+    if let Some(online) = online {
+        devices.retain(|d| d.online == online);
     }
-    devices.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(HttpResponse::Ok().json(json!({ "devices": devices })))
+    let needle = query
+        .q
+        .as_deref()
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(str::to_lowercase);
+    // Tenants are looked up per device: only where needed (a tenant caller, a search that
+    // may match a tenant, the page shown).
+    if auth.caller.tenant.is_some() || needle.is_some() {
+        let mut kept = Vec::with_capacity(devices.len());
+        for mut d in devices {
+            if auth.caller.tenant.is_some()
+                && ensure_visible(&state, &auth.caller, &d.id).await.is_err()
+            {
+                continue;
+            }
+            if let Some(needle) = &needle {
+                if !d.id.as_str().to_lowercase().contains(needle.as_str()) {
+                    d.tenant = state
+                        .backend
+                        .device_tenant(d.id.clone())
+                        .await
+                        .ok()
+                        .flatten();
+                    if !d
+                        .tenant
+                        .as_deref()
+                        .is_some_and(|t| t.to_lowercase().contains(needle.as_str()))
+                    {
+                        continue;
+                    }
+                }
+            }
+            kept.push(d);
+        }
+        devices = kept;
+    }
+    match query.sort.as_deref() {
+        None | Some("") | Some("id") => devices.sort_by(|a, b| a.id.cmp(&b.id)),
+        Some("last_seen") => {
+            devices.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.id.cmp(&b.id)))
+        }
+        Some("pending") => devices.sort_by(|a, b| {
+            b.pending_verifications
+                .cmp(&a.pending_verifications)
+                .then(a.id.cmp(&b.id))
+        }),
+        Some(other) => {
+            return Err(ApiError::InvalidParameter {
+                parameter: "sort",
+                reason: format!("{other:?}: use id, last_seen or pending"),
+            });
+        }
+    }
+    let total = devices.len();
+    let offset = query.offset.unwrap_or(0).min(total);
+    let limit = query.limit.unwrap_or(total.max(1));
+    let mut page: Vec<_> = devices.into_iter().skip(offset).take(limit).collect();
+    for d in page.iter_mut().filter(|d| d.tenant.is_none()) {
+        d.tenant = state
+            .backend
+            .device_tenant(d.id.clone())
+            .await
+            .ok()
+            .flatten();
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "devices": page,
+        "total": total,
+        "offset": offset,
+        "limit": query.limit,
+    })))
 }
 
 /// Body of `POST /api/v1/devices`.

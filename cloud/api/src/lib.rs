@@ -16,6 +16,7 @@
 //! |---|---|
 //! | `GET /api/v1/devices`, `GET /api/v1/devices/{id}` | viewer |
 //! | `GET /api/v1/devices/{id}/history` (`?format=csv`), `/telemetry`, `/events` | viewer |
+//! | `GET /api/v1/devices/{id}/telemetry/series` (min/avg/max per bucket) | viewer |
 //! | `PATCH /api/v1/devices/{id}/desired`, `PUT /api/v1/devices/{id}/schedule` | operator |
 //! | `GET /api/v1/devices/{id}/schedule` | viewer |
 //! | `POST /api/v1/jobs`, `POST /api/v1/jobs/{id}/cancel` | operator |
@@ -49,6 +50,7 @@ mod ops;
 mod params;
 mod prometheus;
 mod schedule;
+mod series;
 mod stats;
 mod tokens;
 mod types;

@@ -32,6 +32,16 @@ pub(crate) enum Format {
 }
 
 impl RangeQuery {
+    /// A range from raw `from` and `to` parameters (other routes' queries).
+    pub(crate) fn from_parts(from: Option<String>, to: Option<String>) -> Self {
+        RangeQuery {
+            from,
+            to,
+            limit: None,
+            format: None,
+        }
+    }
+
     /// `from` and `to` as RFC 3339 instants; `from` must not be after `to`.
     pub(crate) fn range(&self) -> Result<TimeRange, ApiError> {
         let from = self

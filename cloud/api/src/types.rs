@@ -36,6 +36,15 @@ pub struct DeviceSummary {
     pub shadow_version: u64,
     /// Desired changes whose verification has not finished yet.
     pub pending_verifications: u32,
+    /// The edge software the device runs, as its last `status` said.
+    #[serde(default)]
+    pub software_version: Option<String>,
+    /// Time of the newest telemetry sample received.
+    #[serde(default)]
+    pub last_sample_at: Option<DateTime<Utc>>,
+    /// The customer the device belongs to (filled in for the page listed).
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 /// `GET /api/v1/devices/{id}`: the device actor's state.

@@ -26,6 +26,66 @@ async fn lists_devices_sorted_with_summary_fields() {
 }
 
 #[actix_web::test]
+async fn the_device_list_filters_sorts_and_pages_and_names_tenants() {
+    let backend = seeded();
+    {
+        let mut d = backend.data();
+        for i in 3..=12 {
+            let v = view(&format!("plant-{i:02}"), i % 2 == 0, false);
+            d.devices.insert(v.id.clone(), v);
+        }
+    }
+    let app = app!(state(backend));
+    let ids = |res: &crate::testing::Resp| -> Vec<String> {
+        res.json["devices"]
+            .as_array()
+            .expect("devices")
+            .iter()
+            .map(|d| d["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let res = send!(
+        app,
+        req("GET", "/api/v1/devices?limit=5&offset=5", Some(VIEWER))
+    );
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json["total"], 12);
+    assert_eq!(
+        ids(&res),
+        ["plant-06", "plant-07", "plant-08", "plant-09", "plant-10"]
+    );
+    let res = send!(
+        app,
+        req("GET", "/api/v1/devices?state=offline", Some(VIEWER))
+    );
+    assert!(
+        ids(&res)
+            .iter()
+            .all(|id| id != "plant-01" && id != "plant-04")
+    );
+    assert_eq!(res.json["total"], 6);
+    // The tenant is searched too, and shown.
+    let res = send!(app, req("GET", "/api/v1/devices?q=ACME", Some(VIEWER)));
+    assert_eq!(ids(&res), ["plant-01"]);
+    assert_eq!(res.json["devices"][0]["tenant"], "acme");
+    let res = send!(app, req("GET", "/api/v1/devices?q=plant-1", Some(VIEWER)));
+    assert_eq!(ids(&res), ["plant-10", "plant-11", "plant-12"]);
+    for bad in [
+        "state=sleeping",
+        "sort=colour",
+        "limit=0",
+        "limit=100000",
+        "colour=red",
+    ] {
+        let res = send!(
+            app,
+            req("GET", &format!("/api/v1/devices?{bad}"), Some(VIEWER))
+        );
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+#[actix_web::test]
 async fn shows_one_device_with_shadow_and_catalog() {
     let app = app!(state(seeded()));
     let res = send!(app, req("GET", "/api/v1/devices/plant-01", Some(VIEWER)));

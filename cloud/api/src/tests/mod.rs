@@ -165,6 +165,9 @@ impl Backend for FakeBackend {
                     last_seen: v.last_seen,
                     shadow_version: v.version,
                     pending_verifications: v.pending_verifications.len() as u32,
+                    software_version: v.software_version.clone(),
+                    last_sample_at: v.last_telemetry.as_ref().map(|s| s.ts),
+                    tenant: None,
                 })
                 .collect())
         })
@@ -677,6 +680,7 @@ pub(super) const ROUTES: &[RouteCase] = &[
     RouteCase { method: "PATCH", path: "/api/v1/devices/plant-01/desired", template: "/api/v1/devices/{id}/desired", body: Some(|r| r.set_json(json!({"settings": {"chw_setpoint": 8.0}}))), role: Role::Operator, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/history", template: "/api/v1/devices/{id}/history", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/telemetry", template: "/api/v1/devices/{id}/telemetry", body: None, role: Role::Viewer, ok: 200 },
+    RouteCase { method: "GET", path: "/api/v1/devices/plant-01/telemetry/series", template: "/api/v1/devices/{id}/telemetry/series", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/events", template: "/api/v1/devices/{id}/events", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "PUT", path: "/api/v1/devices/plant-01/schedule", template: "/api/v1/devices/{id}/schedule", body: Some(|r| r.set_json(json!({"id": "sapporo-2027"}))), role: Role::Operator, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/schedule", template: "/api/v1/devices/{id}/schedule", body: None, role: Role::Viewer, ok: 200 },

@@ -15,6 +15,14 @@ use crate::auth::{CanRead, Role};
 pub(crate) const OPENAPI_JSON: &str = include_str!("openapi.json");
 pub(crate) const INDEX_HTML: &str = include_str!("web/index.html");
 pub(crate) const APP_JS: &str = include_str!("web/app.js");
+/// The console's other ES modules, by path (imported by `app.js`).
+pub(crate) const MODULES: &[(&str, &str)] = &[
+    ("/lib.js", include_str!("web/lib.js")),
+    ("/fleet.js", include_str!("web/fleet.js")),
+    ("/device.js", include_str!("web/device.js")),
+    ("/chart.js", include_str!("web/chart.js")),
+    ("/schedule.js", include_str!("web/schedule.js")),
+];
 pub(crate) const STYLE_CSS: &str = include_str!("web/style.css");
 
 /// Content-Security-Policy of the web page: only its own script, style and API.
@@ -29,11 +37,21 @@ pub(crate) fn configure_public(cfg: &mut web::ServiceConfig) {
         .service(resource("/app.js").route(web::get().to(app_js)))
         .service(resource("/style.css").route(web::get().to(style_css)))
         .service(resource("/favicon.ico").route(web::get().to(favicon)));
+    for (path, text) in MODULES {
+        cfg.service(resource(path).route(
+            web::get().to(move || async move { page("text/javascript; charset=utf-8", text) }),
+        ));
+    }
 }
 
 /// Routes under `/api/v1` served from here.
 pub(crate) fn configure_api(cfg: &mut web::ServiceConfig) {
     cfg.service(
+        web::resource("/whoami")
+            .route(web::get().to(whoami))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
         web::resource("/openapi.json")
             .route(web::get().to(openapi))
             .default_service(web::to(method_not_allowed)),
@@ -87,6 +105,24 @@ fn page(content_type: &'static str, body: &'static str) -> HttpResponse {
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .body(body)
+}
+
+/// `GET /api/v1/whoami`: the caller as the API sees it (the console shows it and hides what
+/// the role cannot do).
+async fn whoami(auth: crate::auth::CanRead) -> HttpResponse {
+    let c = &auth.caller;
+    let via = match c.via {
+        crate::auth::Via::ApiToken => "api_token",
+        crate::auth::Via::AdminToken => "admin_token",
+        crate::auth::Via::Oidc => "oidc",
+        crate::auth::Via::Session => "session",
+    };
+    HttpResponse::Ok().json(serde_json::json!({
+        "name": c.name,
+        "role": c.role,
+        "tenant": c.tenant,
+        "via": via,
+    }))
 }
 
 async fn index() -> HttpResponse {

@@ -694,6 +694,7 @@ pub(super) const ROUTES: &[RouteCase] = &[
     RouteCase { method: "GET", path: "/api/v1/jobs/ota-1", template: "/api/v1/jobs/{id}", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "POST", path: "/api/v1/jobs/ota-1/cancel", template: "/api/v1/jobs/{id}/cancel", body: None, role: Role::Operator, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/openapi.json", template: "/api/v1/openapi.json", body: None, role: Role::Viewer, ok: 200 },
+    RouteCase { method: "GET", path: "/api/v1/whoami", template: "/api/v1/whoami", body: None, role: Role::Viewer, ok: 200 },
 ];
 
 /// Routes outside `/api` whose URL is the credential (signed download URLs).
@@ -705,6 +706,11 @@ pub(super) const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/"),
     ("GET", "/app.js"),
+    ("GET", "/lib.js"),
+    ("GET", "/fleet.js"),
+    ("GET", "/device.js"),
+    ("GET", "/chart.js"),
+    ("GET", "/schedule.js"),
     ("GET", "/style.css"),
     ("GET", "/auth/session"),
     ("POST", "/auth/logout"),

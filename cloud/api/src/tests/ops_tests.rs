@@ -307,15 +307,34 @@ async fn web_page_is_served_and_uses_the_api() {
             .contains("script-src 'self'")
     );
     assert!(
-        res.text().contains("<script src=\"/app.js\""),
+        res.text()
+            .contains("<script type=\"module\" src=\"/app.js\""),
         "page loads app.js"
     );
-    let js = send!(app, req("GET", "/app.js", None));
-    assert!(js.header("content-type").starts_with("text/javascript"));
-    let js = js.text();
+    // The console's modules, read as the browser gets them.
+    let mut js = String::new();
+    for path in [
+        "/app.js",
+        "/lib.js",
+        "/fleet.js",
+        "/device.js",
+        "/chart.js",
+        "/schedule.js",
+    ] {
+        let res = send!(app, req("GET", path, None));
+        assert!(
+            res.header("content-type").starts_with("text/javascript"),
+            "{path}"
+        );
+        js.push_str(res.text());
+    }
+    let js = js.as_str();
     for path in [
         "\"/api/v1\"",
-        "\"/devices\"",
+        "\"/devices?\"",
+        "/telemetry/series?",
+        "/schedule",
+        "\"/whoami\"",
         "/desired",
         "/history",
         "format=csv",
@@ -323,13 +342,13 @@ async fn web_page_is_served_and_uses_the_api() {
         "Authorization",
         "Bearer ",
         "\"/auth/session\"",
-        "\"/auth/login\"",
+        "\"/auth/login?return_to=\"",
         "\"/auth/logout\"",
         "X-Shiki-Csrf",
         "end_session_url",
         "login_error",
     ] {
-        assert!(js.contains(path), "app.js does not use {path}");
+        assert!(js.contains(path), "the console does not use {path}");
     }
     assert!(
         !js.contains("innerHTML"),
@@ -337,7 +356,7 @@ async fn web_page_is_served_and_uses_the_api() {
     );
     // Tokens live in the page's memory (or, signed in through the provider, on the server).
     for storage in ["localStorage", "sessionStorage", "document.cookie"] {
-        assert!(!js.contains(storage), "app.js must not use {storage}");
+        assert!(!js.contains(storage), "the console must not use {storage}");
     }
 }
 

@@ -137,21 +137,21 @@ async fn list_devices(
             {
                 continue;
             }
-            if let Some(needle) = &needle {
-                if !d.id.as_str().to_lowercase().contains(needle.as_str()) {
-                    d.tenant = state
-                        .backend
-                        .device_tenant(d.id.clone())
-                        .await
-                        .ok()
-                        .flatten();
-                    if !d
-                        .tenant
-                        .as_deref()
-                        .is_some_and(|t| t.to_lowercase().contains(needle.as_str()))
-                    {
-                        continue;
-                    }
+            if let Some(needle) = &needle
+                && !d.id.as_str().to_lowercase().contains(needle.as_str())
+            {
+                d.tenant = state
+                    .backend
+                    .device_tenant(d.id.clone())
+                    .await
+                    .ok()
+                    .flatten();
+                if !d
+                    .tenant
+                    .as_deref()
+                    .is_some_and(|t| t.to_lowercase().contains(needle.as_str()))
+                {
+                    continue;
                 }
             }
             kept.push(d);

@@ -109,6 +109,9 @@ pub(crate) async fn series(
     })))
 }
 
+/// A bucket being added up: (min, sum, max, n).
+type Acc = (f64, f64, f64, u32);
+
 /// Buckets `[from, to)` into `buckets` equal spans; per point (numbers, and booleans as
 /// 0/1; text is skipped) the min/avg/max of each non-empty bucket, oldest first.
 pub fn aggregate(
@@ -121,8 +124,7 @@ pub fn aggregate(
     let span_ms = (to - from).num_milliseconds().max(1);
     let width_ms = (span_ms + buckets as i64 - 1) / buckets as i64;
     let width = Duration::milliseconds(width_ms.max(1));
-    // point → bucket index → (min, sum, max, n)
-    let mut acc: BTreeMap<&str, BTreeMap<i64, (f64, f64, f64, u32)>> = BTreeMap::new();
+    let mut acc: BTreeMap<&str, BTreeMap<i64, Acc>> = BTreeMap::new();
     for row in rows {
         if row.ts < from || row.ts >= to {
             continue;

@@ -141,8 +141,15 @@ impl ScheduleSync {
         now: DateTime<Utc>,
         online: bool,
     ) -> Result<SyncEffects, SetError> {
-        let doc = ScheduleDocument::from_value(document)
-            .map_err(|e| SetError::Malformed(e.to_string()))?;
+        let doc = ScheduleDocument::from_value(document).map_err(|e| match e {
+            // A wrong shape is reported like the other problems: where, and what.
+            shiki_shared::schedule::ScheduleError::Structure { path, message } => {
+                SetError::Invalid {
+                    problems: vec![ScheduleDocument::structure_problem(&path, &message)],
+                }
+            }
+            other => SetError::Malformed(other.to_string()),
+        })?;
         let report = doc.validate(catalog);
         if report.has_errors() {
             return Err(SetError::Invalid {

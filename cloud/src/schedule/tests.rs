@@ -173,10 +173,24 @@ fn invalid_puts_are_refused_with_every_problem_and_change_nothing() {
         }
         other => panic!("expected 422, got {other:?}"),
     }
-    assert!(matches!(
-        s.set(SlotChoice::Auto, &json!({"id": 1}), "op", None, now, true),
-        Err(SetError::Malformed(_))
-    ));
+    // A wrong shape is a problem with its location, like the semantic ones.
+    let mut wrong = doc("shape", 2027);
+    wrong["profiles"]["work"][0]["time"] = json!(730);
+    match s.set(SlotChoice::Auto, &wrong, "op", None, now, true) {
+        Err(SetError::Invalid { problems }) => {
+            assert_eq!(problems.len(), 1);
+            assert_eq!(problems[0].path, "profiles.work[0].time", "{problems:?}");
+            assert_eq!(
+                problems[0].kind,
+                shiki_shared::schedule::ProblemKind::Structure
+            );
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+    match s.set(SlotChoice::Auto, &json!({"id": 1}), "op", None, now, true) {
+        Err(SetError::Invalid { problems }) => assert_eq!(problems[0].path, "id"),
+        other => panic!("expected 422, got {other:?}"),
+    }
     match s.set(SlotChoice::Auto, &doc("old", 2026), "op", None, now, true) {
         Err(SetError::Invalid { problems }) => {
             assert!(problems[0].message.contains("validity ended"))

@@ -70,6 +70,10 @@ pub use validate::{
 pub enum ScheduleError {
     #[error("schedule document does not match the schedule model: {0}")]
     Parse(#[from] serde_json::Error),
+    /// The document's shape is wrong at `path` (a missing field, a wrong type, an unknown
+    /// key); `path` is empty for the document itself.
+    #[error("schedule document does not match the schedule model at {}: {message}", if path.is_empty() { "the top level" } else { path })]
+    Structure { path: String, message: String },
     #[error("schedule {id} is invalid: {} error(s), first: {}", problems.len(), first(problems))]
     Invalid { id: String, problems: Vec<Problem> },
     #[error("schedule {id} has content hash {actual}, but was sent with hash {expected}")]
@@ -93,13 +97,26 @@ impl ScheduleDocument {
         Ok(serde_json::from_str(text)?)
     }
 
-    /// Parses a document from a JSON value (e.g. `ScheduleSet::document`).
+    /// Parses a document from a JSON value (e.g. `ScheduleSet::document`); a shape error
+    /// names the JSON path where it is ([`ScheduleError::Structure`]).
     pub fn from_value(value: &serde_json::Value) -> Result<Self, ScheduleError> {
-        Ok(Self::deserialize_value(value)?)
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            ScheduleError::Structure {
+                path: if path == "." { String::new() } else { path },
+                message: e.into_inner().to_string(),
+            }
+        })
     }
 
-    fn deserialize_value(value: &serde_json::Value) -> Result<Self, serde_json::Error> {
-        serde::Deserialize::deserialize(value)
+    /// The problem a [`ScheduleError::Structure`] describes, as validation reports them.
+    pub fn structure_problem(path: &str, message: &str) -> Problem {
+        Problem {
+            severity: Severity::Error,
+            kind: ProblemKind::Structure,
+            path: path.to_owned(),
+            message: message.to_owned(),
+        }
     }
 
     /// The typed document as a JSON value.

@@ -17,6 +17,9 @@ pub enum Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemKind {
+    /// The document does not have the schedule's shape (a missing field, a wrong type, an
+    /// unknown key): found while reading it, before any other check.
+    Structure,
     InvalidId,
     UnknownTimeZone,
     InvalidDate,

@@ -95,7 +95,7 @@ async fn forbidden_names_the_required_role() {
     let res = send!(
         app,
         req("PATCH", "/api/v1/devices/plant-01/desired", Some(VIEWER))
-            .set_json(json!({"settings": {"chw_setpoint": 8.0}}))
+            .set_json(json!({"settings": {"chw_setpoint_c": 8.0}}))
     );
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     assert_eq!(res.json["error"]["required_role"], "operator");

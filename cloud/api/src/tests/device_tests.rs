@@ -95,7 +95,7 @@ async fn shows_one_device_with_shadow_and_catalog() {
     }
     assert_eq!(res.json["version"], 3);
     assert_eq!(res.json["reported"]["mode"], "cooling");
-    assert_eq!(res.json["catalog"]["points"][0]["name"], "chw_setpoint");
+    assert_eq!(res.json["catalog"]["points"][0]["name"], "chw_setpoint_c");
 }
 
 #[actix_web::test]
@@ -146,7 +146,7 @@ async fn operator_changes_desired_and_history_records_who() {
     let res = send!(
         app,
         patch(
-            json!({"settings": {"chw_setpoint": 8.5}, "expected_version": 3, "until": until, "comment": "cold snap"}),
+            json!({"settings": {"chw_setpoint_c": 8.5}, "expected_version": 3, "until": until, "comment": "cold snap"}),
             OPERATOR
         )
     );
@@ -158,7 +158,7 @@ async fn operator_changes_desired_and_history_records_who() {
         req("GET", "/api/v1/devices/plant-01/history", Some(VIEWER))
     );
     let newest = &res.json["history"][0];
-    assert_eq!(newest["key"], "chw_setpoint");
+    assert_eq!(newest["key"], "chw_setpoint_c");
     assert_eq!(newest["new"], 8.5);
     assert_eq!(newest["version"], 4);
     assert_eq!(newest["comment"], "cold snap");
@@ -174,7 +174,7 @@ async fn operator_changes_desired_and_history_records_who() {
     assert_eq!(actor, Author::api_key("operator", Role::Operator));
     assert_eq!(res.header("cache-control"), "no-store");
     assert_eq!(
-        backend.data().devices[&dev("plant-01")].desired["chw_setpoint"],
+        backend.data().devices[&dev("plant-01")].desired["chw_setpoint_c"],
         8.5
     );
 }
@@ -201,7 +201,7 @@ async fn refused_settings_are_422_naming_the_key() {
     for (settings, key) in [
         (json!({"no_such_point": 1}), "no_such_point"),
         (json!({"chw_supply_temp": 7.0}), "chw_supply_temp"),
-        (json!({"chw_setpoint": 99.0}), "chw_setpoint"),
+        (json!({"chw_setpoint_c": 99.0}), "chw_setpoint_c"),
         (json!({"mode": "turbo"}), "mode"),
     ] {
         let res = send!(app, patch(json!({ "settings": settings }), OPERATOR));
@@ -256,6 +256,20 @@ async fn malformed_patch_bodies_are_400_with_json_errors() {
         );
         assert_eq!(res.error_code(), "invalid_body", "case {i}");
     }
+    // An until without its zone says what to write, not serde's "premature end of input".
+    let res = send!(
+        app,
+        raw(
+            r#"{"settings": {"mode": "heating"}, "until": "2026-12-24T18:00"}"#,
+            "application/json",
+        )
+    );
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    let message = res.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("RFC 3339 instant with an offset") && message.contains("+09:00"),
+        "{message}"
+    );
     let huge = format!(
         r#"{{"settings": {{"mode": "heating"}}, "comment": "{}"}}"#,
         "x".repeat(70_000)
@@ -349,7 +363,7 @@ async fn history_exports_csv_with_quoting() {
     assert!(text.contains(",'=1+1,"), "{text}");
     assert!(text.contains("\"said \"\"hot\"\", then\nleft\""), "{text}");
     assert!(
-        text.contains(",reported,chw_setpoint,7.0,8.5,3,device,plant-01,,"),
+        text.contains(",reported,chw_setpoint_c,7.0,8.5,3,device,plant-01,,"),
         "{text}"
     );
     assert_eq!(text.matches("\r\n").count(), 6, "header + 5 rows");

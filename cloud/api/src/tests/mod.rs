@@ -489,7 +489,12 @@ fn point(name: &str, role: PointRole, kind: ValueKind, writable: bool) -> PointI
 }
 
 fn catalog() -> Catalog {
-    let mut setpoint = point("chw_setpoint", PointRole::Setting, ValueKind::Number, true);
+    let mut setpoint = point(
+        "chw_setpoint_c",
+        PointRole::Setting,
+        ValueKind::Number,
+        true,
+    );
     setpoint.min = Some(5.0);
     setpoint.max = Some(15.0);
     setpoint.resolution = Some(0.1);
@@ -513,7 +518,7 @@ fn catalog() -> Catalog {
 
 fn view(id: &str, online: bool, with_catalog: bool) -> DeviceView {
     let mut reported = shiki_proto::JsonMap::new();
-    reported.insert("chw_setpoint".into(), json!(7.0));
+    reported.insert("chw_setpoint_c".into(), json!(7.0));
     reported.insert("mode".into(), json!("cooling"));
     DeviceView {
         id: dev(id),
@@ -579,7 +584,10 @@ pub(super) fn seeded() -> Arc<FakeBackend> {
                 },
             ),
         );
-        for (i, key) in ["chw_setpoint", "mode", "chw_setpoint"].iter().enumerate() {
+        for (i, key) in ["chw_setpoint_c", "mode", "chw_setpoint_c"]
+            .iter()
+            .enumerate()
+        {
             d.history
                 .push((p1.clone(), history_entry(i as i64 * 10, key, None)));
         }
@@ -677,7 +685,7 @@ pub(super) const ROUTES: &[RouteCase] = &[
     RouteCase { method: "POST", path: "/api/v1/devices/plant-01/credentials", template: "/api/v1/devices/{id}/credentials", body: None, role: Role::Admin, ok: 200 },
     RouteCase { method: "PATCH", path: "/api/v1/devices/plant-01", template: "/api/v1/devices/{id}", body: Some(|r| r.set_json(json!({"tenant": "acme"}))), role: Role::Admin, ok: 200 },
     RouteCase { method: "DELETE", path: "/api/v1/devices/plant-01", template: "/api/v1/devices/{id}", body: None, role: Role::Admin, ok: 204 },
-    RouteCase { method: "PATCH", path: "/api/v1/devices/plant-01/desired", template: "/api/v1/devices/{id}/desired", body: Some(|r| r.set_json(json!({"settings": {"chw_setpoint": 8.0}}))), role: Role::Operator, ok: 200 },
+    RouteCase { method: "PATCH", path: "/api/v1/devices/plant-01/desired", template: "/api/v1/devices/{id}/desired", body: Some(|r| r.set_json(json!({"settings": {"chw_setpoint_c": 8.0}}))), role: Role::Operator, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/history", template: "/api/v1/devices/{id}/history", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/telemetry", template: "/api/v1/devices/{id}/telemetry", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/telemetry/series", template: "/api/v1/devices/{id}/telemetry/series", body: None, role: Role::Viewer, ok: 200 },

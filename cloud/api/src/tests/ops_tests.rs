@@ -516,3 +516,36 @@ fn openapi_lists_every_error_code_and_status() {
         assert!(body["error"]["message"].is_string());
     }
 }
+
+#[actix_web::test]
+async fn every_request_example_in_the_openapi_document_is_accepted() {
+    let doc: Value = serde_json::from_str(crate::ops::OPENAPI_JSON).expect("openapi parses");
+    let mut tried = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let Some(example) = op["requestBody"]["content"]["application/json"]
+                .get("example")
+                .cloned()
+            else {
+                continue;
+            };
+            // A fresh seeded API for each: plant-01 is registered, at desired version 3.
+            let app = app!(state(seeded()));
+            let uri = path
+                .replace("{id}", "plant-01")
+                .replace("{name}", "grafana");
+            let res = send!(
+                app,
+                req(&method.to_uppercase(), &uri, Some(ADMIN)).set_json(&example)
+            );
+            assert!(
+                res.status.is_success(),
+                "{method} {path} with its example {example}: {} {:?}",
+                res.status,
+                res.json
+            );
+            tried += 1;
+        }
+    }
+    assert!(tried >= 4, "only {tried} examples found");
+}

@@ -22,7 +22,7 @@ pub struct DesiredChange {
     /// End of the override for every key this change sets. Without it the override lasts
     /// until the next scheduled transition touching the key (or indefinitely when no
     /// schedule is active). Must lie in the future ([`ShadowError::UntilNotInFuture`](super::ShadowError::UntilNotInFuture)).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rfc3339_instant")]
     pub until: Option<DateTime<Utc>>,
     /// Free text history records with every key the change sets ("cold snap").
     #[serde(default)]
@@ -100,4 +100,26 @@ impl ReportedOutcome {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
+}
+
+/// `until`: an RFC 3339 instant with its offset, or null; anything else is refused with a
+/// message that shows the form (serde's own says "premature end of input" for a time
+/// without a zone).
+fn rfc3339_instant<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    use serde::Deserialize as _;
+    use serde::de::Error as _;
+    let raw: Option<String> = Option::deserialize(d)?;
+    raw.map(|s| {
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                D::Error::custom(format!(
+                    "until {s:?} is not an RFC 3339 instant with an offset: write e.g. \
+                     2026-12-05T18:00:00+09:00 or 2026-12-05T09:00:00Z"
+                ))
+            })
+    })
+    .transpose()
 }

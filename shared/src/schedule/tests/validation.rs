@@ -160,6 +160,35 @@ fn validation_finds_overlaps_gaps_and_uncovered_days_in_a_valid_zone() {
 }
 
 #[test]
+fn a_wrong_shape_names_its_json_path() {
+    let doc = |v: serde_json::Value| ScheduleDocument::from_value(&v);
+    let base = serde_json::json!({"id":"x","valid_from":"2027-01-01","valid_to":"2027-12-31",
+        "profiles":{"work":[{"time":"08:00","settings":{}}]},"seasons":[]});
+    assert!(doc(base.clone()).is_ok());
+    let mut wrong_type = base.clone();
+    wrong_type["profiles"]["work"][0]["time"] = serde_json::json!(800);
+    let mut unknown = base.clone();
+    unknown["seasons"] =
+        serde_json::json!([{"name":"all","from":"01-01","to":"12-31","wekday":"work"}]);
+    let mut missing = base;
+    missing.as_object_mut().expect("object").remove("valid_to");
+    for (v, path) in [
+        (wrong_type, "profiles.work[0].time"),
+        (unknown, "seasons[0]"),
+        (missing, ""),
+    ] {
+        match doc(v) {
+            Err(ScheduleError::Structure { path: p, message }) => {
+                assert!(p.starts_with(path), "{p} for {path}: {message}");
+                let problem = ScheduleDocument::structure_problem(&p, &message);
+                assert_eq!(problem.kind, ProblemKind::Structure);
+            }
+            other => panic!("expected a structure error at {path}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn unknown_fields_are_refused_when_parsing() {
     let err = ScheduleDocument::from_json_str(
         r#"{"id":"x","valid_from":"2027-01-01","valid_to":"2027-12-31","profiles":{},"seasons":[],"holidyas":[]}"#,
@@ -351,7 +380,7 @@ fn a_pushed_document_is_checked_against_its_hash_and_the_catalog() {
     }
     assert!(matches!(
         Schedule::from_pushed(&json!({"id": 1}), "00", None),
-        Err(ScheduleError::Parse(_))
+        Err(ScheduleError::Structure { .. })
     ));
 }
 

@@ -58,6 +58,7 @@ fn query(range: TimeRange, limit: usize) -> TimeQuery {
         from: range.from,
         to: range.to,
         limit: Some(limit),
+        newest_first: range.newest_first,
     }
 }
 

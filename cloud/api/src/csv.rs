@@ -63,6 +63,61 @@ pub(crate) fn history(entries: &[HistoryEntry]) -> String {
     out
 }
 
+/// Telemetry as CSV: `seq,ts`, then one column per point (every point any row has, by
+/// name); a point a sample lacks is an empty cell.
+pub(crate) fn telemetry(rows: &[crate::TelemetryRow]) -> String {
+    let points: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|r| r.values.keys().map(String::as_str))
+        .collect();
+    let mut out = String::new();
+    push_row(
+        &mut out,
+        ["seq", "ts"]
+            .into_iter()
+            .chain(points.iter().copied())
+            .map(str::to_owned),
+    );
+    for r in rows {
+        push_row(
+            &mut out,
+            [r.seq.to_string(), stamp(r.ts)]
+                .into_iter()
+                .chain(points.iter().map(|p| {
+                    let v = r.values.get(*p).and_then(|v| serde_json::to_value(v).ok());
+                    value(v.as_ref())
+                })),
+        );
+    }
+    out
+}
+
+/// Events as CSV: `seq,ts,kind,severity,message,data` (data as compact JSON).
+pub(crate) fn events(rows: &[crate::EventRow]) -> String {
+    let mut out = String::new();
+    push_row(
+        &mut out,
+        ["seq", "ts", "kind", "severity", "message", "data"]
+            .into_iter()
+            .map(str::to_owned),
+    );
+    for e in rows {
+        push_row(
+            &mut out,
+            [
+                e.seq.to_string(),
+                stamp(e.ts),
+                serde_label(&e.kind),
+                serde_label(&e.severity),
+                text(&e.message),
+                value(Some(&e.data)),
+            ]
+            .into_iter(),
+        );
+    }
+    out
+}
+
 /// RFC 3339 in UTC with `Z`, as in the JSON answers.
 fn stamp(ts: chrono::DateTime<chrono::Utc>) -> String {
     ts.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)

@@ -485,9 +485,14 @@ async fn telemetry(
     query: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
     ensure_visible(&state, &auth.caller, &device_id(&id)?).await?;
-    in_seq_order(&state, &id, &query, "samples", |b, id, range, limit| {
-        b.telemetry(id, range, limit)
-    })
+    in_seq_order(
+        &state,
+        &id,
+        &query,
+        "samples",
+        |b, id, range, limit| b.telemetry(id, range, limit),
+        csv::telemetry,
+    )
     .await
 }
 
@@ -498,9 +503,14 @@ async fn events(
     query: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
     ensure_visible(&state, &auth.caller, &device_id(&id)?).await?;
-    in_seq_order(&state, &id, &query, "events", |b, id, range, limit| {
-        b.events(id, range, limit)
-    })
+    in_seq_order(
+        &state,
+        &id,
+        &query,
+        "events",
+        |b, id, range, limit| b.events(id, range, limit),
+        csv::events,
+    )
     .await
 }
 
@@ -512,16 +522,37 @@ async fn in_seq_order<T: Serialize + HasSeq>(
     query: &RangeQuery,
     field: &str,
     fetch: fn(&dyn Backend, DeviceId, TimeRange, usize) -> BackendFuture<'_, Vec<T>>,
+    to_csv: fn(&[T]) -> String,
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(id)?;
     let range = query.range()?;
-    let limit = query.limit(DEFAULT_LIMIT, MAX_LIMIT)?;
+    let format = query.format()?;
+    let limit = match format {
+        Format::Json => query.limit(DEFAULT_LIMIT, MAX_LIMIT)?,
+        Format::Csv => query.limit(MAX_EXPORT_ROWS, MAX_EXPORT_ROWS)?,
+    };
     let mut rows = fetch(state.backend.as_ref(), id.clone(), range, limit)
         .await
         .map_err(device_error(&id))?;
-    rows.sort_by_key(HasSeq::seq);
+    if range.newest_first {
+        rows.sort_by_key(|r| std::cmp::Reverse(r.seq()));
+    } else {
+        rows.sort_by_key(HasSeq::seq);
+    }
     rows.truncate(limit);
-    Ok(HttpResponse::Ok().json(json!({ "device": id, "limit": limit, field: rows })))
+    match format {
+        Format::Json => {
+            Ok(HttpResponse::Ok().json(json!({ "device": id, "limit": limit, field: rows })))
+        }
+        Format::Csv => Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header(ContentDisposition {
+                disposition: DispositionType::Attachment,
+                parameters: vec![DispositionParam::Filename(format!("{id}-{field}.csv"))],
+            })
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(to_csv(&rows))),
+    }
 }
 
 /// A record with a per-device sequence number.

@@ -22,6 +22,8 @@ pub(crate) struct RangeQuery {
     to: Option<String>,
     limit: Option<String>,
     format: Option<String>,
+    /// `oldest_first` (default) or `newest_first` (telemetry and events).
+    order: Option<String>,
 }
 
 /// Output format of the history endpoint.
@@ -39,6 +41,7 @@ impl RangeQuery {
             to,
             limit: None,
             format: None,
+            order: None,
         }
     }
 
@@ -58,7 +61,21 @@ impl RangeQuery {
                 reason: format!("{f} is after to={t}"),
             });
         }
-        Ok(TimeRange { from, to })
+        let newest_first = match self.order.as_deref() {
+            None | Some("oldest_first") => false,
+            Some("newest_first") => true,
+            Some(other) => {
+                return Err(ApiError::InvalidParameter {
+                    parameter: "order",
+                    reason: format!("{other:?} is not one of oldest_first, newest_first"),
+                });
+            }
+        };
+        Ok(TimeRange {
+            from,
+            to,
+            newest_first,
+        })
     }
 
     /// `limit`: a positive integer, default `default`, capped to `max`.
@@ -128,6 +145,7 @@ mod tests {
             to: to.map(Into::into),
             limit: limit.map(Into::into),
             format: None,
+            order: None,
         }
     }
 

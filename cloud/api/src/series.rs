@@ -85,6 +85,7 @@ pub(crate) async fn series(
             TimeRange {
                 from: Some(from),
                 to: Some(to),
+                newest_first: false,
             },
             MAX_SAMPLES + 1,
         )

@@ -232,6 +232,8 @@ pub type EventRow = Event;
 pub struct TimeRange {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// List the newest first (so `limit` keeps the newest); telemetry and events only.
+    pub newest_first: bool,
 }
 
 impl TimeRange {

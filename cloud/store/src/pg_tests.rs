@@ -139,6 +139,7 @@ fn a_30_day_backfill_lands_in_its_old_partition_and_a_time_range_is_an_index_ran
                     from: Some(back),
                     to: Some(back + Duration::minutes(59)),
                     limit: None,
+                    newest_first: false,
                 }
             )
             .expect("reads")

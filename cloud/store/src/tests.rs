@@ -115,6 +115,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     replayed_telemetry_is_stored_once_in_seq_order,
     telemetry_queries_by_time_range_and_limit_oldest_first,
+    telemetry_and_events_can_be_read_newest_first,
     gaps_in_seq_are_reported,
     late_and_replayed_samples_are_found_in_or_merged_into_their_chunk,
     a_backlog_longer_than_a_chunk_is_split_and_reads_back_in_order,
@@ -165,12 +166,57 @@ fn telemetry_queries_by_time_range_and_limit_oldest_first(h: &Harness) {
         from: Some(t(3)),
         to: Some(t(8)),
         limit: Some(4),
+        newest_first: false,
     };
     assert_eq!(stored_seqs_in(&*store, &d, &q), vec![3, 4, 5, 6]);
     assert_eq!(
         store.last_sample(&d).expect("last").map(|s| s.seq),
         Some(10)
     );
+}
+
+/// The newest N: across the store's older chunks and its newest writes alike.
+fn telemetry_and_events_can_be_read_newest_first(h: &Harness) {
+    let store = h.open();
+    let d = dev("gw-1");
+    write(&*store, vec![telemetry(&d, 1..=10)]);
+    write(&*store, vec![telemetry(&d, 11..=12)]);
+    let newest = |limit, to: Option<i64>| TimeQuery {
+        from: None,
+        to: to.map(t),
+        limit: Some(limit),
+        newest_first: true,
+    };
+    assert_eq!(
+        stored_seqs_in(&*store, &d, &newest(4, None)),
+        vec![12, 11, 10, 9]
+    );
+    assert_eq!(
+        stored_seqs_in(&*store, &d, &newest(3, Some(8))),
+        vec![8, 7, 6]
+    );
+    let ev = |seq: u64| Event {
+        seq,
+        ts: t(seq as i64),
+        kind: EventKind::Boot,
+        severity: Severity::Info,
+        message: format!("event {seq}"),
+        data: serde_json::Value::Null,
+    };
+    write(
+        &*store,
+        vec![Write::Events {
+            device: d.clone(),
+            events: (1..=5).map(ev).collect(),
+        }],
+    );
+    let got: Vec<u64> = store
+        .events(&d, &newest(2, None))
+        .expect("events")
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(got, vec![5, 4]);
 }
 
 fn gaps_in_seq_are_reported(h: &Harness) {
@@ -247,6 +293,7 @@ fn a_backlog_longer_than_a_chunk_is_split_and_reads_back_in_order(h: &Harness) {
         from: Some(t(600)),
         to: None,
         limit: Some(3),
+        newest_first: false,
     };
     assert_eq!(stored_seqs_in(&*store, &d, &q), vec![600, 601, 602]);
     drop(store);
@@ -304,6 +351,7 @@ fn staged_telemetry_reads_back_moves_into_chunks_and_survives_a_restart() {
         from: Some(t(4)),
         to: Some(t(10)),
         limit: Some(5),
+        newest_first: false,
     };
     assert_eq!(stored_seqs_in(&store, &a, &q), vec![4, 5, 6, 7, 8]);
 }

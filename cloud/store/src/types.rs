@@ -285,6 +285,9 @@ pub struct TimeQuery {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub limit: Option<usize>,
+    /// Telemetry and events: newest first (`limit` keeps the newest). History is always
+    /// newest first.
+    pub newest_first: bool,
 }
 
 impl TimeQuery {

@@ -86,6 +86,87 @@ async fn the_device_list_filters_sorts_and_pages_and_names_tenants() {
 }
 
 #[actix_web::test]
+async fn telemetry_and_events_give_the_newest_n_and_csv() {
+    let app = app!(state(seeded()));
+    let seqs = |res: &crate::testing::Resp, field: &str| -> Vec<u64> {
+        res.json[field]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r["seq"].as_u64().expect("seq"))
+            .collect()
+    };
+    let res = send!(
+        app,
+        req(
+            "GET",
+            "/api/v1/devices/plant-01/telemetry?order=newest_first&limit=2",
+            Some(VIEWER)
+        )
+    );
+    assert_eq!(seqs(&res, "samples"), [5, 4]);
+    let res = send!(
+        app,
+        req(
+            "GET",
+            "/api/v1/devices/plant-01/telemetry?limit=2",
+            Some(VIEWER)
+        )
+    );
+    assert_eq!(seqs(&res, "samples"), [1, 2]);
+    let res = send!(
+        app,
+        req(
+            "GET",
+            "/api/v1/devices/plant-01/events?order=newest_first&limit=1",
+            Some(VIEWER)
+        )
+    );
+    assert_eq!(seqs(&res, "events"), [5]);
+    let res = send!(
+        app,
+        req(
+            "GET",
+            "/api/v1/devices/plant-01/telemetry?order=sideways",
+            Some(VIEWER)
+        )
+    );
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+
+    let res = send!(
+        app,
+        req(
+            "GET",
+            "/api/v1/devices/plant-01/telemetry?format=csv",
+            Some(VIEWER)
+        )
+    );
+    assert!(res.header("content-type").starts_with("text/csv"));
+    let text = res.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "seq,ts,chw_supply_temp");
+    assert_eq!(lines.len(), 6, "{text}");
+    assert!(
+        lines[1].starts_with("1,") && lines[1].ends_with(",7.0"),
+        "{text}"
+    );
+    let res = send!(
+        app,
+        req(
+            "GET",
+            "/api/v1/devices/plant-01/events?format=csv&order=newest_first",
+            Some(VIEWER)
+        )
+    );
+    let text = res.text();
+    assert!(
+        text.starts_with("seq,ts,kind,severity,message,data\r\n5,"),
+        "{text}"
+    );
+    assert!(text.contains(",setting_applied,info,event 5,"), "{text}");
+}
+
+#[actix_web::test]
 async fn shows_one_device_with_shadow_and_catalog() {
     let app = app!(state(seeded()));
     let res = send!(app, req("GET", "/api/v1/devices/plant-01", Some(VIEWER)));

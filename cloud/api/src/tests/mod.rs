@@ -258,12 +258,16 @@ impl Backend for FakeBackend {
     ) -> BackendFuture<'_, Vec<TelemetryRow>> {
         self.answer(move |d| {
             known(d, &id)?;
-            Ok(d.telemetry
+            let mut rows: Vec<_> = d
+                .telemetry
                 .iter()
                 .filter(|(dev, s)| *dev == id && range.contains(s.ts))
                 .map(|(_, s)| s.clone())
-                .take(limit)
-                .collect())
+                .collect();
+            if range.newest_first {
+                rows.reverse();
+            }
+            Ok(rows.into_iter().take(limit).collect())
         })
     }
 
@@ -275,12 +279,16 @@ impl Backend for FakeBackend {
     ) -> BackendFuture<'_, Vec<EventRow>> {
         self.answer(move |d| {
             known(d, &id)?;
-            Ok(d.events
+            let mut rows: Vec<_> = d
+                .events
                 .iter()
                 .filter(|(dev, e)| *dev == id && range.contains(e.ts))
                 .map(|(_, e)| e.clone())
-                .take(limit)
-                .collect())
+                .collect();
+            if range.newest_first {
+                rows.reverse();
+            }
+            Ok(rows.into_iter().take(limit).collect())
         })
     }
 

@@ -363,8 +363,7 @@ async function loadHistory(box) {
 }
 
 async function loadEvents(box) {
-  const from = new Date(Date.now() - 7 * 86400 * 1000).toISOString();
-  const data = await api("GET", "/devices/" + encodeURIComponent(device.id) + "/events?limit=10000&from=" + encodeURIComponent(from));
+  const data = await api("GET", "/devices/" + encodeURIComponent(device.id) + "/events?order=newest_first&limit=20");
   let table = box.querySelector("table");
   if (!table) {
     table = el("table");
@@ -376,8 +375,8 @@ async function loadEvents(box) {
   }
   const body = table.tBodies[0];
   body.replaceChildren();
-  for (const e of data.events.slice(-20).reverse()) {
+  for (const e of data.events) {
     body.appendChild(row([when(e.ts), e.kind, el("td", e.severity, e.severity), e.message]));
   }
-  if (!data.events.length) body.appendChild(row(["No events in the last 7 days", "", "", ""]));
+  if (!data.events.length) body.appendChild(row(["No events yet", "", "", ""]));
 }

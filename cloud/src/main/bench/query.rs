@@ -165,6 +165,7 @@ pub(super) async fn run(url: &str, devices: u32, days: u32, runs: usize) -> anyh
             from: Some(now - day),
             to: Some(now),
             limit: None,
+            newest_first: false,
         };
         let t = Instant::now();
         let got = store.telemetry(&d, &q)?;

@@ -79,11 +79,16 @@ impl Store for PgStore {
 
     fn telemetry(&self, device: &DeviceId, q: &TimeQuery) -> Result<Vec<Sample>, StoreError> {
         let (device, w) = (device.to_string(), Window::from(q));
+        let order = if q.newest_first {
+            "ts DESC, seq DESC"
+        } else {
+            "ts, seq"
+        };
         let rows = self.query("telemetry query", move |c| async move {
             c.query(
                 &format!(
                     "SELECT body FROM shiki.telemetry WHERE device = $1 AND {} \
-                     ORDER BY ts, seq LIMIT $4",
+                     ORDER BY {order} LIMIT $4",
                     window("ts")
                 ),
                 &[&device, &w.from, &w.to, &w.limit],
@@ -129,11 +134,12 @@ impl Store for PgStore {
 
     fn events(&self, device: &DeviceId, q: &TimeQuery) -> Result<Vec<Event>, StoreError> {
         let (device, w) = (device.to_string(), Window::from(q));
+        let order = if q.newest_first { "seq DESC" } else { "seq" };
         let rows = self.query("events query", move |c| async move {
             c.query(
                 &format!(
                     "SELECT body FROM shiki.events WHERE device = $1 AND {} \
-                     ORDER BY seq LIMIT $4",
+                     ORDER BY {order} LIMIT $4",
                     window("ts")
                 ),
                 &[&device, &w.from, &w.to, &w.limit],

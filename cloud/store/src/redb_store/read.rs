@@ -33,6 +33,19 @@ impl RedbStore {
             staging::for_each_sample(&telemetry, &staging, device.as_str(), visit)
         })
     }
+
+    fn for_each_sample_newest_first(
+        &self,
+        op: &'static str,
+        device: &DeviceId,
+        visit: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.read(op, |rtx| {
+            let telemetry = open(rtx, TELEMETRY, op)?;
+            let staging = open(rtx, STAGING, op)?;
+            staging::for_each_sample_newest_first(&telemetry, &staging, device.as_str(), visit)
+        })
+    }
 }
 
 impl Store for RedbStore {
@@ -53,13 +66,18 @@ impl Store for RedbStore {
         if limit == 0 {
             return Ok(out);
         }
-        self.for_each_sample("telemetry query", device, |_, body| {
+        let visit = |_, body: &[u8]| {
             let s: Sample = from_json("telemetry", body)?;
             if q.contains(s.ts) {
                 out.push(s);
             }
             Ok(out.len() < limit)
-        })?;
+        };
+        if q.newest_first {
+            self.for_each_sample_newest_first("telemetry query", device, visit)?;
+        } else {
+            self.for_each_sample("telemetry query", device, visit)?;
+        }
         Ok(out)
     }
 
@@ -98,7 +116,12 @@ impl Store for RedbStore {
         self.read(op, |rtx| {
             let keep = |e: &Event| q.contains(e.ts);
             let limit = q.limit.unwrap_or(usize::MAX);
-            EVENTS.scan_device(rtx, op, device, Order::OldestFirst, keep, limit)
+            let order = if q.newest_first {
+                Order::NewestFirst
+            } else {
+                Order::OldestFirst
+            };
+            EVENTS.scan_device(rtx, op, device, order, keep, limit)
         })
     }
 

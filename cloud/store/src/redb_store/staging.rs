@@ -336,6 +336,29 @@ pub(super) fn for_each_sample(
     })
 }
 
+/// Visits every stored sample of `device` newest first (the staged ones, then `telemetry`
+/// backwards), until `visit` returns `false`.
+pub(super) fn for_each_sample_newest_first(
+    table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    staging: &impl ReadableTable<u64, &'static [u8]>,
+    device: &str,
+    mut visit: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    // Staging holds the few newest commits; collect them to walk them backwards.
+    let mut staged: Vec<(u64, Vec<u8>)> = Vec::new();
+    scan_staged(staging, Some(device), |_, entries| {
+        staged.extend(entries.iter().map(|(seq, body)| (*seq, body.to_vec())));
+        Ok(true)
+    })?;
+    staged.sort_by_key(|e| std::cmp::Reverse(e.0));
+    for (seq, body) in &staged {
+        if !visit(*seq, body)? {
+            return Ok(());
+        }
+    }
+    scan(table, device, Order::NewestFirst, visit)
+}
+
 /// The JSON of the newest stored sample of `device`.
 pub(super) fn newest_sample(
     table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,

@@ -392,6 +392,9 @@ pub struct SlotView {
     /// `{"state": "pending", "attempts": 2, "next_retry": …}`,
     /// `{"state": "acked", "hash": …, "at": …}` or `{"state": "failed", "reason": …, "at": …}`.
     pub status: SyncStatus,
+    /// The document (`?documents=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<serde_json::Value>,
 }
 
 impl From<&SlotSync> for SlotView {
@@ -405,6 +408,7 @@ impl From<&SlotSync> for SlotView {
             set_by: s.schedule.set_by.clone(),
             set_at: s.schedule.set_at,
             status: s.status.clone(),
+            document: Some(s.schedule.document.clone()),
         }
     }
 }

@@ -578,6 +578,8 @@ pub(super) fn seeded() -> Arc<FakeBackend> {
             d.devices.insert(v.id.clone(), v);
         }
         let p1 = dev("plant-01");
+        d.schedules
+            .insert(p1.clone(), schedule_tests::view(&p1, "sapporo-2027"));
         d.registry.insert(
             p1.clone(),
             (
@@ -700,6 +702,7 @@ pub(super) const ROUTES: &[RouteCase] = &[
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/events", template: "/api/v1/devices/{id}/events", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "PUT", path: "/api/v1/devices/plant-01/schedule", template: "/api/v1/devices/{id}/schedule", body: Some(|r| r.set_json(json!({"id": "sapporo-2027"}))), role: Role::Operator, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/devices/plant-01/schedule", template: "/api/v1/devices/{id}/schedule", body: None, role: Role::Viewer, ok: 200 },
+    RouteCase { method: "GET", path: "/api/v1/devices/plant-01/schedule/calendar", template: "/api/v1/devices/{id}/schedule/calendar", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/tokens", template: "/api/v1/tokens", body: None, role: Role::Admin, ok: 200 },
     RouteCase { method: "POST", path: "/api/v1/tokens", template: "/api/v1/tokens", body: Some(|r| r.set_json(json!({"name": "grafana", "role": "viewer"}))), role: Role::Admin, ok: 201 },
     RouteCase { method: "DELETE", path: "/api/v1/tokens/viewer", template: "/api/v1/tokens/{name}", body: None, role: Role::Admin, ok: 204 },

@@ -43,6 +43,10 @@ pub(super) fn view(id: &DeviceId, schedule_id: &str) -> ScheduleView {
                 attempts: 1,
                 next_retry: now() + Duration::minutes(1),
             },
+            document: Some(
+                serde_json::from_str(include_str!("../../../../deploy/schedule.example.json"))
+                    .expect("example"),
+            ),
         }),
         next: None,
     }
@@ -258,4 +262,91 @@ async fn a_backend_that_is_down_answers_503_on_both_schedule_routes() {
         )
     );
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[actix_web::test]
+async fn the_view_says_what_is_in_force_now_what_comes_today_and_the_calendar_of_the_year() {
+    let backend = seeded();
+    // 2027-07-01 01:00 UTC = 10:00 in Sapporo, a Thursday within the example's validity.
+    let when = chrono::TimeZone::with_ymd_and_hms(&Utc, 2027, 7, 1, 1, 0, 0)
+        .single()
+        .expect("time");
+    let app = app!(state(backend.clone()).with_clock(Arc::new(move || when)));
+    let res = send!(
+        app,
+        put(
+            "/api/v1/devices/plant-01/schedule",
+            json!({"id": "sapporo-2027"}),
+            OPERATOR
+        )
+    );
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let res = send!(
+        app,
+        req("GET", "/api/v1/devices/plant-01/schedule", Some(VIEWER))
+    );
+    assert_eq!(res.status, StatusCode::OK);
+    let v = &res.json;
+    assert!(
+        v["current"]["document"].is_null(),
+        "documents only on request"
+    );
+    assert_eq!(v["in_force"]["slot"], "current");
+    assert_eq!(v["in_force"]["within_validity"], true);
+    assert!(
+        v["in_force"]["settings"]["chw_setpoint_c"].is_object(),
+        "{v}"
+    );
+    let today = v["today"].as_array().expect("today");
+    assert!(!today.is_empty(), "a weekday in July has transitions: {v}");
+    assert!(today.iter().all(|t| {
+        t["local"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("2027-07-01"))
+    }));
+    let ahead = v["next_transitions"].as_array().expect("ahead");
+    assert!(
+        ahead
+            .iter()
+            .all(|t| t["at"].as_str().is_some_and(|a| a > "2027-07-01T01:00:00Z"))
+    );
+    let res = send!(
+        app,
+        req(
+            "GET",
+            "/api/v1/devices/plant-01/schedule?documents=true",
+            Some(VIEWER)
+        )
+    );
+    assert_eq!(res.json["current"]["document"]["id"], "sapporo-2027");
+
+    let res = send!(
+        app,
+        req(
+            "GET",
+            "/api/v1/devices/plant-01/schedule/calendar",
+            Some(VIEWER)
+        )
+    );
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let days = res.json["days"].as_array().expect("days");
+    assert_eq!(days.len(), 365);
+    assert_eq!(days[0]["date"], "2027-01-01");
+    assert!(
+        days.iter()
+            .all(|d| d["profile"].is_string() && d["kind"].is_string())
+    );
+    assert!(
+        days.iter().any(|d| d["kind"] == "holiday"),
+        "the example has holidays"
+    );
+    let res = send!(
+        app,
+        req(
+            "GET",
+            "/api/v1/devices/plant-01/schedule/calendar?slot=next",
+            Some(VIEWER)
+        )
+    );
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
 }

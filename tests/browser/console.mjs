@@ -5,7 +5,8 @@
 //
 // Environment: SHIKI_URL, SHIKI_TOKEN, SHIKI_DEVICE, SHIKI_OUT (screenshots),
 // SHIKI_EXPECT_422 (the API's message for chw_setpoint_c = 30), SHIKI_BAD_SCHEDULE (a
-// schedule file the API refuses), SHIKI_SCHEDULE_PROBLEM (text one listed problem holds).
+// schedule file the API refuses), SHIKI_SCHEDULE_PROBLEM (text one listed problem holds),
+// SHIKI_GOOD_SCHEDULE (one covering today, with a holiday).
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -112,6 +113,21 @@ await step('a broken schedule is refused with its problems listed', async () => 
   expectText(await page.locator('#schedule-problems').innerText(), env('SHIKI_SCHEDULE_PROBLEM'), 'schedule problems');
   await page.locator('#schedule-problems').scrollIntoViewIfNeeded();
   await shot('schedule');
+});
+
+await step('a good schedule shows what is in force and the calendar', async () => {
+  await page.getByLabel('Schedule file').setInputFiles(env('SHIKI_GOOD_SCHEDULE'));
+  await page.getByRole('button', { name: 'Upload schedule' }).click();
+  await page.locator('#schedule-problems', { hasText: 'Schedule uploaded' }).waitFor();
+  await page.locator('#schedule-now', { hasText: 'In force now' }).waitFor();
+  await page.locator('#schedule-status tbody tr', { hasText: 'console-now' }).waitFor();
+  const months = page.locator('#schedule-calendar table.month');
+  await months.first().waitFor();
+  if ((await months.count()) < 2) throw new Error('the calendar shows fewer than two months');
+  await page.locator('#schedule-calendar td.holiday').first().waitFor();
+  await page.locator('#schedule-calendar td.today').waitFor();
+  await page.locator('#schedule-calendar').scrollIntoViewIfNeeded();
+  await shot('calendar');
 });
 
 await step('a tablet-sized window still shows the device', async () => {

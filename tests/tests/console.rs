@@ -2,7 +2,8 @@
 //! simulator as processes; `tests/browser/console.mjs` (Playwright driving Debian's
 //! Chromium) signs in, sees the device online, opens it, sees a chart with data, changes
 //! the setpoint through the form and sees it verified and in history, sees the API's 422
-//! beside the field, and uploads a broken schedule and sees its problems. Screenshots of
+//! beside the field, uploads a broken schedule and sees its problems, then a good one and
+//! sees what it puts in force and the calendar. Screenshots of
 //! each page land in `target/tmp/console/`.
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,29 @@ fn broken_schedule() -> Value {
         serde_json::from_str(include_str!("../../deploy/schedule.example.json")).expect("example");
     doc["timezone"] = json!("Mars/Olympus_Mons");
     doc
+}
+
+/// A schedule covering now (Asia/Tokyo): 10 days back to 40 ahead, work days and weekends,
+/// a holiday in three days.
+fn good_schedule() -> Value {
+    let tokyo = chrono::FixedOffset::east_opt(9 * 3600).expect("UTC+9");
+    let today = chrono::Utc::now().with_timezone(&tokyo).date_naive();
+    let day = |d: i64| (today + chrono::Duration::days(d)).to_string();
+    json!({
+        "id": "console-now",
+        "timezone": "Asia/Tokyo",
+        "valid_from": day(-10),
+        "valid_to": day(40),
+        "defaults": { "run": false, "mode": "cooling", "chw_setpoint_c": 7.0 },
+        "profiles": {
+            "work": [{ "time": "08:00", "settings": { "run": true } },
+                     { "time": "20:00", "settings": { "run": false } }],
+            "off": []
+        },
+        "seasons": [{ "name": "all", "from": "01-01", "to": "12-31",
+                      "weekday": "work", "saturday": "off", "sunday": "off" }],
+        "holidays": [{ "date": day(3), "name": "Console test day" }]
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,6 +94,8 @@ async fn an_operator_uses_the_console_in_a_real_browser() -> anyhow::Result<()> 
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    let good = dir.path().join("schedule.json");
+    std::fs::write(&good, serde_json::to_vec_pretty(&good_schedule())?)?;
     let bad = dir.path().join("broken-schedule.json");
     std::fs::write(&bad, serde_json::to_vec_pretty(&broken_schedule())?)?;
     let (status, problems) = api.put_schedule(DEVICE, None, &broken_schedule()).await?;
@@ -87,7 +113,7 @@ async fn an_operator_uses_the_console_in_a_real_browser() -> anyhow::Result<()> 
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console");
     let _ = std::fs::remove_dir_all(&out);
     let run = tokio::task::spawn_blocking({
-        let (out, bad) = (out.clone(), bad.clone());
+        let (out, bad, good) = (out.clone(), bad.clone(), good.clone());
         let url = format!("http://{}/", api.addr);
         move || {
             Command::new("node")
@@ -99,6 +125,7 @@ async fn an_operator_uses_the_console_in_a_real_browser() -> anyhow::Result<()> 
                 .env("SHIKI_OUT", &out)
                 .env("SHIKI_EXPECT_422", expect_422)
                 .env("SHIKI_BAD_SCHEDULE", &bad)
+                .env("SHIKI_GOOD_SCHEDULE", &good)
                 .env("SHIKI_SCHEDULE_PROBLEM", problem)
                 .output()
         }

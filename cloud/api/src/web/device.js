@@ -43,7 +43,7 @@ export async function showDevice(id) {
 
   renderState();
   renderForms(forms);
-  await Promise.all([
+  const [, , , reloadSchedule] = await Promise.all([
     loadHistory(history),
     loadEvents(events),
     showChart(chart, device),
@@ -53,7 +53,8 @@ export async function showDevice(id) {
     device = await api("GET", path);
     renderState();
   });
-  every("device-slow", 10000, () => Promise.all([loadHistory(history), loadEvents(events)]));
+  // History, events and the schedule's sync status (pending → acked) every 10 s.
+  every("device-slow", 10000, () => Promise.all([loadHistory(history), loadEvents(events), reloadSchedule()]));
 }
 
 function section(text, id) {

@@ -272,6 +272,11 @@ impl Backend for CloudBackend {
                         .unwrap_or(u32::MAX),
                     software_version: v.status.as_ref().and_then(|s| s.software_version.clone()),
                     last_sample_at: v.last_telemetry.as_ref().map(|s| s.ts),
+                    last_values: v
+                        .last_telemetry
+                        .as_ref()
+                        .map(|s| s.values.clone())
+                        .unwrap_or_default(),
                     tenant: None,
                 })
                 .collect())

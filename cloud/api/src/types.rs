@@ -42,6 +42,9 @@ pub struct DeviceSummary {
     /// Time of the newest telemetry sample received.
     #[serde(default)]
     pub last_sample_at: Option<DateTime<Utc>>,
+    /// The newest sample's values (running state, temperatures, alarm code …).
+    #[serde(default)]
+    pub last_values: BTreeMap<String, shiki_proto::PointValue>,
     /// The customer the device belongs to (filled in for the page listed).
     #[serde(default)]
     pub tenant: Option<String>,

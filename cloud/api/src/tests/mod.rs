@@ -167,6 +167,11 @@ impl Backend for FakeBackend {
                     pending_verifications: v.pending_verifications.len() as u32,
                     software_version: v.software_version.clone(),
                     last_sample_at: v.last_telemetry.as_ref().map(|s| s.ts),
+                    last_values: v
+                        .last_telemetry
+                        .as_ref()
+                        .map(|s| s.values.clone())
+                        .unwrap_or_default(),
                     tenant: None,
                 })
                 .collect())

@@ -20,7 +20,7 @@ export async function showFleet() {
   const table = el("table");
   table.id = "devices";
   const thead = el("thead");
-  thead.appendChild(row(["Device", "State", "Last seen", "Tenant", "Version", "Last sample", "Pending"].map((t) => el("th", t))));
+  thead.appendChild(row(["Device", "State", "Last seen", "Tenant", "Version", "Last sample", "Running", "Supply", "Return", "Alarm", "Pending"].map((t) => el("th", t))));
   table.append(thead, el("tbody"));
   const pager = el("p");
   pager.className = "pager";
@@ -55,6 +55,7 @@ async function load(table, count, prev, next) {
   const body = table.tBodies[0];
   body.replaceChildren();
   for (const d of data.devices) {
+    const v = d.last_values || {};
     const link = el("a", d.id);
     link.href = "#/devices/" + encodeURIComponent(d.id);
     const cells = [
@@ -64,6 +65,10 @@ async function load(table, count, prev, next) {
       d.tenant || "",
       d.software_version || "",
       el("td", d.last_sample_at ? ago(d.last_sample_at) : "none"),
+      live(v.running === undefined ? "" : v.running ? "running" : "stopped"),
+      live(temperature(v.supply_c)),
+      live(temperature(v.return_c)),
+      v.alarm_code ? el("td", "alarm " + v.alarm_code, "alarm") : el("td", v.alarm_code === 0 ? "none" : ""),
       d.pending_verifications ? String(d.pending_verifications) : "",
     ];
     cells[0].appendChild(link);
@@ -77,6 +82,14 @@ async function load(table, count, prev, next) {
   count.textContent = ` ${first}–${last} of ${data.total} devices `;
   prev.disabled = data.offset === 0;
   next.disabled = last >= data.total;
+}
+
+function live(text) {
+  return el("td", text);
+}
+
+function temperature(v) {
+  return typeof v === "number" ? v.toFixed(1) + " °C" : "";
 }
 
 export function input(id, type, value, placeholder) {

@@ -139,6 +139,16 @@ await step('a tablet-sized window still shows the device', async () => {
   await shot('tablet');
 });
 
+await step('the update jobs page lists jobs and offers the form', async () => {
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.getByRole('link', { name: 'Update jobs' }).click();
+  await page.getByRole('heading', { name: 'Update jobs' }).waitFor();
+  await page.locator('#jobs tbody tr', { hasText: 'No jobs yet' }).waitFor();
+  // No artifact was uploaded in this test: the form says how to add one.
+  await page.locator('#new-job output', { hasText: 'No artifact uploaded yet' }).waitFor();
+  await shot('jobs');
+});
+
 if (consoleErrors.length) {
   console.error(`page errors:\n${consoleErrors.join('\n')}`);
   await browser.close();

@@ -22,6 +22,7 @@ pub(crate) const MODULES: &[(&str, &str)] = &[
     ("/device.js", include_str!("web/device.js")),
     ("/chart.js", include_str!("web/chart.js")),
     ("/schedule.js", include_str!("web/schedule.js")),
+    ("/jobs.js", include_str!("web/jobs.js")),
 ];
 pub(crate) const STYLE_CSS: &str = include_str!("web/style.css");
 

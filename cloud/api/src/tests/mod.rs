@@ -735,6 +735,7 @@ pub(super) const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/device.js"),
     ("GET", "/chart.js"),
     ("GET", "/schedule.js"),
+    ("GET", "/jobs.js"),
     ("GET", "/style.css"),
     ("GET", "/auth/session"),
     ("POST", "/auth/logout"),

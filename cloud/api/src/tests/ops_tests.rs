@@ -320,6 +320,7 @@ async fn web_page_is_served_and_uses_the_api() {
         "/device.js",
         "/chart.js",
         "/schedule.js",
+        "/jobs.js",
     ] {
         let res = send!(app, req("GET", path, None));
         assert!(
@@ -335,6 +336,8 @@ async fn web_page_is_served_and_uses_the_api() {
         "/telemetry/series?",
         "/schedule",
         "\"/whoami\"",
+        "\"/jobs\"",
+        "/cancel",
         "/desired",
         "/history",
         "format=csv",

@@ -1,11 +1,13 @@
 // Shiki operator console: plain ES modules, no build step, served by shiki-cloud itself.
 // Signs in with an API token (kept in this page's memory only) or, when [auth.oidc] is
 // configured, through the company's identity provider (the server holds the tokens behind
-// an HttpOnly session cookie). Pages: #/ (fleet), #/devices/{id} (one device).
+// an HttpOnly session cookie). Pages: #/ (fleet), #/devices/{id} (one device), #/jobs and
+// #/jobs/{id} (update jobs).
 
 import { $, api, auth, say, stopAll } from "./lib.js";
 import { showFleet } from "./fleet.js";
 import { showDevice } from "./device.js";
+import { showJobs, showJob } from "./jobs.js";
 
 function endSignIn(text) {
   stopAll();
@@ -63,9 +65,12 @@ async function signInWithToken(t) {
 async function route() {
   stopAll();
   const hash = window.location.hash || "#/";
-  const m = hash.match(/^#\/devices\/([^/]+)$/);
+  const device = hash.match(/^#\/devices\/([^/]+)$/);
+  const job = hash.match(/^#\/jobs\/([^/]+)$/);
   try {
-    if (m) await showDevice(decodeURIComponent(m[1]));
+    if (device) await showDevice(decodeURIComponent(device[1]));
+    else if (job) await showJob(decodeURIComponent(job[1]));
+    else if (hash === "#/jobs") await showJobs();
     else await showFleet();
   } catch (e) {
     if (e.status !== 401) say(e.message, true);

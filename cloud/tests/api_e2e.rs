@@ -74,6 +74,19 @@ async fn desired_changes_through_the_http_api_reach_the_device_and_are_verified(
         .expect("sent");
     assert_eq!(r.status().as_u16(), 422);
     assert!(r.text().await.expect("body").contains("chw_setpoint"));
+    // Finer than the point's resolution (0.1): refused naming the step, not rounded silently.
+    let r = patch(json!({"settings": {"chw_setpoint": 7.55}}), "gw-api")
+        .await
+        .expect("sent");
+    assert_eq!(r.status().as_u16(), 422);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["key"], "chw_setpoint");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("7.5 or 7.6")),
+        "{body}"
+    );
     let r = patch(json!({"settings": {"chw_setpoint": 8.0}}), "nope")
         .await
         .expect("sent");

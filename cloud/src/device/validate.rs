@@ -31,6 +31,18 @@ pub enum DesiredError {
         min: String,
         max: String,
     },
+    /// A number between two steps of the point's resolution (7.55 for a 0.1 step): the PLC
+    /// would hold a rounded value and the change would still show as verified.
+    #[error(
+        "`{key}` = {value} is between two steps of its resolution {step}: write {below} or {above}"
+    )]
+    OffStep {
+        key: String,
+        value: f64,
+        step: f64,
+        below: String,
+        above: String,
+    },
     #[error("`{key}`: {reason}")]
     InvalidValue { key: String, reason: String },
     #[error("the change names no settings")]
@@ -65,6 +77,7 @@ impl DesiredError {
             | DesiredError::UnknownKey { key }
             | DesiredError::ReadOnly { key }
             | DesiredError::OutOfLimits { key, .. }
+            | DesiredError::OffStep { key, .. }
             | DesiredError::InvalidValue { key, .. }
             | DesiredError::Limit(ShadowError::TooDeep { key, .. }) => Some(key),
             _ => None,
@@ -107,6 +120,9 @@ pub(crate) fn validate(catalog: Option<&Catalog>, settings: &JsonMap) -> Result<
                         max: show(point.max),
                     });
                 }
+                if let Some(step) = shiki_shared::resolution::usable_resolution(point.resolution) {
+                    check_step(key, x, step)?;
+                }
             }
             (ValueKind::Number, _) => return Err(invalid("expected a number")),
             (ValueKind::Enum, Value::String(s)) if point.options.contains(s) => {}
@@ -117,4 +133,62 @@ pub(crate) fn validate(catalog: Option<&Catalog>, settings: &JsonMap) -> Result<
         }
     }
     Ok(())
+}
+
+/// `x` must be a whole number of `step`s (counted from 0, as the register holds it), within
+/// a millionth of a step for the decimal's binary rounding.
+fn check_step(key: &str, x: f64, step: f64) -> Result<(), DesiredError> {
+    let steps = x / step;
+    if (steps - steps.round()).abs() <= 1e-6 * steps.abs().max(1.0) {
+        return Ok(());
+    }
+    let decimals = (-step.log10()).ceil().clamp(0.0, 9.0) as usize;
+    let show = |v: f64| format!("{v:.decimals$}");
+    Err(DesiredError::OffStep {
+        key: key.to_owned(),
+        value: x,
+        step,
+        below: show(steps.floor() * step),
+        above: show(steps.ceil() * step),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn catalog() -> Catalog {
+        serde_json::from_value(json!({"points": [
+            {"name": "chw_setpoint_c", "role": "setting", "kind": "number", "writable": true,
+             "min": 5.0, "max": 12.0, "resolution": 0.1},
+            {"name": "demand_limit_pct", "role": "setting", "kind": "number", "writable": true,
+             "min": 50, "max": 100, "resolution": 1},
+            {"name": "free", "role": "setting", "kind": "number", "writable": true}]}))
+        .expect("catalog")
+    }
+
+    fn check(key: &str, v: Value) -> Result<(), DesiredError> {
+        let settings: JsonMap = [(key.to_owned(), v)].into_iter().collect();
+        validate(Some(&catalog()), &settings)
+    }
+
+    #[test]
+    fn a_value_between_two_steps_is_refused_naming_the_step_and_its_neighbours() {
+        let err = check("chw_setpoint_c", json!(7.55)).expect_err("off step");
+        assert_eq!(err.key(), Some("chw_setpoint_c"));
+        let text = err.to_string();
+        assert!(
+            text.contains("resolution 0.1") && text.contains("7.5 or 7.6"),
+            "{text}"
+        );
+        assert!(check("demand_limit_pct", json!(75.5)).is_err());
+        // Decimals that binary floats cannot hold exactly are whole steps all the same.
+        for ok in [7.3, 7.1, 5.0, 11.9, 12.0, 8.5] {
+            assert_eq!(check("chw_setpoint_c", json!(ok)), Ok(()), "{ok}");
+        }
+        assert_eq!(check("demand_limit_pct", json!(80)), Ok(()));
+        // Without a resolution, any number within the limits.
+        assert_eq!(check("free", json!(7.555_5)), Ok(()));
+    }
 }

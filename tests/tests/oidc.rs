@@ -576,3 +576,61 @@ async fn the_web_page_signs_in_with_code_and_pkce_and_signs_out() -> anyhow::Res
     assert_eq!(s.device_ids(Auth::Cookie(&cookie)).await?.len(), 2);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_in_and_out_through_the_provider_in_a_real_browser() -> anyhow::Result<()>
+{
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let browser = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    anyhow::ensure!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: apt-get install chromium (.ci/run does)"
+    );
+    anyhow::ensure!(
+        browser.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: npm ci --prefix tests/browser (.ci/run does)"
+    );
+    let s = Setup::start("oidc-browser").await?;
+    let api = s.cloud.api.addr;
+    let mut clients = script_clients();
+    clients.as_array_mut().expect("array").push(json!({
+        "client_id": "shiki-web", "client_secret": "shiki-web-secret",
+        "redirect_uris": [format!("http://{api}/auth/callback")],
+        "post_logout_redirect_uris": [format!("http://{api}/")],
+        "grant_types": ["authorization_code"], "response_types": ["code"],
+        "token_endpoint_auth_method": "client_secret_basic"
+    }));
+    s.idp.set_clients(clients).await?;
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sso");
+    let _ = std::fs::remove_dir_all(&out);
+    let run = tokio::task::spawn_blocking({
+        let out = out.clone();
+        move || {
+            std::process::Command::new("node")
+                .arg(browser.join("sso.mjs"))
+                .env("CHROMIUM", chromium)
+                .env("SHIKI_URL", format!("http://{api}/"))
+                .env("SHIKI_USER", "alice")
+                .env("SHIKI_EXPECT_WHO", "Signed in as alice (operator, acme)")
+                .env("SHIKI_VISIBLE", "acme-1")
+                .env("SHIKI_HIDDEN", "zenith-1")
+                .env("SHIKI_OUT", &out)
+                .output()
+        }
+    })
+    .await??;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    anyhow::ensure!(
+        run.status.success() && stdout.contains("all steps passed"),
+        "the browser sign-in failed (screenshots in {}):\n{stdout}\n{}",
+        out.display(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let log = s.cloud.child.output();
+    assert!(
+        log.contains("signed in through the identity provider"),
+        "{log}"
+    );
+    assert!(log.contains("signed out"), "{log}");
+    Ok(())
+}

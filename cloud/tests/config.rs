@@ -15,6 +15,17 @@ fn example() -> (String, &'static Path) {
     )
 }
 
+/// The example with its commented keys (`# key = value`) made real.
+fn uncomment_keys(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest.to_owned(),
+            _ => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn the_example_config_parses_to_the_defaults() {
     let (text, path) = example();
@@ -42,14 +53,7 @@ fn the_example_config_parses_to_the_defaults() {
 #[test]
 fn the_commented_keys_parse_when_uncommented() {
     let (text, path) = example();
-    let uncommented: String = text
-        .lines()
-        .map(|l| match l.strip_prefix("# ") {
-            Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest.to_owned(),
-            _ => l.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let uncommented = uncomment_keys(&text);
     let c = CloudConfig::parse(&uncommented, path).expect("uncommented example parses");
     assert_eq!(
         c.broker().expect("broker"),
@@ -79,14 +83,7 @@ fn the_oidc_example_parses_with_its_commented_keys_and_bad_values_name_their_key
     let oidc = c.auth.oidc.expect("[auth.oidc]");
     assert_eq!(oidc.role_map.len(), 3);
     assert_eq!(oidc.client_id.as_deref(), Some("shiki-web"));
-    let uncommented: String = text
-        .lines()
-        .map(|l| match l.strip_prefix("# ") {
-            Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest.to_owned(),
-            _ => l.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let uncommented = uncomment_keys(&text);
     let c = CloudConfig::parse(&uncommented, path).expect("uncommented oidc example parses");
     let oidc = c.auth.oidc.expect("[auth.oidc]");
     assert!(oidc.client_secret.is_some() && oidc.redirect_url.is_some());

@@ -7,52 +7,15 @@
 // SHIKI_EXPECT_422 (the API's message for chw_setpoint_c = 30), SHIKI_BAD_SCHEDULE (a
 // schedule file the API refuses), SHIKI_SCHEDULE_PROBLEM (text one listed problem holds),
 // SHIKI_GOOD_SCHEDULE (one covering today, with a holiday).
-import fs from 'node:fs';
-import path from 'node:path';
+import { env, launch } from './harness.mjs';
 
-import { chromium } from 'playwright-core';
-
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const url = env('SHIKI_URL');
 const device = env('SHIKI_DEVICE');
-const out = env('SHIKI_OUT');
-fs.mkdirSync(out, { recursive: true });
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-page.setDefaultTimeout(30_000);
-const consoleErrors = [];
-page.on('pageerror', (e) => consoleErrors.push(String(e)));
+const { page, errors, shot, step, finish } = await launch(env('SHIKI_OUT'));
 // Chromium logs every 4xx answer; the refusals this test provokes (422) are expected.
 page.on('console', (m) => {
-  if (m.type() === 'error' && !m.text().includes('status of 422')) consoleErrors.push(m.text());
+  if (m.type() === 'error' && !m.text().includes('status of 422')) errors.push(m.text());
 });
-
-async function shot(name) {
-  await page.screenshot({ path: path.join(out, `${name}.png`), fullPage: true });
-}
-
-async function step(name, fn) {
-  try {
-    await fn();
-    console.log(`ok: ${name}`);
-  } catch (e) {
-    await shot(`failed-${name.replace(/\W+/g, '-')}`).catch(() => {});
-    console.error(`FAILED: ${name}: ${e.message}`);
-    if (consoleErrors.length) console.error(`page errors:\n${consoleErrors.join('\n')}`);
-    await browser.close();
-    process.exit(1);
-  }
-}
 
 function expectText(actual, expected, what) {
   if (!actual.includes(expected)) throw new Error(`${what}: expected ${JSON.stringify(expected)} in ${JSON.stringify(actual)}`);
@@ -149,10 +112,4 @@ await step('the update jobs page lists jobs and offers the form', async () => {
   await shot('jobs');
 });
 
-if (consoleErrors.length) {
-  console.error(`page errors:\n${consoleErrors.join('\n')}`);
-  await browser.close();
-  process.exit(1);
-}
-await browser.close();
-console.log('all steps passed');
+await finish();

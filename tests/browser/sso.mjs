@@ -6,49 +6,12 @@
 // Environment: SHIKI_URL, SHIKI_USER (an account of the provider), SHIKI_EXPECT_WHO (the
 // "Signed in as …" text), SHIKI_VISIBLE, SHIKI_HIDDEN (a device the user sees, one they
 // do not), SHIKI_OUT (screenshots).
-import fs from 'node:fs';
-import path from 'node:path';
+import { env, launch } from './harness.mjs';
 
-import { chromium } from 'playwright-core';
-
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const url = env('SHIKI_URL');
-const out = env('SHIKI_OUT');
-fs.mkdirSync(out, { recursive: true });
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-page.setDefaultTimeout(30_000);
-// Errors of the console's own scripts (the provider's pages fetch web fonts this machine
-// cannot reach; those are not ours).
-const pageErrors = [];
-page.on('pageerror', (e) => pageErrors.push(String(e)));
-
-async function shot(name) {
-  await page.screenshot({ path: path.join(out, `${name}.png`), fullPage: true });
-}
-
-async function step(name, fn) {
-  try {
-    await fn();
-    console.log(`ok: ${name}`);
-  } catch (e) {
-    await shot(`failed-${name.replace(/\W+/g, '-')}`).catch(() => {});
-    console.error(`FAILED: ${name}: ${e.message}\nat ${page.url()}`);
-    if (pageErrors.length) console.error(`page errors:\n${pageErrors.join('\n')}`);
-    await browser.close();
-    process.exit(1);
-  }
-}
+// Only the console's own script errors count (the provider's pages fetch web fonts this
+// machine cannot reach).
+const { page, shot, step, finish } = await launch(env('SHIKI_OUT'));
 
 await step('sign in at the provider', async () => {
   await page.goto(url);
@@ -77,10 +40,4 @@ await step('sign out here and at the provider', async () => {
   await shot('sso-signed-out');
 });
 
-if (pageErrors.length) {
-  console.error(`page errors:\n${pageErrors.join('\n')}`);
-  await browser.close();
-  process.exit(1);
-}
-await browser.close();
-console.log('all steps passed');
+await finish();

@@ -136,6 +136,21 @@ impl Setup {
         Ok(s)
     }
 
+    /// Registers the web page's client at the provider, now that the cloud's callback URL
+    /// is known.
+    async fn register_web_client(&self) -> anyhow::Result<()> {
+        let api = self.cloud.api.addr;
+        let mut clients = script_clients();
+        clients.as_array_mut().expect("array").push(json!({
+            "client_id": "shiki-web", "client_secret": "shiki-web-secret",
+            "redirect_uris": [format!("http://{api}/auth/callback")],
+            "post_logout_redirect_uris": [format!("http://{api}/")],
+            "grant_types": ["authorization_code"], "response_types": ["code"],
+            "token_endpoint_auth_method": "client_secret_basic"
+        }));
+        self.idp.set_clients(clients).await
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.cloud.api.addr)
     }
@@ -398,16 +413,7 @@ async fn provider_access_tokens_are_verified_and_every_bad_token_is_refused_with
 async fn the_web_page_signs_in_with_code_and_pkce_and_signs_out() -> anyhow::Result<()> {
     let s = Setup::start("oidc-web").await?;
     let api = s.cloud.api.addr;
-    // The web client, now that the cloud's callback URL is known.
-    let mut clients = script_clients();
-    clients.as_array_mut().expect("array").push(json!({
-        "client_id": "shiki-web", "client_secret": "shiki-web-secret",
-        "redirect_uris": [format!("http://{api}/auth/callback")],
-        "post_logout_redirect_uris": [format!("http://{api}/")],
-        "grant_types": ["authorization_code"], "response_types": ["code"],
-        "token_endpoint_auth_method": "client_secret_basic"
-    }));
-    s.idp.set_clients(clients).await?;
+    s.register_web_client().await?;
 
     // The page learns that single sign-on is offered.
     let session: Value = s
@@ -592,15 +598,7 @@ async fn the_console_signs_in_and_out_through_the_provider_in_a_real_browser() -
     );
     let s = Setup::start("oidc-browser").await?;
     let api = s.cloud.api.addr;
-    let mut clients = script_clients();
-    clients.as_array_mut().expect("array").push(json!({
-        "client_id": "shiki-web", "client_secret": "shiki-web-secret",
-        "redirect_uris": [format!("http://{api}/auth/callback")],
-        "post_logout_redirect_uris": [format!("http://{api}/")],
-        "grant_types": ["authorization_code"], "response_types": ["code"],
-        "token_endpoint_auth_method": "client_secret_basic"
-    }));
-    s.idp.set_clients(clients).await?;
+    s.register_web_client().await?;
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sso");
     let _ = std::fs::remove_dir_all(&out);
     let run = tokio::task::spawn_blocking({

@@ -467,14 +467,10 @@ async fn history(
             "limit": limit,
             "history": entries,
         }))),
-        Format::Csv => Ok(HttpResponse::Ok()
-            .content_type("text/csv; charset=utf-8")
-            .insert_header(ContentDisposition {
-                disposition: DispositionType::Attachment,
-                parameters: vec![DispositionParam::Filename(format!("{id}-history.csv"))],
-            })
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .body(csv::history(&entries))),
+        Format::Csv => Ok(csv_download(
+            &format!("{id}-history.csv"),
+            csv::history(&entries),
+        )),
     }
 }
 
@@ -544,15 +540,20 @@ async fn in_seq_order<T: Serialize + HasSeq>(
         Format::Json => {
             Ok(HttpResponse::Ok().json(json!({ "device": id, "limit": limit, field: rows })))
         }
-        Format::Csv => Ok(HttpResponse::Ok()
-            .content_type("text/csv; charset=utf-8")
-            .insert_header(ContentDisposition {
-                disposition: DispositionType::Attachment,
-                parameters: vec![DispositionParam::Filename(format!("{id}-{field}.csv"))],
-            })
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .body(to_csv(&rows))),
+        Format::Csv => Ok(csv_download(&format!("{id}-{field}.csv"), to_csv(&rows))),
     }
+}
+
+/// A CSV file to download, never cached.
+fn csv_download(filename: &str, body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename(filename.to_owned())],
+        })
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body)
 }
 
 /// A record with a per-device sequence number.

@@ -19,31 +19,23 @@ use crate::{
 };
 
 impl RedbStore {
-    /// Visits the stored samples of `device` as (seq, JSON), oldest first, until `visit`
-    /// returns `false`; a failure is one of `op`.
+    /// Visits the stored samples of `device` as (seq, JSON), oldest or newest first, until
+    /// `visit` returns `false`; a failure is one of `op`.
     fn for_each_sample(
         &self,
         op: &'static str,
         device: &DeviceId,
+        newest_first: bool,
         visit: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         self.read(op, |rtx| {
             let telemetry = open(rtx, TELEMETRY, op)?;
             let staging = open(rtx, STAGING, op)?;
-            staging::for_each_sample(&telemetry, &staging, device.as_str(), visit)
-        })
-    }
-
-    fn for_each_sample_newest_first(
-        &self,
-        op: &'static str,
-        device: &DeviceId,
-        visit: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
-    ) -> Result<(), StoreError> {
-        self.read(op, |rtx| {
-            let telemetry = open(rtx, TELEMETRY, op)?;
-            let staging = open(rtx, STAGING, op)?;
-            staging::for_each_sample_newest_first(&telemetry, &staging, device.as_str(), visit)
+            if newest_first {
+                staging::for_each_sample_newest_first(&telemetry, &staging, device.as_str(), visit)
+            } else {
+                staging::for_each_sample(&telemetry, &staging, device.as_str(), visit)
+            }
         })
     }
 }
@@ -73,11 +65,7 @@ impl Store for RedbStore {
             }
             Ok(out.len() < limit)
         };
-        if q.newest_first {
-            self.for_each_sample_newest_first("telemetry query", device, visit)?;
-        } else {
-            self.for_each_sample("telemetry query", device, visit)?;
-        }
+        self.for_each_sample("telemetry query", device, q.newest_first, visit)?;
         Ok(out)
     }
 
@@ -98,7 +86,7 @@ impl Store for RedbStore {
             return Ok(gaps);
         }
         let mut expected = 1u64;
-        self.for_each_sample("telemetry gaps", device, |seq, _| {
+        self.for_each_sample("telemetry gaps", device, false, |seq, _| {
             if seq > expected {
                 gaps.push(SeqGap {
                     from: expected,

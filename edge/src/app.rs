@@ -187,6 +187,8 @@ fn uplink_config(
         live_batch_max: config.mqtt.live_batch_max,
         backlog_batch_bytes: config.mqtt.backlog_batch_bytes,
         max_inflight_batches: config.mqtt.max_inflight_batches,
+        batch_max_delay: config.telemetry.batch_max_delay,
+        compact: config.telemetry.encoding == crate::config::TelemetryEncoding::Compact,
         reconnect_min: config.mqtt.reconnect_min,
         reconnect_max: config.mqtt.reconnect_max,
         software_version: version.to_owned(),

@@ -69,6 +69,8 @@ fn uplink_config(device: &DeviceId) -> UplinkConfig {
         live_batch_max: 10,
         backlog_batch_bytes: 64 * 1024,
         max_inflight_batches: 4,
+        batch_max_delay: Duration::ZERO,
+        compact: false,
         reconnect_min: Duration::from_millis(100),
         reconnect_max: Duration::from_millis(400),
         software_version: "9.9.9-test".into(),

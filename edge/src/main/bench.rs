@@ -302,6 +302,8 @@ async fn drain(args: &BenchArgs, base: &Path, out: &mut String) -> anyhow::Resul
             live_batch_max: cfg.mqtt.live_batch_max,
             backlog_batch_bytes: cfg.mqtt.backlog_batch_bytes,
             max_inflight_batches: cfg.mqtt.max_inflight_batches,
+            batch_max_delay: std::time::Duration::ZERO,
+            compact: false,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(2),
             software_version: "bench".into(),

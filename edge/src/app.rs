@@ -487,7 +487,15 @@ pub async fn run_agent(
             uplink: uplink.clone().recipient(),
         },
     ));
-    tracing::info!(version, mqtt = %config.mqtt.url, interval = ?config.telemetry.interval, "shiki-edge running");
+    tracing::info!(
+        version,
+        mqtt = %config.mqtt.url,
+        interval = ?config.telemetry.interval,
+        batch_max_delay = ?config.telemetry.batch_max_delay,
+        encoding = ?config.telemetry.encoding,
+        keep_alive = ?config.mqtt.keep_alive,
+        "shiki-edge running"
+    );
 
     let (mut installs, trial_stop) = (ota.installs, ota.trial_stop);
     let exit = tokio::select! {

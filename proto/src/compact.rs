@@ -206,9 +206,9 @@ fn precision_of(samples: &[Sample]) -> u32 {
 fn precision_digits(nanos: u32) -> u32 {
     if nanos == 0 {
         0
-    } else if nanos % 1_000_000 == 0 {
+    } else if nanos.is_multiple_of(1_000_000) {
         3
-    } else if nanos % 1_000 == 0 {
+    } else if nanos.is_multiple_of(1_000) {
         6
     } else {
         9

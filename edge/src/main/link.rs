@@ -640,8 +640,14 @@ pub(crate) async fn run(args: &BenchArgs, base: &Path, out: &mut String) -> anyh
         let wire = keep_alives.map(|k| per_day(&m, k).2);
         let mqtt = up + down;
         let base_day = *baseline.get_or_insert(mqtt);
-        let day: Vec<String> = wire.iter().map(|w| format!("{:.1}", *w as f64 / 1e3)).collect();
-        let month: Vec<String> = wire.iter().map(|w| format!("{:.2}", *w as f64 * 30.0 / 1e6)).collect();
+        let day: Vec<String> = wire
+            .iter()
+            .map(|w| format!("{:.1}", *w as f64 / 1e3))
+            .collect();
+        let month: Vec<String> = wire
+            .iter()
+            .map(|w| format!("{:.2}", *w as f64 * 30.0 / 1e6))
+            .collect();
         writeln!(
             out,
             "| {} | {:.2} | {:.1} | {:.1} | {:.1} kB | {:.1} % | {} kB | {} MB | none lost or reordered, {} duplicates |",

@@ -672,3 +672,29 @@ fn a_dictionary_by_id_is_found_learned_from_the_catalog_or_in_the_store() {
         .expect("from the stored catalog");
     assert_eq!(rows.len(), 2);
 }
+
+/// A fleet with one point list keeps one copy of its names, whatever the number of devices.
+#[test]
+fn devices_with_the_same_point_list_share_one_dictionary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(RedbStore::open(&dir.path().join("c.redb"), 64).expect("store"));
+    let dicts = Dictionaries::default();
+    let names = || vec!["supply_c".to_owned(), "return_c".to_owned()];
+    let (a, b) = (
+        DeviceId::new("gw-a").expect("id"),
+        DeviceId::new("gw-b").expect("id"),
+    );
+    dicts.learn(&a, shiki_proto::PointDictionary::new(names()));
+    dicts.learn(&b, shiki_proto::PointDictionary::new(names()));
+    let id = shiki_proto::PointDictionary::new(names()).id().to_owned();
+    let (da, db) = (
+        dicts.find(&store, &a, &id).expect("a's"),
+        dicts.find(&store, &b, &id).expect("b's"),
+    );
+    assert_eq!(da, db);
+    assert!(
+        std::ptr::eq(da.names().as_ptr(), db.names().as_ptr()),
+        "one copy"
+    );
+}

@@ -36,7 +36,8 @@ pub struct Batch {
     pub count: usize,
     /// Records skipped because their stored body does not decode.
     pub corrupt: usize,
-    /// A compact batch that carries its point dictionary's names.
+    /// A compact batch that carries the names of the dictionary it was asked to use (not
+    /// of a dictionary of its own, made for points outside it).
     pub with_names: bool,
 }
 
@@ -162,16 +163,16 @@ fn build_compact(
         let batch: Vec<Sample> = samples[..take].iter().flatten().cloned().collect();
         // A sample with a point the catalog does not list (a record stored before the
         // point list changed): the batch gets a dictionary of its own, names included.
-        let own;
-        let (dict, with_names) = if dict.covers(&batch) {
-            (dict, with_names)
-        } else {
-            own = PointDictionary::of_samples(&batch);
-            (&own, true)
-        };
         // Always the names in a backlog batch: it is large, and the names cost little in it.
         let with_names = with_names || backlog;
-        match encode_compact(&batch, dict, with_names, backlog) {
+        let own;
+        let (used, names, given_names) = if dict.covers(&batch) {
+            (dict, with_names, with_names)
+        } else {
+            own = PointDictionary::of_samples(&batch);
+            (&own, true, false)
+        };
+        match encode_compact(&batch, used, names, backlog) {
             Ok(payload) => {
                 return Some(Batch {
                     payload,
@@ -179,7 +180,7 @@ fn build_compact(
                     to: records[take - 1].seq,
                     count: batch.len(),
                     corrupt: take - batch.len(),
-                    with_names,
+                    with_names: given_names,
                 });
             }
             Err(CompactError::Codec(CodecError::TooLarge { .. })) => take /= 2,

@@ -409,7 +409,10 @@ fn compact_batches_carry_the_names_first_in_each_session_and_then_refer_to_them(
     let (c, batch) = compact(w.peeked(&p, &[stored(3, &[("flow", 1.5)])]));
     assert_ne!(c.d, dict.id());
     assert_eq!(c.n, Some(vec!["flow".to_owned()]));
-    assert!(batch.with_names);
+    assert!(
+        !batch.with_names,
+        "its own names do not count as the catalog dictionary's"
+    );
     // A new session starts with the names again.
     w.disconnected();
     w.connected();

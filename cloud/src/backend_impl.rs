@@ -334,9 +334,19 @@ impl Backend for CloudBackend {
     ) -> BackendFuture<'_, Vec<TelemetryRow>> {
         async move {
             self.known(&id).await?;
-            self.store
+            let mut samples = self
+                .store
                 .telemetry(&id, &query(range, limit))
-                .map_err(internal)
+                .map_err(internal)?;
+            let catalog = self
+                .store
+                .device(&id)
+                .map_err(internal)?
+                .and_then(|d| d.catalog);
+            for s in &mut samples {
+                crate::device::at_resolution(s, catalog.as_ref());
+            }
+            Ok(samples)
         }
         .boxed_local()
     }

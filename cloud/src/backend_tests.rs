@@ -114,6 +114,7 @@ on_both_backends!(
     a_job_reaches_the_device_and_its_failure_shows_in_the_job_and_the_history,
     a_device_is_registered_with_a_hash_given_a_tenant_retired_and_registered_again,
     a_tenants_token_sees_its_tenants_device_and_no_other,
+    an_old_edges_raw_values_are_shown_at_their_resolution,
 );
 
 impl Cloud {
@@ -570,5 +571,61 @@ async fn a_tenants_token_sees_its_tenants_device_and_no_other(backend: StoreKind
         stored
             .iter()
             .any(|t| t.name == "acme-viewer" && t.tenant.as_deref() == Some("acme"))
+    );
+}
+
+/// An edge of an earlier version sends values as the PLC scale made them
+/// (`24.400000000000002`); the API shows them at the catalog's resolution, as newer edges
+/// send them, in the telemetry list and in the device view.
+async fn an_old_edges_raw_values_are_shown_at_their_resolution(backend: StoreKind) {
+    let cloud = Cloud::start(backend).await;
+    let raw = 244.0 * 0.1;
+    assert_eq!(raw.to_string(), "24.400000000000002");
+    let sample = shiki_proto::Sample {
+        seq: 1,
+        ts: now(),
+        values: [
+            (
+                "chw_setpoint".to_owned(),
+                shiki_proto::PointValue::Number(raw),
+            ),
+            (
+                "uncatalogued".to_owned(),
+                shiki_proto::PointValue::Number(raw),
+            ),
+        ]
+        .into(),
+    };
+    cloud
+        .store
+        .submit(vec![crate::store::Write::Telemetry {
+            device: cloud.device.clone(),
+            samples: vec![crate::store::SampleRow::encode(&sample)],
+        }])
+        .await
+        .expect("stored");
+    cloud
+        .input(DeviceInput::Telemetry(
+            crate::device::SampleJson::of(&sample).expect("json"),
+        ))
+        .await;
+    let app = actix_web::test::init_service(crate::api::app(cloud.state.clone())).await;
+    let res = call(
+        &app,
+        req("GET", "/api/v1/devices/plant-01/telemetry", Some(AUDITOR)),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    let text = String::from_utf8_lossy(&res.body).into_owned();
+    assert!(text.contains(r#""chw_setpoint":24.4"#), "{text}");
+    assert!(
+        text.contains(r#""uncatalogued":24.400000000000002"#),
+        "no resolution known: as sent. {text}"
+    );
+    let res = call(&app, req("GET", "/api/v1/devices/plant-01", Some(AUDITOR))).await;
+    assert!(
+        String::from_utf8_lossy(&res.body).contains(r#""chw_setpoint":24.4"#),
+        "{:?}",
+        res.body
     );
 }

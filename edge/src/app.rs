@@ -187,6 +187,8 @@ fn uplink_config(
         live_batch_max: config.mqtt.live_batch_max,
         backlog_batch_bytes: config.mqtt.backlog_batch_bytes,
         max_inflight_batches: config.mqtt.max_inflight_batches,
+        batch_max_delay: config.telemetry.batch_max_delay,
+        compact: config.telemetry.encoding == crate::config::TelemetryEncoding::Compact,
         reconnect_min: config.mqtt.reconnect_min,
         reconnect_max: config.mqtt.reconnect_max,
         software_version: version.to_owned(),
@@ -485,7 +487,15 @@ pub async fn run_agent(
             uplink: uplink.clone().recipient(),
         },
     ));
-    tracing::info!(version, mqtt = %config.mqtt.url, interval = ?config.telemetry.interval, "shiki-edge running");
+    tracing::info!(
+        version,
+        mqtt = %config.mqtt.url,
+        interval = ?config.telemetry.interval,
+        batch_max_delay = ?config.telemetry.batch_max_delay,
+        encoding = ?config.telemetry.encoding,
+        keep_alive = ?config.mqtt.keep_alive,
+        "shiki-edge running"
+    );
 
     let (mut installs, trial_stop) = (ota.installs, ota.trial_stop);
     let exit = tokio::select! {

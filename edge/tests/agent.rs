@@ -11,8 +11,7 @@ use common::{Subscriber, broker, unique_device};
 use shiki_edge::EdgeConfig;
 use shiki_edge::plc_sim::{PlcSim, SimOptions, default_map};
 use shiki_proto::{
-    Catalog, Channel, DeviceId, PointValue, ReportedUpdate, SettingSource, TelemetryBatch, Topics,
-    decode,
+    Catalog, Channel, DeviceId, PointValue, ReportedUpdate, SettingSource, Topics, decode,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -76,7 +75,16 @@ async fn the_agent_reports_plc_values_and_applies_a_clamped_desired_change() {
         if m.topic.ends_with("/catalog") {
             catalog = Some(decode::<Catalog>(&m.payload).expect("catalog"));
         } else if m.topic.ends_with("/telemetry") {
-            let b: TelemetryBatch = decode(&m.payload).expect("batch");
+            // Compact (protocol version 2) by default: the first batch of the session
+            // carries its point dictionary; later ones name the catalog's.
+            let known = |id: &str| {
+                catalog
+                    .as_ref()
+                    .map(shiki_proto::PointDictionary::from_catalog)
+                    .filter(|d| d.id() == id)
+            };
+            let (b, _) = shiki_proto::decode_telemetry(&m.payload, known).expect("batch");
+            assert_eq!(b.v, shiki_proto::COMPACT_VERSION);
             if let Some(s) = b.samples.iter().find(|s| s.values.contains_key("supply_c")) {
                 sample_values = Some(s.values.clone());
             }
@@ -85,7 +93,17 @@ async fn the_agent_reports_plc_values_and_applies_a_clamped_desired_change() {
     let catalog = catalog.expect("catalog");
     let chw = catalog.point("chw_setpoint_c").expect("chw in catalog");
     assert_eq!((chw.min, chw.max), (Some(5.0), Some(12.0)));
-    assert!(sample_values.expect("values").contains_key("return_c"));
+    let values = sample_values.expect("values");
+    assert!(values.contains_key("return_c"));
+    for (name, v) in &values {
+        if let PointValue::Number(n) = v {
+            let text = n.to_string();
+            assert!(
+                text.split('.').nth(1).is_none_or(|d| d.len() <= 2),
+                "{name} = {text}: not at its resolution"
+            );
+        }
+    }
 
     // A desired change above the limit: clamped, written, read back, reported.
     let delta = serde_json::json!({

@@ -143,6 +143,8 @@ fn start_uplink(cfg: &EdgeConfig, dir: &Path) -> (Addr<Uplink>, OutboxHandle) {
             live_batch_max: 10,
             backlog_batch_bytes: 64 * 1024,
             max_inflight_batches: 2,
+            batch_max_delay: Duration::ZERO,
+            compact: false,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_millis(300),
             software_version: "t".into(),

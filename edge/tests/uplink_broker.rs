@@ -69,6 +69,8 @@ fn uplink_config(device: &DeviceId) -> UplinkConfig {
         live_batch_max: 10,
         backlog_batch_bytes: 64 * 1024,
         max_inflight_batches: 4,
+        batch_max_delay: Duration::ZERO,
+        compact: false,
         reconnect_min: Duration::from_millis(100),
         reconnect_max: Duration::from_millis(400),
         software_version: "9.9.9-test".into(),
@@ -640,4 +642,103 @@ async fn a_record_that_can_never_be_sent_is_reported_as_dropped_and_the_rest_flo
     assert_eq!(e.data["skipped"].as_u64(), Some(1), "{e:?}");
     assert_eq!(e.data["reason"], "exceeds the message limit", "{e:?}");
     edge.uplink.send(Shutdown).await.expect("shutdown");
+}
+
+/// `telemetry.batch_max_delay`: after the first sample of a session (sent at once), a
+/// sample waits for the delay and then goes by the uplink's own timer, with no later sample
+/// to wake it; an event recorded meanwhile does not wait. Compact batches throughout.
+#[actix::test]
+async fn a_waiting_sample_goes_at_its_deadline_and_events_do_not_wait() {
+    const DELAY: Duration = Duration::from_millis(600);
+    let device = DeviceId::new(unique_device("delay")).expect("id");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        RedbOutbox::open(&dir.path().join("edge.redb"), OutboxOptions::default()).expect("open");
+    let (outbox, _join) = OutboxHandle::start(store).expect("start");
+    let sink = Sink.start();
+    let (host, port) = broker();
+    let mut cfg = uplink_config(&device);
+    cfg.batch_max_delay = DELAY;
+    cfg.compact = true;
+    let catalog: Catalog = serde_json::from_value(serde_json::json!({"v": 1, "points": [
+        {"name": "supply_c", "role": "reading", "kind": "number", "resolution": 0.1}
+    ]}))
+    .expect("catalog");
+    let topics = Topics::default();
+    let mut sub = Subscriber::start(
+        device.as_str(),
+        &[
+            topics.topic_for(&device, &Channel::Telemetry),
+            topics.topic_for(&device, &Channel::Events),
+        ],
+    )
+    .await;
+    let _uplink = Uplink::new(
+        cfg,
+        options(&device, &format!("mqtt://{host}:{port}")),
+        outbox.clone(),
+        UplinkPeers {
+            cloud: sink.clone().recipient(),
+            link_up: sink.clone().recipient(),
+            delivered: sink.recipient(),
+        },
+        catalog,
+        (0, 0),
+    )
+    .start();
+    let telemetry = Telemetry::new(
+        TelemetryConfig {
+            interval: Duration::from_secs(3600),
+            stale_after: None,
+        },
+        outbox.clone(),
+        Arc::new(SystemClock),
+    )
+    .start();
+    let mut log = SeqLog::default();
+    telemetry.send(SampleNow).await.expect("sample");
+    while log.distinct() < 1 {
+        let m = sub.next(WAIT).await;
+        if m.topic.ends_with("/telemetry") {
+            log.add_batch(&m.payload);
+        }
+    }
+    assert_eq!(
+        log.dictionaries.len(),
+        1,
+        "the first batch carries the names"
+    );
+
+    telemetry.send(SampleNow).await.expect("sample");
+    let waiting_since = tokio::time::Instant::now();
+    telemetry
+        .send(shiki_edge::messages::RecordEvent {
+            ts: chrono::Utc::now(),
+            kind: shiki_proto::EventKind::Alarm,
+            severity: shiki_proto::Severity::Critical,
+            message: "alarm 7".into(),
+            data: serde_json::Value::Null,
+        })
+        .await
+        .expect("event");
+    let mut event_at = None;
+    while log.distinct() < 2 {
+        let m = sub.next(WAIT).await;
+        if m.topic.ends_with("/events") {
+            event_at.get_or_insert(waiting_since.elapsed());
+        } else if m.topic.ends_with("/telemetry") {
+            log.add_batch(&m.payload);
+        }
+    }
+    let sample_at = waiting_since.elapsed();
+    assert!(
+        sample_at >= DELAY - Duration::from_millis(50),
+        "the sample waited for the delay ({sample_at:?})"
+    );
+    let event_at = event_at.expect("the alarm arrived before the waiting sample");
+    assert!(
+        event_at < sample_at,
+        "the alarm did not wait ({event_at:?} vs {sample_at:?})"
+    );
+    assert_eq!(log.assert_exactly_once_in_order(2), 0);
 }

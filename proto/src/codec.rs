@@ -44,10 +44,15 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
 /// be over the limit; the caller splits batches until it is not (see [`check_size`]).
 pub fn encode_compressed<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
     let json = serde_json::to_vec(msg).map_err(CodecError::Encode)?;
-    let gz = gzip(&json);
-    let best = if gz.len() < json.len() { gz } else { json };
+    let best = gzip_if_smaller(json);
     check_size(best.len())?;
     Ok(best)
+}
+
+/// `json` gzip-compressed when that is smaller, else `json` itself.
+pub(crate) fn gzip_if_smaller(json: Vec<u8>) -> Vec<u8> {
+    let gz = gzip(&json);
+    if gz.len() < json.len() { gz } else { json }
 }
 
 /// Size in bytes `msg` would have with [`encode_compressed`], without the limit check.

@@ -18,12 +18,15 @@
 //! - `id`: [`DeviceId`] and [`JobId`], validated once (`validated_id!`).
 //! - `jobs`: the OTA job messages (`JobNotify`, `JobUpdate`, `JobStep`).
 //! - `messages`: one type per topic, tolerant decoding (`Unknown` enum fallbacks).
+//! - `compact`: the compact telemetry batch (protocol version 2: [`PointDictionary`],
+//!   [`encode_compact`], [`decode_telemetry`] for either version).
 //! - `codec`: [`encode`], [`encode_compressed`] and [`decode`] with the 128 KiB limit.
 //!
 //! Golden JSON examples of every message live in `proto/examples/`; later versions must
 //! still decode them.
 
 mod codec;
+mod compact;
 mod id;
 mod jobs;
 mod messages;
@@ -33,6 +36,10 @@ mod topic;
 pub use codec::{
     CodecError, MAX_DECOMPRESSED_BYTES, MAX_MESSAGE_BYTES, check_size, compressed_len, decode,
     encode, encode_compressed, json_text,
+};
+pub use compact::{
+    COMPACT_VERSION, CompactBatch, CompactError, PointDictionary, compact_json, decode_telemetry,
+    encode_compact,
 };
 pub use id::{DeviceId, JobId, MAX_ID_LEN};
 pub use jobs::{JobDocument, JobNotify, JobOperation, JobStatus, JobStep, JobUpdate};

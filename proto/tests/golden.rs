@@ -258,3 +258,131 @@ proptest! {
         prop_assert_eq!(back, batch);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// telemetry, protocol version 2 (compact)
+
+fn no_dictionary(_: &str) -> Option<PointDictionary> {
+    None
+}
+
+#[test]
+fn compact_golden_holds_the_same_samples_as_the_json_golden() {
+    let json: TelemetryBatch = decode(&golden("telemetry.json")).expect("v1 decodes");
+    let (compact, carried) =
+        decode_telemetry(&golden("telemetry-compact.json"), no_dictionary).expect("v2 decodes");
+    assert_eq!(compact.v, COMPACT_VERSION);
+    assert_eq!(compact.samples, json.samples);
+    let dict = carried.expect("the golden batch carries its names");
+    assert_eq!(dict.id(), "7fa56edb2c0e97a3");
+    // The edge's encoder writes exactly the golden batch (as JSON values; the file is
+    // pretty-printed).
+    let ours = compact_json(&json.samples, &dict, true, false).expect("encodes");
+    let ours: serde_json::Value = serde_json::from_slice(&ours).expect("json");
+    let expected: serde_json::Value =
+        serde_json::from_slice(&golden("telemetry-compact.json")).expect("json");
+    assert_eq!(ours, expected);
+    // And the v1 decoder of an older build still reads the v1 golden through the new
+    // entry point.
+    let (again, none) =
+        decode_telemetry(&golden("telemetry.json"), no_dictionary).expect("v1 through v2");
+    assert_eq!(again, json);
+    assert!(none.is_none());
+}
+
+#[test]
+fn compact_golden_without_names_needs_a_known_dictionary() {
+    let by_id = golden("telemetry-compact-by-id.json");
+    let err = decode_telemetry(&by_id, no_dictionary).expect_err("unknown dictionary");
+    assert!(
+        err.to_string().contains("7fa56edb2c0e97a3"),
+        "error names the dictionary: {err}"
+    );
+    let (_, carried) =
+        decode_telemetry(&golden("telemetry-compact.json"), no_dictionary).expect("decodes");
+    let dict = carried.expect("carried");
+    let (batch, _) = decode_telemetry(&by_id, |id| (id == dict.id()).then(|| dict.clone()))
+        .expect("decodes with the dictionary");
+    let seqs: Vec<u64> = batch.samples.iter().map(|s| s.seq).collect();
+    assert_eq!(seqs, [1043, 1044]);
+    assert_eq!(
+        batch.samples[1].values["return_c"],
+        PointValue::Number(11.9)
+    );
+    assert_eq!(batch.samples[1].values["supply_c"], PointValue::Number(7.0));
+    assert_eq!(
+        batch.samples[1].ts - batch.samples[0].ts,
+        chrono::Duration::seconds(60)
+    );
+}
+
+#[test]
+fn malformed_compact_batches_fail_with_a_reason() {
+    let golden_text = String::from_utf8(golden("telemetry-compact.json")).expect("utf8");
+    let bytes = golden_text.as_bytes();
+    for cut in 0..bytes.len() {
+        let _ = decode_telemetry(&bytes[..cut], no_dictionary);
+    }
+    for (edit, expect) in [
+        (
+            golden_text.replace("7fa56edb2c0e97a3", "0000000000000000"),
+            "not the",
+        ),
+        (golden_text.replace("[1, 60,", "[0, 60,"), "seq delta 0"),
+        (golden_text.replace("\"p\": 0", "\"p\": 2"), "precision"),
+        (
+            golden_text.replace("\"cooling\"]", "\"cooling\", 1]"),
+            "values for a dictionary",
+        ),
+        (golden_text.replace("[1, 60,", "[1, {},"), "time delta"),
+        (golden_text.replace("27.4", "[27.4]"), "not a point value"),
+    ] {
+        let err = decode_telemetry(edit.as_bytes(), no_dictionary).expect_err(expect);
+        assert!(err.to_string().contains(expect), "{expect}: {err}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn compact_batches_round_trip(
+        start in 1u64..1_000_000,
+        gaps in proptest::collection::vec(1u64..5, 0..40),
+        steps in proptest::collection::vec(0i64..120_000, 40),
+        nanos in prop_oneof![Just(0u32), Just(250_000_000), Just(1_000), Just(7)],
+        values in proptest::collection::vec(
+            proptest::collection::btree_map(
+                prop_oneof![Just("a"), Just("b"), Just("c_long_name")],
+                prop_oneof![
+                    any::<bool>().prop_map(PointValue::Bool),
+                    (-1e6f64..1e6).prop_map(PointValue::Number),
+                    (-1000i32..1000).prop_map(|n| PointValue::Number(f64::from(n))),
+                    "[a-z]{0,8}".prop_map(PointValue::Text),
+                ],
+                0..3,
+            ),
+            40,
+        ),
+        with_names in any::<bool>(),
+    ) {
+        let mut seq = start;
+        let mut ts = chrono::DateTime::from_timestamp(1_780_000_000, nanos).expect("ts");
+        let mut samples = vec![];
+        for (i, gap) in std::iter::once(0).chain(gaps).enumerate() {
+            seq += gap;
+            ts += chrono::Duration::milliseconds(steps[i]);
+            samples.push(Sample {
+                seq,
+                ts,
+                values: values[i].iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+            });
+        }
+        let dict = PointDictionary::new(vec!["c_long_name".into(), "a".into(), "b".into()]);
+        prop_assert!(dict.covers(&samples));
+        let payload = encode_compact(&samples, &dict, with_names, true).expect("fits");
+        let (back, carried) =
+            decode_telemetry(&payload, |id| (id == dict.id()).then(|| dict.clone())).expect("decodes");
+        prop_assert_eq!(back.samples, samples);
+        prop_assert!(back.backlog);
+        prop_assert_eq!(carried.is_some(), with_names);
+    }
+}

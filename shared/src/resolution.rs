@@ -38,6 +38,45 @@ pub fn same_number(a: f64, b: f64, resolution: Option<f64>) -> bool {
     }
 }
 
+/// Decimal digits a step needs (0.1 → 1, 0.25 → 2, 5 → 0), at most 9.
+pub fn decimals(resolution: f64) -> u32 {
+    let mut scaled = resolution.abs();
+    for d in 0..9 {
+        if (scaled - scaled.round()).abs() < 1e-9 * scaled.max(1.0) {
+            return d;
+        }
+        scaled *= 10.0;
+    }
+    9
+}
+
+/// `value` at its point's resolution: the nearest multiple of `resolution`, written with
+/// no more decimals than the step has, so that it prints as a person would write it
+/// (scale 0.1 and raw 244 give 24.4, not `24.400000000000002`). Without a usable
+/// resolution, or for a value that is not finite, `value` is returned unchanged.
+///
+/// ```
+/// use shiki_shared::resolution::round_to;
+///
+/// assert_eq!(round_to(244.0 * 0.1, Some(0.1)).to_string(), "24.4");
+/// assert_eq!(round_to(20.26, Some(0.5)), 20.5);
+/// assert_eq!(round_to(7.3, None), 7.3);
+/// ```
+pub fn round_to(value: f64, resolution: Option<f64>) -> f64 {
+    let Some(r) = usable_resolution(resolution) else {
+        return value;
+    };
+    if !value.is_finite() {
+        return value;
+    }
+    let steps = (value / r).round();
+    let rounded = steps * r;
+    let digits = decimals(r) as usize;
+    // The shortest decimal text of the multiple, read back: drops the float noise of
+    // `steps * r` (74 × 0.1 = 7.4000000000000004).
+    format!("{rounded:.digits$}").parse().unwrap_or(rounded)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +115,24 @@ mod tests {
     fn small_values_compare_absolutely() {
         assert!(same_number(0.0, 5e-7, None));
         assert!(!same_number(0.0, 2e-6, None));
+    }
+
+    #[test]
+    fn rounding_gives_the_shortest_text_of_the_step() {
+        for (v, r, text) in [
+            (244.0 * 0.1, 0.1, "24.4"),
+            (74.0 * 0.1, 0.1, "7.4"),
+            (-12.34, 0.1, "-12.3"),
+            (1234.5678, 0.01, "1234.57"),
+            (18.6, 1.0, "19"),
+            (20.26, 0.5, "20.5"),
+            (20.24, 0.25, "20.25"),
+            (0.0, 0.1, "0"),
+        ] {
+            assert_eq!(round_to(v, Some(r)).to_string(), text, "{v} at {r}");
+            assert!(same_number(round_to(v, Some(r)), v, Some(r)));
+        }
+        assert_eq!(round_to(7.300000190734863, None), 7.300000190734863);
+        assert!(round_to(f64::NAN, Some(0.1)).is_nan());
     }
 }

@@ -36,6 +36,7 @@ use crate::schedule::{DeviceSchedules, ScheduleSync};
 use crate::store::{Store, Write};
 
 pub use shiki_shared::clock::{Clock, SharedClock, SystemClock};
+pub(crate) use types::at_resolution;
 
 /// A message for one device's edge, published by the MQTT side.
 #[derive(Debug, Clone, PartialEq, Message)]

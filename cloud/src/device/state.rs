@@ -129,7 +129,11 @@ impl DeviceState {
             last_seq: self.last_seq,
             last_telemetry: (!self.last_sample.is_empty())
                 .then(|| decode_checked(self.last_seq, &self.last_sample))
-                .flatten(),
+                .flatten()
+                .map(|mut s| {
+                    super::types::at_resolution(&mut s, self.catalog());
+                    s
+                }),
             pending_verifications: self.pending.values().cloned().collect(),
             last_verification: self.last_verification.as_deref().cloned(),
             applied_version: self.snap.applied_version,

@@ -125,3 +125,17 @@ pub(crate) fn decode_checked(seq: u64, json: &[u8]) -> Option<Sample> {
         })
         .ok()
 }
+
+/// `sample`'s numbers at their point's resolution in `catalog` (an older edge sent raw
+/// values such as `24.400000000000002`; the API shows `24.4`, as newer edges send it).
+/// Points without a catalog entry or resolution are left as they are.
+pub fn at_resolution(sample: &mut shiki_proto::Sample, catalog: Option<&shiki_proto::Catalog>) {
+    let Some(catalog) = catalog else { return };
+    for (name, value) in &mut sample.values {
+        if let shiki_proto::PointValue::Number(n) = value
+            && let Some(point) = catalog.point(name)
+        {
+            *n = shiki_shared::resolution::round_to(*n, point.resolution);
+        }
+    }
+}

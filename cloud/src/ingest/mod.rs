@@ -8,6 +8,7 @@
 //! A malformed payload, an unknown topic or an invalid device id is counted by reason,
 //! logged with the topic, acknowledged and dropped; other devices never notice.
 
+mod dictionaries;
 mod stats;
 mod telemetry;
 #[cfg(test)]
@@ -25,7 +26,10 @@ pub use stats::{DropReason, IngestStats};
 
 use crate::device::{DeviceInput, Router};
 use crate::store::{Commit, Store, Write};
+use dictionaries::Dictionaries;
+#[cfg(test)]
 use telemetry::telemetry_rows;
+use telemetry::telemetry_rows_any;
 
 /// A running ingest: its MQTT client and the tasks polling and acknowledging.
 #[derive(Debug)]
@@ -63,6 +67,7 @@ impl Ingest {
         ));
         let dispatcher = Dispatcher {
             topics,
+            dictionaries: Dictionaries::default(),
             store,
             router,
             stats,
@@ -104,6 +109,8 @@ pub fn nodelay() -> rumqttc::NetworkOptions {
 /// acker.
 struct Dispatcher {
     topics: Topics,
+    /// The point dictionaries of compact telemetry, per device.
+    dictionaries: Dictionaries,
     store: Arc<dyn Store>,
     /// Each device's actor (straight into its mailbox, in production).
     router: Arc<dyn Router>,
@@ -374,10 +381,18 @@ impl Dispatcher {
         let input = match channel {
             Channel::Telemetry => {
                 // The hot path logs nothing, so it gets no span.
-                let (rows, newest) = match telemetry_rows(&p.payload) {
+                let known = |id: &str| self.dictionaries.find(&self.store, &device, id);
+                let (rows, newest, carried) = match telemetry_rows_any(&p.payload, known) {
                     Ok(x) => x,
+                    Err(e @ shiki_proto::CompactError::UnknownDictionary(_)) => {
+                        tracing::error!(device_id = %device, error = %e, "compact telemetry with a point dictionary this cloud does not know; the edge sends its names again at its next connect and at least hourly");
+                        return self.drop_msg(&p.topic, DropReason::UnknownDictionary, &e);
+                    }
                     Err(e) => return self.drop_msg(&p.topic, DropReason::Malformed, &e),
                 };
+                if let Some(dict) = carried {
+                    self.dictionaries.learn(&device, dict);
+                }
                 self.stats.samples(rows.len());
                 writes.push(Write::Telemetry {
                     device: device.clone(),
@@ -417,7 +432,16 @@ impl Dispatcher {
                 DeviceInput::Events(self.decode::<shiki_proto::EventBatch>(p)?.events)
             }
             Channel::Status => DeviceInput::Status(self.decode(p)?),
-            Channel::Catalog => DeviceInput::Catalog(self.decode(p)?),
+            Channel::Catalog => {
+                let catalog: shiki_proto::Catalog = self.decode(p)?;
+                if let Ok((device, _)) = self.topics.parse(&p.topic) {
+                    self.dictionaries.learn(
+                        &device,
+                        shiki_proto::PointDictionary::from_catalog(&catalog),
+                    );
+                }
+                DeviceInput::Catalog(catalog)
+            }
             Channel::ShadowReported => DeviceInput::Reported(Box::new(self.decode(p)?)),
             Channel::ShadowGet => DeviceInput::ShadowGet(self.decode(p)?),
             Channel::ScheduleAck => DeviceInput::ScheduleAck(self.decode(p)?),

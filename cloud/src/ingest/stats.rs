@@ -16,14 +16,18 @@ pub enum DropReason {
     InvalidDeviceId,
     /// A cloud→edge topic arrived at the cloud.
     WrongDirection,
+    /// A compact telemetry batch names a point dictionary this cloud has not seen (neither
+    /// in an earlier batch nor as the device's catalog) and does not carry its names.
+    UnknownDictionary,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 5] = [
         DropReason::Malformed,
         DropReason::UnknownTopic,
         DropReason::InvalidDeviceId,
         DropReason::WrongDirection,
+        DropReason::UnknownDictionary,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,6 +36,7 @@ impl DropReason {
             DropReason::UnknownTopic => "unknown_topic",
             DropReason::InvalidDeviceId => "invalid_device_id",
             DropReason::WrongDirection => "wrong_direction",
+            DropReason::UnknownDictionary => "unknown_dictionary",
         }
     }
 }
@@ -41,7 +46,7 @@ impl DropReason {
 pub struct IngestStats {
     /// Messages accepted, by [`ChannelKind::index`].
     accepted: [AtomicU64; ChannelKind::ALL.len()],
-    dropped: [AtomicU64; 4],
+    dropped: [AtomicU64; DropReason::ALL.len()],
     samples: AtomicU64,
     unstored: AtomicU64,
 }

@@ -566,3 +566,135 @@ fn a_batch_with_a_malformed_sample_is_refused() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// compact telemetry (protocol version 2)
+
+fn golden(name: &str) -> Bytes {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../proto/examples")
+        .join(name);
+    Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+/// A compact batch is stored as the JSON of each sample, exactly what the version-1 batch
+/// of the same samples stores; an old edge's payload still gives its rows.
+#[test]
+fn compact_and_json_golden_batches_store_the_same_samples() {
+    let (json_rows, json_newest) = telemetry_rows(&golden("telemetry.json")).expect("v1");
+    let (rows, newest, carried) =
+        telemetry_rows_any(&golden("telemetry-compact.json"), |_| None).expect("v2");
+    assert!(carried.is_some(), "the dictionary it carried, to remember");
+    let decode = |rows: &[crate::store::SampleRow]| -> Vec<Sample> {
+        rows.iter()
+            .map(|r| serde_json::from_slice(&r.json).expect("row decodes"))
+            .collect()
+    };
+    assert_eq!(decode(&rows), decode(&json_rows));
+    assert_eq!(
+        newest.map(|n| n.decode()),
+        json_newest.map(|n| n.decode()),
+        "the device actor gets the same newest sample"
+    );
+    let gz = shiki_proto::encode_compact(
+        &decode(&rows),
+        carried.as_ref().expect("carried"),
+        true,
+        true,
+    )
+    .expect("encodes");
+    let (again, _, _) = telemetry_rows_any(&Bytes::from(gz), |_| None).expect("v2 backlog");
+    assert_eq!(decode(&again), decode(&rows));
+}
+
+/// A batch that names its dictionary by id is read with one learned from an earlier batch,
+/// from the device's `catalog`, or from the catalog the store holds (after a restart).
+#[test]
+fn a_dictionary_by_id_is_found_learned_from_the_catalog_or_in_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redb = Arc::new(RedbStore::open(&dir.path().join("c.redb"), 64).expect("store"));
+    let store: Arc<dyn Store> = redb.clone();
+    let device = DeviceId::new("gw-1").expect("id");
+    let by_id = golden("telemetry-compact-by-id.json");
+    let (_, _, carried) =
+        telemetry_rows_any(&golden("telemetry-compact.json"), |_| None).expect("v2");
+    let dict = carried.expect("carried");
+
+    let fresh = Dictionaries::default();
+    let err = telemetry_rows_any(&by_id, |id| fresh.find(&store, &device, id))
+        .expect_err("nothing known yet");
+    assert!(
+        matches!(err, shiki_proto::CompactError::UnknownDictionary(ref id) if id == dict.id()),
+        "{err}"
+    );
+
+    fresh.learn(&device, dict.clone());
+    let (rows, _, _) =
+        telemetry_rows_any(&by_id, |id| fresh.find(&store, &device, id)).expect("learned");
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1043, 1044]);
+    let other = DeviceId::new("gw-2").expect("id");
+    assert!(
+        fresh.find(&store, &other, dict.id()).is_none(),
+        "dictionaries are per device"
+    );
+
+    // The catalog whose point order is the dictionary, as stored by the device actor.
+    let catalog = shiki_proto::Catalog {
+        v: 1,
+        points: dict
+            .names()
+            .iter()
+            .map(|name| shiki_proto::PointInfo {
+                name: name.clone(),
+                role: shiki_proto::PointRole::Reading,
+                kind: shiki_proto::ValueKind::Number,
+                unit: None,
+                writable: false,
+                min: None,
+                max: None,
+                resolution: None,
+                options: vec![],
+            })
+            .collect(),
+    };
+    let snapshot = DeviceSnapshot {
+        catalog: Some(catalog),
+        ..DeviceSnapshot::default()
+    };
+    redb.submit(vec![Write::Device {
+        device: device.clone(),
+        snapshot: Box::new(snapshot),
+    }])
+    .wait_blocking()
+    .expect("stored");
+    let after_restart = Dictionaries::default();
+    let (rows, _, _) = telemetry_rows_any(&by_id, |id| after_restart.find(&store, &device, id))
+        .expect("from the stored catalog");
+    assert_eq!(rows.len(), 2);
+}
+
+/// A fleet with one point list keeps one copy of its names, whatever the number of devices.
+#[test]
+fn devices_with_the_same_point_list_share_one_dictionary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(RedbStore::open(&dir.path().join("c.redb"), 64).expect("store"));
+    let dicts = Dictionaries::default();
+    let names = || vec!["supply_c".to_owned(), "return_c".to_owned()];
+    let (a, b) = (
+        DeviceId::new("gw-a").expect("id"),
+        DeviceId::new("gw-b").expect("id"),
+    );
+    dicts.learn(&a, shiki_proto::PointDictionary::new(names()));
+    dicts.learn(&b, shiki_proto::PointDictionary::new(names()));
+    let id = shiki_proto::PointDictionary::new(names()).id().to_owned();
+    let (da, db) = (
+        dicts.find(&store, &a, &id).expect("a's"),
+        dicts.find(&store, &b, &id).expect("b's"),
+    );
+    assert_eq!(da, db);
+    assert!(
+        std::ptr::eq(da.names().as_ptr(), db.names().as_ptr()),
+        "one copy"
+    );
+}

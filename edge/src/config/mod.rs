@@ -139,14 +139,35 @@ pub struct TelemetryConfig {
     /// Time between samples of every point.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// How long a live sample may wait to be sent with the next ones (`0s`: each sample is
+    /// sent at once). A batch goes when its oldest sample has waited this long or it holds
+    /// `mqtt.live_batch_max` samples. Events, alarms and reported state never wait.
+    #[serde(with = "humantime_serde")]
+    pub batch_max_delay: Duration,
+    /// Telemetry payload format: `compact` (protocol version 2, needs a cloud of this
+    /// version or newer) or `json` (version 1, what older clouds read).
+    pub encoding: TelemetryEncoding,
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(60),
+            batch_max_delay: Duration::ZERO,
+            encoding: TelemetryEncoding::Compact,
         }
     }
+}
+
+/// `telemetry.encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TelemetryEncoding {
+    /// Protocol version 2: point dictionary, deltas (`shiki_proto::encode_compact`).
+    #[default]
+    Compact,
+    /// Protocol version 1: a JSON object per sample with point names.
+    Json,
 }
 
 /// `[outbox]`.
@@ -447,8 +468,13 @@ impl EdgeConfig {
                 return Err(self.invalid(key, format!("file {} does not exist", p.display())));
             }
         }
-        if self.mqtt.keep_alive < Duration::from_secs(5) {
-            return Err(self.invalid("mqtt.keep_alive", "must be at least 5s"));
+        if self.mqtt.keep_alive < Duration::from_secs(5)
+            || self.mqtt.keep_alive > Duration::from_secs(u64::from(u16::MAX))
+        {
+            return Err(self.invalid(
+                "mqtt.keep_alive",
+                "must be 5s to 18h 12m 15s (65535 s, the MQTT maximum)",
+            ));
         }
         if self.mqtt.reconnect_min.is_zero() || self.mqtt.reconnect_min > self.mqtt.reconnect_max {
             return Err(self.invalid(
@@ -470,6 +496,23 @@ impl EdgeConfig {
         }
         if self.telemetry.interval < Duration::from_millis(100) {
             return Err(self.invalid("telemetry.interval", "must be at least 100ms"));
+        }
+        if self.telemetry.batch_max_delay > Duration::from_secs(3600) {
+            return Err(self.invalid("telemetry.batch_max_delay", "must be at most 1h"));
+        }
+        let held = self.telemetry.batch_max_delay.as_nanos() / self.telemetry.interval.as_nanos();
+        if held > self.mqtt.live_batch_max as u128 {
+            return Err(self.invalid(
+                "telemetry.batch_max_delay",
+                format!(
+                    "{} holds {held} samples at telemetry.interval {}, more than \
+                     mqtt.live_batch_max ({}): raise mqtt.live_batch_max to at least {held} \
+                     or shorten the delay",
+                    humantime::format_duration(self.telemetry.batch_max_delay),
+                    humantime::format_duration(self.telemetry.interval),
+                    self.mqtt.live_batch_max
+                ),
+            ));
         }
         if self.outbox.quota_mib == 0 {
             return Err(self.invalid("outbox.quota_mib", "must be at least 1"));

@@ -211,3 +211,52 @@ fn a_password_file_must_be_readable_and_not_empty_and_not_beside_a_password() {
     let msg = cfg_with(&both).validate().expect_err("both").to_string();
     assert!(msg.contains("not both"), "{msg}");
 }
+
+#[test]
+fn link_economy_keys_parse_and_a_delay_longer_than_a_batch_names_what_to_raise() {
+    let cfg = EdgeConfig::parse(MINIMAL, "t.toml").expect("parses");
+    assert_eq!(
+        cfg.telemetry.batch_max_delay,
+        Duration::ZERO,
+        "as before: at once"
+    );
+    assert_eq!(cfg.telemetry.encoding, TelemetryEncoding::Compact);
+
+    let text = "device_id = \"gw\"\n[telemetry]\nbatch_max_delay = \"5m\"\nencoding = \"json\"\n[mqtt]\nkeep_alive = \"20m\"\n";
+    let cfg = EdgeConfig::parse(text, "e.toml").expect("parses");
+    cfg.validate()
+        .expect("5 samples of a minute fit live_batch_max 10");
+    assert_eq!(cfg.telemetry.batch_max_delay, Duration::from_secs(300));
+    assert_eq!(cfg.telemetry.encoding, TelemetryEncoding::Json);
+    assert_eq!(cfg.mqtt.keep_alive, Duration::from_secs(1200));
+
+    let err = EdgeConfig::parse(
+        "device_id = \"gw\"\n[telemetry]\nencoding = \"cbor\"\n",
+        "f.toml",
+    )
+    .expect_err("unknown encoding");
+    assert!(err.to_string().contains("encoding"), "{err}");
+
+    let mut cfg = EdgeConfig::parse(MINIMAL, "g.toml").expect("parses");
+    cfg.telemetry.interval = Duration::from_secs(10);
+    cfg.telemetry.batch_max_delay = Duration::from_secs(300);
+    let msg = cfg.validate().expect_err("30 samples > 10").to_string();
+    assert!(
+        msg.contains("telemetry.batch_max_delay")
+            && msg.contains("raise mqtt.live_batch_max to at least 30"),
+        "{msg}"
+    );
+    cfg.mqtt.live_batch_max = 30;
+    cfg.validate().expect("valid once the batch holds them");
+
+    let mut cfg = EdgeConfig::parse(MINIMAL, "h.toml").expect("parses");
+    cfg.mqtt.keep_alive = Duration::from_secs(70_000);
+    let msg = cfg
+        .validate()
+        .expect_err("over the MQTT maximum")
+        .to_string();
+    assert!(
+        msg.contains("mqtt.keep_alive") && msg.contains("65535"),
+        "{msg}"
+    );
+}

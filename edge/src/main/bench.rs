@@ -51,6 +51,17 @@ pub(crate) struct BenchArgs {
     pub fill: Option<PathBuf>,
     #[arg(long, default_value_t = 1_000_000)]
     pub fill_samples: u64,
+    /// Only measure the cellular link: bytes per sample and per device-day, up and down,
+    /// for each telemetry setting, through a byte-counting proxy to `--mqtt-url` (and the
+    /// payload size of each encoding). See docs/operations.md section 8.
+    #[arg(long)]
+    pub link: bool,
+    /// Samples per `--link` run (each setting runs twice: steady, and with a link cut).
+    #[arg(long, default_value_t = 120)]
+    pub link_samples: u64,
+    /// Real milliseconds standing for one minute of sampling in `--link`.
+    #[arg(long, default_value_t = 40)]
+    pub link_tick_ms: u64,
 }
 
 async fn fill(dir: &Path, samples: u64) -> anyhow::Result<String> {
@@ -107,7 +118,10 @@ fn proc_field(file: &str, key: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-fn open(dir: &Path, name: &str) -> anyhow::Result<(OutboxHandle, std::thread::JoinHandle<()>)> {
+pub(crate) fn open(
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<(OutboxHandle, std::thread::JoinHandle<()>)> {
     let store = RedbOutbox::open(&dir.join(name), OutboxOptions::default())?;
     Ok(OutboxHandle::start(store)?)
 }
@@ -123,7 +137,12 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<String> {
         .unwrap_or_else(|| PathBuf::from("."))
         .join(format!("shiki-bench-{}", std::process::id()));
     std::fs::create_dir_all(&base).with_context(|| format!("create {}", base.display()))?;
-    let result = run_in(&args, &base).await;
+    let result = if args.link {
+        let mut out = String::new();
+        crate::link::run(&args, &base, &mut out).await.map(|()| out)
+    } else {
+        run_in(&args, &base).await
+    };
     let _ = std::fs::remove_dir_all(&base);
     result
 }
@@ -195,7 +214,7 @@ async fn run_in(args: &BenchArgs, base: &Path) -> anyhow::Result<String> {
 }
 
 #[derive(Debug)]
-struct Sink;
+pub(crate) struct Sink;
 impl Actor for Sink {
     type Context = Context<Self>;
 }
@@ -302,6 +321,8 @@ async fn drain(args: &BenchArgs, base: &Path, out: &mut String) -> anyhow::Resul
             live_batch_max: cfg.mqtt.live_batch_max,
             backlog_batch_bytes: cfg.mqtt.backlog_batch_bytes,
             max_inflight_batches: cfg.mqtt.max_inflight_batches,
+            batch_max_delay: std::time::Duration::ZERO,
+            compact: false,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(2),
             software_version: "bench".into(),

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod bench;
+mod link;
 
 use clap::{Args, Parser, Subcommand};
 use shiki_edge::{EdgeConfig, Overrides};
@@ -36,7 +37,8 @@ enum Command {
     /// Serve a simulated absorption chiller/heater over Modbus TCP (the default register
     /// map of deploy/edge.example.toml, or the [plc] map of --config).
     PlcSim(PlcSimArgs),
-    /// Measure outbox ingest, disk writes per day, and backlog drain to a broker.
+    /// Measure outbox ingest, disk writes per day, and backlog drain to a broker; with
+    /// `--link`, the bytes telemetry costs on a cellular link for each setting.
     Bench(bench::BenchArgs),
 }
 

@@ -57,6 +57,15 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
+/// An f32 as the f64 of its shortest decimal text.
+fn shortest_f32(x: f32) -> f64 {
+    if x.is_finite() {
+        x.to_string().parse().unwrap_or(f64::from(x))
+    } else {
+        f64::from(x)
+    }
+}
+
 impl PointConfig {
     fn shape_err(&self, expected: &str, got: &Raw) -> CodecError {
         CodecError::WrongShape {
@@ -105,9 +114,14 @@ impl PointConfig {
             DataType::I16 => f64::from(w0 as i16),
             DataType::U32 => f64::from(pair()),
             DataType::I32 => f64::from(pair() as i32),
-            DataType::F32 => f64::from(f32::from_bits(pair())),
+            // The f32's own shortest decimal (7.3, not 7.300000190734863).
+            DataType::F32 => shortest_f32(f32::from_bits(pair())),
         };
-        Ok(PointValue::Number(self.engineering(v)))
+        // At the point's resolution: raw 244 × scale 0.1 is 24.4, not 24.400000000000002.
+        Ok(PointValue::Number(shiki_shared::resolution::round_to(
+            self.engineering(v),
+            self.resolution(),
+        )))
     }
 
     /// Encode an engineering value into registers or a bit. Does not apply min/max

@@ -6,6 +6,10 @@
 //! are then empty): the cloud sees that the gateway is alive and which minutes had no data.
 //! Values are only those of the latest poll; points that failed in it are left out, and
 //! readings older than `stale_after` are not repeated (the sample is then empty).
+//!
+//! A sample's time has the precision of the sampling: whole seconds when the interval is
+//! whole seconds (one minute: `2026-07-01T03:00:00Z`), else milliseconds. Values come from
+//! the PLC link already at their point's resolution.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,12 +30,35 @@ pub struct TelemetryConfig {
     pub stale_after: Option<Duration>,
 }
 
+impl TelemetryConfig {
+    /// The precision of sample times: a second when the interval is whole seconds, else a
+    /// millisecond.
+    pub fn ts_unit(&self) -> Duration {
+        if self.interval.subsec_nanos() == 0 && !self.interval.is_zero() {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(1)
+        }
+    }
+}
+
+/// `ts` cut down to a whole multiple of `unit` (at least a nanosecond) since the epoch.
+pub fn truncate_ts(ts: DateTime<Utc>, unit: Duration) -> DateTime<Utc> {
+    let unit = i64::try_from(unit.as_nanos()).unwrap_or(i64::MAX).max(1);
+    match ts.timestamp_nanos_opt() {
+        Some(ns) => DateTime::from_timestamp_nanos(ns - ns.rem_euclid(unit)),
+        None => ts,
+    }
+}
+
 /// The sampling state, without actix.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Sampler {
     latest: BTreeMap<String, PointValue>,
     latest_ts: Option<DateTime<Utc>>,
     stale_after: Option<Duration>,
+    /// Precision of sample times (zero: as the clock gives them).
+    ts_unit: Duration,
 }
 
 impl Sampler {
@@ -40,6 +67,12 @@ impl Sampler {
             stale_after,
             ..Self::default()
         }
+    }
+
+    /// Sample times cut to `unit` (see [`TelemetryConfig::ts_unit`]).
+    pub fn with_ts_unit(mut self, unit: Duration) -> Self {
+        self.ts_unit = unit;
+        self
     }
 
     pub fn on_readings(&mut self, r: &Readings) {
@@ -54,7 +87,11 @@ impl Sampler {
             _ => true,
         };
         NewRecord::Sample {
-            ts: now,
+            ts: if self.ts_unit.is_zero() {
+                now
+            } else {
+                truncate_ts(now, self.ts_unit)
+            },
             values: if fresh {
                 self.latest.clone()
             } else {
@@ -81,7 +118,7 @@ pub struct Telemetry {
 impl Telemetry {
     pub fn new(cfg: TelemetryConfig, outbox: OutboxHandle, clock: SharedClock) -> Self {
         Self {
-            sampler: Sampler::new(cfg.stale_after),
+            sampler: Sampler::new(cfg.stale_after).with_ts_unit(cfg.ts_unit()),
             cfg,
             outbox,
             clock,
@@ -209,6 +246,35 @@ mod tests {
                 ts: at(31),
                 values: BTreeMap::new()
             }
+        );
+    }
+
+    #[test]
+    fn sample_times_have_the_precision_of_the_interval() {
+        let at = DateTime::parse_from_rfc3339("2026-07-01T03:00:59.987654321Z")
+            .expect("ts")
+            .to_utc();
+        let minute = TelemetryConfig {
+            interval: Duration::from_secs(60),
+            stale_after: None,
+        };
+        let fast = TelemetryConfig {
+            interval: Duration::from_millis(250),
+            stale_after: None,
+        };
+        let ts = |cfg: &TelemetryConfig| match Sampler::new(None)
+            .with_ts_unit(cfg.ts_unit())
+            .sample(at)
+        {
+            NewRecord::Sample { ts, .. } => ts.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            other => panic!("not a sample: {other:?}"),
+        };
+        assert_eq!(ts(&minute), "2026-07-01T03:00:59Z");
+        assert_eq!(ts(&fast), "2026-07-01T03:00:59.987Z");
+        let before_epoch = DateTime::from_timestamp_nanos(-1_500_000_000);
+        assert_eq!(
+            truncate_ts(before_epoch, Duration::from_secs(1)),
+            DateTime::from_timestamp_nanos(-2_000_000_000)
         );
     }
 

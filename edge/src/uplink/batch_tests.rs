@@ -204,3 +204,40 @@ fn a_stored_body_that_does_not_decode_as_its_record_is_skipped() {
     let batch = build_batch(Stream::Events, 1, &evs, false).expect("fits");
     assert_eq!((batch.count, batch.corrupt), (2, 1));
 }
+
+#[test]
+fn compact_backlog_batches_carry_names_split_to_the_limit_and_decode_to_the_stored_samples() {
+    let recs = records(20_000, 8);
+    let dict = shiki_proto::PointDictionary::new((0..8).map(|i| format!("point_{i}")).collect());
+    let batch = build_batch_as(
+        Stream::Telemetry,
+        1,
+        &recs,
+        true,
+        Format::Compact {
+            dict: &dict,
+            with_names: false,
+        },
+    )
+    .expect("fits");
+    assert!(batch.payload.len() <= MAX_MESSAGE_BYTES);
+    assert!(batch.with_names, "backlog batches always carry the names");
+    let (decoded, carried) =
+        shiki_proto::decode_telemetry(&batch.payload, |_| None).expect("decodes alone");
+    assert_eq!(carried.as_ref().map(|d| d.id()), Some(dict.id()));
+    assert!(decoded.backlog);
+    let stored: Vec<Sample> = recs[..batch.count]
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).expect("sample"))
+        .collect();
+    assert_eq!(decoded.samples, stored);
+    // The same records as JSON + gzip (protocol version 1) take more bytes per sample.
+    let json = build_batch(Stream::Telemetry, 1, &recs[..batch.count], true).expect("fits");
+    let per_sample = |b: &Batch| b.payload.len() as f64 / b.count as f64;
+    assert!(
+        per_sample(&batch) < per_sample(&json),
+        "compact {:.2} B, JSON {:.2} B per sample",
+        per_sample(&batch),
+        per_sample(&json)
+    );
+}

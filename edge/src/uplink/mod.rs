@@ -34,16 +34,17 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use rumqttc::{AsyncClient, EventLoop, QoS};
 use shiki_proto::{
-    Catalog, Channel, Connectivity, DeviceId, PROTOCOL_VERSION, ShadowGet, Status, Topics, encode,
+    Catalog, Channel, Connectivity, DeviceId, PROTOCOL_VERSION, PointDictionary, ShadowGet, Status,
+    Topics, encode,
 };
 use tokio::sync::{mpsc, oneshot};
 
-pub use batch::{Batch, build as build_batch};
+pub use batch::{Batch, Format, build as build_batch, build_as as build_batch_as};
 pub use connection::{MqttNotice, SHUTDOWN_GRACE, UplinkSetupError, mqtt_options, tls_config};
 pub use inflight::{Acked, InFlight, Tag};
 pub use jobs::{MAX_PENDING_JOB_UPDATES, PendingJobUpdates};
 pub use schedule::{MalformedSchedules, PendingAcks};
-pub use window::{Peek, Skipped, Step, Window, WindowConfig};
+pub use window::{NAMES_EVERY, Peek, Skipped, Step, Window, WindowConfig};
 
 use crate::backoff::Backoff;
 use crate::messages::{CloudMessage, LinkUp, PublishReported, ReportedDelivered};
@@ -57,6 +58,10 @@ pub struct UplinkConfig {
     pub live_batch_max: usize,
     pub backlog_batch_bytes: usize,
     pub max_inflight_batches: usize,
+    /// How long live telemetry may wait for more samples (`telemetry.batch_max_delay`).
+    pub batch_max_delay: Duration,
+    /// Compact telemetry (protocol version 2) with the catalog as point dictionary.
+    pub compact: bool,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     pub software_version: String,
@@ -121,6 +126,8 @@ pub struct Uplink {
     job_updates: PendingJobUpdates,
     /// Also told about every connect (the health actor of a trial run).
     health: Option<Recipient<LinkUp>>,
+    /// When the timer for waiting telemetry is set to fire.
+    timer_due: Option<tokio::time::Instant>,
 }
 
 impl Uplink {
@@ -135,15 +142,19 @@ impl Uplink {
     ) -> Self {
         let (client, event_loop) = AsyncClient::new(options, 128);
         let (reconnect_tx, reconnect_rx) = mpsc::unbounded_channel();
-        let window = Window::new(
+        let mut window = Window::new(
             WindowConfig {
                 live_batch_max: cfg.live_batch_max,
                 backlog_batch_bytes: cfg.backlog_batch_bytes,
                 max_inflight_batches: cfg.max_inflight_batches,
+                batch_max_delay: cfg.batch_max_delay,
             },
             *outbox.committed().borrow(),
             frontiers,
         );
+        if cfg.compact {
+            window = window.with_dictionary(PointDictionary::from_catalog(&catalog));
+        }
         Self {
             backoff: Backoff::jittered(cfg.reconnect_min, cfg.reconnect_max),
             cfg,
@@ -162,6 +173,7 @@ impl Uplink {
             jobs: None,
             job_updates: PendingJobUpdates::default(),
             health: None,
+            timer_due: None,
         }
     }
 
@@ -264,9 +276,23 @@ impl Uplink {
         });
     }
 
-    /// Starts the outbox reads the window asks for.
+    /// Starts the outbox reads the window asks for, and wakes up when telemetry that
+    /// waits for more samples is due.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        for peek in self.window.peeks() {
+        let now = tokio::time::Instant::now();
+        let peeks = self.window.peeks_at(now);
+        if let Some(due) = self.window.deadline()
+            && self.timer_due != Some(due)
+        {
+            self.timer_due = Some(due);
+            ctx.run_later(due.saturating_duration_since(now), move |act, ctx| {
+                if act.timer_due == Some(due) {
+                    act.timer_due = None;
+                }
+                act.pump(ctx);
+            });
+        }
+        for peek in peeks {
             let outbox = self.outbox.clone();
             let (stream, from, max_count, max_bytes) =
                 (peek.stream, peek.from, peek.max_count, peek.max_bytes);
@@ -327,12 +353,16 @@ impl Uplink {
         };
         let topic = self.topic(&channel);
         let (from, to, count, bytes) = (batch.from, batch.to, batch.count, batch.payload.len());
+        let with_names = batch.with_names;
         match self
             .client
             .try_publish(topic, QoS::AtLeastOnce, false, batch.payload)
         {
             Ok(()) => {
                 self.window.published(stream, from, to, count);
+                if with_names {
+                    self.window.names_published();
+                }
                 tracing::debug!(%stream, from, to, count, bytes, backlog, "published batch");
                 true
             }

@@ -12,10 +12,22 @@
 //! disconnect starts a new *session*: reads of an older session are ignored, and each
 //! stream resumes at its frontier, so whatever was not acknowledged is re-sent, oldest
 //! first.
+//!
+//! With `batch_max_delay` above zero, live telemetry waits: a read of it starts when the
+//! oldest unsent sample has waited that long (counted from when the window first saw it
+//! unsent) or `live_batch_max` samples are unsent; [`Window::deadline`] says when to look
+//! again. Events never wait, and a (re)connect sends what waits at once. With a point
+//! dictionary ([`Window::with_dictionary`]) telemetry goes as compact batches, the
+//! dictionary's names in the first one of each session and at least every
+//! [`NAMES_EVERY`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use super::batch::{self, Batch};
+use shiki_proto::PointDictionary;
+use tokio::time::Instant;
+
+use super::batch::{self, Batch, Format};
 use super::inflight::{Acked, InFlight, Tag};
 use super::state::{Input, Mode};
 use crate::outbox::{Committed, StoredRecord, Stream};
@@ -26,7 +38,13 @@ pub struct WindowConfig {
     pub live_batch_max: usize,
     pub backlog_batch_bytes: usize,
     pub max_inflight_batches: usize,
+    /// How long live telemetry may wait for more samples (`telemetry.batch_max_delay`).
+    pub batch_max_delay: Duration,
 }
+
+/// Longest time between two compact batches that carry the dictionary's names, so a cloud
+/// that lost them (restarted without the device's catalog) reads the device again soon.
+pub const NAMES_EVERY: Duration = Duration::from_secs(3600);
 
 /// One outbox read to run: `peek_from(stream, from, max_count, max_bytes)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +104,16 @@ pub struct Window {
     session: u64,
     published_batches: u64,
     published_records: u64,
+    /// Compact telemetry with this dictionary (else JSON, protocol version 1).
+    dictionary: Option<PointDictionary>,
+    /// When a batch with the dictionary's names was last published in this session.
+    names_sent: Option<Instant>,
+    /// Since when live telemetry waits unsent (with `batch_max_delay`).
+    waiting_since: Option<Instant>,
+    /// The time of the last [`Window::peeks_at`].
+    now: Option<Instant>,
+    /// Send waiting telemetry at the next read (set by a connect).
+    flush: bool,
 }
 
 impl Window {
@@ -102,7 +130,26 @@ impl Window {
             session: 0,
             published_batches: 0,
             published_records: 0,
+            dictionary: None,
+            names_sent: None,
+            waiting_since: None,
+            now: None,
+            flush: false,
         }
+    }
+
+    /// Telemetry as compact batches with `dict` (the catalog's points).
+    pub fn with_dictionary(mut self, dict: PointDictionary) -> Self {
+        self.dictionary = Some(dict);
+        self
+    }
+
+    /// When live telemetry that waits for more samples is due (`None`: nothing waits).
+    pub fn deadline(&self) -> Option<Instant> {
+        if !self.mode.sends() {
+            return None;
+        }
+        self.waiting_since.map(|t| t + self.cfg.batch_max_delay)
     }
 
     pub fn mode(&self) -> Mode {
@@ -143,6 +190,10 @@ impl Window {
     }
 
     fn new_session(&mut self) {
+        self.names_sent = None;
+        // What waited goes at once after a (re)connect: it may have waited a whole outage.
+        self.waiting_since = None;
+        self.flush = true;
         self.inflight.reset();
         self.session += 1;
         self.peeking.clear();
@@ -198,6 +249,12 @@ impl Window {
     /// running, events first, within the in-flight limit. Switches between `Online` and
     /// `DrainingBacklog` on the way.
     pub fn peeks(&mut self) -> Vec<Peek> {
+        self.peeks_at(Instant::now())
+    }
+
+    /// [`Window::peeks`] at `now` (which `batch_max_delay` is counted against).
+    pub fn peeks_at(&mut self, now: Instant) -> Vec<Peek> {
+        self.now = Some(now);
         if !self.mode.sends() {
             return Vec::new();
         }
@@ -219,6 +276,9 @@ impl Window {
                 continue;
             }
             let backlog = (upto + 1 - from) > live_max;
+            if stream == Stream::Telemetry && self.holds(now, upto + 1 - from) {
+                continue;
+            }
             let (max_count, max_bytes) = if backlog {
                 (usize::MAX, self.cfg.backlog_batch_bytes)
             } else {
@@ -236,6 +296,28 @@ impl Window {
             });
         }
         peeks
+    }
+
+    /// Whether `unsent` live samples wait for more (and since when, from now on).
+    fn holds(&mut self, now: Instant, unsent: u64) -> bool {
+        let delay = self.cfg.batch_max_delay;
+        if delay.is_zero() || unsent >= self.cfg.live_batch_max as u64 {
+            self.waiting_since = None;
+            return false;
+        }
+        if self.flush {
+            // The first read after a connect: what waits may have waited a whole outage.
+            self.flush = false;
+            self.waiting_since = None;
+            return false;
+        }
+        let since = *self.waiting_since.get_or_insert(now);
+        if now.duration_since(since) >= delay {
+            self.waiting_since = None;
+            false
+        } else {
+            true
+        }
     }
 
     /// The read `peek` came back; false when it is to be ignored.
@@ -262,7 +344,17 @@ impl Window {
             // Everything in from..=upto was dropped by the quota: nothing to send.
             return self.skip(stream, peek.from, peek.upto, None);
         };
-        let Some(batch) = batch::build(stream, peek.from, records, peek.backlog) else {
+        let format = match &self.dictionary {
+            None => Format::Json,
+            Some(dict) => Format::Compact {
+                dict,
+                with_names: match (self.names_sent, self.now) {
+                    (Some(sent), Some(now)) => now.duration_since(sent) >= NAMES_EVERY,
+                    _ => true,
+                },
+            },
+        };
+        let Some(batch) = batch::build_as(stream, peek.from, records, peek.backlog, format) else {
             let skipped = Skipped {
                 stream,
                 from: peek.from,
@@ -294,6 +386,11 @@ impl Window {
 
     /// The client took the publish request of a batch of [`Step::Publish`]: `count`
     /// records covering `from..=to` of `stream`.
+    /// The client took a compact batch that carries the dictionary's names.
+    pub fn names_published(&mut self) {
+        self.names_sent = Some(self.now.unwrap_or_else(Instant::now));
+    }
+
     pub fn published(&mut self, stream: Stream, from: u64, to: u64, count: usize) {
         self.inflight.requested(Tag::Records { stream, from, to });
         self.next_send.insert(stream, to + 1);

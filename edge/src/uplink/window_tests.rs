@@ -1,6 +1,8 @@
 //! Tests of the send window (no actix, no broker, no outbox): what to read next, how many
 //! batches fly at once, when a batch is done, and the replay order after a reconnect.
 
+use std::time::Duration;
+
 use chrono::DateTime;
 use shiki_proto::{MAX_MESSAGE_BYTES, Sample, TelemetryBatch, decode};
 
@@ -11,6 +13,7 @@ const CFG: WindowConfig = WindowConfig {
     live_batch_max: 10,
     backlog_batch_bytes: 64 * 1024,
     max_inflight_batches: 2,
+    batch_max_delay: Duration::ZERO,
 };
 
 fn committed(telemetry: u64, events: u64) -> Committed {
@@ -251,4 +254,169 @@ fn after_shutdown_nothing_is_read_and_no_reconnect_follows() {
     w.committed(committed(9, 0));
     assert!(w.peeks().is_empty());
     assert!(!w.disconnected(), "no reconnect while shutting down");
+}
+
+// ---------------------------------------------------------------------------------------
+// telemetry.batch_max_delay and compact batches
+
+const DELAYED: WindowConfig = WindowConfig {
+    live_batch_max: 5,
+    batch_max_delay: Duration::from_secs(300),
+    ..CFG
+};
+
+fn acks_all(w: &mut Window, pkid: u16) {
+    w.outgoing(pkid);
+    w.puback(pkid);
+}
+
+#[test]
+fn live_telemetry_waits_up_to_the_delay_and_events_never_wait() {
+    let t0 = tokio::time::Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let mut w = Window::new(DELAYED, committed(0, 0), (0, 0));
+    w.connected();
+    assert!(w.peeks_at(at(0)).is_empty());
+    // The first sample after a connect starts the wait (nothing waited through an outage).
+    w.committed(committed(1, 0));
+    let first = w.peeks_at(at(1));
+    assert_eq!(
+        reads(&first),
+        [(Stream::Telemetry, 1, 1)],
+        "after a connect: at once"
+    );
+    publish(&mut w, &first[0], &samples(1, 1));
+    acks_all(&mut w, 1);
+    w.committed(committed(2, 0));
+    assert!(w.peeks_at(at(60)).is_empty(), "sample 2 waits");
+    assert_eq!(
+        w.deadline(),
+        Some(at(360)),
+        "due 5 minutes after it was first seen"
+    );
+    w.committed(committed(3, 1));
+    assert_eq!(
+        reads(&w.peeks_at(at(120))),
+        [(Stream::Events, 1, 1)],
+        "an event goes at once; telemetry still waits"
+    );
+    assert!(w.peeks_at(at(359)).is_empty());
+    let due = w.peeks_at(at(360));
+    assert_eq!(
+        reads(&due),
+        [(Stream::Telemetry, 2, 3)],
+        "one batch when due"
+    );
+    assert_eq!(w.deadline(), None, "nothing waits while it is read");
+}
+
+#[test]
+fn live_telemetry_goes_when_the_batch_is_full_before_the_delay() {
+    let t0 = tokio::time::Instant::now();
+    let mut w = Window::new(DELAYED, committed(0, 0), (0, 0));
+    w.connected();
+    w.committed(committed(1, 0));
+    let p = w.peeks_at(t0);
+    publish(&mut w, &p[0], &samples(1, 1));
+    w.committed(committed(5, 0));
+    assert!(
+        w.peeks_at(t0 + Duration::from_secs(1)).is_empty(),
+        "4 of 5 wait"
+    );
+    w.committed(committed(6, 0));
+    assert_eq!(
+        reads(&w.peeks_at(t0 + Duration::from_secs(2))),
+        [(Stream::Telemetry, 2, 6)],
+        "5 unsent = live_batch_max: sent without waiting"
+    );
+}
+
+#[test]
+fn after_a_reconnect_waiting_and_unacknowledged_samples_go_at_once_in_order() {
+    let t0 = tokio::time::Instant::now();
+    let mut w = Window::new(DELAYED, committed(0, 0), (0, 0));
+    w.connected();
+    w.committed(committed(1, 0));
+    let p = w.peeks_at(t0);
+    publish(&mut w, &p[0], &samples(1, 1));
+    w.committed(committed(3, 0));
+    assert!(w.peeks_at(t0 + Duration::from_secs(10)).is_empty());
+    // The link drops before sample 1's PUBACK; 2 and 3 were waiting.
+    w.disconnected();
+    assert_eq!(w.deadline(), None, "offline: no timer");
+    w.connected();
+    assert_eq!(
+        reads(&w.peeks_at(t0 + Duration::from_secs(20))),
+        [(Stream::Telemetry, 1, 3)],
+        "re-sent from the frontier, without waiting again"
+    );
+}
+
+/// A sample with `values`, stored as the outbox stores it.
+fn stored(seq: u64, values: &[(&str, f64)]) -> StoredRecord {
+    let s = Sample {
+        seq,
+        ts: DateTime::from_timestamp(1_782_874_800 + seq as i64 * 60, 0).expect("valid"),
+        values: values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), shiki_proto::PointValue::Number(*v)))
+            .collect(),
+    };
+    StoredRecord {
+        seq,
+        body: serde_json::to_vec(&s).expect("json"),
+    }
+}
+
+fn compact(step: Step) -> (shiki_proto::CompactBatch, Batch) {
+    match step {
+        Step::Publish { batch, .. } => {
+            let text = shiki_proto::json_text(&batch.payload)
+                .expect("text")
+                .into_owned();
+            (
+                serde_json::from_slice(&text).expect("a compact batch"),
+                batch,
+            )
+        }
+        other => panic!("expected a batch, got {other:?}"),
+    }
+}
+
+#[test]
+fn compact_batches_carry_the_names_first_in_each_session_and_then_refer_to_them() {
+    let dict = shiki_proto::PointDictionary::new(vec!["supply_c".into(), "return_c".into()]);
+    let mut w = Window::new(CFG, committed(1, 0), (0, 0)).with_dictionary(dict.clone());
+    w.connected();
+    let p = w.peeks().remove(0);
+    let (c, batch) = compact(w.peeked(&p, &[stored(1, &[("supply_c", 7.2)])]));
+    assert_eq!(c.d, dict.id());
+    assert_eq!(c.n.as_deref(), Some(dict.names()), "first batch: names");
+    assert!(batch.with_names);
+    w.published(Stream::Telemetry, 1, 1, 1);
+    w.names_published();
+    w.committed(committed(2, 0));
+    let p = w.peeks().remove(0);
+    let (c, _) = compact(w.peeked(&p, &[stored(2, &[("supply_c", 7.1), ("return_c", 12.0)])]));
+    assert_eq!(c.n, None, "the cloud has the names from the first batch");
+    assert_eq!(serde_json::json!(c.r), serde_json::json!([[0, 0, 7.1, 12]]));
+    // A sample with a point the catalog does not list: a dictionary of its own, with names.
+    w.published(Stream::Telemetry, 2, 2, 1);
+    acks_all(&mut w, 1);
+    acks_all(&mut w, 2);
+    w.committed(committed(3, 0));
+    let p = w.peeks().remove(0);
+    let (c, batch) = compact(w.peeked(&p, &[stored(3, &[("flow", 1.5)])]));
+    assert_ne!(c.d, dict.id());
+    assert_eq!(c.n, Some(vec!["flow".to_owned()]));
+    assert!(
+        !batch.with_names,
+        "its own names do not count as the catalog dictionary's"
+    );
+    // A new session starts with the names again.
+    w.disconnected();
+    w.connected();
+    let p = w.peeks().remove(0);
+    let (c, _) = compact(w.peeked(&p, &samples(1, 3)));
+    assert!(c.n.is_some());
 }

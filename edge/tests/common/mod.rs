@@ -190,12 +190,20 @@ pub struct SeqLog {
     pub received: Vec<u64>,
     pub backlog_batches: usize,
     pub publishes: usize,
+    /// Point dictionaries carried by compact batches (protocol version 2), by id.
+    pub dictionaries: BTreeMap<String, shiki_proto::PointDictionary>,
 }
 
 impl SeqLog {
+    /// A telemetry payload of either protocol version (a compact one resolves its
+    /// dictionary from those carried earlier).
     pub fn add_batch(&mut self, payload: &[u8]) {
-        let batch: shiki_proto::TelemetryBatch =
-            shiki_proto::decode(payload).expect("telemetry batch decodes");
+        let (batch, carried) =
+            shiki_proto::decode_telemetry(payload, |id| self.dictionaries.get(id).cloned())
+                .expect("telemetry batch decodes");
+        if let Some(d) = carried {
+            self.dictionaries.insert(d.id().to_owned(), d);
+        }
         self.publishes += 1;
         if batch.backlog {
             self.backlog_batches += 1;

@@ -30,7 +30,7 @@ await step('sign in with an API token', async () => {
 
 await step('the fleet shows the device online', async () => {
   const row = page.locator('#devices tbody tr', { hasText: device });
-  await row.locator('td.online', { hasText: 'online' }).waitFor();
+  await row.locator('td.online', { hasText: 'online since' }).waitFor();
   // Live plant state as columns: running state and temperatures from the newest sample.
   await row.locator('td', { hasText: '°C' }).first().waitFor();
   await row.getByText(/^(running|stopped)$/).waitFor();

@@ -42,6 +42,10 @@ pub struct DeviceSummary {
     /// Time of the newest telemetry sample received.
     #[serde(default)]
     pub last_sample_at: Option<DateTime<Utc>>,
+    /// Since when the device is in its state: online since its `status` said so, offline
+    /// since it was last heard from.
+    #[serde(default)]
+    pub state_since: Option<DateTime<Utc>>,
     /// The newest sample's values (running state, temperatures, alarm code …).
     #[serde(default)]
     pub last_values: BTreeMap<String, shiki_proto::PointValue>,

@@ -21,6 +21,7 @@ async fn lists_devices_sorted_with_summary_fields() {
     assert_eq!(devices[0]["shadow_version"], 3);
     assert_eq!(devices[0]["pending_verifications"], 0);
     assert!(devices[0]["last_seen"].is_string());
+    assert!(devices[0]["state_since"].is_string(), "{:?}", devices[0]);
     assert_eq!(devices[1]["id"], "plant-02");
     assert_eq!(devices[1]["online"], false);
 }

@@ -60,7 +60,7 @@ async function load(table, count, prev, next) {
     link.href = "#/devices/" + encodeURIComponent(d.id);
     const cells = [
       el("td"),
-      el("td", d.online ? "online" : "offline", d.online ? "online" : "offline"),
+      el("td", (d.online ? "online" : "offline") + (d.state_since ? " since " + since(d.state_since) : ""), d.online ? "online" : "offline"),
       el("td", ago(d.last_seen)),
       d.tenant || "",
       d.software_version || "",
@@ -82,6 +82,14 @@ async function load(table, count, prev, next) {
   count.textContent = ` ${first}–${last} of ${data.total} devices `;
   prev.disabled = data.offset === 0;
   next.disabled = last >= data.total;
+}
+
+// A time of today as its clock time, an older one as its date.
+function since(ts) {
+  const t = new Date(ts);
+  return t.toDateString() === new Date().toDateString()
+    ? t.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : t.toLocaleDateString();
 }
 
 function live(text) {

@@ -15,7 +15,7 @@ use crate::api::{
     TimeRange, TokenInfo,
 };
 use crate::device::{
-    DesiredChange, DesiredError, DeviceActor, DeviceMetrics, DeviceView, GetView, ListDevices,
+    DesiredChange, DesiredError, DeviceActor, DeviceMetrics, DeviceView, GetBrief, ListDevices,
     LookupDevice, Registry, RegistryError,
 };
 use crate::ingest::IngestStats;
@@ -258,31 +258,29 @@ impl Backend for CloudBackend {
                 .send(ListDevices)
                 .await
                 .map_err(|e| BackendError::Unavailable(e.to_string()))?;
-            let views =
-                futures::future::join_all(devices.iter().map(|(_, a)| a.send(GetView))).await;
-            Ok(views
+            // The brief of each (no shadow cloned, no sample decoded); the API adds the
+            // newest sample's values for the page it shows.
+            let briefs =
+                futures::future::join_all(devices.iter().map(|(_, a)| a.send(GetBrief))).await;
+            Ok(briefs
                 .into_iter()
                 .filter_map(Result::ok)
-                .map(|v| DeviceSummary {
-                    id: v.id,
-                    online: v.online,
-                    last_seen: v.last_seen,
-                    shadow_version: v.version,
-                    pending_verifications: u32::try_from(v.pending_verifications.len())
+                .map(|b| DeviceSummary {
+                    id: b.id,
+                    online: b.online,
+                    last_seen: b.last_seen,
+                    shadow_version: b.version,
+                    pending_verifications: u32::try_from(b.pending_verifications)
                         .unwrap_or(u32::MAX),
-                    software_version: v.status.as_ref().and_then(|s| s.software_version.clone()),
-                    last_sample_at: v.last_telemetry.as_ref().map(|s| s.ts),
-                    state_since: if v.online {
-                        v.status.as_ref().and_then(|s| s.ts).or(v.last_seen)
-                    } else {
-                        v.last_seen
-                    },
-                    last_values: v
-                        .last_telemetry
-                        .as_ref()
-                        .map(|s| s.values.clone())
-                        .unwrap_or_default(),
+                    software_version: b.software_version,
+                    last_sample_at: None,
                     tenant: None,
+                    state_since: if b.online {
+                        b.status_ts.or(b.last_seen)
+                    } else {
+                        b.last_seen
+                    },
+                    last_values: Default::default(),
                 })
                 .collect())
         }

@@ -179,13 +179,23 @@ async fn list_devices(
     let offset = query.offset.unwrap_or(0).min(total);
     let limit = query.limit.unwrap_or(total.max(1));
     let mut page: Vec<_> = devices.into_iter().skip(offset).take(limit).collect();
-    for d in page.iter_mut().filter(|d| d.tenant.is_none()) {
-        d.tenant = state
-            .backend
-            .device_tenant(d.id.clone())
-            .await
-            .ok()
-            .flatten();
+    // The page's tenants and newest samples (the list itself carries only what sorting
+    // and filtering need, so a fleet of thousands stays cheap to list).
+    for d in page.iter_mut() {
+        if d.tenant.is_none() {
+            d.tenant = state
+                .backend
+                .device_tenant(d.id.clone())
+                .await
+                .ok()
+                .flatten();
+        }
+        if let Ok(Some(view)) = state.backend.device(d.id.clone()).await
+            && let Some(sample) = view.last_telemetry
+        {
+            d.last_sample_at = Some(sample.ts);
+            d.last_values = sample.values;
+        }
     }
     Ok(HttpResponse::Ok().json(json!({
         "devices": page,

@@ -80,6 +80,25 @@ pub struct ChangeDesired {
 #[rtype(result = "DeviceView")]
 pub struct GetView;
 
+/// What the fleet list needs of a device, without cloning its shadow or decoding its
+/// newest sample (the console lists thousands; [`GetView`] serves the page shown).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "DeviceBrief")]
+pub struct GetBrief;
+
+/// The answer to [`GetBrief`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceBrief {
+    pub id: DeviceId,
+    pub online: bool,
+    pub last_seen: Option<chrono::DateTime<chrono::Utc>>,
+    pub version: u64,
+    pub pending_verifications: usize,
+    pub software_version: Option<String>,
+    /// The `ts` of the last `status` (when it said online or offline).
+    pub status_ts: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// Fleet-wide gauges and counters the device actors keep up to date (for `/metrics`).
 #[derive(Debug, Default)]
 pub struct DeviceMetrics {
@@ -326,6 +345,14 @@ impl Handler<NotifyDevice> for DeviceActor {
 
     fn handle(&mut self, msg: NotifyDevice, _ctx: &mut Self::Context) {
         self.publish(Outbound::JobNotify(Box::new(msg.notify)));
+    }
+}
+
+impl Handler<GetBrief> for DeviceActor {
+    type Result = MessageResult<GetBrief>;
+
+    fn handle(&mut self, _msg: GetBrief, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.state.brief())
     }
 }
 

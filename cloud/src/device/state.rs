@@ -112,6 +112,20 @@ impl DeviceState {
         self.pending.values()
     }
 
+    /// The few fields the fleet list shows (see [`super::GetBrief`]).
+    pub fn brief(&self) -> super::DeviceBrief {
+        let status = self.snap.status.as_ref();
+        super::DeviceBrief {
+            id: self.id.clone(),
+            online: self.online(),
+            last_seen: self.snap.last_seen,
+            version: self.snap.shadow.version(),
+            pending_verifications: self.pending.len(),
+            software_version: status.and_then(|s| s.software_version.clone()),
+            status_ts: status.and_then(|s| s.ts),
+        }
+    }
+
     pub fn view(&self) -> DeviceView {
         DeviceView {
             id: self.id.clone(),

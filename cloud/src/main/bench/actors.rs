@@ -39,6 +39,7 @@ pub(super) async fn run(n: usize) -> anyhow::Result<()> {
     }
     let round_trip = rt.elapsed();
     let after = rss_mb();
+    let fleet_page = fleet_page_ms(&app, count).await;
     out(&format!(
         "actors: {count} device actors resident; started in {:.0} ms, one round trip each in {:.0} ms; \
          RSS {after:.1} MB total ({before:.1} MB before, {:.0} bytes per actor)",
@@ -46,10 +47,42 @@ pub(super) async fn run(n: usize) -> anyhow::Result<()> {
         round_trip.as_secs_f64() * 1e3,
         (after - before) * 1024.0 * 1024.0 / count.max(1) as f64
     ));
+    match fleet_page {
+        Ok((p50, p95)) => out(&format!(
+            "actors: the console's fleet page (GET /api/v1/devices?limit=50, from the middle of \
+             {count} devices) p50 {p50:.1} ms, p95 {p95:.1} ms"
+        )),
+        Err(e) => out(&format!("actors: fleet page not measured: {e}")),
+    }
     drop(devices);
     app.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The console's fleet page over HTTP, 20 times: (p50, p95) in ms.
+async fn fleet_page_ms(app: &shiki_cloud::App, count: usize) -> anyhow::Result<(f64, f64)> {
+    let token = app
+        .admin_token
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no bootstrap admin token"))?;
+    shiki_shared::tls::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let url = format!(
+        "http://{}/api/v1/devices?limit=50&offset={}",
+        app.api_addr,
+        count / 2
+    );
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let res = http.get(&url).bearer_auth(&token).send().await?;
+        anyhow::ensure!(res.status().is_success(), "HTTP {}", res.status());
+        let _ = res.bytes().await?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], times[times.len() * 95 / 100]))
 }
 
 /// Resident memory of this process in MB (`VmRSS` of `/proc/self/status`; 0 without it).

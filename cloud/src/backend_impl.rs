@@ -275,11 +275,7 @@ impl Backend for CloudBackend {
                     software_version: b.software_version,
                     last_sample_at: None,
                     tenant: None,
-                    state_since: if b.online {
-                        b.status_ts.or(b.last_seen)
-                    } else {
-                        b.last_seen
-                    },
+                    state_since: DeviceSummary::state_since(b.online, b.status_ts, b.last_seen),
                     last_values: Default::default(),
                 })
                 .collect())

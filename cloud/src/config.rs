@@ -523,18 +523,7 @@ impl CloudConfig {
         self.broker()?;
         if let Some(oidc) = &self.auth.oidc {
             oidc.validate().map_err(|e| ConfigError::Invalid {
-                key: match e.key {
-                    "issuer" => "auth.oidc.issuer",
-                    "audience" => "auth.oidc.audience",
-                    "roles_claim" => "auth.oidc.roles_claim",
-                    "role_map" => "auth.oidc.role_map",
-                    "tenant_claim" => "auth.oidc.tenant_claim",
-                    "scopes" => "auth.oidc.scopes",
-                    "redirect_url" => "auth.oidc.redirect_url",
-                    "post_logout_redirect_url" => "auth.oidc.post_logout_redirect_url",
-                    "session_ttl" => "auth.oidc.session_ttl",
-                    _ => "auth.oidc",
-                },
+                key: e.key,
                 reason: e.reason,
             })?;
         }

@@ -151,6 +151,18 @@ impl Setup {
         self.idp.set_clients(clients).await
     }
 
+    /// `GET /auth/session` as the browser holding `cookie` asks it.
+    async fn session(&self, cookie: &str) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(self.url("/auth/session"))
+            .header(COOKIE, cookie)
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.cloud.api.addr)
     }
@@ -443,14 +455,7 @@ async fn the_web_page_signs_in_with_code_and_pkce_and_signs_out() -> anyhow::Res
     assert_eq!(sid.len(), 43);
     let cookie = format!("shiki_session={sid}");
 
-    let who: Value = s
-        .http
-        .get(s.url("/auth/session"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let who = s.session(&cookie).await?;
     assert_eq!(who["signed_in"], true);
     assert_eq!(who["name"], "alice");
     assert_eq!(who["role"], "operator");
@@ -567,14 +572,7 @@ async fn the_web_page_signs_in_with_code_and_pkce_and_signs_out() -> anyhow::Res
         "shiki_session={}",
         olga.jar.get("shiki_session").unwrap_or_default()
     );
-    let who: Value = s
-        .http
-        .get(s.url("/auth/session"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let who = s.session(&cookie).await?;
     assert_eq!(
         (who["role"].as_str(), who["tenant"].is_null()),
         (Some("admin"), true)

@@ -127,32 +127,29 @@ async fn list_devices(
         .map(str::trim)
         .filter(|q| !q.is_empty())
         .map(str::to_lowercase);
-    // Tenants are looked up per device: only where needed (a tenant caller, a search that
-    // may match a tenant, the page shown).
-    if auth.caller.tenant.is_some() || needle.is_some() {
+    // Tenants are looked up per device, once, and only where needed: for a tenant
+    // caller (it sees its own devices only), for a search (which matches tenants too), and
+    // for the page shown.
+    let looked_up = auth.caller.tenant.is_some() || needle.is_some();
+    if looked_up {
         let mut kept = Vec::with_capacity(devices.len());
         for mut d in devices {
-            if auth.caller.tenant.is_some()
-                && ensure_visible(&state, &auth.caller, &d.id).await.is_err()
-            {
+            d.tenant = state
+                .backend
+                .device_tenant(d.id.clone())
+                .await
+                .ok()
+                .flatten();
+            if auth.caller.tenant.is_some() && d.tenant != auth.caller.tenant {
                 continue;
             }
-            if let Some(needle) = &needle
-                && !d.id.as_str().to_lowercase().contains(needle.as_str())
-            {
-                d.tenant = state
-                    .backend
-                    .device_tenant(d.id.clone())
-                    .await
-                    .ok()
-                    .flatten();
-                if !d
-                    .tenant
+            let matches = |text: &str| {
+                needle
                     .as_deref()
-                    .is_some_and(|t| t.to_lowercase().contains(needle.as_str()))
-                {
-                    continue;
-                }
+                    .is_none_or(|n| text.to_lowercase().contains(n))
+            };
+            if !matches(d.id.as_str()) && !d.tenant.as_deref().is_some_and(matches) {
+                continue;
             }
             kept.push(d);
         }
@@ -182,7 +179,7 @@ async fn list_devices(
     // The page's tenants and newest samples (the list itself carries only what sorting
     // and filtering need, so a fleet of thousands stays cheap to list).
     for d in page.iter_mut() {
-        if d.tenant.is_none() {
+        if !looked_up {
             d.tenant = state
                 .backend
                 .device_tenant(d.id.clone())

@@ -54,6 +54,22 @@ pub struct DeviceSummary {
     pub tenant: Option<String>,
 }
 
+impl DeviceSummary {
+    /// [`DeviceSummary::state_since`]: online since its `status` (sent at `status_ts`) said
+    /// so, else since `last_seen`.
+    pub fn state_since(
+        online: bool,
+        status_ts: Option<DateTime<Utc>>,
+        last_seen: Option<DateTime<Utc>>,
+    ) -> Option<DateTime<Utc>> {
+        if online {
+            status_ts.or(last_seen)
+        } else {
+            last_seen
+        }
+    }
+}
+
 /// `GET /api/v1/devices/{id}`: the device actor's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceView {

@@ -167,11 +167,11 @@ impl Backend for FakeBackend {
                     pending_verifications: v.pending_verifications.len() as u32,
                     software_version: v.software_version.clone(),
                     last_sample_at: v.last_telemetry.as_ref().map(|s| s.ts),
-                    state_since: if v.online {
-                        v.status.as_ref().and_then(|s| s.ts).or(v.last_seen)
-                    } else {
-                        v.last_seen
-                    },
+                    state_since: DeviceSummary::state_since(
+                        v.online,
+                        v.status.as_ref().and_then(|s| s.ts),
+                        v.last_seen,
+                    ),
                     last_values: v
                         .last_telemetry
                         .as_ref()

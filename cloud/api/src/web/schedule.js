@@ -18,6 +18,7 @@ export async function showSchedule(box, id) {
   problems.id = "schedule-problems";
   problems.setAttribute("role", "status");
   box.append(status, now, cal, problems);
+  let calendarOf = null; // the hash of the schedule the calendar shows
 
   async function load() {
     let view;
@@ -45,8 +46,13 @@ export async function showSchedule(box, id) {
     }
     status.append(head, body);
     renderNow(now, view);
-    if (view.current) await renderCalendar(cal, path, view.in_force);
-    else cal.replaceChildren();
+    // The calendar changes only with the current schedule: fetched again only then.
+    const hash = view.current ? view.current.hash : null;
+    if (hash !== calendarOf) {
+      calendarOf = hash;
+      if (hash) await renderCalendar(cal, path, view.in_force);
+      else cal.replaceChildren();
+    }
   }
   await load();
 

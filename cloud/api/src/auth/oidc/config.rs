@@ -109,8 +109,9 @@ impl std::fmt::Debug for OidcConfig {
 
 /// A key of `[auth.oidc]` that cannot work, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("auth.oidc.{key} {reason}")]
+#[error("{key} {reason}")]
 pub struct OidcConfigError {
+    /// The whole key, e.g. `auth.oidc.issuer`.
     pub key: &'static str,
     pub reason: String,
 }
@@ -125,19 +126,22 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> OidcConfigError {
 impl OidcConfig {
     /// Checks what can be checked without the provider.
     pub fn validate(&self) -> Result<(), OidcConfigError> {
-        check_url("issuer", &self.issuer)?;
+        check_url("auth.oidc.issuer", &self.issuer)?;
         if self.audience.trim().is_empty() {
             return Err(invalid(
-                "audience",
+                "auth.oidc.audience",
                 "is empty: set the audience your provider puts in access tokens for Shiki",
             ));
         }
         if self.roles_claim.trim().is_empty() {
-            return Err(invalid("roles_claim", "is empty (e.g. \"groups\")"));
+            return Err(invalid(
+                "auth.oidc.roles_claim",
+                "is empty (e.g. \"groups\")",
+            ));
         }
         if self.role_map.is_empty() {
             return Err(invalid(
-                "role_map",
+                "auth.oidc.role_map",
                 "is empty: nobody could do anything; map at least one group, e.g. \
                  role_map = { \"shiki-admins\" = \"admin\" }",
             ));
@@ -146,21 +150,21 @@ impl OidcConfig {
             && claim.trim().is_empty()
         {
             return Err(invalid(
-                "tenant_claim",
+                "auth.oidc.tenant_claim",
                 "is empty: remove it or name a claim",
             ));
         }
         if self.client_id.is_some() && !self.scopes.iter().any(|s| s == "openid") {
-            return Err(invalid("scopes", "must include \"openid\""));
+            return Err(invalid("auth.oidc.scopes", "must include \"openid\""));
         }
         if let Some(url) = &self.redirect_url {
-            check_url("redirect_url", url)?;
+            check_url("auth.oidc.redirect_url", url)?;
         }
         if let Some(url) = &self.post_logout_redirect_url {
-            check_url("post_logout_redirect_url", url)?;
+            check_url("auth.oidc.post_logout_redirect_url", url)?;
         }
         if self.session_ttl < Duration::from_secs(60) {
-            return Err(invalid("session_ttl", "is shorter than a minute"));
+            return Err(invalid("auth.oidc.session_ttl", "is shorter than a minute"));
         }
         Ok(())
     }

@@ -153,11 +153,7 @@ fn start_uplink(cfg: &EdgeConfig, dir: &Path) -> (Addr<Uplink>, OutboxHandle) {
         },
         options,
         outbox.clone(),
-        UplinkPeers {
-            cloud: sink.clone().recipient(),
-            link_up: sink.clone().recipient(),
-            delivered: sink.recipient(),
-        },
+        UplinkPeers::all(sink),
         Catalog {
             v: PROTOCOL_VERSION,
             points: Vec::new(),

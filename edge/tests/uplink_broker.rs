@@ -110,11 +110,7 @@ fn start_edge_with(
     let (outbox, _join) = OutboxHandle::start(store).expect("start");
     let peers = peers.unwrap_or_else(|| {
         let sink = Sink.start();
-        UplinkPeers {
-            cloud: sink.clone().recipient(),
-            link_up: sink.clone().recipient(),
-            delivered: sink.recipient(),
-        }
+        UplinkPeers::all(sink)
     });
     let uplink = Uplink::new(
         uplink_config(&device),
@@ -542,11 +538,7 @@ async fn schedule_set_reaches_the_schedule_actor_and_malformed_ones_are_counted_
         uplink_config(&device),
         options(&device, &url),
         outbox,
-        UplinkPeers {
-            cloud: sink.clone().recipient(),
-            link_up: sink.clone().recipient(),
-            delivered: sink.recipient(),
-        },
+        UplinkPeers::all(sink),
         Catalog {
             v: PROTOCOL_VERSION,
             points: Vec::new(),
@@ -677,11 +669,7 @@ async fn a_waiting_sample_goes_at_its_deadline_and_events_do_not_wait() {
         cfg,
         options(&device, &format!("mqtt://{host}:{port}")),
         outbox.clone(),
-        UplinkPeers {
-            cloud: sink.clone().recipient(),
-            link_up: sink.clone().recipient(),
-            delivered: sink.recipient(),
-        },
+        UplinkPeers::all(sink),
         catalog,
         (0, 0),
     )

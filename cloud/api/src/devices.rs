@@ -134,12 +134,7 @@ async fn list_devices(
     if looked_up {
         let mut kept = Vec::with_capacity(devices.len());
         for mut d in devices {
-            d.tenant = state
-                .backend
-                .device_tenant(d.id.clone())
-                .await
-                .ok()
-                .flatten();
+            d.tenant = tenant_of(&state, &d.id).await;
             if auth.caller.tenant.is_some() && d.tenant != auth.caller.tenant {
                 continue;
             }
@@ -180,12 +175,7 @@ async fn list_devices(
     // and filtering need, so a fleet of thousands stays cheap to list).
     for d in page.iter_mut() {
         if !looked_up {
-            d.tenant = state
-                .backend
-                .device_tenant(d.id.clone())
-                .await
-                .ok()
-                .flatten();
+            d.tenant = tenant_of(&state, &d.id).await;
         }
         if let Ok(Some(view)) = state.backend.device(d.id.clone()).await
             && let Some(sample) = view.last_telemetry
@@ -200,6 +190,11 @@ async fn list_devices(
         "offset": offset,
         "limit": query.limit,
     })))
+}
+
+/// The device's tenant for listing (a lookup that fails lists it without one).
+async fn tenant_of(state: &ApiState, id: &DeviceId) -> Option<String> {
+    state.backend.device_tenant(id.clone()).await.ok().flatten()
 }
 
 /// Body of `POST /api/v1/devices`.

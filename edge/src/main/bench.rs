@@ -331,11 +331,7 @@ async fn drain(args: &BenchArgs, base: &Path, out: &mut String) -> anyhow::Resul
         },
         options,
         outbox.clone(),
-        UplinkPeers {
-            cloud: sink.clone().recipient(),
-            link_up: sink.clone().recipient(),
-            delivered: sink.recipient(),
-        },
+        UplinkPeers::all(sink),
         Catalog {
             v: PROTOCOL_VERSION,
             points: Vec::new(),

@@ -519,11 +519,7 @@ async fn run_setting(
         },
         options,
         outbox.clone(),
-        UplinkPeers {
-            cloud: sink.clone().recipient(),
-            link_up: sink.clone().recipient(),
-            delivered: sink.recipient(),
-        },
+        UplinkPeers::all(sink),
         catalog,
         (0, 0),
     )

@@ -77,6 +77,23 @@ pub struct UplinkPeers {
     pub delivered: Recipient<ReportedDelivered>,
 }
 
+impl UplinkPeers {
+    /// All three to one actor (benches and tests that watch everything in one place).
+    pub fn all<A>(addr: actix::Addr<A>) -> Self
+    where
+        A: actix::Actor<Context = actix::Context<A>>
+            + actix::Handler<CloudMessage>
+            + actix::Handler<LinkUp>
+            + actix::Handler<ReportedDelivered>,
+    {
+        UplinkPeers {
+            cloud: addr.clone().recipient(),
+            link_up: addr.clone().recipient(),
+            delivered: addr.recipient(),
+        }
+    }
+}
+
 /// Stop publishing, flush acknowledgements for a short grace time, disconnect cleanly.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]

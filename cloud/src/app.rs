@@ -18,16 +18,17 @@ use crate::api::{
 use crate::auth::{AuthConfig, bootstrap_admin};
 use crate::backend_impl::CloudBackend;
 use crate::broker::{self, BrokerError, EmbeddedBroker};
+use crate::cluster::{ClusterNode, ClusterView, NodeDeps};
 use crate::config::{BrokerTarget, CloudConfig, ConfigError};
 use crate::device::{
-    Clock, DeviceConfig, DeviceDeps, DeviceMetrics, Directory, Registry, SystemClock,
+    Clock, DeviceConfig, DeviceDeps, DeviceMetrics, Directory, Ownership, Registry, SystemClock,
 };
 use crate::ingest::{Ingest, IngestStats};
 use crate::notifier::{Notifier, NotifierStats};
 use crate::ota::{Jobs, JobsActor, StoredArtifacts};
 use crate::publisher::MqttPublisher;
 use crate::schedule::{FleetScheduleActor, FleetScheduler};
-use crate::store::{PgOptions, PgStore, RedbStore, Store, StoreError, StoreOptions};
+use crate::store::{ClusterDb, PgOptions, PgStore, RedbStore, Store, StoreError, StoreOptions};
 
 /// Why the cloud could not start.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +82,10 @@ pub struct App {
     /// for many devices from one client).
     pub internal_mqtt: Option<(SocketAddr, String)>,
     store: Arc<dyn Store>,
-    ingest: Ingest,
+    /// The fleet's MQTT session (`None` on a cluster node: each shard has its own).
+    ingest: Option<Ingest>,
+    /// This process as a node of a cluster.
+    cluster: Option<ClusterNode>,
     api: actix_web::dev::ServerHandle,
     _broker: Option<Embedded>,
 }
@@ -112,7 +116,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     })?;
     let target = config.broker()?;
     let ack_after_commit = config.mqtt.acks_after_commit(&target);
-    let store = open_store(&config, ack_after_commit)?;
+    let (store, cluster_db) = open_store(&config, ack_after_commit)?;
     let dyn_store = store.clone();
     let (api_listener, api_addr) = bind_api(&config)?;
     let artifacts = open_artifacts(&config, api_addr)?;
@@ -123,8 +127,14 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         Some(e) => BrokerTarget::Embedded(e.broker.addr()),
         None => target,
     };
+    // A cluster node publishes commands on a connection of its own; its shards' sessions
+    // (see `cluster`) receive.
+    let mut mqtt = config.mqtt.clone();
+    if let Some(c) = &config.cluster {
+        mqtt.client_id = format!("{}-{}-out", config.mqtt.client_id, c.node_id);
+    }
     let options = broker::client_options(
-        &config.mqtt,
+        &mqtt,
         &target,
         embedded.as_ref().map(|e| e.password.as_str()),
     )?;
@@ -152,12 +162,24 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         metrics: device_metrics.clone(),
         schedule: config.schedule.sync(),
     };
-    let directory = Directory::new(deps);
+    let ownership = config.cluster.as_ref().map(|c| Ownership::new(c.shards));
+    let device_cfg = deps.cfg;
+    let directory = match &ownership {
+        Some(o) => Directory::with_ownership(deps, o.clone()),
+        None => Directory::new(deps),
+    };
     let registry = Registry::with_directory(directory.clone()).start();
+    // A cluster node runs no OTA jobs (each node would drive every job; see the ADR
+    // docs/adr/cluster-leases.md): creating one is refused there.
+    let stored_jobs = if config.cluster.is_some() {
+        Vec::new()
+    } else {
+        dyn_store.jobs()?
+    };
     let restored = Jobs::restore(
         config.ota.jobs,
         Arc::new(StoredArtifacts::new(dyn_store.clone(), url_signer.clone())),
-        dyn_store.jobs()?,
+        stored_jobs,
     );
     jobs_ctx.run(JobsActor::new(
         restored,
@@ -178,15 +200,40 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     let fleet =
         FleetScheduleActor::new(scheduler, clock.clone(), registry.clone().recipient()).start();
     let ingest_stats = Arc::new(IngestStats::default());
-    let ingest = Ingest::start(
-        (client, eventloop),
-        topics,
-        dyn_store.clone(),
-        directory,
-        ingest_stats.clone(),
-        ack_after_commit,
-        embedded.is_some(),
-    );
+    let (ingest, cluster) = match (&config.cluster, cluster_db, ownership) {
+        (Some(c), Some(db), Some(ownership)) => {
+            actix::spawn(crate::publisher::keep_connected((client, eventloop)));
+            let node = ClusterNode::start(NodeDeps {
+                config: c.clone(),
+                api_url: c
+                    .api_url
+                    .clone()
+                    .unwrap_or_else(|| config.api.public_url(api_addr)),
+                db,
+                store: dyn_store.clone(),
+                directory,
+                ownership,
+                topics,
+                mqtt: config.mqtt.clone(),
+                target: target.clone(),
+                stats: ingest_stats.clone(),
+            })
+            .await?;
+            (None, Some(node))
+        }
+        _ => (
+            Some(Ingest::start(
+                (client, eventloop),
+                topics,
+                dyn_store.clone(),
+                directory,
+                ingest_stats.clone(),
+                ack_after_commit,
+                embedded.is_some(),
+            )),
+            None,
+        ),
+    };
 
     let mut backend = CloudBackend::new(
         registry.clone(),
@@ -198,6 +245,9 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     .with_sessions(sessions);
     if let Some(e) = &embedded {
         backend = backend.with_front_stats(e.front.stats.clone());
+    }
+    if let Some(node) = &cluster {
+        backend = backend.with_cluster(node.view.clone(), device_cfg);
     }
     let backend: SharedBackend = Arc::new(backend);
     let oidc = config
@@ -227,6 +277,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         jobs,
         store,
         ingest,
+        cluster,
         api,
         _broker: embedded,
     })
@@ -235,16 +286,21 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
 /// Opens the PostgreSQL store of `store.url`, or else the redb store in the data dir.
 /// Acknowledging on receipt, nothing waits for a telemetry commit, so under load the redb
 /// writer lets a few milliseconds of writes gather into each commit.
-fn open_store(config: &CloudConfig, ack_after_commit: bool) -> Result<Arc<dyn Store>, AppError> {
+fn open_store(
+    config: &CloudConfig,
+    ack_after_commit: bool,
+) -> Result<(Arc<dyn Store>, Option<ClusterDb>), AppError> {
     if let Some(url) = &config.store.url {
-        return Ok(Arc::new(PgStore::open(
+        let pg = PgStore::open(
             url,
             &PgOptions {
                 max_batch: config.store.max_batch,
                 pool_size: config.store.pool_size,
                 retention: config.store.retention,
             },
-        )?));
+        )?;
+        let cluster = pg.cluster();
+        return Ok((Arc::new(pg), Some(cluster)));
     }
     let options = StoreOptions {
         max_batch: config.store.max_batch,
@@ -256,10 +312,10 @@ fn open_store(config: &CloudConfig, ack_after_commit: bool) -> Result<Arc<dyn St
         },
         ..StoreOptions::default()
     };
-    Ok(Arc::new(RedbStore::open_with(
-        &config.store_path(),
-        &options,
-    )?))
+    Ok((
+        Arc::new(RedbStore::open_with(&config.store_path(), &options)?),
+        None,
+    ))
 }
 
 /// With the embedded broker: rumqttd on a free loopback port, accepting only an internal
@@ -375,6 +431,11 @@ async fn serve_api(
 }
 
 impl App {
+    /// This node's view of the cluster (`None` outside a cluster).
+    pub fn cluster(&self) -> Option<Arc<ClusterView>> {
+        self.cluster.as_ref().map(|c| c.view.clone())
+    }
+
     /// The store (for tests and benches reading what was stored).
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
@@ -383,8 +444,14 @@ impl App {
     /// Stops the API and the ingest, then commits everything queued and closes the store.
     /// The embedded broker lives until the process ends.
     pub async fn stop(self) {
+        if let Some(node) = self.cluster {
+            // Hand the devices over first: the others take them at their next round.
+            node.leave().await;
+        }
         self.api.stop(true).await;
-        self.ingest.stop().await;
+        if let Some(ingest) = self.ingest {
+            ingest.stop().await;
+        }
         let store = self.store.clone();
         // Joining the writer blocks: do it off the arbiter.
         let _ = tokio::task::spawn_blocking(move || store.close()).await;

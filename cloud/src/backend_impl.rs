@@ -41,6 +41,12 @@ pub struct CloudBackend {
     sessions: Arc<crate::broker::DeviceSessions>,
     /// What the front refused (embedded broker only).
     front: Option<Arc<crate::broker::FrontStats>>,
+    /// On a cluster node: who owns which device, and the settings to read a device owned
+    /// elsewhere from the store.
+    cluster: Option<(
+        Arc<crate::cluster::ClusterView>,
+        crate::device::DeviceConfig,
+    )>,
 }
 
 impl std::fmt::Debug for CloudBackend {
@@ -86,7 +92,50 @@ impl CloudBackend {
             artifact_puts: tokio::sync::Mutex::new(()),
             sessions: Arc::default(),
             front: None,
+            cluster: None,
         })
+    }
+
+    /// A cluster node's backend: requests for devices owned elsewhere are forwarded (see
+    /// [`api::Backend::owner`]), the device list joins every node's devices from the store,
+    /// and API tokens are read from the store (another node may have created or revoked
+    /// one).
+    pub fn with_cluster(
+        mut self,
+        view: Arc<crate::cluster::ClusterView>,
+        cfg: crate::device::DeviceConfig,
+    ) -> Self {
+        self.cluster = Some((view, cfg));
+        self
+    }
+
+    /// Briefs of the devices the store knows that no actor here runs (a cluster node:
+    /// devices owned by the others), read from their stored state.
+    async fn stored_briefs(
+        &self,
+        local: std::collections::HashSet<DeviceId>,
+    ) -> Result<Vec<crate::device::DeviceBrief>, BackendError> {
+        let Some((_, cfg)) = &self.cluster else {
+            return Ok(Vec::new());
+        };
+        let (store, cfg) = (self.store.clone(), *cfg);
+        tokio::task::spawn_blocking(move || {
+            let mut briefs = Vec::new();
+            for id in store.devices()? {
+                if local.contains(&id) {
+                    continue;
+                }
+                let snapshot = store.device(&id)?;
+                let verifications = store.verifications(&id)?;
+                let state =
+                    crate::device::DeviceState::restore(id, cfg, snapshot, verifications, None);
+                briefs.push(state.brief());
+            }
+            Ok::<_, StoreError>(briefs)
+        })
+        .await
+        .map_err(|e| BackendError::Unavailable(e.to_string()))?
+        .map_err(internal)
     }
 
     /// Counts of the devices' front, for `/metrics`.
@@ -100,6 +149,10 @@ impl CloudBackend {
     pub fn with_sessions(mut self, sessions: Arc<crate::broker::DeviceSessions>) -> Self {
         self.sessions = sessions;
         self
+    }
+
+    pub(crate) fn in_cluster(&self) -> bool {
+        self.cluster.is_some()
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
@@ -260,11 +313,18 @@ impl Backend for CloudBackend {
                 .map_err(|e| BackendError::Unavailable(e.to_string()))?;
             // The brief of each (no shadow cloned, no sample decoded); the API adds the
             // newest sample's values for the page it shows.
-            let briefs =
-                futures::future::join_all(devices.iter().map(|(_, a)| a.send(GetBrief))).await;
+            let mut briefs: Vec<_> =
+                futures::future::join_all(devices.iter().map(|(_, a)| a.send(GetBrief)))
+                    .await
+                    .into_iter()
+                    .filter_map(Result::ok)
+                    .collect();
+            briefs.extend(
+                self.stored_briefs(devices.into_iter().map(|(id, _)| id).collect())
+                    .await?,
+            );
             Ok(briefs
                 .into_iter()
-                .filter_map(Result::ok)
                 .map(|b| DeviceSummary {
                     id: b.id,
                     online: b.online,
@@ -449,14 +509,86 @@ impl Backend for CloudBackend {
     }
 
     fn token_by_hash(&self, hash: String) -> BackendFuture<'_, Option<api::TokenRecord>> {
-        let found = self.tokens.read().ok().and_then(|t| {
-            t.get(&hash).map(|r| api::TokenRecord {
-                name: r.name.clone(),
-                role: r.role,
-                tenant: r.tenant.clone(),
-            })
-        });
+        let record = |r: &TokenRecord| api::TokenRecord {
+            name: r.name.clone(),
+            role: r.role,
+            tenant: r.tenant.clone(),
+        };
+        if self.cluster.is_some() {
+            // Another node may have created or revoked it: the store decides.
+            let store = self.store.clone();
+            return async move {
+                let found = tokio::task::spawn_blocking(move || store.token(&hash))
+                    .await
+                    .map_err(|e| BackendError::Unavailable(e.to_string()))?
+                    .map_err(internal)?;
+                Ok(found.as_ref().map(record))
+            }
+            .boxed_local();
+        }
+        let found = self
+            .tokens
+            .read()
+            .ok()
+            .and_then(|t| t.get(&hash).map(record));
         async move { Ok(found) }.boxed_local()
+    }
+
+    fn node_id(&self) -> String {
+        match &self.cluster {
+            Some((view, _)) => view.node_id.clone(),
+            None => "standalone".to_owned(),
+        }
+    }
+
+    fn owner(&self, id: &DeviceId) -> api::cluster::DeviceOwner {
+        match &self.cluster {
+            Some((view, _)) => view.owner_of(id),
+            None => api::cluster::DeviceOwner::Here,
+        }
+    }
+
+    fn cluster(&self) -> BackendFuture<'_, api::cluster::ClusterStatus> {
+        async move {
+            let Some((view, _)) = &self.cluster else {
+                let devices = self
+                    .registry
+                    .send(crate::device::DeviceCount)
+                    .await
+                    .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+                return Ok(api::cluster::ClusterStatus {
+                    node_id: self.node_id(),
+                    nodes: vec![api::cluster::ClusterNodeStatus {
+                        node_id: self.node_id(),
+                        devices: u32::try_from(devices).unwrap_or(u32::MAX),
+                        leases: 0,
+                        last_seen: chrono::Utc::now(),
+                        live: true,
+                        api_url: String::new(),
+                    }],
+                });
+            };
+            let snap = view.snapshot().ok_or_else(|| {
+                BackendError::Unavailable("this node has not read the cluster's leases yet".into())
+            })?;
+            let horizon = snap.now - chrono::Duration::from_std(view.ttl).unwrap_or_default();
+            Ok(api::cluster::ClusterStatus {
+                node_id: view.node_id.clone(),
+                nodes: snap
+                    .nodes
+                    .iter()
+                    .map(|n| api::cluster::ClusterNodeStatus {
+                        node_id: n.node_id.clone(),
+                        devices: n.devices,
+                        leases: n.leases,
+                        last_seen: n.last_seen,
+                        live: n.last_seen > horizon,
+                        api_url: n.api_url.clone(),
+                    })
+                    .collect(),
+            })
+        }
+        .boxed_local()
     }
 
     fn put_schedule(
@@ -648,6 +780,11 @@ impl Backend for CloudBackend {
                 store_commit_failures_total: s.failed_commits,
                 ingest_unstored_total: self.ingest.unstored_total(),
                 store_quarantined_rows_total: s.quarantined_rows,
+                store_fenced_total: s.fenced_submissions,
+                cluster_leases: self
+                    .cluster
+                    .as_ref()
+                    .map_or(0, |(view, _)| view.leases_held() as u64),
                 mqtt_connections_refused_total: self
                     .front
                     .as_ref()

@@ -40,6 +40,13 @@ impl CloudBackend {
         job: NewJob,
         author: Author,
     ) -> Result<JobCreated, BackendError> {
+        if self.in_cluster() {
+            return Err(BackendError::Unavailable(
+                "OTA jobs are not run by a cluster of cloud nodes yet (each node would drive \
+                 them): create the job on a single-node cloud for now"
+                    .into(),
+            ));
+        }
         let mut presence = Vec::with_capacity(job.devices.len());
         for id in &job.devices {
             let view = Registry::view(self.registry(), id.clone())

@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use shiki_cloud_model::shadow::ShadowLimits;
 
+mod cluster;
 mod ota;
+pub use cluster::ClusterConfig;
 pub use ota::OtaConfig;
 
 /// Why the configuration could not be loaded.
@@ -56,6 +58,10 @@ pub struct CloudConfig {
     pub ota: OtaConfig,
     #[serde(default)]
     pub auth: AuthSection,
+    /// `[cluster]`: one node of several sharing the fleet (PostgreSQL and an external
+    /// broker required). Unset: this process owns every device.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `[auth]`: how people sign in (API tokens need no config).
@@ -482,6 +488,7 @@ impl Default for CloudConfig {
             schedule: ScheduleConfig::default(),
             ota: OtaConfig::default(),
             auth: AuthSection::default(),
+            cluster: None,
         }
     }
 }
@@ -596,6 +603,23 @@ impl CloudConfig {
         }
         self.schedule.validate()?;
         self.ota.validate()?;
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
+            if self.store.url.is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.node_id",
+                    reason: "a cluster shares its state in PostgreSQL: set store.url (or                              --store postgres://…) on every node"
+                        .into(),
+                });
+            }
+            if matches!(self.broker()?, BrokerTarget::Embedded(_)) {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.node_id",
+                    reason: "the nodes of a cluster share one external broker: set mqtt.url                              (or --mqtt-url mqtt://…) on every node"
+                        .into(),
+                });
+            }
+        }
         if let Some(url) = &self.api.public_url {
             ota::check_public_url(url)?;
         }

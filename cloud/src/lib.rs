@@ -29,6 +29,8 @@
 //!   calls; [`auth`]: bearer tokens, hashing and roles. `backend_impl` implements
 //!   [`api::Backend`] over the actors and the store ([`CloudBackend`]), its job half in
 //!   `backend_jobs`.
+//! - `cluster`: several processes sharing a fleet: shard leases in PostgreSQL, fenced
+//!   writes, each shard's MQTT session, the coordinator.
 //! - `app`: the composition root: [`start`], [`run`].
 
 mod app;
@@ -38,6 +40,7 @@ mod backend_registry;
 #[cfg(test)]
 mod backend_tests;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod device;
 pub mod ingest;

@@ -53,6 +53,10 @@ enum Command {
         /// Address of the admin API (overrides `api.listen`).
         #[arg(long, value_name = "HOST:PORT")]
         api_listen: Option<SocketAddr>,
+        /// Run as this node of a cluster sharing the fleet (overrides `cluster.node_id`;
+        /// needs --store postgres://… and --mqtt-url; see docs/operations.md).
+        #[arg(long, value_name = "NAME")]
+        node_id: Option<String>,
     },
     /// Print benchmark figures (device actors resident, ingest rate, verification latency).
     Bench(bench::BenchArgs),
@@ -104,6 +108,7 @@ fn main() -> anyhow::Result<()> {
             mqtt_listen,
             mqtt_url,
             api_listen,
+            node_id,
         } => {
             let mut cfg = match &config {
                 Some(path) => CloudConfig::load(path)?,
@@ -124,6 +129,12 @@ fn main() -> anyhow::Result<()> {
             }
             if let Some(a) = api_listen {
                 cfg.api.listen = a;
+            }
+            if let Some(id) = node_id {
+                match &mut cfg.cluster {
+                    Some(c) => c.node_id = id,
+                    None => cfg.cluster = Some(shiki_cloud::config::ClusterConfig::node(&id)),
+                }
             }
             cfg.validate()?;
             actix::System::new()

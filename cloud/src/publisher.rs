@@ -66,3 +66,23 @@ impl Handler<Publish> for MqttPublisher {
         }
     }
 }
+
+/// Drives the event loop of a connection used only to publish (a cluster node's commands
+/// to its devices' edges): reconnects with a capped backoff and logs what fails.
+pub async fn keep_connected((_client, mut eventloop): (AsyncClient, rumqttc::EventLoop)) {
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        match eventloop.poll().await {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                tracing::info!("publishing connection to the MQTT broker up");
+                backoff = std::time::Duration::from_millis(100);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "publishing connection to the MQTT broker lost");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+    }
+}

@@ -324,6 +324,16 @@ impl Topics {
             .collect()
     }
 
+    /// The filters of one device's edge→cloud channels: what a cloud node that owns the
+    /// device subscribes to in a cluster (each shard's session holds its devices').
+    pub fn device_cloud_subscriptions(&self, device: &DeviceId) -> Vec<String> {
+        ChannelKind::ALL
+            .into_iter()
+            .filter(|kind| kind.direction() == Direction::EdgeToCloud)
+            .map(|kind| format!("{}/{device}/{}", self.prefix, kind.filter_suffix()))
+            .collect()
+    }
+
     fn all_devices_of(&self, kind: ChannelKind) -> String {
         format!("{}/+/{}", self.prefix, kind.filter_suffix())
     }
@@ -452,6 +462,23 @@ mod tests {
             "shiki/v1x/gw/telemetry",
         ] {
             assert!(t.parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn one_devices_cloud_subscriptions_are_the_fleet_filters_with_its_id() {
+        let t = Topics::default();
+        let mine = t.device_cloud_subscriptions(&dev("gw-7"));
+        let fleet: Vec<String> = t
+            .cloud_subscriptions()
+            .into_iter()
+            .map(|f| f.replacen("/+/", "/gw-7/", 1))
+            .collect();
+        assert_eq!(mine, fleet);
+        // Every topic of the device's own edge→cloud traffic matches one of them, and
+        // nothing of another device's.
+        for filter in &mine {
+            assert!(filter.starts_with("shiki/v1/gw-7/"), "{filter}");
         }
     }
 

@@ -407,6 +407,23 @@ impl Api {
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
+    /// The cluster node that serves `device` (the `Shiki-Node` header of its view).
+    pub async fn served_by(&self, device: &str) -> anyhow::Result<String> {
+        let r = self
+            .http
+            .get(self.url(&format!("/devices/{device}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await?;
+        let status = r.status();
+        let node = r
+            .headers()
+            .get("shiki-node")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        node.ok_or_else(|| anyhow::anyhow!("GET /devices/{device}: {status} without Shiki-Node"))
+    }
+
     /// Registers `device` for the embedded broker; returns its MQTT password.
     pub async fn register_device(&self, device: &str) -> anyhow::Result<String> {
         let res = self

@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 
+use futures::FutureExt;
 use futures::future::LocalBoxFuture;
 use shiki_cloud_model::Author;
 use shiki_proto::DeviceId;
@@ -200,4 +201,27 @@ pub trait Backend: Send + Sync + 'static {
         id: DeviceId,
         at: chrono::DateTime<chrono::Utc>,
     ) -> BackendFuture<'_, Registration>;
+
+    /// This process's name among the cluster's nodes (`standalone` outside a cluster).
+    fn node_id(&self) -> String {
+        "standalone".to_owned()
+    }
+
+    /// Where requests for `id` are served: here, unless a cluster node other than this
+    /// one owns the device (the API forwards them there).
+    fn owner(&self, id: &DeviceId) -> crate::cluster::DeviceOwner {
+        let _ = id;
+        crate::cluster::DeviceOwner::Here
+    }
+
+    /// The cluster's nodes (outside a cluster, this process alone).
+    fn cluster(&self) -> BackendFuture<'_, crate::cluster::ClusterStatus> {
+        async move {
+            Ok(crate::cluster::ClusterStatus {
+                node_id: self.node_id(),
+                nodes: Vec::new(),
+            })
+        }
+        .boxed_local()
+    }
 }

@@ -41,6 +41,7 @@
 pub mod artifacts;
 pub mod auth;
 mod backend;
+pub mod cluster;
 mod csv;
 mod devices;
 mod error;
@@ -197,6 +198,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
                         .add((header::CACHE_CONTROL, "no-store"))
                         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
                 )
+                // Outermost: a device owned by another cluster node is served there.
+                .wrap(from_fn(cluster::forward))
                 .service(
                     web::scope("/v1")
                         .configure(devices::configure)
@@ -204,7 +207,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
                         .configure(jobs::configure)
                         .configure(tokens::configure)
                         .configure(artifacts::configure_api)
-                        .configure(ops::configure_api),
+                        .configure(ops::configure_api)
+                        .configure(cluster::configure),
                 )
                 .default_service(web::to(ops::not_found)),
         );

@@ -125,6 +125,19 @@ fn verifications_and_store(out: &mut Out, m: &MetricsSnapshot) {
          (their samples are not readable).",
         m.store_quarantined_rows_total as f64,
     );
+    out.single(
+        "shiki_store_fenced_total",
+        "counter",
+        "Submissions of device actors refused because their shard's lease had passed to \
+         another cluster node (nothing of them was stored).",
+        m.store_fenced_total as f64,
+    );
+    out.single(
+        "shiki_cluster_leases",
+        "gauge",
+        "Shard leases this cluster node holds (0 outside a cluster).",
+        m.cluster_leases as f64,
+    );
     out.family(
         "shiki_mqtt_connections_refused_total",
         "counter",

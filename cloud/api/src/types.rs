@@ -386,6 +386,12 @@ pub struct MetricsSnapshot {
     /// Counter: staged telemetry rows that did not decode and were moved aside.
     #[serde(default)]
     pub store_quarantined_rows_total: u64,
+    /// Counter: device actors' submissions refused by a lease's fence (a cluster).
+    #[serde(default)]
+    pub store_fenced_total: u64,
+    /// Gauge: shard leases this cluster node holds.
+    #[serde(default)]
+    pub cluster_leases: u64,
 }
 
 /// A Prometheus-style summary of a latency.

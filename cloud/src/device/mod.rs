@@ -24,8 +24,8 @@ use shiki_proto::{Catalog, DeviceId, Event, ReportedUpdate, ScheduleAck, ShadowG
 use tracing::Instrument;
 
 pub use registry::{
-    DeviceCount, DeviceDeps, Directory, ListDevices, LookupDevice, Registry, RegistryError, Route,
-    Router,
+    DeviceCount, DeviceDeps, Directory, ListDevices, LookupDevice, Ownership, Registry,
+    RegistryError, Route, Router,
 };
 pub use state::{
     DesiredChange, DesiredError, DeviceConfig, DeviceState, DeviceView, Outbound, SampleJson,
@@ -259,6 +259,28 @@ impl Actor for DeviceActor {
         self.apply(state::Effects::default(), ctx);
         // Resume restored schedule pushes and a pending switch to the next schedule.
         self.schedule_step(ctx, |sync, now, online| sync.on_tick(now, online));
+    }
+}
+
+/// Stops a device's actor on a cluster node that gave the device's shard up: it writes and
+/// publishes nothing more, and its share of the fleet gauges is taken back.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+impl Handler<Retire> for DeviceActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Retire, ctx: &mut Self::Context) {
+        let m = &self.deps.metrics;
+        if self.was_online {
+            m.online.fetch_sub(1, Ordering::Relaxed);
+        }
+        m.pending_verifications
+            .fetch_sub(self.was_pending, Ordering::Relaxed);
+        self.was_online = false;
+        self.was_pending = 0;
+        ctx.stop();
     }
 }
 

@@ -3,7 +3,7 @@
 //! kept in a [`Directory`] that the ingest routes through directly.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use actix::prelude::*;
 use shiki_proto::DeviceId;
@@ -12,7 +12,7 @@ use super::state::{DesiredChange, DesiredError, DeviceConfig, DeviceState, Devic
 use super::{ChangeDesired, Clock, DeviceActor, DeviceInput, DeviceMetrics, GetView, Publish};
 use crate::notifier::Alert;
 use crate::schedule::{DeviceSchedules, FleetJobsDue, SyncConfig};
-use crate::store::{Store, StoreError};
+use crate::store::{Fence, Store, StoreError};
 
 /// Peers and settings every device actor shares.
 #[derive(Clone)]
@@ -80,6 +80,57 @@ pub struct LookupDevice(pub DeviceId);
 pub struct Directory {
     devices: Mutex<HashMap<DeviceId, Addr<DeviceActor>>>,
     deps: Arc<DeviceDeps>,
+    /// In a cluster: the shards this node owns; an actor runs only for a device of one of
+    /// them, and writes under its lease's fence.
+    ownership: Option<Arc<Ownership>>,
+}
+
+/// In a cluster, the shards this node owns now and the fence of each lease
+/// (`crate::cluster` keeps it up to date).
+#[derive(Debug)]
+pub struct Ownership {
+    shards: u32,
+    held: RwLock<HashMap<u32, Fence>>,
+}
+
+impl Ownership {
+    pub fn new(shards: u32) -> Arc<Self> {
+        Arc::new(Self {
+            shards,
+            held: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn shard_of(&self, device: &DeviceId) -> u32 {
+        crate::cluster::shard_of(device, self.shards)
+    }
+
+    /// The fence of the lease under which `device` is owned here (`None`: owned elsewhere).
+    pub fn fence_of(&self, device: &DeviceId) -> Option<Fence> {
+        let shard = self.shard_of(device);
+        self.held
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&shard)
+            .copied()
+    }
+
+    /// Records that `shard` is held under `fence` (`None`: no longer held).
+    pub fn set(&self, shard: u32, fence: Option<Fence>) {
+        let mut held = self.held.write().unwrap_or_else(PoisonError::into_inner);
+        match fence {
+            Some(f) => held.insert(shard, f),
+            None => held.remove(&shard),
+        };
+    }
+
+    /// Shards held now.
+    pub fn count(&self) -> usize {
+        self.held
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
 }
 
 impl std::fmt::Debug for Directory {
@@ -92,10 +143,35 @@ impl std::fmt::Debug for Directory {
 
 impl Directory {
     pub fn new(deps: DeviceDeps) -> Arc<Self> {
+        Self::build(deps, None)
+    }
+
+    /// A cluster node's directory: actors only for devices of the shards it owns.
+    pub fn with_ownership(deps: DeviceDeps, ownership: Arc<Ownership>) -> Arc<Self> {
+        Self::build(deps, Some(ownership))
+    }
+
+    fn build(deps: DeviceDeps, ownership: Option<Arc<Ownership>>) -> Arc<Self> {
         Arc::new(Self {
             devices: Mutex::new(HashMap::new()),
             deps: Arc::new(deps),
+            ownership,
         })
+    }
+
+    /// The peers of `id`'s actor: in a cluster with its store fenced by its shard's lease,
+    /// `None` when this node does not own the device.
+    fn actor_deps(&self, id: &DeviceId) -> Option<Arc<DeviceDeps>> {
+        let Some(ownership) = &self.ownership else {
+            return Some(self.deps.clone());
+        };
+        let fence = ownership.fence_of(id)?;
+        let mut deps = (*self.deps).clone();
+        deps.store = Arc::new(crate::cluster::FencedStore::new(
+            self.deps.store.clone(),
+            fence,
+        ));
+        Some(Arc::new(deps))
     }
 
     fn devices(&self) -> MutexGuard<'_, HashMap<DeviceId, Addr<DeviceActor>>> {
@@ -103,8 +179,12 @@ impl Directory {
         self.devices.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn restore(&self, id: &DeviceId) -> Result<(DeviceState, Option<DeviceSchedules>), StoreError> {
-        let store = &self.deps.store;
+    fn restore(
+        &self,
+        id: &DeviceId,
+        deps: &DeviceDeps,
+    ) -> Result<(DeviceState, Option<DeviceSchedules>), StoreError> {
+        let store = &deps.store;
         let snapshot = store.device(id)?;
         let first_contact = snapshot.is_none();
         let verifications = store.verifications(id)?;
@@ -119,26 +199,62 @@ impl Directory {
         Ok((state, schedules))
     }
 
-    /// Starts the actor of `id`, restored from the store. Must run on an actix arbiter.
-    fn spawn(&self, id: &DeviceId) -> Addr<DeviceActor> {
-        let (state, schedules) = self.restore(id).unwrap_or_else(|e| {
+    /// Starts the actor of `id`, restored from the store (`None`: a cluster node that does
+    /// not own it). Must run on an actix arbiter.
+    fn spawn(&self, id: &DeviceId) -> Option<Addr<DeviceActor>> {
+        let deps = self.actor_deps(id)?;
+        let (state, schedules) = self.restore(id, &deps).unwrap_or_else(|e| {
             tracing::error!(device_id = %id, error = %e, "cannot restore device; starting empty");
             (DeviceState::new(id.clone(), self.deps.cfg), None)
         });
-        DeviceActor::new(state, self.deps.clone())
-            .with_schedules(schedules)
-            .start()
+        Some(
+            DeviceActor::new(state, deps)
+                .with_schedules(schedules)
+                .start(),
+        )
     }
 
-    /// The actor of `id`, started (and restored from the store) if it is not running.
-    pub fn get_or_start(&self, id: &DeviceId) -> Addr<DeviceActor> {
+    /// The actor of `id`, started (and restored from the store) if it is not running;
+    /// `None` on a cluster node that does not own the device.
+    pub fn get_or_start(&self, id: &DeviceId) -> Option<Addr<DeviceActor>> {
         let mut devices = self.devices();
         if let Some(a) = devices.get(id) {
-            return a.clone();
+            return Some(a.clone());
         }
-        let addr = self.spawn(id);
+        let addr = self.spawn(id)?;
         devices.insert(id.clone(), addr.clone());
-        addr
+        Some(addr)
+    }
+
+    /// A cluster node took `shard`: starts the actors of its known devices, restored from
+    /// the store (pending verifications, schedule pushes and offline alerts resume).
+    pub fn start_shard(&self, ids: &[DeviceId]) {
+        for id in ids {
+            if self.get_or_start(id).is_none() {
+                tracing::warn!(device_id = %id, "device of a shard this node does not own; not started");
+            }
+        }
+    }
+
+    /// A cluster node gave up `shard`: stops the actors of its devices (they write nothing
+    /// more) and forgets them. Returns how many were stopped.
+    pub fn stop_shard(&self, shard: u32) -> usize {
+        let Some(ownership) = &self.ownership else {
+            return 0;
+        };
+        let stopped: Vec<Addr<DeviceActor>> = {
+            let mut devices = self.devices();
+            let ids: Vec<DeviceId> = devices
+                .keys()
+                .filter(|id| ownership.shard_of(id) == shard)
+                .cloned()
+                .collect();
+            ids.iter().filter_map(|id| devices.remove(id)).collect()
+        };
+        for addr in &stopped {
+            addr.do_send(super::Retire);
+        }
+        stopped.len()
     }
 
     /// The actor of `id` if the device is known (running, or in the store).
@@ -150,7 +266,7 @@ impl Directory {
         if !matches!(self.deps.store.device(id), Ok(Some(_))) {
             return None;
         }
-        let addr = self.spawn(id);
+        let addr = self.spawn(id)?;
         devices.insert(id.clone(), addr.clone());
         Some(addr)
     }
@@ -178,6 +294,10 @@ impl Directory {
     /// Starts the actor of every device the store knows, so that pending verifications
     /// and schedule pushes resume.
     fn restore_all(&self) {
+        if self.ownership.is_some() {
+            // A cluster node restores each shard's devices when it takes the shard.
+            return;
+        }
         match self.deps.store.devices() {
             Ok(ids) => {
                 for id in &ids {
@@ -198,7 +318,12 @@ pub trait Router {
 /// Straight into the device actor's mailbox, starting it on first contact.
 impl Router for Directory {
     fn route(&self, device: DeviceId, input: DeviceInput) {
-        self.get_or_start(&device).do_send(input);
+        match self.get_or_start(&device) {
+            Some(actor) => actor.do_send(input),
+            None => {
+                tracing::warn!(device_id = %device, "message for a device this node no longer owns; its new owner's session gets what was not acknowledged")
+            }
+        }
     }
 }
 

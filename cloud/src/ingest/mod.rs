@@ -14,7 +14,8 @@ mod telemetry;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
@@ -39,6 +40,36 @@ pub struct Ingest {
     acker: tokio::task::JoinHandle<()>,
 }
 
+/// What one ingest session subscribes to.
+#[derive(Debug, Clone, Default)]
+pub enum Scope {
+    /// Every device's edge→cloud topics: one process owns the fleet.
+    #[default]
+    Fleet,
+    /// The topics of these devices only: one shard of a cluster, whose session (client id
+    /// and persistent subscriptions) passes from owner to owner.
+    Devices(Arc<Mutex<BTreeSet<DeviceId>>>),
+}
+
+impl Scope {
+    fn filters(&self, topics: &Topics) -> Vec<String> {
+        match self {
+            Scope::Fleet => topics.cloud_subscriptions(),
+            Scope::Devices(ids) => ids
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .flat_map(|id| topics.device_cloud_subscriptions(id))
+                .collect(),
+        }
+    }
+}
+
+/// Whether a session may (re)connect: a cluster node's shard session only while its lease
+/// holds, so that a node waking from a pause does not take the session back from the
+/// shard's new owner.
+pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
+
 impl Ingest {
     /// A client and its event loop, before anything is connected.
     pub fn client_for(options: MqttOptions) -> (AsyncClient, EventLoop) {
@@ -47,10 +78,32 @@ impl Ingest {
         (client, eventloop)
     }
 
-    /// Starts polling `eventloop`. Must run inside an actix `System`.
+    /// Starts polling `eventloop` for the whole fleet. Must run inside an actix `System`.
     pub fn start(
-        (client, eventloop): (AsyncClient, EventLoop),
+        connection: (AsyncClient, EventLoop),
         topics: Topics,
+        store: Arc<dyn Store>,
+        router: Arc<dyn Router>,
+        stats: Arc<IngestStats>,
+        ack_after_commit: bool,
+        nudge_on_puback: bool,
+    ) -> Self {
+        Self::start_scoped(
+            connection,
+            (topics, Scope::Fleet, None),
+            store,
+            router,
+            stats,
+            ack_after_commit,
+            nudge_on_puback,
+        )
+    }
+
+    /// Starts polling `eventloop` for the devices of `scope`; with a `gate`, the session
+    /// stops instead of reconnecting once the gate is closed.
+    pub fn start_scoped(
+        (client, eventloop): (AsyncClient, EventLoop),
+        (topics, scope, gate): (Topics, Scope, Option<Gate>),
         store: Arc<dyn Store>,
         router: Arc<dyn Router>,
         stats: Arc<IngestStats>,
@@ -67,6 +120,7 @@ impl Ingest {
         ));
         let dispatcher = Dispatcher {
             topics,
+            scope,
             dictionaries: Dictionaries::default(),
             store,
             router,
@@ -81,11 +135,37 @@ impl Ingest {
                 .then(|| Arc::new(tokio::sync::Semaphore::new(MAX_UNCOMMITTED))),
             nudge,
         };
-        let poll = actix::spawn(poll_loop(eventloop, dispatcher));
+        let poll = actix::spawn(poll_loop(eventloop, dispatcher, gate));
         Self {
             client,
             poll,
             acker,
+        }
+    }
+
+    /// Subscribes to the topics of `devices` too (a shard's newly registered devices); they
+    /// are kept in the scope for later connections.
+    pub fn add_devices(&self, scope: &Scope, topics: &Topics, devices: &[DeviceId]) {
+        let Scope::Devices(ids) = scope else {
+            return;
+        };
+        let new: Vec<DeviceId> = {
+            let mut ids = ids.lock().unwrap_or_else(PoisonError::into_inner);
+            devices
+                .iter()
+                .filter(|d| ids.insert((*d).clone()))
+                .cloned()
+                .collect()
+        };
+        let filters: Vec<_> = new
+            .iter()
+            .flat_map(|d| topics.device_cloud_subscriptions(d))
+            .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce))
+            .collect();
+        if !filters.is_empty()
+            && let Err(e) = self.client.try_subscribe_many(filters)
+        {
+            tracing::error!(error = %e, "cannot subscribe to new devices' topics; they are subscribed at the next connect");
         }
     }
 
@@ -109,6 +189,8 @@ pub fn nodelay() -> rumqttc::NetworkOptions {
 /// acker.
 struct Dispatcher {
     topics: Topics,
+    /// What the session subscribes to at each connect.
+    scope: Scope,
     /// The point dictionaries of compact telemetry, per device.
     dictionaries: Dictionaries,
     store: Arc<dyn Store>,
@@ -130,9 +212,14 @@ struct Dispatcher {
     nudge: Option<String>,
 }
 
-async fn poll_loop(mut eventloop: EventLoop, d: Dispatcher) {
+async fn poll_loop(mut eventloop: EventLoop, d: Dispatcher, gate: Option<Gate>) {
     let mut backoff = Duration::from_millis(100);
+    let mut lost = false;
     loop {
+        if lost && gate.as_ref().is_some_and(|open| !open()) {
+            tracing::info!("MQTT session closed for good: this node no longer holds its lease");
+            return;
+        }
         match eventloop.poll().await {
             Ok(first) => {
                 // rumqttc reads up to 10 packets per network read and queues all but the
@@ -144,6 +231,7 @@ async fn poll_loop(mut eventloop: EventLoop, d: Dispatcher) {
                 }
                 if connected {
                     backoff = Duration::from_millis(100);
+                    lost = false;
                 }
                 if !d.finish(burst).await {
                     return;
@@ -151,6 +239,7 @@ async fn poll_loop(mut eventloop: EventLoop, d: Dispatcher) {
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "MQTT connection lost");
+                lost = true;
                 // Back off before the next poll reconnects.
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -299,12 +388,16 @@ impl Dispatcher {
                     session_present = ack.session_present,
                     "connected to MQTT broker"
                 );
-                let filters = self
-                    .topics
-                    .cloud_subscriptions()
+                let filters: Vec<_> = self
+                    .scope
+                    .filters(&self.topics)
                     .into_iter()
-                    .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
-                if let Err(e) = self.client.try_subscribe_many(filters) {
+                    .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce))
+                    .collect();
+                // rumqttc refuses an empty SUBSCRIBE (a shard without devices yet).
+                if !filters.is_empty()
+                    && let Err(e) = self.client.try_subscribe_many(filters)
+                {
                     tracing::error!(error = %e, "cannot subscribe to device topics");
                 }
                 true

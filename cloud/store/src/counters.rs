@@ -19,6 +19,7 @@ pub(crate) struct Counters {
     pub failed_commits: AtomicU64,
     pub quarantined_rows: AtomicU64,
     pub max_commit_micros: AtomicU64,
+    pub fenced: AtomicU64,
 }
 
 impl Counters {
@@ -34,6 +35,7 @@ impl Counters {
             failed_commits: self.failed_commits.load(Ordering::Relaxed),
             quarantined_rows: self.quarantined_rows.load(Ordering::Relaxed),
             max_commit_micros: self.max_commit_micros.load(Ordering::Relaxed),
+            fenced_submissions: self.fenced.load(Ordering::Relaxed),
         }
     }
 

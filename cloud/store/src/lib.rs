@@ -47,7 +47,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub use jobs::{ExecutionRecord, ExecutionStatus, JobArtifact, JobRecord, Rollout};
-pub use pg_store::{PgOptions, PgStore, SCHEMA_VERSION, redacted as redacted_url};
+pub use pg_store::{
+    ClusterDb, ClusterSnapshot, LeaseRow, NodeRow, PgOptions, PgStore, SCHEMA_VERSION,
+    redacted as redacted_url,
+};
 pub use redb_store::{RedbStore, StoreOptions};
 pub use shiki_cloud_model::Author;
 pub use types::{
@@ -73,6 +76,12 @@ pub enum StoreError {
     Corrupt { table: &'static str, reason: String },
     #[error("the store is shut down")]
     Closed,
+    /// A write of a device's owner whose lease on the device's shard has passed to another
+    /// node since (a cluster; see [`Fence`]): nothing of it was stored.
+    #[error(
+        "fenced: the lease on shard {shard} at epoch {epoch} is no longer held; another node owns its devices now"
+    )]
+    Fenced { shard: u32, epoch: i64 },
 }
 
 impl StoreError {
@@ -85,11 +94,29 @@ impl StoreError {
     }
 }
 
+/// A node's proof that it owns a shard of the fleet's devices (a cluster of cloud
+/// processes on PostgreSQL, ADR `docs/adr/cluster-leases.md`): the shard and the epoch of
+/// the lease it holds. A write submitted with [`Store::submit_fenced`] is stored only if
+/// the shard's lease still has this epoch when its transaction commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fence {
+    pub shard: u32,
+    pub epoch: i64,
+}
+
 /// The storage the cloud actors use. Object-safe; shared as `Arc<dyn Store>`.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Queues writes; they are committed together with others in one transaction.
     /// Telemetry and events are de-duplicated on (device, seq).
     fn submit(&self, writes: Vec<Write>) -> Commit;
+    /// Queues writes that only the owner of a device may make (its shadow, verifications,
+    /// schedules, history): they are stored only if `fence` still holds at commit, else
+    /// the commit fails with [`StoreError::Fenced`] and nothing of them is stored. A store
+    /// without leases (redb: one process) has nothing to check.
+    fn submit_fenced(&self, fence: Fence, writes: Vec<Write>) -> Commit {
+        let _ = fence;
+        self.submit(writes)
+    }
     /// A fresh id for history and verification records (unique, increasing).
     fn next_id(&self) -> u64;
     /// Samples of a device, oldest first.
@@ -138,14 +165,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// committed.
 pub(crate) struct Job {
     pub writes: Vec<Write>,
+    /// Stored only while this lease holds (PostgreSQL in a cluster).
+    pub fence: Option<Fence>,
     pub ack: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
 }
 
 /// Hands `writes` to a writer through `send` (false: the writer is gone) and returns the
 /// commit to wait on.
-pub(crate) fn submit_with(writes: Vec<Write>, send: impl FnOnce(Job) -> bool) -> Commit {
+pub(crate) fn submit_with(
+    writes: Vec<Write>,
+    fence: Option<Fence>,
+    send: impl FnOnce(Job) -> bool,
+) -> Commit {
     let (ack, rx) = tokio::sync::oneshot::channel();
-    if send(Job { writes, ack }) {
+    if send(Job { writes, fence, ack }) {
         Commit::waiting(rx)
     } else {
         Commit::ready(Err(StoreError::Closed))

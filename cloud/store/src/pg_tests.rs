@@ -341,3 +341,142 @@ fn the_grafana_role_reads_the_views_and_nothing_else() {
         std::panic::resume_unwind(p);
     }
 }
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn a_lease_is_claimed_once_renewed_only_by_its_holder_and_free_again_when_released() {
+    let db = PgTestDb::create();
+    let store = open(&db, None);
+    let cluster = store.cluster();
+    let ttl = std::time::Duration::from_secs(30);
+    rt().block_on(async {
+        cluster.ensure_shards(4).await.expect("shards");
+        cluster
+            .ensure_shards(4)
+            .await
+            .expect("again: nothing changes");
+        let a = cluster.claim(1, "a", ttl).await.expect("claim");
+        assert_eq!(a, Some(1), "first claim is epoch 1");
+        assert_eq!(cluster.claim(1, "b", ttl).await.expect("claim"), None);
+        let fence = crate::Fence { shard: 1, epoch: 1 };
+        let stale = crate::Fence { shard: 1, epoch: 0 };
+        assert_eq!(
+            cluster
+                .renew("a", &[fence, stale], ttl)
+                .await
+                .expect("renew"),
+            vec![1]
+        );
+        assert_eq!(
+            cluster.renew("b", &[fence], ttl).await.expect("renew"),
+            Vec::<u32>::new()
+        );
+        assert!(cluster.release("a", fence).await.expect("release"));
+        assert_eq!(cluster.claim(1, "b", ttl).await.expect("claim"), Some(2));
+        // The old holder can neither renew nor release the new epoch's lease.
+        assert_eq!(
+            cluster.renew("a", &[fence], ttl).await.expect("renew"),
+            Vec::<u32>::new()
+        );
+        assert!(!cluster.release("a", fence).await.expect("release"));
+        let snap = cluster.snapshot().await.expect("snapshot");
+        assert_eq!(snap.leases.len(), 4);
+        assert_eq!(snap.leases[1].owner.as_deref(), Some("b"));
+        assert_eq!(snap.leases[1].epoch, 2);
+    });
+}
+
+#[test]
+fn an_expired_lease_is_not_renewed_and_goes_to_whoever_claims_it() {
+    let db = PgTestDb::create();
+    let store = open(&db, None);
+    let cluster = store.cluster();
+    rt().block_on(async {
+        cluster.ensure_shards(1).await.expect("shards");
+        let short = std::time::Duration::from_millis(1);
+        assert_eq!(cluster.claim(0, "a", short).await.expect("claim"), Some(1));
+        // Wait for the database's clock to pass the expiry.
+        loop {
+            let snap = cluster.snapshot().await.expect("snapshot");
+            if snap.leases[0].expires_at <= snap.now {
+                break;
+            }
+        }
+        let fence = crate::Fence { shard: 0, epoch: 1 };
+        let ttl = std::time::Duration::from_secs(30);
+        assert_eq!(
+            cluster.renew("a", &[fence], ttl).await.expect("renew"),
+            Vec::<u32>::new()
+        );
+        assert_eq!(cluster.claim(0, "b", ttl).await.expect("claim"), Some(2));
+    });
+}
+
+#[test]
+fn a_fenced_write_is_stored_while_its_lease_holds_and_refused_once_another_node_claims_it() {
+    let db = PgTestDb::create();
+    let store = open(&db, None);
+    let cluster = store.cluster();
+    let d = dev("gw-fenced");
+    let short = std::time::Duration::from_millis(1);
+    let epoch = rt().block_on(async {
+        cluster.ensure_shards(2).await.expect("shards");
+        cluster.claim(0, "a", short).await.expect("claim")
+    });
+    let fence = crate::Fence {
+        shard: 0,
+        epoch: epoch.expect("claimed"),
+    };
+    let at = Utc::now();
+    store
+        .submit_fenced(fence, vec![Write::FleetLastRun(at)])
+        .wait_blocking()
+        .expect("stored while held");
+    assert_eq!(store.fleet_last_run().expect("read"), Some(at));
+    // Another node takes the (expired) lease: the old holder's writes are refused, the
+    // unfenced telemetry of the same group is stored.
+    rt().block_on(async {
+        loop {
+            let snap = cluster.snapshot().await.expect("snapshot");
+            if snap.leases[0].expires_at <= snap.now {
+                break;
+            }
+        }
+        let ttl = std::time::Duration::from_secs(30);
+        assert_eq!(cluster.claim(0, "b", ttl).await.expect("claim"), Some(2));
+    });
+    let later = at + Duration::hours(1);
+    let fenced = store.submit_fenced(fence, vec![Write::FleetLastRun(later)]);
+    let plain = store.submit(vec![Write::telemetry(
+        d.clone(),
+        [sample(1, at, 7.0, true)],
+    )]);
+    let err = fenced.wait_blocking().expect_err("refused");
+    assert!(
+        matches!(err, crate::StoreError::Fenced { shard: 0, epoch: 1 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("another node owns"), "{err}");
+    plain.wait_blocking().expect("telemetry needs no lease");
+    assert_eq!(store.fleet_last_run().expect("read"), Some(at));
+    assert_eq!(stored_seqs(&store, &d), vec![1]);
+    assert_eq!(store.stats().fenced_submissions, 1);
+}
+
+#[test]
+fn record_ids_are_unique_across_two_stores_on_one_database() {
+    let db = PgTestDb::create();
+    let a = open(&db, None);
+    let b = open(&db, None);
+    let mut ids: Vec<u64> = (0..1500).flat_map(|_| [a.next_id(), b.next_id()]).collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "two nodes handed out the same id");
+}

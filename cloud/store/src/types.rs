@@ -319,4 +319,6 @@ pub struct StoreStats {
     pub quarantined_rows: u64,
     /// Longest group commit so far.
     pub max_commit_micros: u64,
+    /// Submissions refused because their shard's lease had passed to another node.
+    pub fenced_submissions: u64,
 }

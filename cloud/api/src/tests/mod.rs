@@ -724,6 +724,7 @@ pub(super) const ROUTES: &[RouteCase] = &[
     RouteCase { method: "POST", path: "/api/v1/jobs/ota-1/cancel", template: "/api/v1/jobs/{id}/cancel", body: None, role: Role::Operator, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/openapi.json", template: "/api/v1/openapi.json", body: None, role: Role::Viewer, ok: 200 },
     RouteCase { method: "GET", path: "/api/v1/whoami", template: "/api/v1/whoami", body: None, role: Role::Viewer, ok: 200 },
+    RouteCase { method: "GET", path: "/api/v1/cluster", template: "/api/v1/cluster", body: None, role: Role::Viewer, ok: 200 },
 ];
 
 /// Routes outside `/api` whose URL is the credential (signed download URLs).

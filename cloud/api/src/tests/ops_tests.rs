@@ -139,6 +139,8 @@ async fn metrics_are_prometheus_text() {
             mqtt_publishes_refused_total: 1,
             mqtt_subscriptions_refused_total: 3,
             mqtt_devices_connected: 2,
+            store_fenced_total: 5,
+            cluster_leases: 11,
         };
     }
     let app = app!(state(backend));
@@ -198,6 +200,8 @@ async fn metrics_are_prometheus_text() {
         text.contains("shiki_store_quarantined_rows_total 1\n"),
         "{text}"
     );
+    assert!(text.contains("shiki_store_fenced_total 5\n"), "{text}");
+    assert!(text.contains("shiki_cluster_leases 11\n"), "{text}");
     assert!(
         text.contains("shiki_api_responses_total{class=\"4xx\"} 1\n"),
         "{text}"

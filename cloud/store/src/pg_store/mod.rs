@@ -15,6 +15,7 @@
 //! - [`read`]: the [`Store`](crate::Store) trait on [`PgStore`];
 //! - [`sql`]: raw JSON parameters and results, without a detour through `serde_json::Value`.
 
+mod cluster;
 mod read;
 mod rollup;
 mod schema;
@@ -22,7 +23,6 @@ mod sql;
 mod writer;
 
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use crate::Job;
 use crate::StoreError;
 use crate::counters::Counters;
+pub use cluster::{ClusterDb, ClusterSnapshot, LeaseRow, NodeRow};
 pub use schema::SCHEMA_VERSION;
 
 /// How the PostgreSQL store connects and commits.
@@ -65,7 +66,7 @@ pub struct PgStore {
     tx: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Job>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    next_id: AtomicU64,
+    ids: cluster::IdBlocks,
     counters: Arc<Counters>,
     partitions: Arc<schema::Partitions>,
     retention: Option<Duration>,
@@ -112,7 +113,7 @@ impl PgStore {
                 .map_err(|e| open_err(e.to_string()))?;
             let counters = Arc::new(Counters::default());
             let partitions = Arc::new(schema::Partitions::default());
-            let next_id = {
+            {
                 let pool = pool.clone();
                 let partitions = partitions.clone();
                 let retention = options.retention;
@@ -123,17 +124,16 @@ impl PgStore {
                     })?;
                     schema::migrate(&mut client).await?;
                     partitions.load(&client).await?;
-                    schema::maintain(&client, &partitions, chrono::Utc::now(), retention).await?;
-                    schema::max_id(&client).await
+                    schema::maintain(&client, &partitions, chrono::Utc::now(), retention).await
                 })
                 .map_err(|e| match e {
                     StoreError::Open { reason, .. } => open_err(reason),
                     other => open_err(other.to_string()),
-                })?
-            };
-            Ok((pool, counters, partitions, next_id))
+                })?;
+            }
+            Ok((pool, counters, partitions))
         })();
-        let (pool, counters, partitions, next_id) = match prepared {
+        let (pool, counters, partitions) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 // Not `drop`: dropping a runtime from inside another one panics.
@@ -162,7 +162,7 @@ impl PgStore {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             maintenance: Mutex::new(Some(maintenance)),
-            next_id: AtomicU64::new(next_id + 1),
+            ids: cluster::IdBlocks::default(),
             counters,
             partitions,
             retention: options.retention,
@@ -242,6 +242,32 @@ impl PgStore {
                 .map_err(|e| StoreError::backend("partition maintenance", e))?;
             schema::maintain(&client, &partitions, now, retention).await
         })
+    }
+
+    /// The cluster's tables (nodes, shard leases) of this database.
+    pub fn cluster(&self) -> ClusterDb {
+        ClusterDb {
+            pool: self.pool.clone(),
+            handle: self.handle.clone(),
+        }
+    }
+
+    /// Queues a group member for the writer.
+    fn send_job(&self, writes: Vec<crate::Write>, fence: Option<crate::Fence>) -> crate::Commit {
+        crate::submit_with(writes, fence, |job| match self.tx.lock() {
+            Ok(g) => g.as_ref().is_some_and(|tx| tx.send(job).is_ok()),
+            Err(_) => false,
+        })
+    }
+
+    /// The first id of a fresh block of record ids (unique across the cluster's nodes).
+    fn id_block(&self) -> Result<u64, StoreError> {
+        let first: i64 = self.query("record ids", |c| async move {
+            Ok(c.query_one("SELECT nextval('shiki.record_ids')", &[])
+                .await?
+                .get(0))
+        })?;
+        Ok(u64::try_from(first).unwrap_or(0))
     }
 
     /// Runs `f` with a pooled connection on the store's runtime and waits for it.

@@ -1,8 +1,6 @@
 //! The [`Store`] trait on [`PgStore`]: writes go to the writer task as a [`Job`]; each read
 //! is one query on a pooled connection, run on the store's runtime.
 
-use std::sync::atomic::Ordering;
-
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use shiki_cloud_model::schedule::DeviceSchedules;
@@ -67,14 +65,15 @@ fn window(ts: &str) -> String {
 
 impl Store for PgStore {
     fn submit(&self, writes: Vec<Write>) -> Commit {
-        crate::submit_with(writes, |job| match self.tx.lock() {
-            Ok(g) => g.as_ref().is_some_and(|tx| tx.send(job).is_ok()),
-            Err(_) => false,
-        })
+        self.send_job(writes, None)
+    }
+
+    fn submit_fenced(&self, fence: crate::Fence, writes: Vec<Write>) -> Commit {
+        self.send_job(writes, Some(fence))
     }
 
     fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+        self.ids.next(|| self.id_block())
     }
 
     fn telemetry(&self, device: &DeviceId, q: &TimeQuery) -> Result<Vec<Sample>, StoreError> {

@@ -18,7 +18,7 @@ mod embedded {
 
 /// The newest schema version this binary knows (the highest migration in
 /// `cloud/store/migrations/`).
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Where refinery records the applied migrations.
 const HISTORY_TABLE: &str = "shiki.schema_history";
@@ -116,20 +116,6 @@ pub(super) fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
-}
-
-/// The highest history or verification id stored (0: none).
-pub(super) async fn max_id(client: &Client) -> Result<u64, StoreError> {
-    let row = client
-        .query_one(
-            "SELECT greatest((SELECT max(id) FROM shiki.history), \
-                             (SELECT max(id) FROM shiki.verifications))",
-            &[],
-        )
-        .await
-        .map_err(|e| open_err(format!("cannot read the highest record id: {e}")))?;
-    let max: Option<i64> = row.get(0);
-    Ok(max.map_or(0, |m| u64::try_from(m).unwrap_or(0)))
 }
 
 /// A month as a number: `year * 12 + month0`.

@@ -14,11 +14,12 @@ use deadpool_postgres::{Pool, Transaction};
 use serde::Serialize;
 use shiki_shared::throttle::Throttle;
 
+use super::cluster::stale_fences;
 use super::rollup::Rollup;
 use super::schema::{Partitions, month_of};
 use super::sql::JsonText;
 use crate::counters::{Counters, Tally};
-use crate::{Job, StoreError, Write};
+use crate::{Fence, Job, StoreError, Write};
 
 /// Pauses between attempts at a group whose connection failed (then the group fails).
 const RETRY_AFTER: [Duration; 4] = [
@@ -52,14 +53,29 @@ pub(super) async fn writer_loop(
         let started = Instant::now();
         let result = commit_with_retry(&pool, &jobs, &c, &partitions).await;
         c.commit_done(started.elapsed(), n);
-        if let Err(e) = &result {
-            c.failed_commits.fetch_add(1, Ordering::Relaxed);
-            if let Some(held_back) = failure_log.pass(Instant::now()) {
-                tracing::error!(error = %e, writes = n, failed_commits_not_logged = held_back, "store commit failed");
+        match &result {
+            Err(e) => {
+                c.failed_commits.fetch_add(1, Ordering::Relaxed);
+                if let Some(held_back) = failure_log.pass(Instant::now()) {
+                    tracing::error!(error = %e, writes = n, failed_commits_not_logged = held_back, "store commit failed");
+                }
             }
+            Ok(stale) if !stale.is_empty() => {
+                c.fenced.fetch_add(stale.len() as u64, Ordering::Relaxed);
+                tracing::warn!(fences = ?stale, "writes of shards whose lease this node no longer holds were not stored");
+            }
+            Ok(_) => {}
         }
         for job in jobs {
-            let _ = job.ack.send(result.clone());
+            let outcome = match (&result, job.fence) {
+                (Ok(stale), Some(fence)) if stale.contains(&fence) => Err(StoreError::Fenced {
+                    shard: fence.shard,
+                    epoch: fence.epoch,
+                }),
+                (Ok(_), _) => Ok(()),
+                (Err(e), _) => Err(e.clone()),
+            };
+            let _ = job.ack.send(outcome);
         }
     }
 }
@@ -72,20 +88,22 @@ enum Failure {
     Statement(String),
 }
 
+/// Commits a group; the fences among its jobs' that no longer held (their writes were left
+/// out).
 async fn commit_with_retry(
     pool: &Pool,
     jobs: &[Job],
     c: &Counters,
     partitions: &Partitions,
-) -> Result<(), StoreError> {
+) -> Result<Vec<Fence>, StoreError> {
     let batch = Batch::collect(jobs.iter().flat_map(|j| j.writes.iter()))?;
     let mut pauses = RETRY_AFTER.iter();
     loop {
         let failure = match pool.get().await {
-            Ok(mut client) => match commit(&mut client, &batch, partitions).await {
-                Ok(tally) => {
+            Ok(mut client) => match commit(&mut client, &batch, jobs, partitions).await {
+                Ok((tally, stale)) => {
                     c.stored(&tally);
-                    return Ok(());
+                    return Ok(stale);
                 }
                 Err(e) if transient(&e) => Failure::Connection(e.to_string()),
                 Err(e) => Failure::Statement(e.to_string()),
@@ -261,12 +279,32 @@ ON CONFLICT DO NOTHING";
 
 async fn commit(
     client: &mut deadpool_postgres::Object,
-    b: &Batch,
+    all: &Batch,
+    jobs: &[Job],
     partitions: &Partitions,
-) -> Result<Tally, tokio_postgres::Error> {
+) -> Result<(Tally, Vec<Fence>), tokio_postgres::Error> {
     // Partition DDL outside the transaction: it would lock the parent table until commit.
-    partitions.ensure(client, b.months.iter().copied()).await?;
+    partitions
+        .ensure(client, all.months.iter().copied())
+        .await?;
     let tx = client.transaction().await?;
+    let mut fences: Vec<Fence> = jobs.iter().filter_map(|j| j.fence).collect();
+    fences.sort_unstable_by_key(|f| (f.shard, f.epoch));
+    fences.dedup();
+    let stale = stale_fences(&tx, &fences).await?;
+    let without_stale;
+    let b = if stale.is_empty() {
+        all
+    } else {
+        // A subset of writes that were all collected once cannot fail to collect.
+        without_stale = Batch::collect(
+            jobs.iter()
+                .filter(|j| !j.fence.is_some_and(|f| stale.contains(&f)))
+                .flat_map(|j| j.writes.iter()),
+        )
+        .unwrap_or_default();
+        &without_stale
+    };
     let mut tally = Tally::default();
     if b.telemetry.len() > 0 {
         let t = &b.telemetry;
@@ -382,7 +420,7 @@ async fn commit(
     )
     .await?;
     tx.commit().await?;
-    Ok(tally)
+    Ok((tally, stale))
 }
 
 /// Merges `rollup` into `shiki.telemetry_hourly`.

@@ -42,7 +42,7 @@ impl RedbStore {
 
 impl Store for RedbStore {
     fn submit(&self, writes: Vec<Write>) -> Commit {
-        crate::submit_with(writes, |job| match self.tx.lock() {
+        crate::submit_with(writes, None, |job| match self.tx.lock() {
             Ok(g) => g.as_ref().is_some_and(|tx| tx.send(job).is_ok()),
             Err(_) => false,
         })

@@ -1,0 +1,294 @@
+//! The API on a node of a cluster: `GET /api/v1/cluster`, and requests for a device owned
+//! by another node forwarded to that node (the owner applies changes; its answer is passed
+//! back as it is). A forwarded request carries `Shiki-Forwarded-By` and is never forwarded
+//! again: a node that receives one for a device it does not own answers 503, as it does
+//! when nobody holds the device's shard (a node failed; another takes it within the lease
+//! time).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{StatusCode, header};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+use shiki_proto::DeviceId;
+
+use crate::ApiState;
+use crate::auth::CanRead;
+use crate::error::ApiError;
+
+/// Header a node sets on a request it forwards to the device's owner.
+pub const FORWARDED_BY: &str = "shiki-forwarded-by";
+
+/// Header naming the node that served a device's request (its owner).
+pub const SERVED_BY: &str = "shiki-node";
+
+/// Largest request body forwarded (schedules are the largest device-scoped bodies).
+const MAX_FORWARDED_BODY: usize = 4 * 1024 * 1024;
+
+/// Where a device's requests are served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceOwner {
+    /// This process (always, outside a cluster).
+    Here,
+    /// Another live node: its name and its API's base URL.
+    Node { node_id: String, api_url: String },
+    /// Nobody holds the device's shard right now.
+    Nobody,
+}
+
+/// `GET /api/v1/cluster`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterStatus {
+    /// The node that answered.
+    pub node_id: String,
+    pub nodes: Vec<ClusterNodeStatus>,
+}
+
+/// One node of [`ClusterStatus`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterNodeStatus {
+    pub node_id: String,
+    /// Devices whose actors run there now.
+    pub devices: u32,
+    /// Shard leases it holds.
+    pub leases: u32,
+    pub last_seen: DateTime<Utc>,
+    /// Seen within the lease time.
+    pub live: bool,
+    pub api_url: String,
+}
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/cluster")
+            .route(web::get().to(cluster))
+            .default_service(web::to(crate::ops::method_not_allowed)),
+    );
+}
+
+async fn cluster(_auth: CanRead, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let status = state
+        .backend
+        .cluster()
+        .await
+        .map_err(|e| ApiError::from_backend(e, || "cluster".into()))?;
+    Ok(HttpResponse::Ok().json(status))
+}
+
+/// The device a path under `/api/v1/devices/{id}` names (`None`: another route).
+fn device_of(path: &str) -> Option<DeviceId> {
+    let rest = path.strip_prefix("/api/v1/devices/")?;
+    let id = rest.split('/').next()?;
+    DeviceId::new(id).ok()
+}
+
+fn client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+fn unavailable(detail: String) -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .insert_header((header::RETRY_AFTER, "2"))
+        .json(json!({
+            "error": "device_moving",
+            "message": detail,
+        }))
+}
+
+/// Middleware on `/api`: serves a device's request here if this node owns the device,
+/// else forwards it to the owner.
+pub(crate) async fn forward(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(device) = device_of(req.path()) else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let Some(state) = req.app_data::<web::Data<ApiState>>().cloned() else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let forwarded = req.headers().contains_key(FORWARDED_BY);
+    // A handover (a node failed, joined or left) leaves a device without an owner for up
+    // to a round; the request waits for the next one rather than failing.
+    let deadline = std::time::Instant::now() + HANDOVER_WAIT;
+    let mut body: Option<web::Bytes> = None;
+    loop {
+        let owner = state.backend.owner(&device);
+        let waited_out = std::time::Instant::now() >= deadline;
+        match owner {
+            DeviceOwner::Here => {
+                if let Some(b) = body.take() {
+                    // Read for an owner that has since moved here: serve it from the copy.
+                    req.set_payload(bytes_payload(b));
+                }
+                let node = state.backend.node_id();
+                let mut res = next.call(req).await?.map_into_boxed_body();
+                if let Ok(v) = header::HeaderValue::from_str(&node) {
+                    res.headers_mut()
+                        .insert(header::HeaderName::from_static(SERVED_BY), v);
+                }
+                return Ok(res);
+            }
+            DeviceOwner::Nobody if waited_out => {
+                return Ok(req.into_response(unavailable(format!(
+                    "device {device} is between owners (a cloud node stopped or joined); retry in a few seconds"
+                ))));
+            }
+            DeviceOwner::Node { node_id, .. } if forwarded => {
+                // Never forwarded twice: the forwarding node retries with what it knows.
+                return Ok(req.into_response(unavailable(format!(
+                    "device {device} is owned by node {node_id}, not by this one"
+                ))));
+            }
+            DeviceOwner::Node { node_id, api_url } => {
+                let bytes = match &body {
+                    Some(b) => b.clone(),
+                    None => {
+                        let b = read_body(&mut req).await?;
+                        body = Some(b.clone());
+                        b
+                    }
+                };
+                let res = proxy(&req, &state, &node_id, &api_url, bytes).await;
+                if res.status() != StatusCode::SERVICE_UNAVAILABLE || waited_out {
+                    return Ok(req.into_response(res));
+                }
+            }
+            DeviceOwner::Nobody => {}
+        }
+        actix_web::rt::time::sleep(HANDOVER_POLL).await;
+    }
+}
+
+/// How long a device's request waits for its shard to get an owner.
+const HANDOVER_WAIT: Duration = Duration::from_secs(6);
+const HANDOVER_POLL: Duration = Duration::from_millis(200);
+
+async fn read_body(req: &mut ServiceRequest) -> Result<web::Bytes, actix_web::Error> {
+    let mut body = web::BytesMut::new();
+    let mut payload = req.take_payload();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > MAX_FORWARDED_BODY {
+            return Err(actix_web::error::ErrorPayloadTooLarge(format!(
+                "request body over {MAX_FORWARDED_BODY} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn bytes_payload(b: web::Bytes) -> actix_web::dev::Payload {
+    let (_, mut payload) = actix_http::h1::Payload::create(true);
+    payload.unread_data(b);
+    payload.into()
+}
+
+/// Sends `req` with `body` to `api_url` and turns the answer into this node's response.
+async fn proxy(
+    req: &ServiceRequest,
+    state: &ApiState,
+    node_id: &str,
+    api_url: &str,
+    body: web::Bytes,
+) -> HttpResponse {
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or(req.path(), |p| p.as_str());
+    let url = format!("{}{}", api_url.trim_end_matches('/'), path_and_query);
+    let method = match reqwest::Method::from_bytes(req.method().as_str().as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return HttpResponse::MethodNotAllowed().finish(),
+    };
+    let mut out = client().request(method, &url).body(body.to_vec());
+    for (name, value) in req.headers() {
+        // Hop-by-hop headers and the body's framing are the client's own.
+        if matches!(
+            name.as_str(),
+            "host" | "connection" | "content-length" | "transfer-encoding" | "accept-encoding"
+        ) {
+            continue;
+        }
+        out = out.header(name.as_str(), value.as_bytes());
+    }
+    out = out.header(FORWARDED_BY, state.backend.node_id());
+    tracing::debug!(%url, owner = node_id, "forwarding a device request to its owner");
+    match out.send().await {
+        Ok(res) => {
+            let status =
+                StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut builder = HttpResponse::build(status);
+            for (name, value) in res.headers() {
+                if matches!(
+                    name.as_str(),
+                    "content-type"
+                        | "content-disposition"
+                        | "retry-after"
+                        | "www-authenticate"
+                        | "location"
+                        | SERVED_BY
+                ) {
+                    builder.insert_header((name.as_str(), value.as_bytes()));
+                }
+            }
+            match res.bytes().await {
+                Ok(bytes) => builder.body(bytes),
+                Err(e) => bad_gateway(node_id, &e),
+            }
+        }
+        Err(e) => bad_gateway(node_id, &e),
+    }
+}
+
+fn bad_gateway(node_id: &str, e: &reqwest::Error) -> HttpResponse {
+    tracing::warn!(owner = node_id, error = %e, "cannot reach the device's owner");
+    HttpResponse::BadGateway()
+        .insert_header((header::RETRY_AFTER, "2"))
+        .json(json!({
+            "error": "owner_unreachable",
+            "message": format!("the node that owns this device ({node_id}) did not answer: {e}; retry in a few seconds"),
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_under_one_device_name_a_device() {
+        assert_eq!(
+            device_of("/api/v1/devices/gw-1/desired").map(|d| d.to_string()),
+            Some("gw-1".into())
+        );
+        assert_eq!(
+            device_of("/api/v1/devices/gw-1").map(|d| d.to_string()),
+            Some("gw-1".into())
+        );
+        assert_eq!(device_of("/api/v1/devices"), None);
+        assert_eq!(device_of("/api/v1/devices/"), None);
+        assert_eq!(device_of("/api/v1/jobs/x"), None);
+        assert_eq!(device_of("/api/v1/devices/not a device/x"), None);
+    }
+}

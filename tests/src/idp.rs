@@ -9,8 +9,10 @@ use anyhow::{Context, bail};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
-use crate::stack::START_TIMEOUT;
 use crate::{Child, wait_for};
+
+/// How long the provider may take to listen.
+const IDP_START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The folder of the provider's script and its `node_modules`.
 pub fn idp_dir() -> PathBuf {
@@ -55,7 +57,9 @@ impl Idp {
             &[],
             log_dir,
         )?;
-        let issuer = wait_for("the identity provider to listen", START_TIMEOUT, || {
+        // Node loads oidc-provider and makes an RSA key before it listens: on a loaded
+        // 2-core CI machine that has taken longer than a Rust binary's start.
+        let started = wait_for("the identity provider to listen", IDP_START_TIMEOUT, || {
             let running = child.is_running();
             let out = child.output();
             async move {
@@ -67,7 +71,11 @@ impl Idp {
                     .map(|i| Ok(i.trim().to_owned()))
             }
         })
-        .await??;
+        .await;
+        let issuer = match started {
+            Ok(found) => found?,
+            Err(e) => bail!("{e}; its output so far:\n{}", child.output()),
+        };
         crate::install_crypto();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -189,3 +189,36 @@ fn the_public_url_defaults_to_the_bound_api_address_and_must_be_http() {
         assert!(e.contains("api.public_url"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn a_cluster_node_needs_postgresql_and_an_external_broker_and_sane_lease_times() {
+    let check = |t: &str| {
+        CloudConfig::parse(t, Path::new("x.toml"))
+            .and_then(|c| c.validate().map(|()| c))
+            .map_err(|e| e.to_string())
+    };
+    let pg = "[store]\nurl = \"postgres://shiki@db/shiki\"\n";
+    let broker = "[mqtt]\nurl = \"mqtt://broker:1883\"\n";
+    let ok = check(&format!("{pg}{broker}[cluster]\nnode_id = \"cloud-a\"\n")).expect("valid");
+    let cluster = ok.cluster.expect("a cluster node");
+    assert_eq!(cluster.shards, 64);
+    assert_eq!(cluster.lease_ttl, Duration::from_secs(10));
+
+    let err = check(&format!("{broker}[cluster]\nnode_id = \"cloud-a\"\n")).expect_err("no PG");
+    assert!(err.contains("cluster.node_id") && err.contains("store.url"), "{err}");
+    let err = check(&format!("{pg}[cluster]\nnode_id = \"cloud-a\"\n")).expect_err("embedded");
+    assert!(err.contains("mqtt.url"), "{err}");
+    let err = check(&format!("{pg}{broker}[cluster]\nnode_id = \"cloud a/1\"\n"))
+        .expect_err("bad name");
+    assert!(err.contains("cluster.node_id") && err.contains("letters"), "{err}");
+    let err = check(&format!(
+        "{pg}{broker}[cluster]\nnode_id = \"a\"\nlease_ttl = \"6s\"\nrenew_every = \"3s\"\n"
+    ))
+    .expect_err("renewing too rarely");
+    assert!(err.contains("cluster.renew_every") && err.contains("a third"), "{err}");
+    let err = check(&format!("{pg}{broker}[cluster]\nnode_id = \"a\"\nshards = 0\n"))
+        .expect_err("no shards");
+    assert!(err.contains("cluster.shards"), "{err}");
+    let err = check(&format!("{pg}{broker}[cluster]\nnode = \"a\"\n")).expect_err("typo");
+    assert!(err.contains("node"), "{err}");
+}

@@ -86,6 +86,9 @@ pub struct App {
     ingest: Option<Ingest>,
     /// This process as a node of a cluster.
     cluster: Option<ClusterNode>,
+    directory: Arc<Directory>,
+    /// A cluster node's publishing connection.
+    publishing: Option<tokio::task::JoinHandle<()>>,
     api: actix_web::dev::ServerHandle,
     _broker: Option<Embedded>,
 }
@@ -168,6 +171,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         Some(o) => Directory::with_ownership(deps, o.clone()),
         None => Directory::new(deps),
     };
+    let running = directory.clone();
     let registry = Registry::with_directory(directory.clone()).start();
     // A cluster node runs no OTA jobs (each node would drive every job; see the ADR
     // docs/adr/cluster-leases.md): creating one is refused there.
@@ -200,9 +204,12 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     let fleet =
         FleetScheduleActor::new(scheduler, clock.clone(), registry.clone().recipient()).start();
     let ingest_stats = Arc::new(IngestStats::default());
+    let mut publishing = None;
     let (ingest, cluster) = match (&config.cluster, cluster_db, ownership) {
         (Some(c), Some(db), Some(ownership)) => {
-            actix::spawn(crate::publisher::keep_connected((client, eventloop)));
+            publishing = Some(actix::spawn(crate::publisher::keep_connected((
+                client, eventloop,
+            ))));
             let node = ClusterNode::start(NodeDeps {
                 config: c.clone(),
                 api_url: c
@@ -278,6 +285,8 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         store,
         ingest,
         cluster,
+        directory: running,
+        publishing,
         api,
         _broker: embedded,
     })
@@ -436,6 +445,11 @@ impl App {
         self.cluster.as_ref().map(|c| c.view.clone())
     }
 
+    /// Device actors running in this process now.
+    pub fn devices_running(&self) -> usize {
+        self.directory.len()
+    }
+
     /// The store (for tests and benches reading what was stored).
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
@@ -451,6 +465,9 @@ impl App {
         self.api.stop(true).await;
         if let Some(ingest) = self.ingest {
             ingest.stop().await;
+        }
+        if let Some(p) = self.publishing {
+            p.abort();
         }
         let store = self.store.clone();
         // Joining the writer blocks: do it off the arbiter.

@@ -155,6 +155,7 @@ async fn three_nodes_share_six_devices_and_a_killed_node_loses_nothing() -> anyh
     let v = NODES.iter().position(|n| *n == victim).expect("known node");
     let mut dead = nodes.remove(v);
     let killed_at = Instant::now();
+    let killed_ts = chrono::Utc::now();
     dead.child.kill9();
     let survivor = nodes[0].api.clone();
 
@@ -181,6 +182,7 @@ async fn three_nodes_share_six_devices_and_a_killed_node_loses_nothing() -> anyh
     )
     .await?;
     let failover = killed_at.elapsed();
+    let recovered_ts = chrono::Utc::now();
     eprintln!("failover: {owned} devices of {victim} served again after {failover:?}");
 
     // A setpoint change on every device, through a surviving node, is verified.
@@ -206,6 +208,7 @@ async fn three_nodes_share_six_devices_and_a_killed_node_loses_nothing() -> anyh
         }
         m
     };
+    let mut during = 0;
     for (i, mark) in marks.iter().enumerate() {
         let id = device(i);
         let seqs = wait_for(
@@ -218,7 +221,22 @@ async fn three_nodes_share_six_devices_and_a_killed_node_loses_nothing() -> anyh
         )
         .await?;
         assert_contiguous(&seqs).map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+        during += survivor
+            .telemetry(&id)
+            .await
+            .iter()
+            .filter_map(|s| {
+                s["ts"]
+                    .as_str()?
+                    .parse::<chrono::DateTime<chrono::Utc>>()
+                    .ok()
+            })
+            .filter(|ts| (killed_ts..=recovered_ts).contains(ts))
+            .count();
     }
+    eprintln!(
+        "failover: {during} samples published between the kill and the recovery, all stored once (every device's seqs 1..n without a gap)"
+    );
 
     // A node paused past its lease gives its devices up and writes nothing stale.
     let names: Vec<&str> = NODES.iter().copied().filter(|n| *n != victim).collect();

@@ -205,19 +205,30 @@ fn a_cluster_node_needs_postgresql_and_an_external_broker_and_sane_lease_times()
     assert_eq!(cluster.lease_ttl, Duration::from_secs(10));
 
     let err = check(&format!("{broker}[cluster]\nnode_id = \"cloud-a\"\n")).expect_err("no PG");
-    assert!(err.contains("cluster.node_id") && err.contains("store.url"), "{err}");
+    assert!(
+        err.contains("cluster.node_id") && err.contains("store.url"),
+        "{err}"
+    );
     let err = check(&format!("{pg}[cluster]\nnode_id = \"cloud-a\"\n")).expect_err("embedded");
     assert!(err.contains("mqtt.url"), "{err}");
-    let err = check(&format!("{pg}{broker}[cluster]\nnode_id = \"cloud a/1\"\n"))
-        .expect_err("bad name");
-    assert!(err.contains("cluster.node_id") && err.contains("letters"), "{err}");
+    let err =
+        check(&format!("{pg}{broker}[cluster]\nnode_id = \"cloud a/1\"\n")).expect_err("bad name");
+    assert!(
+        err.contains("cluster.node_id") && err.contains("letters"),
+        "{err}"
+    );
     let err = check(&format!(
         "{pg}{broker}[cluster]\nnode_id = \"a\"\nlease_ttl = \"6s\"\nrenew_every = \"3s\"\n"
     ))
     .expect_err("renewing too rarely");
-    assert!(err.contains("cluster.renew_every") && err.contains("a third"), "{err}");
-    let err = check(&format!("{pg}{broker}[cluster]\nnode_id = \"a\"\nshards = 0\n"))
-        .expect_err("no shards");
+    assert!(
+        err.contains("cluster.renew_every") && err.contains("a third"),
+        "{err}"
+    );
+    let err = check(&format!(
+        "{pg}{broker}[cluster]\nnode_id = \"a\"\nshards = 0\n"
+    ))
+    .expect_err("no shards");
     assert!(err.contains("cluster.shards"), "{err}");
     let err = check(&format!("{pg}{broker}[cluster]\nnode = \"a\"\n")).expect_err("typo");
     assert!(err.contains("node"), "{err}");

@@ -279,7 +279,7 @@ impl IngestBench<'_> {
 }
 
 /// The devices [`stream`] sends as.
-fn bench_devices() -> Vec<DeviceId> {
+pub(super) fn bench_devices() -> Vec<DeviceId> {
     (0..100)
         .map(|i| DeviceId::new(format!("bench-{i:03}")).expect("valid"))
         .collect()
@@ -307,7 +307,12 @@ fn chiller_values() -> Vec<(&'static str, PointValue)> {
 
 /// Payloads of `n` single-sample telemetry messages of `points` points spread over 100
 /// devices; the first sample of each device has seq `first_seq`.
-fn stream(topics: &Topics, n: usize, first_seq: u64, points: usize) -> Vec<(String, Vec<u8>)> {
+pub(super) fn stream(
+    topics: &Topics,
+    n: usize,
+    first_seq: u64,
+    points: usize,
+) -> Vec<(String, Vec<u8>)> {
     let devices = bench_devices();
     let ts = Utc::now();
     let values: std::collections::BTreeMap<String, PointValue> = chiller_values()
@@ -340,11 +345,23 @@ const BENCH_DEVICE_PASSWORD: &str = "bench-device-password-0123456789";
 
 /// Registers the bench devices with [`BENCH_DEVICE_PASSWORD`].
 async fn register_bench_devices(app: &App) -> anyhow::Result<()> {
+    register_devices(app, Some(BENCH_DEVICE_PASSWORD)).await
+}
+
+/// Registers the bench devices, with `password` (for the embedded broker's front) or
+/// without (an external broker).
+pub(super) async fn register_devices(app: &App, password: Option<&str>) -> anyhow::Result<()> {
     use shiki_cloud::store::{RegistryRecord, Write};
-    let hash = tokio::task::spawn_blocking(|| {
-        shiki_cloud::auth::hash_device_password(BENCH_DEVICE_PASSWORD)
-    })
-    .await?;
+    let hash = match password {
+        Some(p) => {
+            let p = p.to_owned();
+            Some(
+                tokio::task::spawn_blocking(move || shiki_cloud::auth::hash_device_password(&p))
+                    .await?,
+            )
+        }
+        None => None,
+    };
     let now = Utc::now();
     let writes = bench_devices()
         .into_iter()
@@ -352,7 +369,7 @@ async fn register_bench_devices(app: &App) -> anyhow::Result<()> {
             Write::PutRegistry(Box::new(RegistryRecord {
                 id,
                 tenant: None,
-                password_hash: Some(hash.clone()),
+                password_hash: hash.clone(),
                 created_at: now,
                 created_by: "bench".into(),
                 credentials_at: now,
@@ -404,7 +421,7 @@ fn spawn_device_publishers(port: u16, msgs: Vec<(String, Vec<u8>)>) -> oneshot::
 
 /// Publishes `msgs` from one client on its own thread and runtime (the devices are not part
 /// of the cloud process); runs until the returned sender is dropped or fired.
-fn spawn_publisher(access: Access, msgs: Vec<(String, Vec<u8>)>) -> oneshot::Sender<()> {
+pub(super) fn spawn_publisher(access: Access, msgs: Vec<(String, Vec<u8>)>) -> oneshot::Sender<()> {
     on_publisher_thread(move || async move {
         let (client, mut el) = device_client("bench-pub", &access);
         tokio::spawn(async move {

@@ -14,10 +14,16 @@
 //!   loaded into PostgreSQL; latency of the queries Grafana and the API run, and bytes per
 //!   sample on disk.
 //!
+//! - `cluster` ([`cluster`], needs `--postgres`): 1 … `--nodes` cloud nodes sharing a
+//!   fleet; the ingest rate per node count and the shards that move when a node joins.
+//!
 //! [`shared`] holds what they have in common: the cloud's configuration, temp dirs, MQTT
 //! clients standing in for devices, and printing.
 
+use anyhow::Context as _;
+
 mod actors;
+mod cluster;
 mod cpu;
 mod ingest;
 mod query;
@@ -32,6 +38,7 @@ pub enum Which {
     Ingest,
     Verify,
     Query,
+    Cluster,
 }
 
 /// Options of `shiki-cloud bench`: benchmark sizes and the broker to measure through.
@@ -87,6 +94,9 @@ pub struct BenchArgs {
     /// Times each query of the query bench runs.
     #[arg(long, default_value_t = 50)]
     query_runs: usize,
+    /// Largest cluster of the cluster bench (it measures 1, 2, … this many nodes).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
 }
 
 impl BenchArgs {
@@ -152,6 +162,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             None => {}
         }
+    }
+    if args.only == Which::Cluster {
+        let server = args.postgres.as_deref().context(
+            "the cluster bench needs a PostgreSQL server: give --postgres postgres://user@host:port/database",
+        )?;
+        cluster::run(server, args.nodes, args.messages).await?;
     }
     if matches!(args.only, Which::All | Which::Verify) {
         verify::run(args.changes, args.mqtt_url.as_deref()).await?;

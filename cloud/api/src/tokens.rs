@@ -1,7 +1,7 @@
 //! Token routes (admin only): create (the secret is returned once), list, revoke.
 
 use actix_web::{HttpResponse, http::header, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{ApiError, ApiState, NewToken, ops::method_not_allowed};
@@ -63,14 +63,19 @@ async fn create_token(
     tracing::info!(token = %info.name, role = %info.role, by = %auth.caller.name, "token created");
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({
-            "name": info.name,
-            "role": info.role,
-            "tenant": info.tenant,
-            "created_at": info.created_at,
-            "created_by": info.created_by,
-            "token": secret,
-        })))
+        .json(CreatedToken {
+            info,
+            token: secret,
+        }))
+}
+
+/// The answer of `POST /api/v1/tokens`: the token as the list shows it (a staff token
+/// without `tenant`, as documented), and its secret, this once.
+#[derive(Debug, Serialize)]
+struct CreatedToken {
+    #[serde(flatten)]
+    info: crate::TokenInfo,
+    token: String,
 }
 
 async fn list_tokens(

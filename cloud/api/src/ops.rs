@@ -67,11 +67,13 @@ async fn healthz() -> HttpResponse {
 
 async fn metrics(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     if state.metrics_require_token {
+        let peer = req.peer_addr().map(|a| a.ip());
+        crate::auth::locked_out(&state, peer)?;
         let caller = state
             .auth
             .authenticate(state.backend.as_ref(), req.headers().get(AUTHORIZATION))
             .await
-            .inspect_err(|_| state.stats.auth_failure())?;
+            .inspect_err(|e| crate::auth::note_failure(&state, peer, e))?;
         if !caller.role.allows(Role::Viewer) {
             return Err(ApiError::Forbidden {
                 name: caller.name,

@@ -19,7 +19,6 @@ use crate::auth::{CanOperate, CanRead};
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/devices/{id}/schedule")
-            .app_data(super::error::schedule_json_config())
             .route(web::get().to(get_schedule))
             .route(web::put().to(put_schedule))
             .default_service(web::to(method_not_allowed)),

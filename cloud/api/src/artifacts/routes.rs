@@ -1,7 +1,11 @@
 //! The artifact handlers: upload and list under `/api/v1`, signed downloads under `/ota/v1`.
 
 use actix_files::NamedFile;
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::{Method, header},
+    web,
+};
 use serde::Deserialize;
 use serde_json::json;
 use shiki_shared::ota::{Manifest, OtaError, check_version};
@@ -14,6 +18,22 @@ use crate::{ApiError, ApiState, Backend};
 
 fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// The config key of the upload limit, named in 413 answers.
+const UPLOAD_LIMIT_KEY: &str = "ota.max_artifact_mb";
+
+/// Where uploads go (`/api` + `/v1` + `/artifacts/{version}`).
+const UPLOAD_PREFIX: &str = "/api/v1/artifacts/";
+
+/// Whether a request is an artifact upload, which streams to disk under its own limit
+/// (`ota.max_artifact_mb`) instead of `api.max_body_bytes`. Judged on the raw path: a
+/// percent-encoded one is not exempted, so it gets the smaller limit, never a larger one.
+pub(crate) fn is_upload(method: &Method, path: &str) -> bool {
+    method == Method::PUT
+        && path
+            .strip_prefix(UPLOAD_PREFIX)
+            .is_some_and(|version| !version.is_empty() && !version.contains('/'))
 }
 
 /// Routes under `/api/v1`.
@@ -53,7 +73,10 @@ async fn upload(
     }
     let limit = artifacts.config.max_bytes;
     if content_length(&req).is_some_and(|n| n > limit) {
-        return Err(ApiError::PayloadTooLarge { limit });
+        return Err(ApiError::PayloadTooLarge {
+            limit,
+            setting: UPLOAD_LIMIT_KEY,
+        });
     }
     let received = artifacts
         .files
@@ -154,7 +177,10 @@ fn content_length(req: &HttpRequest) -> Option<u64> {
 
 fn receive_error(e: ReceiveError) -> ApiError {
     match e {
-        ReceiveError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
+        ReceiveError::TooLarge { limit } => ApiError::PayloadTooLarge {
+            limit,
+            setting: UPLOAD_LIMIT_KEY,
+        },
         ReceiveError::Broken(reason) => {
             ApiError::InvalidBody(format!("the upload broke off: {reason}"))
         }

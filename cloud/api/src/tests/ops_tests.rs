@@ -392,7 +392,11 @@ async fn http_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -
 async fn server_serves_over_a_real_socket_on_port_zero() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let addr = listener.local_addr().expect("local addr");
-    let server = server(listener, state(seeded()), 1).expect("server");
+    let options = ServerOptions {
+        workers: 1,
+        ..ServerOptions::default()
+    };
+    let server = server(listener, state(seeded()), &options).expect("server");
     let handle = server.handle();
     actix_web::rt::spawn(server);
 
@@ -442,7 +446,13 @@ fn openapi_lists_every_error_code_and_status() {
             current: 2,
         },
         ApiError::Conflict(String::new()),
-        ApiError::PayloadTooLarge { limit: 1 },
+        ApiError::PayloadTooLarge {
+            limit: 1,
+            setting: crate::BODY_LIMIT_KEY,
+        },
+        ApiError::TooManyFailedAttempts {
+            retry_after_secs: 1,
+        },
         ApiError::SignatureRefused(String::new()),
         ApiError::UrlRefused(crate::artifacts::url::UrlRefused::BadSignature),
         ApiError::UrlRefused(crate::artifacts::url::UrlRefused::Expired { at: now() }),
@@ -518,6 +528,47 @@ fn openapi_lists_every_error_code_and_status() {
         assert_eq!(body["error"]["code"], e.code());
         assert!(body["error"]["message"].is_string());
     }
+}
+
+/// schemathesis: `GET /api/v1/devices` and the calendar answered 400 for a bad query
+/// parameter, which their entries did not list. Every answer any request can get is
+/// documented on every operation: 400 where there is a query, 413 everywhere (the body
+/// limit holds on every route), and under `/api` the refusals of the authentication
+/// (401, 403 for a provider identity without a role, 429 for a locked-out address, 503
+/// when the token store cannot answer).
+#[test]
+fn every_operation_documents_the_answers_any_request_can_get() {
+    let doc: Value = serde_json::from_str(crate::ops::OPENAPI_JSON).expect("openapi parses");
+    let mut missing = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let has_query = op["parameters"].as_array().is_some_and(|ps| {
+                ps.iter().any(|p| {
+                    p["in"] == "query"
+                        || p["$ref"].as_str().is_some_and(|r| {
+                            let name = r.rsplit('/').next().unwrap_or_default();
+                            doc["components"]["parameters"][name]["in"] == "query"
+                        })
+                })
+            });
+            let authenticated = path.starts_with("/api/") || path == "/metrics";
+            let mut wanted = vec!["413"];
+            if has_query {
+                wanted.push("400");
+            }
+            if authenticated {
+                wanted.extend(["401", "403", "429", "503"]);
+            }
+            for code in wanted {
+                if op["responses"].get(code).is_none() {
+                    missing.push(format!("{method} {path}: {code}"));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undocumented answers: {missing:#?}");
+    let too_many = &doc["components"]["responses"]["TooManyRequests"];
+    assert!(too_many["headers"]["Retry-After"].is_object());
 }
 
 #[actix_web::test]

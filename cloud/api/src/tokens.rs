@@ -4,17 +4,16 @@ use actix_web::{HttpResponse, http::header, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{ApiError, ApiState, NewToken, ops::method_not_allowed};
+use super::{ApiError, ApiState, NewToken, ops::resource};
 use crate::auth::{CanAdminister, Role, generate_token, hash_token, valid_token_name};
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
     cfg.service(
-        resource("/tokens")
+        resource("/tokens", "GET, POST")
             .route(web::get().to(list_tokens))
             .route(web::post().to(create_token)),
     )
-    .service(resource("/tokens/{name}").route(web::delete().to(revoke_token)));
+    .service(resource("/tokens/{name}", "DELETE").route(web::delete().to(revoke_token)));
 }
 
 /// Body of `POST /api/v1/tokens`.

@@ -13,12 +13,8 @@ use shiki_shared::ota::{Manifest, OtaError, check_version};
 use super::files::{ReceiveError, Received};
 use super::{Artifact, ArtifactPut, Artifacts, SIGNATURE_HEADER};
 use crate::auth::{CanAdminister, CanRead};
-use crate::ops::method_not_allowed;
+use crate::ops::resource;
 use crate::{ApiError, ApiState, Backend};
-
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
-}
 
 /// The config key of the upload limit, named in 413 answers.
 const UPLOAD_LIMIT_KEY: &str = "ota.max_artifact_mb";
@@ -38,16 +34,19 @@ pub(crate) fn is_upload(method: &Method, path: &str) -> bool {
 
 /// Routes under `/api/v1`.
 pub(crate) fn configure_api(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/artifacts").route(web::get().to(list)))
-        .service(resource("/artifacts/{version}").route(web::put().to(upload)));
+    cfg.service(resource("/artifacts", "GET").route(web::get().to(list)))
+        .service(resource("/artifacts/{version}", "PUT").route(web::put().to(upload)));
 }
 
 /// The download route (no token: the signed URL is the credential).
 pub(crate) fn configure_public(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource(&format!("{}/{{sha256}}", super::url::DOWNLOAD_PATH))
-            .route(web::get().to(download))
-            .route(web::head().to(download)),
+        resource(
+            &format!("{}/{{sha256}}", super::url::DOWNLOAD_PATH),
+            "GET, HEAD",
+        )
+        .route(web::get().to(download))
+        .route(web::head().to(download)),
     );
 }
 

@@ -571,6 +571,44 @@ fn every_operation_documents_the_answers_any_request_can_get() {
     assert!(too_many["headers"]["Retry-After"].is_object());
 }
 
+/// schemathesis (`unsupported_method`): a 405 had no `Allow` header, which RFC 9110
+/// requires. Every documented path answers a method it does not serve with 405 and
+/// `Allow` listing exactly its documented methods (the download also serves HEAD).
+#[actix_web::test]
+async fn a_method_a_route_does_not_serve_is_405_with_its_documented_methods_in_allow() {
+    let doc: Value = serde_json::from_str(crate::ops::OPENAPI_JSON).expect("openapi parses");
+    let app = app!(state(seeded()));
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let mut documented: Vec<String> = item
+            .as_object()
+            .expect("path item")
+            .keys()
+            .filter(|k| *k != "parameters")
+            .map(|k| k.to_uppercase())
+            .collect();
+        if path.starts_with("/ota/") {
+            documented.push("HEAD".into());
+        }
+        documented.sort();
+        let uri = path
+            .replace("{id}", "plant-01")
+            .replace("{name}", "grafana")
+            .replace("{version}", "0.2.0")
+            .replace("{sha256}", &"0".repeat(64));
+        let res = send!(app, req("TRACE", &uri, Some(ADMIN)));
+        assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED, "TRACE {path}");
+        assert_eq!(res.error_code(), "method_not_allowed");
+        let mut allowed: Vec<String> = res
+            .header("allow")
+            .split(", ")
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect();
+        allowed.sort();
+        assert_eq!(allowed, documented, "Allow of {path}");
+    }
+}
+
 #[actix_web::test]
 async fn every_request_example_in_the_openapi_document_is_accepted() {
     let doc: Value = serde_json::from_str(crate::ops::OPENAPI_JSON).expect("openapi parses");

@@ -149,8 +149,10 @@ async fn a_client_trickling_its_request_head_is_cut_off_after_the_request_timeou
         "cut off only after the whole head: {sent} of {}",
         head.len()
     );
+    // actix-web reckons the deadline from a clock it refreshes every 500 ms, so the cut
+    // comes between 0.5 s and 1 s after the connection (plus scheduling).
     assert!(
-        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(4),
+        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(3),
         "cut off after {elapsed:?}, configured 1 s"
     );
     assert!(

@@ -1,7 +1,8 @@
 //! schemathesis (property-based API testing from the OpenAPI document, PyPI) against the
 //! `/api/v1/openapi.json` of a real `shiki-cloud serve`, with the admin token: no answer
 //! may be a 5xx (`not_a_server_error`) and every answer must match the document
-//! (`response_schema_conformance`, and its status and content type).
+//! (`response_schema_conformance`, and its status, content type and headers); a method a
+//! route does not serve is 405 with `Allow` (`unsupported_method`).
 //!
 //! The run is bounded (a fixed seed, a few examples per operation) to stay within a couple
 //! of minutes. schemathesis must be installed (`.ci/run` installs it); when it is not,
@@ -163,7 +164,7 @@ async fn run(st: &str, addr: SocketAddr, dir: &Path) -> anyhow::Result<std::proc
             &format!("Authorization: Bearer {ADMIN_TOKEN}"),
             "--checks",
             "not_a_server_error,response_schema_conformance,status_code_conformance,\
-             content_type_conformance,response_headers_conformance",
+             content_type_conformance,response_headers_conformance,unsupported_method",
             "--phases",
             "examples,coverage,fuzzing,stateful",
             "--max-examples",

@@ -265,7 +265,13 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
             config: oidc,
             public_url: config.api.public_url(api_addr),
         });
-    let (api, admin_token) = serve_api((api_listener, api_addr), backend, artifacts, oidc).await?;
+    let limits = ApiLimits {
+        server: config.api.server_options(),
+        max_body_bytes: config.api.max_body_bytes,
+        failed_auth: config.auth.failed_auth_limits(),
+    };
+    let (api, admin_token) =
+        serve_api((api_listener, api_addr), backend, artifacts, oidc, limits).await?;
     let mqtt_addr = embedded.as_ref().map(|e| e.front.addr());
     tracing::info!(%api_addr, mqtt = ?mqtt_addr, "shiki-cloud started");
     Ok(App {
@@ -399,6 +405,13 @@ fn open_artifacts(config: &CloudConfig, api_addr: SocketAddr) -> Result<Artifact
     .map_err(|source| AppError::ArtifactsDir { dir, source })
 }
 
+/// What `[api]` and `[auth]` say about hostile clients: timeouts, body size, lockouts.
+struct ApiLimits {
+    server: api::ServerOptions,
+    max_body_bytes: usize,
+    failed_auth: Option<crate::auth::FailedAuthLimits>,
+}
+
 /// Creates the first admin token on an empty store and serves the admin API on `listener`.
 /// Returns the server's handle and the bootstrap token (if one was made).
 async fn serve_api(
@@ -406,6 +419,7 @@ async fn serve_api(
     backend: SharedBackend,
     artifacts: Artifacts,
     oidc: Option<crate::auth::oidc::OidcSettings>,
+    limits: ApiLimits,
 ) -> Result<(actix_web::dev::ServerHandle, Option<String>), AppError> {
     if let Some(o) = &oidc {
         tracing::info!(issuer = %o.config.issuer, audience = %o.config.audience, web_sign_in = o.config.client_id.is_some(), "OIDC sign-in configured");
@@ -421,6 +435,8 @@ async fn serve_api(
         api::ApiConfig {
             auth,
             metrics_require_token: false,
+            max_body_bytes: limits.max_body_bytes,
+            failed_auth: limits.failed_auth,
         },
     )
     .map_err(|e| AppError::Auth(e.to_string()))?
@@ -428,8 +444,8 @@ async fn serve_api(
     let admin_token = bootstrap_admin(backend.as_ref(), state.authenticator(), chrono::Utc::now())
         .await
         .map_err(|e| AppError::Bootstrap(e.to_string()))?;
-    let server =
-        api::server(listener, state, 2).map_err(|source| AppError::ApiBind { addr, source })?;
+    let server = api::server(listener, state, &limits.server)
+        .map_err(|source| AppError::ApiBind { addr, source })?;
     let handle = server.handle();
     actix::spawn(async move {
         if let Err(e) = server.await {

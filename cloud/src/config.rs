@@ -64,13 +64,95 @@ pub struct CloudConfig {
     pub cluster: Option<ClusterConfig>,
 }
 
-/// `[auth]`: how people sign in (API tokens need no config).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[auth]`: how people sign in (API tokens need no config), and the lockout of addresses
+/// that keep presenting bad tokens.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
     /// `[auth.oidc]`: the identity provider (OpenID Connect); unset: API tokens only.
     #[serde(default)]
     pub oidc: Option<shiki_cloud_api::auth::oidc::OidcConfig>,
+    /// Bad tokens from one address within `failed_attempts_window` that lock it out
+    /// (429 for every `/api` request, good token or not); 0: never.
+    #[serde(default = "default_max_failed_attempts")]
+    pub max_failed_attempts: u32,
+    #[serde(default = "default_failed_attempts_window", with = "humantime_serde")]
+    pub failed_attempts_window: Duration,
+    /// How long a locked-out address is refused.
+    #[serde(default = "default_lockout", with = "humantime_serde")]
+    pub lockout: Duration,
+    /// Most addresses remembered (bounded memory under a flood from many addresses).
+    #[serde(default = "default_max_tracked_addresses")]
+    pub max_tracked_addresses: usize,
+}
+
+fn default_max_failed_attempts() -> u32 {
+    shiki_cloud_api::auth::FailedAuthLimits::default().max_failures
+}
+fn default_failed_attempts_window() -> Duration {
+    shiki_cloud_api::auth::FailedAuthLimits::default().window
+}
+fn default_lockout() -> Duration {
+    shiki_cloud_api::auth::FailedAuthLimits::default().lockout
+}
+fn default_max_tracked_addresses() -> usize {
+    shiki_cloud_api::auth::FailedAuthLimits::default().max_addresses
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            oidc: None,
+            max_failed_attempts: default_max_failed_attempts(),
+            failed_attempts_window: default_failed_attempts_window(),
+            lockout: default_lockout(),
+            max_tracked_addresses: default_max_tracked_addresses(),
+        }
+    }
+}
+
+impl AuthSection {
+    /// The API's lockout settings; `None` when `max_failed_attempts` is 0.
+    pub fn failed_auth_limits(&self) -> Option<shiki_cloud_api::auth::FailedAuthLimits> {
+        (self.max_failed_attempts > 0).then_some(shiki_cloud_api::auth::FailedAuthLimits {
+            max_failures: self.max_failed_attempts,
+            window: self.failed_attempts_window,
+            lockout: self.lockout,
+            max_addresses: self.max_tracked_addresses,
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(oidc) = &self.oidc {
+            oidc.validate().map_err(|e| ConfigError::Invalid {
+                key: e.key,
+                reason: e.reason,
+            })?;
+        }
+        if self.max_failed_attempts == 0 {
+            return Ok(());
+        }
+        for (key, value) in [
+            ("auth.failed_attempts_window", self.failed_attempts_window),
+            ("auth.lockout", self.lockout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be above zero (set auth.max_failed_attempts = 0 to turn \
+                             the lockout off)"
+                        .into(),
+                });
+            }
+        }
+        if self.max_tracked_addresses == 0 {
+            return Err(ConfigError::Invalid {
+                key: "auth.max_tracked_addresses",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -181,9 +263,65 @@ pub struct ApiConfig {
     /// proxy): OTA download URLs start with it. Unset: `http://{listen}` (as bound).
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Largest request body, in bytes; above it, 413. OTA artifact uploads have their own
+    /// limit (`ota.max_artifact_mb`).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// A client must send its whole request head within this, else 408 and the
+    /// connection is closed.
+    #[serde(default = "default_client_request_timeout", with = "humantime_serde")]
+    pub client_request_timeout: Duration,
+    /// How long a closing connection may take to shut down after the response.
+    #[serde(
+        default = "default_client_disconnect_timeout",
+        with = "humantime_serde"
+    )]
+    pub client_disconnect_timeout: Duration,
+    /// How long an idle kept-alive connection stays open; 0s: closed after each response.
+    #[serde(default = "default_keep_alive_api", with = "humantime_serde")]
+    pub keep_alive: Duration,
 }
 
 impl ApiConfig {
+    /// The HTTP server's connection settings.
+    pub fn server_options(&self) -> shiki_cloud_api::ServerOptions {
+        shiki_cloud_api::ServerOptions {
+            client_request_timeout: self.client_request_timeout,
+            client_disconnect_timeout: self.client_disconnect_timeout,
+            keep_alive: self.keep_alive,
+            ..shiki_cloud_api::ServerOptions::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_url {
+            ota::check_public_url(url)?;
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                key: "api.max_body_bytes",
+                reason: "must be at least 1 (bytes)".into(),
+            });
+        }
+        for (key, value) in [
+            ("api.client_request_timeout", self.client_request_timeout),
+            (
+                "api.client_disconnect_timeout",
+                self.client_disconnect_timeout,
+            ),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be above zero: a zero timeout would let a slow client hold \
+                             a connection forever"
+                        .into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// `public_url`, or `http://{bound}` where `bound` is the address the API listens on.
     pub fn public_url(&self, bound: SocketAddr) -> String {
         self.public_url
@@ -195,12 +333,28 @@ impl ApiConfig {
 fn default_api_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
+fn default_max_body_bytes() -> usize {
+    shiki_cloud_api::DEFAULT_MAX_BODY_BYTES
+}
+fn default_client_request_timeout() -> Duration {
+    shiki_cloud_api::ServerOptions::default().client_request_timeout
+}
+fn default_client_disconnect_timeout() -> Duration {
+    shiki_cloud_api::ServerOptions::default().client_disconnect_timeout
+}
+fn default_keep_alive_api() -> Duration {
+    shiki_cloud_api::ServerOptions::default().keep_alive
+}
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: default_api_listen(),
             public_url: None,
+            max_body_bytes: default_max_body_bytes(),
+            client_request_timeout: default_client_request_timeout(),
+            client_disconnect_timeout: default_client_disconnect_timeout(),
+            keep_alive: default_keep_alive_api(),
         }
     }
 }
@@ -528,12 +682,7 @@ impl CloudConfig {
             reason: e.to_string(),
         })?;
         self.broker()?;
-        if let Some(oidc) = &self.auth.oidc {
-            oidc.validate().map_err(|e| ConfigError::Invalid {
-                key: e.key,
-                reason: e.reason,
-            })?;
-        }
+        self.auth.validate()?;
         if self.verification.attempts == 0 {
             return Err(ConfigError::Invalid {
                 key: "verification.attempts",
@@ -608,21 +757,21 @@ impl CloudConfig {
             if self.store.url.is_none() {
                 return Err(ConfigError::Invalid {
                     key: "cluster.node_id",
-                    reason: "a cluster shares its state in PostgreSQL: set store.url (or                              --store postgres://…) on every node"
+                    reason: "a cluster shares its state in PostgreSQL: set store.url (or \
+                             --store postgres://…) on every node"
                         .into(),
                 });
             }
             if matches!(self.broker()?, BrokerTarget::Embedded(_)) {
                 return Err(ConfigError::Invalid {
                     key: "cluster.node_id",
-                    reason: "the nodes of a cluster share one external broker: set mqtt.url                              (or --mqtt-url mqtt://…) on every node"
+                    reason: "the nodes of a cluster share one external broker: set mqtt.url \
+                             (or --mqtt-url mqtt://…) on every node"
                         .into(),
                 });
             }
         }
-        if let Some(url) = &self.api.public_url {
-            ota::check_public_url(url)?;
-        }
+        self.api.validate()?;
         if self.mqtt.cert_file.is_some() != self.mqtt.key_file.is_some() {
             return Err(ConfigError::Invalid {
                 key: "mqtt.cert_file",

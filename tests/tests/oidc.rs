@@ -52,6 +52,11 @@ fn script_clients() -> Value {
 fn cloud_config(issuer: &str) -> String {
     format!(
         r#"
+[auth]
+# These tests present a dozen refused tokens from one address on purpose; the lockout
+# after repeated bad tokens has its own test (hostile_api.rs).
+max_failed_attempts = 100
+
 [auth.oidc]
 issuer = "{issuer}"
 audience = "{AUDIENCE}"

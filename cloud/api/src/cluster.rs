@@ -66,11 +66,7 @@ pub struct ClusterNodeStatus {
 }
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/cluster")
-            .route(web::get().to(cluster))
-            .default_service(web::to(crate::ops::method_not_allowed)),
-    );
+    cfg.service(crate::ops::resource("/cluster", "GET").route(web::get().to(cluster)));
 }
 
 async fn cluster(_auth: CanRead, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {

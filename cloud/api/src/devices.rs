@@ -13,7 +13,7 @@ use shiki_proto::DeviceId;
 use super::params::{DEFAULT_LIMIT, Format, MAX_EXPORT_ROWS, MAX_LIMIT, RangeQuery, device_id};
 use super::{
     ApiError, ApiState, Backend, BackendFuture, DesiredChange, EventRow, NewRegistration,
-    Registration, TelemetryRow, TimeRange, csv, ops::method_not_allowed,
+    Registration, TelemetryRow, TimeRange, csv, ops::resource,
 };
 use crate::auth::{
     CanAdminister, CanOperate, CanRead, generate_device_password, hash_device_password,
@@ -25,24 +25,28 @@ pub const MAX_PATCH_KEYS: usize = 256;
 pub const MAX_COMMENT_CHARS: usize = 1000;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
     cfg.service(
-        resource("/devices")
+        resource("/devices", "GET, POST")
             .route(web::get().to(list_devices))
             .route(web::post().to(register_device)),
     )
     .service(
-        resource("/devices/{id}")
+        resource("/devices/{id}", "GET, PATCH, DELETE")
             .route(web::get().to(get_device))
             .route(web::patch().to(patch_device))
             .route(web::delete().to(retire_device)),
     )
-    .service(resource("/devices/{id}/credentials").route(web::post().to(rotate_credentials)))
-    .service(resource("/devices/{id}/desired").route(web::patch().to(patch_desired)))
-    .service(resource("/devices/{id}/history").route(web::get().to(history)))
-    .service(resource("/devices/{id}/telemetry").route(web::get().to(telemetry)))
-    .service(resource("/devices/{id}/telemetry/series").route(web::get().to(crate::series::series)))
-    .service(resource("/devices/{id}/events").route(web::get().to(events)));
+    .service(
+        resource("/devices/{id}/credentials", "POST").route(web::post().to(rotate_credentials)),
+    )
+    .service(resource("/devices/{id}/desired", "PATCH").route(web::patch().to(patch_desired)))
+    .service(resource("/devices/{id}/history", "GET").route(web::get().to(history)))
+    .service(resource("/devices/{id}/telemetry", "GET").route(web::get().to(telemetry)))
+    .service(
+        resource("/devices/{id}/telemetry/series", "GET")
+            .route(web::get().to(crate::series::series)),
+    )
+    .service(resource("/devices/{id}/events", "GET").route(web::get().to(events)));
 }
 
 /// A device outside the caller's tenant is, to the caller, a device that does not exist.

@@ -5,10 +5,16 @@
 //! where details are `parameter`, `key`, `expected_version` or `current_version` when they
 //! apply. actix-web's own extractor errors (JSON body, query string, path) are turned into
 //! `ApiError`s by [`json_config`], [`query_config`] and [`path_config`].
+//!
+//! Body limits: every request body is limited to [`ApiConfig::max_body_bytes`]
+//! (`api.max_body_bytes`, default [`DEFAULT_MAX_BODY_BYTES`]) by [`limit_body`] and the JSON
+//! extractor; an OTA artifact upload has its own limit (`ota.max_artifact_mb`).
+//!
+//! [`ApiConfig::max_body_bytes`]: crate::ApiConfig::max_body_bytes
 
 use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
-    error::{JsonPayloadError, PathError, QueryPayloadError},
+    error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError},
     http::{StatusCode, header},
     web,
 };
@@ -20,8 +26,11 @@ use crate::artifacts::url::UrlRefused;
 use crate::auth::Role;
 use crate::auth::oidc::{IdentityError, Refusal};
 
-/// Largest JSON request body accepted.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default of the largest request body accepted ([`crate::ApiConfig::max_body_bytes`]).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The config key of [`crate::ApiConfig::max_body_bytes`], named in 413 answers.
+pub const BODY_LIMIT_KEY: &str = "api.max_body_bytes";
 
 /// Everything that can go wrong in an API request. Each variant has one status code.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -74,9 +83,19 @@ pub enum ApiError {
     /// 409: the resource exists already.
     #[error("{0}")]
     Conflict(String),
-    /// 413: the body is larger than the route's limit ([`MAX_BODY_BYTES`] for JSON).
-    #[error("request body too large (limit {limit} bytes)")]
-    PayloadTooLarge { limit: u64 },
+    /// 413: the body is larger than the route's limit; `setting` is the config key that
+    /// sets it.
+    #[error(
+        "request body too large: the limit is {limit} bytes; send less, or raise `{setting}` \
+         in the cloud's configuration"
+    )]
+    PayloadTooLarge { limit: u64, setting: &'static str },
+    /// 429: too many failed authentications from the caller's address.
+    #[error(
+        "too many failed authentications from your address; retry after {retry_after_secs} s \
+         with a valid token"
+    )]
+    TooManyFailedAttempts { retry_after_secs: u64 },
     /// 422: a desired setting was refused.
     #[error("setting {key:?} refused: {reason}")]
     Unprocessable { key: String, reason: String },
@@ -119,6 +138,7 @@ impl ApiError {
             ApiError::VersionConflict { .. } => "version_conflict",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::TooManyFailedAttempts { .. } => "too_many_failed_attempts",
             ApiError::SignatureRefused(_) => "signature_refused",
             ApiError::UrlRefused(UrlRefused::Expired { .. }) => "url_expired",
             ApiError::UrlRefused(UrlRefused::BadSignature) => "bad_url_signature",
@@ -185,8 +205,12 @@ impl ApiError {
             ApiError::UrlRefused(UrlRefused::Expired { at }) => {
                 error.insert("expired_at".into(), json!(at));
             }
-            ApiError::PayloadTooLarge { limit } => {
+            ApiError::PayloadTooLarge { limit, setting } => {
                 error.insert("limit_bytes".into(), json!(limit));
+                error.insert("setting".into(), json!(setting));
+            }
+            ApiError::TooManyFailedAttempts { retry_after_secs } => {
+                error.insert("retry_after_seconds".into(), json!(retry_after_secs));
             }
             _ => {}
         }
@@ -216,6 +240,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::VersionConflict { .. } | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyFailedAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unprocessable { .. }
             | ApiError::InvalidJob { .. }
             | ApiError::InvalidSchedule { .. }
@@ -246,6 +271,9 @@ impl ResponseError for ApiError {
                     ),
                 ));
             }
+            ApiError::TooManyFailedAttempts { retry_after_secs } => {
+                res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
             _ => {}
         }
         res.insert_header((header::CACHE_CONTROL, "no-store"))
@@ -253,37 +281,28 @@ impl ResponseError for ApiError {
     }
 }
 
-/// JSON body extractor settings: size limit and JSON errors.
-pub fn json_config() -> web::JsonConfig {
+/// JSON body extractor settings: size limit (`limit`, from `api.max_body_bytes`) and JSON
+/// errors.
+pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
-        .limit(MAX_BODY_BYTES)
-        .error_handler(|err, _req: &HttpRequest| json_error(err, MAX_BODY_BYTES).into())
+        .limit(limit)
+        .error_handler(move |err, _req: &HttpRequest| json_error(err, limit).into())
 }
 
 fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
     match err {
-        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            ApiError::PayloadTooLarge {
-                limit: limit as u64,
-            }
-        }
+        JsonPayloadError::OverflowKnownLength { .. }
+        | JsonPayloadError::Overflow { .. }
+        | JsonPayloadError::Payload(PayloadError::Overflow) => ApiError::PayloadTooLarge {
+            limit: limit as u64,
+            setting: BODY_LIMIT_KEY,
+        },
         JsonPayloadError::ContentType => {
             ApiError::InvalidBody("Content-Type must be application/json".into())
         }
         JsonPayloadError::Deserialize(e) => ApiError::InvalidBody(e.to_string()),
         other => ApiError::InvalidBody(other.to_string()),
     }
-}
-
-/// Largest schedule document accepted (`PUT /api/v1/devices/{id}/schedule`).
-pub const MAX_SCHEDULE_BYTES: usize = 1024 * 1024;
-
-/// JSON body extractor settings of the schedule route (a year of exceptions and holidays
-/// may exceed [`MAX_BODY_BYTES`]).
-pub fn schedule_json_config() -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(MAX_SCHEDULE_BYTES)
-        .error_handler(|err, _req: &HttpRequest| json_error(err, MAX_SCHEDULE_BYTES).into())
 }
 
 /// Query string extractor settings.

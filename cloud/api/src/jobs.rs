@@ -8,21 +8,20 @@ use shiki_proto::{DeviceId, JobId};
 use super::devices::ensure_visible;
 use super::job_types::JobView;
 use super::job_types::{NewJob, NewJobRequest};
-use super::{ApiError, ApiState, BackendError, ops::method_not_allowed};
+use super::{ApiError, ApiState, BackendError, ops::resource};
 use crate::auth::{CanOperate, CanRead};
 
 /// Most devices one job may list.
 pub const MAX_JOB_DEVICES: usize = 10_000;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
     cfg.service(
-        resource("/jobs")
+        resource("/jobs", "GET, POST")
             .route(web::get().to(list_jobs))
             .route(web::post().to(create_job)),
     )
-    .service(resource("/jobs/{id}").route(web::get().to(get_job)))
-    .service(resource("/jobs/{id}/cancel").route(web::post().to(cancel_job)));
+    .service(resource("/jobs/{id}", "GET").route(web::get().to(get_job)))
+    .service(resource("/jobs/{id}/cancel", "POST").route(web::post().to(cancel_job)));
 }
 
 fn job_error(id: &str) -> impl FnOnce(BackendError) -> ApiError + '_ {

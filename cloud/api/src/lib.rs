@@ -7,7 +7,7 @@
 //! use shiki_cloud_api::{ApiConfig, ApiState};
 //! let state = ApiState::new(backend, ApiConfig::default())?;
 //! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-//! shiki_cloud_api::server(listener, state, 2)?.await?;
+//! shiki_cloud_api::server(listener, state, &shiki_cloud_api::ServerOptions::default())?.await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -32,7 +32,8 @@
 //! # Layout
 //! - [`auth`]: bearer tokens, hashing, roles, the middleware and extractors.
 //! - `backend`: the [`Backend`] trait the API calls; `types`: the DTOs.
-//! - `error`: [`ApiError`] and the extractor error handlers.
+//! - `error`: [`ApiError`] and the extractor error handlers; `body_limit`: the request body
+//!   limit (413).
 //! - [`artifacts`]: OTA artifact uploads, files and signed download URLs ([`UrlSigner`]).
 //! - `job_types`: the DTOs of the job routes.
 //! - `devices`, `jobs`, `tokens`, `ops`: handlers; `params`: query parsing; `csv`, `prometheus`:
@@ -41,6 +42,7 @@
 pub mod artifacts;
 pub mod auth;
 mod backend;
+mod body_limit;
 pub mod cluster;
 mod csv;
 mod devices;
@@ -78,7 +80,7 @@ pub use artifacts::{
     Artifact, ArtifactPut, Artifacts, ArtifactsConfig, SIGNATURE_HEADER, UrlSigner,
 };
 pub use backend::{Backend, BackendError, BackendFuture, SharedBackend};
-pub use error::{ApiError, MAX_BODY_BYTES};
+pub use error::{ApiError, BODY_LIMIT_KEY, DEFAULT_MAX_BODY_BYTES};
 pub use job_types::{
     JobCreated, JobDeviceView, JobExecutionStatus, JobView, NewJob, NewJobRequest,
 };
@@ -93,11 +95,13 @@ pub use types::{
     TokenRecord, Verification, VerificationOutcome,
 };
 
-use auth::{AuthConfig, AuthConfigError, Authenticator, require_token};
+use auth::{
+    AuthConfig, AuthConfigError, Authenticator, FailedAuthLimiter, FailedAuthLimits, require_token,
+};
 use stats::ApiStats;
 
 /// Admin API settings (a plain struct the composition root fills from the config file).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Authentication settings (`SHIKI_ADMIN_TOKEN`).
     pub auth: AuthConfig,
@@ -105,6 +109,51 @@ pub struct ApiConfig {
     /// setting); by default it is open like `/healthz`, since it carries only fleet-wide
     /// counts, no device data.
     pub metrics_require_token: bool,
+    /// Largest request body accepted, in bytes (`api.max_body_bytes`); above it, 413. OTA
+    /// artifact uploads have their own limit ([`ArtifactsConfig::max_bytes`]).
+    pub max_body_bytes: usize,
+    /// Lock an address out after this many failed authentications (`[auth]`
+    /// `max_failed_attempts` …); `None`: never.
+    pub failed_auth: Option<FailedAuthLimits>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            auth: AuthConfig::default(),
+            metrics_require_token: false,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            failed_auth: Some(FailedAuthLimits::default()),
+        }
+    }
+}
+
+/// How the HTTP server treats connections (the `[api]` timeouts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// Worker threads (at least 1).
+    pub workers: usize,
+    /// A client must send the whole request head within this (`api.client_request_timeout`),
+    /// else 408 and the connection is closed: a client trickling its headers holds no
+    /// connection for long.
+    pub client_request_timeout: std::time::Duration,
+    /// After the response, how long a closing connection may take to shut down
+    /// (`api.client_disconnect_timeout`).
+    pub client_disconnect_timeout: std::time::Duration,
+    /// How long an idle kept-alive connection stays open (`api.keep_alive`; zero: closed
+    /// after each response).
+    pub keep_alive: std::time::Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            client_request_timeout: std::time::Duration::from_secs(5),
+            client_disconnect_timeout: std::time::Duration::from_secs(1),
+            keep_alive: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 /// A clock, injected so tests control "now".
@@ -120,6 +169,10 @@ pub struct ApiState {
     pub(crate) clock: Clock,
     /// OTA artifact storage; `None` until [`ApiState::with_artifacts`] (its routes answer 503).
     pub(crate) artifacts: Option<Arc<Artifacts>>,
+    /// Largest request body ([`ApiConfig::max_body_bytes`]).
+    pub(crate) max_body_bytes: usize,
+    /// Locks out addresses that keep failing to authenticate.
+    pub(crate) failed_auth: Option<Arc<FailedAuthLimiter>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -127,6 +180,7 @@ impl std::fmt::Debug for ApiState {
         f.debug_struct("ApiState")
             .field("auth", &self.auth)
             .field("metrics_require_token", &self.metrics_require_token)
+            .field("max_body_bytes", &self.max_body_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +195,10 @@ impl ApiState {
             stats: Arc::new(ApiStats::default()),
             clock: Arc::new(Utc::now),
             artifacts: None,
+            max_body_bytes: config.max_body_bytes,
+            failed_auth: config
+                .failed_auth
+                .map(|limits| Arc::new(FailedAuthLimiter::new(limits))),
         })
     }
 
@@ -182,8 +240,9 @@ impl ApiState {
 /// Usable inside a bigger `App` (`App::new().configure(|c| api::configure(c, state))`);
 /// the app-wide JSON 404 for unknown routes outside `/api` is set by [`app`].
 pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
+    let max_body = state.max_body_bytes;
     cfg.app_data(web::Data::new(state))
-        .app_data(error::json_config())
+        .app_data(error::json_config(max_body))
         .app_data(error::query_config())
         .app_data(error::path_config())
         .configure(ops::configure_public)
@@ -214,7 +273,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
         );
 }
 
-/// The whole admin API as an `App`: routes, gzip, request counting and JSON 404s.
+/// The whole admin API as an `App`: routes, gzip, request counting, the body limit and
+/// JSON 404s.
 pub fn app(
     state: ApiState,
 ) -> App<
@@ -229,6 +289,7 @@ pub fn app(
     App::new()
         .configure(|cfg| configure(cfg, state))
         .default_service(web::to(ops::not_found))
+        .wrap(from_fn(body_limit::limit_body))
         .wrap(from_fn(stats::count))
         .wrap(Compress::default())
 }
@@ -238,10 +299,18 @@ pub fn app(
 pub fn server(
     listener: std::net::TcpListener,
     state: ApiState,
-    workers: usize,
+    options: &ServerOptions,
 ) -> std::io::Result<actix_web::dev::Server> {
+    let keep_alive = if options.keep_alive.is_zero() {
+        actix_http::KeepAlive::Disabled
+    } else {
+        actix_http::KeepAlive::Timeout(options.keep_alive)
+    };
     Ok(HttpServer::new(move || app(state.clone()))
-        .workers(workers.max(1))
+        .workers(options.workers.max(1))
+        .client_request_timeout(options.client_request_timeout)
+        .client_disconnect_timeout(options.client_disconnect_timeout)
+        .keep_alive(keep_alive)
         .disable_signals()
         .listen(listener)?
         .run())

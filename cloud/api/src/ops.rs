@@ -31,15 +31,14 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 
 /// Routes outside `/api`, without authentication (except `/metrics` when so configured).
 pub(crate) fn configure_public(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
-    cfg.service(resource("/healthz").route(web::get().to(healthz)))
-        .service(resource("/metrics").route(web::get().to(metrics)))
-        .service(resource("/").route(web::get().to(index)))
-        .service(resource("/app.js").route(web::get().to(app_js)))
-        .service(resource("/style.css").route(web::get().to(style_css)))
-        .service(resource("/favicon.ico").route(web::get().to(favicon)));
+    cfg.service(resource("/healthz", "GET").route(web::get().to(healthz)))
+        .service(resource("/metrics", "GET").route(web::get().to(metrics)))
+        .service(resource("/", "GET").route(web::get().to(index)))
+        .service(resource("/app.js", "GET").route(web::get().to(app_js)))
+        .service(resource("/style.css", "GET").route(web::get().to(style_css)))
+        .service(resource("/favicon.ico", "GET").route(web::get().to(favicon)));
     for (path, text) in MODULES {
-        cfg.service(resource(path).route(
+        cfg.service(resource(path, "GET").route(
             web::get().to(move || async move { page("text/javascript; charset=utf-8", text) }),
         ));
     }
@@ -47,16 +46,8 @@ pub(crate) fn configure_public(cfg: &mut web::ServiceConfig) {
 
 /// Routes under `/api/v1` served from here.
 pub(crate) fn configure_api(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/whoami")
-            .route(web::get().to(whoami))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/openapi.json")
-            .route(web::get().to(openapi))
-            .default_service(web::to(method_not_allowed)),
-    );
+    cfg.service(resource("/whoami", "GET").route(web::get().to(whoami)))
+        .service(resource("/openapi.json", "GET").route(web::get().to(openapi)));
 }
 
 async fn healthz() -> HttpResponse {
@@ -67,11 +58,13 @@ async fn healthz() -> HttpResponse {
 
 async fn metrics(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     if state.metrics_require_token {
+        let peer = req.peer_addr().map(|a| a.ip());
+        crate::auth::locked_out(&state, peer)?;
         let caller = state
             .auth
             .authenticate(state.backend.as_ref(), req.headers().get(AUTHORIZATION))
             .await
-            .inspect_err(|_| state.stats.auth_failure())?;
+            .inspect_err(|e| crate::auth::note_failure(&state, peer, e))?;
         if !caller.role.allows(Role::Viewer) {
             return Err(ApiError::Forbidden {
                 name: caller.name,
@@ -154,7 +147,16 @@ pub(crate) async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError
     )))
 }
 
-/// JSON 405 for a known route with another method.
-pub(crate) async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// A resource that answers a method it has no route for with a JSON 405 and
+/// `Allow: {allow}` (RFC 9110 requires it); `allow` lists the methods of its routes.
+pub(crate) fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || method_not_allowed(allow)))
+}
+
+/// JSON 405 for a known route with another method; `allow` lists the methods it serves.
+async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut res = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed);
+    res.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    res
 }

@@ -198,6 +198,19 @@ fn api_counters(out: &mut Out, api: &ApiStats) {
         "Admin API requests refused for a missing or invalid token.",
         api.auth_failures() as f64,
     );
+    out.single(
+        "shiki_api_auth_rate_limited_total",
+        "counter",
+        "Admin API requests refused (429) because their address was locked out after \
+         repeated failed authentications.",
+        api.auth_rate_limited_total() as f64,
+    );
+    out.single(
+        "shiki_api_auth_lockouts_total",
+        "counter",
+        "Addresses locked out after repeated failed authentications.",
+        api.auth_lockouts_total() as f64,
+    );
 }
 
 struct Out(String);

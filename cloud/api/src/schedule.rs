@@ -12,23 +12,17 @@ use shiki_shared::schedule::{Schedule, ScheduleDocument};
 
 use super::devices::ensure_visible;
 use super::params::device_id;
-use super::{ApiError, ApiState, ops::method_not_allowed};
+use super::{ApiError, ApiState, ops::resource};
 use crate::SlotChoice;
 use crate::auth::{CanOperate, CanRead};
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/devices/{id}/schedule")
-            .app_data(super::error::schedule_json_config())
+        resource("/devices/{id}/schedule", "GET, PUT")
             .route(web::get().to(get_schedule))
-            .route(web::put().to(put_schedule))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::put().to(put_schedule)),
     )
-    .service(
-        web::resource("/devices/{id}/schedule/calendar")
-            .route(web::get().to(calendar))
-            .default_service(web::to(method_not_allowed)),
-    );
+    .service(resource("/devices/{id}/schedule/calendar", "GET").route(web::get().to(calendar)));
 }
 
 /// Most transitions listed ahead (`next_transitions`).

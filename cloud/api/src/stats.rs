@@ -1,4 +1,5 @@
-//! The API's own counters (requests by status class, refused authentications), exported
+//! The API's own counters (requests by status class, refused authentications, lockouts of
+//! addresses that failed too often), exported
 //! on `/metrics` beside the backend's figures.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,10 @@ pub(crate) struct ApiStats {
     /// Responses by status class: index 0 = 1xx ... 4 = 5xx.
     responses: [AtomicU64; 5],
     auth_failures: AtomicU64,
+    /// Requests refused with 429 because their address was locked out.
+    auth_rate_limited: AtomicU64,
+    /// Lockouts started.
+    auth_lockouts: AtomicU64,
 }
 
 impl ApiStats {
@@ -31,6 +36,14 @@ impl ApiStats {
 
     pub(crate) fn auth_failure(&self) {
         self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn auth_rate_limited(&self) {
+        self.auth_rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn auth_lockout(&self) {
+        self.auth_lockouts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// `("2xx", n)` pairs.
@@ -47,6 +60,14 @@ impl ApiStats {
 
     pub(crate) fn auth_failures(&self) -> u64 {
         self.auth_failures.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn auth_rate_limited_total(&self) -> u64 {
+        self.auth_rate_limited.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn auth_lockouts_total(&self) -> u64 {
+        self.auth_lockouts.load(Ordering::Relaxed)
     }
 }
 

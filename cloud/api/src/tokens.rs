@@ -1,20 +1,19 @@
 //! Token routes (admin only): create (the secret is returned once), list, revoke.
 
 use actix_web::{HttpResponse, http::header, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{ApiError, ApiState, NewToken, ops::method_not_allowed};
+use super::{ApiError, ApiState, NewToken, ops::resource};
 use crate::auth::{CanAdminister, Role, generate_token, hash_token, valid_token_name};
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
     cfg.service(
-        resource("/tokens")
+        resource("/tokens", "GET, POST")
             .route(web::get().to(list_tokens))
             .route(web::post().to(create_token)),
     )
-    .service(resource("/tokens/{name}").route(web::delete().to(revoke_token)));
+    .service(resource("/tokens/{name}", "DELETE").route(web::delete().to(revoke_token)));
 }
 
 /// Body of `POST /api/v1/tokens`.
@@ -63,14 +62,19 @@ async fn create_token(
     tracing::info!(token = %info.name, role = %info.role, by = %auth.caller.name, "token created");
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({
-            "name": info.name,
-            "role": info.role,
-            "tenant": info.tenant,
-            "created_at": info.created_at,
-            "created_by": info.created_by,
-            "token": secret,
-        })))
+        .json(CreatedToken {
+            info,
+            token: secret,
+        }))
+}
+
+/// The answer of `POST /api/v1/tokens`: the token as the list shows it (a staff token
+/// without `tenant`, as documented), and its secret, this once.
+#[derive(Debug, Serialize)]
+struct CreatedToken {
+    #[serde(flatten)]
+    info: crate::TokenInfo,
+    token: String,
 }
 
 async fn list_tokens(

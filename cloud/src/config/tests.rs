@@ -233,3 +233,61 @@ fn a_cluster_node_needs_postgresql_and_an_external_broker_and_sane_lease_times()
     let err = check(&format!("{pg}{broker}[cluster]\nnode = \"a\"\n")).expect_err("typo");
     assert!(err.contains("node"), "{err}");
 }
+
+#[test]
+fn hostile_input_keys_have_defaults_and_bad_values_name_the_key() {
+    let parse = |t: &str| CloudConfig::parse(t, Path::new("c.toml"));
+    let c = parse("").expect("defaults");
+    assert_eq!(c.api.max_body_bytes, 1024 * 1024);
+    let server = c.api.server_options();
+    assert_eq!(server.client_request_timeout, Duration::from_secs(5));
+    assert_eq!(server.client_disconnect_timeout, Duration::from_secs(1));
+    assert_eq!(server.keep_alive, Duration::from_secs(5));
+    let limits = c.auth.failed_auth_limits().expect("on by default");
+    assert_eq!(limits.max_failures, 10);
+    assert_eq!(limits.window, Duration::from_secs(60));
+    assert_eq!(limits.lockout, Duration::from_secs(300));
+
+    let c = parse(
+        "[api]\nmax_body_bytes = 4096\nclient_request_timeout = \"2s\"\nkeep_alive = \"0s\"\n\
+         [auth]\nmax_failed_attempts = 3\nlockout = \"1m\"\n",
+    )
+    .expect("valid");
+    assert_eq!(c.api.max_body_bytes, 4096);
+    assert_eq!(
+        c.api.server_options().client_request_timeout,
+        Duration::from_secs(2)
+    );
+    assert!(c.api.server_options().keep_alive.is_zero());
+    let limits = c.auth.failed_auth_limits().expect("on");
+    assert_eq!(
+        (limits.max_failures, limits.lockout),
+        (3, Duration::from_secs(60))
+    );
+    let off = parse("[auth]\nmax_failed_attempts = 0\nlockout = \"0s\"\n").expect("off");
+    assert!(off.auth.failed_auth_limits().is_none());
+
+    for (toml, key) in [
+        ("[api]\nmax_body_bytes = 0\n", "api.max_body_bytes"),
+        (
+            "[api]\nclient_request_timeout = \"0s\"\n",
+            "api.client_request_timeout",
+        ),
+        (
+            "[api]\nclient_disconnect_timeout = \"0s\"\n",
+            "api.client_disconnect_timeout",
+        ),
+        ("[auth]\nlockout = \"0s\"\n", "auth.lockout"),
+        (
+            "[auth]\nfailed_attempts_window = \"0s\"\n",
+            "auth.failed_attempts_window",
+        ),
+        (
+            "[auth]\nmax_tracked_addresses = 0\n",
+            "auth.max_tracked_addresses",
+        ),
+    ] {
+        let e = parse(toml).expect_err(toml).to_string();
+        assert!(e.contains(key), "{toml}: {e}");
+    }
+}

@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shiki_shared::ota::TrustedKeys;
 
-pub(crate) use routes::{configure_api, configure_public};
+pub(crate) use routes::{configure_api, configure_public, is_upload};
 pub use url::UrlSigner;
 
 /// Name of the header carrying an upload's signature.

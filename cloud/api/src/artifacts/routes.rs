@@ -1,7 +1,11 @@
 //! The artifact handlers: upload and list under `/api/v1`, signed downloads under `/ota/v1`.
 
 use actix_files::NamedFile;
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::{Method, header},
+    web,
+};
 use serde::Deserialize;
 use serde_json::json;
 use shiki_shared::ota::{Manifest, OtaError, check_version};
@@ -9,25 +13,40 @@ use shiki_shared::ota::{Manifest, OtaError, check_version};
 use super::files::{ReceiveError, Received};
 use super::{Artifact, ArtifactPut, Artifacts, SIGNATURE_HEADER};
 use crate::auth::{CanAdminister, CanRead};
-use crate::ops::method_not_allowed;
+use crate::ops::resource;
 use crate::{ApiError, ApiState, Backend};
 
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// The config key of the upload limit, named in 413 answers.
+const UPLOAD_LIMIT_KEY: &str = "ota.max_artifact_mb";
+
+/// Where uploads go (`/api` + `/v1` + `/artifacts/{version}`).
+const UPLOAD_PREFIX: &str = "/api/v1/artifacts/";
+
+/// Whether a request is an artifact upload, which streams to disk under its own limit
+/// (`ota.max_artifact_mb`) instead of `api.max_body_bytes`. Judged on the raw path: a
+/// percent-encoded one is not exempted, so it gets the smaller limit, never a larger one.
+pub(crate) fn is_upload(method: &Method, path: &str) -> bool {
+    method == Method::PUT
+        && path
+            .strip_prefix(UPLOAD_PREFIX)
+            .is_some_and(|version| !version.is_empty() && !version.contains('/'))
 }
 
 /// Routes under `/api/v1`.
 pub(crate) fn configure_api(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/artifacts").route(web::get().to(list)))
-        .service(resource("/artifacts/{version}").route(web::put().to(upload)));
+    cfg.service(resource("/artifacts", "GET").route(web::get().to(list)))
+        .service(resource("/artifacts/{version}", "PUT").route(web::put().to(upload)));
 }
 
 /// The download route (no token: the signed URL is the credential).
 pub(crate) fn configure_public(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource(&format!("{}/{{sha256}}", super::url::DOWNLOAD_PATH))
-            .route(web::get().to(download))
-            .route(web::head().to(download)),
+        resource(
+            &format!("{}/{{sha256}}", super::url::DOWNLOAD_PATH),
+            "GET, HEAD",
+        )
+        .route(web::get().to(download))
+        .route(web::head().to(download)),
     );
 }
 
@@ -53,7 +72,10 @@ async fn upload(
     }
     let limit = artifacts.config.max_bytes;
     if content_length(&req).is_some_and(|n| n > limit) {
-        return Err(ApiError::PayloadTooLarge { limit });
+        return Err(ApiError::PayloadTooLarge {
+            limit,
+            setting: UPLOAD_LIMIT_KEY,
+        });
     }
     let received = artifacts
         .files
@@ -154,7 +176,10 @@ fn content_length(req: &HttpRequest) -> Option<u64> {
 
 fn receive_error(e: ReceiveError) -> ApiError {
     match e {
-        ReceiveError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
+        ReceiveError::TooLarge { limit } => ApiError::PayloadTooLarge {
+            limit,
+            setting: UPLOAD_LIMIT_KEY,
+        },
         ReceiveError::Broken(reason) => {
             ApiError::InvalidBody(format!("the upload broke off: {reason}"))
         }

@@ -1,6 +1,7 @@
 //! The `/api` authentication middleware and the role extractor.
 
 use std::marker::PhantomData;
+use std::net::IpAddr;
 
 use actix_web::{
     FromRequest, HttpMessage, HttpRequest, ResponseError,
@@ -19,7 +20,9 @@ use crate::{ApiError, ApiState};
 
 /// Middleware (wrap with `actix_web::middleware::from_fn`) that authenticates every request
 /// it sees. On success the [`Caller`] is stored in the request extensions; otherwise it
-/// answers 401 itself (or 503 when the token store is unavailable).
+/// answers 401 itself (or 503 when the token store is unavailable). A request from an
+/// address locked out for failed authentications is answered 429 before its token is
+/// looked at ([`locked_out`]).
 pub async fn require_token(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -29,6 +32,12 @@ pub async fn require_token(
         let res = ApiError::Internal.error_response();
         return Ok(req.into_response(res).map_into_right_body());
     };
+    let peer = req.peer_addr().map(|a| a.ip());
+    if let Err(err) = locked_out(&state, peer) {
+        return Ok(req
+            .into_response(err.error_response())
+            .map_into_right_body());
+    }
     let header = req.headers().get(AUTHORIZATION).cloned();
     let session = match (&header, state.auth.oidc()) {
         (None, Some(oidc)) => req
@@ -51,7 +60,7 @@ pub async fn require_token(
             Ok(next.call(req).await?.map_into_left_body())
         }
         Err(err) => {
-            state.stats.auth_failure();
+            note_failure(&state, peer, &err);
             let reason = match &err {
                 ApiError::TokenRefused(r) => r.reason(),
                 _ => "",
@@ -60,6 +69,36 @@ pub async fn require_token(
             let res = err.error_response();
             Ok(req.into_response(res).map_into_right_body())
         }
+    }
+}
+
+/// 429 when `peer` is locked out for failed authentications (counted in
+/// `shiki_api_auth_rate_limited_total`).
+pub(crate) fn locked_out(state: &ApiState, peer: Option<IpAddr>) -> Result<(), ApiError> {
+    let (Some(limiter), Some(peer)) = (state.failed_auth.as_deref(), peer) else {
+        return Ok(());
+    };
+    limiter.check(peer).map_err(|locked| {
+        state.stats.auth_rate_limited();
+        tracing::debug!(%peer, retry_after_secs = locked.retry_after_secs(), "request refused: address locked out");
+        ApiError::TooManyFailedAttempts {
+            retry_after_secs: locked.retry_after_secs(),
+        }
+    })
+}
+
+/// Counts a refused authentication, and against `peer` when it presented a bad token (a
+/// missing token or an ended web session is no guess, and does not count toward a
+/// lockout).
+pub(crate) fn note_failure(state: &ApiState, peer: Option<IpAddr>, err: &ApiError) {
+    state.stats.auth_failure();
+    let guess = matches!(err, ApiError::InvalidToken | ApiError::TokenRefused(_));
+    let (Some(limiter), Some(peer), true) = (state.failed_auth.as_deref(), peer, guess) else {
+        return;
+    };
+    if let Some(locked) = limiter.record_failure(peer) {
+        state.stats.auth_lockout();
+        tracing::warn!(%peer, lockout_secs = locked.retry_after_secs(), tracked = limiter.tracked(), "address locked out after repeated failed authentications");
     }
 }
 

@@ -354,7 +354,7 @@ async fn malformed_patch_bodies_are_400_with_json_errors() {
     );
     let huge = format!(
         r#"{{"settings": {{"mode": "heating"}}, "comment": "{}"}}"#,
-        "x".repeat(70_000)
+        "x".repeat(crate::DEFAULT_MAX_BODY_BYTES)
     );
     let res = send!(app, raw("", "application/json").set_payload(huge));
     assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);

@@ -4,6 +4,7 @@
 mod artifact_tests;
 mod auth_tests;
 mod device_tests;
+mod hostile_tests;
 mod job_tests;
 mod ops_tests;
 mod registry_tests;

@@ -396,7 +396,11 @@ async fn http_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -
 async fn server_serves_over_a_real_socket_on_port_zero() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let addr = listener.local_addr().expect("local addr");
-    let server = server(listener, state(seeded()), 1).expect("server");
+    let options = ServerOptions {
+        workers: 1,
+        ..ServerOptions::default()
+    };
+    let server = server(listener, state(seeded()), &options).expect("server");
     let handle = server.handle();
     actix_web::rt::spawn(server);
 
@@ -446,7 +450,13 @@ fn openapi_lists_every_error_code_and_status() {
             current: 2,
         },
         ApiError::Conflict(String::new()),
-        ApiError::PayloadTooLarge { limit: 1 },
+        ApiError::PayloadTooLarge {
+            limit: 1,
+            setting: crate::BODY_LIMIT_KEY,
+        },
+        ApiError::TooManyFailedAttempts {
+            retry_after_secs: 1,
+        },
         ApiError::SignatureRefused(String::new()),
         ApiError::UrlRefused(crate::artifacts::url::UrlRefused::BadSignature),
         ApiError::UrlRefused(crate::artifacts::url::UrlRefused::Expired { at: now() }),
@@ -522,6 +532,116 @@ fn openapi_lists_every_error_code_and_status() {
         assert_eq!(body["error"]["code"], e.code());
         assert!(body["error"]["message"].is_string());
     }
+}
+
+/// schemathesis: `GET /api/v1/devices` and the calendar answered 400 for a bad query
+/// parameter, which their entries did not list. Every answer any request can get is
+/// documented on every operation: 400 where there is a query, 413 everywhere (the body
+/// limit holds on every route), and under `/api` the refusals of the authentication
+/// (401, 403 for a provider identity without a role, 429 for a locked-out address, 503
+/// when the token store cannot answer).
+#[test]
+fn every_operation_documents_the_answers_any_request_can_get() {
+    let doc: Value = serde_json::from_str(crate::ops::OPENAPI_JSON).expect("openapi parses");
+    let mut missing = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let has_query = op["parameters"].as_array().is_some_and(|ps| {
+                ps.iter().any(|p| {
+                    p["in"] == "query"
+                        || p["$ref"].as_str().is_some_and(|r| {
+                            let name = r.rsplit('/').next().unwrap_or_default();
+                            doc["components"]["parameters"][name]["in"] == "query"
+                        })
+                })
+            });
+            let authenticated = path.starts_with("/api/") || path == "/metrics";
+            let mut wanted = vec!["413"];
+            if has_query {
+                wanted.push("400");
+            }
+            if authenticated {
+                wanted.extend(["401", "403", "429", "503"]);
+            }
+            for code in wanted {
+                if op["responses"].get(code).is_none() {
+                    missing.push(format!("{method} {path}: {code}"));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undocumented answers: {missing:#?}");
+    let too_many = &doc["components"]["responses"]["TooManyRequests"];
+    assert!(too_many["headers"]["Retry-After"].is_object());
+}
+
+/// schemathesis (`unsupported_method`): a 405 had no `Allow` header, which RFC 9110
+/// requires. Every documented path answers a method it does not serve with 405 and
+/// `Allow` listing exactly its documented methods (the download also serves HEAD).
+#[actix_web::test]
+async fn a_method_a_route_does_not_serve_is_405_with_its_documented_methods_in_allow() {
+    let doc: Value = serde_json::from_str(crate::ops::OPENAPI_JSON).expect("openapi parses");
+    let app = app!(state(seeded()));
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let mut documented: Vec<String> = item
+            .as_object()
+            .expect("path item")
+            .keys()
+            .filter(|k| *k != "parameters")
+            .map(|k| k.to_uppercase())
+            .collect();
+        if path.starts_with("/ota/") {
+            documented.push("HEAD".into());
+        }
+        documented.sort();
+        let uri = path
+            .replace("{id}", "plant-01")
+            .replace("{name}", "grafana")
+            .replace("{version}", "0.2.0")
+            .replace("{sha256}", &"0".repeat(64));
+        let res = send!(app, req("TRACE", &uri, Some(ADMIN)));
+        assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED, "TRACE {path}");
+        assert_eq!(res.error_code(), "method_not_allowed");
+        let mut allowed: Vec<String> = res
+            .header("allow")
+            .split(", ")
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect();
+        allowed.sort();
+        assert_eq!(allowed, documented, "Allow of {path}");
+    }
+}
+
+/// schemathesis (`negative_data_rejection`): the API treats an empty `state` or `sort`
+/// (the console's "all") and a null `expected_version` as absent, where the document
+/// allowed neither. The document admits what the API accepts.
+#[actix_web::test]
+async fn the_document_admits_the_empty_and_null_values_the_api_takes_as_absent() {
+    let doc: Value = serde_json::from_str(crate::ops::OPENAPI_JSON).expect("openapi parses");
+    let params = doc["paths"]["/api/v1/devices"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters");
+    for name in ["state", "sort"] {
+        let p = params.iter().find(|p| p["name"] == name).expect(name);
+        let allowed = p["schema"]["enum"].as_array().expect("enum");
+        assert!(allowed.contains(&json!("")), "{name}: {allowed:?}");
+    }
+    let version = &doc["components"]["schemas"]["DesiredPatch"]["properties"]["expected_version"];
+    assert_eq!(version["type"], json!(["integer", "null"]));
+
+    let app = app!(state(seeded()));
+    let res = send!(
+        app,
+        req("GET", "/api/v1/devices?state=&sort=", Some(VIEWER))
+    );
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.json);
+    let res = send!(
+        app,
+        req("PATCH", "/api/v1/devices/plant-01/desired", Some(OPERATOR))
+            .set_json(json!({"settings": {"mode": "heating"}, "expected_version": null}))
+    );
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.json);
 }
 
 #[actix_web::test]

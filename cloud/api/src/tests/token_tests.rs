@@ -41,6 +41,22 @@ async fn creates_a_token_shown_once_that_works_with_its_role() {
     assert_eq!(res.status, StatusCode::FORBIDDEN);
 }
 
+/// schemathesis: `tenant` was `null` in the 201 of a staff token, where the document (and
+/// the list) have no `tenant` at all.
+#[actix_web::test]
+async fn a_created_staff_token_has_no_tenant_field_and_a_tenants_token_names_it() {
+    let app = app!(state(seeded()));
+    let res = send!(app, create(json!({"name": "grafana", "role": "viewer"})));
+    assert_eq!(res.status, StatusCode::CREATED);
+    assert!(res.json.get("tenant").is_none(), "{}", res.json);
+    let res = send!(
+        app,
+        create(json!({"name": "acme-grafana", "role": "viewer", "tenant": "acme"}))
+    );
+    assert_eq!(res.status, StatusCode::CREATED);
+    assert_eq!(res.json["tenant"], "acme");
+}
+
 #[actix_web::test]
 async fn duplicate_token_name_is_409() {
     let app = app!(state(seeded()));

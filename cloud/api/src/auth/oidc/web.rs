@@ -23,6 +23,7 @@ use serde_json::json;
 use super::sessions::{LOGIN_TTL, pkce_challenge};
 use super::{Oidc, VerifyError, WebClient, identity, verify};
 use crate::auth::Via;
+use crate::ops::resource;
 use crate::{ApiError, ApiState};
 
 /// The session cookie.
@@ -38,10 +39,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/auth")
             .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store")))
-            .route("/session", web::get().to(session))
-            .route("/login", web::get().to(login))
-            .route("/callback", web::get().to(callback))
-            .route("/logout", web::post().to(logout)),
+            .service(resource("/session", "GET").route(web::get().to(session)))
+            .service(resource("/login", "GET").route(web::get().to(login)))
+            .service(resource("/callback", "GET").route(web::get().to(callback)))
+            .service(resource("/logout", "POST").route(web::post().to(logout))),
     );
 }
 

@@ -4,7 +4,10 @@
 use shiki_proto::{CompactError, PointDictionary, decode_telemetry, encode_compact};
 
 fn payload(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/fuzz-regressions/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fuzz-regressions/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
 }
 

@@ -152,7 +152,10 @@ mod tests {
         ] {
             let rounded = round_to(v, Some(r));
             assert!(rounded.is_finite(), "{v} at {r} rounds to {rounded}");
-            assert!(same_number(rounded, v, None), "{v} at {r} rounds to {rounded}");
+            assert!(
+                same_number(rounded, v, None),
+                "{v} at {r} rounds to {rounded}"
+            );
         }
     }
 }

@@ -111,6 +111,11 @@ pub enum CompactError {
     BadRow { row: usize, reason: String },
     #[error("time precision p = {0} is not 0, 3, 6 or 9")]
     BadPrecision(u32),
+    #[error(
+        "sample {seq}: time {ts} is outside what a compact batch carries (1677-09-21 to \
+         2262-04-11); send it as a JSON batch"
+    )]
+    TimeOutOfRange { seq: u64, ts: DateTime<Utc> },
     #[error(transparent)]
     Codec(#[from] CodecError),
 }
@@ -183,11 +188,16 @@ struct CompactOut<'a> {
     r: Vec<Row<'a>>,
 }
 
-/// Nanoseconds since the epoch (fits an i64 until 2262).
-fn nanos(ts: &DateTime<Utc>) -> i64 {
-    ts.timestamp()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(i64::from(ts.timestamp_subsec_nanos()))
+/// Nanoseconds since the epoch of a sample's time, or the error for a time a compact batch
+/// cannot carry (an i64 of nanoseconds: 1677-09-21 to 2262-04-11).
+fn nanos(sample: &Sample) -> Result<i64, CompactError> {
+    sample
+        .ts
+        .timestamp_nanos_opt()
+        .ok_or(CompactError::TimeOutOfRange {
+            seq: sample.seq,
+            ts: sample.ts,
+        })
 }
 
 /// The coarsest precision (0, 3, 6, 9 digits) that holds every timestamp exactly.
@@ -255,9 +265,10 @@ pub fn compact_json(
         .collect();
     let p = precision_of(samples);
     let unit = unit_nanos(p)?;
-    let (s0, t0) = samples
-        .first()
-        .map_or((0, 0), |s| (s.seq, nanos(&s.ts) / unit));
+    let (s0, t0) = match samples.first() {
+        Some(s) => (s.seq, nanos(s)? / unit),
+        None => (0, 0),
+    };
     let (mut prev_seq, mut prev_t) = (s0, t0);
     let mut rows = Vec::with_capacity(samples.len());
     for sample in samples {
@@ -267,7 +278,7 @@ pub fn compact_json(
                 previous: prev_seq,
             });
         }
-        let t = nanos(&sample.ts) / unit;
+        let t = nanos(sample)? / unit;
         let mut values: Vec<Option<&PointValue>> = vec![None; dict.names.len()];
         for (name, value) in &sample.values {
             let i = *position

@@ -71,6 +71,11 @@ pub fn round_to(value: f64, resolution: Option<f64>) -> f64 {
     }
     let steps = (value / r).round();
     let rounded = steps * r;
+    if !rounded.is_finite() {
+        // A step so small that `value / r` overflows (a subnormal resolution): there is no
+        // coarser grid to snap to, and the value must not become infinite.
+        return value;
+    }
     let digits = decimals(r) as usize;
     // The shortest decimal text of the multiple, read back: drops the float noise of
     // `steps * r` (74 × 0.1 = 7.4000000000000004).
@@ -134,5 +139,23 @@ mod tests {
         }
         assert_eq!(round_to(7.300000190734863, None), 7.300000190734863);
         assert!(round_to(f64::NAN, Some(0.1)).is_nan());
+    }
+
+    /// Found by the `register_map` fuzz target: with a subnormal resolution `value / r`
+    /// overflows, and rounding made a finite reading infinite (which JSON cannot carry).
+    #[test]
+    fn a_subnormal_resolution_never_makes_a_finite_value_infinite() {
+        for (v, r) in [
+            (-7.343562278240081e211, 2.9839e-319),
+            (1.0, 1e-310),
+            (f64::MAX, 0.5),
+        ] {
+            let rounded = round_to(v, Some(r));
+            assert!(rounded.is_finite(), "{v} at {r} rounds to {rounded}");
+            assert!(
+                same_number(rounded, v, None),
+                "{v} at {r} rounds to {rounded}"
+            );
+        }
     }
 }

@@ -24,6 +24,12 @@ pub enum CodecError {
     },
     #[error("point {point:?}: raw value {raw} is not one of the enum options")]
     UnknownEnumValue { point: String, raw: u16 },
+    #[error("point {point:?}: registers {words:?} decode to {value}, which is not a finite number")]
+    NotFinite {
+        point: String,
+        words: Vec<u16>,
+        value: String,
+    },
     #[error("point {point:?}: {value} does not fit in a {data_type} register")]
     DoesNotFit {
         point: String,
@@ -118,10 +124,17 @@ impl PointConfig {
             DataType::F32 => shortest_f32(f32::from_bits(pair())),
         };
         // At the point's resolution: raw 244 × scale 0.1 is 24.4, not 24.400000000000002.
-        Ok(PointValue::Number(shiki_shared::resolution::round_to(
-            self.engineering(v),
-            self.resolution(),
-        )))
+        let value = shiki_shared::resolution::round_to(self.engineering(v), self.resolution());
+        // An f32 register holding NaN or infinity, or a scale that overflows: a reading
+        // travels as JSON, which has neither, so it is an error, not a value.
+        if !value.is_finite() {
+            return Err(CodecError::NotFinite {
+                point: self.name.clone(),
+                words: words.clone(),
+                value: value.to_string(),
+            });
+        }
+        Ok(PointValue::Number(value))
     }
 
     /// Encode an engineering value into registers or a bit. Does not apply min/max

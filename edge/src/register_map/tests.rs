@@ -462,11 +462,46 @@ mod properties {
             }
             let words = if p.width() == 2 { vec![w0, w1] } else { vec![w0] };
             let raw = Raw::Words(words);
-            let value = p.decode(&raw).expect("any registers decode");
-            if let PointValue::Number(n) = value {
-                prop_assume!(n.is_finite());
-            }
+            // NaN and infinity (f32 only here) are decode errors: JSON cannot carry them.
+            let value = match p.decode(&raw) {
+                Err(CodecError::NotFinite { .. }) if t == DataType::F32 => {
+                    return Err(TestCaseError::reject("not a finite f32"));
+                }
+                decoded => decoded.expect("any other registers decode"),
+            };
             prop_assert_eq!(p.encode(&value), Ok(raw));
         }
     }
+}
+
+/// Found by the `register_map` fuzz target: an f32 register holding NaN or infinity, or a
+/// scale that overflows, decoded to a non-finite number; the sample holding it was written
+/// as JSON `null` and the whole sample was then skipped as corrupt by the uplink. Such a
+/// reading is a decode error of that point (an error of the poll), never a value.
+#[test]
+fn a_register_value_json_cannot_carry_is_a_decode_error() {
+    let f32_point = point("f", RegisterKind::Holding, 0, DataType::F32);
+    for w in [[0x7fc0, 0x0000], [0x7f80, 0x0000], [0xff80, 0x0000]] {
+        match f32_point.decode(&words(&w)) {
+            Err(CodecError::NotFinite { point, words, .. }) => {
+                assert_eq!(point, "f");
+                assert_eq!(words, w.to_vec());
+            }
+            other => panic!("{w:04x?} decoded as {other:?}"),
+        }
+    }
+    let mut huge = point("u", RegisterKind::Input, 0, DataType::U32);
+    huge.scale = 1e300;
+    assert!(matches!(
+        huge.decode(&words(&[0xffff, 0xffff])),
+        Err(CodecError::NotFinite { .. })
+    ));
+    // The fuzzer's input: a subnormal resolution no longer turns a finite value infinite.
+    let mut tiny = point("t", RegisterKind::Input, 0, DataType::U16);
+    tiny.offset = -7.343562278240081e211;
+    tiny.resolution = Some(2.9839e-319);
+    assert_eq!(
+        tiny.decode(&words(&[0])),
+        Ok(PointValue::Number(-7.343562278240081e211))
+    );
 }

@@ -505,3 +505,35 @@ fn a_register_value_json_cannot_carry_is_a_decode_error() {
         Ok(PointValue::Number(-7.343562278240081e211))
     );
 }
+
+/// Found by fuzzing (`fuzz/fuzz_targets/register_map.rs`): with scale 0.1 and offset
+/// −273.15 (kelvin), readings were rounded to tenths away from the register's grid, so a
+/// value written back read as another and a write never verified.
+#[test]
+fn an_offset_off_the_resolution_is_refused_and_a_step_that_divides_it_round_trips() {
+    let mut kelvin = point("k", RegisterKind::Holding, 0, DataType::U16);
+    kelvin.scale = 0.1;
+    kelvin.offset = -273.15;
+    let err = RegisterMap::new(config(vec![kelvin.clone()]))
+        .expect_err("offset off the 0.1 grid")
+        .to_string();
+    assert!(
+        err.contains("offset -273.15 is not a multiple of the resolution 0.1")
+            && err.contains("resolution = 0.05"),
+        "{err}"
+    );
+    kelvin.resolution = Some(0.05);
+    RegisterMap::new(config(vec![kelvin.clone()])).expect("0.05 divides both");
+    for raw in [0u16, 1, 2731, 2980, 65535] {
+        let read = kelvin.decode(&words(&[raw])).expect("decodes");
+        let written = kelvin.encode(&read).expect("encodes");
+        assert_eq!(written, words(&[raw]), "raw {raw} read as {read:?}");
+    }
+    // Scale 2, offset 1 (the fuzzer's input): the default resolution (the scale) is refused.
+    let mut odd = point("o", RegisterKind::Holding, 0, DataType::U16);
+    odd.scale = 2.0;
+    odd.offset = 1.0;
+    assert!(RegisterMap::new(config(vec![odd.clone()])).is_err());
+    odd.resolution = Some(1.0);
+    RegisterMap::new(config(vec![odd])).expect("1 divides both");
+}

@@ -81,6 +81,27 @@ fn validate_point(p: &PointConfig) -> Result<(), MapError> {
     {
         return Err(invalid(p, "resolution must be positive"));
     }
+    // Values are rounded to multiples of the resolution; an integer register's values lie
+    // on offset + k × scale. An offset off that grid would make every value read back as
+    // another (a write that never verifies; found by fuzzing).
+    let integer = matches!(
+        p.data_type,
+        DataType::U16 | DataType::I16 | DataType::U32 | DataType::I32
+    );
+    if integer
+        && let Some(r) = p.resolution()
+        && !is_multiple(p.offset, r)
+    {
+        return Err(invalid(
+            p,
+            format!(
+                "offset {} is not a multiple of the resolution {r}: values could not be written \
+                 and read back as the same; set resolution to a step that divides both the \
+                 offset and the scale {} (e.g. resolution = 0.05 for scale 0.1, offset -273.15)",
+                p.offset, p.scale
+            ),
+        ));
+    }
     match p.data_type {
         DataType::Enum => {
             if p.options.is_empty() {
@@ -117,6 +138,12 @@ fn validate_point(p: &PointConfig) -> Result<(), MapError> {
         ));
     }
     Ok(())
+}
+
+/// Whether `x` is a whole number of `step`s (to float noise).
+fn is_multiple(x: f64, step: f64) -> bool {
+    let q = x / step;
+    q.is_finite() && (q - q.round()).abs() < 1e-6
 }
 
 fn check_overlaps(config: &PlcConfig) -> Result<(), MapError> {

@@ -120,3 +120,24 @@ fn the_oidc_example_parses_with_its_commented_keys_and_bad_values_name_their_key
     let err = CloudConfig::parse(&unknown, path).expect_err("unknown key");
     assert!(err.to_string().contains("leway"), "{err}");
 }
+
+#[test]
+fn the_commented_cluster_section_parses_on_postgresql_and_an_external_broker() {
+    let (text, path) = example();
+    let at = text
+        .find("# [cluster]")
+        .expect("the example shows [cluster]");
+    let section: String = text[at..]
+        .lines()
+        .map(|l| l.trim_start_matches('#').trim_start())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let toml = format!(
+        "[store]\nurl = \"postgres://shiki@db/shiki\"\n[mqtt]\nurl = \"mqtt://broker:1883\"\n{section}\n"
+    );
+    let c = CloudConfig::parse(&toml, path).expect("the cluster example parses");
+    let cluster = c.cluster.expect("[cluster]");
+    assert_eq!(cluster.node_id, "cloud-a");
+    assert_eq!(cluster.shards, 64);
+    assert_eq!(cluster.api_url.as_deref(), Some("http://10.0.0.11:8080"));
+}

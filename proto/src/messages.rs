@@ -148,6 +148,9 @@ pub enum EventKind {
     Boot,
     /// An OTA update step.
     Ota,
+    /// The gateway's wall clock stepped (an NTP correction, an RTC reset after a power
+    /// cut); `data` holds the step in seconds and the times before and after.
+    ClockStep,
     #[serde(other)]
     Unknown,
 }

@@ -21,6 +21,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub trait Clock: Send + Sync + Debug {
     /// The current time.
     fn now(&self) -> DateTime<Utc>;
+
+    /// Whether this clock can step against the monotonic clock (the operating system's,
+    /// set by NTP or an RTC): only then is a [`ClockWatch`] worth running. A test clock
+    /// moved by hand would look like one step after another.
+    fn may_step(&self) -> bool {
+        false
+    }
 }
 
 /// A clock shared between components.
@@ -30,11 +37,17 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now(&self) -> DateTime<Utc> {
         (**self).now()
     }
+    fn may_step(&self) -> bool {
+        (**self).may_step()
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for &C {
     fn now(&self) -> DateTime<Utc> {
         (**self).now()
+    }
+    fn may_step(&self) -> bool {
+        (**self).may_step()
     }
 }
 
@@ -52,6 +65,53 @@ impl SystemClock {
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+    fn may_step(&self) -> bool {
+        true
+    }
+}
+
+/// A step of the wall clock: between two observations it moved `step` more (or, negative,
+/// less) than the monotonic clock did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockStep {
+    /// The wall time the step was noticed at (the new time).
+    pub at: DateTime<Utc>,
+    /// The wall time the previous observation saw.
+    pub before: DateTime<Utc>,
+    pub step: TimeDelta,
+}
+
+/// Notices the wall clock stepping (an NTP correction, an RTC reset to 1970 after a power
+/// cut) by comparing how far it moved between two observations with how far the monotonic
+/// clock moved. A delayed observation moves both alike; slewing and drift stay under
+/// `tolerance`.
+#[derive(Debug, Clone)]
+pub struct ClockWatch {
+    tolerance: TimeDelta,
+    last: Option<(DateTime<Utc>, std::time::Instant)>,
+}
+
+impl ClockWatch {
+    pub fn new(tolerance: Duration) -> Self {
+        Self {
+            tolerance: TimeDelta::from_std(tolerance).unwrap_or(TimeDelta::MAX),
+            last: None,
+        }
+    }
+
+    /// Records an observation of the wall clock (`wall`) and the monotonic one (`mono`);
+    /// the step since the previous observation, if one beyond the tolerance happened.
+    pub fn observe(&mut self, wall: DateTime<Utc>, mono: std::time::Instant) -> Option<ClockStep> {
+        let previous = self.last.replace((wall, mono));
+        let (before, then) = previous?;
+        let elapsed = TimeDelta::from_std(mono.saturating_duration_since(then)).ok()?;
+        let step = (wall - before) - elapsed;
+        (step.abs() > self.tolerance).then_some(ClockStep {
+            at: wall,
+            before,
+            step,
+        })
     }
 }
 
@@ -124,6 +184,37 @@ impl Clock for TestClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_watch_reports_steps_either_way_and_not_delays_or_drift() {
+        let t0: DateTime<Utc> = "2026-12-05T10:00:00Z".parse().expect("time");
+        let m0 = std::time::Instant::now();
+        let secs = |s: i64| TimeDelta::seconds(s);
+        let mono = |s: u64| m0 + Duration::from_secs(s);
+        let mut w = ClockWatch::new(Duration::from_secs(2));
+        assert_eq!(w.observe(t0, m0), None, "nothing to compare the first time");
+        // A late observation moves both clocks alike; a second of drift is tolerated.
+        assert_eq!(w.observe(t0 + secs(30), mono(30)), None);
+        assert_eq!(w.observe(t0 + secs(61), mono(60)), None);
+        // NTP steps the clock 5 minutes forwards.
+        let step = w.observe(t0 + secs(371), mono(70)).expect("a forward step");
+        assert_eq!(step.step, secs(300));
+        assert_eq!((step.before, step.at), (t0 + secs(61), t0 + secs(371)));
+        // An RTC reset to 1970 after a power cut.
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        let back = w.observe(epoch, mono(80)).expect("a backward step");
+        assert_eq!(back.step, epoch - (t0 + secs(371)) - secs(10));
+        assert!(back.step < TimeDelta::zero());
+        assert_eq!(w.observe(epoch + secs(10), mono(90)), None, "steady again");
+    }
+
+    #[test]
+    fn only_the_system_clock_may_step() {
+        assert!(SystemClock.may_step());
+        assert!(SystemClock::shared().may_step());
+        assert!(!TestClock::new().may_step());
+        assert!(!TestClock::new().shared().may_step());
+    }
 
     #[test]
     fn test_clock_stands_still_until_moved_and_clones_share_time() {

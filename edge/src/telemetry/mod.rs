@@ -113,16 +113,56 @@ pub struct Telemetry {
     outbox: OutboxHandle,
     clock: SharedClock,
     sampler: Sampler,
+    /// Notices the wall clock stepping between samples (system clock only).
+    watch: Option<shiki_shared::clock::ClockWatch>,
 }
+
+/// A wall-clock step smaller than this is drift or slewing, not worth an event.
+const CLOCK_STEP_TOLERANCE: Duration = Duration::from_secs(2);
 
 impl Telemetry {
     pub fn new(cfg: TelemetryConfig, outbox: OutboxHandle, clock: SharedClock) -> Self {
         Self {
             sampler: Sampler::new(cfg.stale_after).with_ts_unit(cfg.ts_unit()),
+            watch: clock
+                .may_step()
+                .then(|| shiki_shared::clock::ClockWatch::new(CLOCK_STEP_TOLERANCE)),
             cfg,
             outbox,
             clock,
         }
+    }
+
+    /// A sample now; first an event if the wall clock stepped since the last one, so the
+    /// jump in sample times is explained in the device's events.
+    fn sample_now(&mut self, mono: std::time::Instant) {
+        let now = self.clock.now();
+        if let Some(step) = self.watch.as_mut().and_then(|w| w.observe(now, mono)) {
+            let seconds = step.step.num_milliseconds() as f64 / 1000.0;
+            let way = if seconds > 0.0 {
+                "forwards"
+            } else {
+                "backwards"
+            };
+            tracing::warn!(step_seconds = seconds, before = %step.before, now = %step.at, "the gateway's clock stepped");
+            self.append(NewRecord::Event {
+                ts: now,
+                kind: shiki_proto::EventKind::ClockStep,
+                severity: shiki_proto::Severity::Warning,
+                message: format!(
+                    "the gateway's clock stepped {way} by {:.0} s (from {} to {}): sample and event times jump with it, and the schedule follows the new time",
+                    seconds.abs(),
+                    step.before.to_rfc3339(),
+                    step.at.to_rfc3339()
+                ),
+                data: serde_json::json!({
+                    "step_seconds": seconds,
+                    "before": step.before,
+                    "after": step.at,
+                }),
+            });
+        }
+        self.append(self.sampler.sample(now));
     }
 
     /// Queues the record now (so seqs follow the order of calls) and logs the outcome.
@@ -147,7 +187,7 @@ impl Actor for Telemetry {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(self.cfg.interval, |act, _| {
-            act.append(act.sampler.sample(act.clock.now()));
+            act.sample_now(std::time::Instant::now());
         });
     }
 }
@@ -172,7 +212,7 @@ impl Handler<SampleNow> for Telemetry {
     type Result = ();
 
     fn handle(&mut self, _msg: SampleNow, _ctx: &mut Context<Self>) {
-        self.append(self.sampler.sample(self.clock.now()));
+        self.sample_now(std::time::Instant::now());
     }
 }
 
@@ -325,5 +365,80 @@ mod tests {
             .expect("peek");
         let s: Sample = serde_json::from_slice(&recs[0].body).expect("sample");
         assert_eq!(s.values.get("return_c"), Some(&PointValue::Number(12.5)));
+    }
+
+    /// A test clock that steps like the operating system's (moved by hand here).
+    #[derive(Debug)]
+    struct SteppingClock(shiki_shared::clock::TestClock);
+
+    impl Clock for SteppingClock {
+        fn now(&self) -> DateTime<Utc> {
+            self.0.now()
+        }
+        fn may_step(&self) -> bool {
+            true
+        }
+    }
+
+    #[actix::test]
+    async fn a_clock_step_between_samples_is_recorded_as_an_event_before_the_next_sample() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            RedbOutbox::open(&dir.path().join("t.redb"), OutboxOptions::default()).expect("open");
+        let (outbox, _join) = OutboxHandle::start(store).expect("start");
+        let wall = shiki_shared::clock::TestClock::new();
+        let addr = Telemetry::new(
+            TelemetryConfig {
+                // The timer stays out of the way: samples are asked for.
+                interval: Duration::from_secs(3600),
+                stale_after: None,
+            },
+            outbox.clone(),
+            Arc::new(SteppingClock(wall.clone())),
+        )
+        .start();
+        addr.send(SampleNow).await.expect("first sample");
+        // An RTC reset to 1970 after a power cut.
+        let before = wall.now();
+        wall.set(DateTime::<Utc>::UNIX_EPOCH);
+        addr.send(SampleNow).await.expect("second sample");
+        let mut committed = outbox.committed();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            committed.wait_for(|c| c.telemetry >= 2 && c.events >= 1),
+        )
+        .await
+        .expect("committed within 10 s")
+        .expect("watch");
+        let recs = outbox
+            .peek_from(Stream::Events, 0, 10, 1 << 20)
+            .await
+            .expect("peek");
+        assert_eq!(recs.len(), 1, "one event, for the one step");
+        let e: shiki_proto::Event = serde_json::from_slice(&recs[0].body).expect("event");
+        assert_eq!(e.kind, EventKind::ClockStep);
+        assert_eq!(e.severity, Severity::Warning);
+        assert_eq!(e.ts, DateTime::<Utc>::UNIX_EPOCH);
+        let step = e.data["step_seconds"].as_f64().expect("step");
+        let expected = -(before.timestamp() as f64);
+        assert!((step - expected).abs() < 5.0, "{step} vs {expected}");
+        assert!(e.message.contains("stepped backwards"), "{}", e.message);
+        // Without a step, no event.
+        addr.send(SampleNow).await.expect("third sample");
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            committed.wait_for(|c| c.telemetry >= 3),
+        )
+        .await
+        .expect("committed")
+        .expect("watch");
+        assert_eq!(
+            outbox
+                .peek_from(Stream::Events, 0, 10, 1 << 20)
+                .await
+                .expect("peek")
+                .len(),
+            1
+        );
     }
 }

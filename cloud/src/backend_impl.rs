@@ -571,7 +571,6 @@ impl Backend for CloudBackend {
             let snap = view.snapshot().ok_or_else(|| {
                 BackendError::Unavailable("this node has not read the cluster's leases yet".into())
             })?;
-            let horizon = snap.now - chrono::Duration::from_std(view.ttl).unwrap_or_default();
             Ok(api::cluster::ClusterStatus {
                 node_id: view.node_id.clone(),
                 nodes: snap
@@ -582,7 +581,7 @@ impl Backend for CloudBackend {
                         devices: n.devices,
                         leases: n.leases,
                         last_seen: n.last_seen,
-                        live: n.last_seen > horizon,
+                        live: snap.is_live(n, view.ttl),
                         api_url: n.api_url.clone(),
                     })
                     .collect(),

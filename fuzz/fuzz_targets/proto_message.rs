@@ -11,7 +11,7 @@
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shiki_fuzz::gzip;
+use shiki_fuzz::selector_and_payload;
 use shiki_proto::{
     Catalog, CodecError, EventBatch, JobNotify, JobUpdate, ReportedUpdate, ScheduleAck,
     ScheduleSet, ShadowDelta, ShadowDocument, ShadowGet, Status, TelemetryBatch, decode, encode,
@@ -35,16 +35,10 @@ fn roundtrip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(payl
 const TYPES: usize = 12;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, payload)) = data.split_first() else {
+    let Some((selector, payload)) = selector_and_payload(data) else {
         return;
     };
-    let zipped;
-    let payload = if selector & 0x80 != 0 {
-        zipped = gzip(payload);
-        &zipped[..]
-    } else {
-        payload
-    };
+    let payload = &payload[..];
     match usize::from(selector & 0x7f) % TYPES {
         0 => roundtrip::<EventBatch>(payload),
         1 => roundtrip::<Status>(payload),

@@ -13,20 +13,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shiki_fuzz::{gzip, known_dictionary};
+use shiki_fuzz::{known_dictionary, selector_and_payload};
 use shiki_proto::{PointDictionary, Sample, decode_telemetry, encode_compact};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, payload)) = data.split_first() else {
+    let Some((selector, payload)) = selector_and_payload(data) else {
         return;
     };
-    let zipped;
-    let payload = if selector & 0x80 != 0 {
-        zipped = gzip(payload);
-        &zipped[..]
-    } else {
-        payload
-    };
+    let payload = &payload[..];
     let knows = selector & 1 != 0;
     let Ok((batch, carried)) =
         decode_telemetry(

@@ -12,6 +12,18 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
         .expect("finishing a Vec-backed encoder cannot fail")
 }
 
+/// A fuzz input split into its selector byte and the payload, gzip-compressed first when
+/// the selector's high bit is set (a topic's payload may arrive either way). `None`: empty.
+pub fn selector_and_payload(data: &[u8]) -> Option<(u8, std::borrow::Cow<'_, [u8]>)> {
+    let (&selector, payload) = data.split_first()?;
+    let payload = if selector & 0x80 != 0 {
+        std::borrow::Cow::Owned(gzip(payload))
+    } else {
+        std::borrow::Cow::Borrowed(payload)
+    };
+    Some((selector, payload))
+}
+
 /// The golden catalog example (`proto/examples/catalog.json`).
 pub fn example_catalog() -> Catalog {
     serde_json::from_str(include_str!("../../proto/examples/catalog.json"))

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::{StatusCode, header};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse, web};
@@ -28,9 +29,6 @@ pub const FORWARDED_BY: &str = "shiki-forwarded-by";
 
 /// Header naming the node that served a device's request (its owner).
 pub const SERVED_BY: &str = "shiki-node";
-
-/// Largest request body forwarded (schedules are the largest device-scoped bodies).
-const MAX_FORWARDED_BODY: usize = 4 * 1024 * 1024;
 
 /// Where a device's requests are served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,7 +158,7 @@ pub(crate) async fn forward(
                 let bytes = match &body {
                     Some(b) => b.clone(),
                     None => {
-                        let b = read_body(&mut req).await?;
+                        let b = read_body(&mut req, state.max_body_bytes).await?;
                         body = Some(b.clone());
                         b
                     }
@@ -180,17 +178,26 @@ pub(crate) async fn forward(
 const HANDOVER_WAIT: Duration = Duration::from_secs(6);
 const HANDOVER_POLL: Duration = Duration::from_millis(200);
 
-async fn read_body(req: &mut ServiceRequest) -> Result<web::Bytes, actix_web::Error> {
+/// The request's body, to send on. `api.max_body_bytes` holds here as on every route: the
+/// body limit middleware counts what is read and fails past it.
+async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Bytes, ApiError> {
     let mut body = web::BytesMut::new();
     let mut payload = req.take_payload();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk?;
-        if body.len() + chunk.len() > MAX_FORWARDED_BODY {
-            return Err(actix_web::error::ErrorPayloadTooLarge(format!(
-                "request body over {MAX_FORWARDED_BODY} bytes"
-            )));
+        match chunk {
+            Ok(chunk) => body.extend_from_slice(&chunk),
+            Err(PayloadError::Overflow) => {
+                return Err(ApiError::PayloadTooLarge {
+                    limit: limit as u64,
+                    setting: crate::error::BODY_LIMIT_KEY,
+                });
+            }
+            Err(e) => {
+                return Err(ApiError::InvalidBody(format!(
+                    "cannot read the request body: {e}"
+                )));
+            }
         }
-        body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
 }

@@ -71,7 +71,7 @@ impl Leases {
         self.held.contains_key(&shard)
     }
 
-    /// The earliest local expiry of a lease held (`None`: none held).
+    /// When the lease of `shard` runs out by this node's clock (`None`: not held).
     pub fn valid_until(&self, shard: u32) -> Option<Instant> {
         self.held.get(&shard).map(|h| h.until)
     }
@@ -132,11 +132,10 @@ impl Leases {
     /// The live nodes of a snapshot (seen within the lease time), this one always among
     /// them, sorted.
     pub fn live_nodes<'s>(&'s self, snap: &'s ClusterSnapshot) -> Vec<&'s str> {
-        let horizon = snap.now - chrono::Duration::from_std(self.ttl).unwrap_or_default();
         let mut live: Vec<&str> = snap
             .nodes
             .iter()
-            .filter(|n| n.last_seen > horizon)
+            .filter(|n| snap.is_live(n, self.ttl))
             .map(|n| n.node_id.as_str())
             .collect();
         if !live.contains(&self.node.as_str()) {

@@ -103,19 +103,6 @@ impl ClusterView {
             .clone()
     }
 
-    /// The live nodes' API base URLs (this node's included), as of the latest snapshot.
-    pub fn live_nodes(&self) -> Vec<(String, String)> {
-        let Some(snap) = self.snapshot() else {
-            return Vec::new();
-        };
-        let horizon = snap.now - chrono::Duration::from_std(self.ttl).unwrap_or_default();
-        snap.nodes
-            .iter()
-            .filter(|n| n.last_seen > horizon)
-            .map(|n| (n.node_id.clone(), n.api_url.clone()))
-            .collect()
-    }
-
     /// Shard leases this node holds now.
     pub fn leases_held(&self) -> usize {
         self.ownership.count()
@@ -137,7 +124,11 @@ pub struct ClusterNode {
 impl ClusterNode {
     /// Joins the cluster: makes sure every shard has a lease row and starts the rounds.
     /// Must run inside an actix `System` (shards start device actors).
-    pub async fn start(deps: NodeDeps) -> Result<Self, crate::store::StoreError> {
+    pub async fn start(deps: NodeDeps) -> Result<Self, crate::AppError> {
+        // Every shard's session has these options but for the client id.
+        let mut mqtt = deps.mqtt.clone();
+        mqtt.client_id = shard_client_id(&deps.mqtt, 0);
+        broker::client_options(&mqtt, &deps.target, None)?;
         deps.db.ensure_shards(deps.config.shards).await?;
         let view = Arc::new(ClusterView {
             node_id: deps.config.node_id.clone(),
@@ -177,11 +168,15 @@ impl ClusterNode {
     }
 }
 
+/// The client id of shard `shard`'s MQTT session, the same on every node.
+fn shard_client_id(mqtt: &MqttConfig, shard: u32) -> String {
+    format!("{}-shard-{shard}", mqtt.client_id)
+}
+
 /// One shard's MQTT session on this node.
 struct ShardSession {
     fence: Fence,
     ingest: Ingest,
-    scope: Scope,
     gate: Arc<LeaseGate>,
 }
 
@@ -270,6 +265,12 @@ impl Coordinator {
                 tracing::warn!(shard = fence.shard, error = %e, "cannot release the lease; it expires by itself");
             }
         }
+        if plan.claim.is_empty() && self.sessions.is_empty() {
+            return;
+        }
+        // The fleet is listed once a round: for the shards taken now and for devices
+        // registered since their shard was taken.
+        let mut fleet = self.fleet_by_shard().await;
         for shard in plan.claim {
             let sent = Instant::now();
             match self
@@ -280,13 +281,14 @@ impl Coordinator {
             {
                 Ok(Some(epoch)) => {
                     self.leases.claimed(shard, epoch, sent);
-                    self.start_shard(Fence { shard, epoch }, sent).await;
+                    let ids = fleet.remove(&shard).unwrap_or_default();
+                    self.start_shard(Fence { shard, epoch }, sent, ids).await;
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(shard, error = %e, "cannot claim the lease"),
             }
         }
-        self.add_new_devices().await;
+        self.add_new_devices(fleet);
     }
 
     async fn renew(&mut self) {
@@ -322,12 +324,11 @@ impl Coordinator {
         }
     }
 
-    /// The known devices (stored or registered) of `shard`.
-    async fn devices_of(&self, shard: Option<u32>) -> Vec<DeviceId> {
+    /// The fleet's known devices (stored or registered, not retired) by shard; empty when
+    /// the store cannot list them (logged; the next round tries again).
+    async fn fleet_by_shard(&self) -> HashMap<u32, Vec<DeviceId>> {
         let store = self.deps.store.clone();
-        let shards = self.deps.config.shards;
-        let ownership = self.deps.ownership.clone();
-        let all = tokio::task::spawn_blocking(move || {
+        let listed = tokio::task::spawn_blocking(move || {
             let mut ids: BTreeSet<DeviceId> = store.devices()?.into_iter().collect();
             ids.extend(
                 store
@@ -339,48 +340,57 @@ impl Coordinator {
             Ok::<_, crate::store::StoreError>(ids)
         })
         .await;
-        let ids = match all {
+        let ids = match listed {
             Ok(Ok(ids)) => ids,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "cannot list the fleet's devices");
-                return Vec::new();
+                return HashMap::new();
             }
             Err(e) => {
                 tracing::error!(error = %e, "device listing task failed");
-                return Vec::new();
+                return HashMap::new();
             }
         };
-        ids.into_iter()
-            .filter(|id| match shard {
-                Some(s) => shard_of(id, shards) == s,
-                None => ownership.fence_of(id).is_some(),
-            })
-            .collect()
+        let mut by_shard: HashMap<u32, Vec<DeviceId>> = HashMap::new();
+        for id in ids {
+            by_shard
+                .entry(shard_of(&id, self.deps.config.shards))
+                .or_default()
+                .push(id);
+        }
+        by_shard
     }
 
-    async fn start_shard(&mut self, fence: Fence, sent: Instant) {
+    /// Runs the shard's devices here: their actors, restored from the store, and the
+    /// shard's MQTT session.
+    async fn start_shard(&mut self, fence: Fence, sent: Instant, ids: Vec<DeviceId>) {
+        let mut mqtt = self.deps.mqtt.clone();
+        mqtt.client_id = shard_client_id(&self.deps.mqtt, fence.shard);
+        // Checked when the node started (`ClusterNode::start`): the options differ from
+        // those only by the client id.
+        let options = match broker::client_options(&mqtt, &self.deps.target, None) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, shard = fence.shard, "cannot set up the shard's MQTT session; giving the lease up");
+                self.leases.released(fence.shard);
+                if let Err(e) = self.deps.db.release(self.node(), fence).await {
+                    tracing::warn!(shard = fence.shard, error = %e, "cannot release the lease; it expires by itself");
+                }
+                return;
+            }
+        };
         self.deps.ownership.set(fence.shard, Some(fence));
-        let ids = self.devices_of(Some(fence.shard)).await;
         self.deps.directory.start_shard(&ids);
         let gate = Arc::new(LeaseGate {
             until: Mutex::new(sent + self.deps.config.lease_ttl),
             closed: AtomicBool::new(false),
         });
         let scope = Scope::Devices(Arc::new(Mutex::new(ids.iter().cloned().collect())));
-        let mut mqtt = self.deps.mqtt.clone();
-        mqtt.client_id = format!("{}-shard-{}", self.deps.mqtt.client_id, fence.shard);
-        let options = match broker::client_options(&mqtt, &self.deps.target, None) {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot set up the shard's MQTT session");
-                return;
-            }
-        };
         let open = gate.clone();
         let gate_fn: Gate = Arc::new(move || open.open_now());
         let ingest = Ingest::start_scoped(
             Ingest::client_for(options),
-            (self.deps.topics.clone(), scope.clone(), Some(gate_fn)),
+            (self.deps.topics.clone(), scope, Some(gate_fn)),
             self.deps.store.clone(),
             self.deps.directory.clone(),
             self.deps.stats.clone(),
@@ -399,7 +409,6 @@ impl Coordinator {
             ShardSession {
                 fence,
                 ingest,
-                scope,
                 gate,
             },
         );
@@ -422,38 +431,21 @@ impl Coordinator {
         );
     }
 
-    /// Devices registered since their shard was taken: start their actors and subscribe.
-    async fn add_new_devices(&mut self) {
-        if self.sessions.is_empty() {
-            return;
-        }
-        let owned = self.devices_of(None).await;
-        let mut by_shard: HashMap<u32, Vec<DeviceId>> = HashMap::new();
-        for id in owned {
-            let shard = shard_of(&id, self.deps.config.shards);
+    /// Devices registered since their shard was taken (`fleet`: the shards not taken this
+    /// round): subscribe to them and start their actors.
+    fn add_new_devices(&self, fleet: HashMap<u32, Vec<DeviceId>>) {
+        for (shard, ids) in fleet {
             let Some(s) = self.sessions.get(&shard) else {
                 continue;
             };
-            let Scope::Devices(ids) = &s.scope else {
-                continue;
-            };
-            if !ids
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains(&id)
-            {
-                by_shard.entry(shard).or_default().push(id);
-            }
-        }
-        for (shard, ids) in by_shard {
-            if let Some(s) = self.sessions.get(&shard) {
+            let new = s.ingest.add_devices(&ids);
+            if !new.is_empty() {
                 tracing::info!(
                     shard,
-                    devices = ids.len(),
+                    devices = new.len(),
                     "new devices in a shard held here"
                 );
-                self.deps.directory.start_shard(&ids);
-                s.ingest.add_devices(&s.scope, &self.deps.topics, &ids);
+                self.deps.directory.start_shard(&new);
             }
         }
     }

@@ -36,6 +36,8 @@ use telemetry::telemetry_rows_any;
 #[derive(Debug)]
 pub struct Ingest {
     client: AsyncClient,
+    topics: Topics,
+    scope: Scope,
     poll: tokio::task::JoinHandle<()>,
     acker: tokio::task::JoinHandle<()>,
 }
@@ -119,8 +121,8 @@ impl Ingest {
             stats.clone(),
         ));
         let dispatcher = Dispatcher {
-            topics,
-            scope,
+            topics: topics.clone(),
+            scope: scope.clone(),
             dictionaries: Dictionaries::default(),
             store,
             router,
@@ -138,16 +140,18 @@ impl Ingest {
         let poll = actix::spawn(poll_loop(eventloop, dispatcher, gate));
         Self {
             client,
+            topics,
+            scope,
             poll,
             acker,
         }
     }
 
-    /// Subscribes to the topics of `devices` too (a shard's newly registered devices); they
-    /// are kept in the scope for later connections.
-    pub fn add_devices(&self, scope: &Scope, topics: &Topics, devices: &[DeviceId]) {
-        let Scope::Devices(ids) = scope else {
-            return;
+    /// Adds `devices` to a [`Scope::Devices`] session and subscribes to the topics of those
+    /// it did not hold yet (kept for later connections too); returns those.
+    pub fn add_devices(&self, devices: &[DeviceId]) -> Vec<DeviceId> {
+        let Scope::Devices(ids) = &self.scope else {
+            return Vec::new();
         };
         let new: Vec<DeviceId> = {
             let mut ids = ids.lock().unwrap_or_else(PoisonError::into_inner);
@@ -157,16 +161,13 @@ impl Ingest {
                 .cloned()
                 .collect()
         };
-        let filters: Vec<_> = new
-            .iter()
-            .flat_map(|d| topics.device_cloud_subscriptions(d))
-            .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce))
-            .collect();
-        if !filters.is_empty()
-            && let Err(e) = self.client.try_subscribe_many(filters)
-        {
-            tracing::error!(error = %e, "cannot subscribe to new devices' topics; they are subscribed at the next connect");
-        }
+        subscribe(
+            &self.client,
+            new.iter()
+                .flat_map(|d| self.topics.device_cloud_subscriptions(d))
+                .collect(),
+        );
+        new
     }
 
     /// Disconnects and stops the tasks.
@@ -174,6 +175,23 @@ impl Ingest {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.client.disconnect()).await;
         self.poll.abort();
         self.acker.abort();
+    }
+}
+
+/// Filters per SUBSCRIBE: a shard of a large fleet has thousands, more than one packet may
+/// carry (8 filters of ~40 bytes per device).
+const FILTERS_PER_SUBSCRIBE: usize = 500;
+
+/// Subscribes to `filters` (QoS 1) in packets of at most [`FILTERS_PER_SUBSCRIBE`] (none
+/// when empty: rumqttc refuses an empty SUBSCRIBE).
+fn subscribe(client: &AsyncClient, filters: Vec<String>) {
+    for chunk in filters.chunks(FILTERS_PER_SUBSCRIBE) {
+        let chunk = chunk
+            .iter()
+            .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+        if let Err(e) = client.try_subscribe_many(chunk) {
+            tracing::error!(error = %e, "cannot subscribe to device topics; they are subscribed again at the next connect");
+        }
     }
 }
 
@@ -388,18 +406,7 @@ impl Dispatcher {
                     session_present = ack.session_present,
                     "connected to MQTT broker"
                 );
-                let filters: Vec<_> = self
-                    .scope
-                    .filters(&self.topics)
-                    .into_iter()
-                    .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce))
-                    .collect();
-                // rumqttc refuses an empty SUBSCRIBE (a shard without devices yet).
-                if !filters.is_empty()
-                    && let Err(e) = self.client.try_subscribe_many(filters)
-                {
-                    tracing::error!(error = %e, "cannot subscribe to device topics");
-                }
+                subscribe(&self.client, self.scope.filters(&self.topics));
                 true
             }
             _ => false,

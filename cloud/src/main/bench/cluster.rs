@@ -193,9 +193,8 @@ async fn measure(
         let joined = format!("bench-node-{k}");
         // Settled when the newcomer holds its share and every shard has an owner again.
         let deadline = Instant::now() + Duration::from_secs(60);
-        let moved = loop {
-            let snap = nodes[0].cluster().and_then(|v| v.snapshot());
-            let owners = lease_owners(snap.as_ref());
+        let owners_after = loop {
+            let owners = lease_owners(nodes[0].cluster().and_then(|v| v.snapshot()).as_ref());
             let all_owned = owners.iter().all(Option::is_some);
             let mine = owners
                 .iter()
@@ -203,11 +202,7 @@ async fn measure(
                 .count();
             let expected = shards_preferring(&joined, k + 1);
             if all_owned && mine == expected {
-                break owners
-                    .iter()
-                    .zip(&owners_before)
-                    .filter(|(a, b)| a != b)
-                    .count();
+                break owners;
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
@@ -215,17 +210,15 @@ async fn measure(
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
+        let moved = owners_after
+            .iter()
+            .zip(&owners_before)
+            .filter(|(a, b)| a != b)
+            .count();
         let moved_devices = bench_devices()
             .iter()
-            .filter(|d| {
-                let s = shiki_cloud::cluster::shard_of(d, SHARDS) as usize;
-                owners_before
-                    .get(s)
-                    .is_some_and(|o| o.as_deref() != Some(joined.as_str()))
-                    && lease_owners(nodes[0].cluster().and_then(|v| v.snapshot()).as_ref())
-                        .get(s)
-                        .is_some_and(|o| o.as_deref() == Some(joined.as_str()))
-            })
+            .map(|d| shiki_cloud::cluster::shard_of(d, SHARDS) as usize)
+            .filter(|&s| owners_after.get(s) != owners_before.get(s))
             .count();
         out(&format!(
             "cluster: a node joining {k}: {moved} of {SHARDS} shards moved ({:.0} % ; 1/{} = {:.0} %), \

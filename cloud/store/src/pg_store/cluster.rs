@@ -45,6 +45,14 @@ pub struct ClusterSnapshot {
     pub leases: Vec<LeaseRow>,
 }
 
+impl ClusterSnapshot {
+    /// Whether `node` counts as alive: its heartbeat is younger than the lease time `ttl`
+    /// (a node that wrote none for longer holds no lease that has not expired).
+    pub fn is_live(&self, node: &NodeRow, ttl: Duration) -> bool {
+        node.last_seen > self.now - chrono::Duration::from_std(ttl).unwrap_or_default()
+    }
+}
+
 /// The cluster tables of a [`super::PgStore`]; cheap to clone. Its calls run on the store's
 /// runtime, so any runtime may await them.
 #[derive(Debug, Clone)]

@@ -548,6 +548,13 @@ impl Backend for CloudBackend {
         }
     }
 
+    fn jobs_owner(&self) -> api::cluster::DeviceOwner {
+        match &self.cluster {
+            Some((view, _)) => view.jobs_owner(),
+            None => api::cluster::DeviceOwner::Here,
+        }
+    }
+
     fn cluster(&self) -> BackendFuture<'_, api::cluster::ClusterStatus> {
         async move {
             let Some((view, _)) = &self.cluster else {

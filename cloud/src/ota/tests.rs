@@ -92,6 +92,7 @@ async fn a_job_goes_from_notify_to_succeeded_and_a_rollback_is_recorded_and_aler
         .send(GetJob(id.to_string()))
         .await
         .expect("actor alive")
+        .expect("alone, it drives the jobs")
         .expect("job exists");
     assert_eq!(job.executions[0].status, ExecutionStatus::Succeeded);
     assert_eq!(job.executions[0].progress, 100);
@@ -123,7 +124,11 @@ async fn a_job_goes_from_notify_to_succeeded_and_a_rollback_is_recorded_and_aler
     );
 
     // Everything the actor queued is committed once a later write is.
-    let listed = addr.send(ListJobs).await.expect("actor alive");
+    let listed = addr
+        .send(ListJobs)
+        .await
+        .expect("actor alive")
+        .expect("alone, it drives the jobs");
     assert_eq!(listed.len(), 1);
     store
         .submit(vec![crate::store::Write::FleetLastRun(clock.now())])

@@ -217,10 +217,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
             ))));
             let node = ClusterNode::start(NodeDeps {
                 config: c.clone(),
-                api_url: c
-                    .api_url
-                    .clone()
-                    .unwrap_or_else(|| config.api.public_url(api_addr)),
+                api_url: node_api_url(c, api_addr),
                 db,
                 store: dyn_store.clone(),
                 directory,
@@ -305,6 +302,17 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         publishing,
         api,
         _broker: embedded,
+    })
+}
+
+/// The URL the other nodes forward this node's requests to: `cluster.api_url`, else the
+/// address the API is bound to (`api.public_url` names the cluster's front, not one node).
+fn node_api_url(c: &crate::config::ClusterConfig, bound: SocketAddr) -> String {
+    c.api_url.clone().unwrap_or_else(|| {
+        if bound.ip().is_unspecified() {
+            tracing::warn!(%bound, "cluster.api_url is not set and the API listens on every address: the other nodes cannot reach this one; set cluster.api_url");
+        }
+        format!("http://{bound}")
     })
 }
 

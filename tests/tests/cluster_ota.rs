@@ -142,7 +142,7 @@ async fn a_job_through_one_node_updates_every_edge_and_survives_its_driver_kille
     for i in 0..DEVICES {
         apis[0].register_device(&device(i)).await?;
     }
-    wait_for(
+    let agreed = wait_for(
         "every node live and one of them driving the jobs",
         Duration::from_secs(60),
         || async {
@@ -153,7 +153,18 @@ async fn a_job_through_one_node_updates_every_edge_and_survives_its_driver_kille
             jobs_driver(&apis).await
         },
     )
-    .await?;
+    .await;
+    if let Err(e) = agreed {
+        let mut seen = Vec::new();
+        for api in &apis {
+            seen.push(get_served(api, "/jobs").await.ok());
+        }
+        let logs: Vec<String> = nodes.iter().map(|n| n.child.output()).collect();
+        anyhow::bail!(
+            "{e:#}: GET /jobs answered {seen:?}\n{}",
+            logs.join("\n---\n")
+        );
+    }
 
     let mut edges = Vec::new();
     for i in 0..DEVICES {

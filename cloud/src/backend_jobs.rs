@@ -20,7 +20,9 @@ fn job_error(e: JobError) -> BackendError {
     let key = match &e {
         JobError::NotFound(_) => return BackendError::NotFound,
         JobError::ArtifactLookup(_) => return BackendError::Internal(e.to_string()),
-        JobError::NotDriving => return BackendError::Unavailable(e.to_string()),
+        JobError::NotDriving | JobError::NotStored(_) => {
+            return BackendError::Unavailable(e.to_string());
+        }
         JobError::UnknownVersion(_) => "artifact_version",
         JobError::UnknownDevice(_) | JobError::NoDevices | JobError::DuplicateDevice(_) => {
             "devices"

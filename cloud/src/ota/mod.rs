@@ -40,7 +40,7 @@ pub(crate) use state_tests::MemoryArtifacts;
 
 use crate::device::Clock;
 use crate::notifier::Alert;
-use crate::store::{Author, Fence, HistoryEntry, Side, Store, Write};
+use crate::store::{Author, Commit, Fence, HistoryEntry, Side, Store, Write};
 
 /// History key of job transitions.
 pub const HISTORY_KEY: &str = "ota";
@@ -109,22 +109,10 @@ impl JobsActor {
         }
     }
 
-    /// Persists, records, publishes and alerts, then re-arms the timer.
+    /// Persists, records, publishes and alerts, then re-arms the timer; a failed commit is
+    /// logged.
     fn apply(&mut self, fx: JobEffects, ctx: &mut Context<Self>) {
-        let mut writes: Vec<Write> = fx
-            .persist
-            .into_iter()
-            .map(|j| Write::Job(Box::new(j)))
-            .collect();
-        for t in fx.transitions {
-            tracing::info!(job_id = %t.job, device_id = %t.device, from = ?t.from.map(|s| s.name()), to = t.to.name(), reason = t.reason.as_deref().unwrap_or(""), "job execution");
-            writes.push(self.history_write(t));
-        }
-        if !writes.is_empty() {
-            let commit = match self.mode {
-                Mode::Driving(fence) => self.store.submit_fenced(fence, writes),
-                Mode::Alone | Mode::Standby => self.store.submit(writes),
-            };
+        if let Some(commit) = self.apply_then(fx, ctx) {
             ctx.spawn(
                 async move {
                     if let Err(e) = commit.await {
@@ -135,6 +123,24 @@ impl JobsActor {
                 .into_actor(self),
             );
         }
+    }
+
+    /// As [`Self::apply`], but hands the commit of the changes back (`None`: nothing to
+    /// store), for an API answer that waits until they are stored.
+    fn apply_then(&mut self, fx: JobEffects, ctx: &mut Context<Self>) -> Option<Commit> {
+        let mut writes: Vec<Write> = fx
+            .persist
+            .into_iter()
+            .map(|j| Write::Job(Box::new(j)))
+            .collect();
+        for t in fx.transitions {
+            tracing::info!(job_id = %t.job, device_id = %t.device, from = ?t.from.map(|s| s.name()), to = t.to.name(), reason = t.reason.as_deref().unwrap_or(""), "job execution");
+            writes.push(self.history_write(t));
+        }
+        let commit = (!writes.is_empty()).then(|| match self.mode {
+            Mode::Driving(fence) => self.store.submit_fenced(fence, writes),
+            Mode::Alone | Mode::Standby => self.store.submit(writes),
+        });
         for (device, notify) in fx.notify {
             let jobs: Vec<_> = notify.jobs.iter().map(|j| j.job_id.to_string()).collect();
             tracing::info!(device_id = %device, ?jobs, "jobs/notify");
@@ -145,6 +151,7 @@ impl JobsActor {
             self.alerts.do_send(alert);
         }
         self.reschedule(ctx);
+        commit
     }
 
     /// The history entry of a transition: the device's `ota` key, old and new status.
@@ -194,35 +201,59 @@ impl Actor for JobsActor {
     }
 }
 
+/// Answers once the job is stored: a job the API acknowledged survives its driver.
 impl Handler<CreateJob> for JobsActor {
-    type Result = Result<shiki_proto::JobId, JobError>;
+    type Result = ResponseFuture<Result<shiki_proto::JobId, JobError>>;
 
     fn handle(&mut self, msg: CreateJob, ctx: &mut Self::Context) -> Self::Result {
-        self.driving()?;
         let devices = msg.job.devices.len();
-        let (id, fx) = self.jobs.create(msg.job, msg.presence, self.clock.now())?;
+        let created = self
+            .driving()
+            .and_then(|()| self.jobs.create(msg.job, msg.presence, self.clock.now()));
+        let (id, fx) = match created {
+            Ok(x) => x,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
         let _g = tracing::info_span!("job", job_id = %id).entered();
         tracing::info!(devices, "job created");
-        self.apply(fx, ctx);
-        Ok(id)
+        let commit = self.apply_then(fx, ctx);
+        Box::pin(stored(commit, id).in_current_span())
     }
 }
 
+/// Answers once the cancellation is stored.
 impl Handler<CancelJob> for JobsActor {
-    type Result = Result<crate::store::JobRecord, JobError>;
+    type Result = ResponseFuture<Result<crate::store::JobRecord, JobError>>;
 
     fn handle(&mut self, msg: CancelJob, ctx: &mut Self::Context) -> Self::Result {
-        self.driving()?;
         let _g = tracing::info_span!("job", job_id = %msg.id).entered();
-        let fx = self.jobs.cancel(&msg.id, msg.by, self.clock.now())?;
+        let canceled = self
+            .driving()
+            .and_then(|()| self.jobs.cancel(&msg.id, msg.by, self.clock.now()));
+        let fx = match canceled {
+            Ok(fx) => fx,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
         tracing::info!(canceled = fx.transitions.len(), "job canceled");
-        self.apply(fx, ctx);
-        Ok(self
+        let commit = self.apply_then(fx, ctx);
+        let job = self
             .jobs
             .job(&msg.id)
             .cloned()
-            .expect("a job just canceled exists"))
+            .expect("a job just canceled exists");
+        Box::pin(stored(commit, job).in_current_span())
     }
+}
+
+/// `value` once `commit` (if any) is stored; else why not.
+async fn stored<T>(commit: Option<Commit>, value: T) -> Result<T, JobError> {
+    if let Some(commit) = commit {
+        commit.await.map_err(|e| {
+            tracing::error!(error = %e, "job change could not be stored");
+            JobError::NotStored(e.to_string())
+        })?;
+    }
+    Ok(value)
 }
 
 impl Handler<GetJob> for JobsActor {

@@ -127,6 +127,12 @@ pub enum JobError {
     /// The artifact store could not be read (not the caller's fault).
     #[error("artifact lookup failed: {0}")]
     ArtifactLookup(String),
+    /// The change was made but could not be stored (the store failed, or a cluster
+    /// node's jobs lease moved on before its commit).
+    #[error(
+        "the job change could not be stored ({0}); list the jobs to see what was kept, and retry"
+    )]
+    NotStored(String),
     /// A cluster node that does not hold the jobs lease (it moved, or is moving).
     #[error(
         "this cloud node does not drive the OTA jobs now (the cluster's jobs lease is held elsewhere or changing hands); retry in a few seconds"

@@ -104,8 +104,9 @@ async fn live_nodes(api: &Api) -> Option<BTreeSet<String>> {
     })
 }
 
-/// Each device's execution status in job `id` as `api` shows it.
-async fn executions(api: &Api, id: &str) -> Option<BTreeMap<String, String>> {
+/// Each device's execution in job `id` as `api` shows it: its status, and the step the
+/// edge last reported (`None` before its first update).
+async fn executions(api: &Api, id: &str) -> Option<BTreeMap<String, (String, Option<String>)>> {
     let (status, job) = api.get(&format!("/jobs/{id}")).await.ok()?;
     (status == 200).then(|| {
         job["devices"]
@@ -115,7 +116,10 @@ async fn executions(api: &Api, id: &str) -> Option<BTreeMap<String, String>> {
             .filter_map(|d| {
                 Some((
                     d["device"].as_str()?.to_owned(),
-                    d["status"].as_str()?.to_owned(),
+                    (
+                        d["status"].as_str()?.to_owned(),
+                        d["step"].as_str().map(str::to_owned),
+                    ),
                 ))
             })
             .collect()
@@ -248,12 +252,14 @@ async fn a_job_through_one_node_updates_every_edge_and_survives_its_driver_kille
     );
     let job = body["id"].as_str().expect("job id").to_owned();
 
-    // Mid-rollout: executions in progress, one still queued.
+    // Mid-rollout: an edge has reported its progress, another device is still queued.
     let before = wait_for("the rollout under way", Duration::from_secs(60), || async {
         let e = executions(&apis[c], &job).await?;
-        let running = e.values().filter(|s| *s == "in_progress").count();
-        let queued = e.values().filter(|s| *s == "queued").count();
-        (running > 0 && queued > 0).then_some(e)
+        let reporting = e
+            .values()
+            .any(|(status, step)| status == "in_progress" && step.is_some());
+        let queued = e.values().any(|(status, _)| status == "queued");
+        (reporting && queued).then_some(e)
     })
     .await?;
     let mut dead = nodes.remove(d);
@@ -277,6 +283,21 @@ async fn a_job_through_one_node_updates_every_edge_and_survives_its_driver_kille
         "jobs driven by {next} {:?} after the kill",
         killed_at.elapsed()
     );
+    wait_for(
+        "GET /cluster to name the new driver",
+        Duration::from_secs(10),
+        || async {
+            let (status, cluster) = survivors[0].get("/cluster").await.ok()?;
+            let drivers: Vec<&str> = cluster["nodes"]
+                .as_array()?
+                .iter()
+                .filter(|n| n["drives_jobs"] == json!(true))
+                .filter_map(|n| n["node_id"].as_str())
+                .collect();
+            (status == 200 && drivers == [next.as_str()]).then_some(())
+        },
+    )
+    .await?;
     for i in 0..DEVICES {
         let api = &survivors[i % survivors.len()];
         let entry = match api

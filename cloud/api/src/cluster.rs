@@ -58,6 +58,8 @@ pub struct ClusterNodeStatus {
     pub devices: u32,
     /// Shard leases it holds.
     pub leases: u32,
+    /// It holds the jobs lease: it drives the OTA jobs (always, outside a cluster).
+    pub drives_jobs: bool,
     pub last_seen: DateTime<Utc>,
     /// Seen within the lease time.
     pub live: bool,

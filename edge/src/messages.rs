@@ -49,6 +49,10 @@ pub enum WriteError {
     /// The PLC answered with a Modbus exception, e.g. "exception 0x02 (illegal data address)".
     #[error("PLC refused: {0}")]
     Refused(String),
+    /// The PLC answered with an exception that says it is busy or failing now (0x04,
+    /// 0x05, 0x06, 0x0A, 0x0B); the write is retried.
+    #[error("PLC busy or failing: {0}")]
+    Busy(String),
     /// Timeout, lost connection, or I/O error; the write may be retried.
     #[error("PLC unreachable: {0}")]
     Link(String),

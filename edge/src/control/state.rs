@@ -57,7 +57,7 @@ enum Failure {
         attempted: PointValue,
         detail: String,
     },
-    /// The link failed; retried on the next input.
+    /// The link failed, or the PLC was busy or failing; retried on the next input.
     Unreachable { detail: String },
 }
 
@@ -328,6 +328,12 @@ impl ControlState {
             Err(WriteError::Link(cause)) => (
                 Failure::Unreachable {
                     detail: format!("not applied: PLC unreachable: {cause}"),
+                },
+                Severity::Warning,
+            ),
+            Err(e @ WriteError::Busy(_)) => (
+                Failure::Unreachable {
+                    detail: format!("not applied: {e}"),
                 },
                 Severity::Warning,
             ),

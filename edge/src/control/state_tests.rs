@@ -315,6 +315,48 @@ fn a_plc_refusal_is_reported_and_not_retried_until_the_target_changes() {
 }
 
 #[test]
+fn a_plc_busy_or_failing_is_retried_at_the_next_input_not_taken_as_a_refusal() {
+    let mut s = state();
+    s.set_overrides(overrides(
+        2,
+        vec![("chw_setpoint_c", ov(json!(11.0), None, t(9, 0)))],
+    ));
+    let w = s
+        .writes()
+        .into_iter()
+        .find(|w| w.name == "chw_setpoint_c")
+        .expect("write");
+    let ev = s.on_write(
+        &w,
+        Err(WriteError::Busy(
+            "exception 0x04 (server device failure)".into(),
+        )),
+        t(9, 0),
+    );
+    assert_eq!(ev.map(|e| e.kind), Some(EventKind::ControlError));
+    assert_eq!(
+        write_of(&s, "chw_setpoint_c"),
+        Some(PointValue::Number(11.0)),
+        "written again once the PLC recovers"
+    );
+    let status = s.status("chw_setpoint_c").expect("status");
+    assert_ne!(status.source, SettingSource::Refused, "{status:?}");
+    assert_eq!(
+        status.detail.as_deref(),
+        Some("not applied: PLC busy or failing: exception 0x04 (server device failure)")
+    );
+    // A second busy answer records no second event.
+    let again = s.on_write(
+        &w,
+        Err(WriteError::Busy(
+            "exception 0x04 (server device failure)".into(),
+        )),
+        t(9, 1),
+    );
+    assert_eq!(again, None);
+}
+
+#[test]
 fn link_failures_are_retried_with_one_event_and_success_is_applied() {
     let mut s = state();
     s.set_overrides(overrides(2, vec![("run", ov(json!(true), None, t(9, 0)))]));

@@ -395,7 +395,7 @@ impl Coordinator {
             self.deps.directory.clone(),
             self.deps.stats.clone(),
             true,
-            false,
+            None,
         );
         tracing::info!(
             shard = fence.shard,

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 
 pub use stats::{DropReason, IngestStats};
 
+use crate::broker::Receipts;
 use crate::device::{DeviceInput, Router};
 use crate::store::{Commit, Store, Write};
 use dictionaries::Dictionaries;
@@ -88,7 +89,7 @@ impl Ingest {
         router: Arc<dyn Router>,
         stats: Arc<IngestStats>,
         ack_after_commit: bool,
-        nudge_on_puback: bool,
+        embedded: Option<Arc<Receipts>>,
     ) -> Self {
         Self::start_scoped(
             connection,
@@ -97,12 +98,14 @@ impl Ingest {
             router,
             stats,
             ack_after_commit,
-            nudge_on_puback,
+            embedded,
         )
     }
 
     /// Starts polling `eventloop` for the devices of `scope`; with a `gate`, the session
-    /// stops instead of reconnecting once the gate is closed.
+    /// stops instead of reconnecting once the gate is closed. `embedded`: the embedded
+    /// broker's receipts, settled after each commit so that its front acknowledges the
+    /// device's message only then (and a nudge on each PUBACK, see [`Dispatcher`]).
     pub fn start_scoped(
         (client, eventloop): (AsyncClient, EventLoop),
         (topics, scope, gate): (Topics, Scope, Option<Gate>),
@@ -110,14 +113,14 @@ impl Ingest {
         router: Arc<dyn Router>,
         stats: Arc<IngestStats>,
         ack_after_commit: bool,
-        nudge_on_puback: bool,
+        embedded: Option<Arc<Receipts>>,
     ) -> Self {
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-        let nudge = nudge_on_puback.then(|| topics.cloud_nudge());
+        let nudge = embedded.is_some().then(|| topics.cloud_nudge());
         let acker = actix::spawn(ack_in_order(
             client.clone(),
             ack_rx,
-            ack_after_commit,
+            (ack_after_commit, embedded.clone()),
             stats.clone(),
         ));
         let dispatcher = Dispatcher {
@@ -136,6 +139,7 @@ impl Ingest {
             window: (!ack_after_commit)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(MAX_UNCOMMITTED))),
             nudge,
+            receipts: embedded,
         };
         let poll = actix::spawn(poll_loop(eventloop, dispatcher, gate));
         Self {
@@ -228,6 +232,9 @@ struct Dispatcher {
     /// small packet to us (typically the device's reported state right after a delta)
     /// would wait for our delayed TCP ACK (40 ms on Linux); the nudge carries that ACK.
     nudge: Option<String>,
+    /// Embedded broker only: each message's receipt key goes to the acker, which settles
+    /// it after the commit; the first SUBACK opens the front to devices.
+    receipts: Option<Arc<Receipts>>,
 }
 
 async fn poll_loop(mut eventloop: EventLoop, d: Dispatcher, gate: Option<Gate>) {
@@ -282,6 +289,8 @@ struct Burst {
     stored: usize,
     /// Acknowledging after the commit: each message, and whether it has writes.
     publishes: Vec<(rumqttc::Publish, bool)>,
+    /// Embedded broker: each message's receipt key, and whether it has writes.
+    receipts: Vec<(u64, bool)>,
 }
 
 /// A burst's commit, for the acker.
@@ -291,6 +300,8 @@ struct Pending {
     stored: usize,
     /// Acknowledging after the commit: each message, and whether it waits for the commit.
     publishes: Vec<(rumqttc::Publish, bool)>,
+    /// Embedded broker: each message's receipt key, and whether it waits for the commit.
+    receipts: Vec<(u64, bool)>,
     /// Acknowledging on receipt: the burst's place in the window.
     _window: Option<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -305,7 +316,7 @@ const REDELIVER_EVERY: Duration = Duration::from_secs(5);
 async fn ack_in_order(
     client: AsyncClient,
     mut rx: mpsc::UnboundedReceiver<Pending>,
-    ack_after_commit: bool,
+    (ack_after_commit, receipts): (bool, Option<Arc<Receipts>>),
     stats: Arc<IngestStats>,
 ) {
     let mut failures = FailureLog::default();
@@ -326,6 +337,11 @@ async fn ack_in_order(
                 if let Err(e) = client.disconnect().await {
                     tracing::warn!(error = %e, "cannot disconnect from the MQTT broker");
                 }
+            }
+        }
+        if let Some(r) = &receipts {
+            for (key, stored) in &p.receipts {
+                r.settle(*key, result.is_ok() || !stored);
             }
         }
         for (publish, stored) in &p.publishes {
@@ -388,6 +404,11 @@ impl Dispatcher {
                 let stored = self.on_publish(&p, &mut burst.writes);
                 burst.messages += 1;
                 burst.stored += usize::from(stored);
+                if self.receipts.is_some() {
+                    burst
+                        .receipts
+                        .push((Receipts::key(&p.topic, &p.payload), stored));
+                }
                 if self.ack_after_commit {
                     burst.publishes.push((p, stored));
                 }
@@ -398,6 +419,12 @@ impl Dispatcher {
                     let _ =
                         self.client
                             .try_publish(topic.clone(), QoS::AtMostOnce, false, Vec::new());
+                }
+                false
+            }
+            Event::Incoming(Packet::SubAck(_)) => {
+                if let Some(r) = &self.receipts {
+                    r.set_ready();
                 }
                 false
             }
@@ -416,7 +443,7 @@ impl Dispatcher {
     /// Submits a burst's writes and hands its commit to the acker; `false` once the acker
     /// is gone.
     async fn finish(&self, burst: Burst) -> bool {
-        if burst.writes.is_empty() && burst.publishes.is_empty() {
+        if burst.writes.is_empty() && burst.publishes.is_empty() && burst.receipts.is_empty() {
             return true;
         }
         let commit = if burst.writes.is_empty() {
@@ -439,6 +466,7 @@ impl Dispatcher {
                 commit,
                 stored: burst.stored,
                 publishes: burst.publishes,
+                receipts: burst.receipts,
                 _window: window,
             })
             .is_ok()

@@ -201,7 +201,7 @@ fn start_counting(
         Arc::new(Seen(tx).start().recipient::<Route>()),
         stats.clone(),
         ack_after_commit,
-        false,
+        None,
     );
     (ingest, rx, stats)
 }
@@ -697,4 +697,212 @@ fn devices_with_the_same_point_list_share_one_dictionary() {
         std::ptr::eq(da.names().as_ptr(), db.names().as_ptr()),
         "one copy"
     );
+}
+
+/// The embedded broker's front, rumqttd behind it and an ingest on `store`, as the cloud
+/// wires them; returns the front's address (keep the broker and front alive).
+fn embedded(
+    topics: &Topics,
+    store: Arc<dyn Store>,
+    dir: &std::path::Path,
+) -> (
+    crate::broker::EmbeddedBroker,
+    crate::broker::DeviceFront,
+    Ingest,
+    mpsc::UnboundedReceiver<u64>,
+) {
+    let password = crate::broker::internal_password();
+    let broker =
+        crate::broker::EmbeddedBroker::start_on_free_port(100, Some(&password)).expect("rumqttd");
+    let receipts = Arc::new(crate::broker::Receipts::default());
+    let registry = RedbStore::open(&dir.join("registry.redb"), 16).expect("registry store");
+    let front = crate::broker::DeviceFront::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        crate::broker::FrontConfig {
+            upstream: broker.addr(),
+            internal_password: password.clone(),
+            topics: topics.clone(),
+            allow_unregistered: true,
+            max_packet: 1 << 20,
+            receipts: receipts.clone(),
+        },
+        Arc::new(registry),
+        Arc::default(),
+    )
+    .expect("front");
+    let mut o = MqttOptions::new("shiki-cloud-front-test", "127.0.0.1", broker.addr().port());
+    o.set_clean_session(false)
+        .set_credentials("shiki-cloud-front-test", password);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let ingest = Ingest::start(
+        Ingest::client_for(o),
+        topics.clone(),
+        store,
+        Arc::new(Seen(tx).start().recipient::<Route>()),
+        Arc::new(IngestStats::default()),
+        false,
+        Some(receipts),
+    );
+    (broker, front, ingest, rx)
+}
+
+/// What a device on the front sees.
+#[derive(Debug, Clone, PartialEq)]
+enum DeviceSaw {
+    Connected,
+    PubAck(u16),
+    Lost(String),
+}
+
+/// A device on the front: publishes samples and reports connects, PUBACKs and losses.
+struct FrontDevice {
+    client: AsyncClient,
+    topic: String,
+    events: mpsc::UnboundedReceiver<DeviceSaw>,
+    _poll: tokio::task::JoinHandle<()>,
+}
+
+impl FrontDevice {
+    /// Connects (retrying while the front refuses: the ingest has not subscribed yet).
+    async fn connect(front: std::net::SocketAddr, topics: &Topics, device: &DeviceId) -> Self {
+        let mut o = MqttOptions::new(device.as_str(), "127.0.0.1", front.port());
+        o.set_credentials(device.as_str(), "device-password-1")
+            .set_clean_session(false);
+        let (client, mut el) = AsyncClient::new(o, 100);
+        let (tx, events) = mpsc::unbounded_channel();
+        let poll = tokio::spawn(async move {
+            loop {
+                let ev = match el.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(a))) => {
+                        DeviceSaw::PubAck(a.pkid)
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                        DeviceSaw::Connected
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        // Not a synchronisation: the reconnect backoff of this test device.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        DeviceSaw::Lost(e.to_string())
+                    }
+                };
+                let _ = tx.send(ev);
+            }
+        });
+        let mut dev = Self {
+            client,
+            topic: topics.topic_for(device, &Channel::Telemetry),
+            events,
+            _poll: poll,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(tokio::time::Instant::now() < deadline, "never connected");
+            if dev.next(Duration::from_secs(10)).await == Some(DeviceSaw::Connected) {
+                return dev;
+            }
+        }
+    }
+
+    async fn send(&self, seq: u64) {
+        let batch = TelemetryBatch {
+            v: 1,
+            backlog: false,
+            samples: vec![Sample {
+                seq,
+                ts: Utc::now(),
+                values: [("supply_temp".to_owned(), 7.0.into())].into(),
+            }],
+        };
+        self.client
+            .publish(
+                self.topic.clone(),
+                QoS::AtLeastOnce,
+                false,
+                encode(&batch).expect("encodes"),
+            )
+            .await
+            .expect("queued");
+    }
+
+    /// The next event within `wait`.
+    async fn next(&mut self, wait: Duration) -> Option<DeviceSaw> {
+        tokio::time::timeout(wait, self.events.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+#[actix_rt::test]
+async fn the_embedded_broker_acknowledges_a_sample_only_once_it_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topics = Topics::new("shiki/v1").expect("topics");
+    let device = DeviceId::new("gw-front").expect("id");
+    let (gate_tx, gate) = tokio::sync::watch::channel(true);
+    let inner = Arc::new(RedbStore::open(&dir.path().join("c.redb"), 16).expect("store"));
+    let store = Arc::new(TestStore::Gated {
+        inner: inner.clone(),
+        gate,
+    });
+    let (_broker, front, _ingest, mut seen) = embedded(&topics, store, dir.path());
+    let mut dev = FrontDevice::connect(front.addr(), &topics, &device).await;
+    dev.send(1).await;
+    assert_eq!(next(&mut seen, Duration::from_secs(10)).await, Some(1));
+    assert!(matches!(
+        dev.next(Duration::from_secs(10)).await,
+        Some(DeviceSaw::PubAck(_))
+    ));
+
+    // A slow disk: the ingest has seq 2 (it routed it) but its commit waits.
+    gate_tx.send_replace(false);
+    dev.send(2).await;
+    assert_eq!(next(&mut seen, Duration::from_secs(10)).await, Some(2));
+    assert_eq!(
+        dev.next(Duration::from_millis(500)).await,
+        None,
+        "no PUBACK before the commit: a cloud killed now must not have acknowledged seq 2"
+    );
+
+    gate_tx.send_replace(true);
+    let ack = dev.next(Duration::from_secs(10)).await;
+    assert!(
+        matches!(ack, Some(DeviceSaw::PubAck(_))),
+        "PUBACK after the commit: {ack:?}"
+    );
+    assert_eq!(stored_seqs(&*inner, &device), vec![1, 2]);
+}
+
+#[actix_rt::test]
+async fn a_sample_the_cloud_could_not_store_is_sent_again_by_the_device() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topics = Topics::new("shiki/v1").expect("topics");
+    let device = DeviceId::new("gw-front-fail").expect("id");
+    let inner = Arc::new(RedbStore::open(&dir.path().join("c.redb"), 16).expect("store"));
+    // The first commit fails (a full disk), later ones work.
+    let store = Arc::new(TestStore::FailingFirst {
+        failures: std::sync::atomic::AtomicUsize::new(1),
+        inner: inner.clone(),
+    });
+    let (_broker, front, _ingest, mut seen) = embedded(&topics, store, dir.path());
+    let mut dev = FrontDevice::connect(front.addr(), &topics, &device).await;
+    dev.send(1).await;
+    assert_eq!(next(&mut seen, Duration::from_secs(10)).await, Some(1));
+    // Sent once; its commit fails. The front closes the connection instead of
+    // acknowledging, the device's session sends seq 1 again, the second commit stores it.
+    let lost = dev.next(Duration::from_secs(10)).await;
+    assert!(matches!(lost, Some(DeviceSaw::Lost(_))), "{lost:?}");
+    assert_eq!(
+        next(&mut seen, Duration::from_secs(10)).await,
+        Some(1),
+        "sent again"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stored_seqs(&*inner, &device) != vec![1] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seq 1 was never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -450,7 +450,7 @@ impl Campaign {
             chrono::FixedOffset::east_opt((shift * 3600) as i32).context("a whole-hour offset")?;
         let per_round = opts.round.as_secs() + 20;
         let minutes = (u64::from(opts.rounds) * per_round / 60 + 10).min(250);
-        let first = (now + chrono::Duration::seconds(20))
+        let first = (now + chrono::Duration::seconds(10))
             .with_second(0)
             .and_then(|t| t.with_nanosecond(0))
             .context("a whole minute")?

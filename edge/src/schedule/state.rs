@@ -42,6 +42,11 @@
 //!   sent once, with no event; when the clock passes the transition again it is applied and
 //!   reported again. That is what the step implies: the PLC sees the older value for as
 //!   long as the clock shows the older time.
+//! - **Forwards past the end of validity, then back** (a wrong NTP answer): the switch to
+//!   the next schedule is undone when the clock goes back before the next one starts, as
+//!   long as no newer next schedule was installed meanwhile (both slots hold one each); a
+//!   `ScheduleChanged` warning says so. Held in memory only: a reboot in between keeps the
+//!   switch.
 //! - **To an implausible time** (`shiki_shared::clock::plausible`: before any release, as
 //!   after an RTC reset to 1970, or after 2100): nothing is evaluated, no schedule is switched
 //!   and no transition is reported. Control gets the settings last in force marked `held`
@@ -126,6 +131,10 @@ pub struct ScheduleState {
     last_sent: Option<ScheduleSettings>,
     /// The clock read an implausible time at the last evaluation: the schedule holds.
     holding: bool,
+    /// The schedule the last switch replaced (in memory only), restored when the clock goes
+    /// back before the new one starts while the next slot is free: that switch followed a
+    /// wrong step forwards.
+    previous: Option<Loaded>,
 }
 
 impl ScheduleState {
@@ -260,6 +269,7 @@ impl ScheduleState {
                           "valid_to": loaded.schedule.valid_to()});
         let message = if msg.slot == ScheduleSlot::Current {
             let old = self.current.replace(loaded);
+            self.previous = None;
             // The new schedule's past is not reported: only what happens from now on (from
             // when the clock is plausible again, if it is not now).
             self.last_eval = plausible(now).ok();
@@ -473,6 +483,19 @@ impl ScheduleState {
             let lo = last.timestamp() + 1;
             passed.extend(transitions(cur, lo, now));
         }
+        if self.next.is_none()
+            && self
+                .previous
+                .as_ref()
+                .is_some_and(|p| now < p.schedule.end())
+            && self
+                .current
+                .as_ref()
+                .is_some_and(|c| now < c.schedule.start())
+        {
+            fx.events.extend(self.switch_back(now));
+            fx.persist = Some(self.stored());
+        }
         if self.next.is_some()
             && self
                 .current
@@ -507,6 +530,7 @@ impl ScheduleState {
                     passed.extend(transitions(new, lo, now));
                 }
             }
+            self.previous = old;
             fx.persist = Some(self.stored());
         }
         let skipped = passed.len().saturating_sub(MAX_TRANSITION_EVENTS);
@@ -531,6 +555,34 @@ impl ScheduleState {
         }
         self.last_eval = Some(now);
         fx
+    }
+
+    /// Undoes the last switch (see `previous`): the replaced schedule runs again and the one
+    /// that replaced it waits as next.
+    fn switch_back(&mut self, now: DateTime<Utc>) -> Option<RecordEvent> {
+        let back = self.previous.take()?;
+        let ahead = self.current.replace(back);
+        self.next = ahead;
+        let (back, ahead) = (self.current.as_ref()?, self.next.as_ref()?);
+        let message = format!(
+            "switched back from schedule {} to {}: the clock went back to {}, before {} \
+             starts, so the switch at {} followed a clock step past {}'s end",
+            ahead.stored.id,
+            back.stored.id,
+            now.to_rfc3339(),
+            ahead.stored.id,
+            back.schedule.end().to_rfc3339(),
+            back.stored.id
+        );
+        tracing::warn!(%message);
+        Some(RecordEvent::new(
+            now,
+            EventKind::ScheduleChanged,
+            Severity::Warning,
+            message,
+            json!({"schedule_id": back.stored.id, "hash": back.stored.hash,
+                   "next": ahead.active(), "clock": now}),
+        ))
     }
 
     fn settings_now(&self, now: DateTime<Utc>) -> ScheduleSettings {

@@ -270,3 +270,54 @@ async fn the_actor_holds_on_a_1970_clock_and_resumes_when_the_clock_is_set() {
         EventKind::ScheduleTransition
     );
 }
+
+#[test]
+fn a_wrong_step_past_the_end_of_validity_and_back_undoes_the_switch() {
+    let now = tokyo("2027-06-01T13:07:00");
+    let pair = StoredSchedules {
+        current: Some(stored(y2027())),
+        next: Some(stored(doc("tokyo-2028", "2028-01-01", "2028-12-31", 9.0))),
+    };
+    let (mut state, _) = ScheduleState::restore(pair, Some(&catalog()), now);
+    // A wrong NTP answer: 2029, a plausible time after both validities.
+    let fx = state.on_tick(t("2029-03-01T00:00:00Z"));
+    let switched = fx.persist.expect("the switch is stored");
+    assert_eq!(
+        switched.current.map(|c| c.id),
+        Some("tokyo-2028".to_owned())
+    );
+    // Corrected a minute later: 2027 runs again, 2028 waits as next, stored so.
+    let back = now + TimeDelta::minutes(1);
+    let fx = state.on_tick(back);
+    let pair = fx.persist.clone().expect("the switch back is stored");
+    assert_eq!(
+        (pair.current.map(|c| c.id), pair.next.map(|n| n.id)),
+        (Some("tokyo-2027".to_owned()), Some("tokyo-2028".to_owned()))
+    );
+    let s = fx.settings.clone().expect("2027's settings again");
+    assert_eq!(value(&s, "chw_setpoint_c"), json!(8.0));
+    assert_eq!(s.schedule.map(|a| a.id), Some("tokyo-2027".to_owned()));
+    let warning = fx
+        .events
+        .iter()
+        .find(|e| e.kind == EventKind::ScheduleChanged)
+        .expect("the switch back is reported");
+    assert_eq!(warning.severity, Severity::Warning);
+    assert!(
+        warning.message.contains("switched back"),
+        "{}",
+        warning.message
+    );
+    // At the real boundary it switches again.
+    let fx = state.on_tick(tokyo("2028-01-01T00:00:00"));
+    assert_eq!(
+        fx.persist.and_then(|p| p.current).map(|c| c.id),
+        Some("tokyo-2028".to_owned())
+    );
+    // A step back across New Year is a step back like any other: 2027 runs again.
+    let fx = state.on_tick(tokyo("2027-12-31T23:00:00"));
+    assert_eq!(
+        fx.persist.and_then(|p| p.current).map(|c| c.id),
+        Some("tokyo-2027".to_owned())
+    );
+}

@@ -3,10 +3,9 @@
 //! [`FUTURE_TOLERANCE`] ahead of the cloud's clock.
 //!
 //! They are stored like every sample (under their seq, with the time the gateway gave: the
-//! values are real, and the seq places them between their neighbours), never dropped. But
-//! charts and time queries put them at that time, and a PostgreSQL store with
-//! `store.retention` drops a month that old at its next hourly maintenance, so each one is
-//! counted (`shiki_ingest_implausible_time_total`) and the device is named in a warning at
+//! values are real, and the seq places them between their neighbours), never dropped (a
+//! PostgreSQL store's retention keeps the months before the first release). But charts and
+//! time queries put them at that time, so each one is counted (`shiki_ingest_implausible_time_total`) and the device is named in a warning at
 //! most once per [`WARN_EVERY`] per device, saying what to fix. A current edge holds and
 //! re-times such samples itself (docs/operations.md §2), so they come only from an edge
 //! whose clock stayed unset longer than its hold, or from older edges.
@@ -98,9 +97,8 @@ impl OddTimeLog {
             first_ts = %ts,
             "telemetry stamped {ts}, {why}: the gateway's clock is wrong (RTC reset after a power \
              cut, no NTP). The samples are stored under their seq with that time, so charts and \
-             time queries place them there, and a PostgreSQL store with retention drops a month \
-             that old; fix the gateway's NTP server and RTC battery, and use its clock_step \
-             events for the step that corrects these times"
+             time queries place them there; fix the gateway's NTP server and RTC battery, and \
+             use its clock_step events for the step that corrects these times"
         );
         true
     }

@@ -96,12 +96,17 @@ pub struct ScheduledValue {
 
 /// The settings the schedule has in force now (replaces the previous set). Sent at start-up,
 /// at every transition, and when the active schedule changes.
-#[derive(Debug, Clone, PartialEq, Message)]
+#[derive(Debug, Clone, Default, PartialEq, Message)]
 #[rtype(result = "()")]
 pub struct ScheduleSettings {
     /// `None` when no schedule is active.
     pub schedule: Option<shiki_proto::ActiveSchedule>,
     pub settings: BTreeMap<String, ScheduledValue>,
+    /// The edge's clock reads an implausible time (`shiki_shared::clock::plausible`: an RTC
+    /// reset to 1970), so the schedule cannot tell what is in force: `settings` are those last
+    /// in force (none after a start-up at such a time) and Control writes no
+    /// `[control.defaults]` value for a key they lack; the PLC keeps what it holds.
+    pub held: bool,
 }
 
 /// What the PLC really holds for each setting, read back after writing, and why.

@@ -9,6 +9,7 @@
 //! logged with the topic, acknowledged and dropped; other devices never notice.
 
 mod dictionaries;
+mod odd_times;
 mod stats;
 mod telemetry;
 #[cfg(test)]
@@ -127,6 +128,7 @@ impl Ingest {
             topics: topics.clone(),
             scope: scope.clone(),
             dictionaries: Dictionaries::default(),
+            odd_times: odd_times::OddTimeLog::default(),
             store,
             router,
             stats,
@@ -215,6 +217,8 @@ struct Dispatcher {
     scope: Scope,
     /// The point dictionaries of compact telemetry, per device.
     dictionaries: Dictionaries,
+    /// Which devices were warned about implausible sample times, when.
+    odd_times: odd_times::OddTimeLog,
     store: Arc<dyn Store>,
     /// Each device's actor (straight into its mailbox, in production).
     router: Arc<dyn Router>,
@@ -510,7 +514,10 @@ impl Dispatcher {
             Channel::Telemetry => {
                 // The hot path logs nothing, so it gets no span.
                 let known = |id: &str| self.dictionaries.find(&self.store, &device, id);
-                let (rows, newest, carried) = match telemetry_rows_any(&p.payload, known) {
+                let now = chrono::Utc::now();
+                let ((rows, newest, carried), odd) = match telemetry_rows_any(
+                    &p.payload, known, now,
+                ) {
                     Ok(x) => x,
                     Err(e @ shiki_proto::CompactError::UnknownDictionary(_)) => {
                         tracing::error!(device_id = %device, error = %e, "compact telemetry with a point dictionary this cloud does not know; the edge sends its names again at its next connect and at least hourly");
@@ -522,6 +529,11 @@ impl Dispatcher {
                     self.dictionaries.learn(&device, dict);
                 }
                 self.stats.samples(rows.len());
+                if odd.count > 0 {
+                    self.stats.implausible_time(odd.count);
+                    self.odd_times
+                        .report(&device, &odd, now, std::time::Instant::now());
+                }
                 writes.push(Write::Telemetry {
                     device: device.clone(),
                     samples: rows,

@@ -583,7 +583,7 @@ fn golden(name: &str) -> Bytes {
 fn compact_and_json_golden_batches_store_the_same_samples() {
     let (json_rows, json_newest) = telemetry_rows(&golden("telemetry.json")).expect("v1");
     let (rows, newest, carried) =
-        telemetry_rows_any(&golden("telemetry-compact.json"), |_| None).expect("v2");
+        rows_any(&golden("telemetry-compact.json"), |_| None).expect("v2");
     assert!(carried.is_some(), "the dictionary it carried, to remember");
     let decode = |rows: &[crate::store::SampleRow]| -> Vec<Sample> {
         rows.iter()
@@ -603,7 +603,7 @@ fn compact_and_json_golden_batches_store_the_same_samples() {
         true,
     )
     .expect("encodes");
-    let (again, _, _) = telemetry_rows_any(&Bytes::from(gz), |_| None).expect("v2 backlog");
+    let (again, _, _) = rows_any(&Bytes::from(gz), |_| None).expect("v2 backlog");
     assert_eq!(decode(&again), decode(&rows));
 }
 
@@ -616,21 +616,19 @@ fn a_dictionary_by_id_is_found_learned_from_the_catalog_or_in_the_store() {
     let store: Arc<dyn Store> = redb.clone();
     let device = DeviceId::new("gw-1").expect("id");
     let by_id = golden("telemetry-compact-by-id.json");
-    let (_, _, carried) =
-        telemetry_rows_any(&golden("telemetry-compact.json"), |_| None).expect("v2");
+    let (_, _, carried) = rows_any(&golden("telemetry-compact.json"), |_| None).expect("v2");
     let dict = carried.expect("carried");
 
     let fresh = Dictionaries::default();
-    let err = telemetry_rows_any(&by_id, |id| fresh.find(&store, &device, id))
-        .expect_err("nothing known yet");
+    let err =
+        rows_any(&by_id, |id| fresh.find(&store, &device, id)).expect_err("nothing known yet");
     assert!(
         matches!(err, shiki_proto::CompactError::UnknownDictionary(ref id) if id == dict.id()),
         "{err}"
     );
 
     fresh.learn(&device, dict.clone());
-    let (rows, _, _) =
-        telemetry_rows_any(&by_id, |id| fresh.find(&store, &device, id)).expect("learned");
+    let (rows, _, _) = rows_any(&by_id, |id| fresh.find(&store, &device, id)).expect("learned");
     assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1043, 1044]);
     let other = DeviceId::new("gw-2").expect("id");
     assert!(
@@ -668,7 +666,7 @@ fn a_dictionary_by_id_is_found_learned_from_the_catalog_or_in_the_store() {
     .wait_blocking()
     .expect("stored");
     let after_restart = Dictionaries::default();
-    let (rows, _, _) = telemetry_rows_any(&by_id, |id| after_restart.find(&store, &device, id))
+    let (rows, _, _) = rows_any(&by_id, |id| after_restart.find(&store, &device, id))
         .expect("from the stored catalog");
     assert_eq!(rows.len(), 2);
 }
@@ -905,4 +903,117 @@ async fn a_sample_the_cloud_could_not_store_is_sent_again_by_the_device() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// [`telemetry_rows_any`] at the current time, without the implausible-time count.
+fn rows_any(
+    payload: &Bytes,
+    known: impl FnOnce(&str) -> Option<shiki_proto::PointDictionary>,
+) -> Result<telemetry::TelemetryRows, shiki_proto::CompactError> {
+    telemetry_rows_any(payload, known, Utc::now()).map(|(rows, _)| rows)
+}
+
+/// Publishes one payload on the device's telemetry topic (QoS 1, waits for the PUBACK).
+async fn publish_payload(topics: &Topics, device: &DeviceId, payload: Vec<u8>) {
+    let o = MqttOptions::new(format!("dev-{}", rand::random::<u32>()), "127.0.0.1", 1883);
+    let (client, mut el) = AsyncClient::new(o, 10);
+    client
+        .publish(
+            topics.topic_for(device, &Channel::Telemetry),
+            QoS::AtLeastOnce,
+            false,
+            payload,
+        )
+        .await
+        .expect("queued");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match el.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => break,
+                Ok(_) => {}
+                Err(e) => panic!("device cannot reach Mosquitto: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("broker acknowledges the device");
+    let _ = client.disconnect().await;
+}
+
+/// A gateway whose RTC reset to 1970 after a power cut (and whose clock stayed unset past
+/// the edge's hold) stamps samples 1970: they are stored like any other, under their seq,
+/// and counted for `/metrics` (`shiki_ingest_implausible_time_total`; the device is named
+/// in the log), never dropped silently (issue #21).
+#[actix_rt::test]
+async fn a_sample_stamped_1970_is_stored_under_its_seq_and_counted() {
+    let topics = Topics::new(&format!("test{}/shiki/v1", rand::random::<u32>())).expect("prefix");
+    let device = DeviceId::new("gw-rtc-reset").expect("valid id");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(RedbStore::open(&dir.path().join("cloud.redb"), 64).expect("opens"));
+    let client_id = format!("shiki-cloud-clock-{}", rand::random::<u32>());
+    let (ingest, mut seen, stats) =
+        start_counting(options(&client_id, true), &topics, store.clone(), true);
+    let rtc = DateTime::<Utc>::UNIX_EPOCH + chrono::TimeDelta::seconds(60);
+    let batch = TelemetryBatch {
+        v: 1,
+        backlog: false,
+        samples: vec![
+            Sample {
+                seq: 1,
+                ts: rtc,
+                values: [("supply_temp".to_owned(), 7.0.into())].into(),
+            },
+            Sample {
+                seq: 2,
+                ts: Utc::now(),
+                values: [("supply_temp".to_owned(), 7.1.into())].into(),
+            },
+        ],
+    };
+    let payload = encode(&batch).expect("encodes");
+    // Until the session has subscribed nobody receives it: send again until it arrives.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the batch never reached the cloud"
+        );
+        publish_payload(&topics, &device, payload.clone()).await;
+        if next(&mut seen, Duration::from_millis(200)).await == Some(2) {
+            break;
+        }
+    }
+    // Counted as it arrived: one implausible sample in each batch received.
+    assert!(stats.implausible_time_total() >= 1);
+    assert_eq!(stats.implausible_time_total() * 2, stats.samples_received());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stored_seqs(store.as_ref(), &device) != vec![1, 2] {
+        assert!(tokio::time::Instant::now() < deadline, "never stored");
+        let _ = next(&mut seen, Duration::from_millis(50)).await;
+    }
+    let kept = store
+        .telemetry(&device, &TimeQuery::default())
+        .expect("reads");
+    assert_eq!(kept.first().map(|s| (s.seq, s.ts)), Some((1, rtc)));
+    ingest.stop().await;
+}
+
+/// Version-2 (compact) batches are judged alike.
+#[test]
+fn implausible_sample_times_are_counted_in_either_protocol_version() {
+    let now = Utc::now();
+    let mut batch = batch_of([1, 2, 3]);
+    batch.samples[0].ts = DateTime::<Utc>::UNIX_EPOCH;
+    batch.samples[1].ts = now + chrono::TimeDelta::days(400);
+    batch.samples[2].ts = now;
+    let plain = Bytes::from(encode(&batch).expect("encodes"));
+    let (_, odd) = telemetry_rows_any(&plain, |_| None, now).expect("decodes");
+    assert_eq!(
+        (odd.count, odd.first),
+        (2, Some((1, DateTime::<Utc>::UNIX_EPOCH)))
+    );
+    let dict = shiki_proto::PointDictionary::new(vec!["running".into(), "supply_temp".into()]);
+    let compact = shiki_proto::encode_compact(&batch.samples, &dict, true, false).expect("compact");
+    let (_, odd) = telemetry_rows_any(&Bytes::from(compact), |_| None, now).expect("decodes");
+    assert_eq!(odd.count, 2);
 }

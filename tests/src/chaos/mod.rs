@@ -311,8 +311,12 @@ struct Gateway {
     plc_ok: Track,
     observed: Readings,
     watcher: tokio::task::JoinHandle<()>,
-    /// Desired versions the operator set.
+    /// Desired versions the operator set that changed the value (each must settle).
     desired: Vec<u64>,
+    /// The value the operator last set, and how often it was set again unchanged (no
+    /// change, so nothing to verify).
+    last_desired: Option<f64>,
+    unchanged: u32,
 }
 
 impl Drop for Gateway {
@@ -412,6 +416,8 @@ impl Campaign {
                 observed,
                 watcher,
                 desired: Vec::new(),
+                last_desired: None,
+                unchanged: 0,
             });
         }
         let mut c = Self {
@@ -549,7 +555,14 @@ impl Campaign {
         let version = body["version"]
             .as_u64()
             .with_context(|| format!("no version in the PATCH answer {body}"))?;
-        self.gateways[i].desired.push(version);
+        let g = &mut self.gateways[i];
+        // Set again to what it was: the cloud records and verifies nothing.
+        if g.last_desired == Some(value) {
+            g.unchanged += 1;
+        } else {
+            g.desired.push(version);
+        }
+        g.last_desired = Some(value);
         Ok(())
     }
 
@@ -797,6 +810,9 @@ impl Campaign {
                         .collect()
                 }
             };
+            if g.unchanged > 0 {
+                *report.desired.entry("unchanged".into()).or_default() += g.unchanged;
+            }
             for (version, o) in outcomes {
                 let name = o["outcome"].as_str().unwrap_or("missing").to_owned();
                 *report.desired.entry(name.clone()).or_default() += 1;

@@ -100,6 +100,8 @@ struct Embedded {
     front: broker::DeviceFront,
     /// What rumqttd accepts as a password: the front's and the cloud's own.
     password: String,
+    /// Device data acknowledged by the front once the ingest stored it.
+    receipts: Arc<broker::Receipts>,
 }
 
 /// How long the store's writer lets writes gather under load when nothing waits for the
@@ -243,7 +245,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
                 directory,
                 ingest_stats.clone(),
                 ack_after_commit,
-                embedded.is_some(),
+                embedded.as_ref().map(|e| e.receipts.clone()),
             )),
             None,
         ),
@@ -365,6 +367,7 @@ fn start_broker(
         return Ok(None);
     };
     let password = broker::internal_password();
+    let receipts = Arc::new(broker::Receipts::default());
     let broker = EmbeddedBroker::start_on_free_port(config.mqtt.max_inflight, Some(&password))?;
     let front = broker::DeviceFront::start(
         *listen,
@@ -374,6 +377,7 @@ fn start_broker(
             topics: topics.clone(),
             allow_unregistered: config.mqtt.allow_unregistered,
             max_packet: shiki_proto::MAX_MESSAGE_BYTES + 4096,
+            receipts: receipts.clone(),
         },
         store,
         sessions.clone(),
@@ -383,6 +387,7 @@ fn start_broker(
         broker,
         front,
         password,
+        receipts,
     }))
 }
 

@@ -792,6 +792,7 @@ impl Backend for CloudBackend {
                 },
                 store_commit_failures_total: s.failed_commits,
                 ingest_unstored_total: self.ingest.unstored_total(),
+                ingest_implausible_time_total: self.ingest.implausible_time_total(),
                 store_quarantined_rows_total: s.quarantined_rows,
                 store_fenced_total: s.fenced_submissions,
                 cluster_leases: self

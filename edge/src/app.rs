@@ -208,7 +208,7 @@ fn open_outbox(
     let store = RedbOutbox::open(
         &config.store_path(),
         OutboxOptions {
-            quota_bytes: config.outbox.quota_mib.saturating_mul(1024 * 1024),
+            quota_bytes: config.outbox.quota_bytes(),
             cache_bytes: (config.outbox.cache_mib as usize).saturating_mul(1024 * 1024),
         },
     )?;

@@ -49,6 +49,10 @@ pub enum WriteError {
     /// The PLC answered with a Modbus exception, e.g. "exception 0x02 (illegal data address)".
     #[error("PLC refused: {0}")]
     Refused(String),
+    /// The PLC answered with an exception that says it is busy or failing now (0x04,
+    /// 0x05, 0x06, 0x0A, 0x0B); the write is retried.
+    #[error("PLC busy or failing: {0}")]
+    Busy(String),
     /// Timeout, lost connection, or I/O error; the write may be retried.
     #[error("PLC unreachable: {0}")]
     Link(String),
@@ -92,12 +96,17 @@ pub struct ScheduledValue {
 
 /// The settings the schedule has in force now (replaces the previous set). Sent at start-up,
 /// at every transition, and when the active schedule changes.
-#[derive(Debug, Clone, PartialEq, Message)]
+#[derive(Debug, Clone, Default, PartialEq, Message)]
 #[rtype(result = "()")]
 pub struct ScheduleSettings {
     /// `None` when no schedule is active.
     pub schedule: Option<shiki_proto::ActiveSchedule>,
     pub settings: BTreeMap<String, ScheduledValue>,
+    /// The edge's clock reads an implausible time (`shiki_shared::clock::plausible`: an RTC
+    /// reset to 1970), so the schedule cannot tell what is in force: `settings` are those last
+    /// in force (none after a start-up at such a time) and Control writes no
+    /// `[control.defaults]` value for a key they lack; the PLC keeps what it holds.
+    pub held: bool,
 }
 
 /// What the PLC really holds for each setting, read back after writing, and why.

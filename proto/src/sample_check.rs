@@ -16,12 +16,18 @@ impl Sample {
     /// The `seq` of the sample `json` holds, or the error decoding it as a [`Sample`] gives;
     /// builds nothing. `Ok` exactly when `serde_json::from_str::<Sample>(json)` is `Ok`.
     pub fn check_json(json: &str) -> Result<u64, serde_json::Error> {
-        serde_json::from_str::<Checked>(json).map(|c| c.0)
+        Self::check_json_time(json).map(|(seq, _)| seq)
+    }
+
+    /// As [`Sample::check_json`], with the sample's `ts` too (the cloud counts samples
+    /// stamped by a gateway clock that was not set).
+    pub fn check_json_time(json: &str) -> Result<(u64, DateTime<Utc>), serde_json::Error> {
+        serde_json::from_str::<Checked>(json).map(|c| (c.0, c.1))
     }
 }
 
-/// A sample that decodes, by its seq.
-struct Checked(u64);
+/// A sample that decodes, by its seq and time.
+struct Checked(u64, DateTime<Utc>);
 
 /// The fields of [`Sample`], as its derived decoder names them.
 const FIELDS: &[&str] = &["seq", "ts", "values"];
@@ -56,21 +62,25 @@ impl<'de> Visitor<'de> for SampleVisitor {
         let n = seq
             .next_element::<u64>()?
             .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-        seq.next_element::<DateTime<Utc>>()?
+        let ts = seq
+            .next_element::<DateTime<Utc>>()?
             .ok_or_else(|| de::Error::invalid_length(1, &self))?;
         seq.next_element::<Values>()?
             .ok_or_else(|| de::Error::invalid_length(2, &self))?;
-        Ok(Checked(n))
+        Ok(Checked(n, ts))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
-        let (mut seq, mut ts, mut values) = (None, false, false);
+        let (mut seq, mut ts, mut values) = (None, None, false);
         while let Some(field) = map.next_key::<Field>()? {
             match field {
                 Field::Seq => seq = Some(first_value::<A, u64>(&mut map, seq.is_some(), "seq")?),
                 Field::Ts => {
-                    first_value::<A, DateTime<Utc>>(&mut map, ts, "ts")?;
-                    ts = true;
+                    ts = Some(first_value::<A, DateTime<Utc>>(
+                        &mut map,
+                        ts.is_some(),
+                        "ts",
+                    )?);
                 }
                 Field::Values => {
                     first_value::<A, Values>(&mut map, values, "values")?;
@@ -82,13 +92,11 @@ impl<'de> Visitor<'de> for SampleVisitor {
             }
         }
         let seq = seq.ok_or_else(|| de::Error::missing_field("seq"))?;
-        if !ts {
-            return Err(de::Error::missing_field("ts"));
-        }
+        let ts = ts.ok_or_else(|| de::Error::missing_field("ts"))?;
         if !values {
             return Err(de::Error::missing_field("values"));
         }
-        Ok(Checked(seq))
+        Ok(Checked(seq, ts))
     }
 }
 
@@ -187,11 +195,11 @@ mod tests {
 
     use crate::Sample;
 
-    /// `check_json` and decoding agree on `json`: both accept it with the same seq, or both
-    /// refuse it.
+    /// `check_json_time` and decoding agree on `json`: both accept it with the same seq and
+    /// time, or both refuse it.
     fn agree(json: &str) -> Result<(), TestCaseError> {
-        let decoded = serde_json::from_str::<Sample>(json).map(|s| s.seq);
-        let checked = Sample::check_json(json);
+        let decoded = serde_json::from_str::<Sample>(json).map(|s| (s.seq, s.ts));
+        let checked = Sample::check_json_time(json);
         prop_assert_eq!(
             decoded.as_ref().ok(),
             checked.as_ref().ok(),

@@ -115,6 +115,58 @@ impl ClockWatch {
     }
 }
 
+/// The earliest time a correct gateway clock can show: 2026-01-01T00:00:00Z, before any
+/// release of Shiki was built. A clock reading earlier has not been set (an RTC reset to
+/// 1970 after a power cut, an RTC without battery starting at its chip's epoch). Raise it
+/// with a release when convenient; it must never be later than the day a release is built.
+pub const EARLIEST_PLAUSIBLE_SECS: i64 = 1_767_225_600;
+
+/// The latest time a correct clock can show: 2100-01-01T00:00:00Z. A clock reading later
+/// holds garbage (an RTC register overflow, a GPS week rollover gone wrong).
+pub const LATEST_PLAUSIBLE_SECS: i64 = 4_102_444_800;
+
+/// A wall-clock reading no correct clock can show (see [`plausible`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ImplausibleTime {
+    #[error(
+        "the clock reads {0}, before {earliest} (earlier than any release of this software): \
+         it has not been set since the gateway started (RTC reset after a power cut?); \
+         check that the gateway reaches its NTP server and that its RTC battery is good",
+        earliest = earliest_plausible().to_rfc3339()
+    )]
+    BeforeRelease(DateTime<Utc>),
+    #[error(
+        "the clock reads {0}, after {latest}: it holds garbage; check the gateway's NTP \
+         server and RTC",
+        latest = latest_plausible().to_rfc3339()
+    )]
+    FarFuture(DateTime<Utc>),
+}
+
+/// [`EARLIEST_PLAUSIBLE_SECS`] as an instant.
+pub fn earliest_plausible() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(EARLIEST_PLAUSIBLE_SECS, 0).expect("a valid constant")
+}
+
+/// [`LATEST_PLAUSIBLE_SECS`] as an instant.
+pub fn latest_plausible() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(LATEST_PLAUSIBLE_SECS, 0).expect("a valid constant")
+}
+
+/// `t` if a correct clock can show it: not before [`earliest_plausible`], not after
+/// [`latest_plausible`]. The edge holds its schedule and its records while its clock is
+/// implausible; the cloud counts records stamped with such a time.
+pub fn plausible(t: DateTime<Utc>) -> Result<DateTime<Utc>, ImplausibleTime> {
+    let s = t.timestamp();
+    if s < EARLIEST_PLAUSIBLE_SECS {
+        Err(ImplausibleTime::BeforeRelease(t))
+    } else if s >= LATEST_PLAUSIBLE_SECS {
+        Err(ImplausibleTime::FarFuture(t))
+    } else {
+        Ok(t)
+    }
+}
+
 /// A clock that only moves when told to. Clones share the same time, so a test keeps one
 /// handle and gives clones to the code under test.
 #[derive(Debug, Clone)]
@@ -206,6 +258,28 @@ mod tests {
         assert_eq!(back.step, epoch - (t0 + secs(371)) - secs(10));
         assert!(back.step < TimeDelta::zero());
         assert_eq!(w.observe(epoch + secs(10), mono(90)), None, "steady again");
+    }
+
+    #[test]
+    fn times_before_any_release_or_after_2100_are_implausible() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().expect("time");
+        for ok in [
+            "2026-01-01T00:00:00Z",
+            "2027-06-01T04:07:00Z",
+            "2099-12-31T23:59:59Z",
+        ] {
+            assert_eq!(plausible(at(ok)), Ok(at(ok)), "{ok}");
+        }
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        assert_eq!(plausible(epoch), Err(ImplausibleTime::BeforeRelease(epoch)));
+        let y2000 = at("2000-01-01T00:00:00Z");
+        assert_eq!(plausible(y2000), Err(ImplausibleTime::BeforeRelease(y2000)));
+        let late = at("2100-01-01T00:00:00Z");
+        assert_eq!(plausible(late), Err(ImplausibleTime::FarFuture(late)));
+        let msg = ImplausibleTime::BeforeRelease(epoch).to_string();
+        assert!(msg.contains("1970-01-01") && msg.contains("NTP"), "{msg}");
+        assert_eq!(earliest_plausible(), at("2026-01-01T00:00:00Z"));
+        assert_eq!(latest_plausible(), late);
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //!   [`ota::ReleaseKey`].
 //! - [`resolution`]: [`resolution::same_number`], the one "same value at the point's
 //!   resolution" rule of both binaries.
-//! - [`clock`]: the [`Clock`] trait with system and test clocks.
+//! - [`clock`]: the [`Clock`] trait with system and test clocks, [`clock::ClockWatch`] for
+//!   steps and [`clock::plausible`] for readings no set clock shows.
 //! - [`logging`]: tracing subscriber setup, called by the binaries only.
 //! - [`throttle`]: [`throttle::Throttle`], a log line that repeats as fast as a failure
 //!   does goes through at most once per period.

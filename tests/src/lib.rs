@@ -16,16 +16,21 @@
 //! - [`probe`]: an MQTT client recording what it receives.
 //! - [`grafana`]: the provisioned Grafana dashboards, their SQL expanded as Grafana's
 //!   PostgreSQL data source expands it, and the checks Grafana makes of the answers.
+//! - [`plc_proxy`]: [`PlcProxy`](plc_proxy::PlcProxy), a Modbus TCP proxy that can refuse
+//!   connections or answer exceptions.
+//! - [`chaos`]: the randomized fault campaign of `shiki-chaos` (issue #21).
 //! - [`ota`]: edge binaries to update (copies, stamped builds), release keys through
 //!   the cloud's CLI, artifacts and jobs through the API.
 //!
 //! The tests themselves are in `tests/tests/`, one file (one process) per scenario.
 
+pub mod chaos;
 pub mod grafana;
 pub mod idp;
 pub mod mosquitto;
 pub mod ota;
 pub mod pki;
+pub mod plc_proxy;
 pub mod probe;
 mod process;
 mod proxy;

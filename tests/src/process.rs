@@ -5,15 +5,21 @@ use std::process::{Command, Stdio};
 
 use anyhow::Context;
 
-/// Path of a workspace binary (`shiki-edge`, `shiki-cloud`) of the same profile as the test.
-/// Builds it with cargo when it is not there yet.
+/// Path of a workspace binary (`shiki-edge`, `shiki-cloud`) of the same profile as the test
+/// (or as the running binary, e.g. `shiki-chaos`). Builds it with cargo when it is not
+/// there yet.
 pub fn bin_path(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the test executable")?;
-    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test executable has no target/<profile> directory")?;
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>; a binary of this
+    // crate runs from target/<profile>/ itself.
+    let parent = exe.parent().context("the executable has no directory")?;
+    let dir = if parent.file_name().is_some_and(|n| n == "deps") {
+        parent
+            .parent()
+            .context("test executable has no target/<profile> directory")?
+    } else {
+        parent
+    };
     let path = dir.join(name);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());

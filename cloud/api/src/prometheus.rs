@@ -181,6 +181,14 @@ fn verifications_and_store(out: &mut Out, m: &MetricsSnapshot) {
          acknowledged after the commit: left for the broker to redeliver).",
         m.ingest_unstored_total as f64,
     );
+    out.single(
+        "shiki_ingest_implausible_time_total",
+        "counter",
+        "Telemetry samples stamped with a time no set gateway clock shows (before any release, \
+         e.g. 1970 after an RTC reset, or over an hour ahead of the cloud); stored all the same, \
+         the device is named in the log. Fix the gateway's NTP and RTC.",
+        m.ingest_implausible_time_total as f64,
+    );
 }
 
 fn api_counters(out: &mut Out, api: &ApiStats) {

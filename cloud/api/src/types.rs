@@ -367,6 +367,10 @@ pub struct MetricsSnapshot {
     /// Counter: ingested messages whose store commit failed.
     #[serde(default)]
     pub ingest_unstored_total: u64,
+    /// Counter: telemetry samples stamped with an implausible time (a gateway clock not
+    /// set: before any release, or over an hour ahead); stored all the same.
+    #[serde(default)]
+    pub ingest_implausible_time_total: u64,
     /// Counter: device connections the embedded broker's front refused, by reason
     /// (`unknown_device`, `wrong_password`, `no_password`, `retired`, …).
     #[serde(default)]

@@ -27,11 +27,12 @@ use rumqttc::SubscribeReasonCode;
 use rumqttc::mqttbytes::Error as CodecError;
 use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Login, Packet, SubAck};
 use sha2::{Digest, Sha256};
-use shiki_proto::{DeviceId, Direction, Topics};
+use shiki_proto::{Channel, DeviceId, Direction, Topics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use super::receipts::{HOLD_LIMIT, Receipts};
 use super::{BrokerError, DeviceSessions};
 use crate::auth::{hash_device_password, verify_device_password};
 use crate::store::{RegistryRecord, Store, Write};
@@ -88,6 +89,8 @@ pub struct FrontConfig {
     pub allow_unregistered: bool,
     /// Largest MQTT packet accepted.
     pub max_packet: usize,
+    /// Data PUBACKs wait here for the ingest's commit (see [`super::receipts`]).
+    pub receipts: Arc<Receipts>,
 }
 
 /// The running front (its thread lives as long as the process, like rumqttd's).
@@ -218,6 +221,16 @@ impl Ctx {
 
     /// Whether `device` may subscribe to `filter`: only inside its own subtree (a literal
     /// `{prefix}/{device}/` before any wildcard).
+    /// Whether the PUBACK of this publish waits for the cloud's commit: telemetry and
+    /// events, at QoS 1.
+    fn holds(&self, p: &rumqttc::mqttbytes::v4::Publish) -> bool {
+        p.qos == rumqttc::mqttbytes::QoS::AtLeastOnce
+            && matches!(
+                self.config.topics.parse(&p.topic),
+                Ok((_, Channel::Telemetry | Channel::Events))
+            )
+    }
+
     fn may_subscribe(&self, device: &DeviceId, filter: &str) -> bool {
         let own = format!("{}/{}/", self.config.topics.prefix(), device);
         filter.starts_with(&own)
@@ -372,6 +385,13 @@ async fn serve(mut client: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
             return;
         }
     };
+    if !ctx.config.receipts.is_ready() {
+        tracing::info!(%peer, client_id = ?connect.client_id, "MQTT device refused for now: the cloud has not subscribed yet (the device retries)");
+        let ack = Packet::ConnAck(ConnAck::new(ConnectReturnCode::ServiceUnavailable, false));
+        let _ = write_packet(&mut client, &ack, max).await;
+        let _ = client.shutdown().await;
+        return;
+    }
     let checked = match ctx.authenticate(&connect).await {
         Ok(device) => match &connect.last_will {
             Some(will) if !ctx.may_publish(&device, &will.topic) => {
@@ -421,17 +441,27 @@ async fn serve(mut client: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     // SUBACKs the front answers or completes itself go to the client writer through here.
     let (inject, injected) = mpsc::channel::<Packet>(16);
     let pending: Arc<Mutex<HashMap<u16, Vec<bool>>>> = Arc::default();
+    // Data publishes whose PUBACK waits for the commit, told to the downlink before the
+    // publish goes on to rumqttd (so before its PUBACK can come back).
+    let (hold, holds) = mpsc::unbounded_channel::<Hold>();
     let up = uplink(
         client_r,
         buf,
         upstream_w,
         &device,
         &ctx,
-        inject,
+        (inject, hold),
         pending.clone(),
         peer,
     );
-    let down = downlink(upstream_r, client_w, injected, pending, max);
+    let down = downlink(
+        upstream_r,
+        client_w,
+        (injected, holds),
+        pending,
+        max,
+        &device,
+    );
     tokio::select! {
         end = up => if let Err(e) = end {
             tracing::warn!(%peer, %device, error = %e, "MQTT device connection closed");
@@ -463,7 +493,7 @@ async fn uplink(
     mut upstream: tokio::net::tcp::OwnedWriteHalf,
     device: &DeviceId,
     ctx: &Ctx,
-    inject: mpsc::Sender<Packet>,
+    (inject, hold): (mpsc::Sender<Packet>, mpsc::UnboundedSender<Hold>),
     pending: Arc<Mutex<HashMap<u16, Vec<bool>>>>,
     peer: SocketAddr,
 ) -> std::io::Result<()> {
@@ -499,6 +529,16 @@ async fn uplink(
             }
             Packet::Connect(_) => {
                 return Err(std::io::Error::other("second CONNECT"));
+            }
+            Packet::Publish(p) if ctx.holds(&p) => {
+                let settled = ctx
+                    .config
+                    .receipts
+                    .expect(Receipts::key(&p.topic, &p.payload));
+                if hold.send((p.pkid, settled)).is_err() {
+                    return Ok(());
+                }
+                encode(&Packet::Publish(p), &mut out, max)?;
             }
             Packet::Subscribe(mut s) => {
                 let allowed: Vec<bool> = s
@@ -569,21 +609,64 @@ async fn flush(
     Ok(())
 }
 
-/// Broker → client: passed on, with the SUBACKs of partly refused subscriptions completed
-/// and the front's own SUBACKs added.
+/// A data publish's PUBACK waits for this: its packet id and the ingest's answer.
+type Hold = (u16, tokio::sync::oneshot::Receiver<bool>);
+
+/// A PUBACK from rumqttd on its way to the device, in order; data PUBACKs wait for their
+/// commit, the others only for those before them.
+struct Queued {
+    ack: Packet,
+    wait: Wait,
+    since: tokio::time::Instant,
+}
+
+/// What a queued PUBACK waits for.
+enum Wait {
+    /// Nothing of its own (not a data publish).
+    Nothing,
+    /// The ingest's answer.
+    Commit(tokio::sync::oneshot::Receiver<bool>),
+    /// The answer came: stored, or not.
+    Settled(bool),
+}
+
+/// Broker → client: passed on, with the SUBACKs of partly refused subscriptions completed,
+/// the front's own SUBACKs added, and the PUBACKs of telemetry and events held until the
+/// cloud stored them (in publish order). A failed commit, or one not made within
+/// [`HOLD_LIMIT`], closes the connection: the edge sends those messages again.
 async fn downlink(
     mut upstream: tokio::net::tcp::OwnedReadHalf,
     mut client: tokio::net::tcp::OwnedWriteHalf,
-    mut injected: mpsc::Receiver<Packet>,
+    (mut injected, mut holds): (mpsc::Receiver<Packet>, mpsc::UnboundedReceiver<Hold>),
     pending: Arc<Mutex<HashMap<u16, Vec<bool>>>>,
     max: usize,
+    device: &DeviceId,
 ) {
     let mut buf = BytesMut::with_capacity(4096);
     let mut out = BytesMut::with_capacity(4096);
+    let mut held: HashMap<u16, tokio::sync::oneshot::Receiver<bool>> = HashMap::new();
+    let mut queue: std::collections::VecDeque<Queued> = std::collections::VecDeque::new();
     loop {
         // Everything that has arrived goes to the device in one write.
         loop {
             match Packet::read(&mut buf, max) {
+                Ok(Packet::PubAck(ack)) => {
+                    while let Ok((pkid, settled)) = holds.try_recv() {
+                        held.insert(pkid, settled);
+                    }
+                    let wait = held.remove(&ack.pkid).map_or(Wait::Nothing, Wait::Commit);
+                    if matches!(wait, Wait::Nothing) && queue.is_empty() {
+                        if encode(&Packet::PubAck(ack), &mut out, max).is_err() {
+                            return;
+                        }
+                    } else {
+                        queue.push_back(Queued {
+                            ack: Packet::PubAck(ack),
+                            wait,
+                            since: tokio::time::Instant::now(),
+                        });
+                    }
+                }
                 Ok(p) => {
                     if encode(&complete_suback(p, &pending), &mut out, max).is_err() {
                         return;
@@ -593,6 +676,10 @@ async fn downlink(
                 Err(_) => return,
             }
         }
+        if !release(&mut queue, &mut out, max, device) {
+            let _ = flush(&mut client, &mut out).await;
+            return;
+        }
         while let Ok(p) = injected.try_recv() {
             if encode(&p, &mut out, max).is_err() {
                 return;
@@ -601,6 +688,7 @@ async fn downlink(
         if flush(&mut client, &mut out).await.is_err() {
             return;
         }
+        let deadline = queue.front().map(|q| q.since + HOLD_LIMIT);
         tokio::select! {
             n = upstream.read_buf(&mut buf) => match n {
                 Ok(0) | Err(_) => return,
@@ -611,7 +699,71 @@ async fn downlink(
                     return;
                 }
             }
+            // The first held PUBACK's answer (`release` reads it on the next pass).
+            _ = first_settled(&mut queue) => {}
+            () = sleep_until(deadline) => {
+                tracing::warn!(%device, held = queue.len(), "MQTT front: telemetry not stored within 30 s; closing the connection so that the device sends it again");
+                let _ = flush(&mut client, &mut out).await;
+                return;
+            }
         }
+    }
+}
+
+/// Moves the PUBACKs at the head of `queue` whose messages are stored (and those behind
+/// them that wait for nothing) to `out`; `false` when the store failed one.
+fn release(
+    queue: &mut std::collections::VecDeque<Queued>,
+    out: &mut BytesMut,
+    max: usize,
+    device: &DeviceId,
+) -> bool {
+    use tokio::sync::oneshot::error::TryRecvError;
+    while let Some(first) = queue.front_mut() {
+        let stored = match &mut first.wait {
+            Wait::Nothing => true,
+            Wait::Settled(stored) => *stored,
+            Wait::Commit(settled) => match settled.try_recv() {
+                Ok(stored) => stored,
+                Err(TryRecvError::Empty) => return true,
+                // The cloud is shutting down: nothing will store it now.
+                Err(TryRecvError::Closed) => false,
+            },
+        };
+        if !stored {
+            tracing::warn!(%device, "MQTT front: the cloud could not store a message; closing the connection so that the device sends it again");
+            return false;
+        }
+        let Some(q) = queue.pop_front() else {
+            break;
+        };
+        if encode(&q.ack, out, max).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Completes when the first held PUBACK of `queue` has its answer (never when none is held).
+async fn first_settled(queue: &mut std::collections::VecDeque<Queued>) {
+    match queue.front_mut() {
+        Some(q) => {
+            if let Wait::Commit(settled) = &mut q.wait {
+                let stored = settled.await.unwrap_or(false);
+                q.wait = Wait::Settled(stored);
+            } else {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `deadline` (forever when `None`).
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -664,6 +816,7 @@ mod tests {
                 topics: Topics::new("shiki/v1").expect("topics"),
                 allow_unregistered: false,
                 max_packet: 1 << 20,
+                receipts: Arc::default(),
             },
             store: Arc::new(store),
             sessions: Arc::default(),

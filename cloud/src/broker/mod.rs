@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 
 mod front;
+pub mod receipts;
 mod sessions;
 pub use front::{DeviceFront, FrontConfig, FrontStats, internal_password};
+pub use receipts::Receipts;
 pub use sessions::{DeviceSessions, Session};
 
 use crate::config::{BrokerTarget, MqttConfig};

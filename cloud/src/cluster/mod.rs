@@ -425,7 +425,7 @@ impl Coordinator {
             self.deps.directory.clone(),
             self.deps.stats.clone(),
             true,
-            false,
+            None,
         );
         tracing::info!(
             shard = fence.shard,
@@ -510,7 +510,7 @@ impl Coordinator {
             Arc::new(jobs::JobsRouter(self.deps.jobs.inputs.clone())),
             Arc::new(IngestStats::default()),
             true,
-            false,
+            None,
         );
         self.view.drives_jobs.store(true, Ordering::Release);
         tracing::info!(

@@ -9,6 +9,7 @@
 //! logged with the topic, acknowledged and dropped; other devices never notice.
 
 mod dictionaries;
+mod odd_times;
 mod stats;
 mod telemetry;
 #[cfg(test)]
@@ -25,6 +26,7 @@ use tokio::sync::mpsc;
 
 pub use stats::{DropReason, IngestStats};
 
+use crate::broker::Receipts;
 use crate::device::{DeviceInput, Router};
 use crate::store::{Commit, Store, Write};
 use dictionaries::Dictionaries;
@@ -92,7 +94,7 @@ impl Ingest {
         router: Arc<dyn Router>,
         stats: Arc<IngestStats>,
         ack_after_commit: bool,
-        nudge_on_puback: bool,
+        embedded: Option<Arc<Receipts>>,
     ) -> Self {
         Self::start_scoped(
             connection,
@@ -101,12 +103,14 @@ impl Ingest {
             router,
             stats,
             ack_after_commit,
-            nudge_on_puback,
+            embedded,
         )
     }
 
     /// Starts polling `eventloop` for the devices of `scope`; with a `gate`, the session
-    /// stops instead of reconnecting once the gate is closed.
+    /// stops instead of reconnecting once the gate is closed. `embedded`: the embedded
+    /// broker's receipts, settled after each commit so that its front acknowledges the
+    /// device's message only then (and a nudge on each PUBACK, see [`Dispatcher`]).
     pub fn start_scoped(
         (client, eventloop): (AsyncClient, EventLoop),
         (topics, scope, gate): (Topics, Scope, Option<Gate>),
@@ -114,20 +118,21 @@ impl Ingest {
         router: Arc<dyn Router>,
         stats: Arc<IngestStats>,
         ack_after_commit: bool,
-        nudge_on_puback: bool,
+        embedded: Option<Arc<Receipts>>,
     ) -> Self {
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-        let nudge = nudge_on_puback.then(|| topics.cloud_nudge());
+        let nudge = embedded.is_some().then(|| topics.cloud_nudge());
         let acker = actix::spawn(ack_in_order(
             client.clone(),
             ack_rx,
-            ack_after_commit,
+            (ack_after_commit, embedded.clone()),
             stats.clone(),
         ));
         let dispatcher = Dispatcher {
             topics: topics.clone(),
             scope: scope.clone(),
             dictionaries: Dictionaries::default(),
+            odd_times: odd_times::OddTimeLog::default(),
             store,
             router,
             stats,
@@ -140,6 +145,7 @@ impl Ingest {
             window: (!ack_after_commit)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(MAX_UNCOMMITTED))),
             nudge,
+            receipts: embedded,
         };
         let poll = actix::spawn(poll_loop(eventloop, dispatcher, gate));
         Self {
@@ -215,6 +221,8 @@ struct Dispatcher {
     scope: Scope,
     /// The point dictionaries of compact telemetry, per device.
     dictionaries: Dictionaries,
+    /// Which devices were warned about implausible sample times, when.
+    odd_times: odd_times::OddTimeLog,
     store: Arc<dyn Store>,
     /// Each device's actor (straight into its mailbox, in production).
     router: Arc<dyn Router>,
@@ -232,6 +240,9 @@ struct Dispatcher {
     /// small packet to us (typically the device's reported state right after a delta)
     /// would wait for our delayed TCP ACK (40 ms on Linux); the nudge carries that ACK.
     nudge: Option<String>,
+    /// Embedded broker only: each message's receipt key goes to the acker, which settles
+    /// it after the commit; the first SUBACK opens the front to devices.
+    receipts: Option<Arc<Receipts>>,
 }
 
 async fn poll_loop(mut eventloop: EventLoop, d: Dispatcher, gate: Option<Gate>) {
@@ -286,6 +297,8 @@ struct Burst {
     stored: usize,
     /// Acknowledging after the commit: each message, and whether it has writes.
     publishes: Vec<(rumqttc::Publish, bool)>,
+    /// Embedded broker: each message's receipt key, and whether it has writes.
+    receipts: Vec<(u64, bool)>,
 }
 
 /// A burst's commit, for the acker.
@@ -295,6 +308,8 @@ struct Pending {
     stored: usize,
     /// Acknowledging after the commit: each message, and whether it waits for the commit.
     publishes: Vec<(rumqttc::Publish, bool)>,
+    /// Embedded broker: each message's receipt key, and whether it waits for the commit.
+    receipts: Vec<(u64, bool)>,
     /// Acknowledging on receipt: the burst's place in the window.
     _window: Option<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -309,7 +324,7 @@ const REDELIVER_EVERY: Duration = Duration::from_secs(5);
 async fn ack_in_order(
     client: AsyncClient,
     mut rx: mpsc::UnboundedReceiver<Pending>,
-    ack_after_commit: bool,
+    (ack_after_commit, receipts): (bool, Option<Arc<Receipts>>),
     stats: Arc<IngestStats>,
 ) {
     let mut failures = FailureLog::default();
@@ -330,6 +345,11 @@ async fn ack_in_order(
                 if let Err(e) = client.disconnect().await {
                     tracing::warn!(error = %e, "cannot disconnect from the MQTT broker");
                 }
+            }
+        }
+        if let Some(r) = &receipts {
+            for (key, stored) in &p.receipts {
+                r.settle(*key, result.is_ok() || !stored);
             }
         }
         for (publish, stored) in &p.publishes {
@@ -392,6 +412,11 @@ impl Dispatcher {
                 let stored = self.on_publish(&p, &mut burst.writes);
                 burst.messages += 1;
                 burst.stored += usize::from(stored);
+                if self.receipts.is_some() {
+                    burst
+                        .receipts
+                        .push((Receipts::key(&p.topic, &p.payload), stored));
+                }
                 if self.ack_after_commit {
                     burst.publishes.push((p, stored));
                 }
@@ -402,6 +427,12 @@ impl Dispatcher {
                     let _ =
                         self.client
                             .try_publish(topic.clone(), QoS::AtMostOnce, false, Vec::new());
+                }
+                false
+            }
+            Event::Incoming(Packet::SubAck(_)) => {
+                if let Some(r) = &self.receipts {
+                    r.set_ready();
                 }
                 false
             }
@@ -420,7 +451,7 @@ impl Dispatcher {
     /// Submits a burst's writes and hands its commit to the acker; `false` once the acker
     /// is gone.
     async fn finish(&self, burst: Burst) -> bool {
-        if burst.writes.is_empty() && burst.publishes.is_empty() {
+        if burst.writes.is_empty() && burst.publishes.is_empty() && burst.receipts.is_empty() {
             return true;
         }
         let commit = if burst.writes.is_empty() {
@@ -443,6 +474,7 @@ impl Dispatcher {
                 commit,
                 stored: burst.stored,
                 publishes: burst.publishes,
+                receipts: burst.receipts,
                 _window: window,
             })
             .is_ok()
@@ -486,7 +518,10 @@ impl Dispatcher {
             Channel::Telemetry => {
                 // The hot path logs nothing, so it gets no span.
                 let known = |id: &str| self.dictionaries.find(&self.store, &device, id);
-                let (rows, newest, carried) = match telemetry_rows_any(&p.payload, known) {
+                let now = chrono::Utc::now();
+                let ((rows, newest, carried), odd) = match telemetry_rows_any(
+                    &p.payload, known, now,
+                ) {
                     Ok(x) => x,
                     Err(e @ shiki_proto::CompactError::UnknownDictionary(_)) => {
                         tracing::error!(device_id = %device, error = %e, "compact telemetry with a point dictionary this cloud does not know; the edge sends its names again at its next connect and at least hourly");
@@ -498,6 +533,11 @@ impl Dispatcher {
                     self.dictionaries.learn(&device, dict);
                 }
                 self.stats.samples(rows.len());
+                if odd.count > 0 {
+                    self.stats.implausible_time(odd.count);
+                    self.odd_times
+                        .report(&device, &odd, now, std::time::Instant::now());
+                }
                 writes.push(Write::Telemetry {
                     device: device.clone(),
                     samples: rows,

@@ -49,6 +49,7 @@ pub struct IngestStats {
     dropped: [AtomicU64; DropReason::ALL.len()],
     samples: AtomicU64,
     unstored: AtomicU64,
+    implausible_time: AtomicU64,
 }
 
 impl IngestStats {
@@ -66,6 +67,10 @@ impl IngestStats {
 
     pub(crate) fn samples(&self, n: usize) {
         self.samples.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn implausible_time(&self, n: usize) {
+        self.implausible_time.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn unstored(&self, n: usize) {
@@ -106,6 +111,12 @@ impl IngestStats {
     /// Messages whose store commit failed.
     pub fn unstored_total(&self) -> u64 {
         self.unstored.load(Ordering::Relaxed)
+    }
+
+    /// Telemetry samples stamped with an implausible time (stored all the same; see
+    /// `ingest::odd_times`).
+    pub fn implausible_time_total(&self) -> u64 {
+        self.implausible_time.load(Ordering::Relaxed)
     }
 
     /// Telemetry samples received (before de-duplication).

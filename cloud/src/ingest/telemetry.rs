@@ -16,6 +16,9 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::value::RawValue;
 use shiki_proto::{CodecError, CompactBatch, CompactError, PointDictionary, Sample};
 
+use chrono::{DateTime, Utc};
+
+use super::odd_times::OddTimes;
 use crate::device::SampleJson;
 use crate::store::SampleRow;
 
@@ -25,13 +28,19 @@ use crate::store::SampleRow;
 /// The samples of a payload, and the point dictionary it carried (compact batches).
 pub(super) type TelemetryRows = (Vec<SampleRow>, Option<SampleJson>, Option<PointDictionary>);
 
+/// A payload's rows ([`TelemetryRows`]) and its samples stamped with an implausible time at
+/// the cloud's `now` ([`OddTimes`]).
+pub(super) type CheckedRows = (TelemetryRows, OddTimes);
+
 /// Each sample of a telemetry payload of either protocol version as the store keeps it, the
 /// newest one's text, and the dictionary the payload carried. Version 1 as described above; `known(id)` resolves the point
-/// dictionary of a compact batch that does not carry its names.
+/// dictionary of a compact batch that does not carry its names. Samples whose time is
+/// implausible at `now` are counted (`odd_times`), never refused.
 pub(super) fn telemetry_rows_any(
     payload: &Bytes,
     known: impl FnOnce(&str) -> Option<PointDictionary>,
-) -> Result<TelemetryRows, CompactError> {
+    now: DateTime<Utc>,
+) -> Result<CheckedRows, CompactError> {
     let text = match shiki_proto::json_text(payload)? {
         Cow::Borrowed(_) => payload.clone(),
         Cow::Owned(unzipped) => Bytes::from(unzipped),
@@ -40,6 +49,8 @@ pub(super) fn telemetry_rows_any(
         text: &text,
         rows: Vec::new(),
         newest: None,
+        now,
+        odd: OddTimes::default(),
     };
     let mut de = serde_json::Deserializer::from_slice(&text);
     let shape = Batch(&mut rows)
@@ -47,12 +58,12 @@ pub(super) fn telemetry_rows_any(
         .and_then(|shape| de.end().map(|()| shape))
         .map_err(CodecError::Malformed)?;
     if shape == Shape::Compact {
-        return compact_rows(&text, known);
+        return compact_rows(&text, known, now);
     }
     let newest = rows
         .newest
         .map(|i| SampleJson::checked(rows.rows[i].seq, rows.rows[i].json.clone()));
-    Ok((rows.rows, newest, None))
+    Ok(((rows.rows, newest, None), rows.odd))
 }
 
 /// Version 1 payloads only (as [`telemetry_rows_any`] with no known dictionaries).
@@ -60,8 +71,8 @@ pub(super) fn telemetry_rows_any(
 pub(super) fn telemetry_rows(
     payload: &Bytes,
 ) -> Result<(Vec<SampleRow>, Option<SampleJson>), CodecError> {
-    match telemetry_rows_any(payload, |_| None) {
-        Ok((rows, newest, _)) => Ok((rows, newest)),
+    match telemetry_rows_any(payload, |_| None, Utc::now()) {
+        Ok(((rows, newest, _), _)) => Ok((rows, newest)),
         Err(CompactError::Codec(e)) => Err(e),
         Err(other) => Err(CodecError::Malformed(de::Error::custom(other))),
     }
@@ -71,12 +82,15 @@ pub(super) fn telemetry_rows(
 fn compact_rows(
     text: &[u8],
     known: impl FnOnce(&str) -> Option<PointDictionary>,
-) -> Result<TelemetryRows, CompactError> {
+    now: DateTime<Utc>,
+) -> Result<CheckedRows, CompactError> {
     let batch: CompactBatch = serde_json::from_slice(text).map_err(CodecError::Malformed)?;
     let (samples, carried) = batch.resolve(known)?;
     let mut rows = Vec::with_capacity(samples.len());
     let mut newest: Option<usize> = None;
+    let mut odd = OddTimes::default();
     for s in &samples {
+        odd.note(s.seq, s.ts, now);
         let json = Bytes::from(serde_json::to_vec(s).map_err(CodecError::Encode)?);
         if newest.is_none_or(|i| s.seq > samples[i].seq) {
             newest = Some(rows.len());
@@ -84,7 +98,7 @@ fn compact_rows(
         rows.push(SampleRow { seq: s.seq, json });
     }
     let newest = newest.map(|i| SampleJson::checked(rows[i].seq, rows[i].json.clone()));
-    Ok((rows, newest, carried))
+    Ok(((rows, newest, carried), odd))
 }
 
 /// What the samples of one payload have given so far.
@@ -94,12 +108,16 @@ struct Rows<'t> {
     rows: Vec<SampleRow>,
     /// Which of `rows` has the highest seq.
     newest: Option<usize>,
+    /// The cloud's time, against which sample times are judged.
+    now: DateTime<Utc>,
+    odd: OddTimes,
 }
 
 impl Rows<'_> {
     fn push(&mut self, raw: &RawValue) -> Result<(), serde_json::Error> {
         let json = raw.get();
-        let seq = Sample::check_json(json)?;
+        let (seq, ts) = Sample::check_json_time(json)?;
+        self.odd.note(seq, ts, self.now);
         if self.newest.is_none_or(|i| seq > self.rows[i].seq) {
             self.newest = Some(self.rows.len());
         }

@@ -201,7 +201,7 @@ fn start_counting(
         Arc::new(Seen(tx).start().recipient::<Route>()),
         stats.clone(),
         ack_after_commit,
-        false,
+        None,
     );
     (ingest, rx, stats)
 }
@@ -583,7 +583,7 @@ fn golden(name: &str) -> Bytes {
 fn compact_and_json_golden_batches_store_the_same_samples() {
     let (json_rows, json_newest) = telemetry_rows(&golden("telemetry.json")).expect("v1");
     let (rows, newest, carried) =
-        telemetry_rows_any(&golden("telemetry-compact.json"), |_| None).expect("v2");
+        rows_any(&golden("telemetry-compact.json"), |_| None).expect("v2");
     assert!(carried.is_some(), "the dictionary it carried, to remember");
     let decode = |rows: &[crate::store::SampleRow]| -> Vec<Sample> {
         rows.iter()
@@ -603,7 +603,7 @@ fn compact_and_json_golden_batches_store_the_same_samples() {
         true,
     )
     .expect("encodes");
-    let (again, _, _) = telemetry_rows_any(&Bytes::from(gz), |_| None).expect("v2 backlog");
+    let (again, _, _) = rows_any(&Bytes::from(gz), |_| None).expect("v2 backlog");
     assert_eq!(decode(&again), decode(&rows));
 }
 
@@ -616,21 +616,19 @@ fn a_dictionary_by_id_is_found_learned_from_the_catalog_or_in_the_store() {
     let store: Arc<dyn Store> = redb.clone();
     let device = DeviceId::new("gw-1").expect("id");
     let by_id = golden("telemetry-compact-by-id.json");
-    let (_, _, carried) =
-        telemetry_rows_any(&golden("telemetry-compact.json"), |_| None).expect("v2");
+    let (_, _, carried) = rows_any(&golden("telemetry-compact.json"), |_| None).expect("v2");
     let dict = carried.expect("carried");
 
     let fresh = Dictionaries::default();
-    let err = telemetry_rows_any(&by_id, |id| fresh.find(&store, &device, id))
-        .expect_err("nothing known yet");
+    let err =
+        rows_any(&by_id, |id| fresh.find(&store, &device, id)).expect_err("nothing known yet");
     assert!(
         matches!(err, shiki_proto::CompactError::UnknownDictionary(ref id) if id == dict.id()),
         "{err}"
     );
 
     fresh.learn(&device, dict.clone());
-    let (rows, _, _) =
-        telemetry_rows_any(&by_id, |id| fresh.find(&store, &device, id)).expect("learned");
+    let (rows, _, _) = rows_any(&by_id, |id| fresh.find(&store, &device, id)).expect("learned");
     assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1043, 1044]);
     let other = DeviceId::new("gw-2").expect("id");
     assert!(
@@ -668,7 +666,7 @@ fn a_dictionary_by_id_is_found_learned_from_the_catalog_or_in_the_store() {
     .wait_blocking()
     .expect("stored");
     let after_restart = Dictionaries::default();
-    let (rows, _, _) = telemetry_rows_any(&by_id, |id| after_restart.find(&store, &device, id))
+    let (rows, _, _) = rows_any(&by_id, |id| after_restart.find(&store, &device, id))
         .expect("from the stored catalog");
     assert_eq!(rows.len(), 2);
 }
@@ -697,4 +695,325 @@ fn devices_with_the_same_point_list_share_one_dictionary() {
         std::ptr::eq(da.names().as_ptr(), db.names().as_ptr()),
         "one copy"
     );
+}
+
+/// The embedded broker's front, rumqttd behind it and an ingest on `store`, as the cloud
+/// wires them; returns the front's address (keep the broker and front alive).
+fn embedded(
+    topics: &Topics,
+    store: Arc<dyn Store>,
+    dir: &std::path::Path,
+) -> (
+    crate::broker::EmbeddedBroker,
+    crate::broker::DeviceFront,
+    Ingest,
+    mpsc::UnboundedReceiver<u64>,
+) {
+    let password = crate::broker::internal_password();
+    let broker =
+        crate::broker::EmbeddedBroker::start_on_free_port(100, Some(&password)).expect("rumqttd");
+    let receipts = Arc::new(crate::broker::Receipts::default());
+    let registry = RedbStore::open(&dir.join("registry.redb"), 16).expect("registry store");
+    let front = crate::broker::DeviceFront::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        crate::broker::FrontConfig {
+            upstream: broker.addr(),
+            internal_password: password.clone(),
+            topics: topics.clone(),
+            allow_unregistered: true,
+            max_packet: 1 << 20,
+            receipts: receipts.clone(),
+        },
+        Arc::new(registry),
+        Arc::default(),
+    )
+    .expect("front");
+    let mut o = MqttOptions::new("shiki-cloud-front-test", "127.0.0.1", broker.addr().port());
+    o.set_clean_session(false)
+        .set_credentials("shiki-cloud-front-test", password);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let ingest = Ingest::start(
+        Ingest::client_for(o),
+        topics.clone(),
+        store,
+        Arc::new(Seen(tx).start().recipient::<Route>()),
+        Arc::new(IngestStats::default()),
+        false,
+        Some(receipts),
+    );
+    (broker, front, ingest, rx)
+}
+
+/// What a device on the front sees.
+#[derive(Debug, Clone, PartialEq)]
+enum DeviceSaw {
+    Connected,
+    PubAck(u16),
+    Lost(String),
+}
+
+/// A device on the front: publishes samples and reports connects, PUBACKs and losses.
+struct FrontDevice {
+    client: AsyncClient,
+    topic: String,
+    events: mpsc::UnboundedReceiver<DeviceSaw>,
+    _poll: tokio::task::JoinHandle<()>,
+}
+
+impl FrontDevice {
+    /// Connects (retrying while the front refuses: the ingest has not subscribed yet).
+    async fn connect(front: std::net::SocketAddr, topics: &Topics, device: &DeviceId) -> Self {
+        let mut o = MqttOptions::new(device.as_str(), "127.0.0.1", front.port());
+        o.set_credentials(device.as_str(), "device-password-1")
+            .set_clean_session(false);
+        let (client, mut el) = AsyncClient::new(o, 100);
+        let (tx, events) = mpsc::unbounded_channel();
+        let poll = tokio::spawn(async move {
+            loop {
+                let ev = match el.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(a))) => {
+                        DeviceSaw::PubAck(a.pkid)
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                        DeviceSaw::Connected
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        // Not a synchronisation: the reconnect backoff of this test device.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        DeviceSaw::Lost(e.to_string())
+                    }
+                };
+                let _ = tx.send(ev);
+            }
+        });
+        let mut dev = Self {
+            client,
+            topic: topics.topic_for(device, &Channel::Telemetry),
+            events,
+            _poll: poll,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(tokio::time::Instant::now() < deadline, "never connected");
+            if dev.next(Duration::from_secs(10)).await == Some(DeviceSaw::Connected) {
+                return dev;
+            }
+        }
+    }
+
+    async fn send(&self, seq: u64) {
+        let batch = TelemetryBatch {
+            v: 1,
+            backlog: false,
+            samples: vec![Sample {
+                seq,
+                ts: Utc::now(),
+                values: [("supply_temp".to_owned(), 7.0.into())].into(),
+            }],
+        };
+        self.client
+            .publish(
+                self.topic.clone(),
+                QoS::AtLeastOnce,
+                false,
+                encode(&batch).expect("encodes"),
+            )
+            .await
+            .expect("queued");
+    }
+
+    /// The next event within `wait`.
+    async fn next(&mut self, wait: Duration) -> Option<DeviceSaw> {
+        tokio::time::timeout(wait, self.events.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+#[actix_rt::test]
+async fn the_embedded_broker_acknowledges_a_sample_only_once_it_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topics = Topics::new("shiki/v1").expect("topics");
+    let device = DeviceId::new("gw-front").expect("id");
+    let (gate_tx, gate) = tokio::sync::watch::channel(true);
+    let inner = Arc::new(RedbStore::open(&dir.path().join("c.redb"), 16).expect("store"));
+    let store = Arc::new(TestStore::Gated {
+        inner: inner.clone(),
+        gate,
+    });
+    let (_broker, front, _ingest, mut seen) = embedded(&topics, store, dir.path());
+    let mut dev = FrontDevice::connect(front.addr(), &topics, &device).await;
+    dev.send(1).await;
+    assert_eq!(next(&mut seen, Duration::from_secs(10)).await, Some(1));
+    assert!(matches!(
+        dev.next(Duration::from_secs(10)).await,
+        Some(DeviceSaw::PubAck(_))
+    ));
+
+    // A slow disk: the ingest has seq 2 (it routed it) but its commit waits.
+    gate_tx.send_replace(false);
+    dev.send(2).await;
+    assert_eq!(next(&mut seen, Duration::from_secs(10)).await, Some(2));
+    assert_eq!(
+        dev.next(Duration::from_millis(500)).await,
+        None,
+        "no PUBACK before the commit: a cloud killed now must not have acknowledged seq 2"
+    );
+
+    gate_tx.send_replace(true);
+    let ack = dev.next(Duration::from_secs(10)).await;
+    assert!(
+        matches!(ack, Some(DeviceSaw::PubAck(_))),
+        "PUBACK after the commit: {ack:?}"
+    );
+    assert_eq!(stored_seqs(&*inner, &device), vec![1, 2]);
+}
+
+#[actix_rt::test]
+async fn a_sample_the_cloud_could_not_store_is_sent_again_by_the_device() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topics = Topics::new("shiki/v1").expect("topics");
+    let device = DeviceId::new("gw-front-fail").expect("id");
+    let inner = Arc::new(RedbStore::open(&dir.path().join("c.redb"), 16).expect("store"));
+    // The first commit fails (a full disk), later ones work.
+    let store = Arc::new(TestStore::FailingFirst {
+        failures: std::sync::atomic::AtomicUsize::new(1),
+        inner: inner.clone(),
+    });
+    let (_broker, front, _ingest, mut seen) = embedded(&topics, store, dir.path());
+    let mut dev = FrontDevice::connect(front.addr(), &topics, &device).await;
+    dev.send(1).await;
+    assert_eq!(next(&mut seen, Duration::from_secs(10)).await, Some(1));
+    // Sent once; its commit fails. The front closes the connection instead of
+    // acknowledging, the device's session sends seq 1 again, the second commit stores it.
+    let lost = dev.next(Duration::from_secs(10)).await;
+    assert!(matches!(lost, Some(DeviceSaw::Lost(_))), "{lost:?}");
+    assert_eq!(
+        next(&mut seen, Duration::from_secs(10)).await,
+        Some(1),
+        "sent again"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stored_seqs(&*inner, &device) != vec![1] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seq 1 was never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// [`telemetry_rows_any`] at the current time, without the implausible-time count.
+fn rows_any(
+    payload: &Bytes,
+    known: impl FnOnce(&str) -> Option<shiki_proto::PointDictionary>,
+) -> Result<telemetry::TelemetryRows, shiki_proto::CompactError> {
+    telemetry_rows_any(payload, known, Utc::now()).map(|(rows, _)| rows)
+}
+
+/// Publishes one payload on the device's telemetry topic (QoS 1, waits for the PUBACK).
+async fn publish_payload(topics: &Topics, device: &DeviceId, payload: Vec<u8>) {
+    let o = MqttOptions::new(format!("dev-{}", rand::random::<u32>()), "127.0.0.1", 1883);
+    let (client, mut el) = AsyncClient::new(o, 10);
+    client
+        .publish(
+            topics.topic_for(device, &Channel::Telemetry),
+            QoS::AtLeastOnce,
+            false,
+            payload,
+        )
+        .await
+        .expect("queued");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match el.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => break,
+                Ok(_) => {}
+                Err(e) => panic!("device cannot reach Mosquitto: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("broker acknowledges the device");
+    let _ = client.disconnect().await;
+}
+
+/// A gateway whose RTC reset to 1970 after a power cut (and whose clock stayed unset past
+/// the edge's hold) stamps samples 1970: they are stored like any other, under their seq,
+/// and counted for `/metrics` (`shiki_ingest_implausible_time_total`; the device is named
+/// in the log), never dropped silently (issue #21).
+#[actix_rt::test]
+async fn a_sample_stamped_1970_is_stored_under_its_seq_and_counted() {
+    let topics = Topics::new(&format!("test{}/shiki/v1", rand::random::<u32>())).expect("prefix");
+    let device = DeviceId::new("gw-rtc-reset").expect("valid id");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(RedbStore::open(&dir.path().join("cloud.redb"), 64).expect("opens"));
+    let client_id = format!("shiki-cloud-clock-{}", rand::random::<u32>());
+    let (ingest, mut seen, stats) =
+        start_counting(options(&client_id, true), &topics, store.clone(), true);
+    let rtc = DateTime::<Utc>::UNIX_EPOCH + chrono::TimeDelta::seconds(60);
+    let batch = TelemetryBatch {
+        v: 1,
+        backlog: false,
+        samples: vec![
+            Sample {
+                seq: 1,
+                ts: rtc,
+                values: [("supply_temp".to_owned(), 7.0.into())].into(),
+            },
+            Sample {
+                seq: 2,
+                ts: Utc::now(),
+                values: [("supply_temp".to_owned(), 7.1.into())].into(),
+            },
+        ],
+    };
+    let payload = encode(&batch).expect("encodes");
+    // Until the session has subscribed nobody receives it: send again until it arrives.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the batch never reached the cloud"
+        );
+        publish_payload(&topics, &device, payload.clone()).await;
+        if next(&mut seen, Duration::from_millis(200)).await == Some(2) {
+            break;
+        }
+    }
+    // Counted as it arrived: one implausible sample in each batch received.
+    assert!(stats.implausible_time_total() >= 1);
+    assert_eq!(stats.implausible_time_total() * 2, stats.samples_received());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stored_seqs(store.as_ref(), &device) != vec![1, 2] {
+        assert!(tokio::time::Instant::now() < deadline, "never stored");
+        let _ = next(&mut seen, Duration::from_millis(50)).await;
+    }
+    let kept = store
+        .telemetry(&device, &TimeQuery::default())
+        .expect("reads");
+    assert_eq!(kept.first().map(|s| (s.seq, s.ts)), Some((1, rtc)));
+    ingest.stop().await;
+}
+
+/// Version-2 (compact) batches are judged alike.
+#[test]
+fn implausible_sample_times_are_counted_in_either_protocol_version() {
+    let now = Utc::now();
+    let mut batch = batch_of([1, 2, 3]);
+    batch.samples[0].ts = DateTime::<Utc>::UNIX_EPOCH;
+    batch.samples[1].ts = now + chrono::TimeDelta::days(400);
+    batch.samples[2].ts = now;
+    let plain = Bytes::from(encode(&batch).expect("encodes"));
+    let (_, odd) = telemetry_rows_any(&plain, |_| None, now).expect("decodes");
+    assert_eq!(
+        (odd.count, odd.first),
+        (2, Some((1, DateTime::<Utc>::UNIX_EPOCH)))
+    );
+    let dict = shiki_proto::PointDictionary::new(vec!["running".into(), "supply_temp".into()]);
+    let compact = shiki_proto::encode_compact(&batch.samples, &dict, true, false).expect("compact");
+    let (_, odd) = telemetry_rows_any(&Bytes::from(compact), |_| None, now).expect("decodes");
+    assert_eq!(odd.count, 2);
 }

@@ -212,6 +212,47 @@ fn retention_drops_whole_old_months_with_their_hourly_rollups() {
     assert_eq!(rollups(), vec!["2"]);
 }
 
+/// A sample a gateway stamped 1970 (its RTC reset after a power cut) lands in a partition
+/// made on demand and is kept by retention, which drops only months since the first release
+/// (issue #21: never lost silently; the ingest counts and logs it).
+#[test]
+fn retention_keeps_samples_stamped_before_any_release() {
+    let db = PgTestDb::create();
+    let store = open(&db, Some(std::time::Duration::from_secs(60 * 86_400)));
+    let d = dev("gw-rtc");
+    let now = Utc::now();
+    let rtc = DateTime::<Utc>::UNIX_EPOCH + Duration::minutes(1);
+    let old = now - Duration::days(100);
+    write(
+        &store,
+        &d,
+        [
+            sample(1, old, 7.0, true),
+            sample(2, rtc, 7.1, true),
+            sample(3, now, 7.2, true),
+        ],
+    );
+    store.maintain(now).expect("maintenance");
+    assert_eq!(
+        stored_seqs(&store, &d),
+        vec![2, 3],
+        "the old month went, 1970 stayed"
+    );
+    let kept = store.telemetry(&d, &TimeQuery::default()).expect("reads");
+    assert_eq!(kept.first().map(|s| (s.seq, s.ts)), Some((2, rtc)));
+    let partitions = db
+        .query("SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid ORDER BY 1")
+        .expect("partitions");
+    assert!(
+        partitions.contains(&"telemetry_y1970m01".to_owned()),
+        "{partitions:?}"
+    );
+    let rollups = db
+        .query("SELECT count(*) FROM shiki.telemetry_hourly WHERE hour < '2000-01-01'")
+        .expect("count");
+    assert_eq!(rollups, vec!["2"], "its hourly rollups stay with it");
+}
+
 #[test]
 fn the_hourly_rollup_counts_each_stored_sample_once() {
     let db = PgTestDb::create();

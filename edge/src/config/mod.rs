@@ -170,12 +170,18 @@ pub enum TelemetryEncoding {
     Json,
 }
 
+/// Smallest `outbox.quota_kib`.
+pub const MIN_QUOTA_KIB: u64 = 16;
+
 /// `[outbox]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxConfig {
     /// Disk quota of buffered records in MiB; past it the oldest telemetry is dropped first.
     pub quota_mib: u64,
+    /// The quota in KiB instead, for gateways with little flash (and tests that fill it):
+    /// wins over `quota_mib` when set.
+    pub quota_kib: Option<u64>,
     /// redb page cache in MiB (bounds memory).
     pub cache_mib: u64,
     /// How long telemetry samples may wait to be committed together (0s: each sample is
@@ -191,8 +197,19 @@ impl Default for OutboxConfig {
     fn default() -> Self {
         Self {
             quota_mib: 256,
+            quota_kib: None,
             cache_mib: 1,
             commit_interval: Duration::ZERO,
+        }
+    }
+}
+
+impl OutboxConfig {
+    /// The quota in bytes: `quota_kib` when set, else `quota_mib`.
+    pub fn quota_bytes(&self) -> u64 {
+        match self.quota_kib {
+            Some(kib) => kib.saturating_mul(1024),
+            None => self.quota_mib.saturating_mul(1024 * 1024),
         }
     }
 }
@@ -516,6 +533,17 @@ impl EdgeConfig {
         }
         if self.outbox.quota_mib == 0 {
             return Err(self.invalid("outbox.quota_mib", "must be at least 1"));
+        }
+        if let Some(kib) = self.outbox.quota_kib
+            && kib < MIN_QUOTA_KIB
+        {
+            return Err(self.invalid(
+                "outbox.quota_kib",
+                format!(
+                    "must be at least {MIN_QUOTA_KIB} (room for a backlog batch and the \
+                     data_dropped event); remove it to use outbox.quota_mib"
+                ),
+            ));
         }
         if !(1..=1024).contains(&self.outbox.cache_mib) {
             return Err(self.invalid("outbox.cache_mib", "must be 1 to 1024"));

@@ -260,3 +260,25 @@ fn link_economy_keys_parse_and_a_delay_longer_than_a_batch_names_what_to_raise()
         "{msg}"
     );
 }
+
+#[test]
+fn a_quota_in_kib_wins_over_mib_and_a_tiny_one_is_refused() {
+    let cfg = EdgeConfig::parse(MINIMAL, "t.toml").expect("parses");
+    assert_eq!(cfg.outbox.quota_bytes(), 256 * 1024 * 1024);
+
+    let cfg = EdgeConfig::parse(
+        "device_id = \"gw-1\"\n[outbox]\nquota_mib = 2\nquota_kib = 64\n",
+        "t.toml",
+    )
+    .expect("parses");
+    cfg.validate().expect("valid");
+    assert_eq!(cfg.outbox.quota_bytes(), 64 * 1024);
+
+    let cfg = EdgeConfig::parse("device_id = \"gw-1\"\n[outbox]\nquota_kib = 4\n", "q.toml")
+        .expect("parses");
+    let msg = cfg.validate().expect_err("too small").to_string();
+    assert!(
+        msg.contains("outbox.quota_kib") && msg.contains("at least 16"),
+        "{msg}"
+    );
+}

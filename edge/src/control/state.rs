@@ -5,6 +5,10 @@
 //! schedule > `[control.defaults]`. An override ends when its `until` passes, or, without
 //! `until`, at the next scheduled transition touching its key (`ScheduledValue::next_change`,
 //! or as soon as the schedule's value for the key started after the override was set).
+//!
+//! While the schedule is held (`ScheduleSettings::held`: the edge's clock reads an
+//! implausible time, as after an RTC reset to 1970) a setting without an override or a
+//! held schedule value has no target: no default is written, the PLC keeps what it holds.
 
 use std::collections::BTreeMap;
 
@@ -57,7 +61,7 @@ enum Failure {
         attempted: PointValue,
         detail: String,
     },
-    /// The link failed; retried on the next input.
+    /// The link failed, or the PLC was busy or failing; retried on the next input.
     Unreachable { detail: String },
 }
 
@@ -74,6 +78,8 @@ pub struct ControlState {
     ended: BTreeMap<String, DateTime<Utc>>,
     schedule: Option<ActiveSchedule>,
     scheduled: BTreeMap<String, ScheduledValue>,
+    /// The schedule is held (implausible clock): no defaults are written.
+    held: bool,
     /// What the PLC holds, from readings and read-backs.
     plc: BTreeMap<String, PointValue>,
     /// Nothing is written before the first poll: the PLC's values are not known yet.
@@ -126,6 +132,7 @@ impl ControlState {
             ended: BTreeMap::new(),
             schedule: None,
             scheduled: BTreeMap::new(),
+            held: false,
             plc: BTreeMap::new(),
             polled: false,
             failures: BTreeMap::new(),
@@ -169,6 +176,7 @@ impl ControlState {
     pub fn set_schedule(&mut self, msg: ScheduleSettings) {
         self.schedule = msg.schedule;
         self.scheduled = msg.settings;
+        self.held = msg.held;
     }
 
     /// Take the PLC's values of the settings from a poll.
@@ -248,6 +256,8 @@ impl ControlState {
             (SettingSource::Override, ov.value.clone())
         } else if let Some(sv) = self.scheduled.get(key) {
             (SettingSource::Schedule, sv.value.clone())
+        } else if self.held {
+            return None;
         } else {
             (SettingSource::Default, self.defaults.get(key)?.clone())
         };
@@ -328,6 +338,12 @@ impl ControlState {
             Err(WriteError::Link(cause)) => (
                 Failure::Unreachable {
                     detail: format!("not applied: PLC unreachable: {cause}"),
+                },
+                Severity::Warning,
+            ),
+            Err(e @ WriteError::Busy(_)) => (
+                Failure::Unreachable {
+                    detail: format!("not applied: {e}"),
                 },
                 Severity::Warning,
             ),

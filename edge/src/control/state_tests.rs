@@ -65,6 +65,7 @@ fn schedule(list: Vec<Slot<'_>>) -> ScheduleSettings {
                 )
             })
             .collect(),
+        held: false,
     }
 }
 
@@ -315,6 +316,48 @@ fn a_plc_refusal_is_reported_and_not_retried_until_the_target_changes() {
 }
 
 #[test]
+fn a_plc_busy_or_failing_is_retried_at_the_next_input_not_taken_as_a_refusal() {
+    let mut s = state();
+    s.set_overrides(overrides(
+        2,
+        vec![("chw_setpoint_c", ov(json!(11.0), None, t(9, 0)))],
+    ));
+    let w = s
+        .writes()
+        .into_iter()
+        .find(|w| w.name == "chw_setpoint_c")
+        .expect("write");
+    let ev = s.on_write(
+        &w,
+        Err(WriteError::Busy(
+            "exception 0x04 (server device failure)".into(),
+        )),
+        t(9, 0),
+    );
+    assert_eq!(ev.map(|e| e.kind), Some(EventKind::ControlError));
+    assert_eq!(
+        write_of(&s, "chw_setpoint_c"),
+        Some(PointValue::Number(11.0)),
+        "written again once the PLC recovers"
+    );
+    let status = s.status("chw_setpoint_c").expect("status");
+    assert_ne!(status.source, SettingSource::Refused, "{status:?}");
+    assert_eq!(
+        status.detail.as_deref(),
+        Some("not applied: PLC busy or failing: exception 0x04 (server device failure)")
+    );
+    // A second busy answer records no second event.
+    let again = s.on_write(
+        &w,
+        Err(WriteError::Busy(
+            "exception 0x04 (server device failure)".into(),
+        )),
+        t(9, 1),
+    );
+    assert_eq!(again, None);
+}
+
+#[test]
 fn link_failures_are_retried_with_one_event_and_success_is_applied() {
     let mut s = state();
     s.set_overrides(overrides(2, vec![("run", ov(json!(true), None, t(9, 0)))]));
@@ -391,4 +434,41 @@ fn defaults_are_checked_against_the_map() {
             "{err:?} should start with {expected:?}"
         );
     }
+}
+
+#[test]
+fn a_held_schedule_writes_no_defaults_and_keeps_the_plc_as_it_is() {
+    // A start-up while the clock reads 1970: the schedule is held with nothing in force.
+    let mut s = state();
+    s.observe(&BTreeMap::from([
+        ("run".to_owned(), PointValue::Bool(true)),
+        ("chw_setpoint_c".to_owned(), PointValue::Number(9.0)),
+    ]));
+    s.set_schedule(ScheduleSettings {
+        held: true,
+        ..ScheduleSettings::default()
+    });
+    assert_eq!(s.writes(), Vec::new(), "no [control.defaults] written");
+    assert_eq!(s.target("run"), None);
+    // Held schedule values (the ones in force before the clock went wrong) still count, and
+    // an operator's override still wins.
+    s.set_schedule(ScheduleSettings {
+        held: true,
+        ..schedule(vec![("chw_setpoint_c", json!(8.0), t(6, 0), None)])
+    });
+    assert_eq!(
+        write_of(&s, "chw_setpoint_c"),
+        Some(PointValue::Number(8.0))
+    );
+    assert_eq!(write_of(&s, "run"), None);
+    s.set_overrides(overrides(5, vec![("run", ov(json!(false), None, t(9, 0)))]));
+    assert_eq!(write_of(&s, "run"), Some(PointValue::Bool(false)));
+    // Once the clock is set and no schedule is in force, the defaults apply as documented.
+    s.set_overrides(overrides(6, vec![]));
+    s.set_schedule(ScheduleSettings::default());
+    assert_eq!(write_of(&s, "run"), Some(PointValue::Bool(false)));
+    assert_eq!(
+        write_of(&s, "chw_setpoint_c"),
+        Some(PointValue::Number(7.0))
+    );
 }

@@ -172,6 +172,7 @@ async fn an_override_ends_at_the_next_schedule_change_and_the_schedule_takes_ove
                 next_change: Some(t(18, 0)),
             },
         )]),
+        held: false,
     });
     r.control
         .do_send(overrides(10, "chw_setpoint_c", json!(9.5), None));

@@ -37,9 +37,35 @@ enum Command {
     /// Serve a simulated absorption chiller/heater over Modbus TCP (the default register
     /// map of deploy/edge.example.toml, or the [plc] map of --config).
     PlcSim(PlcSimArgs),
+    /// Print the outbox's counters (pending samples and events, last seqs, drops, bytes)
+    /// as JSON, while the agent is stopped.
+    Outbox(OutboxArgs),
     /// Measure outbox ingest, disk writes per day, and backlog drain to a broker; with
     /// `--link`, the bytes telemetry costs on a cellular link for each setting.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct OutboxArgs {
+    /// The gateway's data directory (holds edge.redb).
+    #[arg(long, value_name = "DIR", required_unless_present = "config")]
+    data_dir: Option<PathBuf>,
+    /// Or its configuration file (its `data_dir`).
+    #[arg(long, short, value_name = "FILE", conflicts_with = "data_dir")]
+    config: Option<PathBuf>,
+}
+
+impl OutboxArgs {
+    fn store_path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.data_dir {
+            return Ok(dir.join("edge.redb"));
+        }
+        let config = self
+            .config
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("pass --data-dir or --config"))?;
+        Ok(EdgeConfig::load(config)?.store_path())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +155,31 @@ fn main() -> ExitCode {
             };
             match run_binary(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Outbox(args) => {
+            let stats = args
+                .store_path()
+                .and_then(|path| Ok((shiki_edge::outbox::inspect(&path)?, path)));
+            match stats {
+                Ok((s, path)) => {
+                    let json = serde_json::json!({
+                        "path": path.display().to_string(),
+                        "pending_telemetry": s.pending_telemetry,
+                        "pending_events": s.pending_events,
+                        "last_telemetry_seq": s.last_telemetry_seq,
+                        "last_event_seq": s.last_event_seq,
+                        "dropped_telemetry": s.dropped_telemetry,
+                        "dropped_events": s.dropped_events,
+                        "stored_bytes": s.stored_bytes,
+                    });
+                    println!("{json:#}");
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     ExitCode::FAILURE

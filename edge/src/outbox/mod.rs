@@ -178,6 +178,34 @@ impl OutboxError {
     }
 }
 
+/// The counters of the outbox at `path` (`<data_dir>/edge.redb`) while no agent runs:
+/// what `shiki-edge outbox` prints for a field engineer (and the fault campaign compares
+/// with what the cloud stored). Refuses a missing file instead of creating one, and names
+/// the running agent when the file is locked.
+pub fn inspect(path: &std::path::Path) -> Result<OutboxStats, OutboxError> {
+    if !path.exists() {
+        return Err(OutboxError::Open {
+            path: path.display().to_string(),
+            detail: "no outbox here: pass the gateway's data_dir (--data-dir) or its config \
+                     (--config)"
+                .into(),
+        });
+    }
+    let store = RedbOutbox::open(path, OutboxOptions::default()).map_err(|e| match e {
+        OutboxError::Open { path, detail } if detail.contains("already open") => {
+            OutboxError::Open {
+                path,
+                detail: format!(
+                    "{detail}: a running shiki-edge holds it; stop the agent first \
+                     (systemctl stop shiki-edge)"
+                ),
+            }
+        }
+        other => other,
+    })?;
+    store.stats()
+}
+
 /// The storage the writer thread drives. One implementation: [`RedbOutbox`].
 pub trait OutboxStore: Send + 'static {
     /// Applies all `ops` in one transaction: durable (fsync) when it appends or stores a

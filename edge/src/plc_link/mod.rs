@@ -38,7 +38,7 @@ use tokio::time::Instant;
 
 pub use messages::{PollNow, Subscribe};
 pub use state::{Effects, FaultKey, Health, LinkState, WriteJob, all_failed, decode_poll};
-pub use transport::{LinkError, ReadData, exception_text};
+pub use transport::{LinkError, ReadData, exception_text, is_transient};
 
 use transport::{Connection, Dialer};
 
@@ -199,7 +199,7 @@ impl Handler<WritePoint> for PlcLink {
             |(conn, io, job), act, ctx| {
                 let (answer, fx) = act.state.write_done(&job, io, Instant::now(), Utc::now());
                 act.apply(conn, fx, ctx);
-                if let Err(e @ WriteError::Refused(_)) = &answer {
+                if let Err(e @ (WriteError::Refused(_) | WriteError::Busy(_))) = &answer {
                     tracing::warn!(endpoint = %act.dialer.endpoint, error = %e, "PLC refused a write");
                 }
                 answer

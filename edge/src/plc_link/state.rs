@@ -198,7 +198,8 @@ impl LinkState {
 
     /// The I/O of `job` finished: `io` is the read-back, or why the connect, the write or
     /// the read-back failed. The answer is the value the PLC holds, or the failure: a link
-    /// fault (the write may be retried) or a refusal (a Modbus exception or a silent unit).
+    /// fault (the write may be retried), a PLC busy or failing (a transient exception: the
+    /// write is retried too) or a refusal (any other exception, or a silent unit).
     pub fn write_done(
         &mut self,
         job: &WriteJob,
@@ -212,6 +213,11 @@ impl LinkState {
                 self.link_fault(&e, now, at, &mut fx);
                 return (Err(WriteError::Link(e.to_string())), fx);
             }
+            Err(LinkError::Exception {
+                exception,
+                transient: true,
+                ..
+            }) => Err(WriteError::Busy(exception)),
             Err(LinkError::Exception { exception, .. }) => Err(WriteError::Refused(exception)),
             Err(e) => Err(WriteError::Refused(e.to_string())),
             Ok(data) => decode_readback(&job.point, data),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use shiki_proto::{EventKind, PointValue, Severity};
 use tokio::time::Instant;
+use tokio_modbus::ExceptionCode;
 
 use super::*;
 use crate::register_map::{ReadRequest, RegisterKind};
@@ -63,6 +64,7 @@ fn exception(req: &ReadRequest) -> LinkError {
         register: req.kind.describe(req.start),
         unit_id: req.unit_id,
         exception: "exception 0x02 (illegal data address)".into(),
+        transient: false,
     }
 }
 
@@ -279,6 +281,43 @@ fn a_write_answers_the_value_read_back_and_keeps_the_connection() {
             "read back of run failed: empty answer".into()
         ))
     );
+}
+
+#[test]
+fn a_plc_busy_or_failing_is_told_apart_from_a_refusal() {
+    let mut link = link();
+    let now = Instant::now();
+    let job = link
+        .write_job(&write("chw_setpoint_c", PointValue::Number(11.0)), now)
+        .expect("valid");
+    for (code, busy) in [
+        (ExceptionCode::ServerDeviceFailure, true),
+        (ExceptionCode::ServerDeviceBusy, true),
+        (ExceptionCode::Acknowledge, true),
+        (ExceptionCode::GatewayTargetDevice, true),
+        (ExceptionCode::IllegalDataValue, false),
+        (ExceptionCode::IllegalDataAddress, false),
+    ] {
+        let err = LinkError::Exception {
+            op: "write",
+            register: "holding register 40002".into(),
+            unit_id: 1,
+            exception: exception_text(code),
+            transient: is_transient(code),
+        };
+        let (answer, fx) = link.write_done(&job, Err(err), now, at(0));
+        let text = exception_text(code);
+        let expected = if busy {
+            WriteError::Busy(text)
+        } else {
+            WriteError::Refused(text)
+        };
+        assert_eq!(answer, Err(expected), "{code:?}");
+        assert!(
+            fx.keep_connection,
+            "an exception is an answer: the link is fine"
+        );
+    }
 }
 
 #[test]

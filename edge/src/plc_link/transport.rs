@@ -37,6 +37,9 @@ pub enum LinkError {
         unit_id: u8,
         /// e.g. "exception 0x03 (illegal data value)".
         exception: String,
+        /// The PLC is busy or failing (see [`is_transient`]): the same request may
+        /// succeed later.
+        transient: bool,
     },
     #[error("modbus {op} of {register} (unit {unit_id}) failed: {cause}")]
     Io {
@@ -68,6 +71,22 @@ impl LinkError {
             | LinkError::Io { register, .. } => register,
         }
     }
+}
+
+/// Exceptions that say the PLC (or a gateway in front of it) is busy or failing now, not
+/// that the request is wrong: 0x04 server device failure, 0x05 acknowledge (still working
+/// on it), 0x06 server device busy, 0x0A gateway path unavailable, 0x0B gateway target
+/// failed to respond. A write refused with one of them is retried; one refused with any
+/// other (illegal function, address or value) is not, until the value changes.
+pub fn is_transient(code: ExceptionCode) -> bool {
+    matches!(
+        code,
+        ExceptionCode::ServerDeviceFailure
+            | ExceptionCode::Acknowledge
+            | ExceptionCode::ServerDeviceBusy
+            | ExceptionCode::GatewayPathUnavailable
+            | ExceptionCode::GatewayTargetDevice
+    )
 }
 
 /// "exception 0x03 (illegal data value)".
@@ -191,6 +210,7 @@ async fn run<T>(
             register,
             unit_id,
             exception: exception_text(code),
+            transient: is_transient(code),
         }),
         Ok(Err(e)) => Err(LinkError::Io {
             op,

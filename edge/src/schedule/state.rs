@@ -27,13 +27,41 @@
 //!   past at start-up or when a new current schedule is installed.
 //! - `ScheduleChanged` for an install (info), a switch at the boundary (info), a refusal
 //!   (warning), and a stored schedule that could not be restored (critical).
+//! - `ClockStep` when the clock turns implausible (warning) and when it is plausible again
+//!   (info); see below.
+//!
+//! # When the clock steps
+//! The schedule follows the edge's clock; what a step does (docs/operations.md §2):
+//! - **Forwards** past transitions: the settings in force at the new time are sent once
+//!   (Control writes only what differs from the PLC, so a key touched by several skipped
+//!   transitions is written once, with the latest value). Every skipped transition is still
+//!   reported as a `ScheduleTransition` event at its own instant (at most
+//!   [`MAX_TRANSITION_EVENTS`] and a summary); one reached more than [`LATE_AFTER`] after its
+//!   instant says so and carries `applied_at`, since its values were not written at `at`.
+//! - **Backwards** across a transition: the settings in force at the new, earlier time are
+//!   sent once, with no event; when the clock passes the transition again it is applied and
+//!   reported again. That is what the step implies: the PLC sees the older value for as
+//!   long as the clock shows the older time.
+//! - **Forwards past the end of validity, then back** (a wrong NTP answer): the switch to
+//!   the next schedule is undone when the clock goes back before the next one starts, as
+//!   long as no newer next schedule was installed meanwhile (both slots hold one each); a
+//!   `ScheduleChanged` warning says so. Held in memory only: a reboot in between keeps the
+//!   switch.
+//! - **To an implausible time** (`shiki_shared::clock::plausible`: before any release, as
+//!   after an RTC reset to 1970, or after 2100): nothing is evaluated, no schedule is switched
+//!   and no transition is reported. Control gets the settings last in force marked `held`
+//!   (none after a start-up at such a time), so it writes neither other schedule values nor
+//!   `[control.defaults]`: the PLC keeps what it holds. When the clock is plausible again
+//!   the schedule resumes as after a forward step from the last plausible evaluation (or, after
+//!   a start-up at an implausible time, as at start-up: the settings in force, no past events).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 use shiki_proto::{
     AckResult, ActiveSchedule, EventKind, PROTOCOL_VERSION, PointInfo, ScheduleAck, ScheduleSet,
     ScheduleSlot, Severity,
 };
+use shiki_shared::clock::{ImplausibleTime, plausible};
 use shiki_shared::schedule::{Schedule, ScheduleDocument, ScheduleError, Settings, Transition};
 
 use super::store::{StoredSchedule, StoredSchedules};
@@ -42,6 +70,9 @@ use crate::messages::{RecordEvent, ScheduleSettings, ScheduledValue};
 /// Most `ScheduleTransition` events emitted by one evaluation (a clock jump or a long
 /// power-off would otherwise flood the outbox).
 pub const MAX_TRANSITION_EVENTS: usize = 100;
+/// A transition evaluated this long after its instant (a clock step forwards, a pause) is
+/// reported as late, with the instant its values were really applied.
+pub const LATE_AFTER: TimeDelta = TimeDelta::seconds(60);
 /// Most problems spelled out in a refusal's reason (the rest are counted).
 pub const MAX_REASON_PROBLEMS: usize = 20;
 
@@ -94,9 +125,16 @@ impl Loaded {
 pub struct ScheduleState {
     current: Option<Loaded>,
     next: Option<Loaded>,
-    /// The instant of the previous evaluation; transitions after it are reported.
+    /// The instant of the previous evaluation at a plausible time; transitions after it are
+    /// reported.
     last_eval: Option<DateTime<Utc>>,
     last_sent: Option<ScheduleSettings>,
+    /// The clock read an implausible time at the last evaluation: the schedule holds.
+    holding: bool,
+    /// The schedule the last switch replaced (in memory only), restored when the clock goes
+    /// back before the new one starts while the next slot is free: that switch followed a
+    /// wrong step forwards.
+    previous: Option<Loaded>,
 }
 
 impl ScheduleState {
@@ -231,8 +269,10 @@ impl ScheduleState {
                           "valid_to": loaded.schedule.valid_to()});
         let message = if msg.slot == ScheduleSlot::Current {
             let old = self.current.replace(loaded);
-            // The new schedule's past is not reported: only what happens from now on.
-            self.last_eval = Some(now);
+            self.previous = None;
+            // The new schedule's past is not reported: only what happens from now on (from
+            // when the clock is plausible again, if it is not now).
+            self.last_eval = plausible(now).ok();
             match old {
                 Some(old) => format!("schedule {id} installed, replacing {}", old.stored.id),
                 None => format!("schedule {id} installed"),
@@ -380,13 +420,81 @@ impl ScheduleState {
         }
     }
 
-    fn evaluate(&mut self, now: DateTime<Utc>, report: bool) -> Effects {
+    /// The clock reads an implausible time: send Control the settings last in force, marked
+    /// held (once), and say so the first time. Nothing else changes.
+    fn hold(&mut self, now: DateTime<Utc>, why: ImplausibleTime) -> Effects {
         let mut fx = Effects::default();
+        let held = ScheduleSettings {
+            held: true,
+            ..self.last_sent.clone().unwrap_or_default()
+        };
+        if !self.holding {
+            self.holding = true;
+            let active = held
+                .schedule
+                .as_ref()
+                .map(|a| a.id.as_str())
+                .unwrap_or("none");
+            let message = format!(
+                "schedule held: {why}. The PLC keeps the settings it holds (schedule {active}, \
+                 {} scheduled values, no defaults) until the clock is set",
+                held.settings.len()
+            );
+            tracing::warn!(%message);
+            fx.events.push(RecordEvent::new(
+                now,
+                EventKind::ClockStep,
+                Severity::Warning,
+                message,
+                json!({"clock": now, "held": true, "schedule": held.schedule,
+                       "last_evaluated": self.last_eval}),
+            ));
+        }
+        if self.last_sent.as_ref() != Some(&held) {
+            self.last_sent = Some(held.clone());
+            fx.settings = Some(held);
+        }
+        fx
+    }
+
+    fn evaluate(&mut self, now: DateTime<Utc>, report: bool) -> Effects {
+        if let Err(why) = plausible(now) {
+            return self.hold(now, why);
+        }
+        let mut fx = Effects::default();
+        if std::mem::take(&mut self.holding) {
+            let message = format!(
+                "the clock reads {} again, a plausible time: the schedule resumes with the \
+                 settings in force now",
+                now.to_rfc3339()
+            );
+            tracing::info!(%message);
+            fx.events.push(RecordEvent::new(
+                now,
+                EventKind::ClockStep,
+                Severity::Info,
+                message,
+                json!({"clock": now, "held": false, "last_evaluated": self.last_eval}),
+            ));
+        }
         let last = self.last_eval.filter(|l| report && *l < now);
         let mut passed: Vec<(ActiveSchedule, Transition)> = Vec::new();
         if let (Some(last), Some(cur)) = (last, &self.current) {
             let lo = last.timestamp() + 1;
             passed.extend(transitions(cur, lo, now));
+        }
+        if self.next.is_none()
+            && self
+                .previous
+                .as_ref()
+                .is_some_and(|p| now < p.schedule.end())
+            && self
+                .current
+                .as_ref()
+                .is_some_and(|c| now < c.schedule.start())
+        {
+            fx.events.extend(self.switch_back(now));
+            fx.persist = Some(self.stored());
         }
         if self.next.is_some()
             && self
@@ -422,6 +530,7 @@ impl ScheduleState {
                     passed.extend(transitions(new, lo, now));
                 }
             }
+            self.previous = old;
             fx.persist = Some(self.stored());
         }
         let skipped = passed.len().saturating_sub(MAX_TRANSITION_EVENTS);
@@ -437,7 +546,7 @@ impl ScheduleState {
             ));
         }
         for (active, t) in passed.into_iter().skip(skipped) {
-            fx.events.push(transition_event(&active, &t));
+            fx.events.push(transition_event(&active, &t, now));
         }
         let settings = self.settings_now(now);
         if self.last_sent.as_ref() != Some(&settings) {
@@ -448,12 +557,37 @@ impl ScheduleState {
         fx
     }
 
+    /// Undoes the last switch (see `previous`): the replaced schedule runs again and the one
+    /// that replaced it waits as next.
+    fn switch_back(&mut self, now: DateTime<Utc>) -> Option<RecordEvent> {
+        let back = self.previous.take()?;
+        let ahead = self.current.replace(back);
+        self.next = ahead;
+        let (back, ahead) = (self.current.as_ref()?, self.next.as_ref()?);
+        let message = format!(
+            "switched back from schedule {} to {}: the clock went back to {}, before {} \
+             starts, so the switch at {} followed a clock step past {}'s end",
+            ahead.stored.id,
+            back.stored.id,
+            now.to_rfc3339(),
+            ahead.stored.id,
+            back.schedule.end().to_rfc3339(),
+            back.stored.id
+        );
+        tracing::warn!(%message);
+        Some(RecordEvent::new(
+            now,
+            EventKind::ScheduleChanged,
+            Severity::Warning,
+            message,
+            json!({"schedule_id": back.stored.id, "hash": back.stored.hash,
+                   "next": ahead.active(), "clock": now}),
+        ))
+    }
+
     fn settings_now(&self, now: DateTime<Utc>) -> ScheduleSettings {
         let Some(cur) = self.current.as_ref().filter(|c| c.schedule.covers(now)) else {
-            return ScheduleSettings {
-                schedule: None,
-                settings: Default::default(),
-            };
+            return ScheduleSettings::default();
         };
         let end = cur.schedule.end();
         let settings = cur
@@ -473,6 +607,7 @@ impl ScheduleState {
         ScheduleSettings {
             schedule: Some(cur.active()),
             settings,
+            held: false,
         }
     }
 }
@@ -567,18 +702,32 @@ fn fmt_settings(settings: &Settings) -> String {
         .join(", ")
 }
 
-fn transition_event(active: &ActiveSchedule, t: &Transition) -> RecordEvent {
+/// The event of transition `t`, evaluated at `now`: late when `now` is more than
+/// [`LATE_AFTER`] past it (its values reached Control only at `now`, and only those still
+/// in force then).
+fn transition_event(active: &ActiveSchedule, t: &Transition, now: DateTime<Utc>) -> RecordEvent {
+    let mut message = format!(
+        "schedule {}: {} set {}",
+        active.id,
+        t.source,
+        fmt_settings(&t.settings)
+    );
+    let mut data = json!({"schedule_id": active.id, "hash": active.hash, "at": t.at,
+                          "local": t.local, "source": t.source, "settings": t.settings});
+    if now - t.at > LATE_AFTER {
+        message.push_str(&format!(
+            " (due {}, reached {} after a clock step or pause: only the values still in \
+             force then were written)",
+            t.at.to_rfc3339(),
+            now.to_rfc3339()
+        ));
+        data["applied_at"] = json!(now);
+    }
     RecordEvent::new(
         t.at,
         EventKind::ScheduleTransition,
         Severity::Info,
-        format!(
-            "schedule {}: {} set {}",
-            active.id,
-            t.source,
-            fmt_settings(&t.settings)
-        ),
-        json!({"schedule_id": active.id, "hash": active.hash, "at": t.at,
-               "local": t.local, "source": t.source, "settings": t.settings}),
+        message,
+        data,
     )
 }

@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::messages::{RecordEvent, ScheduleSettings};
 
+mod clock;
+
 fn t(s: &str) -> DateTime<Utc> {
     s.parse().expect("test instant")
 }

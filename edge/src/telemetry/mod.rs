@@ -10,6 +10,14 @@
 //! A sample's time has the precision of the sampling: whole seconds when the interval is
 //! whole seconds (one minute: `2026-07-01T03:00:00Z`), else milliseconds. Values come from
 //! the PLC link already at their point's resolution.
+//!
+//! While the gateway's clock reads an implausible time (an RTC reset to 1970 after a power
+//! cut), samples and events are held and re-timed from the monotonic clock once it is set
+//! (`held`: [`Held`], bounded; docs/operations.md §2).
+
+mod held;
+
+pub use held::{HOLD_AT_MOST, Held, MAX_HELD};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -115,6 +123,8 @@ pub struct Telemetry {
     sampler: Sampler,
     /// Notices the wall clock stepping between samples (system clock only).
     watch: Option<shiki_shared::clock::ClockWatch>,
+    /// Records made while the clock reads an implausible time.
+    held: Held,
 }
 
 /// A wall-clock step smaller than this is drift or slewing, not worth an event.
@@ -124,6 +134,7 @@ impl Telemetry {
     pub fn new(cfg: TelemetryConfig, outbox: OutboxHandle, clock: SharedClock) -> Self {
         Self {
             sampler: Sampler::new(cfg.stale_after).with_ts_unit(cfg.ts_unit()),
+            held: Held::new(cfg.ts_unit()),
             watch: clock
                 .may_step()
                 .then(|| shiki_shared::clock::ClockWatch::new(CLOCK_STEP_TOLERANCE)),
@@ -145,7 +156,8 @@ impl Telemetry {
                 "backwards"
             };
             tracing::warn!(step_seconds = seconds, before = %step.before, now = %step.at, "the gateway's clock stepped");
-            self.append(NewRecord::Event {
+            self.append(
+                NewRecord::Event {
                 ts: now,
                 kind: shiki_proto::EventKind::ClockStep,
                 severity: shiki_proto::Severity::Warning,
@@ -160,13 +172,24 @@ impl Telemetry {
                     "before": step.before,
                     "after": step.at,
                 }),
-            });
+            },
+                now,
+                mono,
+            );
         }
-        self.append(self.sampler.sample(now));
+        self.append(self.sampler.sample(now), now, mono);
+    }
+
+    /// Appends the record, made with the clock at `now` (monotonic `mono`), or holds it
+    /// while `now` is implausible; see [`Held`].
+    fn append(&mut self, record: NewRecord, now: DateTime<Utc>, mono: std::time::Instant) {
+        for r in self.held.admit(record, now, mono) {
+            self.submit(r);
+        }
     }
 
     /// Queues the record now (so seqs follow the order of calls) and logs the outcome.
-    fn append(&self, record: NewRecord) {
+    fn submit(&self, record: NewRecord) {
         let stream = record.stream();
         let rx = self.outbox.submit(WriteOp::Append(record));
         actix::spawn(async move {
@@ -204,6 +227,10 @@ impl Handler<Stop> for Telemetry {
     type Result = ();
 
     fn handle(&mut self, _msg: Stop, ctx: &mut Context<Self>) {
+        // Held records go to the outbox as they are rather than be lost.
+        for r in self.held.drain() {
+            self.submit(r);
+        }
         ctx.stop();
     }
 }
@@ -220,13 +247,18 @@ impl Handler<RecordEvent> for Telemetry {
     type Result = ();
 
     fn handle(&mut self, e: RecordEvent, _ctx: &mut Context<Self>) {
-        self.append(NewRecord::Event {
-            ts: e.ts,
-            kind: e.kind,
-            severity: e.severity,
-            message: e.message,
-            data: e.data,
-        });
+        let now = self.clock.now();
+        self.append(
+            NewRecord::Event {
+                ts: e.ts,
+                kind: e.kind,
+                severity: e.severity,
+                message: e.message,
+                data: e.data,
+            },
+            now,
+            std::time::Instant::now(),
+        );
     }
 }
 
@@ -381,7 +413,7 @@ mod tests {
     }
 
     #[actix::test]
-    async fn a_clock_step_between_samples_is_recorded_as_an_event_before_the_next_sample() {
+    async fn clock_steps_are_events_and_records_made_on_a_1970_clock_are_re_timed_when_it_is_set() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store =
             RedbOutbox::open(&dir.path().join("t.redb"), OutboxOptions::default()).expect("open");
@@ -398,36 +430,71 @@ mod tests {
         )
         .start();
         addr.send(SampleNow).await.expect("first sample");
-        // An RTC reset to 1970 after a power cut.
+        // An RTC reset to 1970 after a power cut: the step's event and the sample are held.
         let before = wall.now();
         wall.set(DateTime::<Utc>::UNIX_EPOCH);
         addr.send(SampleNow).await.expect("second sample");
+        // NTP sets the clock: the held records are re-timed and let through, then the
+        // summary, the forward step and the new sample.
+        let ntp = before + chrono::Duration::minutes(5);
+        wall.set(ntp);
+        addr.send(SampleNow).await.expect("third sample");
         let mut committed = outbox.committed();
         tokio::time::timeout(
             Duration::from_secs(10),
-            committed.wait_for(|c| c.telemetry >= 2 && c.events >= 1),
+            committed.wait_for(|c| c.telemetry >= 3 && c.events >= 3),
         )
         .await
         .expect("committed within 10 s")
         .expect("watch");
-        let recs = outbox
+        let events: Vec<shiki_proto::Event> = outbox
             .peek_from(Stream::Events, 0, 10, 1 << 20)
             .await
-            .expect("peek");
-        assert_eq!(recs.len(), 1, "one event, for the one step");
-        let e: shiki_proto::Event = serde_json::from_slice(&recs[0].body).expect("event");
-        assert_eq!(e.kind, EventKind::ClockStep);
-        assert_eq!(e.severity, Severity::Warning);
-        assert_eq!(e.ts, DateTime::<Utc>::UNIX_EPOCH);
-        let step = e.data["step_seconds"].as_f64().expect("step");
+            .expect("peek")
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).expect("event"))
+            .collect();
+        assert_eq!(events.len(), 3, "{events:#?}");
+        assert!(events.iter().all(|e| e.kind == EventKind::ClockStep));
+        let back = &events[0];
+        assert_eq!(back.severity, Severity::Warning);
+        assert!(
+            back.message.contains("stepped backwards"),
+            "{}",
+            back.message
+        );
+        let step = back.data["step_seconds"].as_f64().expect("step");
         let expected = -(before.timestamp() as f64);
         assert!((step - expected).abs() < 5.0, "{step} vs {expected}");
-        assert!(e.message.contains("stepped backwards"), "{}", e.message);
+        // Re-timed: not 1970, but when it happened by the monotonic clock.
+        assert!((ntp - back.ts).num_seconds().abs() < 5, "{}", back.ts);
+        assert_eq!(events[1].severity, Severity::Info);
+        assert_eq!(events[1].data["retimed"], 2);
+        assert!(
+            events[2].message.contains("stepped forwards"),
+            "{}",
+            events[2].message
+        );
+        let samples: Vec<Sample> = outbox
+            .peek_from(Stream::Telemetry, 0, 10, 1 << 20)
+            .await
+            .expect("peek")
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).expect("sample"))
+            .collect();
+        assert_eq!(samples.len(), 3);
+        assert!(
+            samples
+                .iter()
+                .all(|s| shiki_shared::clock::plausible(s.ts).is_ok()),
+            "no sample stamped 1970: {samples:?}"
+        );
+        assert!(samples.windows(2).all(|w| w[0].ts <= w[1].ts));
         // Without a step, no event.
-        addr.send(SampleNow).await.expect("third sample");
+        addr.send(SampleNow).await.expect("fourth sample");
         tokio::time::timeout(
             Duration::from_secs(10),
-            committed.wait_for(|c| c.telemetry >= 3),
+            committed.wait_for(|c| c.telemetry >= 4),
         )
         .await
         .expect("committed")
@@ -438,7 +505,7 @@ mod tests {
                 .await
                 .expect("peek")
                 .len(),
-            1
+            3
         );
     }
 }

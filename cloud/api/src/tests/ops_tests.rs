@@ -130,6 +130,7 @@ async fn metrics_are_prometheus_text() {
             },
             store_commit_failures_total: 3,
             ingest_unstored_total: 12,
+            ingest_implausible_time_total: 4,
             store_quarantined_rows_total: 1,
             mqtt_connections_refused_total: BTreeMap::from([
                 ("unknown_device".into(), 4),
@@ -165,6 +166,7 @@ async fn metrics_are_prometheus_text() {
         "shiki_store_commit_seconds_count",
         "shiki_store_commit_failures_total",
         "shiki_ingest_unstored_total",
+        "shiki_ingest_implausible_time_total",
         "shiki_store_quarantined_rows_total",
         "shiki_api_auth_failures_total",
         "shiki_mqtt_connections_refused_total",
@@ -188,6 +190,10 @@ async fn metrics_are_prometheus_text() {
         "{text}"
     );
     assert!(text.contains("shiki_ingest_unstored_total 12\n"), "{text}");
+    assert!(
+        text.contains("shiki_ingest_implausible_time_total 4\n"),
+        "{text}"
+    );
     assert!(
         text.contains("shiki_mqtt_connections_refused_total{reason=\"wrong_password\"} 2\n"),
         "{text}"

@@ -206,18 +206,22 @@ impl Partitions {
         Ok(())
     }
 
-    /// Drops the partitions that end at or before `cutoff`; returns their names.
+    /// Drops the partitions that end at or before `cutoff`; returns their names. Months
+    /// before any release (`shiki_shared::clock::earliest_plausible`) are kept: they hold
+    /// only samples a gateway stamped with an unset clock (1970 after an RTC reset), which
+    /// the ingest counted and logged, and which an engineer may still re-date.
     async fn drop_before(
         &self,
         client: &Client,
         cutoff: DateTime<Utc>,
     ) -> Result<Vec<String>, tokio_postgres::Error> {
+        let misdated_until = month_of(shiki_shared::clock::earliest_plausible());
         let old: Vec<i32> = {
             let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
             known
                 .iter()
                 .copied()
-                .filter(|m| month_start(m + 1) <= cutoff)
+                .filter(|m| *m >= misdated_until && month_start(m + 1) <= cutoff)
                 .collect()
         };
         let mut dropped = Vec::new();
@@ -255,12 +259,14 @@ pub(super) async fn maintain(
     };
     let cutoff = now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let dropped = partitions.drop_before(client, cutoff).await.map_err(be)?;
-    // Everything before the oldest month kept, so the rollups match the samples.
+    // Everything before the oldest month kept (but the misdated months `drop_before` keeps),
+    // so the rollups match the samples.
     let kept_from = month_start(month_of(cutoff));
+    let misdated_until = shiki_shared::clock::earliest_plausible();
     let rollups = client
         .execute(
-            "DELETE FROM shiki.telemetry_hourly WHERE hour < $1",
-            &[&kept_from],
+            "DELETE FROM shiki.telemetry_hourly WHERE hour < $1 AND hour >= $2",
+            &[&kept_from, &misdated_until],
         )
         .await
         .map_err(be)?;

@@ -105,6 +105,39 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The edge's clock steps (issue #21): backwards (NTP), to 1970 (an RTC reset) and back.
+    /// Wherever it lands the cursor holds what `settings_at` says; moving forwards it applies
+    /// exactly the writes in between, each once; moving backwards it applies none (it
+    /// re-seeks), so a write passed again after a backward step is applied again.
+    #[test]
+    fn a_cursor_under_a_stepping_clock_agrees_with_settings_at(
+        start in 0i64..(365 * 86_400),
+        steps in proptest::collection::vec((-86_400i64..(2 * 86_400), 0u8..8), 1..40),
+    ) {
+        let s = example();
+        let mut real = s.start() + chrono::Duration::seconds(start);
+        let mut cursor = s.cursor(real);
+        for (step, jump) in steps {
+            real += chrono::Duration::seconds(step);
+            let t = if jump == 0 { DateTime::<Utc>::UNIX_EPOCH } else { real };
+            let before = cursor.at();
+            let applied = cursor.advance_to(&s, t);
+            let got: Settings = cursor.values(&s).map(|(k, v)| (k.to_owned(), v.clone())).collect();
+            prop_assert_eq!(got, s.settings_at(t).values(), "{}", t);
+            let expected = if t >= before {
+                let second = chrono::Duration::seconds(1);
+                s.count_transitions(before + second, t + second)
+            } else {
+                0
+            };
+            prop_assert_eq!(applied, expected, "from {} to {}", before, t);
+        }
+    }
+}
+
 #[test]
 fn a_cursor_steps_through_the_year_minute_by_minute() {
     let s = example();

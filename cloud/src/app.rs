@@ -155,9 +155,10 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     let jobs = jobs_ctx.address();
     let deps = DeviceDeps {
         store: dyn_store.clone(),
-        publisher: publisher.recipient(),
+        publisher: publisher.clone().recipient(),
         alerts: notifier.clone().recipient(),
-        jobs: jobs.clone().recipient(),
+        // On a cluster node the jobs lease's own session hears statuses and job updates.
+        jobs: config.cluster.is_none().then(|| jobs.clone().recipient()),
         clock: clock.clone(),
         cfg: DeviceConfig {
             verification: config.verification,
@@ -175,25 +176,29 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
     };
     let running = directory.clone();
     let registry = Registry::with_directory(directory.clone()).start();
-    // A cluster node runs no OTA jobs (each node would drive every job; see the ADR
-    // docs/adr/cluster-leases.md): creating one is refused there.
-    let stored_jobs = if config.cluster.is_some() {
-        Vec::new()
+    // On a cluster node the jobs actor waits for the jobs lease (the coordinator hands it
+    // the stored jobs then) and publishes `jobs/notify` itself, since most devices' actors
+    // run elsewhere (ADR docs/adr/cluster-ota-jobs.md).
+    let artifacts_for_jobs = Arc::new(StoredArtifacts::new(dyn_store.clone(), url_signer.clone()));
+    let jobs_actor = if config.cluster.is_some() {
+        JobsActor::new(
+            Jobs::restore(config.ota.jobs, artifacts_for_jobs, Vec::new()),
+            dyn_store.clone(),
+            publisher.recipient(),
+            notifier.recipient(),
+            clock.clone(),
+        )
+        .standby()
     } else {
-        dyn_store.jobs()?
+        JobsActor::new(
+            Jobs::restore(config.ota.jobs, artifacts_for_jobs, dyn_store.jobs()?),
+            dyn_store.clone(),
+            registry.clone().recipient(),
+            notifier.recipient(),
+            clock.clone(),
+        )
     };
-    let restored = Jobs::restore(
-        config.ota.jobs,
-        Arc::new(StoredArtifacts::new(dyn_store.clone(), url_signer.clone())),
-        stored_jobs,
-    );
-    jobs_ctx.run(JobsActor::new(
-        restored,
-        dyn_store.clone(),
-        registry.clone().recipient(),
-        notifier.recipient(),
-        clock.clone(),
-    ));
+    jobs_ctx.run(jobs_actor);
     // The yearly push and New Year check; `last_run` survives restarts so a missed
     // 1 December is caught up.
     let last_run = dyn_store.fleet_last_run()?.unwrap_or_else(|| clock.now());
@@ -214,10 +219,7 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
             ))));
             let node = ClusterNode::start(NodeDeps {
                 config: c.clone(),
-                api_url: c
-                    .api_url
-                    .clone()
-                    .unwrap_or_else(|| config.api.public_url(api_addr)),
+                api_url: node_api_url(c, api_addr),
                 db,
                 store: dyn_store.clone(),
                 directory,
@@ -226,6 +228,11 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
                 mqtt: config.mqtt.clone(),
                 target: target.clone(),
                 stats: ingest_stats.clone(),
+                jobs: crate::cluster::JobsPeers {
+                    drive: jobs.clone().recipient(),
+                    stand_by: jobs.clone().recipient(),
+                    inputs: jobs.clone().recipient(),
+                },
             })
             .await?;
             (None, Some(node))
@@ -297,6 +304,17 @@ pub async fn start(config: CloudConfig) -> Result<App, AppError> {
         publishing,
         api,
         _broker: embedded,
+    })
+}
+
+/// The URL the other nodes forward this node's requests to: `cluster.api_url`, else the
+/// address the API is bound to (`api.public_url` names the cluster's front, not one node).
+fn node_api_url(c: &crate::config::ClusterConfig, bound: SocketAddr) -> String {
+    c.api_url.clone().unwrap_or_else(|| {
+        if bound.ip().is_unspecified() {
+            tracing::warn!(%bound, "cluster.api_url is not set and the API listens on every address: the other nodes cannot reach this one; set cluster.api_url");
+        }
+        format!("http://{bound}")
     })
 }
 

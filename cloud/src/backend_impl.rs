@@ -548,6 +548,13 @@ impl Backend for CloudBackend {
         }
     }
 
+    fn jobs_owner(&self) -> api::cluster::DeviceOwner {
+        match &self.cluster {
+            Some((view, _)) => view.jobs_owner(),
+            None => api::cluster::DeviceOwner::Here,
+        }
+    }
+
     fn cluster(&self) -> BackendFuture<'_, api::cluster::ClusterStatus> {
         async move {
             let Some((view, _)) = &self.cluster else {
@@ -562,6 +569,7 @@ impl Backend for CloudBackend {
                         node_id: self.node_id(),
                         devices: u32::try_from(devices).unwrap_or(u32::MAX),
                         leases: 0,
+                        drives_jobs: true,
                         last_seen: chrono::Utc::now(),
                         live: true,
                         api_url: String::new(),
@@ -571,6 +579,11 @@ impl Backend for CloudBackend {
             let snap = view.snapshot().ok_or_else(|| {
                 BackendError::Unavailable("this node has not read the cluster's leases yet".into())
             })?;
+            let jobs_driver = snap
+                .leases
+                .iter()
+                .find(|l| l.shard == store::JOBS_LEASE && l.expires_at > snap.now)
+                .and_then(|l| l.owner.clone());
             Ok(api::cluster::ClusterStatus {
                 node_id: view.node_id.clone(),
                 nodes: snap
@@ -580,6 +593,7 @@ impl Backend for CloudBackend {
                         node_id: n.node_id.clone(),
                         devices: n.devices,
                         leases: n.leases,
+                        drives_jobs: jobs_driver.as_deref() == Some(n.node_id.as_str()),
                         last_seen: n.last_seen,
                         live: snap.is_live(n, view.ttl),
                         api_url: n.api_url.clone(),

@@ -1,7 +1,7 @@
 //! The job half of [`CloudBackend`]: the API's job requests to the
 //! [`JobsActor`](crate::ota::JobsActor), and its records as the API shows them.
 
-use shiki_proto::JobId;
+use shiki_proto::{DeviceId, JobId};
 
 use crate::api::{
     AuthorView, BackendError, JobCreated, JobDeviceView, JobExecutionStatus, JobView, NewJob,
@@ -20,6 +20,9 @@ fn job_error(e: JobError) -> BackendError {
     let key = match &e {
         JobError::NotFound(_) => return BackendError::NotFound,
         JobError::ArtifactLookup(_) => return BackendError::Internal(e.to_string()),
+        JobError::NotDriving | JobError::NotStored(_) => {
+            return BackendError::Unavailable(e.to_string());
+        }
         JobError::UnknownVersion(_) => "artifact_version",
         JobError::UnknownDevice(_) | JobError::NoDevices | JobError::DuplicateDevice(_) => {
             "devices"
@@ -40,28 +43,13 @@ impl CloudBackend {
         job: NewJob,
         author: Author,
     ) -> Result<JobCreated, BackendError> {
-        if self.in_cluster() {
-            return Err(BackendError::Unavailable(
-                "OTA jobs are not run by a cluster of cloud nodes yet (each node would drive \
-                 them): create the job on a single-node cloud for now"
-                    .into(),
-            ));
-        }
-        let mut presence = Vec::with_capacity(job.devices.len());
-        for id in &job.devices {
-            let view = Registry::view(self.registry(), id.clone())
-                .await
-                .map_err(|e| BackendError::Unavailable(e.to_string()))?
-                .ok_or_else(|| job_error(JobError::UnknownDevice(id.to_string())))?;
-            let software_version = view.status.and_then(|s| s.software_version);
-            presence.push((
-                id.clone(),
-                Presence {
-                    online: view.online,
-                    software_version,
-                },
-            ));
-        }
+        let presence = if self.in_cluster() {
+            self.known_in_cluster(&job.devices).await?;
+            // The jobs lease's own session hears every device's status.
+            Vec::new()
+        } else {
+            self.presence_here(&job.devices).await?
+        };
         let defaults = Rollout::default();
         let new = crate::ota::NewJob {
             artifact_version: job.artifact_version,
@@ -84,8 +72,60 @@ impl CloudBackend {
         Ok(JobCreated { id: id.to_string() })
     }
 
+    /// One process: each device's actor says whether it is online and what it runs.
+    async fn presence_here(
+        &self,
+        devices: &[DeviceId],
+    ) -> Result<Vec<(DeviceId, Presence)>, BackendError> {
+        let mut presence = Vec::with_capacity(devices.len());
+        for id in devices {
+            let view = Registry::view(self.registry(), id.clone())
+                .await
+                .map_err(|e| BackendError::Unavailable(e.to_string()))?
+                .ok_or_else(|| job_error(JobError::UnknownDevice(id.to_string())))?;
+            let software_version = view.status.and_then(|s| s.software_version);
+            presence.push((
+                id.clone(),
+                Presence {
+                    online: view.online,
+                    software_version,
+                },
+            ));
+        }
+        Ok(presence)
+    }
+
+    /// A cluster node, where most devices run elsewhere: each must be registered (and not
+    /// retired) or stored.
+    async fn known_in_cluster(&self, devices: &[DeviceId]) -> Result<(), BackendError> {
+        let (store, ids) = (self.store().clone(), devices.to_vec());
+        let unknown = tokio::task::spawn_blocking(move || {
+            for id in ids {
+                let registered = store
+                    .registered(&id)?
+                    .is_some_and(|r| r.retired_at.is_none());
+                if !registered && store.device(&id)?.is_none() {
+                    return Ok(Some(id));
+                }
+            }
+            Ok::<_, crate::store::StoreError>(None)
+        })
+        .await
+        .map_err(|e| BackendError::Unavailable(e.to_string()))?
+        .map_err(|e| BackendError::Internal(e.to_string()))?;
+        match unknown {
+            Some(id) => Err(job_error(JobError::UnknownDevice(id.to_string()))),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) async fn list_jobs_now(&self) -> Result<Vec<JobView>, BackendError> {
-        let jobs = self.jobs().send(ListJobs).await.map_err(gone)?;
+        let jobs = self
+            .jobs()
+            .send(ListJobs)
+            .await
+            .map_err(gone)?
+            .map_err(job_error)?;
         Ok(jobs.iter().map(job_view).collect())
     }
 
@@ -94,6 +134,7 @@ impl CloudBackend {
             .send(GetJob(id.to_string()))
             .await
             .map_err(gone)?
+            .map_err(job_error)?
             .map(|j| job_view(&j))
             .ok_or(BackendError::NotFound)
     }

@@ -133,7 +133,7 @@ impl Cloud {
             cfg: DeviceConfig::default(),
             metrics: Arc::new(DeviceMetrics::default()),
             schedule: SyncConfig::default(),
-            jobs: jobs.clone().recipient(),
+            jobs: Some(jobs.clone().recipient()),
         };
         let registry = Registry::new(deps).start();
         jobs_ctx.run(JobsActor::new(

@@ -67,6 +67,20 @@ impl Handler<Publish> for MqttPublisher {
     }
 }
 
+/// A cluster's jobs driver's `jobs/notify`, published straight to the edge, whichever node
+/// runs the device's actor (the actor only passes it on).
+impl Handler<crate::ota::NotifyDevice> for MqttPublisher {
+    type Result = ();
+
+    fn handle(&mut self, msg: crate::ota::NotifyDevice, ctx: &mut Self::Context) {
+        let publish = Publish {
+            device: msg.device,
+            message: Outbound::JobNotify(Box::new(msg.notify)),
+        };
+        <Self as Handler<Publish>>::handle(self, publish, ctx);
+    }
+}
+
 /// Drives the event loop of a connection used only to publish (a cluster node's commands
 /// to its devices' edges): reconnects with a capped backoff and logs what fails.
 pub async fn keep_connected((_client, mut eventloop): (AsyncClient, rumqttc::EventLoop)) {

@@ -324,6 +324,24 @@ impl Topics {
             .collect()
     }
 
+    /// The filters of what OTA jobs hear from every device: its `status` (online, the
+    /// version it runs) and its `jobs/{job_id}/update`s. The session of a cluster's jobs
+    /// lease subscribes to them, beside the shards' sessions.
+    ///
+    /// ```
+    /// # use shiki_proto::Topics;
+    /// assert_eq!(
+    ///     Topics::default().jobs_subscriptions(),
+    ///     ["shiki/v1/+/status", "shiki/v1/+/jobs/+/update"]
+    /// );
+    /// ```
+    pub fn jobs_subscriptions(&self) -> Vec<String> {
+        [ChannelKind::Status, ChannelKind::JobUpdate]
+            .into_iter()
+            .map(|kind| self.all_devices_of(kind))
+            .collect()
+    }
+
     /// The filters of one device's edge→cloud channels: what a cloud node that owns the
     /// device subscribes to in a cluster (each shard's session holds its devices').
     pub fn device_cloud_subscriptions(&self, device: &DeviceId) -> Vec<String> {

@@ -214,6 +214,12 @@ pub trait Backend: Send + Sync + 'static {
         crate::cluster::DeviceOwner::Here
     }
 
+    /// Where the OTA jobs' requests (`/api/v1/jobs…`) are served: here, unless a cluster
+    /// node other than this one drives the jobs (the API forwards them there).
+    fn jobs_owner(&self) -> crate::cluster::DeviceOwner {
+        crate::cluster::DeviceOwner::Here
+    }
+
     /// The cluster's nodes (outside a cluster, this process alone).
     fn cluster(&self) -> BackendFuture<'_, crate::cluster::ClusterStatus> {
         async move {

@@ -1,9 +1,10 @@
 //! The API on a node of a cluster: `GET /api/v1/cluster`, and requests for a device owned
 //! by another node forwarded to that node (the owner applies changes; its answer is passed
-//! back as it is). A forwarded request carries `Shiki-Forwarded-By` and is never forwarded
-//! again: a node that receives one for a device it does not own answers 503, as it does
-//! when nobody holds the device's shard (a node failed; another takes it within the lease
-//! time).
+//! back as it is), as are the OTA jobs' requests to the node that drives the jobs (holds
+//! the jobs lease). A forwarded request carries `Shiki-Forwarded-By` and is never
+//! forwarded again: a node that receives one for a device it does not own (jobs it does
+//! not drive) answers 503, as it does when nobody holds the lease (a node failed; another
+//! takes it within the lease time).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -30,14 +31,14 @@ pub const FORWARDED_BY: &str = "shiki-forwarded-by";
 /// Header naming the node that served a device's request (its owner).
 pub const SERVED_BY: &str = "shiki-node";
 
-/// Where a device's requests are served.
+/// Where a device's requests (or the jobs') are served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceOwner {
     /// This process (always, outside a cluster).
     Here,
     /// Another live node: its name and its API's base URL.
     Node { node_id: String, api_url: String },
-    /// Nobody holds the device's shard right now.
+    /// Nobody holds the device's shard (the jobs lease) right now.
     Nobody,
 }
 
@@ -57,6 +58,8 @@ pub struct ClusterNodeStatus {
     pub devices: u32,
     /// Shard leases it holds.
     pub leases: u32,
+    /// It holds the jobs lease: it drives the OTA jobs (always, outside a cluster).
+    pub drives_jobs: bool,
     pub last_seen: DateTime<Utc>,
     /// Seen within the lease time.
     pub live: bool,
@@ -83,6 +86,52 @@ fn device_of(path: &str) -> Option<DeviceId> {
     DeviceId::new(id).ok()
 }
 
+/// Whom a request under `/api` is for, on a cluster node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// A path under `/api/v1/devices/{id}`: the device's owner serves it.
+    Device(DeviceId),
+    /// `/api/v1/jobs` and below: the node driving the OTA jobs serves it.
+    Jobs,
+}
+
+impl Target {
+    /// `None`: any node serves the path.
+    fn of(path: &str) -> Option<Self> {
+        if path == "/api/v1/jobs" || path.starts_with("/api/v1/jobs/") {
+            return Some(Target::Jobs);
+        }
+        device_of(path).map(Target::Device)
+    }
+
+    fn owner(&self, state: &ApiState) -> DeviceOwner {
+        match self {
+            Target::Device(id) => state.backend.owner(id),
+            Target::Jobs => state.backend.jobs_owner(),
+        }
+    }
+
+    /// The answer while nobody holds the lease.
+    fn between_owners(&self) -> String {
+        match self {
+            Target::Device(id) => format!(
+                "device {id} is between owners (a cloud node stopped or joined); retry in a few seconds"
+            ),
+            Target::Jobs => "the OTA jobs are between cloud nodes (the node driving them stopped or another joined); retry in a few seconds".to_owned(),
+        }
+    }
+
+    /// The answer to a forwarded request that reached a node that is not the owner.
+    fn owned_elsewhere(&self, node_id: &str) -> String {
+        match self {
+            Target::Device(id) => {
+                format!("device {id} is owned by node {node_id}, not by this one")
+            }
+            Target::Jobs => format!("the OTA jobs are driven by node {node_id}, not by this one"),
+        }
+    }
+}
+
 fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
@@ -103,13 +152,13 @@ fn unavailable(detail: String) -> HttpResponse {
         }))
 }
 
-/// Middleware on `/api`: serves a device's request here if this node owns the device,
-/// else forwards it to the owner.
+/// Middleware on `/api`: serves a device's request here if this node owns the device
+/// (the jobs' if it drives them), else forwards it to the owner.
 pub(crate) async fn forward(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some(device) = device_of(req.path()) else {
+    let Some(target) = Target::of(req.path()) else {
         return next
             .call(req)
             .await
@@ -127,7 +176,7 @@ pub(crate) async fn forward(
     let deadline = std::time::Instant::now() + HANDOVER_WAIT;
     let mut body: Option<web::Bytes> = None;
     loop {
-        let owner = state.backend.owner(&device);
+        let owner = target.owner(&state);
         let waited_out = std::time::Instant::now() >= deadline;
         match owner {
             DeviceOwner::Here => {
@@ -144,15 +193,11 @@ pub(crate) async fn forward(
                 return Ok(res);
             }
             DeviceOwner::Nobody if waited_out => {
-                return Ok(req.into_response(unavailable(format!(
-                    "device {device} is between owners (a cloud node stopped or joined); retry in a few seconds"
-                ))));
+                return Ok(req.into_response(unavailable(target.between_owners())));
             }
             DeviceOwner::Node { node_id, .. } if forwarded => {
                 // Never forwarded twice: the forwarding node retries with what it knows.
-                return Ok(req.into_response(unavailable(format!(
-                    "device {device} is owned by node {node_id}, not by this one"
-                ))));
+                return Ok(req.into_response(unavailable(target.owned_elsewhere(&node_id))));
             }
             DeviceOwner::Node { node_id, api_url } => {
                 let bytes = match &body {
@@ -174,7 +219,8 @@ pub(crate) async fn forward(
     }
 }
 
-/// How long a device's request waits for its shard to get an owner.
+/// How long a device's request waits for its shard to get an owner (the jobs' for the
+/// jobs lease).
 const HANDOVER_WAIT: Duration = Duration::from_secs(6);
 const HANDOVER_POLL: Duration = Duration::from_millis(200);
 
@@ -237,7 +283,7 @@ async fn proxy(
         out = out.header(name.as_str(), value.as_bytes());
     }
     out = out.header(FORWARDED_BY, state.backend.node_id());
-    tracing::debug!(%url, owner = node_id, "forwarding a device request to its owner");
+    tracing::debug!(%url, owner = node_id, "forwarding a request to the node that serves it");
     match out.send().await {
         Ok(res) => {
             let status =
@@ -266,12 +312,12 @@ async fn proxy(
 }
 
 fn bad_gateway(node_id: &str, e: &reqwest::Error) -> HttpResponse {
-    tracing::warn!(owner = node_id, error = %e, "cannot reach the device's owner");
+    tracing::warn!(owner = node_id, error = %e, "cannot reach the node that serves the request");
     HttpResponse::BadGateway()
         .insert_header((header::RETRY_AFTER, "2"))
         .json(json!({
             "error": "owner_unreachable",
-            "message": format!("the node that owns this device ({node_id}) did not answer: {e}; retry in a few seconds"),
+            "message": format!("the node that serves this request ({node_id}) did not answer: {e}; retry in a few seconds"),
         }))
 }
 
@@ -293,5 +339,28 @@ mod tests {
         assert_eq!(device_of("/api/v1/devices/"), None);
         assert_eq!(device_of("/api/v1/jobs/x"), None);
         assert_eq!(device_of("/api/v1/devices/not a device/x"), None);
+    }
+
+    #[test]
+    fn job_paths_go_to_the_jobs_driver_device_paths_to_the_owner_the_rest_stays() {
+        for jobs in [
+            "/api/v1/jobs",
+            "/api/v1/jobs/ota-1",
+            "/api/v1/jobs/ota-1/cancel",
+        ] {
+            assert_eq!(Target::of(jobs), Some(Target::Jobs), "{jobs}");
+        }
+        assert_eq!(
+            Target::of("/api/v1/devices/gw-1/history"),
+            Some(Target::Device(DeviceId::new("gw-1").expect("valid")))
+        );
+        for any in [
+            "/api/v1/jobsx",
+            "/api/v1/devices",
+            "/api/v1/artifacts",
+            "/api/v1/cluster",
+        ] {
+            assert_eq!(Target::of(any), None, "{any}");
+        }
     }
 }

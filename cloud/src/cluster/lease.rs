@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::shards::preferred;
-use crate::store::{ClusterSnapshot, Fence};
+use crate::store::{ClusterSnapshot, Fence, JOBS_LEASE};
 
 /// One lease held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,11 +146,12 @@ impl Leases {
         live
     }
 
-    /// What to release and claim, given the database's view.
+    /// What to release and claim, given the database's view: the shards', and the jobs
+    /// lease ([`JOBS_LEASE`]), which goes to its preferred live node like a shard.
     pub fn plan(&self, snap: &ClusterSnapshot) -> Plan {
         let live = self.live_nodes(snap);
         let mut plan = Plan::default();
-        for shard in 0..self.shards {
+        for shard in (0..self.shards).chain([JOBS_LEASE]) {
             let mine = preferred(shard, &live) == Some(self.node.as_str());
             match (self.held.get(&shard), mine) {
                 (Some(h), false) => plan.release.push(Fence {
@@ -223,6 +224,64 @@ mod tests {
         );
         assert_eq!(l.plan(&s).claim, vec![0, 1, 2, 3]);
         assert!(l.plan(&s).release.is_empty());
+    }
+
+    #[test]
+    fn the_jobs_lease_goes_to_one_live_node_and_moves_when_it_dies() {
+        let rows = |owner: Option<&str>, expires_in| {
+            let mut l: Vec<LeaseRow> = (0..4).map(|i| lease(i, None, 0, -100)).collect();
+            l.push(lease(JOBS_LEASE, owner, 3, expires_in));
+            l
+        };
+        let nodes = ["a", "b", "c"];
+        let free = snap(nodes.iter().map(|n| node(n, 0)).collect(), rows(None, -100));
+        let claiming: Vec<&str> = nodes
+            .iter()
+            .copied()
+            .filter(|n| {
+                Leases::new(n, 4, TTL)
+                    .plan(&free)
+                    .claim
+                    .contains(&JOBS_LEASE)
+            })
+            .collect();
+        assert_eq!(
+            claiming.len(),
+            1,
+            "exactly one node claims the jobs: {claiming:?}"
+        );
+        let holder = claiming[0];
+        // The holder keeps it while it is preferred.
+        let mut held = Leases::new(holder, 4, TTL);
+        held.claimed(JOBS_LEASE, 3, Instant::now());
+        assert!(held.holds(JOBS_LEASE));
+        assert!(
+            !held
+                .plan(&free)
+                .release
+                .iter()
+                .any(|f| f.shard == JOBS_LEASE)
+        );
+        // The holder dies: once its lease expired, one of the others claims it.
+        let survivors: Vec<&str> = nodes.iter().copied().filter(|n| *n != holder).collect();
+        let dead = snap(
+            nodes
+                .iter()
+                .map(|n| node(n, if *n == holder { 30 } else { 0 }))
+                .collect(),
+            rows(Some(holder), 0),
+        );
+        let next: Vec<&str> = survivors
+            .iter()
+            .copied()
+            .filter(|n| {
+                Leases::new(n, 4, TTL)
+                    .plan(&dead)
+                    .claim
+                    .contains(&JOBS_LEASE)
+            })
+            .collect();
+        assert_eq!(next.len(), 1, "one survivor takes the jobs: {next:?}");
     }
 
     #[test]

@@ -13,13 +13,19 @@
 //! for. Writes of device actors carry their lease's [`Fence`] ([`FencedStore`]); the
 //! store refuses them once the lease has moved on.
 //!
+//! One more lease, [`JOBS_LEASE`], is claimed and renewed like a shard's: its holder
+//! drives the OTA jobs and runs their MQTT session (`jobs`; ADR
+//! `docs/adr/cluster-ota-jobs.md`).
+//!
 //! # Layout
 //! - [`shards`](self::shard_of): device → shard, shard → preferred node;
 //! - `lease`: the lease state machine ([`Leases`]), without I/O;
 //! - `fenced`: [`FencedStore`];
-//! - this file: the coordinator and each shard's session.
+//! - `jobs`: what the jobs lease's holder runs ([`JobsPeers`]);
+//! - this file: the coordinator, each shard's session and the jobs'.
 
 mod fenced;
+mod jobs;
 mod lease;
 mod shards;
 
@@ -33,6 +39,7 @@ use shiki_proto::{DeviceId, Topics};
 use tokio::sync::watch;
 
 pub use fenced::FencedStore;
+pub use jobs::JobsPeers;
 pub use lease::{Leases, Plan};
 pub use shards::{preferred, shard_of};
 
@@ -41,7 +48,8 @@ use crate::broker;
 use crate::config::{BrokerTarget, ClusterConfig, MqttConfig};
 use crate::device::{Directory, Ownership};
 use crate::ingest::{Gate, Ingest, IngestStats, Scope};
-use crate::store::{ClusterDb, ClusterSnapshot, Fence, Store};
+use crate::ota::{DriveJobs, StandBy};
+use crate::store::{ClusterDb, ClusterSnapshot, Fence, JOBS_LEASE, Store};
 
 /// How a node reaches its peers and what it shares with its shards' sessions.
 #[derive(Debug)]
@@ -57,6 +65,8 @@ pub struct NodeDeps {
     pub mqtt: MqttConfig,
     pub target: BrokerTarget,
     pub stats: Arc<IngestStats>,
+    /// The process's jobs actor, which drives the jobs while this node holds their lease.
+    pub jobs: JobsPeers,
 }
 
 /// What the API shows of the cluster and how it routes a device's requests: the latest
@@ -67,6 +77,8 @@ pub struct ClusterView {
     pub shards: u32,
     pub ttl: Duration,
     ownership: Arc<Ownership>,
+    /// Whether this node drives the OTA jobs now (holds the jobs lease).
+    drives_jobs: AtomicBool,
     latest: Mutex<Option<ClusterSnapshot>>,
 }
 
@@ -76,7 +88,20 @@ impl ClusterView {
         if self.ownership.fence_of(device).is_some() {
             return Owner::Here;
         }
-        let shard = self.ownership.shard_of(device);
+        self.holder_of(self.ownership.shard_of(device))
+    }
+
+    /// Who drives the OTA jobs (holds the jobs lease), as of this node's leases and its
+    /// latest snapshot.
+    pub fn jobs_owner(&self) -> Owner {
+        if self.drives_jobs.load(Ordering::Acquire) {
+            return Owner::Here;
+        }
+        self.holder_of(JOBS_LEASE)
+    }
+
+    /// The other live node holding lease `shard` in the latest snapshot.
+    fn holder_of(&self, shard: u32) -> Owner {
         let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(snap) = latest.as_ref() else {
             return Owner::Nobody;
@@ -135,6 +160,7 @@ impl ClusterNode {
             shards: deps.config.shards,
             ttl: deps.config.lease_ttl,
             ownership: deps.ownership.clone(),
+            drives_jobs: AtomicBool::new(false),
             latest: Mutex::new(None),
         });
         let (stop, stopped) = watch::channel(false);
@@ -147,6 +173,7 @@ impl ClusterNode {
             started_at: Utc::now(),
             view: view.clone(),
             sessions: HashMap::new(),
+            jobs: None,
             deps,
         };
         tracing::info!(node_id = %view.node_id, shards = view.shards, "joining the cluster");
@@ -200,6 +227,8 @@ struct Coordinator {
     started_at: DateTime<Utc>,
     view: Arc<ClusterView>,
     sessions: HashMap<u32, ShardSession>,
+    /// The jobs lease's session, while this node holds it.
+    jobs: Option<ShardSession>,
 }
 
 impl Coordinator {
@@ -227,7 +256,7 @@ impl Coordinator {
                 epoch = fence.epoch,
                 "lease ran out before it was renewed; stopping its devices"
             );
-            self.stop_shard(fence).await;
+            self.stop(fence).await;
         }
         let devices = self.deps.directory.len() as u32;
         if let Err(e) = self
@@ -259,7 +288,7 @@ impl Coordinator {
                 shard = fence.shard,
                 "handing the shard to the node it prefers"
             );
-            self.stop_shard(fence).await;
+            self.stop(fence).await;
             self.leases.released(fence.shard);
             if let Err(e) = self.deps.db.release(self.node(), fence).await {
                 tracing::warn!(shard = fence.shard, error = %e, "cannot release the lease; it expires by itself");
@@ -279,6 +308,10 @@ impl Coordinator {
                 .claim(shard, self.node(), self.deps.config.lease_ttl)
                 .await
             {
+                Ok(Some(epoch)) if shard == JOBS_LEASE => {
+                    self.leases.claimed(shard, epoch, sent);
+                    self.start_jobs(Fence { shard, epoch }, sent).await;
+                }
                 Ok(Some(epoch)) => {
                     self.leases.claimed(shard, epoch, sent);
                     let ids = fleet.remove(&shard).unwrap_or_default();
@@ -310,9 +343,10 @@ impl Coordinator {
                         epoch = fence.epoch,
                         "lease lost to another node; stopping its devices"
                     );
-                    self.stop_shard(fence).await;
+                    self.stop(fence).await;
                 }
-                for (shard, s) in &self.sessions {
+                let jobs = self.jobs.as_ref().map(|s| (&JOBS_LEASE, s));
+                for (shard, s) in self.sessions.iter().chain(jobs) {
                     if let Some(until) = self.leases.valid_until(*shard) {
                         *s.gate.until.lock().unwrap_or_else(PoisonError::into_inner) = until;
                     }
@@ -372,11 +406,7 @@ impl Coordinator {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(error = %e, shard = fence.shard, "cannot set up the shard's MQTT session; giving the lease up");
-                self.leases.released(fence.shard);
-                if let Err(e) = self.deps.db.release(self.node(), fence).await {
-                    tracing::warn!(shard = fence.shard, error = %e, "cannot release the lease; it expires by itself");
-                }
-                return;
+                return self.give_up(fence).await;
             }
         };
         self.deps.ownership.set(fence.shard, Some(fence));
@@ -411,6 +441,106 @@ impl Coordinator {
                 ingest,
                 gate,
             },
+        );
+    }
+
+    /// Stops what a lease held runs here: a shard's devices, or the jobs.
+    async fn stop(&mut self, fence: Fence) {
+        if fence.shard == JOBS_LEASE {
+            self.stop_jobs(fence).await;
+        } else {
+            self.stop_shard(fence).await;
+        }
+    }
+
+    /// Gives up a lease just claimed that this node cannot serve (logged by the caller).
+    async fn give_up(&mut self, fence: Fence) {
+        self.leases.released(fence.shard);
+        if let Err(e) = self.deps.db.release(self.node(), fence).await {
+            tracing::warn!(shard = fence.shard, error = %e, "cannot release the lease; it expires by itself");
+        }
+    }
+
+    /// Drives the OTA jobs here: the jobs actor takes every stored job, then the jobs
+    /// lease's MQTT session resumes (what arrived since the last holder, and every
+    /// retained status again).
+    async fn start_jobs(&mut self, fence: Fence, sent: Instant) {
+        let mut mqtt = self.deps.mqtt.clone();
+        mqtt.client_id = jobs::jobs_client_id(&self.deps.mqtt);
+        let options = match broker::client_options(&mqtt, &self.deps.target, None) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot set up the jobs' MQTT session; giving the jobs lease up");
+                return self.give_up(fence).await;
+            }
+        };
+        let store = self.deps.store.clone();
+        let records = match tokio::task::spawn_blocking(move || store.jobs()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the stored jobs; giving the jobs lease up");
+                return self.give_up(fence).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "job listing task failed; giving the jobs lease up");
+                return self.give_up(fence).await;
+            }
+        };
+        let jobs = records.len();
+        if let Err(e) = self
+            .deps
+            .jobs
+            .drive
+            .send(DriveJobs { fence, records })
+            .await
+        {
+            tracing::error!(error = %e, "the jobs actor is gone; giving the jobs lease up");
+            return self.give_up(fence).await;
+        }
+        let gate = Arc::new(LeaseGate {
+            until: Mutex::new(sent + self.deps.config.lease_ttl),
+            closed: AtomicBool::new(false),
+        });
+        let open = gate.clone();
+        let gate_fn: Gate = Arc::new(move || open.open_now());
+        let ingest = Ingest::start_scoped(
+            Ingest::client_for(options),
+            (self.deps.topics.clone(), Scope::Jobs, Some(gate_fn)),
+            self.deps.store.clone(),
+            Arc::new(jobs::JobsRouter(self.deps.jobs.inputs.clone())),
+            Arc::new(IngestStats::default()),
+            true,
+            None,
+        );
+        self.view.drives_jobs.store(true, Ordering::Release);
+        tracing::info!(
+            epoch = fence.epoch,
+            jobs,
+            client_id = %mqtt.client_id,
+            "took the jobs lease: the OTA jobs run here"
+        );
+        self.jobs = Some(ShardSession {
+            fence,
+            ingest,
+            gate,
+        });
+    }
+
+    /// Stops the jobs' session first (what it had not acknowledged goes to the next
+    /// holder), then the jobs.
+    async fn stop_jobs(&mut self, fence: Fence) {
+        self.view.drives_jobs.store(false, Ordering::Release);
+        if let Some(s) = self.jobs.take() {
+            s.gate.closed.store(true, Ordering::Release);
+            s.ingest.stop().await;
+            debug_assert_eq!(s.fence, fence);
+        }
+        if let Err(e) = self.deps.jobs.stand_by.send(StandBy).await {
+            tracing::error!(error = %e, "the jobs actor is gone");
+        }
+        tracing::info!(
+            epoch = fence.epoch,
+            "gave the jobs lease up: the OTA jobs run elsewhere"
         );
     }
 
@@ -453,7 +583,7 @@ impl Coordinator {
     async fn leave(&mut self) {
         let held = self.leases.held();
         for fence in held {
-            self.stop_shard(fence).await;
+            self.stop(fence).await;
             self.leases.released(fence.shard);
             if let Err(e) = self.deps.db.release(self.node(), fence).await {
                 tracing::warn!(shard = fence.shard, error = %e, "cannot release the lease; it expires by itself");

@@ -26,7 +26,9 @@ pub struct ClusterConfig {
     #[serde(default = "default_renew_every", with = "humantime_serde")]
     pub renew_every: Duration,
     /// The base URL other nodes reach this node's API at (they forward requests for its
-    /// devices). Unset: `api.public_url`, else `http://{api.listen as bound}`.
+    /// devices, and for the OTA jobs when it drives them). Unset: `http://{api.listen as
+    /// bound}`; never `api.public_url`, which in a cluster is the address in front of every
+    /// node (the gateways' download URLs live under it).
     #[serde(default)]
     pub api_url: Option<String>,
 }

@@ -238,12 +238,15 @@ impl DeviceActor {
         tracing::info_span!("device", device_id = %self.state.id())
     }
 
-    /// Passes a status or a job update of this device on to the jobs actor.
+    /// Passes a status or a job update of this device on to the jobs actor (one process;
+    /// a cluster's jobs lease hears them from the broker).
     fn tell_jobs(&self, input: JobInput) {
-        self.deps.jobs.do_send(DeviceJobInput {
-            device: self.state.id().clone(),
-            input,
-        });
+        if let Some(jobs) = &self.deps.jobs {
+            jobs.do_send(DeviceJobInput {
+                device: self.state.id().clone(),
+                input,
+            });
+        }
     }
 
     fn next_id(store: &Arc<dyn Store>) -> impl FnMut() -> u64 + '_ {
@@ -300,10 +303,7 @@ impl Handler<DeviceInput> for DeviceActor {
         let was_online = self.state.online();
         let fx = match msg {
             DeviceInput::Status(s) => {
-                self.tell_jobs(JobInput::Presence(Presence {
-                    online: s.state == shiki_proto::Connectivity::Online,
-                    software_version: s.software_version.clone(),
-                }));
+                self.tell_jobs(JobInput::Presence(Presence::from(&s)));
                 let fx = self.state.on_status(s, now);
                 if self.state.online() && !was_online {
                     self.apply(fx, ctx);

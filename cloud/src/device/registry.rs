@@ -25,8 +25,10 @@ pub struct DeviceDeps {
     pub metrics: Arc<DeviceMetrics>,
     /// Retry and alert settings of yearly schedule sync.
     pub schedule: SyncConfig,
-    /// The jobs actor: each device's status and job updates.
-    pub jobs: Recipient<crate::ota::DeviceJobInput>,
+    /// The jobs actor: each device's status and job updates. `None` on a cluster node:
+    /// there the session of the jobs lease hears them from the broker itself (ADR
+    /// `docs/adr/cluster-ota-jobs.md`).
+    pub jobs: Option<Recipient<crate::ota::DeviceJobInput>>,
 }
 
 impl std::fmt::Debug for DeviceDeps {

@@ -32,7 +32,7 @@ fn deps(store: Arc<RedbStore>) -> DeviceDeps {
         cfg: DeviceConfig::default(),
         metrics: Arc::new(DeviceMetrics::default()),
         schedule: SyncConfig::default(),
-        jobs: collector().0,
+        jobs: Some(collector().0),
     }
 }
 

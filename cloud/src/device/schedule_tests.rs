@@ -83,7 +83,7 @@ async fn device_actor_pushes_on_reconnect_stores_the_ack_and_alerts_on_a_refusal
         cfg: DeviceConfig::default(),
         metrics: Arc::new(DeviceMetrics::default()),
         schedule: SyncConfig::default(),
-        jobs: collector().0,
+        jobs: Some(collector().0),
     });
     let id = DeviceId::new("sapporo-01").expect("id");
     let addr = DeviceActor::new(DeviceState::new(id.clone(), deps.cfg), deps).start();
@@ -171,7 +171,7 @@ async fn the_registry_stores_the_fleet_last_run_and_every_device_answers_the_yea
         cfg: DeviceConfig::default(),
         metrics: Arc::new(DeviceMetrics::default()),
         schedule: SyncConfig::default(),
-        jobs: collector().0,
+        jobs: Some(collector().0),
     };
     let registry = super::Registry::new(deps).start();
     let last_run = clock.now();

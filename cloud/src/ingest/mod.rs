@@ -53,12 +53,16 @@ pub enum Scope {
     /// The topics of these devices only: one shard of a cluster, whose session (client id
     /// and persistent subscriptions) passes from owner to owner.
     Devices(Arc<Mutex<BTreeSet<DeviceId>>>),
+    /// Every device's `status` and job updates ([`Topics::jobs_subscriptions`]): the
+    /// session of a cluster's jobs lease, beside the shards' (its router feeds the jobs).
+    Jobs,
 }
 
 impl Scope {
     fn filters(&self, topics: &Topics) -> Vec<String> {
         match self {
             Scope::Fleet => topics.cloud_subscriptions(),
+            Scope::Jobs => topics.jobs_subscriptions(),
             Scope::Devices(ids) => ids
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

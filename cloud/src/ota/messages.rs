@@ -5,7 +5,7 @@ use actix::prelude::*;
 use shiki_proto::{DeviceId, JobId, JobNotify, JobUpdate};
 
 use super::state::{JobError, NewJob, Presence};
-use crate::store::{Author, JobRecord};
+use crate::store::{Author, Fence, JobRecord};
 
 /// Creates a job; `presence` says how each of its devices (all known to the cloud) is now.
 #[derive(Debug, Clone, Message)]
@@ -25,13 +25,28 @@ pub struct CancelJob {
 
 /// One job, `None` if there is no such job.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Option<JobRecord>")]
+#[rtype(result = "Result<Option<JobRecord>, JobError>")]
 pub struct GetJob(pub String);
 
 /// Every job, newest first.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Vec<JobRecord>")]
+#[rtype(result = "Result<Vec<JobRecord>, JobError>")]
 pub struct ListJobs;
+
+/// A cluster node took the jobs lease: drive `records` (every job as stored now), each
+/// change stored fenced by `fence`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct DriveJobs {
+    pub fence: Fence,
+    pub records: Vec<JobRecord>,
+}
+
+/// The jobs lease was lost or handed over: stop driving the jobs (nothing more is stored
+/// or published; requests answer [`JobError::NotDriving`]).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct StandBy;
 
 /// What a device actor passes on to the jobs.
 #[derive(Debug, Clone, PartialEq, Message)]

@@ -88,6 +88,16 @@ pub struct Presence {
     pub software_version: Option<String>,
 }
 
+impl From<&shiki_proto::Status> for Presence {
+    /// What a device's `status` message says of it.
+    fn from(s: &shiki_proto::Status) -> Self {
+        Self {
+            online: s.state == shiki_proto::Connectivity::Online,
+            software_version: s.software_version.clone(),
+        }
+    }
+}
+
 /// A job to create.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
@@ -117,6 +127,17 @@ pub enum JobError {
     /// The artifact store could not be read (not the caller's fault).
     #[error("artifact lookup failed: {0}")]
     ArtifactLookup(String),
+    /// The change was made but could not be stored (the store failed, or a cluster
+    /// node's jobs lease moved on before its commit).
+    #[error(
+        "the job change could not be stored ({0}); list the jobs to see what was kept, and retry"
+    )]
+    NotStored(String),
+    /// A cluster node that does not hold the jobs lease (it moved, or is moving).
+    #[error(
+        "this cloud node does not drive the OTA jobs now (the cluster's jobs lease is held elsewhere or changing hands); retry in a few seconds"
+    )]
+    NotDriving,
 }
 
 /// One execution changing state, for the device's history.
@@ -184,6 +205,14 @@ impl Jobs {
             jobs: records.into_iter().map(|j| (j.id.clone(), j)).collect(),
             presence: HashMap::new(),
         }
+    }
+
+    /// Replaces every job with `records` (the jobs as stored now: a cluster node took the
+    /// jobs lease, or gave it up with none) and forgets what it knew of the devices, which
+    /// count as offline until their status arrives again.
+    pub fn reset(&mut self, records: Vec<JobRecord>) {
+        self.jobs = records.into_iter().map(|j| (j.id.clone(), j)).collect();
+        self.presence.clear();
     }
 
     pub fn job(&self, id: &str) -> Option<&JobRecord> {

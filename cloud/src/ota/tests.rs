@@ -92,6 +92,7 @@ async fn a_job_goes_from_notify_to_succeeded_and_a_rollback_is_recorded_and_aler
         .send(GetJob(id.to_string()))
         .await
         .expect("actor alive")
+        .expect("alone, it drives the jobs")
         .expect("job exists");
     assert_eq!(job.executions[0].status, ExecutionStatus::Succeeded);
     assert_eq!(job.executions[0].progress, 100);
@@ -123,7 +124,11 @@ async fn a_job_goes_from_notify_to_succeeded_and_a_rollback_is_recorded_and_aler
     );
 
     // Everything the actor queued is committed once a later write is.
-    let listed = addr.send(ListJobs).await.expect("actor alive");
+    let listed = addr
+        .send(ListJobs)
+        .await
+        .expect("actor alive")
+        .expect("alone, it drives the jobs");
     assert_eq!(listed.len(), 1);
     store
         .submit(vec![crate::store::Write::FleetLastRun(clock.now())])
@@ -168,4 +173,150 @@ async fn a_job_goes_from_notify_to_succeeded_and_a_rollback_is_recorded_and_aler
         statuses,
         vec![ExecutionStatus::Succeeded, ExecutionStatus::RolledBack]
     );
+}
+
+/// Commits everything queued before it (the writer commits in order) and returns the
+/// stored progress of the first execution of the only job.
+async fn stored_progress(store: &crate::store::PgStore) -> u8 {
+    store
+        .submit(vec![crate::store::Write::FleetLastRun(Utc::now())])
+        .await
+        .expect("commit");
+    store.jobs().expect("jobs")[0].executions[0].progress
+}
+
+#[actix::test]
+async fn a_cluster_node_drives_the_jobs_only_under_the_jobs_lease_and_a_stale_driver_stores_nothing()
+ {
+    use crate::store::{Fence, JOBS_LEASE, PgOptions, PgStore, testing::PgTestDb};
+    let db = PgTestDb::create();
+    let options = PgOptions {
+        max_batch: 64,
+        pool_size: 2,
+        retention: None,
+    };
+    let store = Arc::new(PgStore::open(&db.url, &options).expect("store"));
+    let cluster = store.cluster();
+    cluster.ensure_shards(1).await.expect("shards");
+    let a = Fence {
+        shard: JOBS_LEASE,
+        epoch: cluster
+            .claim(JOBS_LEASE, "a", Duration::from_secs(1))
+            .await
+            .expect("claim")
+            .expect("free"),
+    };
+    let clock = TestClock::at(Utc::now());
+    let (devices, mut notified) = collector::<NotifyDevice>();
+    let (alerts, _alerted) = collector::<Alert>();
+    let jobs = Jobs::restore(
+        JobTimeouts::default(),
+        MemoryArtifacts::with(&["0.2.0"]),
+        vec![],
+    );
+    let addr = JobsActor::new(jobs, store.clone(), devices, alerts, clock.shared())
+        .standby()
+        .start();
+    let p1 = dev("plant-01");
+    let create = CreateJob {
+        job: NewJob {
+            artifact_version: "0.2.0".into(),
+            devices: vec![p1.clone()],
+            rollout: Rollout::default(),
+            author: crate::store::Author::Operator("ops".into()),
+        },
+        presence: vec![],
+    };
+    // Without the lease: refused.
+    let refused = addr.send(create.clone()).await.expect("alive");
+    assert_eq!(refused, Err(JobError::NotDriving));
+    assert_eq!(
+        addr.send(ListJobs).await.expect("alive"),
+        Err(JobError::NotDriving)
+    );
+
+    // With it: the device's presence (from the lease's session), then the job.
+    addr.send(DriveJobs {
+        fence: a,
+        records: vec![],
+    })
+    .await
+    .expect("alive");
+    addr.do_send(DeviceJobInput {
+        device: p1.clone(),
+        input: JobInput::Presence(online("0.1.0")),
+    });
+    let id = addr
+        .send(create)
+        .await
+        .expect("alive")
+        .expect("created while driving");
+    assert_eq!(recv(&mut notified).await.device, p1);
+    assert_eq!(stored_progress(&store).await, 0);
+    let progress = |p| DeviceJobInput {
+        device: p1.clone(),
+        input: JobInput::Update {
+            job: id.clone(),
+            update: update(
+                JobStatus::InProgress,
+                Some(JobStep::Downloading),
+                Some(p),
+                None,
+            ),
+        },
+    };
+    addr.send(progress(20)).await.expect("alive");
+    assert_eq!(stored_progress(&store).await, 20);
+
+    // Another node takes the expired lease; this one has not noticed yet: its change is
+    // refused by the fence in the writer's transaction.
+    loop {
+        let snap = cluster.snapshot().await.expect("snapshot");
+        let row = snap.leases.iter().find(|l| l.shard == JOBS_LEASE);
+        if row.is_some_and(|l| l.expires_at <= snap.now) {
+            break;
+        }
+    }
+    let b = Fence {
+        shard: JOBS_LEASE,
+        epoch: cluster
+            .claim(JOBS_LEASE, "b", Duration::from_secs(30))
+            .await
+            .expect("claim")
+            .expect("expired"),
+    };
+    addr.send(progress(50)).await.expect("alive");
+    assert_eq!(
+        stored_progress(&store).await,
+        20,
+        "the stale driver's change"
+    );
+    assert!(store.stats().fenced_submissions >= 1);
+
+    // Told, it stands by: nothing is served or published.
+    addr.send(StandBy).await.expect("alive");
+    assert_eq!(
+        addr.send(GetJob(id.to_string())).await.expect("alive"),
+        Err(JobError::NotDriving)
+    );
+    addr.send(progress(70)).await.expect("alive");
+    assert!(notified.try_recv().is_err(), "nothing published on standby");
+
+    // Driving again under the new epoch, from what is stored.
+    addr.send(DriveJobs {
+        fence: b,
+        records: store.jobs().expect("jobs"),
+    })
+    .await
+    .expect("alive");
+    let job = addr
+        .send(GetJob(id.to_string()))
+        .await
+        .expect("alive")
+        .expect("driving")
+        .expect("restored");
+    assert_eq!(job.executions[0].status, ExecutionStatus::InProgress);
+    assert_eq!(job.executions[0].progress, 20);
+    addr.send(progress(60)).await.expect("alive");
+    assert_eq!(stored_progress(&store).await, 60);
 }

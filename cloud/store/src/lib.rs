@@ -48,7 +48,7 @@ use std::task::{Context, Poll};
 
 pub use jobs::{ExecutionRecord, ExecutionStatus, JobArtifact, JobRecord, Rollout};
 pub use pg_store::{
-    ClusterDb, ClusterSnapshot, LeaseRow, NodeRow, PgOptions, PgStore, SCHEMA_VERSION,
+    ClusterDb, ClusterSnapshot, JOBS_LEASE, LeaseRow, NodeRow, PgOptions, PgStore, SCHEMA_VERSION,
     redacted as redacted_url,
 };
 pub use redb_store::{RedbStore, StoreOptions};
@@ -76,12 +76,24 @@ pub enum StoreError {
     Corrupt { table: &'static str, reason: String },
     #[error("the store is shut down")]
     Closed,
-    /// A write of a device's owner whose lease on the device's shard has passed to another
-    /// node since (a cluster; see [`Fence`]): nothing of it was stored.
+    /// A write that depends on a lease (a device's owner on the device's shard, the jobs'
+    /// driver on [`JOBS_LEASE`]) made after the lease passed to another node (a cluster;
+    /// see [`Fence`]): nothing of it was stored.
     #[error(
-        "fenced: the lease on shard {shard} at epoch {epoch} is no longer held; another node owns its devices now"
+        "fenced: the {} at epoch {epoch} is no longer held; another node owns {} now",
+        lease_name(*shard),
+        if *shard == JOBS_LEASE { "the OTA jobs" } else { "its devices" }
     )]
     Fenced { shard: u32, epoch: i64 },
+}
+
+/// How an error names a lease: a shard's, or the jobs'.
+fn lease_name(shard: u32) -> String {
+    if shard == JOBS_LEASE {
+        "jobs lease".to_owned()
+    } else {
+        format!("lease on shard {shard}")
+    }
 }
 
 impl StoreError {

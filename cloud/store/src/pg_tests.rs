@@ -427,7 +427,9 @@ fn a_lease_is_claimed_once_renewed_only_by_its_holder_and_free_again_when_releas
         );
         assert!(!cluster.release("a", fence).await.expect("release"));
         let snap = cluster.snapshot().await.expect("snapshot");
-        assert_eq!(snap.leases.len(), 4);
+        // The four shards', then the jobs lease (migration V4).
+        assert_eq!(snap.leases.len(), 5);
+        assert_eq!(snap.leases[4].shard, crate::JOBS_LEASE);
         assert_eq!(snap.leases[1].owner.as_deref(), Some("b"));
         assert_eq!(snap.leases[1].epoch, 2);
     });
@@ -508,6 +510,144 @@ fn a_fenced_write_is_stored_while_its_lease_holds_and_refused_once_another_node_
     assert_eq!(store.fleet_last_run().expect("read"), Some(at));
     assert_eq!(stored_seqs(&store, &d), vec![1]);
     assert_eq!(store.stats().fenced_submissions, 1);
+}
+
+/// Waits until the database's clock has passed every lease's expiry.
+async fn until_expired(cluster: &crate::ClusterDb, lease: u32) {
+    loop {
+        let snap = cluster.snapshot().await.expect("snapshot");
+        let row = snap
+            .leases
+            .iter()
+            .find(|l| l.shard == lease)
+            .expect("lease row");
+        if row.expires_at <= snap.now {
+            break;
+        }
+    }
+}
+
+fn job(id: &str, device: &DeviceId, progress: u8) -> crate::JobRecord {
+    let mut execution = crate::ExecutionRecord::queued(device.clone());
+    execution.status = crate::ExecutionStatus::InProgress;
+    execution.progress = progress;
+    crate::JobRecord {
+        id: shiki_proto::JobId::new(id).expect("valid job id"),
+        artifact: crate::JobArtifact {
+            version: "0.2.0".into(),
+            sha256: "ab".repeat(32),
+            size: 1234,
+            signature: "c2ln".into(),
+        },
+        created_at: Utc::now(),
+        created_by: crate::Author::Operator("ops".into()),
+        rollout: crate::Rollout::default(),
+        executions: vec![execution],
+        canceled_by: None,
+    }
+}
+
+#[test]
+fn the_jobs_lease_exists_beside_the_shards_and_fences_job_writes_like_a_shard() {
+    let db = PgTestDb::create();
+    let store = open(&db, None);
+    let cluster = store.cluster();
+    let d = dev("gw-job");
+    let short = std::time::Duration::from_secs(1);
+    let ttl = std::time::Duration::from_secs(30);
+    let epoch = rt().block_on(async {
+        cluster.ensure_shards(2).await.expect("shards");
+        let snap = cluster.snapshot().await.expect("snapshot");
+        let shards: Vec<u32> = snap.leases.iter().map(|l| l.shard).collect();
+        assert_eq!(
+            shards,
+            vec![0, 1, crate::JOBS_LEASE],
+            "the migration made it"
+        );
+        assert_eq!(
+            cluster
+                .claim(crate::JOBS_LEASE, "a", short)
+                .await
+                .expect("claim"),
+            Some(1)
+        );
+        assert_eq!(
+            cluster
+                .claim(crate::JOBS_LEASE, "b", ttl)
+                .await
+                .expect("claim"),
+            None,
+            "held by a"
+        );
+        1
+    });
+    let fence = crate::Fence {
+        shard: crate::JOBS_LEASE,
+        epoch,
+    };
+    store
+        .submit_fenced(fence, vec![Write::Job(Box::new(job("ota-1", &d, 10)))])
+        .wait_blocking()
+        .expect("stored while held");
+    // b takes the expired jobs lease: a's job change is refused, b's is stored.
+    rt().block_on(async {
+        until_expired(&cluster, crate::JOBS_LEASE).await;
+        assert_eq!(
+            cluster
+                .claim(crate::JOBS_LEASE, "b", ttl)
+                .await
+                .expect("claim"),
+            Some(2)
+        );
+    });
+    let err = store
+        .submit_fenced(fence, vec![Write::Job(Box::new(job("ota-1", &d, 90)))])
+        .wait_blocking()
+        .expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            crate::StoreError::Fenced {
+                shard: crate::JOBS_LEASE,
+                epoch: 1
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("jobs lease"), "{err}");
+    assert!(
+        err.to_string().contains("another node owns the OTA jobs"),
+        "{err}"
+    );
+    assert_eq!(store.jobs().expect("jobs")[0].executions[0].progress, 10);
+    let b = crate::Fence {
+        shard: crate::JOBS_LEASE,
+        epoch: 2,
+    };
+    store
+        .submit_fenced(b, vec![Write::Job(Box::new(job("ota-1", &d, 50)))])
+        .wait_blocking()
+        .expect("the new holder's change is stored");
+    assert_eq!(store.jobs().expect("jobs")[0].executions[0].progress, 50);
+    // Renewed only by its holder; released, it is free for the next claim.
+    rt().block_on(async {
+        assert_eq!(
+            cluster.renew("a", &[fence], ttl).await.expect("renew"),
+            Vec::<u32>::new()
+        );
+        assert_eq!(
+            cluster.renew("b", &[b], ttl).await.expect("renew"),
+            vec![crate::JOBS_LEASE]
+        );
+        assert!(cluster.release("b", b).await.expect("release"));
+        assert_eq!(
+            cluster
+                .claim(crate::JOBS_LEASE, "a", ttl)
+                .await
+                .expect("claim"),
+            Some(3)
+        );
+    });
 }
 
 #[test]

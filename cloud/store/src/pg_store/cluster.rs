@@ -13,6 +13,11 @@ use deadpool_postgres::{Pool, Transaction};
 
 use crate::{Fence, StoreError};
 
+/// The lease of the cluster's OTA jobs (ADR `docs/adr/cluster-ota-jobs.md`): a row of
+/// `shiki.shard_leases` beside the shards' (migration V4), claimed, renewed, released and
+/// checked by fenced writes like theirs. Far above any `cluster.shards` (at most 4096).
+pub const JOBS_LEASE: u32 = 2_147_483_647;
+
 /// Ids taken from the database per block (the sequence's increment, migration V3).
 pub(super) const ID_BLOCK: u64 = 1024;
 

@@ -31,7 +31,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use crate::Job;
 use crate::StoreError;
 use crate::counters::Counters;
-pub use cluster::{ClusterDb, ClusterSnapshot, LeaseRow, NodeRow};
+pub use cluster::{ClusterDb, ClusterSnapshot, JOBS_LEASE, LeaseRow, NodeRow};
 pub use schema::SCHEMA_VERSION;
 
 /// How the PostgreSQL store connects and commits.

@@ -18,7 +18,7 @@ mod embedded {
 
 /// The newest schema version this binary knows (the highest migration in
 /// `cloud/store/migrations/`).
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Where refinery records the applied migrations.
 const HISTORY_TABLE: &str = "shiki.schema_history";

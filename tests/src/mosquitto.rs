@@ -21,6 +21,10 @@ pub struct Mosquitto {
     pub child: Child,
     pub port: u16,
     tls: bool,
+    /// Its configuration file and directory, to start it again ([`Mosquitto::restart`]).
+    conf: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    starts: u32,
 }
 
 impl Mosquitto {
@@ -40,7 +44,8 @@ impl Mosquitto {
              certfile {cert}\n\
              keyfile {key}\n\
              require_certificate true\n\
-             use_identity_as_username true\n",
+             use_identity_as_username true\n\
+             persistence false\n",
             acl = acl.display(),
             ca = ca.display(),
             cert = server.cert.display(),
@@ -64,7 +69,8 @@ impl Mosquitto {
              acl_file {acl}\n\
              certfile {cert}\n\
              keyfile {key}\n\
-             require_certificate false\n",
+             require_certificate false\n\
+             persistence false\n",
             passwords = passwords.display(),
             acl = acl.display(),
             cert = server.cert.display(),
@@ -77,7 +83,51 @@ impl Mosquitto {
     /// persistent sessions kept in memory, as the ingest's acknowledgement after commit
     /// needs).
     pub async fn start_plain(dir: &Path) -> anyhow::Result<Self> {
-        Self::start(dir, "allow_anonymous true\n", false).await
+        Self::start(dir, "allow_anonymous true\npersistence false\n", false).await
+    }
+
+    /// Starts `mosquitto` on a free loopback port, plain MQTT, any client allowed, with
+    /// persistence in `dir`: what it holds for persistent sessions (the cloud's queued QoS 1
+    /// messages) survives [`Mosquitto::restart`], as with `persistence true` in production.
+    pub async fn start_persistent(dir: &Path) -> anyhow::Result<Self> {
+        let settings = format!(
+            "allow_anonymous true\npersistence true\npersistence_location {}/\n",
+            dir.display()
+        );
+        Self::start(dir, &settings, false).await
+    }
+
+    /// SIGTERM (Mosquitto saves its persistence file) and a start on the same port.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.child.terminate()?;
+        self.starts += 1;
+        let conf = self.conf.display().to_string();
+        let mut child = Child::spawn(
+            &format!("mosquitto-run-{}", self.starts),
+            Path::new("mosquitto"),
+            &["-c", &conf],
+            &[],
+            &self.dir,
+        )?;
+        let ready = wait_for("mosquitto to start again", Duration::from_secs(10), || {
+            let running = child.is_running();
+            let out = strip_ansi(&child.output());
+            async move {
+                if out.contains(" running") {
+                    Some(Ok(()))
+                } else if !running {
+                    Some(Err(out))
+                } else {
+                    None
+                }
+            }
+        })
+        .await?;
+        if let Err(out) = ready {
+            anyhow::bail!("mosquitto did not start again:\n{out}");
+        }
+        self.child = child;
+        Ok(())
     }
 
     /// Starts `mosquitto` with `settings` for its one listener.
@@ -92,7 +142,6 @@ impl Mosquitto {
                     "# written by the Shiki end-to-end tests\n\
                      user root\n\
                      per_listener_settings false\n\
-                     persistence false\n\
                      log_dest stderr\n\
                      log_type all\n\
                      connection_messages true\n\
@@ -124,7 +173,16 @@ impl Mosquitto {
             })
             .await?;
             match ready {
-                Ok(()) => return Ok(Self { child, port, tls }),
+                Ok(()) => {
+                    return Ok(Self {
+                        child,
+                        port,
+                        tls,
+                        conf,
+                        dir: dir.to_owned(),
+                        starts: 0,
+                    });
+                }
                 Err(out) if out.contains("in use") => last = out,
                 Err(out) => anyhow::bail!("mosquitto exited:\n{out}"),
             }

@@ -27,6 +27,7 @@ async fn a_short_fault_campaign_loses_and_duplicates_nothing() -> anyhow::Result
         round: Duration::from_secs(6),
         settle_timeout: Duration::from_secs(120),
         dir: None,
+        broker: chaos::Broker::Embedded,
     })
     .await?;
     eprintln!("{report}");

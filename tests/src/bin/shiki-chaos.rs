@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use shiki_e2e::chaos::{self, Options};
+use shiki_e2e::chaos::{self, Broker, Options};
 
 /// Runs Shiki under random faults and checks that nothing was lost or duplicated.
 #[derive(Debug, Parser)]
@@ -40,6 +40,10 @@ struct Args {
     /// removed at the end).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// The broker: the cloud's `embedded` one (restarted with the cloud), or an external
+    /// `mosquitto` with persistence, restarted on its own as a fault too.
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "mosquitto"])]
+    broker: String,
     /// Log filter (RUST_LOG syntax); each round's faults are logged at info.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -66,6 +70,11 @@ fn main() -> ExitCode {
         round: args.round,
         settle_timeout: args.settle_timeout,
         dir: args.dir,
+        broker: if args.broker == "mosquitto" {
+            Broker::Mosquitto
+        } else {
+            Broker::Embedded
+        },
     };
     tracing::info!(
         seed,

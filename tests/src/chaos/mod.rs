@@ -86,6 +86,17 @@ pub struct Options {
     pub settle_timeout: Duration,
     /// Keep the processes' logs and data here (default: a temporary directory, removed).
     pub dir: Option<PathBuf>,
+    pub broker: Broker,
+}
+
+/// The broker the campaign runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Broker {
+    /// The cloud's embedded broker (restarted with the cloud).
+    #[default]
+    Embedded,
+    /// An external Mosquitto with persistence, restarted on its own as a fault too.
+    Mosquitto,
 }
 
 impl Default for Options {
@@ -97,6 +108,7 @@ impl Default for Options {
             round: Duration::from_secs(6),
             settle_timeout: Duration::from_secs(180),
             dir: None,
+            broker: Broker::Embedded,
         }
     }
 }
@@ -105,6 +117,7 @@ impl Default for Options {
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub seed: u64,
+    pub broker: Broker,
     pub rounds: u32,
     /// Faults injected, by kind (operator changes not counted as faults).
     pub faults: BTreeMap<&'static str, u32>,
@@ -179,9 +192,13 @@ impl fmt::Display for Report {
         for v in &self.violations {
             writeln!(f, "  VIOLATION: {v}")?;
         }
+        let broker = match self.broker {
+            Broker::Embedded => "",
+            Broker::Mosquitto => " --broker mosquitto",
+        };
         write!(
             f,
-            "seed {} (replay: scripts/chaos --seed {} --rounds {})",
+            "seed {} (replay: scripts/chaos --seed {} --rounds {}{broker})",
             self.seed, self.seed, self.rounds
         )
     }
@@ -204,8 +221,12 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     };
     let mut c = Campaign::start(&dir, opts).await?;
     let mut plan = Plan::new(opts.seed, opts.edges, opts.round);
+    if opts.broker == Broker::Mosquitto {
+        plan = plan.with_broker_restarts();
+    }
     let mut report = Report {
         seed: opts.seed,
+        broker: opts.broker,
         rounds: opts.rounds,
         ..Report::default()
     };
@@ -235,6 +256,7 @@ enum Action {
     KillCloud,
     RestartCloud,
     StartCloud,
+    RestartBroker,
     Plc(usize, PlcFault, bool),
     Desired(usize, f64),
 }
@@ -270,6 +292,7 @@ fn actions(faults: &[Fault]) -> Vec<(Duration, Action)> {
                 out.push((at + down, Action::StartCloud));
             }
             Fault::CloudRestart { at } => out.push((at, Action::RestartCloud)),
+            Fault::BrokerRestart { at } => out.push((at, Action::RestartBroker)),
             Fault::LinkCut { edge, at, for_ } => {
                 out.push((at, Action::Cut(edge)));
                 out.push((at + for_, Action::Restore(edge)));
@@ -331,21 +354,28 @@ struct CloudProc {
     starts: u32,
     data: PathBuf,
     logs: PathBuf,
+    /// An external broker: its address, and the config file naming it.
+    external: Option<(SocketAddr, PathBuf)>,
 }
 
 impl CloudProc {
     async fn start(&mut self) -> anyhow::Result<(Api, SocketAddr)> {
         self.starts += 1;
-        let cloud = Cloud::start(
-            &format!("cloud-{}", self.starts),
-            &self.data,
-            &self.logs,
-            Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-            None,
-        )
-        .await?;
+        let name = format!("cloud-{}", self.starts);
+        let cloud = match &self.external {
+            Some((_, config)) => {
+                Cloud::start(&name, &self.data, &self.logs, None, Some(config)).await?
+            }
+            None => {
+                let any = SocketAddr::from(([127, 0, 0, 1], 0));
+                Cloud::start(&name, &self.data, &self.logs, Some(any), None).await?
+            }
+        };
         let api = cloud.api.clone();
-        let mqtt = cloud.mqtt.context("the cloud runs no embedded broker")?;
+        let mqtt = match &self.external {
+            Some((addr, _)) => *addr,
+            None => cloud.mqtt.context("the cloud runs no embedded broker")?,
+        };
         self.cloud = Some(cloud);
         Ok((api, mqtt))
     }
@@ -354,6 +384,8 @@ impl CloudProc {
 struct Campaign {
     dir: PathBuf,
     cloud: CloudProc,
+    /// The external broker, when the campaign runs one.
+    mosquitto: Option<crate::mosquitto::Mosquitto>,
     api: Api,
     gateways: Vec<Gateway>,
     transitions: Vec<(DateTime<Utc>, u16)>,
@@ -363,11 +395,28 @@ struct Campaign {
 
 impl Campaign {
     async fn start(dir: &Path, opts: &Options) -> anyhow::Result<Self> {
+        let mosquitto = match opts.broker {
+            Broker::Embedded => None,
+            Broker::Mosquitto => {
+                let broker_dir = dir.join("mosquitto");
+                std::fs::create_dir_all(&broker_dir)?;
+                Some(crate::mosquitto::Mosquitto::start_persistent(&broker_dir).await?)
+            }
+        };
+        let external = match &mosquitto {
+            Some(m) => {
+                let config = dir.join("cloud.toml");
+                std::fs::write(&config, format!("[mqtt]\nurl = {:?}\n", m.url()))?;
+                Some((SocketAddr::from(([127, 0, 0, 1], m.port)), config))
+            }
+            None => None,
+        };
         let mut cloud = CloudProc {
             cloud: None,
             starts: 0,
             data: dir.join("cloud-data"),
             logs: dir.to_owned(),
+            external,
         };
         let (api, mqtt) = cloud.start().await?;
         let mut gateways = Vec::with_capacity(opts.edges);
@@ -423,6 +472,7 @@ impl Campaign {
         let mut c = Self {
             dir: dir.to_owned(),
             cloud,
+            mosquitto,
             api,
             gateways,
             transitions: Vec::new(),
@@ -629,6 +679,11 @@ impl Campaign {
                     self.start_cloud().await?;
                 }
                 Action::StartCloud => self.start_cloud().await?,
+                Action::RestartBroker => {
+                    if let Some(m) = self.mosquitto.as_mut() {
+                        m.restart().await?;
+                    }
+                }
                 Action::Plc(i, fault, on) => self.set_plc(i, fault, on),
                 Action::Desired(i, value) => self.desire(i, value).await?,
             }

@@ -29,6 +29,9 @@ pub enum Fault {
     CloudKill { at: Duration, down: Duration },
     /// SIGTERM of the cloud and a start (the embedded broker restarts with it).
     CloudRestart { at: Duration },
+    /// An external broker (Mosquitto) stopped and started again (its persistence keeps
+    /// the cloud's queued messages).
+    BrokerRestart { at: Duration },
     /// The edge's link to the broker is cut for `for_` (seconds: a dropped cellular link;
     /// tens of seconds: hours of samples at one a minute).
     LinkCut {
@@ -64,6 +67,7 @@ impl Fault {
             Fault::KillDuringDrain { .. } => "edge-kill-during-drain",
             Fault::CloudKill { .. } => "cloud-kill",
             Fault::CloudRestart { .. } => "cloud-restart",
+            Fault::BrokerRestart { .. } => "broker-restart",
             Fault::LinkCut { for_, .. } if *for_ >= LONG_CUT => "link-cut-long",
             Fault::LinkCut { .. } => "link-cut",
             Fault::PlcRefuses { .. } => "plc-refuses",
@@ -82,7 +86,9 @@ impl Fault {
         match self {
             Fault::EdgeKill { at, down, .. } | Fault::CloudKill { at, down } => *at + *down,
             Fault::KillDuringDrain { at, cut, after, .. } => *at + *cut + *after,
-            Fault::CloudRestart { at } | Fault::Desired { at, .. } => *at,
+            Fault::CloudRestart { at }
+            | Fault::BrokerRestart { at }
+            | Fault::Desired { at, .. } => *at,
             Fault::LinkCut { at, for_, .. }
             | Fault::PlcRefuses { at, for_, .. }
             | Fault::PlcExceptions { at, for_, .. } => *at + *for_,
@@ -113,6 +119,7 @@ impl fmt::Display for Fault {
                 write!(f, "at {} SIGKILL the cloud, down {}", s(at), s(down))
             }
             Fault::CloudRestart { at } => write!(f, "at {} restart the cloud", s(at)),
+            Fault::BrokerRestart { at } => write!(f, "at {} restart the broker", s(at)),
             Fault::LinkCut { edge, at, for_ } => {
                 write!(f, "at {} cut edge {edge}'s link for {}", s(at), s(for_))
             }
@@ -145,6 +152,9 @@ pub struct Plan {
     rng: StdRng,
     edges: usize,
     round: Duration,
+    /// Whether an external broker may be restarted (a separate draw, so plans without
+    /// one stay as they were).
+    broker: bool,
 }
 
 impl Plan {
@@ -154,7 +164,14 @@ impl Plan {
             rng: StdRng::seed_from_u64(seed),
             edges: edges.max(1),
             round: round.max(Duration::from_secs(2)),
+            broker: false,
         }
+    }
+
+    /// With restarts of an external broker.
+    pub fn with_broker_restarts(mut self) -> Self {
+        self.broker = true;
+        self
     }
 
     /// The next round's faults, by start time: one to three faults and at most one
@@ -166,6 +183,10 @@ impl Plan {
         for _ in 0..faults {
             let f = self.fault(&mut cloud);
             out.push(f);
+        }
+        if self.broker && self.rng.random_bool(0.2) {
+            let at = self.at();
+            out.push(Fault::BrokerRestart { at });
         }
         if self.rng.random_bool(0.5) {
             let edge = self.rng.random_range(0..self.edges);
@@ -247,6 +268,7 @@ fn start_of(f: &Fault) -> Duration {
         | Fault::KillDuringDrain { at, .. }
         | Fault::CloudKill { at, .. }
         | Fault::CloudRestart { at }
+        | Fault::BrokerRestart { at }
         | Fault::LinkCut { at, .. }
         | Fault::PlcRefuses { at, .. }
         | Fault::PlcExceptions { at, .. }
@@ -296,5 +318,19 @@ mod tests {
         }
         // 500 rounds draw every kind.
         assert_eq!(kinds.len(), 9, "{kinds:?}");
+        assert!(
+            !kinds.contains("broker-restart"),
+            "no external broker, no restarts of it"
+        );
+
+        let mut p = Plan::new(1, 3, Duration::from_secs(6)).with_broker_restarts();
+        let restarts = (0..100)
+            .flat_map(|_| p.round())
+            .filter(|f| matches!(f, Fault::BrokerRestart { .. }))
+            .count();
+        assert!(
+            (5..=40).contains(&restarts),
+            "{restarts} broker restarts in 100 rounds"
+        );
     }
 }

@@ -109,20 +109,7 @@ impl Mosquitto {
             &[],
             &self.dir,
         )?;
-        let ready = wait_for("mosquitto to start again", Duration::from_secs(10), || {
-            let running = child.is_running();
-            let out = strip_ansi(&child.output());
-            async move {
-                if out.contains(" running") {
-                    Some(Ok(()))
-                } else if !running {
-                    Some(Err(out))
-                } else {
-                    None
-                }
-            }
-        })
-        .await?;
+        let ready = running(&mut child).await?;
         if let Err(out) = ready {
             anyhow::bail!("mosquitto did not start again:\n{out}");
         }
@@ -158,20 +145,7 @@ impl Mosquitto {
                 &[],
                 dir,
             )?;
-            let ready = wait_for("mosquitto to start", Duration::from_secs(10), || {
-                let running = child.is_running();
-                let out = strip_ansi(&child.output());
-                async move {
-                    if out.contains(" running") {
-                        Some(Ok(()))
-                    } else if !running {
-                        Some(Err(out))
-                    } else {
-                        None
-                    }
-                }
-            })
-            .await?;
+            let ready = running(&mut child).await?;
             match ready {
                 Ok(()) => {
                     return Ok(Self {
@@ -527,4 +501,23 @@ fn constant_schedule() -> Value {
         "seasons": [{ "name": "all-year", "from": "01-01", "to": "12-31",
                       "weekday": "day", "saturday": "day", "sunday": "day" }]
     })
+}
+
+/// Waits until `child` (a Mosquitto) says it is running: `Err` with its output when it
+/// exited instead.
+async fn running(child: &mut Child) -> anyhow::Result<Result<(), String>> {
+    wait_for("mosquitto to start", Duration::from_secs(10), || {
+        let running = child.is_running();
+        let out = strip_ansi(&child.output());
+        async move {
+            if out.contains(" running") {
+                Some(Ok(()))
+            } else if !running {
+                Some(Err(out))
+            } else {
+                None
+            }
+        }
+    })
+    .await
 }

@@ -215,22 +215,19 @@ impl Refusal {
 impl Ctx {
     /// Whether `device` may publish on `topic`: its own edge→cloud topics only.
     fn may_publish(&self, device: &DeviceId, topic: &str) -> bool {
-        matches!(self.config.topics.parse(topic),
-            Ok((d, ch)) if d == *device && ch.direction() == Direction::EdgeToCloud)
+        self.publish_channel(device, topic).is_some()
+    }
+
+    /// The channel of `topic` when `device` may publish on it (else `None`).
+    fn publish_channel(&self, device: &DeviceId, topic: &str) -> Option<Channel> {
+        match self.config.topics.parse(topic) {
+            Ok((d, ch)) if d == *device && ch.direction() == Direction::EdgeToCloud => Some(ch),
+            _ => None,
+        }
     }
 
     /// Whether `device` may subscribe to `filter`: only inside its own subtree (a literal
     /// `{prefix}/{device}/` before any wildcard).
-    /// Whether the PUBACK of this publish waits for the cloud's commit: telemetry and
-    /// events, at QoS 1.
-    fn holds(&self, p: &rumqttc::mqttbytes::v4::Publish) -> bool {
-        p.qos == rumqttc::mqttbytes::QoS::AtLeastOnce
-            && matches!(
-                self.config.topics.parse(&p.topic),
-                Ok((_, Channel::Telemetry | Channel::Events))
-            )
-    }
-
     fn may_subscribe(&self, device: &DeviceId, filter: &str) -> bool {
         let own = format!("{}/{}/", self.config.topics.prefix(), device);
         filter.starts_with(&own)
@@ -520,25 +517,30 @@ async fn uplink(
             }
         };
         match packet {
-            Packet::Publish(p) if !ctx.may_publish(device, &p.topic) => {
-                ctx.stats.publishes_refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%peer, %device, topic = ?p.topic, "MQTT publish refused: not one of the device's own topics; connection closed");
-                // What came before it on this connection still goes through.
-                flush(&mut upstream, &mut out).await?;
-                return Ok(());
+            Packet::Publish(p) => {
+                let Some(channel) = ctx.publish_channel(device, &p.topic) else {
+                    ctx.stats.publishes_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%peer, %device, topic = ?p.topic, "MQTT publish refused: not one of the device's own topics; connection closed");
+                    // What came before it on this connection still goes through.
+                    flush(&mut upstream, &mut out).await?;
+                    return Ok(());
+                };
+                // The PUBACK of telemetry and events (QoS 1) waits for the cloud's commit.
+                if p.qos == rumqttc::mqttbytes::QoS::AtLeastOnce
+                    && matches!(channel, Channel::Telemetry | Channel::Events)
+                {
+                    let settled = ctx
+                        .config
+                        .receipts
+                        .expect(Receipts::key(&p.topic, &p.payload));
+                    if hold.send((p.pkid, settled)).is_err() {
+                        return Ok(());
+                    }
+                }
+                encode(&Packet::Publish(p), &mut out, max)?;
             }
             Packet::Connect(_) => {
                 return Err(std::io::Error::other("second CONNECT"));
-            }
-            Packet::Publish(p) if ctx.holds(&p) => {
-                let settled = ctx
-                    .config
-                    .receipts
-                    .expect(Receipts::key(&p.topic, &p.payload));
-                if hold.send((p.pkid, settled)).is_err() {
-                    return Ok(());
-                }
-                encode(&Packet::Publish(p), &mut out, max)?;
             }
             Packet::Subscribe(mut s) => {
                 let allowed: Vec<bool> = s

@@ -77,13 +77,19 @@ impl Receipts {
     /// The ingest is done with the message with `key`: `stored` when its writes were
     /// committed (or it had none), `false` when the commit failed.
     pub fn settle(&self, key: u64, stored: bool) {
-        let senders = self
-            .waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
-        for s in senders.into_iter().flatten() {
-            let _ = s.send(stored);
+        self.settle_all([(key, stored)]);
+    }
+
+    /// [`Receipts::settle`] for each of a burst's messages, under one lock.
+    pub fn settle_all(&self, settled: impl IntoIterator<Item = (u64, bool)>) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if waiting.is_empty() {
+            return;
+        }
+        for (key, stored) in settled {
+            for s in waiting.remove(&key).into_iter().flatten() {
+                let _ = s.send(stored);
+            }
         }
     }
 

@@ -348,9 +348,8 @@ async fn ack_in_order(
             }
         }
         if let Some(r) = &receipts {
-            for (key, stored) in &p.receipts {
-                r.settle(*key, result.is_ok() || !stored);
-            }
+            let ok = result.is_ok();
+            r.settle_all(p.receipts.iter().map(|&(key, stored)| (key, ok || !stored)));
         }
         for (publish, stored) in &p.publishes {
             // Not acknowledged when its writes failed: the broker redelivers it after a

@@ -211,6 +211,20 @@ async fn publish(topics: &Topics, device: &DeviceId, seq: u64) {
     publish_range(1883, topics, device, seq..=seq).await;
 }
 
+/// A telemetry batch of one sample taken now, encoded.
+fn sample_now(seq: u64) -> Vec<u8> {
+    let batch = TelemetryBatch {
+        v: 1,
+        backlog: false,
+        samples: vec![Sample {
+            seq,
+            ts: Utc::now(),
+            values: [("supply_temp".to_owned(), 7.0.into())].into(),
+        }],
+    };
+    encode(&batch).expect("encodes")
+}
+
 /// Publishes one message per seq as the device, each acknowledged by the broker.
 async fn publish_range(
     port: u16,
@@ -225,18 +239,8 @@ async fn publish_range(
     let topic = topics.topic_for(device, &Channel::Telemetry);
     let sender = tokio::spawn(async move {
         for seq in seqs {
-            let batch = TelemetryBatch {
-                v: 1,
-                backlog: false,
-                samples: vec![Sample {
-                    seq,
-                    ts: Utc::now(),
-                    values: [("supply_temp".to_owned(), 7.0.into())].into(),
-                }],
-            };
-            let bytes = encode(&batch).expect("encodes");
             client
-                .publish(topic.clone(), QoS::AtLeastOnce, false, bytes)
+                .publish(topic.clone(), QoS::AtLeastOnce, false, sample_now(seq))
                 .await
                 .expect("queued");
         }
@@ -803,22 +807,8 @@ impl FrontDevice {
     }
 
     async fn send(&self, seq: u64) {
-        let batch = TelemetryBatch {
-            v: 1,
-            backlog: false,
-            samples: vec![Sample {
-                seq,
-                ts: Utc::now(),
-                values: [("supply_temp".to_owned(), 7.0.into())].into(),
-            }],
-        };
         self.client
-            .publish(
-                self.topic.clone(),
-                QoS::AtLeastOnce,
-                false,
-                encode(&batch).expect("encodes"),
-            )
+            .publish(self.topic.clone(), QoS::AtLeastOnce, false, sample_now(seq))
             .await
             .expect("queued");
     }
